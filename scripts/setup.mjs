@@ -1,0 +1,49 @@
+// One set-up step for `npm run matrix`, `npm test` and `npm run bench`: makes sure the Debian
+// packages corematrix drives are installed. As root it installs what is missing with apt-get;
+// otherwise it prints the exact command and exits 2. It never edits the machine's apt sources.
+import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+
+// [package, a file that proves it is installed]
+const needs = [
+  ['clang-19', '/usr/bin/clang-19'],
+  ['llvm-19', '/usr/bin/llvm-objdump-19'],
+  ['bpftool', '/usr/sbin/bpftool'],
+  ['libbpf-dev', '/usr/include/bpf/bpf_helpers.h'],
+  ['libbpf1', '/usr/lib/x86_64-linux-gnu/libbpf.so.1'],
+  ['libelf1', '/usr/lib/x86_64-linux-gnu/libelf.so.1'],
+  ['qemu-system-x86', '/usr/bin/qemu-system-x86_64'],
+  ['busybox-static', '/bin/busybox'],
+  ['cpio', '/usr/bin/cpio'],
+  ['zstd', '/usr/bin/zstd'],
+  ['xz-utils', '/usr/bin/xz'],
+  ['lz4', '/usr/bin/lz4'],
+  ['gzip', '/usr/bin/gzip'],
+  ['dpkg', '/usr/bin/dpkg-deb'],
+  ['apt', '/usr/bin/apt-get'],
+  ['gcc', '/usr/bin/gcc'],
+  ['libc6-dev', '/usr/include/stdio.h'],
+];
+const quiet = process.argv.includes('--quiet');
+// busybox-static provides /bin/busybox, but so does plain busybox (dynamic): require static.
+const isStaticBusybox = () => {
+  try { return !execFileSync('file', ['-L', '/bin/busybox'], { encoding: 'utf8' }).includes('dynamically'); }
+  catch { return existsSync('/bin/busybox'); }
+};
+const missing = needs.filter(([pkg, file]) => !existsSync(file) || (pkg === 'busybox-static' && !isStaticBusybox())).map(([pkg]) => pkg);
+if (missing.length === 0) {
+  if (!quiet) console.log('corematrix setup: all system packages present');
+  process.exit(0);
+}
+const cmd = `apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+if (process.getuid?.() !== 0) {
+  console.error(`corematrix setup: missing Debian packages: ${missing.join(', ')}\nrun as root:\n  ${cmd}`);
+  process.exit(2);
+}
+console.error(`corematrix setup: installing ${missing.join(', ')}`);
+try {
+  execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'inherit'] });
+} catch (e) {
+  console.error(`corematrix setup: apt-get failed (${e.status ?? e.message}); the command was:\n  ${cmd}`);
+  process.exit(2);
+}
