@@ -1,0 +1,453 @@
+// BTF reader: all 20 kinds, split BTF (base + module), lazy decoding.
+//
+// Parsing is one pass over the type section that records where each type starts (a Uint32Array
+// of byte offsets) after checking every record lies inside the section and has a known kind.
+// Nothing else is decoded until asked: names, members and the by-name index are built on demand.
+// That keeps a 100k-type vmlinux cheap to open, which matters in the guest (TCG) and for the
+// offline `relocate` command.
+
+import { FormatError } from '../errors.js';
+import { BTF_MAGIC, Kind, KIND_NAMES, extraSize } from './kinds.js';
+
+export interface Member {
+  name: string;
+  type: number;
+  /** Bit offset of the member within its struct/union. */
+  bitOffset: number;
+  /** Bitfield size in bits; 0 when the member is not a bitfield. */
+  bitfieldSize: number;
+}
+export interface EnumValue {
+  name: string;
+  value: bigint;
+}
+export interface Param {
+  name: string;
+  type: number;
+}
+export interface VarSecinfo {
+  type: number;
+  offset: number;
+  size: number;
+}
+
+interface Base {
+  id: number;
+  name: string;
+}
+export type BtfType =
+  | (Base & { kind: Kind.UNKN })
+  | (Base & { kind: Kind.INT; size: number; encoding: number; bitOffset: number; bits: number })
+  | (Base & { kind: Kind.PTR | Kind.TYPEDEF | Kind.VOLATILE | Kind.CONST | Kind.RESTRICT | Kind.TYPE_TAG; type: number })
+  | (Base & { kind: Kind.ARRAY; type: number; indexType: number; nelems: number })
+  | (Base & { kind: Kind.STRUCT | Kind.UNION; size: number; members: Member[] })
+  | (Base & { kind: Kind.ENUM | Kind.ENUM64; size: number; signed: boolean; values: EnumValue[] })
+  | (Base & { kind: Kind.FWD; union: boolean })
+  | (Base & { kind: Kind.FUNC; type: number; linkage: number })
+  | (Base & { kind: Kind.FUNC_PROTO; type: number; params: Param[] })
+  | (Base & { kind: Kind.VAR; type: number; linkage: number })
+  | (Base & { kind: Kind.DATASEC; size: number; vars: VarSecinfo[] })
+  | (Base & { kind: Kind.FLOAT; size: number })
+  | (Base & { kind: Kind.DECL_TAG; type: number; componentIdx: number });
+
+export type TypeOf<K extends Kind> = Extract<BtfType, { kind: K }>;
+
+const HEADER_MIN = 24;
+/** Bound for chains of modifiers/typedefs and nested aggregates, so type loops cannot hang us. */
+export const MAX_RESOLVE_DEPTH = 64;
+
+/** Fast ASCII/UTF-8 decoding of a NUL-terminated string at `off`. */
+function readCString(bytes: Uint8Array, start: number, end: number): string {
+  let i = start;
+  let ascii = true;
+  while (i < end && bytes[i] !== 0) {
+    if (bytes[i]! >= 0x80) ascii = false;
+    i++;
+  }
+  if (i >= end) return '\u0000'; // caller turns this into an error
+  if (ascii) {
+    if (i - start < 64) {
+      let s = '';
+      for (let j = start; j < i; j++) s += String.fromCharCode(bytes[j]!);
+      return s;
+    }
+  }
+  return new TextDecoder('utf-8', { fatal: false }).decode(bytes.subarray(start, i));
+}
+
+export interface ParseOptions {
+  /** Base BTF for split BTF (module BTF on top of vmlinux). */
+  base?: Btf;
+  /** Name used in error messages (a file name). */
+  source?: string;
+}
+
+export class Btf {
+  readonly source: string;
+  readonly base: Btf | undefined;
+  /** First type id described by this BTF (1 for base BTF; base.count for split BTF). */
+  readonly startId: number;
+  /** Offset added to string offsets in this BTF's own string section (base strings come first). */
+  readonly startStr: number;
+  readonly bytes: Uint8Array;
+  private readonly dv: DataView;
+  private readonly typeStart: number;
+  private readonly strStart: number;
+  private readonly strLen: number;
+  /** offsets[i] = absolute byte offset of type (startId + i). */
+  private readonly offsets: Uint32Array;
+  private readonly nTypes: number;
+  private readonly strCache = new Map<number, string>();
+  private nameIdx: Map<string, number[]> | undefined;
+  private essIdx: Map<string, number[]> | undefined;
+
+  constructor(bytes: Uint8Array, opts: ParseOptions = {}) {
+    this.source = opts.source ?? 'BTF';
+    this.base = opts.base;
+    this.bytes = bytes;
+    this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const src = this.source;
+    if (bytes.length < HEADER_MIN) throw new FormatError(`${src}: BTF too short for a header (${bytes.length} bytes)`);
+    const magic = this.dv.getUint16(0, true);
+    if (magic !== BTF_MAGIC) {
+      if (magic === 0x9feb) throw new FormatError(`${src}: big-endian BTF is not supported`);
+      throw new FormatError(`${src}: bad BTF magic 0x${magic.toString(16)}`, 0);
+    }
+    const version = bytes[2];
+    if (version !== 1) throw new FormatError(`${src}: unsupported BTF version ${version}`, 2);
+    const hdrLen = this.dv.getUint32(4, true);
+    if (hdrLen < HEADER_MIN || hdrLen > bytes.length) throw new FormatError(`${src}: bad BTF header length ${hdrLen}`, 4);
+    const typeOff = this.dv.getUint32(8, true);
+    const typeLen = this.dv.getUint32(12, true);
+    const strOff = this.dv.getUint32(16, true);
+    const strLen = this.dv.getUint32(20, true);
+    const avail = bytes.length - hdrLen;
+    if (typeOff + typeLen > avail || typeOff % 4 !== 0) throw new FormatError(`${src}: BTF type section out of bounds`, 8);
+    if (strOff + strLen > avail) throw new FormatError(`${src}: BTF string section out of bounds`, 16);
+    if (typeLen > 0 && strOff < typeOff + typeLen && strOff + strLen > typeOff) throw new FormatError(`${src}: BTF type and string sections overlap`, 16);
+    this.typeStart = hdrLen + typeOff;
+    this.strStart = hdrLen + strOff;
+    this.strLen = strLen;
+    if (this.base) {
+      this.startId = this.base.count;
+      this.startStr = this.base.startStr + this.base.strLen;
+    } else {
+      this.startId = 1;
+      this.startStr = 0;
+      if (strLen === 0 || bytes[this.strStart] !== 0) throw new FormatError(`${src}: BTF string section must start with an empty string`, this.strStart);
+    }
+    if (strLen > 0 && bytes[this.strStart + strLen - 1] !== 0) throw new FormatError(`${src}: BTF string section is not NUL-terminated`, this.strStart + strLen - 1);
+
+    // One pass: record offsets, check bounds and kinds. A record is at least 12 bytes.
+    const end = this.typeStart + typeLen;
+    let offsets = new Uint32Array(Math.max(16, (typeLen / 16) | 0));
+    let n = 0;
+    let p = this.typeStart;
+    const dv = this.dv;
+    const strTotal = this.startStr + strLen;
+    while (p < end) {
+      if (p + 12 > end) throw new FormatError(`${src}: truncated BTF type #${this.startId + n}`, p);
+      const info = dv.getUint32(p + 4, true);
+      const kind = (info >>> 24) & 0x1f;
+      const vlen = info & 0xffff;
+      const extra = extraSize(kind, vlen);
+      if (extra < 0 || kind === 0) throw new FormatError(`${src}: BTF type #${this.startId + n} has unknown kind ${kind}`, p);
+      const nameOff = dv.getUint32(p, true);
+      if (nameOff >= strTotal) throw new FormatError(`${src}: BTF type #${this.startId + n} name offset ${nameOff} is outside the string section`, p);
+      if (n === offsets.length) {
+        const grown = new Uint32Array(offsets.length * 2);
+        grown.set(offsets);
+        offsets = grown;
+      }
+      offsets[n++] = p;
+      p += 12 + extra;
+    }
+    if (p !== end) throw new FormatError(`${src}: BTF type #${this.startId + n - 1} runs past the type section`, p);
+    this.offsets = offsets.subarray(0, n);
+    this.nTypes = n;
+  }
+
+  /** Total number of type ids, including void (0) and base types: valid ids are [0, count). */
+  get count(): number {
+    return this.startId + this.nTypes;
+  }
+  /** Number of types described by this (split) BTF itself. */
+  get ownCount(): number {
+    return this.nTypes;
+  }
+  get stringsLength(): number {
+    return this.strLen;
+  }
+
+  private own(id: number): number {
+    const i = id - this.startId;
+    if (i < 0 || i >= this.nTypes || !Number.isInteger(id)) throw new FormatError(`${this.source}: type id ${id} out of range (BTF has ${this.count} types)`);
+    return this.offsets[i]!;
+  }
+
+  /** Byte offset of a type's record (for hostile-input error messages). */
+  recordOffset(id: number): number | undefined {
+    if (id >= this.startId && id < this.count) return this.offsets[id - this.startId];
+    return this.base?.recordOffset(id);
+  }
+
+  /** The string at a string-section offset (offsets below startStr live in the base). */
+  str(off: number): string {
+    if (off < this.startStr) {
+      if (!this.base) throw new FormatError(`${this.source}: string offset ${off} out of range`);
+      return this.base.str(off);
+    }
+    const cached = this.strCache.get(off);
+    if (cached !== undefined) return cached;
+    const rel = off - this.startStr;
+    if (rel >= this.strLen) throw new FormatError(`${this.source}: string offset ${off} is outside the string section (${this.strLen} bytes)`);
+    const s = readCString(this.bytes, this.strStart + rel, this.strStart + this.strLen);
+    if (s === '\u0000') throw new FormatError(`${this.source}: unterminated string at offset ${off}`);
+    this.strCache.set(off, s);
+    return s;
+  }
+
+  // --- raw accessors: no allocation, used by hot loops ---
+
+  kind(id: number): Kind {
+    if (id === 0) return Kind.UNKN;
+    if (id < this.startId) return this.base!.kind(id);
+    return ((this.dv.getUint32(this.own(id) + 4, true) >>> 24) & 0x1f) as Kind;
+  }
+  vlen(id: number): number {
+    if (id === 0) return 0;
+    if (id < this.startId) return this.base!.vlen(id);
+    return this.dv.getUint32(this.own(id) + 4, true) & 0xffff;
+  }
+  kindFlag(id: number): boolean {
+    if (id === 0) return false;
+    if (id < this.startId) return this.base!.kindFlag(id);
+    return (this.dv.getUint32(this.own(id) + 4, true) >>> 31) === 1;
+  }
+  nameOff(id: number): number {
+    if (id === 0) return 0;
+    if (id < this.startId) return this.base!.nameOff(id);
+    return this.dv.getUint32(this.own(id), true);
+  }
+  name(id: number): string {
+    return id === 0 ? '' : this.str(this.nameOff(id));
+  }
+  /** The size/type word of the common header. */
+  sizeOrType(id: number): number {
+    if (id === 0) return 0;
+    if (id < this.startId) return this.base!.sizeOrType(id);
+    return this.dv.getUint32(this.own(id) + 8, true);
+  }
+
+  /** Decodes one type. */
+  type(id: number): BtfType {
+    if (id === 0) return { kind: Kind.UNKN, id: 0, name: 'void' };
+    if (id < this.startId) {
+      if (!this.base) throw new FormatError(`${this.source}: type id ${id} out of range`);
+      return this.base.type(id);
+    }
+    const p = this.own(id);
+    const dv = this.dv;
+    const info = dv.getUint32(p + 4, true);
+    const kind = ((info >>> 24) & 0x1f) as Kind;
+    const vlen = info & 0xffff;
+    const kflag = info >>> 31 === 1;
+    const name = this.str(dv.getUint32(p, true));
+    const st = dv.getUint32(p + 8, true);
+    const q = p + 12;
+    switch (kind) {
+      case Kind.INT: {
+        const v = dv.getUint32(q, true);
+        return { kind, id, name, size: st, encoding: (v >>> 24) & 0x0f, bitOffset: (v >>> 16) & 0xff, bits: v & 0xff };
+      }
+      case Kind.PTR: case Kind.TYPEDEF: case Kind.VOLATILE: case Kind.CONST: case Kind.RESTRICT: case Kind.TYPE_TAG:
+        return { kind, id, name, type: st };
+      case Kind.ARRAY:
+        return { kind, id, name, type: dv.getUint32(q, true), indexType: dv.getUint32(q + 4, true), nelems: dv.getUint32(q + 8, true) };
+      case Kind.STRUCT: case Kind.UNION: {
+        const members: Member[] = new Array(vlen);
+        for (let i = 0; i < vlen; i++) {
+          const m = q + i * 12;
+          const off = dv.getUint32(m + 8, true);
+          members[i] = {
+            name: this.str(dv.getUint32(m, true)),
+            type: dv.getUint32(m + 4, true),
+            bitOffset: kflag ? off & 0xffffff : off,
+            bitfieldSize: kflag ? off >>> 24 : 0,
+          };
+        }
+        return { kind, id, name, size: st, members };
+      }
+      case Kind.ENUM: {
+        const values: EnumValue[] = new Array(vlen);
+        for (let i = 0; i < vlen; i++) {
+          const m = q + i * 8;
+          values[i] = { name: this.str(dv.getUint32(m, true)), value: BigInt(kflag ? dv.getInt32(m + 4, true) : dv.getUint32(m + 4, true)) };
+        }
+        return { kind, id, name, size: st, signed: kflag, values };
+      }
+      case Kind.ENUM64: {
+        const values: EnumValue[] = new Array(vlen);
+        for (let i = 0; i < vlen; i++) {
+          const m = q + i * 12;
+          const raw = (BigInt(dv.getUint32(m + 8, true)) << 32n) | BigInt(dv.getUint32(m + 4, true));
+          values[i] = { name: this.str(dv.getUint32(m, true)), value: kflag ? BigInt.asIntN(64, raw) : raw };
+        }
+        return { kind, id, name, size: st, signed: kflag, values };
+      }
+      case Kind.FWD:
+        return { kind, id, name, union: kflag };
+      case Kind.FUNC:
+        return { kind, id, name, type: st, linkage: vlen };
+      case Kind.FUNC_PROTO: {
+        const params: Param[] = new Array(vlen);
+        for (let i = 0; i < vlen; i++) params[i] = { name: this.str(dv.getUint32(q + i * 8, true)), type: dv.getUint32(q + i * 8 + 4, true) };
+        return { kind, id, name, type: st, params };
+      }
+      case Kind.VAR:
+        return { kind, id, name, type: st, linkage: dv.getUint32(q, true) };
+      case Kind.DATASEC: {
+        const vars: VarSecinfo[] = new Array(vlen);
+        for (let i = 0; i < vlen; i++) {
+          const m = q + i * 12;
+          vars[i] = { type: dv.getUint32(m, true), offset: dv.getUint32(m + 4, true), size: dv.getUint32(m + 8, true) };
+        }
+        return { kind, id, name, size: st, vars };
+      }
+      case Kind.FLOAT:
+        return { kind, id, name, size: st };
+      case Kind.DECL_TAG:
+        return { kind, id, name, type: st, componentIdx: dv.getInt32(q, true) };
+      default:
+        throw new FormatError(`${this.source}: type #${id} has unknown kind ${kind}`, p);
+    }
+  }
+
+  /** Decodes a type and checks its kind. */
+  typeOf<K extends Kind>(id: number, ...kinds: K[]): TypeOf<K> {
+    const t = this.type(id);
+    if (!(kinds as Kind[]).includes(t.kind)) {
+      throw new FormatError(`${this.source}: type #${id} is ${KIND_NAMES[t.kind]}, expected ${kinds.map((k) => KIND_NAMES[k]).join(' or ')}`);
+    }
+    return t as TypeOf<K>;
+  }
+
+  /** Type ids with exactly this name (all kinds), including base types. */
+  byName(name: string): readonly number[] {
+    const own = (this.nameIdx ??= this.buildIndex(false)).get(name) ?? [];
+    return this.base ? [...this.base.byName(name), ...own] : own;
+  }
+
+  /** Type ids whose essential name (the part before any `___suffix`) equals `ess`. */
+  byEssentialName(ess: string): readonly number[] {
+    const own = (this.essIdx ??= this.buildIndex(true)).get(ess) ?? [];
+    return this.base ? [...this.base.byEssentialName(ess), ...own] : own;
+  }
+
+  private buildIndex(essential: boolean): Map<string, number[]> {
+    const idx = new Map<string, number[]>();
+    const byOff = new Map<number, number[]>();
+    const dv = this.dv;
+    for (let i = 0; i < this.nTypes; i++) {
+      const off = dv.getUint32(this.offsets[i]!, true);
+      if (off === 0) continue;
+      let l = byOff.get(off);
+      if (!l) byOff.set(off, (l = []));
+      l.push(this.startId + i);
+    }
+    for (const [off, ids] of byOff) {
+      let s = this.str(off);
+      if (essential) s = essentialName(s);
+      const l = idx.get(s);
+      if (l) l.push(...ids);
+      else idx.set(s, ids);
+    }
+    if (essential) for (const l of idx.values()) l.sort((a, b) => a - b);
+    return idx;
+  }
+
+  /** Skips typedefs, const/volatile/restrict and type tags. */
+  skipModsAndTypedefs(id: number): number {
+    for (let depth = 0; depth < MAX_RESOLVE_DEPTH; depth++) {
+      const k = this.kind(id);
+      if (k !== Kind.TYPEDEF && k !== Kind.CONST && k !== Kind.VOLATILE && k !== Kind.RESTRICT && k !== Kind.TYPE_TAG) return id;
+      id = this.sizeOrType(id);
+    }
+    throw new FormatError(`${this.source}: type loop or chain too deep at type #${id}`);
+  }
+
+  /** Skips const/volatile/restrict and type tags (keeps typedefs). */
+  skipMods(id: number): number {
+    for (let depth = 0; depth < MAX_RESOLVE_DEPTH; depth++) {
+      const k = this.kind(id);
+      if (k !== Kind.CONST && k !== Kind.VOLATILE && k !== Kind.RESTRICT && k !== Kind.TYPE_TAG) return id;
+      id = this.sizeOrType(id);
+    }
+    throw new FormatError(`${this.source}: type loop or chain too deep at type #${id}`);
+  }
+
+  /** sizeof(type) in bytes, following typedefs, modifiers and arrays. */
+  sizeOf(id: number): number {
+    let mult = 1;
+    for (let depth = 0; depth < MAX_RESOLVE_DEPTH; depth++) {
+      switch (this.kind(id)) {
+        case Kind.INT: case Kind.STRUCT: case Kind.UNION: case Kind.ENUM: case Kind.ENUM64: case Kind.DATASEC: case Kind.FLOAT:
+          return mult * this.sizeOrType(id);
+        case Kind.PTR:
+          return mult * 8;
+        case Kind.TYPEDEF: case Kind.VOLATILE: case Kind.CONST: case Kind.RESTRICT: case Kind.TYPE_TAG: case Kind.VAR:
+          id = this.sizeOrType(id);
+          break;
+        case Kind.ARRAY: {
+          const a = this.typeOf(id, Kind.ARRAY);
+          mult *= a.nelems;
+          id = a.type;
+          break;
+        }
+        default:
+          throw new FormatError(`${this.source}: type #${id} (${KIND_NAMES[this.kind(id)]}) has no size`);
+      }
+    }
+    throw new FormatError(`${this.source}: type loop or chain too deep at type #${id}`);
+  }
+
+  /** The type as C would spell it: `struct task_struct`, `unsigned int`, `char *`, `int[4]`. */
+  typeName(id: number, depth = 0): string {
+    if (depth > MAX_RESOLVE_DEPTH) throw new FormatError(`${this.source}: type loop at type #${id}`);
+    const t = this.type(id);
+    const anon = (what: string) => (t.name ? `${what} ${t.name}` : `${what} (anon #${id})`);
+    switch (t.kind) {
+      case Kind.UNKN: return 'void';
+      case Kind.STRUCT: return anon('struct');
+      case Kind.UNION: return anon('union');
+      case Kind.ENUM: case Kind.ENUM64: return anon('enum');
+      case Kind.FWD: return `${t.union ? 'union' : 'struct'} ${t.name}`;
+      case Kind.PTR: return `${this.typeName(t.type, depth + 1)} *`;
+      case Kind.CONST: return `const ${this.typeName(t.type, depth + 1)}`;
+      case Kind.VOLATILE: return `volatile ${this.typeName(t.type, depth + 1)}`;
+      case Kind.RESTRICT: return `${this.typeName(t.type, depth + 1)} restrict`;
+      case Kind.TYPE_TAG: return `${this.typeName(t.type, depth + 1)} __tag(${t.name})`;
+      case Kind.ARRAY: return `${this.typeName(t.type, depth + 1)}[${t.nelems}]`;
+      case Kind.FUNC_PROTO: return `${this.typeName(t.type, depth + 1)} (*)(${t.params.map((p) => this.typeName(p.type, depth + 1)).join(', ')})`;
+      case Kind.FUNC: return `func ${t.name}`;
+      case Kind.VAR: return `var ${t.name}`;
+      case Kind.DATASEC: return `datasec ${t.name}`;
+      case Kind.DECL_TAG: return `decl_tag ${t.name}`;
+      default: return t.name;
+    }
+  }
+}
+
+/** `task_struct___old` → `task_struct`; names without a flavour are returned unchanged. */
+/** The flavour separator is the last `X___Y` where neither X nor Y is an underscore. */
+export function essentialName(name: string): string {
+  for (let i = name.length - 5; i >= 0; i--) {
+    if (name.charCodeAt(i) !== 95 && name.charCodeAt(i + 1) === 95 && name.charCodeAt(i + 2) === 95 &&
+        name.charCodeAt(i + 3) === 95 && name.charCodeAt(i + 4) !== 95) return name.slice(0, i + 1);
+  }
+  return name;
+}
+
+export function parseBtf(bytes: Uint8Array, opts: ParseOptions = {}): Btf {
+  return new Btf(bytes, opts);
+}
