@@ -1,0 +1,164 @@
+// Which instructions of a program can run, given the constants CO-RE relocation wrote into it.
+//
+// After relocation, `bpf_core_field_exists()` and friends are plain `rX = 0/1` moves followed by
+// branches; the kernel verifier follows only the branch a known constant selects, so a poisoned
+// instruction behind a false existence check is dead code and the program still loads. This is a
+// small abstract interpreter that tracks which registers hold known constants and explores
+// every path the verifier could, so `relocate` can say, offline, whether a poisoned relocation
+// will make the load fail. It is deliberately conservative: when unsure it explores both ways
+// (more "reachable" than the verifier, never less).
+
+const LD = 0x00, LDX = 0x01, ST = 0x02, STX = 0x03, ALU = 0x04, JMP = 0x05, JMP32 = 0x06, ALU64 = 0x07;
+const MASK64 = (1n << 64n) - 1n;
+
+type Regs = (bigint | undefined)[];
+
+function alu(op: number, a: bigint, b: bigint, is64: boolean): bigint | undefined {
+  const w = is64 ? 64n : 32n;
+  const m = is64 ? MASK64 : 0xffffffffn;
+  a &= m;
+  b &= m;
+  let r: bigint;
+  switch (op) {
+    case 0x00: r = a + b; break; // add
+    case 0x10: r = a - b; break; // sub
+    case 0x20: r = a * b; break; // mul
+    case 0x40: r = a | b; break; // or
+    case 0x50: r = a & b; break; // and
+    case 0x60: r = a << (b & (w - 1n)); break; // lsh
+    case 0x70: r = a >> (b & (w - 1n)); break; // rsh
+    case 0xa0: r = a ^ b; break; // xor
+    case 0xb0: r = b; break; // mov
+    case 0xc0: r = BigInt.asUintN(Number(w), BigInt.asIntN(Number(w), a) >> (b & (w - 1n))); break; // arsh
+    default: return undefined;
+  }
+  return r & m;
+}
+
+function cond(op: number, a: bigint, b: bigint, is64: boolean): boolean | undefined {
+  const m = is64 ? MASK64 : 0xffffffffn;
+  const bits = is64 ? 64 : 32;
+  a &= m;
+  b &= m;
+  const sa = BigInt.asIntN(bits, a);
+  const sb = BigInt.asIntN(bits, b);
+  switch (op) {
+    case 0x10: return a === b; // jeq
+    case 0x20: return a > b; // jgt
+    case 0x30: return a >= b; // jge
+    case 0x40: return (a & b) !== 0n; // jset
+    case 0x50: return a !== b; // jne
+    case 0x60: return sa > sb; // jsgt
+    case 0x70: return sa >= sb; // jsge
+    case 0xa0: return a < b; // jlt
+    case 0xb0: return a <= b; // jle
+    case 0xc0: return sa < sb; // jslt
+    case 0xd0: return sa <= sb; // jsle
+    default: return undefined;
+  }
+}
+
+/**
+ * Marks the instructions reachable from `entry` (an index into `insns`, 8 bytes each).
+ * Returns undefined when the exploration budget runs out (caller should assume "reachable").
+ */
+export function reachable(insns: Uint8Array, entry = 0, budget = 200_000): Uint8Array | undefined {
+  const n = insns.length >> 3;
+  const dv = new DataView(insns.buffer, insns.byteOffset, insns.byteLength);
+  const seen = new Uint8Array(n);
+  const visited = new Set<string>();
+  const work: [number, Regs][] = [[entry, new Array(11).fill(undefined)]];
+  let steps = 0;
+  while (work.length) {
+    let [pc, regs] = work.pop()!;
+    for (;;) {
+      if (pc < 0 || pc >= n) break;
+      if (++steps > budget) return undefined;
+      const key = pc + ':' + regs.map((r) => (r === undefined ? '?' : r.toString(16))).join(',');
+      if (visited.has(key)) break;
+      visited.add(key);
+      seen[pc] = 1;
+      const at = pc * 8;
+      const code = dv.getUint8(at);
+      const dst = dv.getUint8(at + 1) & 0x0f;
+      const src = dv.getUint8(at + 1) >> 4;
+      const off = dv.getInt16(at + 2, true);
+      const imm = dv.getInt32(at + 4, true);
+      const cls = code & 0x07;
+      const op = code & 0xf0;
+      const useX = (code & 0x08) !== 0;
+      if (cls === LD) {
+        if (code === 0x18) {
+          if (pc + 1 < n) seen[pc + 1] = 1;
+          const hi = BigInt(dv.getUint32(at + 12, true));
+          regs = regs.slice();
+          regs[dst] = src === 0 ? ((hi << 32n) | BigInt(dv.getUint32(at + 4, true))) : undefined;
+          pc += 2;
+          continue;
+        }
+        regs = regs.slice();
+        regs[0] = undefined; // legacy packet loads
+        pc++;
+        continue;
+      }
+      if (cls === LDX) {
+        regs = regs.slice();
+        regs[dst] = undefined;
+        pc++;
+        continue;
+      }
+      if (cls === ST || cls === STX) {
+        if (cls === STX && (code & 0xe0) === 0xc0) {
+          // atomic ops may write a register (fetch variants, cmpxchg r0)
+          regs = regs.slice();
+          regs[src] = undefined;
+          regs[0] = undefined;
+        }
+        pc++;
+        continue;
+      }
+      if (cls === ALU || cls === ALU64) {
+        regs = regs.slice();
+        const is64 = cls === ALU64;
+        const b = useX ? regs[src] : BigInt.asUintN(64, BigInt(imm));
+        if (op === 0x80) regs[dst] = undefined; // neg
+        else if (op === 0xd0) regs[dst] = undefined; // endianness conversions
+        else if (op === 0xb0) regs[dst] = b === undefined ? undefined : is64 ? b : b & 0xffffffffn;
+        else {
+          const a = regs[dst];
+          regs[dst] = a === undefined || b === undefined ? undefined : alu(op, a, b, is64);
+        }
+        pc++;
+        continue;
+      }
+      if (cls === JMP || cls === JMP32) {
+        if (cls === JMP && op === 0x90) break; // exit
+        if (cls === JMP && op === 0x80) {
+          // call: helper, kfunc, or bpf-to-bpf (src=1: explore the callee with unknown args)
+          if (src === 1) work.push([pc + 1 + imm, new Array(11).fill(undefined)]);
+          regs = regs.slice();
+          for (let r = 0; r <= 5; r++) regs[r] = undefined;
+          pc++;
+          continue;
+        }
+        if (op === 0x00) {
+          // ja (JMP32 ja uses imm)
+          pc += 1 + (cls === JMP32 ? imm : off);
+          continue;
+        }
+        const a = regs[dst];
+        const b = useX ? regs[src] : BigInt.asUintN(64, BigInt(imm));
+        const taken = a === undefined || b === undefined ? undefined : cond(op, a, b, cls === JMP);
+        if (taken === undefined) {
+          work.push([pc + 1 + off, regs]);
+          pc++;
+        } else {
+          pc = taken ? pc + 1 + off : pc + 1;
+        }
+        continue;
+      }
+      pc++;
+    }
+  }
+  return seen;
+}
