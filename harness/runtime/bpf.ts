@@ -1,0 +1,358 @@
+// One typed function per bpf() command. They take plain data, build the attribute in native
+// memory (attr.ts), call sys.bpf and return fds/values; handles (map.ts, program.ts, link.ts) sit
+// on top. Every fd returned here is registered in fds.ts and must be closed with sys.close.
+
+import { BpfCmd, BTF_LOAD, LINK_CREATE, MAP_CREATE, MAP_ELEM, MAP_FREEZE, MAP_NEXT_KEY_OFFSET, OBJ_INFO, PROG_LOAD, PROG_TEST_RUN, RAW_TRACEPOINT_OPEN, getU32, writeAttr } from './attr.js';
+import { trackFd } from './fds.js';
+import { bpf, bpfRaw, errnoNumber, NativeMem, SyscallError, withScratch } from './sys.js';
+
+/** The kernel rejected a program (or BTF) and explained why in its log. */
+export class VerifierError extends SyscallError {
+  override name = 'VerifierError';
+  /** The whole log, as the kernel wrote it. */
+  readonly log: string;
+  constructor(call: string, errno: number, log: string, what: string) {
+    const lines = log.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+    // The last line is often "processed N insns ..." — the reason is usually the line before.
+    const tail = lines.filter((l) => !/^processed \d+ insns|^verification time/.test(l));
+    const last = tail.length ? tail[tail.length - 1]! : lines.length ? lines[lines.length - 1]! : '(empty verifier log)';
+    super(call, errno, `${what}: ${last}`);
+    this.log = log;
+  }
+  /** The log split into lines. */
+  get lines(): string[] {
+    return this.log.split('\n');
+  }
+}
+
+export interface MapCreateAttr {
+  mapType: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  mapFlags?: number;
+  innerMapFd?: number;
+  numaNode?: number;
+  name?: string;
+  btfFd?: number;
+  btfKeyTypeId?: number;
+  btfValueTypeId?: number;
+  btfVmlinuxValueTypeId?: number;
+  mapExtra?: bigint;
+}
+
+/** BPF_MAP_CREATE → map fd. */
+export function mapCreate(a: MapCreateAttr): number {
+  return withScratch((s) => {
+    const attr = s.alloc(MAP_CREATE.size);
+    writeAttr(MAP_CREATE, attr, {
+      map_type: a.mapType,
+      key_size: a.keySize,
+      value_size: a.valueSize,
+      max_entries: a.maxEntries,
+      map_flags: a.mapFlags ?? 0,
+      inner_map_fd: a.innerMapFd ?? 0,
+      numa_node: a.numaNode ?? 0,
+      map_name: a.name ?? '',
+      btf_fd: a.btfFd ?? 0,
+      btf_key_type_id: a.btfKeyTypeId ?? 0,
+      btf_value_type_id: a.btfValueTypeId ?? 0,
+      btf_vmlinux_value_type_id: a.btfVmlinuxValueTypeId ?? 0,
+      map_extra: a.mapExtra ?? 0n,
+    });
+    return trackFd(bpf(BpfCmd.MAP_CREATE, 'BPF_MAP_CREATE', attr, MAP_CREATE.size), 'map', a.name ?? `type ${a.mapType}`);
+  });
+}
+
+const ENOENT = errnoNumber('ENOENT');
+
+/** BPF_MAP_LOOKUP_ELEM: the value (valueSize bytes), or undefined when the key is absent. */
+export function mapLookup(mapFd: number, key: Uint8Array, valueSize: number, flags = 0): Uint8Array | undefined {
+  return withScratch((s) => {
+    const attr = s.alloc(MAP_ELEM.size);
+    const k = s.from(key);
+    const v = s.alloc(valueSize);
+    writeAttr(MAP_ELEM, attr, { map_fd: mapFd, key: k.addr, value: v.addr, flags });
+    const { ret, errno } = bpfRaw(BpfCmd.MAP_LOOKUP_ELEM, attr, MAP_ELEM.size);
+    if (ret < 0) {
+      if (errno === ENOENT) return undefined;
+      throw new SyscallError('bpf(BPF_MAP_LOOKUP_ELEM)', errno);
+    }
+    return v.copy();
+  });
+}
+
+/** BPF_MAP_UPDATE_ELEM (flags: BPF_ANY 0, BPF_NOEXIST 1, BPF_EXIST 2, BPF_F_LOCK 4). */
+export function mapUpdate(mapFd: number, key: Uint8Array, value: Uint8Array, flags = 0): void {
+  withScratch((s) => {
+    const attr = s.alloc(MAP_ELEM.size);
+    writeAttr(MAP_ELEM, attr, { map_fd: mapFd, key: s.from(key).addr, value: s.from(value).addr, flags });
+    bpf(BpfCmd.MAP_UPDATE_ELEM, 'BPF_MAP_UPDATE_ELEM', attr, MAP_ELEM.size);
+  });
+}
+
+/** BPF_MAP_DELETE_ELEM: false when the key was absent. */
+export function mapDelete(mapFd: number, key: Uint8Array): boolean {
+  return withScratch((s) => {
+    const attr = s.alloc(MAP_ELEM.size);
+    writeAttr(MAP_ELEM, attr, { map_fd: mapFd, key: s.from(key).addr });
+    const { ret, errno } = bpfRaw(BpfCmd.MAP_DELETE_ELEM, attr, MAP_ELEM.size);
+    if (ret < 0) {
+      if (errno === ENOENT) return false;
+      throw new SyscallError('bpf(BPF_MAP_DELETE_ELEM)', errno);
+    }
+    return true;
+  });
+}
+
+/** BPF_MAP_GET_NEXT_KEY: the key after `key` (the first key when `key` is undefined), or undefined at the end. */
+export function mapNextKey(mapFd: number, key: Uint8Array | undefined, keySize: number): Uint8Array | undefined {
+  return withScratch((s) => {
+    const attr = s.alloc(MAP_ELEM.size);
+    const next = s.alloc(keySize);
+    writeAttr(MAP_ELEM, attr, { map_fd: mapFd, key: key ? s.from(key).addr : 0n });
+    attr.view.setBigUint64(MAP_NEXT_KEY_OFFSET, next.addr, true);
+    const { ret, errno } = bpfRaw(BpfCmd.MAP_GET_NEXT_KEY, attr, MAP_ELEM.size);
+    if (ret < 0) {
+      if (errno === ENOENT) return undefined;
+      throw new SyscallError('bpf(BPF_MAP_GET_NEXT_KEY)', errno);
+    }
+    return next.copy();
+  });
+}
+
+/** BPF_MAP_FREEZE: no more writes from user space. */
+export function mapFreeze(mapFd: number): void {
+  withScratch((s) => {
+    const attr = s.alloc(MAP_FREEZE.size);
+    writeAttr(MAP_FREEZE, attr, { map_fd: mapFd });
+    bpf(BpfCmd.MAP_FREEZE, 'BPF_MAP_FREEZE', attr, MAP_FREEZE.size);
+  });
+}
+
+export interface ProgLoadAttr {
+  progType: number;
+  /** Already relocated instructions, 8 bytes each. */
+  insns: Uint8Array;
+  license: string;
+  name?: string;
+  expectedAttachType?: number;
+  attachBtfId?: number;
+  /** attach_prog_fd (freplace) or attach_btf_obj_fd (module BTF). */
+  attachProgFd?: number;
+  kernVersion?: number;
+  progFlags?: number;
+  progBtfFd?: number;
+  funcInfo?: Uint8Array;
+  funcInfoRecSize?: number;
+  lineInfo?: Uint8Array;
+  lineInfoRecSize?: number;
+  /** fd_array (5.14+), for BPF_PSEUDO_MAP_IDX / kfunc module BTF fds. */
+  fdArray?: number[];
+  /** 0 = no log unless the load fails (then it is retried with level 1), 1 = verifier log, 2 = verbose. */
+  logLevel?: number;
+  /** Initial log buffer size in bytes (doubled on ENOSPC up to 256 MiB). Default 64 KiB. */
+  logSize?: number;
+}
+
+export interface ProgLoadResult {
+  fd: number;
+  /** The verifier log when one was asked for (logLevel > 0), else ''. */
+  log: string;
+}
+
+const EACCES = errnoNumber('EACCES');
+const EINVAL = errnoNumber('EINVAL');
+const ENOSPC = errnoNumber('ENOSPC');
+const MAX_LOG = 256 << 20;
+
+function logText(mem: NativeMem): string {
+  const end = mem.bytes.indexOf(0);
+  return new TextDecoder().decode(mem.bytes.subarray(0, end < 0 ? mem.size : end));
+}
+
+/**
+ * BPF_PROG_LOAD → prog fd. On EACCES/EINVAL throws VerifierError with the full log (a load
+ * without log is retried once with log level 1 to obtain it); ENOSPC grows the log buffer.
+ */
+export function progLoad(a: ProgLoadAttr): ProgLoadResult {
+  if (a.insns.length % 8 !== 0 || a.insns.length === 0) throw new SyscallError('bpf(BPF_PROG_LOAD)', EINVAL, `${a.insns.length} instruction bytes is not a positive multiple of 8`);
+  const what = `program '${a.name ?? ''}'`;
+  let level = a.logLevel ?? 0;
+  let size = a.logSize ?? 64 * 1024;
+  for (;;) {
+    const r = withScratch((s) => {
+      const attr = s.alloc(PROG_LOAD.size);
+      const log = level > 0 ? s.alloc(size) : undefined;
+      const fdArr = a.fdArray?.length ? s.alloc(4 * a.fdArray.length) : undefined;
+      a.fdArray?.forEach((fd, i) => fdArr!.view.setInt32(4 * i, fd, true));
+      writeAttr(PROG_LOAD, attr, {
+        prog_type: a.progType,
+        insn_cnt: a.insns.length / 8,
+        insns: s.from(a.insns).addr,
+        license: s.cstring(a.license).addr,
+        log_level: level,
+        log_size: log ? size : 0,
+        log_buf: log ? log.addr : 0n,
+        kern_version: a.kernVersion ?? 0,
+        prog_flags: a.progFlags ?? 0,
+        prog_name: a.name ?? '',
+        expected_attach_type: a.expectedAttachType ?? 0,
+        prog_btf_fd: a.progBtfFd ?? 0,
+        func_info_rec_size: a.funcInfo ? (a.funcInfoRecSize ?? 8) : 0,
+        func_info: a.funcInfo ? s.from(a.funcInfo).addr : 0n,
+        func_info_cnt: a.funcInfo ? a.funcInfo.length / (a.funcInfoRecSize ?? 8) : 0,
+        line_info_rec_size: a.lineInfo ? (a.lineInfoRecSize ?? 16) : 0,
+        line_info: a.lineInfo ? s.from(a.lineInfo).addr : 0n,
+        line_info_cnt: a.lineInfo ? a.lineInfo.length / (a.lineInfoRecSize ?? 16) : 0,
+        attach_btf_id: a.attachBtfId ?? 0,
+        attach_prog_fd: a.attachProgFd ?? 0,
+        fd_array: fdArr ? fdArr.addr : 0n,
+      });
+      const { ret, errno } = bpfRaw(BpfCmd.PROG_LOAD, attr, PROG_LOAD.size);
+      return { ret, errno, log: log ? logText(log) : '' };
+    });
+    if (r.ret >= 0) return { fd: trackFd(r.ret, 'prog', a.name ?? `type ${a.progType}`), log: r.log };
+    if (r.errno === ENOSPC && level > 0 && size < MAX_LOG) {
+      size *= 4;
+      continue;
+    }
+    if ((r.errno === EACCES || r.errno === EINVAL) && level === 0) {
+      level = 1;
+      continue;
+    }
+    if (r.errno === EACCES || r.errno === EINVAL || r.log) throw new VerifierError('bpf(BPF_PROG_LOAD)', r.errno, r.log, what);
+    throw new SyscallError('bpf(BPF_PROG_LOAD)', r.errno, what);
+  }
+}
+
+export interface BtfLoadResult {
+  fd: number;
+  log: string;
+}
+
+/** BPF_BTF_LOAD → btf fd. Failures carry the kernel's BTF log (retried with a log to get it). */
+export function btfLoad(btf: Uint8Array, opts: { logLevel?: number; logSize?: number; label?: string } = {}): BtfLoadResult {
+  let level = opts.logLevel ?? 0;
+  let size = opts.logSize ?? 64 * 1024;
+  for (;;) {
+    const r = withScratch((s) => {
+      const attr = s.alloc(BTF_LOAD.size);
+      const log = level > 0 ? s.alloc(size) : undefined;
+      writeAttr(BTF_LOAD, attr, {
+        btf: s.from(btf).addr,
+        btf_size: btf.length,
+        btf_log_buf: log ? log.addr : 0n,
+        btf_log_size: log ? size : 0,
+        btf_log_level: level,
+      });
+      const { ret, errno } = bpfRaw(BpfCmd.BTF_LOAD, attr, BTF_LOAD.size);
+      return { ret, errno, log: log ? logText(log) : '' };
+    });
+    if (r.ret >= 0) return { fd: trackFd(r.ret, 'btf', opts.label ?? 'btf'), log: r.log };
+    if (r.errno === ENOSPC && level > 0 && size < MAX_LOG) {
+      size *= 4;
+      continue;
+    }
+    if (r.errno === EINVAL && level === 0) {
+      level = 1;
+      continue;
+    }
+    if (r.log) throw new VerifierError('bpf(BPF_BTF_LOAD)', r.errno, r.log, opts.label ?? 'BTF');
+    throw new SyscallError('bpf(BPF_BTF_LOAD)', r.errno, opts.label);
+  }
+}
+
+export interface TestRunOptions {
+  /** Packet/input data (skb programs need at least 14 bytes: an Ethernet header). */
+  data?: Uint8Array;
+  /** Size of the data_out buffer (default: data length, 0 for no output). */
+  dataOutSize?: number;
+  ctx?: Uint8Array;
+  ctxOutSize?: number;
+  repeat?: number;
+  flags?: number;
+  cpu?: number;
+}
+export interface TestRunResult {
+  retval: number;
+  /** Average run time in ns as reported by the kernel. */
+  duration: number;
+  dataOut?: Uint8Array;
+  ctxOut?: Uint8Array;
+}
+
+/** BPF_PROG_TEST_RUN. */
+export function progTestRun(progFd: number, o: TestRunOptions = {}): TestRunResult {
+  return withScratch((s) => {
+    const attr = s.alloc(PROG_TEST_RUN.size);
+    const outSize = o.dataOutSize ?? o.data?.length ?? 0;
+    const dataOut = outSize > 0 ? s.alloc(outSize) : undefined;
+    const ctxOut = o.ctxOutSize ? s.alloc(o.ctxOutSize) : undefined;
+    writeAttr(PROG_TEST_RUN, attr, {
+      prog_fd: progFd,
+      data_size_in: o.data?.length ?? 0,
+      data_in: o.data ? s.from(o.data).addr : 0n,
+      data_size_out: outSize,
+      data_out: dataOut ? dataOut.addr : 0n,
+      repeat: o.repeat ?? 0,
+      ctx_size_in: o.ctx?.length ?? 0,
+      ctx_in: o.ctx ? s.from(o.ctx).addr : 0n,
+      ctx_size_out: o.ctxOutSize ?? 0,
+      ctx_out: ctxOut ? ctxOut.addr : 0n,
+      flags: o.flags ?? 0,
+      cpu: o.cpu ?? 0,
+    });
+    bpf(BpfCmd.PROG_TEST_RUN, 'BPF_PROG_TEST_RUN', attr, PROG_TEST_RUN.size);
+    const retval = getU32(PROG_TEST_RUN, attr, 'retval');
+    const r: TestRunResult = { retval, duration: getU32(PROG_TEST_RUN, attr, 'duration') };
+    if (dataOut) r.dataOut = dataOut.copy(Math.min(outSize, getU32(PROG_TEST_RUN, attr, 'data_size_out')));
+    if (ctxOut) r.ctxOut = ctxOut.copy(Math.min(o.ctxOutSize!, getU32(PROG_TEST_RUN, attr, 'ctx_size_out')));
+    return r;
+  });
+}
+
+/**
+ * BPF_OBJ_GET_INFO_BY_FD: fills `info` (a zeroed native buffer whose pointer fields the caller
+ * set) and returns the info_len the kernel reports (shorter on older kernels).
+ */
+export function objGetInfo(fd: number, info: NativeMem): number {
+  return withScratch((s) => {
+    const attr = s.alloc(OBJ_INFO.size);
+    writeAttr(OBJ_INFO, attr, { bpf_fd: fd, info_len: info.size, info: info.addr });
+    bpf(BpfCmd.OBJ_GET_INFO_BY_FD, 'BPF_OBJ_GET_INFO_BY_FD', attr, OBJ_INFO.size);
+    return getU32(OBJ_INFO, attr, 'info_len');
+  });
+}
+
+/** BPF_RAW_TRACEPOINT_OPEN → link fd. `name` undefined attaches a tracing (fentry/fexit/lsm) program. */
+export function rawTracepointOpen(progFd: number, name: string | undefined): number {
+  return withScratch((s) => {
+    const attr = s.alloc(RAW_TRACEPOINT_OPEN.size);
+    writeAttr(RAW_TRACEPOINT_OPEN, attr, { name: name === undefined ? 0n : s.cstring(name).addr, prog_fd: progFd });
+    return trackFd(bpf(BpfCmd.RAW_TRACEPOINT_OPEN, 'BPF_RAW_TRACEPOINT_OPEN', attr, RAW_TRACEPOINT_OPEN.size), 'link', name ?? 'tracing');
+  });
+}
+
+export interface LinkCreateAttr {
+  progFd: number;
+  targetFd?: number;
+  attachType: number;
+  flags?: number;
+  targetBtfId?: number;
+}
+
+/** BPF_LINK_CREATE → link fd. */
+export function linkCreate(a: LinkCreateAttr, label = 'link'): number {
+  return withScratch((s) => {
+    const attr = s.alloc(LINK_CREATE.size);
+    writeAttr(LINK_CREATE, attr, {
+      prog_fd: a.progFd,
+      target_fd: a.targetFd ?? 0,
+      attach_type: a.attachType,
+      flags: a.flags ?? 0,
+      target_btf_id: a.targetBtfId ?? 0,
+    });
+    return trackFd(bpf(BpfCmd.LINK_CREATE, 'BPF_LINK_CREATE', attr, LINK_CREATE.size), 'link', label);
+  });
+}

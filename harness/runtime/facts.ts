@@ -1,0 +1,106 @@
+// Facts about the running kernel that externs and maps need (not BPF itself): its config
+// (CONFIG_* → 'y' | 'm' | string | number), LINUX_KERNEL_VERSION, /proc/kallsyms, CPU lists.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { gunzipSync } from 'node:zlib';
+import { CoreMatrixError, FormatError } from '../core/errors.js';
+
+export type KconfigValue = 'y' | 'm' | string | number;
+
+/**
+ * Parses a kernel .config. `CONFIG_X=y|m` → 'y'|'m'; quoted strings → their unescaped text;
+ * decimal/hex numbers → number; `# CONFIG_X is not set` → absent (the caller treats absent as 'n').
+ */
+export function parseKernelConfig(text: string, source = 'config'): Map<string, KconfigValue> {
+  const out = new Map<string, KconfigValue>();
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const eq = line.indexOf('=');
+    if (eq < 0 || !line.startsWith('CONFIG_')) throw new FormatError(`${source}:${i + 1}: not a CONFIG_X=value line: ${line.slice(0, 60)}`);
+    const name = line.slice(0, eq);
+    const raw = line.slice(eq + 1);
+    let value: KconfigValue;
+    if (raw === 'y' || raw === 'm') value = raw;
+    else if (raw.startsWith('"')) {
+      if (!raw.endsWith('"') || raw.length < 2) throw new FormatError(`${source}:${i + 1}: unterminated string for ${name}`);
+      value = raw.slice(1, -1).replace(/\\(["\\])/g, '$1');
+    } else if (/^-?\d+$/.test(raw)) value = Number(raw);
+    else if (/^0x[0-9a-fA-F]+$/.test(raw)) value = Number.parseInt(raw.slice(2), 16);
+    else value = raw;
+    out.set(name, value);
+  }
+  return out;
+}
+
+/** Reads the running kernel's config: /boot/config-<release>, else /proc/config.gz. */
+export function readKernelConfig(kernelRelease = release()): { path: string; config: Map<string, KconfigValue> } {
+  const boot = `/boot/config-${kernelRelease}`;
+  if (existsSync(boot)) return { path: boot, config: parseKernelConfig(readFileSync(boot, 'utf8'), boot) };
+  const proc = '/proc/config.gz';
+  if (existsSync(proc)) return { path: proc, config: parseKernelConfig(gunzipSync(readFileSync(proc)).toString('utf8'), proc) };
+  throw new CoreMatrixError(`kernel config not found: neither ${boot} nor ${proc} exists`);
+}
+
+/** KERNEL_VERSION(a, b, c) = a << 16 | b << 8 | min(c, 255). */
+export function kernelVersion(a: number, b: number, c: number): number {
+  return ((a << 16) | (b << 8) | Math.min(c, 255)) >>> 0;
+}
+
+/** LINUX_KERNEL_VERSION from a uname release such as "6.1.0-27-amd64" or "5.10.226-1". */
+export function kernelVersionFromRelease(rel = release()): number {
+  const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(rel);
+  if (!m) throw new FormatError(`kernel release '${rel}' does not start with a.b[.c]`);
+  return kernelVersion(Number(m[1]), Number(m[2]), Number(m[3] ?? 0));
+}
+
+export interface Ksym {
+  addr: bigint;
+  type: string;
+  name: string;
+  module?: string;
+}
+
+/** Parses /proc/kallsyms text (addresses are 0 without CAP_SYSLOG / kptr_restrict). */
+export function parseKallsyms(text: string): Ksym[] {
+  const out: Ksym[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const parts = line.split(/\s+/);
+    if (parts.length < 3) continue;
+    const sym: Ksym = { addr: BigInt(`0x${parts[0]}`), type: parts[1]!, name: parts[2]! };
+    if (parts[3]?.startsWith('[')) sym.module = parts[3].slice(1, -1);
+    out.push(sym);
+  }
+  return out;
+}
+
+/** Looks names up in /proc/kallsyms in one pass; absent names are absent from the result. */
+export function kallsymsLookup(names: Iterable<string>, text = readFileSync('/proc/kallsyms', 'utf8')): Map<string, Ksym> {
+  const want = new Set(names);
+  const out = new Map<string, Ksym>();
+  for (const sym of parseKallsyms(text)) if (want.has(sym.name) && !out.has(sym.name)) out.set(sym.name, sym);
+  return out;
+}
+
+/** Parses a CPU list such as "0-3,5,7-8". */
+export function parseCpuList(text: string): number[] {
+  const out: number[] = [];
+  for (const part of text.trim().split(',')) {
+    if (!part) continue;
+    const [a, b] = part.split('-').map(Number) as [number, number | undefined];
+    for (let c = a; c <= (b ?? a); c++) out.push(c);
+  }
+  return out;
+}
+
+/** CPUs the kernel may ever bring up (per-CPU map value arrays are sized by this). */
+export function possibleCpus(): number[] {
+  return parseCpuList(readFileSync('/sys/devices/system/cpu/possible', 'utf8'));
+}
+/** CPUs online now. */
+export function onlineCpus(): number[] {
+  return parseCpuList(readFileSync('/sys/devices/system/cpu/online', 'utf8'));
+}

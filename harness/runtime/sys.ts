@@ -1,0 +1,230 @@
+// The ONE module that touches koffi: libc's syscall(2), close, mmap/munmap, ioctl, read, mount,
+// errno, and native memory for everything a syscall reads through a pointer.
+//
+// Why native memory: `union bpf_attr` holds u64 pointers to other buffers (instructions, license,
+// log, keys, values). A V8 typed array may live on the JS heap and move, so every buffer the
+// kernel sees through a pointer is calloc'd here and viewed from JS with koffi.view (no copy).
+
+import koffi from 'koffi';
+import { CoreMatrixError } from '../core/errors.js';
+import { untrackFd } from './fds.js';
+
+const libc = koffi.load('libc.so.6');
+// long syscall(long number, ...): variadic; koffi wants a (type, value) pair per extra argument.
+const cSyscall = libc.func('long syscall(long number, ...)');
+const cIoctl = libc.func('int ioctl(int fd, unsigned long request, ...)');
+const cClose = libc.func('int close(int fd)');
+const cRead = libc.func('long read(int fd, void *buf, size_t count)');
+const cMmap = libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)');
+const cMunmap = libc.func('int munmap(void *addr, size_t length)');
+const cCalloc = libc.func('void *calloc(size_t nmemb, size_t size)');
+const cFree = libc.func('void free(void *ptr)');
+const cStrerror = libc.func('const char *strerror(int errnum)');
+const cMount = libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)');
+const cSysconf = libc.func('long sysconf(int name)');
+
+/** x86-64 syscall numbers (the only architecture the matrix runs). */
+export const SYS_bpf = 321;
+export const SYS_perf_event_open = 298;
+
+const ERRNO_NAMES = new Map<number, string>();
+for (const [name, num] of Object.entries(koffi.os.errno)) if (!ERRNO_NAMES.has(num)) ERRNO_NAMES.set(num, name);
+// Linux-only codes koffi's table may lack.
+for (const [num, name] of [[524, 'ENOTSUPP'], [95, 'EOPNOTSUPP'], [28, 'ENOSPC'], [7, 'E2BIG']] as const)
+  if (!ERRNO_NAMES.has(num)) ERRNO_NAMES.set(num, name);
+
+/** The symbolic name of an errno value ("EINVAL"), or "errno N". */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+}
+/** The errno number for a symbolic name (throws on an unknown name: a typo in our code). */
+export function errnoNumber(name: string): number {
+  const n = koffi.os.errno[name] ?? (name === 'ENOTSUPP' ? 524 : undefined);
+  if (n === undefined) throw new Error(`unknown errno name ${name}`);
+  return n;
+}
+
+/** A failed system call: one line naming the call, the command and the errno name. */
+export class SyscallError extends CoreMatrixError {
+  override name = 'SyscallError';
+  readonly code: string;
+  constructor(
+    /** What was called, e.g. "bpf(BPF_MAP_CREATE)" or "perf_event_open(kprobe do_sys_openat2)". */
+    readonly call: string,
+    readonly errno: number,
+    detail?: string,
+  ) {
+    const code = errnoName(errno);
+    const text = errno === 524 ? 'Operation not supported' : (cStrerror(errno) as string);
+    super(`${call}: ${code} (${text})${detail ? `: ${detail}` : ''}`);
+    this.code = code;
+  }
+}
+
+function fail(call: string): never {
+  throw new SyscallError(call, koffi.errno());
+}
+
+/** Native (calloc'd, zeroed) memory with a stable address and a JS view. Free it explicitly. */
+export class NativeMem {
+  readonly addr: bigint;
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  private freed = false;
+  constructor(readonly size: number) {
+    const n = Math.max(size, 1);
+    const p = cCalloc(1, n) as bigint | null;
+    if (!p) throw new CoreMatrixError(`calloc(${n}) failed`);
+    this.addr = BigInt(koffi.address(p));
+    const ab = koffi.view(p, n);
+    this.bytes = new Uint8Array(ab, 0, size);
+    this.view = new DataView(ab, 0, n);
+  }
+  /** Copies `src` to a new native buffer. */
+  static from(src: Uint8Array): NativeMem {
+    const m = new NativeMem(src.length);
+    m.bytes.set(src);
+    return m;
+  }
+  /** A NUL-terminated copy of a string. */
+  static cstring(s: string): NativeMem {
+    const enc = new TextEncoder().encode(s);
+    const m = new NativeMem(enc.length + 1);
+    m.bytes.set(enc);
+    return m;
+  }
+  /** A copy of the bytes (safe to keep after free). */
+  copy(len = this.size): Uint8Array {
+    return this.bytes.slice(0, len);
+  }
+  free(): void {
+    if (this.freed) return;
+    this.freed = true;
+    cFree(this.addr);
+  }
+}
+
+/** Collects native allocations made for one call and frees them all at once. */
+export class Scratch {
+  private mems: NativeMem[] = [];
+  alloc(size: number): NativeMem {
+    const m = new NativeMem(size);
+    this.mems.push(m);
+    return m;
+  }
+  from(src: Uint8Array): NativeMem {
+    const m = NativeMem.from(src);
+    this.mems.push(m);
+    return m;
+  }
+  cstring(s: string): NativeMem {
+    const m = NativeMem.cstring(s);
+    this.mems.push(m);
+    return m;
+  }
+  free(): void {
+    for (const m of this.mems) m.free();
+    this.mems = [];
+  }
+}
+
+/** Runs `fn` with a scratch arena that is freed afterwards, whatever happens. */
+export function withScratch<T>(fn: (s: Scratch) => T): T {
+  const s = new Scratch();
+  try {
+    return fn(s);
+  } finally {
+    s.free();
+  }
+}
+
+/** bpf(cmd, attr, size) returning the raw result or -errno (no throw): for probes and retries. */
+export function bpfRaw(cmd: number, attr: NativeMem, size: number): { ret: number; errno: number } {
+  const ret = Number(cSyscall(SYS_bpf, 'int', cmd, 'uint64_t', attr.addr, 'uint32_t', size));
+  return ret < 0 ? { ret, errno: koffi.errno() } : { ret, errno: 0 };
+}
+
+/** bpf(cmd, attr, size); throws SyscallError naming `cmdName` on failure. */
+export function bpf(cmd: number, cmdName: string, attr: NativeMem, size: number): number {
+  const { ret, errno } = bpfRaw(cmd, attr, size);
+  if (ret < 0) throw new SyscallError(`bpf(${cmdName})`, errno);
+  return ret;
+}
+
+/** perf_event_open(attr, pid, cpu, group_fd, flags) → fd, or throws naming `what`. */
+export function perfEventOpen(attr: NativeMem, pid: number, cpu: number, groupFd: number, flags: number, what: string): number {
+  const ret = Number(
+    cSyscall(SYS_perf_event_open, 'uint64_t', attr.addr, 'int', pid, 'int', cpu, 'int', groupFd, 'unsigned long', flags),
+  );
+  if (ret < 0) fail(`perf_event_open(${what})`);
+  return ret;
+}
+
+/** ioctl(fd, request, intArg). */
+export function ioctl(fd: number, request: number, arg: number, what: string): number {
+  const ret = cIoctl(fd, request, 'int', arg) as number;
+  if (ret < 0) fail(`ioctl(${what})`);
+  return ret;
+}
+
+/** close(fd); also drops it from the debug fd registry. Closing twice is a bug: EBADF throws. */
+export function close(fd: number): void {
+  untrackFd(fd);
+  if ((cClose(fd) as number) < 0) fail(`close(${fd})`);
+}
+
+/** read(fd, n bytes) → the bytes read. */
+export function read(fd: number, n: number): Uint8Array {
+  const m = new NativeMem(n);
+  try {
+    const got = Number(cRead(fd, m.addr, n));
+    if (got < 0) fail(`read(${fd})`);
+    return m.copy(got);
+  } finally {
+    m.free();
+  }
+}
+
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+
+/** A mmap'd region: address, a JS view of it (no copy), unmapped by close(). */
+export class Mapping {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  private closed = false;
+  constructor(
+    readonly addr: bigint,
+    readonly length: number,
+  ) {
+    const ab = koffi.view(addr, length);
+    this.bytes = new Uint8Array(ab);
+    this.view = new DataView(ab);
+  }
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if ((cMunmap(this.addr, this.length) as number) < 0) fail('munmap');
+  }
+}
+
+/** mmap(NULL, length, prot, MAP_SHARED, fd, offset). */
+export function mmap(fd: number, length: number, prot: number, offset: number, what: string): Mapping {
+  const p = cMmap(null, length, prot, MAP_SHARED, fd, offset) as bigint | null;
+  const addr = p === null ? 0n : BigInt(koffi.address(p));
+  if (addr === 0xffffffffffffffffn || addr === 0n) fail(`mmap(${what})`);
+  return new Mapping(addr, length);
+}
+
+/** mount(source, target, fstype, 0, NULL). */
+export function mount(source: string, target: string, fstype: string): void {
+  if ((cMount(source, target, fstype, 0, null) as number) < 0) fail(`mount(${fstype} on ${target})`);
+}
+
+let pageSizeCache = 0;
+/** sysconf(_SC_PAGESIZE). */
+export function pageSize(): number {
+  if (!pageSizeCache) pageSizeCache = Number(cSysconf(30 /* _SC_PAGESIZE */));
+  return pageSizeCache;
+}
