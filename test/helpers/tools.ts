@@ -1,0 +1,53 @@
+// Test helpers that drive the real toolchain: clang-19 compiles fixtures, llvm-objcopy and
+// bpftool are the independent witnesses our readers are checked against.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { join, basename } from 'node:path';
+import { cacheDir } from '../../harness/paths.js';
+
+export const CLANG = 'clang-19';
+export const BPF_CFLAGS = ['-g', '-O2', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu'];
+
+/** Compiles a BPF C file (cached by content + flags); returns the object path. */
+export function compileBpf(src: string, extra: string[] = []): string {
+  const text = readFileSync(src);
+  const h = createHash('sha256').update(text).update(JSON.stringify(extra)).update(CLANG).digest('hex').slice(0, 16);
+  const dir = cacheDir('test-objects');
+  const out = join(dir, `${basename(src, '.c')}-${h}.o`);
+  if (!existsSync(out)) {
+    const tmp = `${out}.${process.pid}.tmp`;
+    execFileSync(CLANG, [...BPF_CFLAGS, ...extra, '-c', src, '-o', tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
+    renameSync(tmp, out);
+  }
+  return out;
+}
+
+/** Extracts one ELF section with llvm-objcopy (not our ELF reader). */
+export function dumpSection(obj: string, section: string): Uint8Array {
+  const dir = cacheDir('test-tmp');
+  const out = join(dir, `${basename(obj)}.${section.replace(/[^\w.]/g, '_')}.${process.pid}.bin`);
+  execFileSync('llvm-objcopy-19', ['--dump-section', `${section}=${out}`, obj, join(dir, `scratch.${process.pid}.o`)]);
+  return new Uint8Array(readFileSync(out)); // a copy: Buffer.slice() would alias
+}
+
+export interface BpftoolType {
+  id: number;
+  kind: string;
+  name: string;
+  [k: string]: unknown;
+}
+
+/** bpftool's JSON dump of a raw BTF file (or an ELF with .BTF). */
+export function bpftoolDump(file: string): BpftoolType[] {
+  const out = execFileSync('bpftool', ['btf', 'dump', 'file', file, '-j'], { maxBuffer: 1 << 30 }).toString();
+  return (JSON.parse(out) as { types: BpftoolType[] }).types;
+}
+
+export function writeTmp(name: string, data: Uint8Array | string): string {
+  const dir = cacheDir('test-tmp');
+  mkdirSync(dir, { recursive: true });
+  const p = join(dir, `${process.pid}-${name}`);
+  writeFileSync(p, data);
+  return p;
+}
