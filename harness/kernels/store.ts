@@ -1,0 +1,482 @@
+// The kernel store: matrix entry → newest (or pinned) Debian package → vmlinuz, config and vmlinux
+// BTF in a content-addressed cache, with a manifest per resolved kernel. Downloads go through the
+// private apt state (apt.ts); .debs and the decompressed vmlinux are never kept.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CoreMatrixError, FormatError, UsageError } from '../core/errors.js';
+import { cacheDir } from '../paths.js';
+import { AptState, type AptCandidate } from './apt.js';
+import { compareDebVersions, upstreamOf } from './debversion.js';
+import { extractVmlinux, elfSection } from './extract.js';
+import { loadMatrix, selectKernels, type Flavour, type KernelEntry } from './matrix.js';
+
+export { loadMatrix, selectKernels, parseMatrix, defaultMatrixFile, FLAVOURS } from './matrix.js';
+export type { KernelEntry, Flavour } from './matrix.js';
+
+export type ArtefactKind = 'vmlinuz' | 'config' | 'btf';
+const KINDS: ArtefactKind[] = ['vmlinuz', 'config', 'btf'];
+
+export interface ResolvedKernel {
+  package: string;
+  version: string;
+  release: string;
+  suite: string;
+}
+
+export interface KernelArtifacts {
+  id: string;
+  package: string;
+  version: string;
+  release: string;
+  suite: string;
+  flavour: string;
+  vmlinuz: string;
+  config: string;
+  btf: string;
+  sha256: { vmlinuz: string; config: string; btf: string };
+  /** Every package the artefacts came from (7.x kernels keep their config in linux-base-*). */
+  packages: { name: string; version: string; suite: string; holds: ArtefactKind[] }[];
+  /** The bzImage's kernel_version string and payload compression. */
+  banner: string;
+  compression: string;
+  sizes: { vmlinuz: number; config: number; btf: number };
+  manifest: string;
+}
+
+interface Manifest {
+  schema: 1;
+  id: string;
+  series: string;
+  flavour: Flavour;
+  suite: string;
+  package: string;
+  version: string;
+  release: string;
+  banner: string;
+  compression: string;
+  packages: KernelArtifacts['packages'];
+  artefacts: Record<ArtefactKind, { sha256: string; size: number }>;
+  fetchedAt: string;
+  fetchSeconds: number;
+}
+
+export interface KernelStoreOptions {
+  /** Kernel cache directory (default cacheDir('kernels')). */
+  cache?: string;
+  log?: (line: string) => void;
+  /** The matrix used to look ids up: a file or the entries (default kernels/matrix.yaml). */
+  matrix?: string | KernelEntry[];
+  /** The private apt state (default: one under cacheDir('apt')). */
+  apt?: AptState;
+}
+
+const FLAVOUR_SUFFIX: Record<Flavour, string> = { generic: '-amd64', cloud: '-cloud-amd64', rt: '-rt-amd64' };
+
+function flavourOfRelease(rel: string): Flavour | undefined {
+  if (rel.endsWith(FLAVOUR_SUFFIX.cloud)) return 'cloud';
+  if (rel.endsWith(FLAVOUR_SUFFIX.rt)) return 'rt';
+  if (rel.endsWith(FLAVOUR_SUFFIX.generic)) return 'generic';
+  return undefined;
+}
+
+/** The `uname -r` of a kernel package name, or undefined for packages that are not kernel images. */
+export function releaseOfPackage(name: string): string | undefined {
+  // linux-image-6.1.0-50-amd64-unsigned, linux-image-6.12.117+deb13-cloud-amd64-unsigned (one package, /boot)
+  let m = /^linux-image-(\d[^ ]*)-unsigned$/.exec(name);
+  if (m) return m[1];
+  // linux-binary-7.3.4+deb13-amd64 (kernel under /usr/lib/modules/<rel>/, config in linux-base-<rel>)
+  m = /^linux-binary-(\d[^ ]*)$/.exec(name);
+  return m ? m[1] : undefined;
+}
+
+/** True when an upstream version belongs to a series: 6.1 ⊃ 6.1.176 (not 6.12.x); 7.x ⊃ 7.3~rc7. */
+export function inSeries(upstream: string, series: string): boolean {
+  const [major, minor] = series.split('.');
+  if (minor === 'x') return new RegExp(`^${major}(?:[.~]|$)`).test(upstream);
+  return new RegExp(`^${major}\\.${minor}(?:[.~]|$)`).test(upstream);
+}
+
+function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(path)
+      .on('data', (b) => h.update(b))
+      .on('error', reject)
+      .on('end', () => resolve(h.digest('hex')));
+  });
+}
+
+function sha256FileSync(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** Runs `dpkg-deb --fsys-tarfile deb | tar -x -C dir members...`; members missing from the archive are not an error. */
+function extractMembers(deb: string, dir: string, members: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const dpkg = spawn('dpkg-deb', ['--fsys-tarfile', deb], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const tar = spawn('tar', ['-x', '-C', dir, '--no-same-owner', ...members], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let dpkgErr = '';
+    let tarErr = '';
+    dpkg.stderr.on('data', (b: Buffer) => (dpkgErr += b.toString()));
+    tar.stderr.on('data', (b: Buffer) => (tarErr += b.toString()));
+    dpkg.stdout.pipe(tar.stdin);
+    tar.stdin.on('error', () => {});
+    let dpkgCode: number | null = null;
+    let pending = 2;
+    const done = (): void => {
+      if (--pending > 0) return;
+      if (dpkgCode !== 0 && !/Broken pipe/.test(dpkgErr)) return reject(new CoreMatrixError(`dpkg-deb --fsys-tarfile ${deb} failed: ${dpkgErr.trim().split('\n')[0]}`));
+      const real = tarErr.split('\n').filter((l) => l && !/Not found in archive|Exiting with failure status/.test(l));
+      if (real.length) return reject(new CoreMatrixError(`tar -x of ${deb} failed: ${real[0]}`));
+      resolve();
+    };
+    dpkg.on('close', (code) => {
+      dpkgCode = code;
+      done();
+    });
+    tar.on('close', done);
+    dpkg.on('error', (e) => reject(new CoreMatrixError(`dpkg-deb: ${e.message}`)));
+    tar.on('error', (e) => reject(new CoreMatrixError(`tar: ${e.message}`)));
+  });
+}
+
+async function listMembers(deb: string): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('dpkg-deb', ['--fsys-tarfile', deb], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const t = spawn('tar', ['-t'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    p.stdout.pipe(t.stdin);
+    let out = '';
+    let err = '';
+    t.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    t.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    t.on('close', (code) => (code === 0 ? resolve(out.split('\n').filter(Boolean)) : reject(new CoreMatrixError(`listing ${deb} failed: ${err.trim()}`))));
+  });
+}
+
+function manifestName(id: string, version: string): string {
+  return `${id}@${version.replace(/:/g, '%3a')}.json`;
+}
+
+/** Resolves, fetches and verifies kernels. One instance per process is enough. */
+export class KernelStore {
+  readonly dir: string;
+  readonly apt: AptState;
+  private readonly log: (line: string) => void;
+  private readonly matrixSource: string | KernelEntry[] | undefined;
+  private matrixCache?: KernelEntry[];
+  private readonly resolved = new Map<string, Promise<ResolvedKernel>>();
+  private memo: Record<string, { size: number; mtimeMs: number }> | undefined;
+
+  constructor(opts: KernelStoreOptions = {}) {
+    this.dir = opts.cache ?? cacheDir('kernels');
+    for (const d of ['blobs', 'manifests', 'tmp']) mkdirSync(join(this.dir, d), { recursive: true });
+    this.log = opts.log ?? (() => {});
+    this.matrixSource = opts.matrix;
+    this.apt = opts.apt ?? new AptState({ log: this.log });
+  }
+
+  /** The matrix entries this store knows ids from. */
+  matrix(): KernelEntry[] {
+    this.matrixCache ??= Array.isArray(this.matrixSource) ? this.matrixSource : loadMatrix(this.matrixSource);
+    return this.matrixCache;
+  }
+
+  /** Entries selected by ids, globs or `all`. */
+  select(selectors: string[]): KernelEntry[] {
+    return selectKernels(this.matrix(), selectors);
+  }
+
+  entry(id: string): KernelEntry {
+    const e = this.matrix().find((k) => k.id === id);
+    if (!e) throw new UsageError(`unknown kernel '${id}' (known: ${this.matrix().map((k) => k.id).join(', ')})`);
+    return e;
+  }
+
+  private allSuites(e: KernelEntry): string[] {
+    let fromMatrix: string[] = [];
+    try {
+      fromMatrix = this.matrix().flatMap((k) => k.suites);
+    } catch {
+      /* no matrix file: only this entry's suites */
+    }
+    return [...new Set([...fromMatrix, ...e.suites])];
+  }
+
+  /** Every package version of the entry's series and flavour in its suites, oldest first. */
+  async candidates(e: KernelEntry): Promise<(AptCandidate & { release: string })[]> {
+    await this.apt.ensure(this.allSuites(e));
+    const major = e.series.split('.')[0]!;
+    const names = (await this.apt.search(`^linux-(image|binary)-${major}\\.`)).filter((n) => {
+      const rel = releaseOfPackage(n);
+      return rel !== undefined && flavourOfRelease(rel) === e.flavour;
+    });
+    const rows = (await this.apt.madison(names))
+      .filter((r) => e.suites.includes(r.suite) && inSeries(upstreamOf(r.version), e.series))
+      .map((r) => ({ ...r, release: releaseOfPackage(r.name)! }));
+    rows.sort((a, b) => compareDebVersions(a.version, b.version) || e.suites.indexOf(b.suite) - e.suites.indexOf(a.suite));
+    return rows;
+  }
+
+  /** The package a matrix entry stands for today: newest in its suites, or the pinned version. */
+  resolve(e: KernelEntry): Promise<ResolvedKernel> {
+    const key = JSON.stringify(e);
+    let p = this.resolved.get(key);
+    if (!p) {
+      p = this.resolveUncached(e);
+      p.catch(() => this.resolved.delete(key));
+      this.resolved.set(key, p);
+    }
+    return p;
+  }
+
+  private async resolveUncached(e: KernelEntry): Promise<ResolvedKernel> {
+    const rows = await this.candidates(e);
+    const what = `kernel '${e.id}' (${e.series} ${e.flavour})`;
+    if (rows.length === 0) throw new CoreMatrixError(`${what}: no package in ${e.suites.join(', ')}`);
+    const newest = rows[rows.length - 1]!;
+    let pick = newest;
+    if (e.version !== undefined) {
+      const pin = e.version;
+      const hits = rows.filter((r) => r.version === pin || upstreamOf(r.version) === pin || compareDebVersions(r.version, pin) === 0);
+      if (hits.length === 0) throw new CoreMatrixError(`${what}: pinned version ${pin} is not in ${e.suites.join(', ')} any more (newest available: ${newest.version}, ${newest.name})`);
+      pick = hits[hits.length - 1]!;
+    }
+    return { package: pick.name, version: pick.version, release: pick.release, suite: pick.suite };
+  }
+
+  // ---- content-addressed blobs -------------------------------------------------------------
+
+  private blobPath(sha: string): string {
+    return join(this.dir, 'blobs', sha);
+  }
+
+  private memoFile(): string {
+    return join(this.dir, 'verified.json');
+  }
+
+  private loadMemo(): Record<string, { size: number; mtimeMs: number }> {
+    if (!this.memo) {
+      try {
+        this.memo = JSON.parse(readFileSync(this.memoFile(), 'utf8')) as Record<string, { size: number; mtimeMs: number }>;
+      } catch {
+        this.memo = {};
+      }
+    }
+    return this.memo;
+  }
+
+  private saveMemo(): void {
+    const tmp = `${this.memoFile()}.${process.pid}`;
+    writeFileSync(tmp, JSON.stringify(this.loadMemo()));
+    renameSync(tmp, this.memoFile());
+  }
+
+  /** Checks a blob against its name: size+mtime memo, full sha256 when they changed. Returns a problem or undefined. */
+  private verifyBlob(sha: string, size: number): string | undefined {
+    const path = this.blobPath(sha);
+    let st;
+    try {
+      st = statSync(path);
+    } catch {
+      return 'missing';
+    }
+    const memo = this.loadMemo();
+    const m = memo[sha];
+    if (m && m.size === st.size && m.mtimeMs === st.mtimeMs && st.size === size) return undefined;
+    const actual = sha256FileSync(path);
+    if (actual !== sha || st.size !== size) {
+      delete memo[sha];
+      this.saveMemo();
+      return `sha256 is now ${actual.slice(0, 12)}…, ${st.size} bytes (expected ${sha.slice(0, 12)}…, ${size} bytes)`;
+    }
+    memo[sha] = { size: st.size, mtimeMs: st.mtimeMs };
+    this.saveMemo();
+    return undefined;
+  }
+
+  private async putBlob(file: string): Promise<{ sha256: string; size: number }> {
+    const sha = await sha256File(file);
+    const dest = this.blobPath(sha);
+    renameSync(file, dest);
+    const st = statSync(dest);
+    this.loadMemo()[sha] = { size: st.size, mtimeMs: st.mtimeMs };
+    this.saveMemo();
+    return { sha256: sha, size: st.size };
+  }
+
+  // ---- manifests ---------------------------------------------------------------------------
+
+  private readManifest(path: string): Manifest | undefined {
+    try {
+      const m = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
+      return m.schema === 1 ? m : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private toArtifacts(m: Manifest, path: string): KernelArtifacts {
+    const a = m.artefacts;
+    return {
+      id: m.id,
+      package: m.package,
+      version: m.version,
+      release: m.release,
+      suite: m.suite,
+      flavour: m.flavour,
+      vmlinuz: this.blobPath(a.vmlinuz.sha256),
+      config: this.blobPath(a.config.sha256),
+      btf: this.blobPath(a.btf.sha256),
+      sha256: { vmlinuz: a.vmlinuz.sha256, config: a.config.sha256, btf: a.btf.sha256 },
+      packages: m.packages,
+      banner: m.banner,
+      compression: m.compression,
+      sizes: { vmlinuz: a.vmlinuz.size, config: a.config.size, btf: a.btf.size },
+      manifest: path,
+    };
+  }
+
+  /** Verifies every blob of a manifest; logs and returns false on the first problem. */
+  private verified(m: Manifest): boolean {
+    for (const k of KINDS) {
+      const problem = this.verifyBlob(m.artefacts[k].sha256, m.artefacts[k].size);
+      if (problem) {
+        this.log(`kernel ${m.id} ${m.version}: cached ${k} ${problem === 'missing' ? 'is missing' : `is corrupt: ${problem}`}; refetching`);
+        if (problem !== 'missing') rmSync(this.blobPath(m.artefacts[k].sha256), { force: true });
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Manifests of an id, newest version last. */
+  private manifestsOf(id: string): { path: string; m: Manifest }[] {
+    const dir = join(this.dir, 'manifests');
+    return readdirSync(dir)
+      .filter((f) => f.startsWith(`${id}@`) && f.endsWith('.json'))
+      .map((f) => ({ path: join(dir, f), m: this.readManifest(join(dir, f)) }))
+      .filter((x): x is { path: string; m: Manifest } => x.m !== undefined && x.m.id === id)
+      .sort((a, b) => compareDebVersions(a.m.version, b.m.version));
+  }
+
+  /** The newest verified cached artefacts of an id (honouring a pin in the matrix), without network. */
+  cached(id: string): KernelArtifacts | undefined {
+    let pin: string | undefined;
+    try {
+      pin = this.matrix().find((k) => k.id === id)?.version;
+    } catch {
+      pin = undefined;
+    }
+    const all = this.manifestsOf(id).filter((x) => pin === undefined || x.m.version === pin || upstreamOf(x.m.version) === pin);
+    const last = all[all.length - 1];
+    if (!last || !this.verified(last.m)) return undefined;
+    return this.toArtifacts(last.m, last.path);
+  }
+
+  /** Resolves and, unless cached and intact, downloads and extracts a kernel. */
+  async fetch(idOrEntry: string | KernelEntry): Promise<KernelArtifacts> {
+    const e = typeof idOrEntry === 'string' ? this.entry(idOrEntry) : idOrEntry;
+    let r: ResolvedKernel;
+    try {
+      r = await this.resolve(e);
+    } catch (err) {
+      // Offline or a broken mirror: fall back to what is cached (but never hide a missing pin).
+      const fallback = !/pinned version|no package in/.test((err as Error).message) ? this.cachedFor(e) : undefined;
+      if (!fallback) throw err;
+      this.log(`kernel ${e.id}: cannot resolve (${(err as Error).message.split('\n')[0]}); using cached ${fallback.package} ${fallback.version}`);
+      return fallback;
+    }
+    const path = join(this.dir, 'manifests', manifestName(e.id, r.version));
+    const m = existsSync(path) ? this.readManifest(path) : undefined;
+    if (m && m.package === r.package && this.verified(m)) return this.toArtifacts(m, path);
+    return this.download(e, r, path);
+  }
+
+  private cachedFor(e: KernelEntry): KernelArtifacts | undefined {
+    const all = this.manifestsOf(e.id).filter((x) => e.version === undefined || x.m.version === e.version || upstreamOf(x.m.version) === e.version);
+    const last = all[all.length - 1];
+    return last && this.verified(last.m) ? this.toArtifacts(last.m, last.path) : undefined;
+  }
+
+  private async download(e: KernelEntry, r: ResolvedKernel, manifestPath: string): Promise<KernelArtifacts> {
+    const t0 = Date.now();
+    const tmp = mkdtempSync(join(this.dir, 'tmp', `${e.id}-`));
+    const what = `kernel '${e.id}' (${r.package} ${r.version})`;
+    try {
+      this.log(`kernel ${e.id}: downloading ${r.package} ${r.version} from ${r.suite}`);
+      const packages: KernelArtifacts['packages'] = [];
+      const deb = await this.apt.download(r.package, r.version, join(tmp, 'debs'));
+      const rel = r.release;
+      const out = join(tmp, 'x');
+      mkdirSync(out);
+      const vmlinuzMembers = [`./boot/vmlinuz-${rel}`, `./usr/lib/modules/${rel}/vmlinuz`];
+      const configMembers = [`./boot/config-${rel}`, `./usr/lib/modules/${rel}/config`];
+      await extractMembers(deb, out, [...vmlinuzMembers, ...configMembers]);
+      rmSync(deb, { force: true });
+      const found = (members: string[]) => members.map((m) => join(out, m)).find((p) => existsSync(p) && statSync(p).isFile());
+      const vmlinuz = found(vmlinuzMembers);
+      if (!vmlinuz) throw new CoreMatrixError(`${what}: holds neither ${vmlinuzMembers.map((m) => m.slice(1)).join(' nor ')}`);
+      let config = found(configMembers);
+      packages.push({ name: r.package, version: r.version, suite: r.suite, holds: config ? ['vmlinuz', 'config'] : ['vmlinuz'] });
+      if (!config) {
+        // Split layout (7.x): the config is in a package this one depends on; find it by file list.
+        const show = await this.apt.show(r.package, r.version);
+        const deps = (show['Depends'] ?? '').split(',').map((d) => /^\s*(linux-\S+)\s*(?:\(\s*=\s*([^)\s]+)\s*\))?/.exec(d)).filter((m): m is RegExpExecArray => m !== null);
+        for (const d of deps) {
+          const name = d[1]!;
+          const version = d[2] ?? r.version;
+          const depDeb = await this.apt.download(name, version, join(tmp, 'debs'));
+          const list = await listMembers(depDeb);
+          const member = list.find((l) => configMembers.includes(l));
+          if (member) {
+            await extractMembers(depDeb, out, [member]);
+            config = found(configMembers);
+            packages.push({ name, version, suite: r.suite, holds: ['config'] });
+          }
+          rmSync(depDeb, { force: true });
+          if (config) break;
+        }
+        if (!config) throw new CoreMatrixError(`${what}: no config-${rel} in it nor in its dependencies (${deps.map((d) => d[1]).join(', ') || 'none'})`);
+      }
+      const image = readFileSync(vmlinuz);
+      const { info, elf } = await extractVmlinux(image, `${r.package}: vmlinuz`);
+      const bannerRel = info.banner.split(' ')[0];
+      if (bannerRel !== rel) throw new FormatError(`${what}: vmlinuz says it is '${bannerRel}', package name says '${rel}'`);
+      const btf = elfSection(elf, '.BTF', `${r.package}: vmlinux`);
+      if (!btf) throw new FormatError(`${what}: vmlinux has no .BTF section (kernel built without CONFIG_DEBUG_INFO_BTF?)`);
+      if (btf.length < 24 || btf.readUInt16LE(0) !== 0xeb9f) throw new FormatError(`${what}: .BTF section does not start with the BTF magic 0xeB9F`);
+      const btfFile = join(tmp, 'btf');
+      writeFileSync(btfFile, btf);
+      const artefacts = {
+        vmlinuz: await this.putBlob(vmlinuz),
+        config: await this.putBlob(config),
+        btf: await this.putBlob(btfFile),
+      };
+      const manifest: Manifest = {
+        schema: 1,
+        id: e.id,
+        series: e.series,
+        flavour: e.flavour,
+        suite: r.suite,
+        package: r.package,
+        version: r.version,
+        release: rel,
+        banner: info.banner,
+        compression: info.format,
+        packages,
+        artefacts,
+        fetchedAt: new Date().toISOString(),
+        fetchSeconds: Math.round((Date.now() - t0) / 100) / 10,
+      };
+      const tmpManifest = join(tmp, 'manifest.json');
+      writeFileSync(tmpManifest, JSON.stringify(manifest, null, 2) + '\n');
+      renameSync(tmpManifest, manifestPath);
+      this.log(`kernel ${e.id}: ${rel} (${info.format}) fetched in ${manifest.fetchSeconds} s; BTF ${(artefacts.btf.size / 1e6).toFixed(1)} MB`);
+      return this.toArtifacts(manifest, manifestPath);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+}
