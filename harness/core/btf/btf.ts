@@ -50,7 +50,8 @@ export type BtfType =
   | (Base & { kind: Kind.FLOAT; size: number })
   | (Base & { kind: Kind.DECL_TAG; type: number; componentIdx: number });
 
-export type TypeOf<K extends Kind> = Extract<BtfType, { kind: K }>;
+/** The decoded type variant(s) whose `kind` can be K (STRUCT and UNION share a variant). */
+export type TypeOf<K extends Kind> = BtfType extends infer T ? (T extends { kind: infer TK } ? (K extends TK ? T : never) : never) : never;
 
 const HEADER_MIN = 24;
 /** Bound for chains of modifiers/typedefs and nested aggregates, so type loops cannot hang us. */
