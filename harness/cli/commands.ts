@@ -1,4 +1,5 @@
 // The command table. One line per command; each module exports a `Command`.
 import type { Command } from './command.js';
+import { kernelsCommand } from './kernels.js';
 
-export const commands: Command[] = [];
+export const commands: Command[] = [kernelsCommand];
