@@ -98,6 +98,7 @@ export const UpdateFlag = { ANY: 0, NOEXIST: 1, EXIST: 2 } as const;
 export const Helper = {
   map_lookup_elem: 1,
   map_update_elem: 2,
+  skb_store_bytes: 9,
   ktime_get_ns: 5,
   trace_printk: 6,
   get_current_pid_tgid: 14,

@@ -63,17 +63,20 @@ export function attachTracing(prog: Program, attachType: number = AttachType.TRA
 }
 
 let tracefsRoot: string | undefined;
-/** Where tracefs is mounted; mounts it on /sys/kernel/tracing when it is not (guest init may not). */
-export function tracefs(): string {
+/**
+ * Where tracefs is mounted. With `mount: true` it is mounted on /sys/kernel/tracing when it is
+ * not (a guest's init may not have); the default only looks, so host runs change nothing.
+ */
+export function tracefs(o: { mount?: boolean } = {}): string {
   if (tracefsRoot) return tracefsRoot;
   for (const dir of ['/sys/kernel/tracing', '/sys/kernel/debug/tracing']) {
     if (existsSync(`${dir}/events`)) return (tracefsRoot = dir);
   }
-  if (existsSync('/sys/kernel/tracing')) {
+  if (o.mount && existsSync('/sys/kernel/tracing')) {
     mount('tracefs', '/sys/kernel/tracing', 'tracefs');
     if (existsSync('/sys/kernel/tracing/events')) return (tracefsRoot = '/sys/kernel/tracing');
   }
-  throw new CoreMatrixError('tracefs not found at /sys/kernel/tracing or /sys/kernel/debug/tracing');
+  throw new CoreMatrixError(`tracefs not mounted at /sys/kernel/tracing or /sys/kernel/debug/tracing${o.mount ? ' and mounting it failed' : ''}`);
 }
 
 function readNumber(path: string): number {
