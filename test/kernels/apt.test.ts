@@ -1,0 +1,142 @@
+// Mirror discovery from apt configuration in both formats (written to temp /etc/apt-like trees),
+// the private sources.list, the lock, and the machine's real configuration (read only).
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { discoverMirrors, findDebianMirrors, parseDeb822Sources, parseOneLineSources, privateSourcesList, readAptSources, withLock, DEBIAN_KEYRING } from '../../harness/kernels/apt.js';
+
+// Host names below are placeholders in test data (example.org is reserved for documentation).
+const DEB822 = `# Debian main archive, as the installer writes it
+Types: deb deb-src
+# http://snapshot.example.org/archive/debian/20250520T000000Z
+URIs: http://mirror.example.org/debian/
+Suites: bookworm bookworm-updates
+Components: main contrib non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://security.example.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By:
+ -----BEGIN PGP PUBLIC KEY BLOCK-----
+ .
+ mQINBGNOtherKeyMaterialHere
+ -----END PGP PUBLIC KEY BLOCK-----
+
+Enabled: no
+Types: deb
+URIs: http://disabled.example.org/debian
+Suites: trixie
+Components: main
+`;
+
+const ONELINE = `# a classic sources.list
+deb http://ftp.example.org/debian bullseye main contrib
+deb-src http://ftp.example.org/debian bullseye main
+deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://ftp.example.org/debian bullseye-updates main
+deb http://ftp.example.org/debian-security bullseye-security main # trailing comment
+deb https://packages.example.com/apt cloud-sdk-bookworm main
+`;
+
+function etcTree(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cm-etc-apt-'));
+  mkdirSync(join(dir, 'sources.list.d'));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+describe('apt sources parsing', () => {
+  it('parses deb822 stanzas with comments, folded fields and Enabled: no', () => {
+    const s = parseDeb822Sources(DEB822, 'debian.sources');
+    expect(s).toHaveLength(3);
+    expect(s[0]).toMatchObject({ types: ['deb', 'deb-src'], uris: ['http://mirror.example.org/debian/'], suites: ['bookworm', 'bookworm-updates'], components: ['main', 'contrib', 'non-free-firmware'], signedBy: DEBIAN_KEYRING, enabled: true, line: 2 });
+    expect(s[1]!.suites).toEqual(['bookworm-security']);
+    expect(s[1]!.signedBy).toMatch(/^-----BEGIN PGP PUBLIC KEY BLOCK----- \. mQINB/);
+    expect(s[2]).toMatchObject({ enabled: false, suites: ['trixie'] });
+  });
+
+  it('parses one-line sources with options and comments', () => {
+    const s = parseOneLineSources(ONELINE, 'sources.list');
+    expect(s.map((x) => [x.types[0], x.uris[0], x.suites[0], x.components.join(' '), x.line])).toEqual([
+      ['deb', 'http://ftp.example.org/debian', 'bullseye', 'main contrib', 2],
+      ['deb-src', 'http://ftp.example.org/debian', 'bullseye', 'main', 3],
+      ['deb', 'http://ftp.example.org/debian', 'bullseye-updates', 'main', 4],
+      ['deb', 'http://ftp.example.org/debian-security', 'bullseye-security', 'main', 5],
+      ['deb', 'https://packages.example.com/apt', 'cloud-sdk-bookworm', 'main', 6],
+    ]);
+    expect(s[2]!.signedBy).toBe(DEBIAN_KEYRING);
+  });
+
+  it('finds the archive and security mirrors in a deb822 tree, ignoring other extensions', () => {
+    const dir = etcTree({ 'sources.list.d/debian.sources': DEB822, 'sources.list.d/other.list.disabled': 'deb http://nope.example.org/debian sid main\n' });
+    const m = discoverMirrors(dir);
+    expect(m.archive).toBe('http://mirror.example.org/debian');
+    expect(m.security).toBe('http://security.example.org/debian-security');
+    expect(m.origin.archive).toBe(`${join(dir, 'sources.list.d/debian.sources')}:2`);
+  });
+
+  it('finds them in /etc/apt/sources.list one-line format, skipping non-Debian repositories', () => {
+    const dir = etcTree({ 'sources.list': ONELINE.replace(/^deb https:\/\/packages.*$/m, '').replace(/^deb http/m, '# deb http') + 'deb https://packages.example.com/apt cloud-sdk-bookworm main\n' });
+    const m = discoverMirrors(dir);
+    expect(m.archive).toBe('http://ftp.example.org/debian');
+    expect(m.security).toBe('http://ftp.example.org/debian-security');
+  });
+
+  it('derives the security URI from the archive when none is configured, and fails clearly without a Debian source', () => {
+    const dir = etcTree({ 'sources.list.d/a.list': 'deb [trusted=yes] http://local.example.org:3142/debian/ trixie main\n' });
+    expect(discoverMirrors(dir)).toMatchObject({ archive: 'http://local.example.org:3142/debian', security: 'http://local.example.org:3142/debian-security' });
+    const none = etcTree({ 'sources.list.d/n.sources': 'Types: deb\nURIs: https://deb.example.com/node\nSuites: nodistro\nComponents: main\n' });
+    expect(() => discoverMirrors(none)).toThrow(/^no Debian archive found in the machine's apt sources \(.*n\.sources\)/);
+    const disabled = etcTree({ 'sources.list.d/d.sources': DEB822.replace(/^Types: deb deb-src/m, 'Enabled: no\nTypes: deb').replace(/^Types: deb\nURIs: http:\/\/security/m, 'Enabled: false\nTypes: deb\nURIs: http://security') });
+    expect(() => discoverMirrors(disabled)).toThrow(/no Debian archive/);
+  });
+
+  it('writes a private sources.list: security suites from the security archive, signed by the Debian keyring', () => {
+    const text = privateSourcesList({ archive: 'http://a.example.org/debian', security: 'http://s.example.org/debian-security', origin: { archive: '', security: '' } }, ['sid', 'bullseye-security', 'trixie-backports', 'sid']);
+    expect(text.split('\n').filter((l) => l.startsWith('deb '))).toEqual([
+      `deb [arch=amd64 signed-by=${DEBIAN_KEYRING}] http://s.example.org/debian-security bullseye-security main`,
+      `deb [arch=amd64 signed-by=${DEBIAN_KEYRING}] http://a.example.org/debian sid main`,
+      `deb [arch=amd64 signed-by=${DEBIAN_KEYRING}] http://a.example.org/debian trixie-backports main`,
+    ]);
+  });
+
+  it("reads this machine's apt configuration: the URIs found are ones the files really contain", () => {
+    const m = discoverMirrors();
+    const files = readAptSources().map((s) => s.file);
+    const text = [...new Set(files)].map((f) => readFileSync(f, 'utf8')).join('\n');
+    expect(text).toContain(m.archive);
+    expect(m.security).toMatch(/-security$/);
+    expect(existsSync(DEBIAN_KEYRING)).toBe(true);
+  });
+});
+
+describe('lock', () => {
+  it('serialises concurrent holders and takes over a dead holder', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-lock-'));
+    const lock = join(dir, 'lock');
+    const events: string[] = [];
+    const holder = (name: string) =>
+      withLock(lock, async () => {
+        events.push(`${name}+`);
+        await new Promise((r) => setTimeout(r, 150));
+        events.push(`${name}-`);
+      });
+    await Promise.all([holder('a'), holder('b'), holder('c')]);
+    for (let i = 0; i < events.length; i += 2) expect(events[i]!.slice(0, -1)).toBe(events[i + 1]!.slice(0, -1));
+    // A lock left by a process that no longer exists.
+    const dead = spawn('true');
+    await new Promise((r) => dead.on('close', r));
+    writeFileSync(lock, `${dead.pid}\n`);
+    const t0 = Date.now();
+    expect(await withLock(lock, async () => 42)).toBe(42);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(existsSync(lock)).toBe(false);
+    // A lock held by a live process is waited for, up to the timeout.
+    writeFileSync(lock, `${process.pid}\n`);
+    await expect(withLock(lock, async () => 1, 600)).rejects.toThrow(/still locked by pid/);
+    execFileSync('rm', ['-f', lock]);
+  });
+});

@@ -1,0 +1,86 @@
+// The kernel matrix file: the committed default is valid, and every mistake is reported as one
+// line naming file, line, kernel, field and what is allowed.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { FormatError, UsageError } from '../../harness/core/errors.js';
+import { loadMatrix, parseMatrix, selectKernels } from '../../harness/kernels/matrix.js';
+
+function errorOf(text: string): Error {
+  try {
+    parseMatrix(text, 'm.yaml');
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a validation error');
+}
+
+const good = `kernels:
+  - id: "6.1"
+    series: "6.1"
+    flavour: generic
+    suites: [bookworm]
+  - id: 6.10
+    series: 6.10
+    flavour: rt
+    suites: trixie
+    version: 6.10.3-1
+`;
+
+describe('kernel matrix', () => {
+  it('loads the committed default matrix with the required kernels', () => {
+    const m = loadMatrix();
+    const ids = m.map((e) => e.id);
+    for (const id of ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '7.2', '7.3', '7.x']) expect(ids).toContain(id);
+    expect(m.find((e) => e.id === '5.10')).toEqual({ id: '5.10', series: '5.10', flavour: 'generic', suites: ['bullseye-security'] });
+    expect(m.find((e) => e.id === '6.1-rt')?.flavour).toBe('rt');
+    expect(m.find((e) => e.id === '7.x')?.series).toBe('7.x');
+  });
+
+  it('keeps every scalar a string (6.10 is not 6.1) and accepts a single suite', () => {
+    const m = parseMatrix(good, 'm.yaml');
+    expect(m[1]).toEqual({ id: '6.10', series: '6.10', flavour: 'rt', suites: ['trixie'], version: '6.10.3-1' });
+  });
+
+  it('names the line, kernel, field and allowed values of a bad flavour', () => {
+    const err = errorOf(good.replace('flavour: rt', 'flavour: realtime'));
+    expect(err).toBeInstanceOf(FormatError);
+    expect(err.message).toBe("m.yaml:8: kernel '6.10': flavour 'realtime' is not one of generic, cloud, rt");
+  });
+
+  it('reports unknown fields, missing fields, duplicates, bad series and suites on their lines', () => {
+    expect(errorOf(good.replace('    suites: trixie', '    suite: trixie')).message).toBe("m.yaml:9: kernel '6.10': unknown field 'suite' (allowed: id, series, flavour, suites, version)");
+    expect(errorOf(good.replace('    suites: [bookworm]\n', '')).message).toMatch(/^m\.yaml:2: kernel '6\.1': missing field 'suites'/);
+    expect(errorOf(good.replace('id: 6.10', 'id: "6.1"')).message).toBe("m.yaml:6: kernel '6.1': duplicate id (first at line 2)");
+    expect(errorOf(good.replace('series: 6.10', 'series: six')).message).toMatch(/^m\.yaml:7: kernel '6\.10': series 'six' must be MAJOR\.MINOR/);
+    expect(errorOf(good.replace('suites: [bookworm]', 'suites: [Bookworm]')).message).toMatch(/^m\.yaml:5: kernel '6\.1': suites: 'Bookworm' is not a Debian suite name/);
+    expect(errorOf(good.replace('version: 6.10.3-1', 'version: latest')).message).toMatch(/^m\.yaml:10: kernel '6\.10': version 'latest' is not a Debian version/);
+    expect(errorOf('kernels: []\n').message).toMatch(/^m\.yaml:1: 'kernels' is empty/);
+    expect(errorOf('kernel:\n  - id: x\n').message).toBe("m.yaml:1: unknown top-level field 'kernel' (allowed: kernels)");
+  });
+
+  it('reports YAML syntax errors with their line, in one line', () => {
+    const err = errorOf('kernels:\n  - id: a\n    suites: [bookworm\n  - id: b\n');
+    expect(err).toBeInstanceOf(FormatError);
+    expect(err.message).toMatch(/^m\.yaml:\d+: invalid YAML: /);
+    expect(err.message).not.toContain('\n');
+  });
+
+  it('loadMatrix names the file; a missing file is a usage error', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-matrix-'));
+    const f = join(dir, 'bad.yaml');
+    writeFileSync(f, good.replace('flavour: generic', 'flavour: cloudy'));
+    expect(() => loadMatrix(f)).toThrow(/bad\.yaml:4: kernel '6\.1': flavour 'cloudy'/);
+    expect(() => loadMatrix(join(dir, 'none.yaml'))).toThrow(UsageError);
+  });
+
+  it('selects by exact id, glob and all', () => {
+    const m = loadMatrix();
+    expect(selectKernels(m, ['6.1']).map((e) => e.id)).toEqual(['6.1']);
+    expect(selectKernels(m, ['6.1*']).map((e) => e.id)).toEqual(['6.1', '6.1-cloud', '6.1-rt', '6.12']);
+    expect(selectKernels(m, ['6.1-*', '7.?']).map((e) => e.id)).toEqual(['6.1-cloud', '6.1-rt', '7.2', '7.3', '7.x']);
+    expect(selectKernels(m, ['all'])).toHaveLength(m.length);
+    expect(() => selectKernels(m, ['4.19'])).toThrow(/no kernel matches '4\.19'/);
+  });
+});
