@@ -2,7 +2,7 @@
 // (CONFIG_* → 'y' | 'm' | string | number), LINUX_KERNEL_VERSION, /proc/kallsyms, CPU lists.
 
 import { existsSync, readFileSync } from 'node:fs';
-import { release } from 'node:os';
+import { release, version } from 'node:os';
 import { gunzipSync } from 'node:zlib';
 import { CoreMatrixError, FormatError } from '../core/errors.js';
 
@@ -54,6 +54,22 @@ export function kernelVersionFromRelease(rel = release()): number {
   const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(rel);
   if (!m) throw new FormatError(`kernel release '${rel}' does not start with a.b[.c]`);
   return kernelVersion(Number(m[1]), Number(m[2]), Number(m[3] ?? 0));
+}
+
+/**
+ * LINUX_KERNEL_VERSION of the running kernel, as the kernel itself computes LINUX_VERSION_CODE.
+ * Debian keeps the ABI name in the release ("5.10.0-46-amd64") and the real sublevel in the
+ * version string ("#1 SMP Debian 5.10.262-1 (...)"); Ubuntu puts it in /proc/version_signature.
+ * Those win over the release when present.
+ */
+export function linuxKernelVersion(uname: { release: string; version: string } = { release: release(), version: version() }): number {
+  const deb = /\bDebian (\d+)\.(\d+)\.(\d+)/.exec(uname.version);
+  if (deb) return kernelVersion(Number(deb[1]), Number(deb[2]), Number(deb[3]));
+  if (existsSync('/proc/version_signature')) {
+    const m = /(\d+)\.(\d+)\.(\d+)\s*$/.exec(readFileSync('/proc/version_signature', 'utf8').trim());
+    if (m) return kernelVersion(Number(m[1]), Number(m[2]), Number(m[3]));
+  }
+  return kernelVersionFromRelease(uname.release);
 }
 
 export interface Ksym {

@@ -20,6 +20,8 @@ export class Link {
     readonly kind: LinkKind,
     /** What is attached where, for messages: "kprobe do_sys_openat2". */
     readonly target: string,
+    /** How it was attached: "BPF_LINK_CREATE", "BPF_RAW_TRACEPOINT_OPEN", "kprobe PMU", "tracefs kprobe_events", "perf tracepoint". */
+    readonly via: string,
     private readonly cleanup?: () => void,
   ) {}
 
@@ -43,7 +45,7 @@ export class Link {
 
 /** BPF_RAW_TRACEPOINT_OPEN for a BPF_PROG_TYPE_RAW_TRACEPOINT program. */
 export function attachRawTracepoint(prog: Program, name: string): Link {
-  return new Link(rawTracepointOpen(prog.fd, name), 'bpf_link', `raw_tp ${name}`);
+  return new Link(rawTracepointOpen(prog.fd, name), 'bpf_link', `raw_tp ${name}`, 'BPF_RAW_TRACEPOINT_OPEN');
 }
 
 const EINVAL = errnoNumber('EINVAL');
@@ -55,10 +57,10 @@ const EINVAL = errnoNumber('EINVAL');
  */
 export function attachTracing(prog: Program, attachType: number = AttachType.TRACE_FENTRY, label = 'tracing'): Link {
   try {
-    return new Link(linkCreate({ progFd: prog.fd, attachType }, label), 'bpf_link', label);
+    return new Link(linkCreate({ progFd: prog.fd, attachType }, label), 'bpf_link', label, 'BPF_LINK_CREATE');
   } catch (e) {
     if (!(e instanceof SyscallError) || e.errno !== EINVAL) throw e;
-    return new Link(rawTracepointOpen(prog.fd, undefined), 'bpf_link', label);
+    return new Link(rawTracepointOpen(prog.fd, undefined), 'bpf_link', label, 'BPF_RAW_TRACEPOINT_OPEN');
   }
 }
 
@@ -96,7 +98,7 @@ function openPerf(values: Parameters<typeof writeAttr<typeof PERF_EVENT_ATTR.fie
 }
 
 /** PERF_EVENT_IOC_SET_BPF + PERF_EVENT_IOC_ENABLE, closing the event on failure. */
-function attachPerf(fd: number, prog: Program, target: string, cleanup?: () => void): Link {
+function attachPerf(fd: number, prog: Program, target: string, via: string, cleanup?: () => void): Link {
   try {
     ioctl(fd, Perf.IOC_SET_BPF, prog.fd, `PERF_EVENT_IOC_SET_BPF ${target}`);
     ioctl(fd, Perf.IOC_ENABLE, 0, `PERF_EVENT_IOC_ENABLE ${target}`);
@@ -105,7 +107,7 @@ function attachPerf(fd: number, prog: Program, target: string, cleanup?: () => v
     cleanup?.();
     throw e;
   }
-  return new Link(fd, 'perf_event', target, cleanup);
+  return new Link(fd, 'perf_event', target, via, cleanup);
 }
 
 /** The id of a tracefs event (events/<group>/<name>/id). */
@@ -117,7 +119,7 @@ export function tracepointId(group: string, name: string): number {
 export function attachTracepoint(prog: Program, group: string, name: string): Link {
   const id = tracepointId(group, name);
   const what = `tracepoint ${group}:${name}`;
-  return attachPerf(openPerf({ type: Perf.TYPE_TRACEPOINT, config: id }, what), prog, what);
+  return attachPerf(openPerf({ type: Perf.TYPE_TRACEPOINT, config: id }, what), prog, what, 'perf tracepoint');
 }
 
 export interface KprobeOptions {
@@ -154,7 +156,7 @@ export function attachKprobe(prog: Program, func: string, o: KprobeOptions = {})
   const pmu = o.legacy ? undefined : kprobePmu();
   if (pmu) {
     const fd = openPerf({ type: pmu.type, config: o.retprobe ? 1 << pmu.retprobeBit : 0, config2: o.offset ?? 0 }, what, [func]);
-    return attachPerf(fd, prog, what);
+    return attachPerf(fd, prog, what, 'kprobe PMU');
   }
   if (o.retprobe && o.offset) throw new UsageError(`${what}: a kretprobe takes no offset`);
   const root = tracefs();
@@ -179,5 +181,5 @@ export function attachKprobe(prog: Program, func: string, o: KprobeOptions = {})
     remove();
     throw e;
   }
-  return attachPerf(fd, prog, what, remove);
+  return attachPerf(fd, prog, what, 'tracefs kprobe_events', remove);
 }

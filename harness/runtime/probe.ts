@@ -8,7 +8,7 @@ import { assemble, call, exit, movImm, R0 } from './asm.js';
 import { BpfCmd, LINK_CREATE, writeAttr } from './attr.js';
 import { btfLoad, mapCreate, progLoad, VerifierError, type MapCreateAttr } from './bpf.js';
 import { Helper, MapFlag, MapType, ProgType, type MapTypeName, type ProgTypeName } from './consts.js';
-import { kernelVersionFromRelease } from './facts.js';
+import { linuxKernelVersion } from './facts.js';
 import { bpfRaw, close, errnoNumber, pageSize, SyscallError, withScratch } from './sys.js';
 
 export type FeatureState = 'unknown' | 'supported' | 'missing';
@@ -227,7 +227,7 @@ const PROG_PROBES: Partial<Record<ProgTypeName, { min: string; expectedAttachTyp
 
 let kernVersion: number | undefined;
 function kv(): number {
-  return (kernVersion ??= kernelVersionFromRelease());
+  return (kernVersion ??= linuxKernelVersion());
 }
 
 /** Does the kernel load a trivial program (r0 = 0; exit) of this type? */

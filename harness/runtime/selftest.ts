@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { VerifierError } from './bpf.js';
 import { AttachType, Helper, MapFlag, MapType, ProgType } from './consts.js';
 import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, kprobePmu, tracefs, tracepointId } from './link.js';
-import { kernelVersionFromRelease, possibleCpus, readKernelConfig } from './facts.js';
+import { linuxKernelVersion, possibleCpus, readKernelConfig } from './facts.js';
 import { openFdCount, openFds } from './fds.js';
 import { BpfMap, readU32, readU64, u32, u64 } from './map.js';
 import { PerfBufReader } from './perfbuf.js';
@@ -318,7 +318,7 @@ const checks: Check[] = [
             throw e instanceof Skip ? e : new Skip((e as Error).message);
           }
         }
-        return withCounter(ProgType.KPROBE, { kernVersion: kernelVersionFromRelease() }, (p, read) => {
+        return withCounter(ProgType.KPROBE, { kernVersion: linuxKernelVersion() }, (p, read) => {
           const link = attachKprobe(p, 'bpf_prog_test_run_skb', { legacy: how === 'legacy' });
           try {
             triggerTestRun(4);
@@ -338,8 +338,10 @@ const checks: Check[] = [
       const id = o.kernelFuncBtfId?.('bpf_prog_test_run_skb');
       if (!o.kernelFuncBtfId) throw new Skip('no kernel BTF resolver given');
       if (!id) throw new Error('bpf_prog_test_run_skb not found in vmlinux BTF');
+      let via = '';
       return withCounter(ProgType.TRACING, { expectedAttachType: AttachType.TRACE_FENTRY, attachBtfId: id }, (p, read) => {
         const link = attachTracing(p, AttachType.TRACE_FENTRY, 'fentry bpf_prog_test_run_skb');
+        via = link.via;
         try {
           triggerTestRun(2);
         } finally {
@@ -348,7 +350,7 @@ const checks: Check[] = [
         expectEq('counter', read(), 2n);
         triggerTestRun(1);
         expectEq('counter after detach', read(), 2n);
-        return `btf id ${id}`;
+        return `btf id ${id}, attached with ${via}`;
       });
     },
   ],
@@ -367,7 +369,7 @@ const checks: Check[] = [
   [
     'kernel facts: version code and config',
     () => {
-      const v = kernelVersionFromRelease();
+      const v = linuxKernelVersion();
       const { path, config } = readKernelConfig();
       if (config.get('CONFIG_BPF_SYSCALL') !== 'y') throw new Error(`${path}: CONFIG_BPF_SYSCALL is ${config.get('CONFIG_BPF_SYSCALL')}`);
       return `LINUX_KERNEL_VERSION ${v >> 16}.${(v >> 8) & 255}.${v & 255}, ${config.size} options from ${path}`;

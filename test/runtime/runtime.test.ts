@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { assemble, call, exit, movImm, R0 } from '../../harness/runtime/asm.js';
 import { btfLoad, mapCreate, VerifierError } from '../../harness/runtime/bpf.js';
 import { MapType, ProgType } from '../../harness/runtime/consts.js';
-import { kallsymsLookup, kernelVersion, kernelVersionFromRelease, parseCpuList, parseKernelConfig, readKernelConfig } from '../../harness/runtime/facts.js';
+import { kallsymsLookup, kernelVersion, kernelVersionFromRelease, linuxKernelVersion, parseCpuList, parseKernelConfig, readKernelConfig } from '../../harness/runtime/facts.js';
 import { openFdCount, openFds } from '../../harness/runtime/fds.js';
 import { BpfMap, u32 } from '../../harness/runtime/map.js';
 import { FeatureMissingError, probeBtfKind, probeHelper, probeMapType, requireFeature, TinyBtf } from '../../harness/runtime/probe.js';
@@ -144,6 +144,9 @@ describe('guest facts', () => {
     expect(kernelVersionFromRelease('5.10.226-1-amd64')).toBe(0x050ae2);
     expect(kernelVersionFromRelease('6.1.0-27-amd64')).toBe(0x060100);
     expect(kernelVersionFromRelease('7.2')).toBe(0x070200);
+    // Debian: the release names the ABI, the version string the real sublevel (clamped to 255).
+    expect(linuxKernelVersion({ release: '5.10.0-46-amd64', version: '#1 SMP Debian 5.10.262-1 (2026-07-31)' })).toBe(0x050aff);
+    expect(linuxKernelVersion({ release: '6.1.0-50-amd64', version: '#1 SMP PREEMPT_DYNAMIC Debian 6.1.176-1 (2026-07-02)' })).toBe(0x0601b0);
     const rel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
     const [a, b] = rel.split('.').map(Number) as [number, number];
     expect(kernelVersionFromRelease() >> 8).toBe((a << 8) | b);
