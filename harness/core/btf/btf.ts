@@ -335,14 +335,60 @@ export class Btf {
 
   /** Type ids with exactly this name (all kinds), including base types, ascending. */
   byName(name: string): readonly number[] {
-    const own = (this.nameIdx ??= new NameIndex(this, false)).lookup(name);
+    const own = this.lookupOwn(name, false);
     return this.base ? [...this.base.byName(name), ...own] : own;
   }
 
   /** Type ids whose essential name (the part before any `___suffix`) equals `ess`, ascending. */
   byEssentialName(ess: string): readonly number[] {
-    const own = (this.essIdx ??= new NameIndex(this, true)).lookup(ess);
+    const own = this.lookupOwn(ess, true);
     return this.base ? [...this.base.byEssentialName(ess), ...own] : own;
+  }
+
+  private scans = 0;
+  /**
+   * The first few look-ups scan the names in place (a relocation typically asks for a handful of
+   * root types: a scan costs about a millisecond on vmlinux); later ones build a hash index.
+   */
+  private lookupOwn(name: string, essential: boolean): number[] {
+    const idx = essential ? this.essIdx : this.nameIdx;
+    if (idx) return idx.lookup(name);
+    if (++this.scans <= 8) return this.scan(name, essential);
+    if (essential) return (this.essIdx = new NameIndex(this, true)).lookup(name);
+    return (this.nameIdx = new NameIndex(this, false)).lookup(name);
+  }
+
+  private scan(name: string, essential: boolean): number[] {
+    const q = new TextEncoder().encode(name);
+    const out: number[] = [];
+    if (q.length === 0) return out;
+    const { bytes, dv, offsets, strStart, strLen, startStr } = this.internals();
+    const end = strStart + strLen;
+    const q0 = q[0]!;
+    for (let i = 0; i < this.nTypes; i++) {
+      const off = dv.getUint32(offsets[i]!, true);
+      if (off === 0) continue;
+      let b = bytes;
+      let p: number;
+      let e = end;
+      if (off >= startStr) {
+        p = strStart + off - startStr;
+        if (bytes[p] !== q0) continue;
+      } else [b, p, e] = this.strLoc(off);
+      let j = 0;
+      while (j < q.length && p + j < e && b[p + j] === q[j]) j++;
+      if (j < q.length) continue;
+      const next = b[p + j];
+      if (next === 0) {
+        if (!essential || essentialLength(b, p, j) === j) out.push(this.startId + i);
+        continue;
+      }
+      if (!essential) continue;
+      let n = j;
+      while (p + n < e && b[p + n] !== 0) n++;
+      if (essentialLength(b, p, n) === j) out.push(this.startId + i);
+    }
+    return out;
   }
 
   /** Raw views for the name index (same module; not part of the public surface). */

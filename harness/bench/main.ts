@@ -1,0 +1,115 @@
+// npm run bench: our figures side by side with a reference measured in the same run.
+//   1. BTF parse: our parse (and parse + name index) vs libbpf's btf__parse, same file, same run.
+//   2. Whole-process offline relocation of a set of objects vs `bpftool gen min_core_btf`.
+// Sections for the VM pipeline are added by harness/bench/*.ts modules as they land.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseBtf } from '../core/btf/btf.js';
+import { KernelStore } from '../kernels/store.js';
+import { cacheDir, repoRoot } from '../paths.js';
+
+const KERNELS = (process.env.BENCH_KERNELS ?? '5.10,6.1,7.3').split(',');
+const RUNS = Number(process.env.BENCH_RUNS ?? 30);
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (ms: number) => (ms < 10 ? ms.toFixed(2) : ms.toFixed(1)) + ' ms';
+
+function row(cells: string[], widths: number[]): string {
+  return cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+}
+
+function printTable(title: string, head: string[], rows: string[][]): void {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  console.log(`\n${title}\n${row(head, w)}\n${w.map((n) => '-'.repeat(n)).join('  ')}`);
+  for (const r of rows) console.log(row(r, w));
+}
+
+function libbpfTimer(): string {
+  const dir = cacheDir('bench');
+  const bin = join(dir, 'btf_parse_timer');
+  const src = join(repoRoot(), 'harness/bench/btf_parse_timer.c');
+  if (!existsSync(bin) || statSync(bin).mtimeMs < statSync(src).mtimeMs) {
+    execFileSync('gcc', ['-O2', '-o', bin, src, '-lbpf'], { stdio: 'inherit' });
+  }
+  return bin;
+}
+
+async function benchParse(store: KernelStore): Promise<void> {
+  const timer = libbpfTimer();
+  const rows: string[][] = [];
+  for (const id of KERNELS) {
+    const k = await store.fetch(id);
+    const bytes = readFileSync(k.btf);
+    const parse: number[] = [];
+    const indexed: number[] = [];
+    let types = 0;
+    for (let i = 0; i < RUNS; i++) {
+      const t0 = performance.now();
+      const b = parseBtf(bytes, { source: k.btf });
+      const t1 = performance.now();
+      b.byEssentialName('task_struct');
+      const t2 = performance.now();
+      parse.push(t1 - t0);
+      indexed.push(t2 - t0);
+      types = b.count;
+    }
+    const ref = JSON.parse(execFileSync(timer, [k.btf, String(RUNS)]).toString()) as { median_us: number; types: number };
+    if (ref.types !== types) throw new Error(`type counts differ for ${id}: ours ${types}, libbpf ${ref.types}`);
+    const ours = median(parse);
+    const theirs = ref.median_us / 1000;
+    rows.push([`${id} (${types} types, ${(bytes.length / 1e6).toFixed(1)} MB)`, fmt(ours), fmt(median(indexed)), fmt(theirs), (ours / theirs).toFixed(2) + '×']);
+  }
+  printTable(`BTF parse, median of ${RUNS} (goal: parse ≤ 1.5× libbpf btf__parse)`, ['kernel BTF', 'ours: parse', 'ours: +name index', 'libbpf btf__parse', 'ratio'], rows);
+}
+
+function wall(cmd: string, args: string[], runs: number): number {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    times.push(performance.now() - t0);
+    if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr.toString().trim()}`);
+  }
+  return median(times);
+}
+
+/** The objects relocated in the bench: the test fixtures with CO-RE relocations against kernel types. */
+function benchObjects(): string[] {
+  const dir = cacheDir('bench', 'objects');
+  mkdirSync(dir, { recursive: true });
+  return ['test/fixtures/core_kernel.bpf.c'].map((src) => {
+    const obj = join(dir, src.split('/').pop()!.replace(/\.c$/, '.o'));
+    execFileSync('clang-19', ['-g', '-O2', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', join(repoRoot(), src), '-o', obj]);
+    return obj;
+  });
+}
+
+async function benchRelocate(store: KernelStore): Promise<void> {
+  const objs = benchObjects();
+  const cli = join(repoRoot(), 'dist/cli.js');
+  const rows: string[][] = [];
+  const runs = Math.max(5, Math.floor(RUNS / 3));
+  const out = join(cacheDir('bench'), 'min.btf');
+  for (const id of KERNELS) {
+    const k = await store.fetch(id);
+    const ours = wall(process.execPath, [cli, 'relocate', ...objs, '--btf', k.btf, '--json'], runs);
+    const theirs = wall('bpftool', ['gen', 'min_core_btf', k.btf, out, ...objs], runs);
+    rows.push([`${id}, ${objs.length} object(s)`, fmt(ours), fmt(theirs), (ours / theirs).toFixed(2) + '×']);
+  }
+  const node = wall(process.execPath, ['-e', '0'], runs);
+  printTable(`Offline relocation, whole process, median of ${runs} (goal: ≤ 1.5× bpftool; node itself starts in ${fmt(node)} here)`,
+    ['target', 'corematrix relocate', 'bpftool gen min_core_btf', 'ratio'], rows);
+}
+
+async function main(): Promise<void> {
+  const store = new KernelStore({ log: (s) => console.error(s) });
+  console.log(`corematrix bench — ${new Date().toISOString()}, node ${process.version}, ${KERNELS.join(' ')}`);
+  await benchParse(store);
+  await benchRelocate(store);
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench: ${e instanceof Error ? e.message : String(e)}`);
+  process.exitCode = 1;
+});
