@@ -241,8 +241,9 @@ export async function withLock<T>(lockFile: string, fn: () => Promise<T>, timeou
 }
 
 function lastErrorLine(out: string): string {
-  const lines = out.split('\n').map((l) => l.trim()).filter(Boolean);
-  return lines.filter((l) => /^(E|W|Err):/.test(l)).pop() ?? lines.pop() ?? 'no output';
+  const lines = out.split('\n').map((l) => l.trim().replace(/\s+\[IP: [^\]]*\]$/, '')).filter(Boolean);
+  const pick = (re: RegExp) => lines.filter((l) => re.test(l)).pop();
+  return (pick(/^E:/) ?? pick(/^(W|Err):/) ?? lines.pop() ?? 'no output').replace(/\s{2,}/g, ' ');
 }
 
 /** The private apt state. Construct, then `ensure(suites)` before queries and downloads. */

@@ -3,7 +3,7 @@
 // the `.BTF` section out of the resulting ELF by reading its section headers. Nothing is kept on
 // disk but the BTF: the ELF lives in memory only (60 to 110 MB).
 import { spawn } from 'node:child_process';
-import { CoreMatrixError, FormatError } from '../core/errors.js';
+import { CoreMatrixError, FormatError, wrap } from '../core/errors.js';
 
 export type PayloadFormat = 'gzip' | 'xz' | 'zstd' | 'lz4' | 'bzip2' | 'lzma' | 'lzo';
 
@@ -86,7 +86,12 @@ export function decompress(format: PayloadFormat, data: Buffer): Promise<Buffer>
 /** Decompresses a bzImage's payload to the vmlinux ELF (checked against the recorded size). */
 export async function extractVmlinux(vmlinuz: Buffer, name = 'vmlinuz'): Promise<{ info: BzImageInfo; elf: Buffer }> {
   const info = parseBzImage(vmlinuz, name);
-  const elf = await decompress(info.format, info.payload);
+  let elf: Buffer;
+  try {
+    elf = await decompress(info.format, info.payload);
+  } catch (err) {
+    throw wrap(`${name}: ${info.format} payload`, err);
+  }
   if (elf.readUInt32BE(0) !== 0x7f454c46) throw new FormatError(`${name}: the ${info.format} payload did not decompress to an ELF`);
   if (info.size !== undefined && info.size !== elf.length) throw new FormatError(`${name}: ${info.format} payload decompressed to ${elf.length} bytes, header says ${info.size}`);
   return { info, elf };
