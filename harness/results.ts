@@ -1,0 +1,106 @@
+// What a matrix run produces: plain, versioned JSON. The guest agent emits CellResults (one per
+// kernel × suite × program) over the result channel; the host wraps them into KernelRuns and a
+// RunReport, which the diff engine and the report writers read. Every file carries `schema`;
+// readers refuse a schema they do not know instead of guessing.
+
+import { FormatError } from './core/errors.js';
+import type { RelocationRecord } from './core/relo/report.js';
+
+export const RESULT_SCHEMA = 1;
+
+export type CellVerdict =
+  /** Loaded, ran, and every check matched its ground truth. */
+  | 'pass'
+  /** A check did not match, the verifier rejected the program, or a relocation failed. */
+  | 'fail'
+  /** The spec declares a minimum kernel above this one: not run, and that is expected. */
+  | 'expected-skip'
+  /** Could not run on a kernel that should support it: counts as a failure. */
+  | 'skip'
+  /** The harness itself failed for this cell (agent error, timeout inside the guest). */
+  | 'error';
+
+export type LoaderName = 'ours' | 'libbpf';
+
+export interface KernelInfo {
+  /** Matrix id, e.g. `6.1-rt`. */
+  id: string;
+  package: string;
+  version: string;
+  /** `uname -r` */
+  release: string;
+  flavour: string;
+}
+
+export interface Check {
+  name: string;
+  observed: unknown;
+  truth: unknown;
+  ok: boolean;
+  /** Where the truth came from: `agent: gettid()`, `bpftool btf dump`, `/boot/config-…`. */
+  source?: string;
+}
+
+export interface ExternValue {
+  name: string;
+  kind: 'kconfig' | 'ksym';
+  value: string | number | boolean | null;
+}
+
+export interface CellResult {
+  schema: typeof RESULT_SCHEMA;
+  kernel: KernelInfo;
+  suite: string;
+  program: string;
+  loader: LoaderName;
+  object: { name: string; sha256: string };
+  verdict: CellVerdict;
+  /** One line: why it failed or was skipped. */
+  reason?: string;
+  relocations: RelocationRecord[];
+  externs: ExternValue[];
+  checks: Check[];
+  verifier?: {
+    /** Instructions the verifier processed (BPF_OBJ_GET_INFO verified_insns, or parsed from the log). */
+    insnsProcessed?: number;
+    /** The last lines of the verifier log, on rejection. */
+    logTail?: string;
+  };
+  /** Translated instructions as the kernel returns them, hex, when recorded (differential runs). */
+  xlated?: string;
+  timings: { loadMs: number; runMs: number };
+}
+
+/** How a guest ended, from the host's view (harness/vm). */
+export type GuestVerdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed' | 'no-kernel';
+
+export interface KernelRun {
+  kernel: KernelInfo;
+  guest: GuestVerdict;
+  /** One line when the guest did not end cleanly. */
+  detail?: string;
+  accel: 'kvm' | 'tcg' | 'none';
+  bootMs?: number;
+  durationMs: number;
+  /** Last lines of the kernel console, kept when something went wrong. */
+  consoleTail?: string;
+  cells: CellResult[];
+}
+
+export interface RunReport {
+  schema: typeof RESULT_SCHEMA;
+  runId: string;
+  startedAt: string;
+  finishedAt: string;
+  /** False when the run was interrupted or a writer failed: a partial report, marked as such. */
+  complete: boolean;
+  host: { node: string; qemu?: string; clang?: string };
+  suites: string[];
+  objects: { name: string; sha256: string }[];
+  kernels: KernelRun[];
+}
+
+export function assertSchema(doc: unknown, file: string): asserts doc is { schema: number } {
+  const s = (doc as { schema?: unknown } | null)?.schema;
+  if (s !== RESULT_SCHEMA) throw new FormatError(`${file}: result schema ${String(s)} is not ${RESULT_SCHEMA} (written by another corematrix version)`);
+}
