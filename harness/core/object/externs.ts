@@ -1,0 +1,83 @@
+// Extern discovery: `__kconfig` variables (CONFIG_*, LINUX_KERNEL_VERSION, ...) live in the
+// `.kconfig` DATASEC and become values in a `.kconfig` array map; `__ksym` variables and kfuncs
+// live in `.ksyms` and are resolved against kernel BTF by the runtime. Both show up as undefined
+// (SHN_UNDEF) symbols in the ELF symbol table, which also says whether they are weak.
+
+import type { Btf } from '../btf/btf.js';
+import { Kind } from '../btf/kinds.js';
+import { type ElfFile, SHN_UNDEF, STB_WEAK, STT_SECTION, STT_FILE } from '../elf.js';
+import { FormatError } from '../errors.js';
+import type { ExternSpec } from './types.js';
+
+/** Natural alignment of a type (what the C ABI on BPF gives it), capped at 8. */
+function alignOf(btf: Btf, id: number, depth = 0): number {
+  if (depth > 32) throw new FormatError(`${btf.source}: type loop at type #${id}`);
+  const t = btf.type(btf.skipModsAndTypedefs(id));
+  switch (t.kind) {
+    case Kind.INT: case Kind.ENUM: case Kind.ENUM64: case Kind.FLOAT:
+      return Math.min(Math.max(t.size, 1), 8);
+    case Kind.PTR: return 8;
+    case Kind.ARRAY: return alignOf(btf, t.type, depth + 1);
+    case Kind.STRUCT: case Kind.UNION:
+      return t.members.reduce((a, m) => Math.max(a, alignOf(btf, m.type, depth + 1)), 1);
+    default: return 1;
+  }
+}
+
+function datasec(btf: Btf, name: string) {
+  for (const id of btf.byName(name)) {
+    const t = btf.type(id);
+    if (t.kind === Kind.DATASEC) return t;
+  }
+  return undefined;
+}
+
+/** Finds every extern, lays out `.kconfig`, and returns the externs plus the `.kconfig` value size (0 = none). */
+export function discoverExterns(elf: ElfFile, btf: Btf): { externs: ExternSpec[]; kconfigSize: number } {
+  const src = elf.source;
+  const undef = new Map<string, { weak: boolean; used: boolean }>();
+  for (const s of elf.symbols) {
+    if (s.index === 0 || s.shndx !== SHN_UNDEF || !s.name || s.type === STT_SECTION || s.type === STT_FILE) continue;
+    undef.set(s.name, { weak: s.bind === STB_WEAK, used: false });
+  }
+  const externs: ExternSpec[] = [];
+  let kconfigEnd = 0;
+  const kc = datasec(btf, '.kconfig');
+  for (const v of kc?.vars ?? []) {
+    const vt = btf.type(v.type);
+    if (vt.kind !== Kind.VAR) throw new FormatError(`${src}: .kconfig entry type #${v.type} is ${btf.typeName(v.type)}, expected a variable`);
+    const sym = undef.get(vt.name);
+    if (sym) sym.used = true;
+    const size = btf.sizeOf(vt.type);
+    const align = alignOf(btf, vt.type);
+    const offset = Math.ceil(kconfigEnd / align) * align;
+    kconfigEnd = offset + size;
+    externs.push({ name: vt.name, kind: 'kconfig', typeId: vt.id, valueTypeId: vt.type, weak: sym?.weak ?? false, func: false, typed: true, offset, size });
+  }
+  const ks = datasec(btf, '.ksyms');
+  for (const v of ks?.vars ?? []) {
+    const vt = btf.type(v.type);
+    const sym = undef.get(vt.name);
+    if (sym) sym.used = true;
+    if (vt.kind === Kind.FUNC) {
+      externs.push({ name: vt.name, kind: 'ksym', typeId: vt.id, valueTypeId: vt.type, weak: sym?.weak ?? false, func: true, typed: true });
+    } else if (vt.kind === Kind.VAR) {
+      const typed = btf.skipModsAndTypedefs(vt.type) !== 0;
+      externs.push({ name: vt.name, kind: 'ksym', typeId: vt.id, valueTypeId: vt.type, weak: sym?.weak ?? false, func: false, typed });
+    } else {
+      throw new FormatError(`${src}: .ksyms entry type #${v.type} is ${btf.typeName(v.type)}, expected a variable or function`);
+    }
+  }
+  // Kfuncs declared without a section attribute still appear as extern FUNCs in BTF.
+  for (const [name, sym] of undef) {
+    if (sym.used) continue;
+    const fn = btf.byName(name).find((id) => btf.kind(id) === Kind.FUNC);
+    if (fn !== undefined) {
+      sym.used = true;
+      externs.push({ name, kind: 'ksym', typeId: fn, valueTypeId: btf.sizeOrType(fn), weak: sym.weak, func: true, typed: true });
+      continue;
+    }
+    throw new FormatError(`${src}: undefined symbol '${name}' is neither a __kconfig nor a __ksym extern`);
+  }
+  return { externs, kconfigSize: kconfigEnd === 0 ? 0 : Math.ceil(kconfigEnd / 8) * 8 };
+}

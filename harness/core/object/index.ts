@@ -1,0 +1,7 @@
+// The object half of the loader core: ELF object → ObjectSpec; ObjectSpec + program → LinkedProgram.
+export * from './types.js';
+export { loadObjectSpec } from './load.js';
+export { linkProgram, type LinkOptions } from './link.js';
+export { fixupDatasecs, type DatasecLayout } from './datasec.js';
+export { classifySection, ProgType, AttachType, type ProgramKind } from './sections.js';
+export { MapType, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, BPF_F_MMAPABLE, isMapInMap, isDataSection } from './maps.js';

@@ -1,0 +1,186 @@
+// Linking one program: its own instructions followed by every subprogram it reaches (bpf-to-bpf
+// calls and callback references, transitively), each appended once, with call offsets, map
+// references, extern references and func/line info re-based to the combined stream. Reads the
+// CURRENT bytes of `obj.sections`, i.e. after the CO-RE engine has patched them.
+
+import { FormatError } from '../errors.js';
+import {
+  BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, CALL, INSN_SIZE, LD_IMM64,
+} from '../insn.js';
+import { infoFor } from './load.js';
+import type { CodeReloc, FunctionSpec, KernelFuncInfo, KernelLineInfo, LinkedProgram, ObjectSpec, ProgramSpec } from './types.js';
+
+export interface LinkOptions {
+  /** Instruction bytes to read instead of `obj.sections` (same keys). */
+  sections?: ReadonlyMap<string, Uint8Array>;
+}
+
+interface Placed {
+  fn: FunctionSpec;
+  start: number;
+}
+
+export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: LinkOptions = {}): LinkedProgram {
+  const p = typeof prog === 'string' ? obj.programs.find((x) => x.name === prog) : prog;
+  if (!p) throw new FormatError(`${obj.source}: no program named '${String(prog)}'`);
+  const where = `${obj.source}: prog '${p.name}'`;
+  const sections = opts.sections ?? obj.sections;
+
+  // Functions of each section, sorted, for "which function holds instruction i".
+  const bySection = new Map<string, FunctionSpec[]>();
+  for (const f of obj.functions) {
+    let l = bySection.get(f.section);
+    if (!l) bySection.set(f.section, (l = []));
+    l.push(f);
+  }
+  const fnAt = (section: string, insn: number): FunctionSpec | undefined =>
+    bySection.get(section)?.find((f) => insn >= f.sectionOffset && insn < f.sectionOffset + f.insnCount);
+
+  const relocIndex = new Map<string, Map<number, CodeReloc>>();
+  const relocsOf = (section: string) => {
+    let m = relocIndex.get(section);
+    if (!m) relocIndex.set(section, (m = new Map((obj.relocs.get(section) ?? []).map((r) => [r.insn, r]))));
+    return m;
+  };
+
+  const placed = new Map<FunctionSpec, Placed>();
+  const order: Placed[] = [];
+  let total = 0;
+  const place = (fn: FunctionSpec): Placed => {
+    let pl = placed.get(fn);
+    if (!pl) {
+      pl = { fn, start: total };
+      total += fn.insnCount;
+      placed.set(fn, pl);
+      order.push(pl);
+    }
+    return pl;
+  };
+  const self = obj.functions.find((f) => f.section === p.section && f.sectionOffset === p.sectionOffset) ?? p;
+  place(self);
+
+  // Pass 1: walk functions breadth-first, placing every reachable one; remember branch fixups.
+  const fixups: { at: number; target: FunctionSpec; targetInsn: number; what: string }[] = [];
+  const chunks: Uint8Array[] = [];
+  for (let k = 0; k < order.length; k++) {
+    const { fn, start } = order[k]!;
+    const sec = sections.get(fn.section);
+    if (!sec || (fn.sectionOffset + fn.insnCount) * INSN_SIZE > sec.length) throw new FormatError(`${where}: function '${fn.name}' is outside section ${fn.section}`);
+    const code = new Uint8Array(sec.subarray(fn.sectionOffset * INSN_SIZE, (fn.sectionOffset + fn.insnCount) * INSN_SIZE));
+    chunks.push(code);
+    const relocs = relocsOf(fn.section);
+    const dv = new DataView(code.buffer);
+    for (let j = 0; j < fn.insnCount; j++) {
+      const secInsn = fn.sectionOffset + j;
+      const r = relocs.get(secInsn);
+      const op = code[j * INSN_SIZE]!;
+      const src = code[j * INSN_SIZE + 1]! >> 4;
+      let targetSection: string | undefined;
+      let targetInsn = 0;
+      if (r && (r.kind === 'call' || r.kind === 'func')) {
+        targetSection = r.targetSection;
+        targetInsn = r.targetInsn;
+      } else if (!r && op === CALL && src === BPF_PSEUDO_CALL) {
+        // A pc-relative call the compiler resolved itself (same section, no relocation).
+        targetSection = fn.section;
+        targetInsn = secInsn + dv.getInt32(j * INSN_SIZE + 4, true) + 1;
+      }
+      if (targetSection !== undefined) {
+        const target = fnAt(targetSection, targetInsn);
+        if (!target) throw new FormatError(`${where}: ${fn.name}+${j}: call target ${targetSection}+${targetInsn} is not inside a function`);
+        place(target);
+        fixups.push({ at: start + j, target, targetInsn: targetInsn - target.sectionOffset, what: `${fn.name}+${j}` });
+      }
+      if (op === LD_IMM64) j++;
+    }
+  }
+
+  const insns = new Uint8Array(total * INSN_SIZE);
+  order.forEach((pl, i) => insns.set(chunks[i]!, pl.start * INSN_SIZE));
+  const dv = new DataView(insns.buffer);
+  const setSrc = (i: number, s: number) => (insns[i * INSN_SIZE + 1] = (s << 4) | (insns[i * INSN_SIZE + 1]! & 0x0f));
+  const setImm = (i: number, v: number) => dv.setInt32(i * INSN_SIZE + 4, v, true);
+  const imm = (i: number) => dv.getInt32(i * INSN_SIZE + 4, true);
+
+  // Pass 2: branch offsets (relative to the next instruction, as the kernel reads them).
+  for (const f of fixups) {
+    const dest = placed.get(f.target)!.start + f.targetInsn;
+    const rel = dest - f.at - 1;
+    const op = insns[f.at * INSN_SIZE]!;
+    if (op === CALL) setSrc(f.at, BPF_PSEUDO_CALL);
+    else if (op === LD_IMM64) {
+      setSrc(f.at, BPF_PSEUDO_FUNC);
+      setImm(f.at + 1, 0);
+    } else throw new FormatError(`${where}: ${f.what}: code reference on opcode 0x${op.toString(16)}`);
+    setImm(f.at, rel);
+  }
+
+  // Pass 3: map, data and extern references.
+  const mapRefs: LinkedProgram['mapRefs'] = [];
+  const externRefs: LinkedProgram['externRefs'] = [];
+  const kconfigMap = obj.maps.findIndex((m) => m.kind === 'kconfig');
+  for (const { fn, start } of order) {
+    for (const r of obj.relocs.get(fn.section) ?? []) {
+      if (r.insn < fn.sectionOffset || r.insn >= fn.sectionOffset + fn.insnCount) continue;
+      const i = start + r.insn - fn.sectionOffset;
+      switch (r.kind) {
+        case 'map':
+          setSrc(i, BPF_PSEUDO_MAP_FD);
+          setImm(i, r.map);
+          setImm(i + 1, 0);
+          mapRefs.push({ insn: i, map: r.map });
+          break;
+        case 'data':
+          setSrc(i, BPF_PSEUDO_MAP_VALUE);
+          setImm(i, r.map);
+          setImm(i + 1, r.offset);
+          mapRefs.push({ insn: i, map: r.map, offset: r.offset });
+          break;
+        case 'extern': {
+          const e = obj.externs[r.extern]!;
+          externRefs.push({ insn: i, extern: r.extern });
+          if (e.kind === 'kconfig') {
+            if (kconfigMap < 0) throw new FormatError(`${where}: kconfig extern '${e.name}' without a .kconfig map`);
+            const off = e.offset! + imm(i);
+            setSrc(i, BPF_PSEUDO_MAP_VALUE);
+            setImm(i, kconfigMap);
+            setImm(i + 1, off);
+            mapRefs.push({ insn: i, map: kconfigMap, offset: off });
+          } else if (r.call) {
+            setSrc(i, BPF_PSEUDO_KFUNC_CALL);
+            setImm(i, 0);
+          } else {
+            setSrc(i, 0);
+            setImm(i, 0);
+            setImm(i + 1, 0);
+          }
+          break;
+        }
+        default:
+          break;
+      }
+    }
+  }
+
+  // func_info / line_info for every placed function, re-based.
+  const funcInfo: KernelFuncInfo[] = [];
+  const lineInfo: KernelLineInfo[] = [];
+  if (obj.btfExt) {
+    for (const { fn, start } of order) {
+      for (const r of infoFor(obj.btfExt.funcInfo.get(fn.section), fn, obj.source, 'func_info')) funcInfo.push({ insnOff: start + r.insnOff, typeId: r.typeId });
+      for (const r of infoFor(obj.btfExt.lineInfo.get(fn.section), fn, obj.source, 'line_info')) lineInfo.push({ ...r, insnOff: start + r.insnOff });
+    }
+    funcInfo.sort((a, b) => a.insnOff - b.insnOff);
+    lineInfo.sort((a, b) => a.insnOff - b.insnOff);
+  }
+  mapRefs.sort((a, b) => a.insn - b.insn);
+  externRefs.sort((a, b) => a.insn - b.insn);
+
+  const out: LinkedProgram = {
+    name: p.name, type: p.type, sleepable: p.sleepable, insns, funcInfo, lineInfo, mapRefs, externRefs,
+    layout: order.map(({ fn, start }) => ({ name: fn.name, section: fn.section, start, insnCount: fn.insnCount })),
+  };
+  if (p.expectedAttachType !== undefined) out.expectedAttachType = p.expectedAttachType;
+  if (p.attachTo !== undefined) out.attachTo = p.attachTo;
+  return out;
+}

@@ -1,0 +1,155 @@
+// Plain data parsed from a BPF object (names after cilium/ebpf's CollectionSpec/ProgramSpec/
+// MapSpec): no file descriptors, nothing kernel-specific. The runtime turns these into maps
+// and programs; the CO-RE engine patches `ObjectSpec.sections` in place before linking.
+
+import type { Btf } from '../btf/btf.js';
+import type { BtfExt } from '../btf/ext.js';
+
+/** One function symbol (STT_FUNC) in an executable section: a program or a subprogram. */
+export interface FunctionSpec {
+  name: string;
+  section: string;
+  /** Instruction index of its first instruction within the section. */
+  sectionOffset: number;
+  insnCount: number;
+  /** STB_GLOBAL / STB_WEAK (true) or STB_LOCAL (false). */
+  global: boolean;
+}
+
+/** Records as the kernel wants them: insnOff is an instruction index. */
+export interface KernelFuncInfo {
+  insnOff: number;
+  typeId: number;
+}
+export interface KernelLineInfo {
+  insnOff: number;
+  fileNameOff: number;
+  lineOff: number;
+  line: number;
+  col: number;
+}
+
+export interface ProgramSpec extends FunctionSpec {
+  /** bpf_prog_type; 0 (UNSPEC) when the section name is not recognised. */
+  type: number;
+  /** The section-name prefix that matched ('kprobe', 'tp_btf', ...) or 'unknown'. */
+  kind: string;
+  /** bpf_attach_type for BPF_PROG_LOAD's expected_attach_type, when the program type needs one. */
+  expectedAttachType?: number;
+  /** What the section name says to attach to: a function, `category/name` tracepoint, ... */
+  attachTo?: string;
+  /** `.s` sections (fentry.s/, lsm.s/, ...): load with BPF_F_SLEEPABLE. */
+  sleepable: boolean;
+  /** The program's own func_info (insnOff relative to its first instruction, in instructions). */
+  funcInfo: KernelFuncInfo[];
+  /** The program's own line_info (insnOff relative to its first instruction, in instructions). */
+  lineInfo: KernelLineInfo[];
+}
+
+export type MapKind = 'btf' | 'legacy' | 'data' | 'kconfig';
+
+export interface MapSpec {
+  /** Variable name for `.maps`/`maps` definitions; the section name for global data (`.rodata`, `.data.foo`, `.kconfig`). */
+  name: string;
+  kind: MapKind;
+  /** ELF section the definition or data comes from (`.kconfig` has none: the name is used). */
+  section: string;
+  /** bpf_map_type. */
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  numaNode: number;
+  /** 0 = none, 1 = LIBBPF_PIN_BY_NAME. */
+  pinning: number;
+  mapExtra: bigint;
+  /** BTF ids of key and value types in the object's BTF (0 = none). Data maps: value is the DATASEC. */
+  keyTypeId: number;
+  valueTypeId: number;
+  /** The VAR in `.maps` defining this map (BTF maps only). */
+  btfVarId?: number;
+  /** Map-in-map: the inner map template (from `__array(values, struct inner)`). */
+  inner?: MapSpec;
+  /** Map-in-map / prog-array initial contents from `.values = {...}`: slot → map (or program) name. */
+  initValues?: { slot: number; target: string }[];
+  /** Global data maps: the initial value (zeros for .bss). A copy; the runtime fills `.kconfig`. */
+  data?: Uint8Array;
+  /** Freeze after filling (.rodata*, .kconfig). */
+  frozen: boolean;
+  /** Offset of the definition within its section (BTF/legacy maps). */
+  offset: number;
+}
+
+export type ExternKind = 'kconfig' | 'ksym';
+
+export interface ExternSpec {
+  name: string;
+  kind: ExternKind;
+  /** BTF id of the extern's VAR (variables) or FUNC (kfuncs). */
+  typeId: number;
+  /** BTF id of the VAR's type (variables) or the FUNC_PROTO (kfuncs). */
+  valueTypeId: number;
+  weak: boolean;
+  /** ksym: a kfunc (called), resolved to a BTF FUNC id in the kernel. */
+  func: boolean;
+  /** ksym variable with a real BTF type (resolved to a BTF VAR id); false for `const void` ksyms (kallsyms address). */
+  typed: boolean;
+  /** kconfig: byte offset inside the `.kconfig` map value. */
+  offset?: number;
+  /** kconfig: byte size of the value (sizeof its type). */
+  size?: number;
+}
+
+/** A relocation from the ELF REL sections of an executable section, resolved to what it names. */
+export type CodeReloc =
+  | { kind: 'call'; insn: number; targetSection: string; targetInsn: number }
+  | { kind: 'func'; insn: number; targetSection: string; targetInsn: number }
+  | { kind: 'map'; insn: number; map: number }
+  | { kind: 'data'; insn: number; map: number; offset: number }
+  | { kind: 'extern'; insn: number; extern: number; call: boolean };
+
+export interface ObjectSpec {
+  source: string;
+  license: string;
+  kernVersion: number;
+  /** The object's BTF, with DATASEC sizes/offsets and extern entries fixed up so the kernel accepts it (type ids and string offsets unchanged). */
+  btf: Btf;
+  btfExt?: BtfExt;
+  programs: ProgramSpec[];
+  /** Every function symbol in an executable section (programs and subprograms). */
+  functions: FunctionSpec[];
+  maps: MapSpec[];
+  externs: ExternSpec[];
+  /** A COPY of each executable section's instructions; the CO-RE engine patches these in place. */
+  sections: Map<string, Uint8Array>;
+  /** ELF relocations of each executable section, resolved (instruction indices within the section). */
+  relocs: Map<string, CodeReloc[]>;
+}
+
+export interface LinkedProgram {
+  name: string;
+  type: number;
+  expectedAttachType?: number;
+  attachTo?: string;
+  sleepable: boolean;
+  /** The program followed by every subprogram it reaches, call offsets fixed. */
+  insns: Uint8Array;
+  /** Instruction-index func_info/line_info for the combined stream, sorted. */
+  funcInfo: KernelFuncInfo[];
+  lineInfo: KernelLineInfo[];
+  /**
+   * ld_imm64 map references. The instruction already has src = BPF_PSEUDO_MAP_FD (whole map) or
+   * BPF_PSEUDO_MAP_VALUE (offset in the second imm) and imm = the map's index in `ObjectSpec.maps`:
+   * the runtime writes the map's fd into imm.
+   */
+  mapRefs: { insn: number; map: number; offset?: number }[];
+  /**
+   * Extern references. kconfig ones are already map-value references to the `.kconfig` map (also
+   * listed in mapRefs); ksym variables (ld_imm64, src 0) and kfunc calls (call, src =
+   * BPF_PSEUDO_KFUNC_CALL, imm 0) must be patched by the runtime with BTF ids or addresses.
+   */
+  externRefs: { insn: number; extern: number }[];
+  /** Functions in the order they were laid out, with their first instruction in `insns`. */
+  layout: { name: string; section: string; start: number; insnCount: number }[];
+}
