@@ -7,7 +7,7 @@ import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, read
 import { join } from 'node:path';
 import { CoreMatrixError, FormatError, UsageError } from '../core/errors.js';
 import { cacheDir } from '../paths.js';
-import { AptState, type AptCandidate } from './apt.js';
+import { AptState, withLock, type AptCandidate } from './apt.js';
 import { compareDebVersions, upstreamOf } from './debversion.js';
 import { extractVmlinux, elfSection } from './extract.js';
 import { loadMatrix, selectKernels, type Flavour, type KernelEntry } from './matrix.js';
@@ -168,6 +168,7 @@ export class KernelStore {
   private matrixCache?: KernelEntry[];
   private readonly resolved = new Map<string, Promise<ResolvedKernel>>();
   private memo: Record<string, { size: number; mtimeMs: number }> | undefined;
+  private readonly inflight = new Map<string, Promise<KernelArtifacts>>();
 
   constructor(opts: KernelStoreOptions = {}) {
     this.dir = opts.cache ?? cacheDir('kernels');
@@ -175,6 +176,20 @@ export class KernelStore {
     this.log = opts.log ?? (() => {});
     this.matrixSource = opts.matrix;
     this.apt = opts.apt ?? new AptState({ log: this.log });
+    this.sweep();
+  }
+
+  /** Removes work directories left by killed runs (older than an hour). */
+  private sweep(): void {
+    const tmp = join(this.dir, 'tmp');
+    for (const name of readdirSync(tmp)) {
+      const path = join(tmp, name);
+      try {
+        if (!name.endsWith('.lock') && Date.now() - statSync(path).mtimeMs > 3_600_000) rmSync(path, { recursive: true, force: true });
+      } catch {
+        /* raced with another sweeper */
+      }
+    }
   }
 
   /** The matrix entries this store knows ids from. */
@@ -389,9 +404,21 @@ export class KernelStore {
       return fallback;
     }
     const path = join(this.dir, 'manifests', manifestName(e.id, r.version));
-    const m = existsSync(path) ? this.readManifest(path) : undefined;
-    if (m && m.package === r.package && this.verified(m)) return this.toArtifacts(m, path);
-    return this.download(e, r, path);
+    const ready = (): KernelArtifacts | undefined => {
+      const m = existsSync(path) ? this.readManifest(path) : undefined;
+      return m && m.package === r.package && this.verified(m) ? this.toArtifacts(m, path) : undefined;
+    };
+    const have = ready();
+    if (have) return have;
+    // One download per kernel: in this process (shared promise) and across processes (lock file).
+    const key = `${e.id}@${r.version}`;
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = withLock(join(this.dir, 'tmp', `${manifestName(e.id, r.version)}.lock`), async () => ready() ?? this.download(e, r, path));
+      this.inflight.set(key, p);
+      p.finally(() => this.inflight.delete(key)).catch(() => {});
+    }
+    return p;
   }
 
   private cachedFor(e: KernelEntry): KernelArtifacts | undefined {
