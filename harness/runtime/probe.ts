@@ -52,6 +52,14 @@ export class TinyBtf {
   int(name = 'int'): number {
     return this.type(this.str(name), info(BTF_KIND.INT), 4, 0x01000020 /* signed, 32 bits */);
   }
+  /** FUNC_PROTO returning `ret` with unnamed params of the given types. */
+  funcProto(ret: number, params: number[] = []): number {
+    return this.type(0, info(BTF_KIND.FUNC_PROTO, params.length), ret, ...params.flatMap((t) => [0, t]));
+  }
+  /** FUNC `name` of prototype `proto`; linkage 0 static, 1 global. */
+  func(name: string, proto: number, linkage = 0): number {
+    return this.type(this.str(name), info(BTF_KIND.FUNC, linkage), proto);
+  }
   bytes(): Uint8Array {
     const typeLen = this.words.length * 4;
     const out = new Uint8Array(24 + typeLen + this.strs.length);

@@ -3,16 +3,17 @@
 
 import { addImm, assemble, call, exit, ldImm64, ldMapFd, movImm, movReg, R0, R1, R2, R3, R4, R5, R6, R10, stDW, stxDW, ldxDW, jeqImm } from './asm.js';
 import { existsSync } from 'node:fs';
-import { VerifierError } from './bpf.js';
+import { btfLoad, VerifierError } from './bpf.js';
 import { AttachType, Helper, MapFlag, MapType, ProgType } from './consts.js';
 import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, kprobePmu, tracefs, tracepointId } from './link.js';
 import { linuxKernelVersion, possibleCpus, readKernelConfig } from './facts.js';
 import { openFdCount, openFds } from './fds.js';
 import { BpfMap, readU32, readU64, u32, u64 } from './map.js';
 import { PerfBufReader } from './perfbuf.js';
-import { probeAll } from './probe.js';
+import { probeAll, TinyBtf } from './probe.js';
 import { Program, type ProgramOptions } from './program.js';
 import { RingBufReader } from './ringbuf.js';
+import { close } from './sys.js';
 
 export interface SelfTestResult {
   name: string;
@@ -263,6 +264,67 @@ const checks: Check[] = [
         }
       } finally {
         m.close();
+      }
+    },
+  ],
+  [
+    'map with BTF key/value types (BPF_BTF_LOAD + btf_fd)',
+    () => {
+      const b = new TinyBtf();
+      const int = b.int();
+      const btf = btfLoad(b.bytes(), { label: 'selftest map BTF' });
+      try {
+        const m = BpfMap.create({ mapType: MapType.HASH, keySize: 4, valueSize: 4, maxEntries: 2, name: 'st_btfmap', btfFd: btf.fd, btfKeyTypeId: int, btfValueTypeId: int });
+        try {
+          const info = m.info();
+          if (!info.btfId) throw new Error('map info has no btf_id');
+          expectEq('key/value type ids', [info.btfKeyTypeId, info.btfValueTypeId], [int, int]);
+          return `btf id ${info.btfId}`;
+        } finally {
+          m.close();
+        }
+      } finally {
+        close(btf.fd);
+      }
+    },
+  ],
+  [
+    'program with BTF func_info and line_info',
+    () => {
+      const b = new TinyBtf();
+      const fn = b.func('st_btfprog', b.funcProto(b.int()));
+      const file = b.str('/selftest/st.c');
+      const line = b.str('return 42;');
+      const btf = btfLoad(b.bytes(), { label: 'selftest prog BTF' });
+      try {
+        const funcInfo = new Uint8Array(8);
+        new DataView(funcInfo.buffer).setUint32(4, fn, true); // { insn_off 0, type_id fn }
+        const lineInfo = new Uint8Array(16);
+        const lv = new DataView(lineInfo.buffer);
+        lv.setUint32(4, file, true);
+        lv.setUint32(8, line, true);
+        lv.setUint32(12, (7 << 10) | 3, true); // line 7, column 3
+        const p = Program.load({
+          progType: ProgType.SOCKET_FILTER,
+          insns: assemble(movImm(R0, 42), exit()),
+          license: 'GPL',
+          name: 'st_btfprog',
+          progBtfFd: btf.fd,
+          funcInfo,
+          funcInfoRecSize: 8,
+          lineInfo,
+          lineInfoRecSize: 16,
+        });
+        try {
+          expectEq('retval', p.testRun({ data: PACKET }).retval, 42);
+          const info = p.info();
+          if (!info.btfId) throw new Error('program info has no btf_id');
+          return `btf id ${info.btfId}`;
+        } finally {
+          p.close();
+        }
+      } finally {
+        close(btf.fd);
       }
     },
   ],
