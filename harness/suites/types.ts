@@ -1,0 +1,64 @@
+// Suites: a BPF C program plus a YAML spec each (suites/<name>/prog.bpf.c, suites/<name>/spec.yaml).
+// The host compiles every suite once per run (one vmlinux.h, one clang-19) and ships the same
+// object bytes to every guest. In the guest, the agent loads the object with our loader, then
+// hands a `LoadedObject` to the suite's guest-side code, which triggers the programs and
+// compares what they observed with ground truth the guest measures itself.
+
+import type { Check } from '../results.js';
+
+/** Parsed spec.yaml (validated: unknown keys and wrong types are errors with file:line). */
+export interface SuiteSpec {
+  name: string;
+  description: string;
+  /** Programs to load and report (default: every program in the object). */
+  programs?: string[];
+  /** Below this kernel (`5.13`), the suite is an expected skip; at or above it, a skip fails. */
+  minKernel?: string;
+  /** Values written into `.rodata` variables before load (`const volatile` globals). */
+  rodata?: Record<string, number | string | boolean>;
+  /** How the guest makes the programs run. */
+  trigger: TriggerSpec;
+  /** What to read back and what it must equal. */
+  checks: CheckSpec[];
+}
+
+export type TriggerSpec =
+  | { kind: 'prctl-set-name'; name: string }
+  | { kind: 'loopback-tcp' }
+  | { kind: 'test-run'; program: string; packetLengths: number[] }
+  | { kind: 'syscalls'; getpid: number }
+  | { kind: 'none' };
+
+export interface CheckSpec {
+  name: string;
+  /** A global variable of the object (`.bss`/`.data` name, e.g. `pid_core`), or `ringbuf:<map>` etc. */
+  observe: string;
+  /** A ground-truth expression the guest evaluates (see harness/suites/guest.ts). */
+  truth: string;
+}
+
+/** What the agent gives the suite code after loading the object (all fds owned by the agent). */
+export interface LoadedObject {
+  /** Reads a global variable by name from its data map: numbers for ints, strings for char arrays. */
+  readVar(name: string): number | bigint | string | boolean;
+  /** BPF_PROG_TEST_RUN of a loaded program; returns the program's return value. */
+  testRun(program: string, data: Uint8Array, repeat?: number): number;
+  /** Drains a ring buffer map; each record's raw bytes. */
+  drainRingbuf(map: string): Uint8Array[];
+  /** Attached programs are already attached; this lists them. */
+  programs: string[];
+}
+
+/** Guest facts the truth expressions may use (measured by the agent, not by BPF). */
+export interface GuestContext {
+  release: string;
+  /** Parsed kernel config: CONFIG_X → 'y' | 'm' | string. */
+  config: Map<string, string>;
+  /** Values the host computed with independent tools for this kernel (e.g. bpftool's BTF dump). */
+  hostTruth: Record<string, number | string | boolean>;
+}
+
+export interface SuiteRunner {
+  /** Makes the programs run (the trigger), then evaluates every check. */
+  run(spec: SuiteSpec, obj: LoadedObject, ctx: GuestContext): Promise<Check[]>;
+}
