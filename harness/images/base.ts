@@ -1,0 +1,224 @@
+// The BASE layer of every guest initramfs: busybox (with applet links), the host's node binary
+// and the shared libraries it needs, koffi pruned to its linux-x64 glibc module, and libbpf.so.1
+// with its dependencies (for the reference loader). It is large (~90 MB) and the same for every
+// run, so it is built once per content hash of its inputs and kept in cacheDir('images').
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { CoreMatrixError } from '../core/errors.js';
+import { cacheDir, repoRoot } from '../paths.js';
+import { type CpioEntry, writeCpio } from './cpio.js';
+import { type Compression, compressFile } from './compress.js';
+
+/** 'busybox': busybox only (fast boot tests); 'full': + node, koffi, libbpf. */
+export type BaseVariant = 'busybox' | 'full';
+
+/** Bump when the recipe changes in a way the input hash cannot see. */
+const RECIPE_VERSION = 4;
+
+export interface BaseLayer {
+  path: string;
+  hash: string;
+  bytes: number;
+  compression: Compression;
+  /** True when this call built it (false: cache hit). */
+  built: boolean;
+  buildMs: number;
+}
+
+/** Where busybox (static) lives on the host. */
+export function findBusybox(): string {
+  for (const p of ['/bin/busybox', '/usr/bin/busybox', '/usr/sbin/busybox']) if (existsSync(p)) return p;
+  throw new CoreMatrixError('image: busybox not found (apt-get install busybox-static)');
+}
+
+/** The shared libraries (and ELF interpreter) an executable or library needs, from `ldd`. */
+export function sharedLibraries(file: string): string[] {
+  let out: string;
+  try {
+    out = execFileSync('ldd', [file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const text = String((err as { stdout?: string }).stdout ?? '') + String((err as { stderr?: string }).stderr ?? '');
+    if (/not a dynamic executable|statically linked/.test(text)) return [];
+    throw new CoreMatrixError(`image: ldd ${file}: ${text.trim().split('\n')[0] ?? (err as Error).message}`);
+  }
+  const libs: string[] = [];
+  for (const line of out.split('\n')) {
+    const m = /=>\s*(\S+)\s+\(0x/.exec(line) ?? /^\s*(\/\S+)\s+\(0x/.exec(line);
+    if (m) libs.push(m[1]!);
+    else if (/=>\s*not found/.test(line)) throw new CoreMatrixError(`image: ldd ${file}: ${line.trim()}`);
+  }
+  return libs;
+}
+
+/** The directory of an installed package in the project's node_modules. */
+function nodeModule(name: string): string {
+  for (let dir = repoRoot(); ; dir = dirname(dir)) {
+    const p = join(dir, 'node_modules', name);
+    if (existsSync(join(p, 'package.json'))) return p;
+    if (dirname(dir) === dir) throw new CoreMatrixError(`image: node_modules/${name} not found (run npm install)`);
+  }
+}
+
+function walk(root: string, keep: (rel: string) => boolean): string[] {
+  const out: string[] = [];
+  const rec = (dir: string) => {
+    for (const d of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, d.name);
+      if (d.isDirectory()) rec(p);
+      else if (d.isFile() && keep(relative(root, p))) out.push(p);
+    }
+  };
+  rec(root);
+  return out.sort();
+}
+
+/**
+ * koffi 3 loads its native module with require('@koromix/koffi-linux-x64') (src/koffi/src/static.js),
+ * whose index.js picks ./linux_x64/koffi.node (glibc) or ./musl_x64 by reading node's ELF
+ * interpreter. We keep koffi's JavaScript and package.json files (no C++ sources, docs, vendored
+ * headers) and the glibc module only.
+ */
+export function koffiFiles(): { guest: string; source: string }[] {
+  const koffi = nodeModule('koffi');
+  const native = nodeModule('@koromix/koffi-linux-x64');
+  const js = (rel: string) => /\.(c?js|mjs|json)$/.test(rel) && !/^(doc|vendor|lib)\//.test(rel);
+  const files = [
+    ...walk(koffi, js).map((p) => ({ guest: `node_modules/koffi/${relative(koffi, p)}`, source: p })),
+    ...walk(native, (rel) => js(rel) || rel === 'linux_x64/koffi.node').map((p) => ({
+      guest: `node_modules/@koromix/koffi-linux-x64/${relative(native, p)}`,
+      source: p,
+    })),
+  ];
+  if (!files.some((f) => f.guest.endsWith('linux_x64/koffi.node')))
+    throw new CoreMatrixError(`image: ${native}/linux_x64/koffi.node is missing`);
+  return files;
+}
+
+function libbpfPath(): string {
+  for (const p of ['/usr/lib/x86_64-linux-gnu/libbpf.so.1', '/lib/x86_64-linux-gnu/libbpf.so.1', '/usr/lib64/libbpf.so.1'])
+    if (existsSync(p)) return p;
+  throw new CoreMatrixError('image: libbpf.so.1 not found (apt-get install libbpf1)');
+}
+
+function hasStrip(): boolean {
+  try {
+    execFileSync('strip', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---- content hashing, memoised by (path, size, mtime, inode) so a cache hit costs a few stats ----
+
+interface HashMemo {
+  [key: string]: string;
+}
+let memo: HashMemo | undefined;
+function memoFile(): string {
+  return join(cacheDir('images'), 'file-hashes.json');
+}
+function fileHash(path: string): string {
+  const st = statSync(path);
+  const key = `${realpathSync(path)}:${st.size}:${st.mtimeMs}:${st.ino}`;
+  if (!memo) {
+    try {
+      memo = JSON.parse(readFileSync(memoFile(), 'utf8')) as HashMemo;
+    } catch {
+      memo = {};
+    }
+  }
+  const hit = memo[key];
+  if (hit) return hit;
+  const h = createHash('sha256').update(readFileSync(path)).digest('hex');
+  memo[key] = h;
+  writeFileSync(memoFile(), JSON.stringify(memo));
+  return h;
+}
+
+/** The entries of the base layer, with host sources not yet stripped. */
+export function baseEntries(variant: BaseVariant): { entries: CpioEntry[]; node?: string } {
+  const entries: CpioEntry[] = [];
+  for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'run', 'root', 'etc', 'usr', 'lib', 'lib64', 'boot'])
+    entries.push({ kind: 'dir', path: d });
+  entries.push({ kind: 'dir', path: 'tmp', mode: 0o1777 });
+  entries.push({ kind: 'symlink', path: 'sbin', target: 'bin' });
+  entries.push({ kind: 'symlink', path: 'usr/bin', target: '../bin' });
+  entries.push({ kind: 'symlink', path: 'usr/sbin', target: '../bin' });
+  entries.push({ kind: 'file', path: 'etc/passwd', data: 'root:x:0:0:root:/root:/bin/sh\n' });
+  entries.push({ kind: 'file', path: 'etc/group', data: 'root:x:0:\n' });
+  entries.push({ kind: 'file', path: 'etc/hostname', data: 'corematrix\n' });
+
+  const busybox = findBusybox();
+  entries.push({ kind: 'file', path: 'bin/busybox', source: busybox, mode: 0o755 });
+  const applets = execFileSync(busybox, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => /^[\w.[-]+$/.test(a));
+  for (const a of applets) if (a !== 'busybox') entries.push({ kind: 'symlink', path: `bin/${a}`, target: 'busybox' });
+  if (variant === 'busybox') return { entries };
+
+  const node = process.execPath;
+  entries.push({ kind: 'file', path: 'bin/node', source: node, mode: 0o755 });
+  const koffi = koffiFiles();
+  for (const f of koffi) entries.push({ kind: 'file', path: f.guest, source: f.source, mode: 0o644 });
+  const libbpf = libbpfPath();
+  entries.push({ kind: 'file', path: 'usr/lib/x86_64-linux-gnu/libbpf.so.1', source: libbpf, mode: 0o644 });
+  const native = koffi.find((f) => f.guest.endsWith('koffi.node'))!.source;
+  const libs = new Set([...sharedLibraries(node), ...sharedLibraries(native), ...sharedLibraries(libbpf)]);
+  for (const lib of [...libs].sort()) entries.push({ kind: 'file', path: lib, source: lib, mode: 0o755 });
+  return { entries, node };
+}
+
+function inputHash(variant: BaseVariant, compression: Compression, entries: CpioEntry[], strip: boolean): string {
+  const h = createHash('sha256');
+  h.update(`corematrix-base v${RECIPE_VERSION} ${variant} ${compression} strip=${strip}\n`);
+  for (const e of [...entries].sort((a, b) => (a.path < b.path ? -1 : 1))) {
+    if (e.kind === 'dir') h.update(`d ${e.path} ${e.mode ?? 0o755}\n`);
+    else if (e.kind === 'symlink') h.update(`l ${e.path} ${e.target}\n`);
+    else if ('data' in e) h.update(`f ${e.path} ${e.mode ?? 0o644} ${createHash('sha256').update(e.data).digest('hex')}\n`);
+    else h.update(`f ${e.path} ${e.mode ?? ''} ${fileHash(e.source)}\n`);
+  }
+  return h.digest('hex').slice(0, 24);
+}
+
+/**
+ * Returns the cached base layer for `variant`, building it when its inputs changed.
+ * node is stripped of its symbol table (`strip --strip-unneeded`, dynamic symbols stay for
+ * native addons) when `strip` is available: 99 MB → 86 MB.
+ */
+export async function baseLayer(variant: BaseVariant = 'full', compression: Compression = DEFAULT_BASE_COMPRESSION): Promise<BaseLayer> {
+  const t0 = performance.now();
+  const { entries, node } = baseEntries(variant);
+  const strip = node !== undefined && hasStrip();
+  const hash = inputHash(variant, compression, entries, strip);
+  const dir = cacheDir('images');
+  const path = join(dir, `base-${variant}-${hash}.cpio${compression === 'none' ? '' : '.' + compression}`);
+  if (existsSync(path)) {
+    return { path, hash, bytes: statSync(path).size, compression, built: false, buildMs: performance.now() - t0 };
+  }
+  const work = mkdtempSync(join(tmpdir(), 'corematrix-base-'));
+  try {
+    if (strip && node) {
+      const stripped = join(work, 'node');
+      execFileSync('strip', ['--strip-unneeded', '-o', stripped, node], { stdio: ['ignore', 'ignore', 'pipe'] });
+      for (const e of entries) if (e.kind === 'file' && 'source' in e && e.path === 'bin/node') e.source = stripped;
+    }
+    const raw = join(work, 'base.cpio');
+    writeCpio(raw, entries);
+    const out = compression === 'none' ? raw : await compressFile(raw, compression);
+    // The kernel only looks for the next archive's cpio magic at a 4-byte aligned offset
+    // (zero bytes between archives are skipped): pad a compressed layer to a multiple of 4.
+    const rem = statSync(out).size % 4;
+    if (rem) appendFileSync(out, new Uint8Array(4 - rem));
+    const tmp = `${path}.tmp-${process.pid}`;
+    execFileSync('cp', [out, tmp]);
+    renameSync(tmp, path);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return { path, hash, bytes: statSync(path).size, compression, built: true, buildMs: performance.now() - t0 };
+}
+
+/** Chosen by measurement (see harness/images/README.md). */
+export const DEFAULT_BASE_COMPRESSION: Compression = 'none';

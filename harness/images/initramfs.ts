@@ -1,0 +1,122 @@
+// Builds a guest initramfs: the cached BASE layer (busybox, node, koffi, libbpf) followed by a
+// small RUN layer (/init, /agent.js, the caller's files, /boot/config-<release>). The kernel
+// unpacks concatenated newc archives in order, so the run layer can add or replace files.
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreMatrixError, UsageError } from '../core/errors.js';
+import { cacheDir, repoRoot } from '../paths.js';
+import { type BaseVariant, baseLayer } from './base.js';
+import type { Compression } from './compress.js';
+import { type CpioEntry, normalizeGuestPath, writeCpio } from './cpio.js';
+
+export interface ImageFile {
+  /** Path inside the guest, e.g. "/objects/a.bpf.o". */
+  path: string;
+  /** Host file to copy (mode taken from it unless `mode` is given). */
+  source?: string;
+  /** Inline content. */
+  data?: Uint8Array | string;
+  mode?: number;
+}
+
+export interface ImageSpec {
+  files: ImageFile[];
+  /** Host path of the kernel's config, installed as /boot/config-<release> (needs `release`). */
+  kernelConfig?: string;
+  release?: string;
+  /** 'full' (default): node + koffi + libbpf; 'busybox': busybox only (boot tests, cm.init=hello). */
+  base?: BaseVariant;
+  /** Compression of the base layer (default: the measured best, see base.ts). */
+  compression?: Compression;
+  /** Agent bundle to install as /agent.js (default: dist/agent.js when it exists, full base only). */
+  agent?: string | false;
+}
+
+export interface BuiltImage {
+  path: string;
+  baseBytes: number;
+  runBytes: number;
+  baseBuilt: boolean;
+  buildMs: number;
+}
+
+/** The /init script shipped in every image. */
+export function initScript(): string {
+  return join(repoRoot(), 'images', 'init');
+}
+
+const KEEP_IMAGES = 8;
+const PRUNE_AGE_MS = 15 * 60_000;
+
+/** Builds (or reuses) the initramfs for `spec`; returns the path of the single initrd file. */
+export async function buildInitramfs(spec: ImageSpec): Promise<string> {
+  return (await buildImage(spec)).path;
+}
+
+/** buildInitramfs with sizes and timings (for reports and benchmarks). */
+export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
+  const t0 = performance.now();
+  const variant = spec.base ?? 'full';
+  const run: CpioEntry[] = [{ kind: 'file', path: 'init', source: initScript(), mode: 0o755 }];
+  const agent = spec.agent ?? (variant === 'full' ? join(repoRoot(), 'dist', 'agent.js') : false);
+  if (agent !== false) {
+    if (!existsSync(agent)) throw new CoreMatrixError(`image: agent bundle ${agent} not found (run npm run build)`);
+    run.push({ kind: 'file', path: 'agent.js', source: agent, mode: 0o644 });
+    if (existsSync(`${agent}.map`)) run.push({ kind: 'file', path: 'agent.js.map', source: `${agent}.map`, mode: 0o644 });
+  }
+  if (spec.kernelConfig !== undefined) {
+    if (!spec.release) throw new UsageError(`image: kernelConfig ${spec.kernelConfig} given without release`);
+    if (!existsSync(spec.kernelConfig)) throw new CoreMatrixError(`image: kernel config ${spec.kernelConfig} not found`);
+    run.push({ kind: 'file', path: `boot/config-${spec.release}`, source: spec.kernelConfig, mode: 0o644 });
+  }
+  for (const f of spec.files) {
+    const path = normalizeGuestPath(f.path);
+    if (f.data !== undefined) run.push({ kind: 'file', path, data: f.data, mode: f.mode ?? 0o644 });
+    else if (f.source !== undefined) {
+      if (!existsSync(f.source)) throw new CoreMatrixError(`image: file for guest '/${path}': ${f.source} not found`);
+      run.push(f.mode === undefined ? { kind: 'file', path, source: f.source } : { kind: 'file', path, source: f.source, mode: f.mode });
+    } else throw new UsageError(`image: file for guest '/${path}' has neither source nor data`);
+  }
+
+  const base = await baseLayer(variant, spec.compression);
+  const dir = cacheDir('images', 'initrd');
+  const work = mkdtempSync(join(tmpdir(), 'corematrix-run-'));
+  try {
+    const runCpio = join(work, 'run.cpio');
+    const runBytes = writeCpio(runCpio, run);
+    const runHash = createHash('sha256').update(readFileSync(runCpio)).digest('hex').slice(0, 16);
+    const out = join(dir, `${variant}-${base.hash.slice(0, 16)}-${runHash}.img`);
+    if (existsSync(out)) {
+      const now = new Date();
+      utimesSync(out, now, now);
+    } else {
+      const tmp = `${out}.tmp-${process.pid}`;
+      copyFileSync(base.path, tmp);
+      appendFileSync(tmp, readFileSync(runCpio));
+      renameSync(tmp, out);
+      prune(dir, out);
+    }
+    return { path: out, baseBytes: base.bytes, runBytes, baseBuilt: base.built, buildMs: performance.now() - t0 };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Keeps the most recent images; never deletes one younger than PRUNE_AGE_MS (another run may boot it). */
+function prune(dir: string, keep: string): void {
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.img'))
+    .map((f) => ({ p: join(dir, f), m: statSync(join(dir, f)).mtimeMs }))
+    .sort((a, b) => b.m - a.m);
+  for (const f of files.slice(KEEP_IMAGES)) {
+    if (f.p !== keep && Date.now() - f.m > PRUNE_AGE_MS) {
+      try {
+        unlinkSync(f.p);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+}

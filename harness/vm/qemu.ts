@@ -1,0 +1,352 @@
+// Runs one guest: qemu-system-x86_64 boots a kernel with our initramfs, the console (ttyS0) goes
+// to a per-guest log file, the result channel (ttyS1) is read live as JSON lines. Every run ends
+// with a verdict and the console tail; QEMU never outlives its deadline or the host process.
+//
+// Plumbing: QEMU's stdout carries ttyS0 (chardev stdio), an extra pipe on fd 3 carries ttyS1
+// (chardev file on /dev/fd/3), stderr carries QEMU's own errors. QEMU runs under
+// `setpriv --pdeathsig KILL` when available, so even a SIGKILLed host leaves no guest behind;
+// execa's cleanup kills it on exit, SIGINT and SIGTERM.
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants, createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { execa } from 'execa';
+import { CoreMatrixError } from '../core/errors.js';
+import { decodeMessage, type GuestMessage } from '../protocol.js';
+import { ConsoleScanner, type Splat } from './console.js';
+
+export type Verdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed';
+export type Accel = 'kvm' | 'tcg';
+
+export interface GuestRun {
+  kernelId: string;
+  verdict: Verdict;
+  /** Everything decoded from ttyS1 except heartbeats (those only reach onMessage). */
+  messages: GuestMessage[];
+  /** Path of the full console log. */
+  consoleLog: string;
+  /** The last ~40 console lines, escape codes removed. */
+  consoleTail: string;
+  durationMs: number;
+  /** Guest uptime when the agent said hello (else when /init started). */
+  bootMs?: number;
+  /** Guest uptime when /init started. */
+  initMs?: number;
+  accel: Accel;
+  /** One line saying why, for every verdict but 'ok'. */
+  detail?: string;
+  /** Panics, oopses, hung-task reports and warnings seen on the console. */
+  splats: Splat[];
+  qemuExitCode?: number;
+}
+
+export interface RunGuestOptions {
+  kernelId: string;
+  vmlinuz: string;
+  initrd: string;
+  /** Extra kernel command line (appended after `console=ttyS0 panic=-1 …`). */
+  append?: string;
+  memoryMb?: number;
+  /** Overall budget; default 120 s under KVM, 360 s under TCG. */
+  timeoutMs?: number;
+  /** Longest silence on ttyS1 once the guest has spoken; default 30 s (the agent beats every 2 s). */
+  heartbeatTimeoutMs?: number;
+  /** Longest wait for the first ttyS1 line (/init starting); default 30 s KVM, 90 s TCG. */
+  bootTimeoutMs?: number;
+  accel?: 'auto' | Accel;
+  logDir: string;
+  onMessage?: (m: GuestMessage) => void;
+  signal?: AbortSignal;
+}
+
+export const QEMU = 'qemu-system-x86_64';
+/** Base kernel command line: console on ttyS0, reboot (= QEMU exit, -no-reboot) at once on panic. */
+export const BASE_APPEND = 'console=ttyS0 panic=-1';
+const TAIL_LINES = 40;
+const PANIC_GRACE_MS = 10_000;
+const POWEROFF_GRACE_MS = 15_000;
+
+let setprivOk: boolean | undefined;
+function pdeathsigPrefix(): string[] {
+  if (setprivOk === undefined) {
+    try {
+      setprivOk = execFileSync('setpriv', ['--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('--pdeathsig');
+    } catch {
+      setprivOk = false;
+    }
+  }
+  return setprivOk ? ['setpriv', '--pdeathsig', 'KILL', '--'] : [];
+}
+
+function checkFile(what: string, kernelId: string, path: string): void {
+  let ok = false;
+  try {
+    ok = statSync(path).isFile();
+  } catch {
+    throw new CoreMatrixError(`guest ${kernelId}: ${what} ${path} not found`);
+  }
+  if (!ok) throw new CoreMatrixError(`guest ${kernelId}: ${what} ${path} is not a regular file`);
+}
+
+function fileSafe(id: string): string {
+  return id.replace(/[^A-Za-z0-9._+-]/g, '_');
+}
+
+/** The QEMU argument vector for one guest (exported for tests and `--dry-run`). */
+export function qemuArgs(o: { vmlinuz: string; initrd: string; append?: string; memoryMb?: number; accel: Accel }): string[] {
+  return [
+    '-nodefaults', '-no-user-config', '-no-reboot', '-nographic',
+    '-accel', o.accel,
+    '-m', String(o.memoryMb ?? 1024), '-smp', '1',
+    '-kernel', o.vmlinuz, '-initrd', o.initrd,
+    '-append', `${BASE_APPEND}${o.append ? ' ' + o.append : ''}`,
+    '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
+    '-chardev', 'socket,id=res,fd=3', '-serial', 'chardev:res',
+  ];
+}
+
+type KillReason = { verdict: 'timeout' | 'agent-hang' | 'no-agent'; detail: string } | { verdict: 'panic-grace' | 'poweroff-grace' | 'aborted'; detail: string };
+
+/** Boots one guest and returns its verdict. Throws only for bad input (missing files) or abort. */
+export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
+  const { kernelId } = opts;
+  checkFile('kernel image', kernelId, opts.vmlinuz);
+  checkFile('initramfs', kernelId, opts.initrd);
+  opts.signal?.throwIfAborted();
+  const accel: Accel = !opts.accel || opts.accel === 'auto' ? await probeAccel(opts.vmlinuz, opts.initrd) : opts.accel;
+  const timeoutMs = opts.timeoutMs ?? (accel === 'tcg' ? 360_000 : 120_000);
+  const heartbeatMs = opts.heartbeatTimeoutMs ?? 30_000;
+  const bootTimeoutMs = opts.bootTimeoutMs ?? (accel === 'tcg' ? 90_000 : 30_000);
+  mkdirSync(opts.logDir, { recursive: true });
+  const consoleLog = join(opts.logDir, `${fileSafe(kernelId)}.console.log`);
+  const channelLog = join(opts.logDir, `${fileSafe(kernelId)}.ttyS1.log`);
+
+  const argv = [...pdeathsigPrefix(), QEMU, ...qemuArgs({ ...opts, accel })];
+  const t0 = performance.now();
+  const child = execa(argv[0]!, argv.slice(1), {
+    stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+    buffer: false,
+    reject: false,
+    cleanup: true,
+    stripFinalNewline: false,
+  });
+
+  const scanner = new ConsoleScanner();
+  const messages: GuestMessage[] = [];
+  const consoleOut = createWriteStream(consoleLog);
+  const channelOut = createWriteStream(channelLog);
+  let stderr = '';
+  let hello: Extract<GuestMessage, { t: 'hello' }> | undefined;
+  let done: Extract<GuestMessage, { t: 'done' }> | undefined;
+  let initMs: number | undefined;
+  let spoken = false;
+  let killed: KillReason | undefined;
+
+  const kill = (why: KillReason) => {
+    if (killed) return;
+    killed = why;
+    child.kill('SIGKILL');
+  };
+  const timers: NodeJS.Timeout[] = [];
+  const later = (ms: number, f: () => void) => {
+    const t = setTimeout(f, ms);
+    t.unref?.();
+    timers.push(t);
+    return t;
+  };
+  later(timeoutMs, () => kill({ verdict: 'timeout', detail: `guest still running after ${Math.round(timeoutMs / 1000)} s (${accel})` }));
+  let silence = later(bootTimeoutMs, () =>
+    kill({ verdict: 'no-agent', detail: `nothing on ttyS1 within ${Math.round(bootTimeoutMs / 1000)} s of boot (/init never started?)` }),
+  );
+  const heard = () => {
+    clearTimeout(silence);
+    if (done) return;
+    silence = later(heartbeatMs, () =>
+      kill(
+        hello
+          ? { verdict: 'agent-hang', detail: `agent silent for ${Math.round(heartbeatMs / 1000)} s (last: ${lastWhat()})` }
+          : { verdict: 'no-agent', detail: `no hello from the agent within ${Math.round(heartbeatMs / 1000)} s of /init starting (last: ${lastWhat()})` },
+      ),
+    );
+  };
+  let last: GuestMessage | undefined;
+  const lastWhat = () => (last ? JSON.stringify(last).slice(0, 120) : 'nothing');
+  const onAbort = () => kill({ verdict: 'aborted', detail: 'aborted' });
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const consoleDone = lines(child.stdout!, (raw) => {
+    consoleOut.write(raw + '\n');
+    const s = scanner.push(raw);
+    if (s?.kind === 'panic') later(PANIC_GRACE_MS, () => kill({ verdict: 'panic-grace', detail: s.line }));
+  });
+  const channelDone = lines(child.stdio[3] as Readable, (raw) => {
+    channelOut.write(raw + '\n');
+    const m = decodeMessage(raw);
+    if (!m) return;
+    spoken = true;
+    last = m;
+    if (m.t === 'hello') hello = m;
+    else if (m.t === 'done') {
+      done = m;
+      clearTimeout(silence);
+      later(POWEROFF_GRACE_MS, () => kill({ verdict: 'poweroff-grace', detail: 'guest did not power off after done' }));
+    } else if (m.t === 'log' && initMs === undefined) {
+      const im = /^init: started at (\d+) ms/.exec(m.msg);
+      if (im) initMs = Number(im[1]);
+    }
+    if (m.t !== 'hb') messages.push(m);
+    heard();
+    try {
+      opts.onMessage?.(m);
+    } catch {
+      /* a throwing observer must not break the run */
+    }
+  });
+  child.stderr!.on('data', (b: Buffer) => {
+    if (stderr.length < 4096) stderr += b.toString('utf8');
+  });
+
+  const result = await child;
+  await Promise.all([consoleDone, channelDone]);
+  for (const t of timers) clearTimeout(t);
+  opts.signal?.removeEventListener('abort', onAbort);
+  await Promise.all([new Promise((r) => consoleOut.end(r)), new Promise((r) => channelOut.end(r))]);
+  const durationMs = Math.round(performance.now() - t0);
+  if (killed?.verdict === 'aborted') throw new CoreMatrixError(`guest ${kernelId}: aborted`, { cause: opts.signal?.reason });
+
+  const run: GuestRun = {
+    kernelId,
+    verdict: 'ok',
+    messages,
+    consoleLog,
+    consoleTail: scanner.tailText(TAIL_LINES),
+    durationMs,
+    accel,
+    splats: scanner.splats,
+    ...(hello ? { bootMs: hello.bootMs } : initMs !== undefined ? { bootMs: initMs } : {}),
+    ...(initMs !== undefined ? { initMs } : {}),
+    ...(typeof result.exitCode === 'number' ? { qemuExitCode: result.exitCode } : {}),
+  };
+  const set = (verdict: Verdict, detail: string) => Object.assign(run, { verdict, detail });
+  const panic = scanner.first('panic');
+  const oops = scanner.first('oops');
+  const hung = scanner.first('hung-task');
+  const qemuError = stderr.trim().split('\n').find((l) => l.trim() !== '')?.trim();
+  if (panic) set('panic', panic.line);
+  else if (oops) set('oops', oops.line);
+  else if (hung) set('hung-task', hung.line);
+  else if (killed && (killed.verdict === 'timeout' || killed.verdict === 'agent-hang' || killed.verdict === 'no-agent')) set(killed.verdict, killed.detail);
+  else if (!killed && (result.failed || result.exitCode !== 0))
+    set('qemu-died', `qemu exited ${result.signal ? `on ${result.signal}` : `with code ${result.exitCode}`}${qemuError ? `: ${qemuError}` : ''}`);
+  else if (done && !done.ok) set('agent-failed', lastError(messages) ?? 'agent reported done with ok=false');
+  else if (done) {
+    /* ok */
+  } else if (!hello) set('no-agent', lastError(messages) ?? (spoken ? 'the guest powered off without an agent hello' : 'the guest powered off without a word on ttyS1'));
+  else set('agent-failed', lastError(messages) ?? 'agent stopped without sending done');
+  if (killed?.verdict === 'poweroff-grace' && run.verdict === 'ok') run.detail = killed.detail;
+  return run;
+}
+
+function lastError(ms: GuestMessage[]): string | undefined {
+  for (let i = ms.length - 1; i >= 0; i--) {
+    const m = ms[i]!;
+    if (m.t === 'log' && m.level === 'error') return m.msg;
+  }
+  return undefined;
+}
+
+/** Calls `f` for each line of `stream`; resolves at end of stream. */
+function lines(stream: Readable, f: (line: string) => void): Promise<void> {
+  return new Promise((resolve) => {
+    const rl = createInterface({ input: stream, crlfDelay: Infinity });
+    rl.on('line', f);
+    rl.on('close', () => resolve());
+    stream.on('error', () => resolve());
+  });
+}
+
+// ---- accelerator probe ----
+
+let probe: Promise<Accel> | undefined;
+let said = false;
+
+/** How long a KVM probe guest may stay silent on the console before we call KVM broken. */
+export const KVM_PROBE_SILENCE_MS = 4_000;
+const KVM_PROBE_TIMEOUT_MS = 20_000;
+
+/**
+ * Decides once per process whether KVM works: /dev/kvm must be usable AND a probe boot of this
+ * kernel under KVM must reach /init (cm.init=hello) — on some hosts a KVM guest hangs right
+ * after decompression, silently. The probe is killed as soon as the console stays silent for
+ * KVM_PROBE_SILENCE_MS. COREMATRIX_ACCEL=kvm|tcg skips the probe. The fallback is said once.
+ */
+export function probeAccel(vmlinuz: string, initrd: string): Promise<Accel> {
+  probe ??= doProbe(vmlinuz, initrd);
+  return probe;
+}
+
+/** Forgets the cached probe result (tests). */
+export function resetAccelProbe(): void {
+  probe = undefined;
+  said = false;
+}
+
+export interface ProbeOutcome {
+  accel: Accel;
+  reason: string;
+  ms: number;
+}
+let lastOutcome: ProbeOutcome | undefined;
+/** What the last probe found and how long it took. */
+export function lastProbe(): ProbeOutcome | undefined {
+  return lastOutcome;
+}
+
+async function doProbe(vmlinuz: string, initrd: string): Promise<Accel> {
+  const t0 = performance.now();
+  const env = process.env.COREMATRIX_ACCEL;
+  const finish = (accel: Accel, reason: string): Accel => {
+    lastOutcome = { accel, reason, ms: Math.round(performance.now() - t0) };
+    if (accel === 'tcg' && !said && env !== 'tcg') {
+      said = true;
+      process.stderr.write(`corematrix: KVM unusable (${reason}); guests run under TCG (slower)\n`);
+    }
+    return accel;
+  };
+  if (env === 'kvm' || env === 'tcg') return finish(env, `COREMATRIX_ACCEL=${env}`);
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return finish('tcg', existsSync('/dev/kvm') ? '/dev/kvm is not accessible' : 'no /dev/kvm');
+  }
+  checkFile('kernel image', 'kvm-probe', vmlinuz);
+  checkFile('initramfs', 'kvm-probe', initrd);
+  const argv = [...pdeathsigPrefix(), QEMU, ...qemuArgs({ vmlinuz, initrd, append: 'cm.init=hello', memoryMb: 512, accel: 'kvm' })];
+  const child = execa(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], buffer: false, reject: false, cleanup: true });
+  let why = '';
+  let ok = false;
+  let silence: NodeJS.Timeout | undefined;
+  const kill = (reason: string) => {
+    if (!why) why = reason;
+    child.kill('SIGKILL');
+  };
+  const arm = () => {
+    clearTimeout(silence);
+    silence = setTimeout(() => kill(`probe guest silent for ${KVM_PROBE_SILENCE_MS / 1000} s under KVM`), KVM_PROBE_SILENCE_MS);
+  };
+  arm();
+  const overall = setTimeout(() => kill(`probe guest did not reach /init in ${KVM_PROBE_TIMEOUT_MS / 1000} s`), KVM_PROBE_TIMEOUT_MS);
+  child.stdout!.on('data', arm);
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  const channel = lines(child.stdio[3] as Readable, (line) => {
+    if (decodeMessage(line)?.t === 'hello') ok = true;
+  });
+  const r = await child;
+  await channel;
+  clearTimeout(silence);
+  clearTimeout(overall);
+  if (ok) return finish('kvm', 'probe guest reached /init under KVM');
+  return finish('tcg', why || `qemu -accel kvm exited with code ${r.exitCode}${stderr.trim() ? ': ' + stderr.trim().split('\n')[0] : ''}`);
+}
