@@ -1,0 +1,69 @@
+// corematrix relocate <object.o> --btf <file | kernel-id> [--json]
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { UsageError } from '../core/errors.js';
+import { readTargetBtf, relocateObject, type RelocateReport } from '../core/relocate.js';
+import type { Command } from './command.js';
+
+const help = `usage: corematrix relocate <object.o>... --btf <file | kernel-id> [--json]
+
+Applies every CO-RE relocation of a clang-built BPF object against one target BTF, offline,
+with the same engine the guest agent uses, and prints what each relocation resolved to.
+
+  --btf <file>       raw BTF (/sys/kernel/btf/vmlinux format) or an ELF file with a .BTF
+                     section (a vmlinux, or another BPF object)
+  --btf <kernel-id>  the vmlinux BTF of a kernel from kernels/matrix.yaml (fetched if needed)
+  --json             print one JSON document instead of a table (for several objects, a JSON
+                     array with one document per object)
+
+A relocation that no target type satisfies is 'poisoned' (the instruction becomes a call to
+helper 0xbad2310, so the load fails only if that code is reachable; 'reachable' says whether it
+is); an ambiguous or malformed one is 'error'.
+Exit status: 0 when no relocation is 'error', 1 when some are, 2 for unusable input.`;
+
+async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; name: string }> {
+  if (existsSync(spec)) return { bytes: readFileSync(spec), name: spec };
+  if (spec.includes('/') || spec.endsWith('.o') || spec.endsWith('.btf')) throw new UsageError(`${spec}: no such file`);
+  const { KernelStore } = await import('../kernels/store.js');
+  const k = await new KernelStore().fetch(spec);
+  return { bytes: readFileSync(k.btf), name: `${k.id} (${k.package} ${k.version})` };
+}
+
+function table(r: RelocateReport): string {
+  const rows = r.relocations.map((x) => [
+    x.section, String(x.insn), x.kind, x.type, x.spec || '-', x.access,
+    x.status === 'ok' ? `${x.local} → ${x.target}` : String(x.local),
+    x.status === 'poisoned' ? `poisoned${x.reachable ? ' (reachable)' : ' (dead code)'}` : x.status,
+  ]);
+  const head = ['section', 'insn', 'kind', 'type', 'spec', 'access', 'value', 'status'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd();
+  const out = [`${r.object} (sha256 ${r.sha256.slice(0, 16)}…) against ${r.btf}`, '', line(head), ...rows.map(line)];
+  for (const x of r.relocations) if (x.error && x.status === 'error') out.push(`  ${x.section}#${x.insn}: ${x.error}`);
+  const counts = ['ok', 'poisoned', 'error'].map((s) => `${r.relocations.filter((x) => x.status === s).length} ${s}`);
+  out.push('', `${r.relocations.length} relocations: ${counts.join(', ')}; programs: ${r.programs.map((p) => `${p.name} (${p.section}, ${p.insns} insns)`).join(', ') || 'none'}`);
+  return out.join('\n');
+}
+
+export const relocateCommand: Command = {
+  name: 'relocate',
+  summary: 'apply an object\'s CO-RE relocations against one BTF, offline',
+  help,
+  async run(args) {
+    const { values, positionals } = parseArgs({ args, options: { btf: { type: 'string' }, json: { type: 'boolean' } }, allowPositionals: true });
+    if (positionals.length === 0) throw new UsageError('relocate needs an object file (see --help)');
+    if (!values.btf) throw new UsageError('relocate needs --btf <file | kernel-id>');
+    for (const p of positionals) if (!existsSync(p)) throw new UsageError(`${p}: no such file`);
+    const t = await loadTarget(values.btf);
+    const target = { vmlinux: readTargetBtf(t.bytes, t.name) };
+    const reports = positionals.map((objPath) => {
+      const obj = readFileSync(objPath);
+      const sha256 = createHash('sha256').update(obj).digest('hex');
+      return relocateObject(obj, objPath, sha256, target, t.name).report;
+    });
+    const out = values.json ? JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2) : reports.map(table).join('\n\n');
+    process.stdout.write(out + '\n');
+    return reports.some((r) => r.relocations.some((x) => x.status === 'error')) ? 1 : 0;
+  },
+};
