@@ -107,6 +107,7 @@ export const Helper = {
   ringbuf_output: 130,
   ringbuf_reserve: 131,
   ringbuf_submit: 132,
+  ringbuf_discard: 133,
   get_current_task_btf: 158,
   loop: 181,
 } as const;
