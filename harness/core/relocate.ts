@@ -2,8 +2,8 @@
 // and what the guest agent reports per kernel. Pure: bytes in, plain data out.
 
 import { parseBtf, type Btf } from './btf/btf.js';
-import { parseBtfExt } from './btf/ext.js';
-import { parseElf, SHF_EXECINSTR, STT_FUNC, type ElfFile } from './elf.js';
+import { parseElf } from './elf.js';
+import { loadObjectSpec, type ObjectSpec } from './object/index.js';
 import { FormatError } from './errors.js';
 import { applyCoreRelocations, type AppliedRelo } from './relo/patch.js';
 import { reachable } from './relo/reach.js';
@@ -43,49 +43,19 @@ export function readTargetBtf(bytes: Uint8Array, source: string, base?: Btf): Bt
   return parseBtf(bytes, { source, base });
 }
 
-function executableSections(elf: ElfFile): Map<string, Uint8Array> {
-  const out = new Map<string, Uint8Array>();
-  for (const s of elf.sections) {
-    // A copy we patch: `new Uint8Array(view)` copies, whereas Buffer#slice would alias the input.
-    if ((s.flags & SHF_EXECINSTR) !== 0 && s.size > 0) out.set(s.name, new Uint8Array(elf.data(s)));
-  }
-  return out;
-}
-
-interface FnEntry extends ProgramEntry {
-  /** Index of the function's first instruction in its section. */
-  start: number;
-}
-
-function functions(elf: ElfFile): FnEntry[] {
-  const out: FnEntry[] = [];
-  for (const sym of elf.symbols) {
-    if (sym.type !== STT_FUNC || sym.shndx === 0 || sym.shndx >= elf.sections.length) continue;
-    const sec = elf.sections[sym.shndx]!;
-    if ((sec.flags & SHF_EXECINSTR) === 0) continue;
-    out.push({ name: sym.name, section: sec.name, insns: Math.floor(sym.size / 8), start: Math.floor(sym.value / 8) });
-  }
-  return out;
-}
-
 /**
  * Relocates every CO-RE relocation of `objectBytes` against `target`. Relocation-level problems
  * are reported per record (status 'poisoned' or 'error'); malformed input throws FormatError.
  */
 export function relocateObject(objectBytes: Uint8Array, objectName: string, sha256: string, target: Target, targetName: string): RelocatedObject {
-  const elf = parseElf(objectBytes, objectName);
-  const btfSec = elf.section('.BTF');
-  const extSec = elf.section('.BTF.ext');
-  const sections = executableSections(elf);
-  const fns = functions(elf);
-  let applied: AppliedRelo[] = [];
-  if (btfSec && extSec) {
-    const local = parseBtf(elf.data(btfSec), { source: `${objectName} .BTF` });
-    const ext = parseBtfExt(elf.data(extSec), local, `${objectName} .BTF.ext`);
-    applied = applyCoreRelocations(local, ext.coreRelos, sections, target);
-  } else if (!btfSec && extSec) {
-    throw new FormatError(`${objectName}: has .BTF.ext but no .BTF`);
-  }
+  const spec = loadObjectSpec(objectBytes, objectName);
+  return relocateSpec(spec, sha256, target, targetName);
+}
+
+/** Relocates an already-opened object: patches `spec.sections` in place. */
+export function relocateSpec(spec: ObjectSpec, sha256: string, target: Target, targetName: string): RelocatedObject {
+  const sections = spec.sections;
+  const applied = spec.btfExt ? applyCoreRelocations(spec.btf, spec.btfExt.coreRelos, sections, target) : [];
   // Which poisoned instructions can run: explore from every function entry in the section.
   const reach = new Map<string, Uint8Array | undefined>();
   const reachOf = (section: string): Uint8Array | undefined => {
@@ -94,8 +64,8 @@ export function relocateObject(objectBytes: Uint8Array, objectName: string, sha2
     let seen: Uint8Array | undefined;
     if (insns) {
       seen = new Uint8Array(insns.length / 8);
-      for (const f of fns.filter((f) => f.section === section)) {
-        const r = reachable(insns, f.start);
+      for (const f of spec.functions.filter((f) => f.section === section)) {
+        const r = reachable(insns, f.sectionOffset);
         if (!r) {
           seen = undefined;
           break;
@@ -111,6 +81,6 @@ export function relocateObject(objectBytes: Uint8Array, objectName: string, sha2
     if (a.status === 'poisoned') rec.reachable = reachOf(a.section)?.[a.insn] !== 0;
     return rec;
   });
-  const programs = fns.filter((f) => f.section !== '.text').map(({ name, section, insns }) => ({ name, section, insns }));
-  return { report: { object: objectName, sha256, btf: targetName, relocations, programs }, sections, applied };
+  const programs = spec.programs.map((p) => ({ name: p.name, section: p.section, insns: p.insnCount }));
+  return { report: { object: spec.source, sha256, btf: targetName, relocations, programs }, sections, applied };
 }
