@@ -56,6 +56,8 @@ const EHDR_SIZE = 64;
 const SHDR_SIZE = 64;
 const SYM_SIZE = 24;
 const REL_SIZE = 16;
+/** Largest SHT_NOBITS section we materialise (a .bss becomes one map value; the kernel caps those far lower). */
+const MAX_NOBITS = 1 << 30;
 
 export interface ElfSection {
   index: number;
@@ -174,6 +176,9 @@ export class ElfFile {
       if (!this.byName.has(name)) this.byName.set(name, s);
       if (s.type !== SHT_NOBITS && s.type !== SHT_NULL && s.offset + s.size > bytes.length) {
         throw new FormatError(`${src}: section ${i} (${name}) extends past end of file`, s.offset);
+      }
+      if (s.type === SHT_NOBITS && s.size > MAX_NOBITS) {
+        throw new FormatError(`${src}: section ${i} (${name}) claims ${s.size} bytes of zeros (more than ${MAX_NOBITS})`, shoff + i * SHDR_SIZE + 32);
       }
     }
     for (const s of secs) {

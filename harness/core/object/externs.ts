@@ -43,13 +43,18 @@ export function discoverExterns(elf: ElfFile, btf: Btf): { externs: ExternSpec[]
   const externs: ExternSpec[] = [];
   let kconfigEnd = 0;
   const kc = datasec(btf, '.kconfig');
+  // Layout: larger alignment first, then by name, so the offsets (and thus the relocated
+  // instructions) match what libbpf produces for the same object.
+  const kconf: { v: { id: number; name: string; type: number }; size: number; align: number }[] = [];
   for (const v of kc?.vars ?? []) {
     const vt = btf.type(v.type);
     if (vt.kind !== Kind.VAR) throw new FormatError(`${src}: .kconfig entry type #${v.type} is ${btf.typeName(v.type)}, expected a variable`);
+    kconf.push({ v: vt, size: btf.sizeOf(vt.type), align: alignOf(btf, vt.type) });
+  }
+  kconf.sort((a, b) => b.align - a.align || (a.v.name < b.v.name ? -1 : a.v.name > b.v.name ? 1 : 0));
+  for (const { v: vt, size, align } of kconf) {
     const sym = undef.get(vt.name);
     if (sym) sym.used = true;
-    const size = btf.sizeOf(vt.type);
-    const align = alignOf(btf, vt.type);
     const offset = Math.ceil(kconfigEnd / align) * align;
     kconfigEnd = offset + size;
     externs.push({ name: vt.name, kind: 'kconfig', typeId: vt.id, valueTypeId: vt.type, weak: sym?.weak ?? false, func: false, typed: true, offset, size });
