@@ -4,7 +4,7 @@
 
 import { BpfCmd, BTF_LOAD, LINK_CREATE, MAP_CREATE, MAP_ELEM, MAP_FREEZE, MAP_NEXT_KEY_OFFSET, OBJ_INFO, PROG_LOAD, PROG_TEST_RUN, RAW_TRACEPOINT_OPEN, getU32, writeAttr } from './attr.js';
 import { trackFd } from './fds.js';
-import { bpf, bpfRaw, errnoNumber, NativeMem, SyscallError, withScratch } from './sys.js';
+import { bpf, bpfRaw, errnoNumber, NativeMem, removeMemlockLimit, SyscallError, withScratch } from './sys.js';
 
 /** The kernel rejected a program (or BTF) and explained why in its log. */
 export class VerifierError extends SyscallError {
@@ -43,6 +43,7 @@ export interface MapCreateAttr {
 
 /** BPF_MAP_CREATE → map fd. */
 export function mapCreate(a: MapCreateAttr): number {
+  removeMemlockLimit();
   return withScratch((s) => {
     const attr = s.alloc(MAP_CREATE.size);
     writeAttr(MAP_CREATE, attr, {
@@ -177,6 +178,7 @@ function logText(mem: NativeMem): string {
  */
 export function progLoad(a: ProgLoadAttr): ProgLoadResult {
   if (a.insns.length % 8 !== 0 || a.insns.length === 0) throw new SyscallError('bpf(BPF_PROG_LOAD)', EINVAL, `${a.insns.length} instruction bytes is not a positive multiple of 8`);
+  removeMemlockLimit();
   const what = `program '${a.name ?? ''}'`;
   let level = a.logLevel ?? 0;
   let size = a.logSize ?? 64 * 1024;
@@ -233,6 +235,7 @@ export interface BtfLoadResult {
 
 /** BPF_BTF_LOAD → btf fd. Failures carry the kernel's BTF log (retried with a log to get it). */
 export function btfLoad(btf: Uint8Array, opts: { logLevel?: number; logSize?: number; label?: string } = {}): BtfLoadResult {
+  removeMemlockLimit();
   let level = opts.logLevel ?? 0;
   let size = opts.logSize ?? 64 * 1024;
   for (;;) {

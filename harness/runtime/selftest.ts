@@ -343,22 +343,22 @@ const checks: Check[] = [
           addImm(R4, -8),
           movImm(R5, 8),
           call(Helper.perf_event_output),
-          movImm(R0, 0),
           exit(),
         );
         const p = Program.load({ progType: ProgType.SOCKET_FILTER, insns, license: 'GPL', name: 'st_perf_lost' });
         const pb = new PerfBufReader(m, { pagesPerCpu: 1 });
         try {
           // One test run with repeat 1000 writes 1000 samples into a one-page ring without reading.
-          p.testRun({ data: PACKET, repeat: 1000 });
+          const r1 = p.testRun({ data: PACKET, repeat: 1000 }).retval | 0;
           const first = pb.read();
           // The next write finds room again and first reports how many were dropped.
-          p.testRun({ data: PACKET });
+          const r2 = p.testRun({ data: PACKET }).retval | 0;
           const second = pb.read();
+          const where = `(helper returned ${r1} then ${r2}; read ${first.length} then ${second.length} records on CPUs ${[...new Set([...first, ...second].map((r) => r.cpu))].join(',')})`;
           const samples = [...first, ...second].filter((r) => r.kind === 'sample').length;
           const lost = [...first, ...second].reduce((a, r) => a + (r.kind === 'lost' ? r.lost : 0), 0);
-          if (lost === 0) throw new Error(`no PERF_RECORD_LOST after 1001 samples into one page (${samples} samples read)`);
-          expectEq('samples + lost', samples + lost, 1001);
+          if (lost === 0) throw new Error(`no PERF_RECORD_LOST after 1001 samples into one page ${where}`);
+          expectEq(`samples + lost ${where}`, samples + lost, 1001);
           return `${samples} samples, ${lost} lost`;
         } finally {
           pb.close();

@@ -22,6 +22,8 @@ const cFree = libc.func('void free(void *ptr)');
 const cStrerror = libc.func('const char *strerror(int errnum)');
 const cMount = libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)');
 const cSysconf = libc.func('long sysconf(int name)');
+const cGetrlimit = libc.func('int getrlimit(int resource, void *rlim)');
+const cSetrlimit = libc.func('int setrlimit(int resource, void *rlim)');
 
 /** x86-64 syscall numbers (the only architecture the matrix runs). */
 export const SYS_bpf = 321;
@@ -227,4 +229,30 @@ let pageSizeCache = 0;
 export function pageSize(): number {
   if (!pageSizeCache) pageSizeCache = Number(cSysconf(30 /* _SC_PAGESIZE */));
   return pageSizeCache;
+}
+
+const RLIMIT_MEMLOCK = 8;
+const RLIM_INFINITY = 0xffffffffffffffffn;
+let memlockDone = false;
+
+/**
+ * Lifts RLIMIT_MEMLOCK to infinity, once. Kernels before 5.11 charge BPF maps and programs to
+ * it (the default is 64 KiB or 8 MiB) and fail with EPERM beyond; later kernels use memcg and
+ * ignore it. Returns the previous soft limit (bigint) or undefined when it could not be changed.
+ */
+export function removeMemlockLimit(): bigint | undefined {
+  if (memlockDone) return undefined;
+  memlockDone = true;
+  const m = new NativeMem(16);
+  try {
+    if ((cGetrlimit(RLIMIT_MEMLOCK, m.addr) as number) < 0) return undefined;
+    const prev = m.view.getBigUint64(0, true);
+    if (prev === RLIM_INFINITY && m.view.getBigUint64(8, true) === RLIM_INFINITY) return prev;
+    m.view.setBigUint64(0, RLIM_INFINITY, true);
+    m.view.setBigUint64(8, RLIM_INFINITY, true);
+    if ((cSetrlimit(RLIMIT_MEMLOCK, m.addr) as number) < 0) return undefined;
+    return prev;
+  } finally {
+    m.free();
+  }
 }
