@@ -26,7 +26,7 @@ function skeleton(path: string): Skeleton {
   const maps = [...text.matchAll(/s->maps\[\d+\]\.name = "([^"]+)";/g)].map((m) => m[1]!);
   const progs = [...text.matchAll(/s->progs\[\d+\]\.name = "([^"]+)";/g)].map((m) => m[1]!);
   const structs = new Map<string, string[]>();
-  for (const m of text.matchAll(/struct obj__(\w+) \{\n([\s\S]*?)\n\t\} \*/g)) {
+  for (const m of text.matchAll(/struct obj__(\w+) \{\n([\s\S]*?)\t\} \*/g)) {
     structs.set(m[1]!, m[2]!.split('\n').map((l) => /(\w+)(\[\d+\])?;$/.exec(l.trim())?.[1] ?? '').filter((n) => n && !n.startsWith('__pad')));
   }
   return { maps, progs, structs };
@@ -160,6 +160,11 @@ describe('loadObjectSpec', () => {
       expect(obj.btf.name(x.valueTypeId)).toBe(name);
       expect(obj.btf.sizeOf(x.valueTypeId)).toBe(sec.Size);
     }
+    // String literals: a mergeable-strings section without a DATASEC, still a frozen map holding the bytes.
+    const str = obj.maps.find((y) => y.name === '.rodata.str1.1')!;
+    execFileSync('llvm-objcopy-19', ['--dump-section', `.rodata.str1.1=${join(dir, 'dump.str')}`, path]);
+    expect([str.frozen, str.valueTypeId, Buffer.from(str.data!).equals(readFileSync(join(dir, 'dump.str')))]).toEqual([true, 0, true]);
+    expect(Buffer.from(str.data!).toString('latin1')).toContain('sock %d');
     const foo = obj.maps.find((y) => y.name === '.data.foo')!.data!;
     expect(new DataView(foo.buffer).getInt32(0, true)).toBe(0x1234);
   });
