@@ -391,6 +391,11 @@ export class Btf {
     return out;
   }
 
+  /** This BTF's own string section, as stored. */
+  stringSection(): Uint8Array {
+    return this.bytes.subarray(this.strStart, this.strStart + this.strLen);
+  }
+
   /** Raw views for the name index (same module; not part of the public surface). */
   internals() {
     return { bytes: this.bytes, dv: this.dv, offsets: this.offsets, strStart: this.strStart, strLen: this.strLen, startStr: this.startStr };

@@ -10,7 +10,8 @@
 //   global FUNC linkage (5.6) → static
 //   VAR/DATASEC (5.2) → INT / STRUCT
 //
-// The kernel versions are when support landed upstream; the runtime probes the running kernel
+// String offsets are kept (line_info refers to strings by offset). The kernel versions are
+// when support landed upstream; the runtime probes the running kernel
 // rather than trusting them.
 
 import { Btf, type BtfType } from './btf.js';
@@ -42,7 +43,7 @@ function strip(t: BtfType): TypeSpec {
 export function sanitizeBtf(btf: Btf, has: BtfFeatures): SanitizeResult {
   const counts = new Map<string, number>();
   const note = (what: string) => counts.set(what, (counts.get(what) ?? 0) + 1);
-  const b = new BtfBuilder();
+  const b = new BtfBuilder({ strings: btf.stringSection() });
   for (let id = 1; id < btf.count; id++) {
     const t = btf.type(id);
     let out: TypeSpec = strip(t);

@@ -16,6 +16,27 @@ export class BtfBuilder {
   private nTypes = 0;
   private readonly enc = new TextEncoder();
 
+  /**
+   * `strings`: start from an existing string section, kept byte for byte, so that string offsets
+   * held outside the types (line_info's file and line offsets) stay valid after a rewrite.
+   */
+  constructor(opts: { strings?: Uint8Array } = {}) {
+    const base = opts.strings;
+    if (base && base.length > 0) {
+      this.strings.length = 0;
+      for (const b of base) this.strings.push(b);
+      if (this.strings[this.strings.length - 1] !== 0) this.strings.push(0);
+      const dec = new TextDecoder();
+      let start = 0;
+      for (let i = 0; i < base.length; i++) {
+        if (base[i] !== 0) continue;
+        const str = dec.decode(base.subarray(start, i));
+        if (!this.strOffsets.has(str)) this.strOffsets.set(str, start);
+        start = i + 1;
+      }
+    }
+  }
+
   /** Adds a string (deduplicated) and returns its offset. */
   addString(s: string): number {
     const known = this.strOffsets.get(s);

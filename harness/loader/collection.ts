@@ -1,0 +1,436 @@
+// Loading an object into the running kernel with our own loader: relocate (CO-RE) against the
+// kernel's BTF, sanitize and load the object's BTF, create maps (BTF-defined, global data,
+// .kconfig), fill and freeze them, link each program (subprograms, map fds, externs), load it,
+// attach it. The pure core does the reasoning; the runtime does the syscalls.
+//
+// Everything opened here is closed by `Collection.close()`.
+
+import { Btf } from '../core/btf/btf.js';
+import { Kind } from '../core/btf/kinds.js';
+import { sanitizeBtf, type BtfFeatures } from '../core/btf/sanitize.js';
+import { CoreMatrixError } from '../core/errors.js';
+import { BPF_PSEUDO_BTF_ID, LD_IMM64 } from '../core/insn.js';
+import { fillKconfig, type KconfigFacts, type KconfigResolution } from '../core/kconfig.js';
+import { linkProgram } from '../core/object/link.js';
+import { MapType, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG } from '../core/object/maps.js';
+import type { LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
+import { relocateSpec, type RelocateReport } from '../core/relocate.js';
+import type { RelocationRecord } from '../core/relo/report.js';
+import {
+  attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, btfLoad, BpfMap, close as closeFd, Link, Program,
+  probeBtfKind, probeMmapableArray, SyscallError, VerifierError, type Ksym,
+} from '../runtime/index.js';
+
+export interface LoadOptions {
+  /** The kernel's BTF (/sys/kernel/btf/vmlinux), for CO-RE and for attach/ksym ids. */
+  kernelBtf: Btf;
+  kernelBtfName: string;
+  kconfig: KconfigFacts;
+  /** kallsyms, read only if an untyped ksym needs an address. */
+  kallsyms?: (names: string[]) => Map<string, Ksym>;
+  /** `.rodata` variables to set before load: name → value. */
+  rodata?: Record<string, number | bigint | string | boolean>;
+  /** Only these programs (default: all). */
+  programs?: string[];
+  /** Object sha256 (reported). */
+  sha256?: string;
+}
+
+export interface ProgramOutcome {
+  name: string;
+  section: string;
+  status: 'loaded' | 'rejected' | 'relocation-failed' | 'error';
+  reason?: string;
+  verifierLogTail?: string;
+  insnsProcessed?: number;
+  loadMs: number;
+  relocations: RelocationRecord[];
+  /** Kernel-translated instructions (hex), for differential comparison. */
+  xlated?: string;
+}
+
+const PSEUDO_MAP_FD = 1;
+
+function tail(log: string, lines = 30): string {
+  const l = log.trimEnd().split('\n');
+  return l.slice(-lines).join('\n');
+}
+
+/** Parses "processed N insns" from a verifier log (kernels before 5.16 have no verified_insns). */
+function processedFromLog(log: string): number | undefined {
+  const m = /processed (\d+) insns/.exec(log);
+  return m ? Number(m[1]) : undefined;
+}
+
+function funcInfoBytes(recs: { insnOff: number; typeId: number }[]): Uint8Array {
+  const b = new Uint8Array(recs.length * 8);
+  const dv = new DataView(b.buffer);
+  recs.forEach((r, i) => {
+    dv.setUint32(i * 8, r.insnOff, true);
+    dv.setUint32(i * 8 + 4, r.typeId, true);
+  });
+  return b;
+}
+
+function lineInfoBytes(recs: { insnOff: number; fileNameOff: number; lineOff: number; line: number; col: number }[]): Uint8Array {
+  const b = new Uint8Array(recs.length * 16);
+  const dv = new DataView(b.buffer);
+  recs.forEach((r, i) => {
+    dv.setUint32(i * 16, r.insnOff, true);
+    dv.setUint32(i * 16 + 4, r.fileNameOff, true);
+    dv.setUint32(i * 16 + 8, r.lineOff, true);
+    dv.setUint32(i * 16 + 12, ((r.line << 10) | (r.col & 0x3ff)) >>> 0, true);
+  });
+  return b;
+}
+
+/** Kernel map names: at most 15 characters of [A-Za-z0-9_.]. */
+function kernelMapName(name: string): string {
+  return name.replace(/[^A-Za-z0-9_.]/g, '_').slice(0, 15);
+}
+
+export class Collection {
+  readonly maps = new Map<string, BpfMap>();
+  readonly programs = new Map<string, Program>();
+  readonly links: Link[] = [];
+  readonly outcomes: ProgramOutcome[] = [];
+  relocations: RelocateReport['relocations'] = [];
+  externs: KconfigResolution[] = [];
+  btfChanges: string[] = [];
+  btfLoadError?: string;
+  private btfFd = -1;
+
+  constructor(readonly spec: ObjectSpec) {}
+
+  /** Reads a global variable from its data map, decoded by its BTF type. */
+  readVar(name: string): number | bigint | string | boolean {
+    const { map, offset, typeId } = this.locateVar(name);
+    const m = this.maps.get(map.name);
+    if (!m) throw new CoreMatrixError(`${this.spec.source}: map ${map.name} of variable ${name} was not created`);
+    const v = m.lookup(new Uint8Array(4));
+    if (!v) throw new CoreMatrixError(`${this.spec.source}: map ${map.name} has no value`);
+    return decodeValue(this.spec.btf, typeId, v, offset);
+  }
+
+  /** Where a global variable lives: its data map, offset and BTF type. */
+  locateVar(name: string): { map: MapSpec; offset: number; typeId: number } {
+    const btf = this.spec.btf;
+    for (const map of this.spec.maps) {
+      if ((map.kind !== 'data' && map.kind !== 'kconfig') || !map.valueTypeId) continue;
+      const sec = btf.type(map.valueTypeId);
+      if (sec.kind !== Kind.DATASEC) continue;
+      for (const v of sec.vars) {
+        if (btf.name(v.type) === name) return { map, offset: v.offset, typeId: btf.typeOf(v.type, Kind.VAR).type };
+      }
+    }
+    throw new CoreMatrixError(`${this.spec.source}: no global variable named '${name}'`);
+  }
+
+  close(): void {
+    for (const l of this.links.splice(0)) l.close();
+    for (const p of this.programs.values()) p.close();
+    this.programs.clear();
+    for (const m of this.maps.values()) m.close();
+    this.maps.clear();
+    if (this.btfFd >= 0) closeFd(this.btfFd);
+    this.btfFd = -1;
+  }
+
+  /** Loads the object. Program-level failures are recorded in `outcomes`, not thrown. */
+  load(opts: LoadOptions): this {
+    const spec = this.spec;
+    // 1. CO-RE relocations against the running kernel.
+    const rel = relocateSpec(spec, opts.sha256 ?? '', { vmlinux: opts.kernelBtf }, opts.kernelBtfName);
+    this.relocations = rel.report.relocations;
+
+    // 2. The object's BTF, rewritten for what this kernel knows.
+    const has: BtfFeatures = {
+      float: probeBtfKind('FLOAT') !== 'missing',
+      declTag: probeBtfKind('DECL_TAG') !== 'missing',
+      typeTag: probeBtfKind('TYPE_TAG') !== 'missing',
+      enum64: probeBtfKind('ENUM64') !== 'missing',
+      funcGlobal: probeBtfKind('FUNC_GLOBAL') !== 'missing',
+      datasec: probeBtfKind('DATASEC') !== 'missing',
+    };
+    const sanitized = sanitizeBtf(spec.btf, has);
+    this.btfChanges = sanitized.changes;
+    try {
+      this.btfFd = btfLoad(sanitized.bytes, { label: spec.source }).fd;
+    } catch (e) {
+      // Like libbpf: without kernel BTF for the object, maps and programs still load, just without
+      // BTF-typed values and func/line info.
+      this.btfLoadError = (e as Error).message.split('\n')[0];
+    }
+
+    // 3. Maps.
+    const mmapable = probeMmapableArray() === 'supported';
+    const kcfgMap = spec.maps.find((m) => m.kind === 'kconfig');
+    if (kcfgMap?.data) this.externs = fillKconfig(spec.btf, spec.externs, kcfgMap.data, opts.kconfig);
+    for (const m of spec.maps) this.createMap(m, mmapable, opts);
+
+    // 4. Programs.
+    const want = opts.programs ? new Set(opts.programs) : undefined;
+    for (const p of spec.programs) {
+      if (want && !want.has(p.name)) continue;
+      this.loadProgram(p, opts, rel.applied.length > 0);
+    }
+    return this;
+  }
+
+  private createMap(m: MapSpec, mmapable: boolean, opts: LoadOptions): void {
+    let flags = m.flags;
+    const isData = m.kind === 'data' || m.kind === 'kconfig';
+    if (isData) {
+      if (mmapable && m.type === MapType.ARRAY) flags |= BPF_F_MMAPABLE;
+      if (m.frozen) flags |= BPF_F_RDONLY_PROG;
+    }
+    let inner: BpfMap | undefined;
+    if (m.inner) inner = this.create(m.inner, m.inner.flags, true);
+    try {
+      const map = this.create(m, flags, false, inner?.fd);
+      this.maps.set(m.name, map);
+      if (m.data) {
+        const data = new Uint8Array(m.data);
+        if (m.section.startsWith('.rodata') && opts.rodata) this.applyRodata(m, data, opts.rodata);
+        map.update(new Uint8Array(4), data);
+      }
+      if (m.frozen) map.freeze();
+    } finally {
+      inner?.close();
+    }
+  }
+
+  private create(m: MapSpec, flags: number, isInner: boolean, innerMapFd?: number): BpfMap {
+    const withBtf = this.btfFd >= 0 && m.type !== MapType.RINGBUF && (m.keyTypeId !== 0 || m.valueTypeId !== 0) && !isInner;
+    const base = {
+      mapType: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries, mapFlags: flags,
+      numaNode: m.numaNode, name: kernelMapName(m.name), innerMapFd, mapExtra: m.mapExtra,
+    };
+    if (withBtf) {
+      try {
+        return BpfMap.create({ ...base, btfFd: this.btfFd, btfKeyTypeId: m.keyTypeId, btfValueTypeId: m.valueTypeId });
+      } catch (e) {
+        if (!(e instanceof SyscallError)) throw e;
+        // Older kernels refuse BTF for some map types: retry without it, as libbpf does.
+      }
+    }
+    return BpfMap.create(base);
+  }
+
+  private applyRodata(m: MapSpec, data: Uint8Array, values: NonNullable<LoadOptions['rodata']>): void {
+    const btf = this.spec.btf;
+    const sec = btf.type(m.valueTypeId);
+    if (sec.kind !== Kind.DATASEC) return;
+    const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    for (const [name, value] of Object.entries(values)) {
+      const v = sec.vars.find((x) => btf.name(x.type) === name);
+      if (!v) continue;
+      const t = btf.type(btf.skipModsAndTypedefs(btf.typeOf(v.type, Kind.VAR).type));
+      if (typeof value === 'string') {
+        data.set(new TextEncoder().encode(value).subarray(0, v.size - 1), v.offset);
+      } else if (t.kind === Kind.INT || t.kind === Kind.ENUM || t.kind === Kind.ENUM64) {
+        const big = BigInt(typeof value === 'boolean' ? (value ? 1 : 0) : value);
+        if (v.size === 1) dv.setUint8(v.offset, Number(BigInt.asUintN(8, big)));
+        else if (v.size === 2) dv.setUint16(v.offset, Number(BigInt.asUintN(16, big)), true);
+        else if (v.size === 4) dv.setUint32(v.offset, Number(BigInt.asUintN(32, big)), true);
+        else if (v.size === 8) dv.setBigUint64(v.offset, BigInt.asUintN(64, big), true);
+      } else {
+        throw new CoreMatrixError(`${this.spec.source}: .rodata variable ${name} is not an integer or string`);
+      }
+    }
+  }
+
+  private resolveExterns(linked: LinkedProgram, opts: LoadOptions): void {
+    const dv = new DataView(linked.insns.buffer, linked.insns.byteOffset, linked.insns.byteLength);
+    const kb = opts.kernelBtf;
+    let syms: Map<string, Ksym> | undefined;
+    for (const ref of linked.externRefs) {
+      const e = this.spec.externs[ref.extern]!;
+      if (e.kind !== 'ksym') continue;
+      const at = ref.insn * 8;
+      if (e.func) {
+        const id = kb.byName(e.name).find((i) => kb.kind(i) === Kind.FUNC);
+        if (id === undefined) throw new CoreMatrixError(`kfunc ${e.name} is not in the kernel's BTF`);
+        dv.setInt32(at + 4, id, true);
+      } else if (e.typed) {
+        const id = kb.byName(e.name).find((i) => kb.kind(i) === Kind.VAR);
+        if (id === undefined) {
+          if (!e.weak) throw new CoreMatrixError(`ksym ${e.name} is not in the kernel's BTF`);
+          continue;
+        }
+        dv.setUint8(at + 1, (dv.getUint8(at + 1) & 0x0f) | (BPF_PSEUDO_BTF_ID << 4));
+        dv.setInt32(at + 4, id, true);
+        dv.setInt32(at + 12, 0, true);
+      } else {
+        syms ??= opts.kallsyms?.(this.spec.externs.filter((x) => x.kind === 'ksym').map((x) => x.name)) ?? new Map();
+        const s = syms.get(e.name);
+        if (!s) {
+          if (!e.weak) throw new CoreMatrixError(`ksym ${e.name} is not in /proc/kallsyms`);
+          continue;
+        }
+        const addr = s.addr;
+        dv.setUint32(at + 4, Number(addr & 0xffffffffn), true);
+        dv.setUint32(at + 12, Number(addr >> 32n), true);
+      }
+    }
+  }
+
+  private loadProgram(p: ProgramSpec, opts: LoadOptions, _hadCore: boolean): void {
+    const t0 = performance.now();
+    const out: ProgramOutcome = { name: p.name, section: p.section, status: 'error', loadMs: 0, relocations: [] };
+    this.outcomes.push(out);
+    try {
+      const linked = linkProgram(this.spec, p);
+      const mine = new Set(linked.layout.map((l) => `${l.section}\u0000${l.name}`));
+      const ranges = this.spec.functions.filter((f) => mine.has(`${f.section}\u0000${f.name}`));
+      out.relocations = this.relocations.filter((r) => ranges.some((f) => f.section === r.section && r.insn >= f.sectionOffset && r.insn < f.sectionOffset + f.insnCount));
+      const failed = out.relocations.filter((r) => r.status === 'error');
+      if (failed.length) {
+        out.status = 'relocation-failed';
+        out.reason = `relocation ${failed[0]!.kind} ${failed[0]!.type} ${failed[0]!.spec}: ${failed[0]!.error ?? 'error'}`;
+        return;
+      }
+      const dv = new DataView(linked.insns.buffer, linked.insns.byteOffset, linked.insns.byteLength);
+      for (const ref of linked.mapRefs) {
+        const m = this.spec.maps[ref.map]!;
+        const map = this.maps.get(m.name);
+        if (!map) throw new CoreMatrixError(`map ${m.name} was not created`);
+        const at = ref.insn * 8;
+        if (dv.getUint8(at) !== LD_IMM64) throw new CoreMatrixError(`map reference at insn ${ref.insn} is not ld_imm64`);
+        dv.setInt32(at + 4, map.fd, true);
+        if (ref.offset === undefined && (dv.getUint8(at + 1) >> 4) !== PSEUDO_MAP_FD) {
+          dv.setUint8(at + 1, (dv.getUint8(at + 1) & 0x0f) | (PSEUDO_MAP_FD << 4));
+        }
+      }
+      this.resolveExterns(linked, opts);
+      let attachBtfId: number | undefined;
+      if (p.expectedAttachType !== undefined && p.attachTo && (p.kind.startsWith('fentry') || p.kind.startsWith('fexit') || p.kind.startsWith('fmod_ret') || p.kind.startsWith('lsm') || p.kind === 'tp_btf')) {
+        const kb = opts.kernelBtf;
+        const name = p.kind === 'tp_btf' ? `btf_trace_${p.attachTo}` : p.kind.startsWith('lsm') ? `bpf_lsm_${p.attachTo}` : p.attachTo;
+        const want = p.kind === 'tp_btf' ? Kind.TYPEDEF : Kind.FUNC;
+        attachBtfId = kb.byName(name).find((i) => kb.kind(i) === want);
+        if (attachBtfId === undefined) throw new CoreMatrixError(`attach target ${name} is not in the kernel's BTF`);
+      }
+      const useBtf = this.btfFd >= 0;
+      const prog = Program.load({
+        progType: p.type,
+        insns: linked.insns,
+        license: this.spec.license || 'GPL',
+        name: p.name.slice(0, 15),
+        expectedAttachType: p.expectedAttachType,
+        attachBtfId,
+        kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion,
+        progFlags: p.sleepable ? 1 << 4 : 0,
+        progBtfFd: useBtf ? this.btfFd : undefined,
+        funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined,
+        funcInfoRecSize: 8,
+        lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined,
+        lineInfoRecSize: 16,
+        logLevel: 0,
+      });
+      this.programs.set(p.name, prog);
+      out.status = 'loaded';
+      const info = prog.info();
+      out.insnsProcessed = info.verifiedInsns;
+      if (info.xlated.length) out.xlated = Buffer.from(info.xlated).toString('hex');
+      if (out.insnsProcessed === undefined) {
+        // Before 5.16 the count is only in the verifier log: load once more with a log, to report it.
+        try {
+          const again = Program.load({ progType: p.type, insns: linked.insns, license: this.spec.license || 'GPL', name: p.name.slice(0, 15), expectedAttachType: p.expectedAttachType, attachBtfId, kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion, logLevel: 1, logSize: 1 << 20, progBtfFd: useBtf ? this.btfFd : undefined, funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined, lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined });
+          out.insnsProcessed = processedFromLog(again.verifierLog);
+          again.close();
+        } catch {
+          // The count is a nice-to-have; the program itself loaded.
+        }
+      }
+    } catch (e) {
+      if (e instanceof VerifierError) {
+        out.status = 'rejected';
+        out.verifierLogTail = tail(e.log);
+        out.insnsProcessed = processedFromLog(e.log);
+        out.reason = `verifier rejected it: ${e.log.trimEnd().split('\n').filter(Boolean).slice(-2, -1)[0] ?? e.message}`;
+      } else if (e instanceof CoreMatrixError) {
+        out.status = 'error';
+        out.reason = e.message.split('\n')[0];
+      } else throw e;
+    } finally {
+      out.loadMs = Math.round(performance.now() - t0);
+    }
+  }
+
+  /** Attaches every loaded program that has an attach point; returns what failed. */
+  attachAll(): { program: string; reason: string }[] {
+    const failures: { program: string; reason: string }[] = [];
+    for (const p of this.spec.programs) {
+      const prog = this.programs.get(p.name);
+      if (!prog) continue;
+      try {
+        const link = attach(p, prog);
+        if (link) this.links.push(link);
+      } catch (e) {
+        if (!(e instanceof CoreMatrixError)) throw e;
+        failures.push({ program: p.name, reason: e.message.split('\n')[0]! });
+      }
+    }
+    return failures;
+  }
+}
+
+function attach(p: ProgramSpec, prog: Program): Link | undefined {
+  switch (p.kind) {
+    case 'kprobe':
+    case 'kretprobe':
+      if (!p.attachTo) return undefined;
+      return attachKprobe(prog, p.attachTo, { retprobe: p.kind === 'kretprobe' });
+    case 'tracepoint':
+    case 'tp': {
+      const [group, name] = (p.attachTo ?? '').split('/');
+      if (!group || !name) return undefined;
+      return attachTracepoint(prog, group, name);
+    }
+    case 'raw_tracepoint':
+    case 'raw_tp':
+      return p.attachTo ? attachRawTracepoint(prog, p.attachTo) : undefined;
+    case 'tp_btf':
+    case 'fentry':
+    case 'fexit':
+    case 'fmod_ret':
+    case 'lsm':
+      return attachTracing(prog, p.expectedAttachType, `${p.kind} ${p.attachTo}`);
+    default:
+      return undefined; // socket filters, xdp, tc: run with BPF_PROG_TEST_RUN
+  }
+}
+
+/** Decodes a variable's bytes by its BTF type: ints → number (bigint above 2^53), char[] → string. */
+export function decodeValue(btf: Btf, typeId: number, bytes: Uint8Array, offset: number): number | bigint | string | boolean {
+  const id = btf.skipModsAndTypedefs(typeId);
+  const t = btf.type(id);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const int = (size: number, signed: boolean): number | bigint => {
+    switch (size) {
+      case 1: return signed ? dv.getInt8(offset) : dv.getUint8(offset);
+      case 2: return signed ? dv.getInt16(offset, true) : dv.getUint16(offset, true);
+      case 4: return signed ? dv.getInt32(offset, true) : dv.getUint32(offset, true);
+      case 8: {
+        const v = signed ? dv.getBigInt64(offset, true) : dv.getBigUint64(offset, true);
+        return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+      }
+      default: throw new CoreMatrixError(`cannot decode a ${size}-byte integer`);
+    }
+  };
+  if (t.kind === Kind.INT) {
+    if ((t.encoding & 4) !== 0) return dv.getUint8(offset) !== 0;
+    return int(t.size, (t.encoding & 1) !== 0);
+  }
+  if (t.kind === Kind.ENUM || t.kind === Kind.ENUM64) return int(t.size, t.signed);
+  if (t.kind === Kind.PTR) return int(8, false);
+  if (t.kind === Kind.ARRAY && btf.sizeOf(t.type) === 1) {
+    const raw = bytes.subarray(offset, offset + t.nelems);
+    const end = raw.indexOf(0);
+    return new TextDecoder().decode(end < 0 ? raw : raw.subarray(0, end));
+  }
+  const size = btf.sizeOf(id);
+  return Buffer.from(bytes.subarray(offset, offset + size)).toString('hex');
+}
+
