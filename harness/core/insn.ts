@@ -157,6 +157,24 @@ const LD_PSEUDO: Record<number, string> = {
   [BPF_PSEUDO_FUNC]: 'func', [BPF_PSEUDO_MAP_IDX]: 'map_idx', [BPF_PSEUDO_MAP_IDX_VALUE]: 'map_idx_value',
 };
 
+/** Atomic operations (imm selects the op; BPF_FETCH = 0x01 returns the old value). */
+export const BPF_FETCH = 0x01;
+export const BPF_XCHG = 0xe0 | BPF_FETCH;
+export const BPF_CMPXCHG = 0xf0 | BPF_FETCH;
+const ATOMIC_NAME: Record<number, string> = { [BPF_ADD]: 'add', [BPF_OR]: 'or', [BPF_AND]: 'and', [BPF_XOR]: 'xor' };
+
+function formatAtomic(size: number, dst: number, src: number, off: number, imm: number): string {
+  const r = size === BPF_DW ? 'r' : 'w';
+  const bits = size === BPF_DW ? '64' : '32';
+  const addr = `r${dst} ${off < 0 ? '-' : '+'} 0x${Math.abs(off).toString(16)}`;
+  if (imm === BPF_XCHG) return `${r}${src} = xchg${bits === '64' ? '' : '32'}_${bits}(${addr}, ${r}${src})`;
+  if (imm === BPF_CMPXCHG) return `${r}0 = cmpxchg${bits === '64' ? '' : '32'}_${bits}(${addr}, ${r}0, ${r}${src})`;
+  const name = ATOMIC_NAME[imm & ~BPF_FETCH];
+  if (!name || (size !== BPF_DW && size !== BPF_W)) return `<atomic 0x${(imm >>> 0).toString(16)}>`;
+  if (imm & BPF_FETCH) return `${r}${src} = atomic_fetch_${name}((${SIZE_NAME[size]} *)(${addr}), ${r}${src})`;
+  return `lock ${memRef(size, dst, off)} ${ALU_SYM[imm]} ${r}${src}`;
+}
+
 const hex = (v: number) => (v < 0 ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`);
 const rel = (v: number) => (v < 0 ? `-0x${(-v).toString(16)}` : `+0x${v.toString(16)}`);
 const memRef = (size: number, reg: number, off: number) => `*(${SIZE_NAME[size]} *)(r${reg} ${off < 0 ? '-' : '+'} 0x${Math.abs(off).toString(16)})`;
@@ -183,7 +201,7 @@ export function formatInsn(bytes: Uint8Array, i: number): string {
         return `r${dst} = ${kind}${imm} r${dst}`;
       }
       if ((op === BPF_DIV || op === BPF_MOD) && off === 1) return `${r}${dst} s${ALU_SYM[op]} ${srcOp}`;
-      if (op === BPF_MOV && code & BPF_X && off > 0) return `${r}${dst} = (s${off}) ${r}${src}`;
+      if (op === BPF_MOV && code & BPF_X && off > 0) return `${r}${dst} = (s${off})${r}${src}`;
       const sym = ALU_SYM[op];
       return sym ? `${r}${dst} ${sym} ${srcOp}` : `<alu op 0x${code.toString(16)}>`;
     }
@@ -195,7 +213,7 @@ export function formatInsn(bytes: Uint8Array, i: number): string {
         return `call ${hex(imm)}`;
       }
       if (cls === BPF_JMP && op === BPF_EXIT) return 'exit';
-      if (op === BPF_JA) return `goto ${rel(cls === BPF_JMP32 ? imm : off)}`;
+      if (op === BPF_JA) return cls === BPF_JMP32 ? `gotol ${rel(imm)}` : `goto ${rel(off)}`;
       const r = cls === BPF_JMP ? 'r' : 'w';
       const sym = JMP_SYM[op];
       if (!sym) return `<jmp op 0x${code.toString(16)}>`;
@@ -207,11 +225,11 @@ export function formatInsn(bytes: Uint8Array, i: number): string {
         const hi = readInsn(bytes, i + 1).imm;
         const pseudo = LD_PSEUDO[src];
         if (pseudo) return `r${dst} = ${pseudo}[${imm}]${hi ? `+${hex(hi)}` : ''} ll`;
-        const v = readImm64(bytes, i);
-        return `r${dst} = 0x${v.toString(16)} ll`;
+        const v = BigInt.asIntN(64, readImm64(bytes, i));
+        return `r${dst} = ${v < 0n ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`} ll`;
       }
       if (mode === BPF_ABS) return `r0 = *(${SIZE_NAME[size]} *)skb[${hex(imm)}]`;
-      if (mode === BPF_IND) return `r0 = *(${SIZE_NAME[size]} *)skb[r${src} + ${hex(imm)}]`;
+      if (mode === BPF_IND) return `r0 = *(${SIZE_NAME[size]} *)skb[r${src}${imm ? ` + ${hex(imm)}` : ''}]`;
       return `<ld 0x${code.toString(16)}>`;
     }
     case BPF_LDX:
@@ -220,7 +238,7 @@ export function formatInsn(bytes: Uint8Array, i: number): string {
     case BPF_ST:
       return `${memRef(size, dst, off)} = ${hex(imm)}`;
     case BPF_STX:
-      if (mode === BPF_ATOMIC) return `lock ${memRef(size, dst, off)} <atomic 0x${(imm >>> 0).toString(16)}> ${size === BPF_DW ? 'r' : 'w'}${src}`;
+      if (mode === BPF_ATOMIC) return formatAtomic(size, dst, src, off, imm);
       return `${memRef(size, dst, off)} = r${src}`;
     default:
       return `<0x${code.toString(16)}>`;
