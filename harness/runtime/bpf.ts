@@ -152,7 +152,7 @@ export interface ProgLoadAttr {
   fdArray?: number[];
   /** 0 = no log unless the load fails (then it is retried with level 1), 1 = verifier log, 2 = verbose. */
   logLevel?: number;
-  /** Initial log buffer size in bytes (doubled on ENOSPC up to 256 MiB). Default 64 KiB. */
+  /** Initial log buffer size in bytes (×4 on ENOSPC up to 64 MiB). Default 64 KiB. */
   logSize?: number;
 }
 
@@ -165,7 +165,8 @@ export interface ProgLoadResult {
 const EACCES = errnoNumber('EACCES');
 const EINVAL = errnoNumber('EINVAL');
 const ENOSPC = errnoNumber('ENOSPC');
-const MAX_LOG = 256 << 20;
+/** Largest log buffer we grow to (a level-1 log of a 1M-insn failure fits; guests have 1 GiB). */
+const MAX_LOG = 64 << 20;
 
 function logText(mem: NativeMem): string {
   const end = mem.bytes.indexOf(0);
@@ -216,7 +217,7 @@ export function progLoad(a: ProgLoadAttr): ProgLoadResult {
     });
     if (r.ret >= 0) return { fd: trackFd(r.ret, 'prog', a.name ?? `type ${a.progType}`), log: r.log };
     if (r.errno === ENOSPC && level > 0 && size < MAX_LOG) {
-      size *= 4;
+      size = Math.min(size * 4, MAX_LOG);
       continue;
     }
     if ((r.errno === EACCES || r.errno === EINVAL) && level === 0) {
@@ -254,7 +255,7 @@ export function btfLoad(btf: Uint8Array, opts: { logLevel?: number; logSize?: nu
     });
     if (r.ret >= 0) return { fd: trackFd(r.ret, 'btf', opts.label ?? 'btf'), log: r.log };
     if (r.errno === ENOSPC && level > 0 && size < MAX_LOG) {
-      size *= 4;
+      size = Math.min(size * 4, MAX_LOG);
       continue;
     }
     if (r.errno === EINVAL && level === 0) {

@@ -131,6 +131,7 @@ export interface KprobeOptions {
 
 const KPROBE_PMU = '/sys/bus/event_source/devices/kprobe';
 let legacyCounter = 0;
+const STARTED = Date.now().toString(36);
 
 /** The perf PMU type and retprobe config bit of the kprobe PMU, if the kernel has it. */
 export function kprobePmu(): { type: number; retprobeBit: number } | undefined {
@@ -160,7 +161,8 @@ export function attachKprobe(prog: Program, func: string, o: KprobeOptions = {})
   }
   if (o.retprobe && o.offset) throw new UsageError(`${what}: a kretprobe takes no offset`);
   const root = tracefs();
-  const event = `cm_${process.pid}_${legacyCounter++}`;
+  // pid + start time + counter: unique even if a crashed earlier run with our pid left one behind.
+  const event = `cm_${process.pid}_${STARTED}_${legacyCounter++}`;
   const spec = `${o.retprobe ? 'r' : 'p'}:corematrix/${event} ${func}${o.offset ? `+${o.offset}` : ''}\n`;
   try {
     appendFileSync(`${root}/kprobe_events`, spec);
