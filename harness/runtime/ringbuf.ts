@@ -39,6 +39,11 @@ export class RingBufReader {
     return Number(this.producer.view.getBigUint64(0, true) - this.consumer.view.getBigUint64(0, true));
   }
 
+  /** Bytes consumed since the map was created (the consumer position). */
+  consumerPos(): number {
+    return Number(this.consumer.view.getBigUint64(0, true));
+  }
+
   /** Drains every complete record (copies), stopping at the first one still being written. */
   read(max = Infinity): Uint8Array[] {
     if (this.closed) throw new UsageError(`ringbuf '${this.map.name}' read after close()`);

@@ -222,7 +222,14 @@ const checks: Check[] = [
           const recs = await rb.poll(3, 1000);
           expectEq('records', recs.map((r) => readU64(r).toString(16)), ['102030405060708', '102030405060708', '102030405060708']);
           expectEq('pending after read', rb.pending(), 0);
-          return `${recs.length} records`;
+          // 16-byte records (header + 8) one at a time: 400 of them go round the 4 KiB ring once
+          // and a half, so records are read across the end of the data area too.
+          for (let i = 0; i < 400; i++) {
+            p.testRun({ data: PACKET });
+            const one = rb.read();
+            if (one.length !== 1 || readU64(one[0]!) !== 0x0102030405060708n) throw new Error(`record ${i + 3}: got ${one.length} records`);
+          }
+          return `${recs.length + 400} records, consumer at ${rb.consumerPos()}`;
         } finally {
           rb.close();
           p.close();
