@@ -2,5 +2,8 @@
 import type { Command } from './command.js';
 import { relocateCommand } from './relocate.js';
 import { kernelsCommand } from './kernels.js';
+import { diffCommand } from './diff.js';
+import { reportCommand } from './report.js';
+import { bootCommand } from '../vm/boot-command.js';
 
-export const commands: Command[] = [relocateCommand, kernelsCommand];
+export const commands: Command[] = [relocateCommand, kernelsCommand, diffCommand, reportCommand, bootCommand];

@@ -89,6 +89,22 @@ describe(`guest runs on ${KERNEL} (TCG)`, () => {
     expect(r.durationMs).toBeLessThan(r.initMs! + 4000 + 10_000);
   });
 
+  it('a guest that outlives its budget → timeout, killed on time', async () => {
+    const r = await runGuest({ kernelId: 'slow', vmlinuz: k.vmlinuz, initrd: tiny, append: 'cm.init=hang', accel: 'tcg', logDir, timeoutMs: 6000, heartbeatTimeoutMs: 60_000 });
+    expect(r.verdict).toBe('timeout');
+    expect(r.detail).toBe('guest still running after 6 s (tcg)');
+    expect(r.durationMs).toBeGreaterThanOrEqual(6000);
+    expect(r.durationMs).toBeLessThan(9000);
+  });
+
+  it('an image without node → no-agent, saying so, and the guest powers off', async () => {
+    const r = await runGuest({ kernelId: 'no-node', vmlinuz: k.vmlinuz, initrd: tiny, accel: 'tcg', logDir });
+    expect(r.verdict).toBe('no-agent');
+    expect(r.detail).toBe('init: /bin/node is missing from the image');
+    expect(r.qemuExitCode).toBe(0);
+    expect(r.consoleTail).toContain('reboot: Power down');
+  });
+
   it('a missing kernel image is a clear one-line error', async () => {
     const p = runGuest({ kernelId: '6.1', vmlinuz: join(tmp, 'nope/vmlinuz'), initrd: tiny, accel: 'tcg', logDir });
     await expect(p).rejects.toThrow(/^guest 6\.1: kernel image \/.*nope\/vmlinuz not found$/);
@@ -130,7 +146,7 @@ describe(`guest runs on ${KERNEL} (TCG)`, () => {
     }
   });
 
-  it('no QEMU outlives a SIGTERMed or SIGKILLed host process', async () => {
+  it('no QEMU outlives its host process (SIGINT, SIGTERM, SIGKILL)', async () => {
     const script = join(tmp, 'host.mts');
     writeFileSync(
       script,
@@ -139,7 +155,7 @@ describe(`guest runs on ${KERNEL} (TCG)`, () => {
         `await runGuest({ kernelId: 'orphan', vmlinuz: ${JSON.stringify(k.vmlinuz)}, initrd: ${JSON.stringify(tiny)}, append: 'cm.init=hang', accel: 'tcg', logDir: ${JSON.stringify(logDir)}, heartbeatTimeoutMs: 120000 });\n`,
     );
     const tsx = join(repoRoot(), 'node_modules/.bin/tsx');
-    for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGKILL'] as const) {
       const host = spawn(tsx, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
       const pid = await new Promise<number>((resolve) => host.stdout!.on('data', (b: Buffer) => /PID (\d+)/.test(b.toString()) && resolve(Number(/PID (\d+)/.exec(b.toString())![1]))));
       let qemu: number | undefined;
