@@ -15,7 +15,7 @@ export class VerifierError extends SyscallError {
     const lines = log.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
     // The last line is often "processed N insns ..." — the reason is usually the line before.
     const tail = lines.filter((l) => !/^processed \d+ insns|^verification time/.test(l));
-    const last = tail.length ? tail[tail.length - 1]! : lines.length ? lines[lines.length - 1]! : '(empty verifier log)';
+    const last = tail.length ? tail[tail.length - 1]! : lines.length ? lines[lines.length - 1]! : 'rejected with an empty log (bad attributes, not the verifier)';
     super(call, errno, `${what}: ${last}`);
     this.log = log;
   }
@@ -23,6 +23,11 @@ export class VerifierError extends SyscallError {
   get lines(): string[] {
     return this.log.split('\n');
   }
+}
+
+/** Object names the kernel accepts: [A-Za-z0-9_.], at most 15 bytes (others fail EINVAL). */
+export function objName(name: string | undefined): string {
+  return (name ?? '').replace(/[^A-Za-z0-9_.]/g, '_').slice(0, 15);
 }
 
 export interface MapCreateAttr {
@@ -54,7 +59,7 @@ export function mapCreate(a: MapCreateAttr): number {
       map_flags: a.mapFlags ?? 0,
       inner_map_fd: a.innerMapFd ?? 0,
       numa_node: a.numaNode ?? 0,
-      map_name: a.name ?? '',
+      map_name: objName(a.name),
       btf_fd: a.btfFd ?? 0,
       btf_key_type_id: a.btfKeyTypeId ?? 0,
       btf_value_type_id: a.btfValueTypeId ?? 0,
@@ -199,7 +204,7 @@ export function progLoad(a: ProgLoadAttr): ProgLoadResult {
         log_buf: log ? log.addr : 0n,
         kern_version: a.kernVersion ?? 0,
         prog_flags: a.progFlags ?? 0,
-        prog_name: a.name ?? '',
+        prog_name: objName(a.name),
         expected_attach_type: a.expectedAttachType ?? 0,
         prog_btf_fd: a.progBtfFd ?? 0,
         func_info_rec_size: a.funcInfo ? (a.funcInfoRecSize ?? 8) : 0,

@@ -162,3 +162,14 @@ describe('guest facts', () => {
     expect(parseCpuList('0-2,5,7-8\n')).toEqual([0, 1, 2, 5, 7, 8]);
   });
 });
+
+describe('object names', () => {
+  it('are cut to what the kernel accepts instead of failing the load', () => {
+    const p = Program.load({ progType: ProgType.SOCKET_FILTER, insns: assemble(movImm(R0, 1), exit()), license: 'GPL', name: 'handle/tp:sched-switch_long' });
+    try {
+      expect(p.info().name).toBe('handle_tp_sched');
+    } finally {
+      p.close();
+    }
+  });
+});
