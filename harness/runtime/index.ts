@@ -7,8 +7,8 @@ export { Program, type ProgramInfo, type ProgramOptions } from './program.js';
 export { Link, attachRawTracepoint, attachTracing, attachTracepoint, attachKprobe, kprobePmu, tracefs, tracepointId, type KprobeOptions } from './link.js';
 export { RingBufReader } from './ringbuf.js';
 export { PerfBufReader, type PerfRecord, type PerfReaderOptions } from './perfbuf.js';
-export { btfLoad, VerifierError, type ProgLoadAttr, type MapCreateAttr, type TestRunOptions, type TestRunResult } from './bpf.js';
-export { SyscallError, errnoName, close } from './sys.js';
+export { btfLoad, objName, VerifierError, type ProgLoadAttr, type MapCreateAttr, type TestRunOptions, type TestRunResult } from './bpf.js';
+export { SyscallError, errnoName, close, removeMemlockLimit } from './sys.js';
 export { openFds, openFdCount, type OpenFd } from './fds.js';
 export {
   probeAll,
