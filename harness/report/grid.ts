@@ -1,0 +1,105 @@
+// The kernels × suites grid every report format shows, computed once: one state per square from
+// the verdicts of its cells, the guest's fate and the cross-kernel diff.
+
+import type { CellResult, CellVerdict, KernelRun, RunReport } from '../results.js';
+import type { KernelDiff } from './diff.js';
+
+export type SquareState = 'pass' | 'fail' | 'skip' | 'warn';
+
+export const SYMBOL: Record<SquareState, string> = { pass: '✅', fail: '❌', skip: '⏭', warn: '⚠' };
+
+export interface Square {
+  kernel: KernelRun;
+  suite: string;
+  cells: CellResult[];
+  state: SquareState;
+  /** One line explaining a warn square. */
+  note?: string;
+}
+
+export interface Grid {
+  suites: string[];
+  kernels: KernelRun[];
+  squares: Map<string, Square>;
+  at(kernel: string, suite: string): Square;
+  totals: Record<CellVerdict, number> & { cells: number };
+}
+
+export const FAILING: ReadonlySet<CellVerdict> = new Set(['fail', 'skip', 'error']);
+
+export function buildGrid(run: RunReport, diff: KernelDiff): Grid {
+  const suites = [...run.suites];
+  for (const k of run.kernels) for (const c of k.cells) if (!suites.includes(c.suite)) suites.push(c.suite);
+  const flagged = new Set<string>();
+  for (const f of [...diff.violations, ...diff.unexpected]) {
+    const suite = f.cell.split('/')[0]!;
+    for (const k of f.kernels) flagged.add(`${k}\0${suite}`);
+  }
+  const squares = new Map<string, Square>();
+  const totals = { pass: 0, fail: 0, 'expected-skip': 0, skip: 0, error: 0, cells: 0 };
+  for (const k of run.kernels) {
+    for (const suite of suites) {
+      const cells = k.cells.filter((c) => c.suite === suite);
+      let state: SquareState;
+      let note: string | undefined;
+      if (cells.length === 0) {
+        state = 'warn';
+        note = k.guest === 'ok' ? 'no result' : `not run: guest ${k.guest}`;
+      } else if (cells.some((c) => FAILING.has(c.verdict))) state = 'fail';
+      else if (cells.every((c) => c.verdict === 'expected-skip')) state = 'skip';
+      else if (flagged.has(`${k.kernel.id}\0${suite}`)) {
+        state = 'warn';
+        note = 'unexpected cross-kernel difference';
+      } else state = 'pass';
+      squares.set(`${k.kernel.id}\0${suite}`, { kernel: k, suite, cells, state, ...(note ? { note } : {}) });
+    }
+    for (const c of k.cells) {
+      totals[c.verdict]++;
+      totals.cells++;
+    }
+  }
+  return {
+    suites,
+    kernels: run.kernels,
+    squares,
+    at: (kernel, suite) => squares.get(`${kernel}\0${suite}`)!,
+    totals,
+  };
+}
+
+/** `12 cells: 10 pass, 1 fail, 1 expected-skip` */
+export function totalsLine(g: Grid): string {
+  const t = g.totals;
+  const parts = [`${t.pass} pass`];
+  for (const v of ['fail', 'error', 'skip', 'expected-skip'] as const) if (t[v]) parts.push(`${t[v]} ${v}`);
+  return `${g.kernels.length} kernels, ${t.cells} cells: ${parts.join(', ')}`;
+}
+
+/** The last `n` lines of a log, without trailing blank lines. */
+export function tail(text: string | undefined, n = 40): string {
+  if (!text) return '';
+  const lines = text.replace(/\s+$/, '').split('\n');
+  return lines.slice(-n).join('\n');
+}
+
+export function ms(n: number | undefined): string {
+  if (n === undefined) return '–';
+  return n >= 10_000 ? `${(n / 1000).toFixed(0)} s` : n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${Math.round(n)} ms`;
+}
+
+/** Cells that failed, in kernel then suite order, plus guests that did not end cleanly. */
+export function failures(run: RunReport): { kernel: KernelRun; cell?: CellResult }[] {
+  const out: { kernel: KernelRun; cell?: CellResult }[] = [];
+  for (const k of run.kernels) {
+    if (k.guest !== 'ok') out.push({ kernel: k });
+    for (const c of k.cells) if (FAILING.has(c.verdict)) out.push({ kernel: k, cell: c });
+  }
+  return out;
+}
+
+/** A check or extern value as text. */
+export function show(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (v === undefined) return '–';
+  return JSON.stringify(v);
+}

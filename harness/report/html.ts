@@ -1,0 +1,217 @@
+// index.html: ONE self-contained file (inline CSS and a little inline JS, no external asset, no
+// network). The suites × kernels grid is plain HTML; each square links to a panel (shown with
+// CSS :target, so it works with JS off) holding every cell's relocations, externs, checks,
+// verifier stats and logs. JS only adds keyboard closing and a failures-only filter.
+
+import type { CellResult, KernelRun, RunReport } from '../results.js';
+import { reloValue, type KernelDiff, type ValueRow } from './diff.js';
+import { buildGrid, failures, ms, show, tail, totalsLine, type Grid, type SquareState } from './grid.js';
+
+/** Symbols every font has (DejaVu too): colour emoji are missing on headless and server machines. */
+const SYMBOL: Record<SquareState, string> = { pass: '✓', fail: '✗', skip: '↷', warn: '⚠' };
+
+export function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+}
+
+const CSS = `
+:root{--bg:#fbfbfa;--fg:#1d1f21;--mute:#5f6368;--line:#dadce0;--head:#f1f3f4;--panel:#fff;
+--pass:#e6f4ea;--passfg:#0d652d;--fail:#fce8e6;--failfg:#b3261e;--skip:#eceff1;--skipfg:#455a64;--warn:#fef3d6;--warnfg:#8a4b00;
+--v0:#e8f0fe;--v1:#fde7d9;--v2:#e6f4ea;--v3:#f3e8fd;--v4:#fff4c2;--v5:#e0f7fa;--link:#1a56c4}
+@media (prefers-color-scheme:dark){:root{--bg:#151719;--fg:#e3e3e3;--mute:#9aa0a6;--line:#3c4043;--head:#202124;--panel:#1b1d1f;
+--pass:#123821;--passfg:#81c995;--fail:#4a1612;--failfg:#f28b82;--skip:#2a3136;--skipfg:#b0bec5;--warn:#3e2f07;--warnfg:#fdd663;
+--v0:#1e2a44;--v1:#40281a;--v2:#15321f;--v3:#2e1f40;--v4:#3a3412;--v5:#123438;--link:#8ab4f8}}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--fg);font:13px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
+main{padding:14px 20px 40px;max-width:1800px}
+h1{font-size:18px;margin:0 0 2px}h2{font-size:15px;margin:22px 0 8px;border-bottom:1px solid var(--line);padding-bottom:3px}
+h3{font-size:14px;margin:0}h4{font-size:12px;margin:12px 0 4px;color:var(--mute);text-transform:uppercase;letter-spacing:.04em}
+a{color:var(--link)}
+.mono,code,pre,td.v{font-family:ui-monospace,"JetBrains Mono","DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px}
+.meta{color:var(--mute)}
+.banner{background:var(--warn);color:var(--warnfg);border:1px solid var(--warnfg);padding:6px 10px;margin:8px 0;font-weight:600}
+.bad{background:var(--fail);color:var(--failfg);border:1px solid var(--failfg);padding:6px 10px;margin:8px 0}
+table{border-collapse:collapse}
+th,td{border:1px solid var(--line);padding:3px 7px;text-align:left;vertical-align:top}
+thead th{background:var(--head);font-weight:600}
+table.grid th.k{text-align:center;min-width:92px}
+table.grid th.k small{display:block;font-weight:400;color:var(--mute)}
+table.grid td.sq{padding:0;text-align:center}
+table.grid td.sq a{display:block;padding:5px 8px;color:inherit;text-decoration:none;font-weight:600}
+table.grid td.sq a:hover,table.grid td.sq a:focus{outline:2px solid var(--link);outline-offset:-2px}
+.pass{background:var(--pass);color:var(--passfg)}.fail{background:var(--fail);color:var(--failfg)}
+.skip{background:var(--skip);color:var(--skipfg)}.warn{background:var(--warn);color:var(--warnfg)}
+.g-fail{color:var(--failfg);font-weight:700}
+.legend{color:var(--mute);margin:6px 0}
+.legend span{display:inline-block;padding:0 6px;margin-right:6px}
+table.diff td.v{text-align:right;white-space:nowrap}
+table.diff td.cellname{color:var(--mute)}
+.v0{background:var(--v0)}.v1{background:var(--v1)}.v2{background:var(--v2)}.v3{background:var(--v3)}.v4{background:var(--v4)}.v5{background:var(--v5)}
+ul.findings{margin:4px 0;padding-left:18px}
+ul.findings li.violation{color:var(--failfg)}ul.findings li.unexpected{color:var(--warnfg)}
+.panel{display:none}
+.panel:target{display:block;position:fixed;top:0;right:0;bottom:0;width:min(980px,70vw);overflow:auto;background:var(--panel);
+border-left:1px solid var(--line);box-shadow:-8px 0 24px rgba(0,0,0,.18);padding:12px 18px 40px;z-index:10}
+.panel .close{float:right;font-size:18px;text-decoration:none;padding:0 6px}
+.cell{border:1px solid var(--line);margin:10px 0;padding:8px 10px}
+.verdict{display:inline-block;padding:0 6px;font-weight:700;margin-right:6px}
+table.relos td{white-space:nowrap}
+pre{background:var(--head);padding:6px 8px;overflow:auto;max-height:340px;white-space:pre-wrap;margin:4px 0}
+.muted{color:var(--mute)}
+.ok{color:var(--passfg)}.no{color:var(--failfg);font-weight:700}
+body.only-failures tr.allpass{display:none}
+.tools{margin:6px 0}
+.tools label{color:var(--mute)}
+@media print{.panel{display:block!important;position:static!important;width:auto!important;box-shadow:none!important}}
+`;
+
+const JS = `
+document.addEventListener('keydown',e=>{if(e.key==='Escape'&&location.hash.startsWith('#sq-'))location.hash='#grid'});
+const f=document.getElementById('only-failures');if(f){f.hidden=false;f.querySelector('input').addEventListener('change',e=>document.body.classList.toggle('only-failures',e.target.checked))}
+`;
+
+const VERDICT_CLASS: Record<string, string> = { pass: 'pass', fail: 'fail', error: 'fail', skip: 'fail', 'expected-skip': 'skip' };
+
+function squareId(ki: number, si: number): string {
+  return `sq-${ki}-${si}`;
+}
+
+function kernelHead(k: KernelRun): string {
+  const guest = k.guest === 'ok' ? 'ok' : `<span class="g-fail">${esc(k.guest)}</span>`;
+  return `<th class="k" title="${esc(`${k.kernel.package} ${k.kernel.version} (${k.kernel.release})${k.detail ? `: ${k.detail}` : ''}`)}">${esc(k.kernel.id)}<small>${guest} · ${esc(ms(k.bootMs))} boot</small><small class="mono">${esc(k.kernel.version)}</small></th>`;
+}
+
+function gridTable(g: Grid): string {
+  const rows = g.suites.map((s, si) => {
+    const all = g.kernels.every((k) => g.at(k.kernel.id, s).state === 'pass' || g.at(k.kernel.id, s).state === 'skip');
+    const tds = g.kernels.map((k, ki) => {
+      const sq = g.at(k.kernel.id, s);
+      const n = sq.cells.length;
+      const passed = sq.cells.filter((c) => c.verdict === 'pass').length;
+      const label = `${SYMBOL[sq.state]} ${n ? `${passed}/${n}` : '–'}`;
+      const title = `${k.kernel.id} · ${s}: ${sq.note ?? sq.cells.map((c) => `${c.program} ${c.verdict}`).join(', ')}`;
+      return `<td class="sq ${sq.state}"><a href="#${squareId(ki, si)}" title="${esc(title)}">${esc(label)}</a></td>`;
+    });
+    return `<tr${all ? ' class="allpass"' : ''}><th>${esc(s)}</th>${tds.join('')}</tr>`;
+  });
+  return `<table class="grid"><thead><tr><th>suite \\ kernel</th>${g.kernels.map(kernelHead).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
+
+function valueClasses(r: ValueRow): Map<string, string> {
+  const distinct = [...new Set(r.values.map((v) => v.value))];
+  return new Map(distinct.map((v, i) => [v, distinct.length > 1 ? `v${i % 6}` : '']));
+}
+
+function diffSection(d: KernelDiff): string {
+  const out: string[] = [];
+  out.push(`<p>Must be equal on every kernel (object sha256, each relocation's local side, checks = ground truth): <b>${d.invariants.held}/${d.invariants.checked}</b> held.</p>`);
+  if (d.violations.length || d.unexpected.length) {
+    out.push('<ul class="findings">');
+    for (const v of d.violations) out.push(`<li class="violation"><b>violation</b> <code>${esc(v.cell)}</code>: ${esc(v.what)}</li>`);
+    for (const u of d.unexpected) out.push(`<li class="unexpected"><b>unexpected</b> <code>${esc(u.cell)}</code>: ${esc(u.what)}</li>`);
+    out.push('</ul>');
+  } else out.push('<p class="ok">No unexpected difference.</p>');
+  if (!d.expected.length) {
+    out.push('<p class="muted">No value differs across kernels.</p>');
+    return out.join('\n');
+  }
+  out.push(`<table class="diff"><thead><tr><th>cell</th><th>what</th><th>local</th>${d.kernels.map((k) => `<th>${esc(k)}</th>`).join('')}</tr></thead><tbody>`);
+  let last = '';
+  for (const r of d.expected) {
+    const cls = valueClasses(r);
+    const tds = d.kernels.map((id) => {
+      const v = r.values.find((x) => x.kernel === id);
+      if (!v) return '<td class="v muted">—</td>';
+      const t = [v.typeId !== undefined ? `type id ${v.typeId}` : '', v.note ?? ''].filter(Boolean).join(' · ');
+      return `<td class="v ${cls.get(v.value)}"${t ? ` title="${esc(t)}"` : ''}>${esc(v.value)}</td>`;
+    });
+    const name = r.cell === last ? '' : esc(r.cell);
+    last = r.cell;
+    out.push(`<tr><td class="cellname mono">${name}</td><td class="mono">${esc(r.subject)}</td><td class="v">${r.local ?? ''}</td>${tds.join('')}</tr>`);
+  }
+  out.push('</tbody></table>');
+  return out.join('\n');
+}
+
+function cellArticle(c: CellResult): string {
+  const out: string[] = [];
+  out.push(`<article class="cell"><h3><span class="verdict ${VERDICT_CLASS[c.verdict] ?? 'warn'}">${esc(c.verdict)}</span>${esc(c.program)}${c.loader !== 'ours' ? ` <span class="muted">[${esc(c.loader)}]</span>` : ''}</h3>`);
+  if (c.reason) out.push(`<p class="no">${esc(c.reason)}</p>`);
+  out.push(`<p class="meta mono">${esc(c.object.name)} sha256 ${esc(c.object.sha256)} · load ${c.timings.loadMs} ms · run ${c.timings.runMs} ms${c.verifier?.insnsProcessed !== undefined ? ` · verifier ${c.verifier.insnsProcessed} insns processed` : ''}</p>`);
+  if (c.checks.length) {
+    out.push('<h4>checks (observed vs ground truth)</h4><table><thead><tr><th></th><th>check</th><th>observed</th><th>truth</th><th>source</th></tr></thead><tbody>');
+    for (const x of c.checks)
+      out.push(`<tr><td class="${x.ok ? 'ok' : 'no'}">${x.ok ? '✓' : '✗'}</td><td class="mono">${esc(x.name)}</td><td class="v mono">${esc(show(x.observed))}</td><td class="v mono">${esc(show(x.truth))}</td><td class="muted">${esc(x.source ?? '')}</td></tr>`);
+    out.push('</tbody></table>');
+  }
+  if (c.relocations.length) {
+    const sections = [...new Set(c.relocations.map((r) => r.section))];
+    out.push(`<h4>CO-RE relocations <span class="mono">${esc(sections.join(', '))}</span></h4><table class="relos"><thead><tr><th>insn</th><th>kind</th><th>local type</th><th>spec</th><th>local → target</th><th>target type (id)</th><th>access</th></tr></thead><tbody>`);
+    for (const r of c.relocations) {
+      const val = reloValue(r);
+      const cls = r.status === 'ok' ? '' : r.status === 'poisoned' && !(r as { reachable?: boolean }).reachable ? 'muted' : 'no';
+      out.push(
+        `<tr><td class="mono" title="${esc(r.section)}">${sections.length > 1 ? esc(`${r.section}+`) : '#'}${r.insn}</td><td class="mono">${esc(r.kind)}</td><td class="mono">${esc(r.type)}</td><td class="mono">${esc(r.spec)}</td><td class="v mono ${cls}">${r.local} → ${esc(val)}</td><td class="mono muted">${esc(r.targetType ?? '')}${r.targetTypeId !== undefined ? ` (${r.targetTypeId})` : ''}</td><td class="mono muted">${esc(r.access)}${r.targetAccess !== undefined ? ` → ${esc(r.targetAccess)}` : ''}</td></tr>`,
+      );
+    }
+    out.push('</tbody></table>');
+  }
+  if (c.externs.length) {
+    out.push('<h4>externs</h4><table><tbody>');
+    for (const x of c.externs) out.push(`<tr><td class="mono">${esc(x.name)}</td><td class="muted">${esc(x.kind)}</td><td class="v mono">${esc(show(x.value))}</td></tr>`);
+    out.push('</tbody></table>');
+  }
+  if (c.verifier?.logTail) out.push(`<h4>verifier log (tail)</h4><pre>${esc(tail(c.verifier.logTail, 80))}</pre>`);
+  if (c.xlated) out.push(`<details><summary class="muted">translated instructions (${c.xlated.length / 16} insns)</summary><pre>${esc(c.xlated.replace(/(.{16})/g, '$1\n'))}</pre></details>`);
+  out.push('</article>');
+  return out.join('\n');
+}
+
+function panels(g: Grid): string {
+  const out: string[] = [];
+  g.kernels.forEach((k, ki) => {
+    g.suites.forEach((s, si) => {
+      const sq = g.at(k.kernel.id, s);
+      out.push(`<section class="panel" id="${squareId(ki, si)}" aria-label="${esc(`${k.kernel.id} ${s}`)}"><a class="close" href="#grid" title="close (Esc)">×</a>`);
+      out.push(`<h2>${esc(SYMBOL[sq.state])} ${esc(s)} on ${esc(k.kernel.id)}</h2>`);
+      out.push(`<p class="meta mono">${esc(k.kernel.package)} ${esc(k.kernel.version)} · ${esc(k.kernel.release)} · guest ${esc(k.guest)}${k.detail ? ` (${esc(k.detail)})` : ''} · boot ${esc(ms(k.bootMs))} · ${esc(k.accel)}</p>`);
+      if (sq.note) out.push(`<p class="banner">${esc(sq.note)}</p>`);
+      for (const c of sq.cells) out.push(cellArticle(c));
+      if (k.consoleTail && (k.guest !== 'ok' || sq.state === 'fail')) out.push(`<h4>kernel console (tail)</h4><pre>${esc(tail(k.consoleTail, 60))}</pre>`);
+      out.push('</section>');
+    });
+  });
+  return out.join('\n');
+}
+
+export function renderHtml(run: RunReport, diff: KernelDiff): string {
+  const g = buildGrid(run, diff);
+  const fails = failures(run);
+  const title = `corematrix ${run.runId}${run.complete ? '' : ' (INCOMPLETE)'}`;
+  const objects = run.objects.map((o) => `${esc(o.name)} <span class="mono">${esc(o.sha256.slice(0, 16))}</span>`).join(', ');
+  const body: string[] = [];
+  body.push(`<main><header><h1>${esc(title)}</h1>`);
+  body.push(`<div class="meta">${esc(totalsLine(g))} · ${esc(run.startedAt)} → ${esc(run.finishedAt)} · node ${esc(run.host.node)}${run.host.qemu ? ` · qemu ${esc(run.host.qemu)}` : ''}${run.host.clang ? ` · clang ${esc(run.host.clang)}` : ''}</div>`);
+  if (objects) body.push(`<div class="meta">objects: ${objects}</div>`);
+  if (!run.complete) body.push('<div class="banner" id="incomplete">INCOMPLETE RUN — interrupted or a shard is missing; these results are partial.</div>');
+  if (fails.length) body.push(`<div class="bad">${fails.length} failure(s): ${fails.slice(0, 12).map((f) => esc(f.cell ? `${f.kernel.kernel.id} ${f.cell.suite}/${f.cell.program}` : `${f.kernel.kernel.id} guest ${f.kernel.guest}`)).join(', ')}${fails.length > 12 ? ', …' : ''}</div>`);
+  body.push('</header>');
+  body.push(`<h2 id="grid">Suites × kernels</h2>`);
+  body.push(`<div class="tools" id="only-failures" hidden><label><input type="checkbox"> show only rows with a problem</label></div>`);
+  body.push(gridTable(g));
+  body.push(`<div class="legend"><span class="pass">${SYMBOL.pass} pass</span><span class="fail">${SYMBOL.fail} fail / error</span><span class="skip">${SYMBOL.skip} expected skip</span><span class="warn">${SYMBOL.warn} not run / unexpected difference</span> click a square for its relocations, externs, checks and logs</div>`);
+  body.push(`<h2 id="diff">Cross-kernel differences</h2>`);
+  body.push(diffSection(diff));
+  body.push(panels(g));
+  body.push('</main>');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>${esc(title)}</title>
+<style>${CSS}</style></head>
+<body>
+${body.join('\n')}
+<script>${JS}</script>
+</body></html>
+`;
+}

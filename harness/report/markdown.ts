@@ -1,0 +1,101 @@
+// summary.md: fits a GitHub step summary ($GITHUB_STEP_SUMMARY, 1 MiB max). Title with totals,
+// the suites × kernels grid, the cross-kernel differences, then each failure with its log tail.
+
+import type { RunReport } from '../results.js';
+import type { KernelDiff } from './diff.js';
+import { buildGrid, failures, ms, show, SYMBOL, tail, totalsLine } from './grid.js';
+
+const MAX_BYTES = 900_000;
+const MAX_FAILURES = 60;
+
+/** Escapes text for a Markdown table cell (pipes, newlines, HTML-ish brackets). */
+export function mdCell(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\r?\n/g, ' ').replace(/`/g, "'");
+}
+
+/** A fenced block whose fence is longer than any backtick run inside. */
+function fence(text: string, lang = 'text'): string {
+  const longest = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  const f = '`'.repeat(longest + 1);
+  return `${f}${lang}\n${text}\n${f}`;
+}
+
+function htmlText(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+export function renderMarkdown(run: RunReport, diff: KernelDiff): string {
+  const g = buildGrid(run, diff);
+  const out: string[] = [];
+  const fails = failures(run);
+  const status = !run.complete ? '⚠ INCOMPLETE' : fails.length || !diff.ok ? '❌' : '✅';
+  out.push(`# ${status} corematrix ${mdCell(run.runId)} — ${totalsLine(g)}`, '');
+  if (!run.complete) out.push('> [!WARNING]', '> **Incomplete run**: the run was interrupted or a shard is missing; these results are partial.', '');
+  const objs = run.objects.map((o) => `\`${o.name}\` \`${o.sha256.slice(0, 12)}\``).join(', ');
+  out.push(`${run.startedAt} → ${run.finishedAt} · node ${run.host.node}${run.host.qemu ? ` · qemu ${run.host.qemu}` : ''}${run.host.clang ? ` · clang ${run.host.clang}` : ''}${objs ? ` · objects ${objs}` : ''}`, '');
+
+  // Grid: suites down, kernels across; the header carries each guest's verdict and boot time.
+  const head = g.kernels.map((k) => `${mdCell(k.kernel.id)}<br>${k.guest === 'ok' ? 'ok' : `⚠ ${k.guest}`} · ${ms(k.bootMs)}`);
+  out.push(`| suite | ${head.join(' | ')} |`, `|---|${g.kernels.map(() => ':-:').join('|')}|`);
+  for (const s of g.suites) {
+    const row = g.kernels.map((k) => {
+      const sq = g.at(k.kernel.id, s);
+      const n = sq.cells.length;
+      const passed = sq.cells.filter((c) => c.verdict === 'pass').length;
+      return `${SYMBOL[sq.state]}${n > 1 ? ` ${passed}/${n}` : ''}`;
+    });
+    out.push(`| ${mdCell(s)} | ${row.join(' | ')} |`);
+  }
+  out.push('', `${SYMBOL.pass} pass · ${SYMBOL.fail} fail/error · ${SYMBOL.skip} expected skip · ${SYMBOL.warn} not run or unexpected difference`, '');
+
+  // Cross-kernel differences.
+  out.push('## Cross-kernel differences', '');
+  out.push(`Must be equal everywhere (object sha256, relocation local side, checks = ground truth): **${diff.invariants.held}/${diff.invariants.checked}** held.`, '');
+  if (diff.violations.length || diff.unexpected.length) {
+    for (const v of diff.violations) out.push(`- ❌ **violation** \`${mdCell(v.cell)}\`: ${mdCell(v.what)}`);
+    for (const u of diff.unexpected) out.push(`- ⚠ **unexpected** \`${mdCell(u.cell)}\`: ${mdCell(u.what)}`);
+    out.push('');
+  }
+  if (diff.expected.length) {
+    out.push(`| cell | what | ${diff.kernels.map(mdCell).join(' | ')} |`, `|---|---|${diff.kernels.map(() => '--:').join('|')}|`);
+    let last = '';
+    for (const r of diff.expected) {
+      const name = r.cell === last ? '' : mdCell(r.cell);
+      last = r.cell;
+      const vals = diff.kernels.map((id) => {
+        const v = r.values.find((x) => x.kernel === id);
+        return v ? `\`${mdCell(v.value)}\`` : '—';
+      });
+      out.push(`| ${name} | ${mdCell(r.subject)}${r.local !== undefined ? ` (local ${r.local})` : ''} | ${vals.join(' | ')} |`);
+    }
+    out.push('');
+  } else out.push('No value differs across kernels.', '');
+
+  // Failures, each with its evidence folded.
+  if (fails.length) {
+    out.push(`## Failures (${fails.length})`, '');
+    for (const f of fails.slice(0, MAX_FAILURES)) {
+      if (!f.cell) {
+        out.push(`<details><summary>❌ <b>${htmlText(f.kernel.kernel.id)}</b>: guest ${htmlText(f.kernel.guest)}${f.kernel.detail ? ` — ${htmlText(f.kernel.detail)}` : ''}</summary>`, '');
+        out.push(fence(tail(f.kernel.consoleTail, 40) || '(no console captured)'), '', '</details>', '');
+        continue;
+      }
+      const c = f.cell;
+      out.push(`<details><summary>❌ <b>${htmlText(f.kernel.kernel.id)}</b> ${htmlText(c.suite)}/${htmlText(c.program)}${c.loader !== 'ours' ? ` [${c.loader}]` : ''}: ${htmlText(c.verdict)}${c.reason ? ` — ${htmlText(c.reason)}` : ''}</summary>`, '');
+      const bad = c.checks.filter((x) => !x.ok);
+      if (bad.length) out.push(...bad.map((x) => `- check \`${mdCell(x.name)}\`: observed \`${mdCell(show(x.observed))}\`, truth \`${mdCell(show(x.truth))}\``), '');
+      const relErr = c.relocations.filter((r) => r.status === 'error' || (r.status === 'poisoned' && (r as { reachable?: boolean }).reachable));
+      if (relErr.length) out.push(...relErr.map((r) => `- relocation \`${mdCell(r.kind)} ${mdCell(r.type)} ${mdCell(r.spec)}\`: ${mdCell(r.error ?? r.status)}`), '');
+      const log = c.verifier?.logTail ? tail(c.verifier.logTail, 40) : tail(f.kernel.consoleTail, 30);
+      if (log) out.push(c.verifier?.logTail ? 'verifier log (tail):' : 'console (tail):', '', fence(log), '');
+      out.push('</details>', '');
+    }
+    if (fails.length > MAX_FAILURES) out.push(`… and ${fails.length - MAX_FAILURES} more failures (see report.json / index.html).`, '');
+  }
+
+  let md = out.join('\n');
+  if (Buffer.byteLength(md) > MAX_BYTES) {
+    md = Buffer.from(md).subarray(0, MAX_BYTES).toString().replace(/\uFFFD$/, '') + '\n\n… summary truncated to fit a GitHub step summary; see index.html for everything.\n';
+  }
+  return md;
+}

@@ -1,0 +1,123 @@
+// Reading saved RunReports (with a one-line error naming the file and the bad field) and merging
+// shards of one matrix run into one report. Different schemas are refused, never guessed.
+
+import { readFile } from 'node:fs/promises';
+import { FormatError, UsageError } from '../core/errors.js';
+import { assertSchema, RESULT_SCHEMA, type CellResult, type GuestVerdict, type KernelRun, type RunReport } from '../results.js';
+
+function need(cond: boolean, file: string, where: string, what: string): asserts cond {
+  if (!cond) throw new FormatError(`${file}: ${where}: ${what}`);
+}
+
+const isStr = (v: unknown): v is string => typeof v === 'string';
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Checks the shape the diff and the writers rely on; throws FormatError naming file and field. */
+export function validateRunReport(doc: unknown, file: string): RunReport {
+  need(isObj(doc), file, 'top level', 'not a JSON object');
+  assertSchema(doc, file);
+  const d = doc as Record<string, unknown>;
+  for (const f of ['runId', 'startedAt', 'finishedAt']) need(isStr(d[f]), file, f, 'missing or not a string');
+  need(typeof d.complete === 'boolean', file, 'complete', 'missing or not a boolean');
+  need(Array.isArray(d.kernels), file, 'kernels', 'missing or not an array');
+  need(Array.isArray(d.objects ?? []), file, 'objects', 'not an array');
+  need(Array.isArray(d.suites ?? []), file, 'suites', 'not an array');
+  (d.kernels as unknown[]).forEach((k, i) => {
+    const at = `kernels[${i}]`;
+    need(isObj(k), file, at, 'not an object');
+    need(isObj(k.kernel) && isStr(k.kernel.id), file, `${at}.kernel.id`, 'missing');
+    need(isStr(k.guest), file, `${at}.guest`, 'missing');
+    need(Array.isArray(k.cells), file, `${at}.cells`, 'missing or not an array');
+    (k.cells as unknown[]).forEach((c, j) => {
+      const cat = `${at}.cells[${j}]`;
+      need(isObj(c), file, cat, 'not an object');
+      need(c.schema === RESULT_SCHEMA, file, `${cat}.schema`, `${String(c.schema)} is not ${RESULT_SCHEMA}`);
+      for (const f of ['suite', 'program', 'loader', 'verdict']) need(isStr(c[f]), file, `${cat}.${f}`, 'missing or not a string');
+      need(isObj(c.object) && isStr(c.object.sha256), file, `${cat}.object.sha256`, 'missing');
+      for (const f of ['relocations', 'externs', 'checks']) need(Array.isArray(c[f]), file, `${cat}.${f}`, 'missing or not an array');
+      need(isObj(c.kernel) && isStr(c.kernel.id), file, `${cat}.kernel.id`, 'missing');
+    });
+  });
+  const r = doc as unknown as RunReport;
+  r.objects ??= [];
+  r.suites ??= [];
+  r.host ??= { node: '' };
+  return r;
+}
+
+/** Reads and validates a report.json; every error is one line naming the file. */
+export async function readRunReport(file: string): Promise<RunReport> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new FormatError(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new FormatError(`${file}: not JSON (${(err as Error).message.split('\n')[0]})${text.length === 0 ? ': empty file' : ''}`);
+  }
+  return validateRunReport(doc, file);
+}
+
+const GUEST_RANK: Record<GuestVerdict, number> = {
+  ok: 0, 'no-kernel': 1, 'agent-failed': 2, 'no-agent': 3, timeout: 4, 'agent-hang': 5, 'hung-task': 6, 'qemu-died': 7, oops: 8, panic: 9,
+};
+
+function cellKey(c: CellResult): string {
+  return `${c.suite}\0${c.program}\0${c.loader}`;
+}
+
+/**
+ * Merges shards of one run. Kernels with the same id are joined (their cells must not overlap and
+ * their package version must agree); objects, suites are unions; the run is complete only when
+ * every shard is. Shards of another schema are refused.
+ */
+export function mergeReports(parts: RunReport[], names: string[] = parts.map((_, i) => `part ${i + 1}`)): RunReport {
+  if (parts.length === 0) throw new UsageError('report merge: no reports to merge');
+  parts.forEach((p, i) => assertSchema(p, names[i]!));
+  const kernels = new Map<string, KernelRun>();
+  const owner = new Map<string, string>();
+  for (const [i, p] of parts.entries()) {
+    for (const k of p.kernels) {
+      const id = k.kernel.id;
+      const have = kernels.get(id);
+      if (!have) {
+        kernels.set(id, { ...k, kernel: { ...k.kernel }, cells: [...k.cells] });
+        owner.set(id, names[i]!);
+        continue;
+      }
+      if (have.kernel.version !== k.kernel.version || have.kernel.package !== k.kernel.package)
+        throw new FormatError(`${names[i]}: kernel ${id} is ${k.kernel.package} ${k.kernel.version} but ${owner.get(id)} has ${have.kernel.package} ${have.kernel.version}`);
+      const keys = new Set(have.cells.map(cellKey));
+      for (const c of k.cells) {
+        if (keys.has(cellKey(c))) throw new FormatError(`${names[i]}: kernel ${id} cell ${c.suite}/${c.program}[${c.loader}] is also in ${owner.get(id)}`);
+        have.cells.push(c);
+      }
+      if (GUEST_RANK[k.guest] > GUEST_RANK[have.guest]) {
+        have.guest = k.guest;
+        if (k.detail !== undefined) have.detail = k.detail;
+        if (k.consoleTail !== undefined) have.consoleTail = k.consoleTail;
+      }
+      have.durationMs += k.durationMs;
+      have.bootMs ??= k.bootMs;
+    }
+  }
+  const objects = new Map<string, { name: string; sha256: string }>();
+  for (const p of parts) for (const o of p.objects) objects.set(`${o.name}\0${o.sha256}`, o);
+  const ids = [...new Set(parts.map((p) => p.runId))];
+  const first = parts[0]!;
+  return {
+    schema: RESULT_SCHEMA,
+    runId: ids.join('+'),
+    startedAt: parts.map((p) => p.startedAt).sort()[0]!,
+    finishedAt: parts.map((p) => p.finishedAt).sort().at(-1)!,
+    complete: parts.every((p) => p.complete),
+    host: first.host,
+    suites: [...new Set(parts.flatMap((p) => p.suites))],
+    objects: [...objects.values()],
+    kernels: [...kernels.values()],
+  };
+}
