@@ -1,11 +1,11 @@
 // ELF reader against llvm-readobj-19 (the witness) on clang-compiled objects, plus malformed input.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EM_BPF, EM_X86_64, SHT_NOBITS, type ElfFile, parseElf } from '../../harness/core/elf.js';
 import { FormatError } from '../../harness/core/errors.js';
-import { compileFixture, readobjJson, type ReadobjJson } from '../fixtures/compile.js';
+import { compileFixture, readobjJson, scratchDir, type ReadobjJson } from '../fixtures/compile.js';
 
 /** Parses and walks everything the reader exposes, so lazy parts are exercised too. */
 function walk(bytes: Uint8Array, source = 'x.o'): ElfFile {
@@ -21,6 +21,8 @@ function walk(bytes: Uint8Array, source = 'x.o'): ElfFile {
 }
 
 describe('ELF reader', () => {
+  const cleanup: string[] = [];
+  afterAll(() => cleanup.forEach((d) => rmSync(d, { recursive: true, force: true })));
   let obj: { path: string; bytes: Uint8Array };
   let ro: ReadobjJson;
   beforeAll(() => {
@@ -83,7 +85,8 @@ describe('ELF reader', () => {
   });
 
   it('extracts .BTF from an x86-64 object (as from vmlinux)', () => {
-    const dir = join(obj.path, '..');
+    const dir = scratchDir();
+    cleanup.push(dir);
     const btf = join(dir, 'btf.bin');
     const x86 = join(dir, 'x86.o');
     execFileSync('llvm-objcopy-19', ['--dump-section', `.BTF=${btf}`, obj.path]);

@@ -3,9 +3,9 @@
 // static linker: DATASEC sizes and offsets), the installed UAPI header (enum values), and the
 // fixture's C source for what it declares.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseBtf } from '../../harness/core/btf/btf.js';
 import { Kind } from '../../harness/core/btf/kinds.js';
 import { parseElf, STT_FUNC } from '../../harness/core/elf.js';
@@ -16,7 +16,7 @@ import {
 import {
   AttachType, MapType, ProgType, type ObjectSpec, classifySection, linkProgram, loadObjectSpec,
 } from '../../harness/core/object/index.js';
-import { compileFixture, readobjJson, tool, type ReadobjJson } from '../fixtures/compile.js';
+import { compileFixture, readobjJson, scratchDir, tool, type ReadobjJson } from '../fixtures/compile.js';
 
 interface Skeleton { maps: string[]; progs: string[]; structs: Map<string, string[]> }
 
@@ -36,7 +36,10 @@ let obj: ObjectSpec;
 let path: string;
 let bytes: Uint8Array;
 let ro: ReadobjJson;
+let scratch: string;
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 beforeAll(() => {
+  scratch = scratchDir();
   ({ path, bytes } = compileFixture('objects'));
   obj = loadObjectSpec(bytes, 'objects.bpf.o');
   ro = readobjJson(path);
@@ -148,7 +151,7 @@ describe('loadObjectSpec', () => {
   });
 
   it('makes one array map per global data section, holding the section', () => {
-    const dir = join(path, '..');
+    const dir = scratch;
     for (const name of ['.data', '.rodata', '.data.foo', '.bss']) {
       const x = obj.maps.find((y) => y.name === name)!;
       const sec = ro.Sections.find((s) => s.Section.Name.Name === name)!.Section;
@@ -170,7 +173,7 @@ describe('loadObjectSpec', () => {
   });
 
   it('fixes DATASEC sizes and offsets exactly as libbpf\'s linker does', () => {
-    const linked = join(path, '..', 'linked.o');
+    const linked = join(scratch, 'linked.o');
     execFileSync('bpftool', ['gen', 'object', linked, path]);
     const types = (JSON.parse(tool('bpftool', ['-j', 'btf', 'dump', 'file', linked])) as { types: { id: number; kind: string; name: string; size?: number; vars?: { type_id: number; offset: number; size: number }[] }[] }).types;
     const byId = new Map(types.map((t) => [t.id, t]));
