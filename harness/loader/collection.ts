@@ -182,6 +182,7 @@ export class Collection {
     const isData = m.kind === 'data' || m.kind === 'kconfig';
     if (isData) {
       if (mmapable && m.type === MapType.ARRAY) flags |= BPF_F_MMAPABLE;
+      else flags &= ~BPF_F_MMAPABLE; // the object reader asks for it; kernels before 5.5 refuse it
       if (m.frozen) flags |= BPF_F_RDONLY_PROG;
     }
     let inner: BpfMap | undefined;
