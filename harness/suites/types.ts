@@ -23,11 +23,20 @@ export interface SuiteSpec {
 }
 
 export type TriggerSpec =
+  /** Writes `name` to /proc/self/comm from the main thread (the kernel calls __set_task_comm). */
   | { kind: 'prctl-set-name'; name: string }
+  /** A TCP connect to a listener of the agent on 127.0.0.1; the client is bound to 127.0.0.1, port 0, first. */
   | { kind: 'loopback-tcp' }
+  /** BPF_PROG_TEST_RUN of `program` once per packet length (zero-filled Ethernet frames). */
   | { kind: 'test-run'; program: string; packetLengths: number[] }
-  | { kind: 'syscalls'; getpid: number }
+  /**
+   * Opens a marker file `opens` times (openat → do_sys_openat2). Replaces a getpid count: node
+   * caches process.pid, so getpid() is not a syscall the agent can make on demand.
+   */
+  | { kind: 'syscalls'; opens: number }
   | { kind: 'none' };
+
+export type TriggerKind = TriggerSpec['kind'];
 
 export interface CheckSpec {
   name: string;

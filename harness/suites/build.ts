@@ -1,0 +1,313 @@
+// Host side of the suites: one vmlinux.h (bpftool's C dump of one kernel's BTF), one clang-19
+// compile per suite into the object cache, spec validation against the compiled object, and
+// `hostTruth`: values read from a kernel's BTF and package with independent tools (bpftool,
+// the kernel store's config and version), which the guest compares the BPF side against.
+
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { FormatError, UsageError, wrap } from '../core/errors.js';
+import { Kind } from '../core/btf/kinds.js';
+import { loadObjectSpec } from '../core/object/index.js';
+import type { ObjectSpec } from '../core/object/types.js';
+import { KernelStore } from '../kernels/store.js';
+import { cacheDir, repoRoot } from '../paths.js';
+import { readSpec, lineOf } from './spec.js';
+import { hostKeysOf, kernelVersionCode, parseObserve, parseTruth } from './truth.js';
+import type { SuiteSpec } from './types.js';
+
+const run = promisify(execFile);
+
+export const CLANG = 'clang-19';
+export const BPF_CFLAGS = ['-g', '-O2', '-target', 'bpf', '-D__TARGET_ARCH_x86', '-I/usr/include/x86_64-linux-gnu'];
+export const DEFAULT_HEADER_KERNEL = '6.1';
+
+export interface BuiltSuite {
+  name: string;
+  spec: SuiteSpec;
+  /** Path of the compiled object (cacheDir('objects')/<name>.bpf.o). */
+  object: string;
+  sha256: string;
+  /** Path of prog.bpf.c. */
+  source: string;
+}
+
+export interface BuildOptions {
+  /** Suites to build (default: every folder of suites/ with a spec.yaml). */
+  names?: string[];
+  /** Kernel whose BTF vmlinux.h is generated from (default 6.1). */
+  headerKernel?: string;
+  /** Root of the suites (default <repo>/suites). */
+  suitesDir?: string;
+  store?: KernelStore;
+  log?: (line: string) => void;
+}
+
+const sha256 = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
+
+export function suitesDir(): string {
+  return join(repoRoot(), 'suites');
+}
+
+/** Every suite folder (one with a spec.yaml), sorted. */
+export function listSuites(dir = suitesDir()): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(join(dir, d.name, 'spec.yaml')))
+    .map((d) => d.name)
+    .sort();
+}
+
+/** Generates (or reuses) vmlinux.h for a kernel's BTF; returns the directory holding it. */
+export async function vmlinuxHeader(btfPath: string): Promise<{ dir: string; sha256: string }> {
+  const btfSha = sha256(readFileSync(btfPath));
+  const dir = cacheDir('vmlinux', btfSha.slice(0, 24));
+  const header = join(dir, 'vmlinux.h');
+  if (!existsSync(header)) {
+    let out: string;
+    try {
+      out = (await run('bpftool', ['btf', 'dump', 'file', btfPath, 'format', 'c'], { maxBuffer: 1 << 30 })).stdout;
+    } catch (e) {
+      throw new FormatError(`bpftool btf dump ${btfPath} format c failed: ${String((e as { stderr?: string }).stderr ?? e).trim().split('\n')[0]}`);
+    }
+    const tmp = `${header}.${process.pid}.tmp`;
+    writeFileSync(tmp, out);
+    renameSync(tmp, header);
+  }
+  return { dir, sha256: sha256(readFileSync(header)) };
+}
+
+let clangVersion: Promise<string> | undefined;
+function clangId(): Promise<string> {
+  clangVersion ??= run(CLANG, ['--version']).then((r) => r.stdout.split('\n')[0]!);
+  return clangVersion;
+}
+
+/** Compiles one source into `out` unless the key (source, header, flags, clang) is unchanged. */
+async function compile(src: string, out: string, headerDir: string, headerSha: string): Promise<void> {
+  const flags = [...BPF_CFLAGS, `-I${headerDir}`];
+  const key = sha256(JSON.stringify([sha256(readFileSync(src)), headerSha, BPF_CFLAGS, await clangId()]));
+  const keyFile = `${out}.key`;
+  if (existsSync(out) && existsSync(keyFile) && readFileSync(keyFile, 'utf8') === key) return;
+  const tmp = `${out}.${process.pid}.tmp`;
+  try {
+    await run(CLANG, [...flags, '-c', src, '-o', tmp], { maxBuffer: 64 << 20 });
+  } catch (e) {
+    const stderr = String((e as { stderr?: string }).stderr ?? '');
+    const first = stderr.split('\n').find((l) => /error:/.test(l)) ?? stderr.split('\n')[0] ?? String(e);
+    throw new FormatError(`${CLANG} failed: ${first.trim()}`);
+  }
+  renameSync(tmp, out);
+  writeFileSync(keyFile, key);
+}
+
+/** Global variable names per data section, from the object's BTF DATASECs. */
+export function objectGlobals(obj: ObjectSpec): Map<string, string> {
+  const out = new Map<string, string>();
+  const btf = obj.btf;
+  for (let id = 1; id < btf.count; id++) {
+    if (btf.kind(id) !== Kind.DATASEC) continue;
+    const t = btf.type(id);
+    if (t.kind !== Kind.DATASEC) continue;
+    for (const v of t.vars) out.set(btf.name(v.type), t.name);
+  }
+  return out;
+}
+
+/** Checks the spec's names against the compiled object: programs, observed globals, maps, rodata. */
+export function validateAgainstObject(spec: SuiteSpec, obj: ObjectSpec, display: string, text: string): void {
+  const fail = (path: (string | number)[], msg: string): never => {
+    throw new FormatError(`${display}:${lineOf(text, path)}: ${msg}`);
+  };
+  const progs = obj.programs.map((p) => p.name);
+  spec.programs?.forEach((p, i) => {
+    if (!progs.includes(p)) fail(['programs', i], `no program '${p}' in the object (programs: ${progs.join(', ')})`);
+  });
+  if (spec.trigger.kind === 'test-run' && !progs.includes(spec.trigger.program)) fail(['trigger', 'program'], `no program '${spec.trigger.program}' in the object (programs: ${progs.join(', ')})`);
+  const globals = objectGlobals(obj);
+  const visible = [...globals].filter(([, sec]) => !sec.startsWith('.kconfig') && sec !== '.maps' && sec !== 'license').map(([n]) => n);
+  spec.checks.forEach((c, i) => {
+    const o = parseObserve(c.observe);
+    if (typeof o === 'string') return;
+    if (o.kind === 'var' && !visible.includes(o.name)) fail(['checks', i, 'observe'], `no global variable '${o.name}' in the object (globals: ${visible.join(', ')})`);
+    if (o.kind === 'ringbuf' && !obj.maps.some((m) => m.name === o.map && m.type === 27)) fail(['checks', i, 'observe'], `no BPF_MAP_TYPE_RINGBUF map '${o.map}' in the object`);
+  });
+  for (const k of Object.keys(spec.rodata ?? {})) {
+    const base = k.split('.')[0]!;
+    if (globals.get(base) !== '.rodata') fail(['rodata', k], `'${base}' is not a .rodata variable of the object (.rodata: ${[...globals].filter(([, s]) => s === '.rodata').map(([n]) => n).join(', ') || 'none'})`);
+  }
+}
+
+/** Compiles the suites and validates their specs. */
+export async function buildSuites(opts: BuildOptions = {}): Promise<BuiltSuite[]> {
+  const dir = opts.suitesDir ?? suitesDir();
+  const all = listSuites(dir);
+  const names = opts.names ?? all;
+  for (const n of names) if (!all.includes(n)) throw new UsageError(`unknown suite '${n}' (suites: ${all.join(', ')})`);
+  const headerKernel = opts.headerKernel ?? DEFAULT_HEADER_KERNEL;
+  const store = opts.store ?? new KernelStore({ log: opts.log });
+  const k = await store.fetch(headerKernel);
+  const header = await vmlinuxHeader(k.btf);
+  const outDir = cacheDir('objects');
+  const built: BuiltSuite[] = [];
+  for (const name of names) {
+    const display = `suites/${name}/spec.yaml`;
+    const specFile = join(dir, name, 'spec.yaml');
+    const spec = readSpec(specFile, display, name);
+    const source = join(dir, name, 'prog.bpf.c');
+    if (!existsSync(source)) throw new FormatError(`suites/${name}/prog.bpf.c: missing`);
+    const object = join(outDir, `${name}.bpf.o`);
+    try {
+      await compile(source, object, header.dir, header.sha256);
+    } catch (e) {
+      throw wrap(`suites/${name}/prog.bpf.c`, e);
+    }
+    const bytes = new Uint8Array(readFileSync(object));
+    validateAgainstObject(spec, loadObjectSpec(bytes, `${name}.bpf.o`), display, readFileSync(specFile, 'utf8'));
+    built.push({ name, spec, object, sha256: sha256(bytes), source });
+    opts.log?.(`suite ${name}: ${object}`);
+  }
+  return built;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host truth: bpftool's JSON dump of the kernel's BTF, the config file, the package version.
+
+interface BtJson {
+  id: number;
+  kind: string;
+  name: string;
+  size?: number;
+  type_id?: number;
+  nr_elems?: number;
+  members?: { name: string; type_id: number; bits_offset: number; bitfield_size?: number }[];
+  values?: { name: string; val: number | string }[];
+}
+
+const dumpCache = new Map<string, Promise<BtJson[]>>();
+
+/** bpftool btf dump file <btf> -j, parsed (memoised per file). */
+export function bpftoolTypes(btf: string): Promise<BtJson[]> {
+  let p = dumpCache.get(btf);
+  if (!p) {
+    p = run('bpftool', ['btf', 'dump', 'file', btf, '-j'], { maxBuffer: 1 << 30 }).then((r) => (JSON.parse(r.stdout) as { types: BtJson[] }).types);
+    dumpCache.set(btf, p);
+  }
+  return p;
+}
+
+function sizeOf(byId: Map<number, BtJson>, id: number, depth = 0): number {
+  const t = byId.get(id);
+  if (!t || depth > 64) return 0;
+  switch (t.kind) {
+    case 'PTR':
+      return 8;
+    case 'ARRAY':
+      return (t.nr_elems ?? 0) * sizeOf(byId, t.type_id!, depth + 1);
+    case 'TYPEDEF':
+    case 'CONST':
+    case 'VOLATILE':
+    case 'RESTRICT':
+    case 'TYPE_TAG':
+      return sizeOf(byId, t.type_id!, depth + 1);
+    default:
+      return t.size ?? 0;
+  }
+}
+
+/** Parses a kernel config file into CONFIG_X → value (lines `CONFIG_X=v`; `# ... is not set` omitted). */
+export function parseConfigText(text: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const r = /^(CONFIG_\w+)=(.*)$/.exec(line);
+    if (r) m.set(r[1]!, r[2]!);
+  }
+  return m;
+}
+
+/** LINUX_VERSION_CODE of a Debian package version (6.1.158-1 → KERNEL_VERSION(6,1,158)). */
+export function versionCodeOfPackage(version: string): number {
+  const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(version);
+  if (!m) throw new FormatError(`package version '${version}' has no MAJOR.MINOR.PATCH`);
+  return kernelVersionCode(Number(m[1]), Number(m[2]), Number(m[3] ?? 0));
+}
+
+/**
+ * The host's independent view of one kernel, for the truth keys the specs use (default: every
+ * suite's spec). Keys a kernel lacks (a type, an enumerator, a config option) are left out, so
+ * `host:k ?? -1` and existence checks see them as absent.
+ */
+export async function hostTruth(kernelId: string, opts: { specs?: SuiteSpec[]; keys?: string[]; store?: KernelStore } = {}): Promise<Record<string, number | string | boolean>> {
+  const store = opts.store ?? new KernelStore();
+  const k = await store.fetch(kernelId);
+  let keys = opts.keys;
+  if (!keys) {
+    const specs = opts.specs ?? listSuites().map((n) => readSpec(join(suitesDir(), n, 'spec.yaml'), `suites/${n}/spec.yaml`, n));
+    keys = hostKeysOf(specs);
+  }
+  const types = await bpftoolTypes(k.btf);
+  const byId = new Map(types.map((t) => [t.id, t]));
+  const byName = new Map<string, BtJson[]>();
+  for (const t of types) {
+    if (t.name === '(anon)') continue;
+    const l = byName.get(t.name);
+    if (l) l.push(t);
+    else byName.set(t.name, [t]);
+  }
+  const KIND_OF: Record<string, string[]> = { struct: ['STRUCT'], union: ['UNION'], enum: ['ENUM', 'ENUM64'], typedef: ['TYPEDEF'], int: ['INT'] };
+  const find = (kinds: string[], name: string): BtJson | undefined => byName.get(name)?.find((t) => kinds.includes(t.kind));
+  const config = parseConfigText(readFileSync(k.config, 'utf8'));
+  const out: Record<string, number | string | boolean> = {};
+  for (const key of keys) {
+    const parts = key.split('.');
+    const [what, a = '', b = ''] = parts;
+    switch (what) {
+      case 'enum':
+      case 'enumexists': {
+        const e = find(KIND_OF.enum!, a);
+        const v = e?.values?.find((x) => x.name === b);
+        if (what === 'enumexists') out[key] = v !== undefined;
+        else if (v !== undefined) out[key] = Number(v.val);
+        break;
+      }
+      case 'size':
+      case 'exists':
+      case 'typeid': {
+        const t = find(KIND_OF[a] ?? [], b);
+        if (what === 'exists') out[key] = t !== undefined;
+        else if (t) out[key] = what === 'typeid' ? t.id : sizeOf(byId, t.id);
+        break;
+      }
+      case 'field':
+      case 'offset':
+      case 'fieldsize': {
+        const s = find(['STRUCT', 'UNION'], a);
+        const m = s?.members?.find((x) => x.name === b);
+        if (what === 'field') out[key] = m !== undefined;
+        else if (m && what === 'offset') out[key] = Math.floor(m.bits_offset / 8);
+        else if (m) out[key] = sizeOf(byId, m.type_id);
+        break;
+      }
+      case 'func':
+        out[key] = find(['FUNC'], a) !== undefined;
+        break;
+      case 'kernel':
+        out[key] = versionCodeOfPackage(k.version);
+        break;
+      case 'config': {
+        const v = config.get(parts.slice(1).join('.'));
+        if (v !== undefined) out[key] = v;
+        break;
+      }
+      default:
+        throw new UsageError(`unknown host truth key '${key}'`);
+    }
+  }
+  return out;
+}
+
+/** Every truth expression of a spec parses (used by tests and by the CLI before a run). */
+export function truthsOf(spec: SuiteSpec): ReturnType<typeof parseTruth>[] {
+  return spec.checks.map((c) => parseTruth(c.truth, spec.trigger.kind));
+}

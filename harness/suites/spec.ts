@@ -1,0 +1,162 @@
+// Reading and validating suites/<name>/spec.yaml. Every problem is ONE line naming
+// `suites/<name>/spec.yaml:<line>`, what is wrong, and the allowed values.
+
+import { readFileSync } from 'node:fs';
+import yaml from 'js-yaml';
+import { FormatError } from '../core/errors.js';
+import type { SuiteSpec, TriggerKind } from './types.js';
+import { parseObserve, parseTruth } from './truth.js';
+
+const TOP_KEYS = ['name', 'description', 'programs', 'minKernel', 'rodata', 'trigger', 'checks'] as const;
+const REQUIRED_TOP = ['name', 'description', 'trigger', 'checks'] as const;
+const CHECK_KEYS = ['name', 'observe', 'truth'] as const;
+/** Keys each trigger kind takes, with their types ('string', 'int', 'int[]'). */
+export const TRIGGER_FIELDS: Record<TriggerKind, Record<string, 'string' | 'int' | 'int[]'>> = {
+  'prctl-set-name': { name: 'string' },
+  'loopback-tcp': {},
+  'test-run': { program: 'string', packetLengths: 'int[]' },
+  syscalls: { opens: 'int' },
+  none: {},
+};
+export const TRIGGER_KINDS = Object.keys(TRIGGER_FIELDS) as TriggerKind[];
+
+type PathSeg = string | number;
+
+/** Finds the line (1-based) of a YAML path in the text, by indentation-aware scanning. */
+export function lineOf(text: string, path: PathSeg[]): number {
+  const lines = text.split('\n');
+  let line = 0;
+  let end = lines.length;
+  for (const seg of path) {
+    if (typeof seg === 'number') {
+      let seen = -1;
+      let indent = -1;
+      for (let i = line + 1; i < end; i++) {
+        const m = /^(\s*)-\s/.exec(lines[i]!);
+        if (!m) continue;
+        if (indent < 0) indent = m[1]!.length;
+        if (m[1]!.length !== indent) continue;
+        if (++seen === seg) {
+          line = i;
+          // the item ends at the next item of the same indentation
+          for (let j = i + 1; j < end; j++) {
+            const n = /^(\s*)-\s/.exec(lines[j]!);
+            if (n && n[1]!.length === indent) {
+              end = j;
+              break;
+            }
+          }
+          break;
+        }
+      }
+    } else {
+      const re = new RegExp(`(^|[\\s{,-])${seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s*:`);
+      for (let i = path[0] === seg ? 0 : line; i < end; i++) {
+        if (re.test(lines[i]!)) {
+          line = i;
+          break;
+        }
+      }
+    }
+  }
+  return line + 1;
+}
+
+class SpecChecker {
+  readonly errors: string[] = [];
+  constructor(
+    readonly file: string,
+    readonly text: string,
+  ) {}
+  fail(path: PathSeg[], msg: string): void {
+    this.errors.push(`${this.file}:${lineOf(this.text, path)}: ${msg}`);
+  }
+}
+
+const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'a mapping' : `${typeof v} ${JSON.stringify(v)}`);
+const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Validates a parsed spec document; throws FormatError with the first problem (file:line). */
+export function validateSpec(doc: unknown, file: string, text: string, dirName?: string): SuiteSpec {
+  const c = new SpecChecker(file, text);
+  if (!isMap(doc)) throw new FormatError(`${file}:1: a spec must be a mapping with keys ${TOP_KEYS.join(', ')}`);
+  for (const k of Object.keys(doc)) if (!(TOP_KEYS as readonly string[]).includes(k)) c.fail([k], `unknown key '${k}' (allowed: ${TOP_KEYS.join(', ')})`);
+  for (const k of REQUIRED_TOP) if (!(k in doc)) c.fail([], `missing key '${k}' (required: ${REQUIRED_TOP.join(', ')})`);
+  const str = (path: PathSeg[], v: unknown, what: string): v is string => {
+    if (typeof v === 'string' && v.length > 0) return true;
+    c.fail(path, `${what} must be a non-empty string, not ${typeName(v)}`);
+    return false;
+  };
+  if ('name' in doc && str(['name'], doc.name, 'name') && dirName !== undefined && doc.name !== dirName) c.fail(['name'], `name '${doc.name}' must equal the folder name '${dirName}'`);
+  if ('description' in doc) str(['description'], doc.description, 'description');
+  if ('minKernel' in doc && (typeof doc.minKernel !== 'string' || !/^\d+\.\d+$/.test(doc.minKernel)))
+    c.fail(['minKernel'], `minKernel must be a quoted "MAJOR.MINOR" string such as "5.8", not ${typeName(doc.minKernel)}`);
+  if ('programs' in doc) {
+    if (!Array.isArray(doc.programs) || doc.programs.length === 0) c.fail(['programs'], `programs must be a non-empty list of program names, not ${typeName(doc.programs)}`);
+    else doc.programs.forEach((p, i) => str(['programs', i], p, `programs[${i}]`));
+  }
+  if ('rodata' in doc) {
+    if (!isMap(doc.rodata)) c.fail(['rodata'], `rodata must be a mapping of variable → number | string | boolean, not ${typeName(doc.rodata)}`);
+    else
+      for (const [k, v] of Object.entries(doc.rodata)) {
+        if (!/^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$/.test(k)) c.fail(['rodata', k], `rodata key '${k}' must be a variable name, or var.member for a struct member`);
+        if (!['number', 'string', 'boolean'].includes(typeof v)) c.fail(['rodata', k], `rodata '${k}' must be a number, string or boolean, not ${typeName(v)}`);
+        else if (typeof v === 'string' && v.startsWith('$') && v !== '$pid') c.fail(['rodata', k], `unknown placeholder '${v}' (allowed: $pid)`);
+      }
+  }
+  let triggerKind: TriggerKind = 'none';
+  if ('trigger' in doc) {
+    const t = doc.trigger;
+    if (!isMap(t)) c.fail(['trigger'], `trigger must be a mapping with 'kind' (allowed kinds: ${TRIGGER_KINDS.join(', ')}), not ${typeName(t)}`);
+    else if (typeof t.kind !== 'string' || !(TRIGGER_KINDS as string[]).includes(t.kind))
+      c.fail(['trigger', 'kind'], `unknown trigger kind ${JSON.stringify(t.kind)} (allowed: ${TRIGGER_KINDS.join(', ')})`);
+    else {
+      triggerKind = t.kind as TriggerKind;
+      const fields = TRIGGER_FIELDS[triggerKind];
+      for (const k of Object.keys(t)) if (k !== 'kind' && !(k in fields)) c.fail(['trigger', k], `unknown key '${k}' for trigger '${triggerKind}' (allowed: ${['kind', ...Object.keys(fields)].join(', ')})`);
+      for (const [k, type] of Object.entries(fields)) {
+        const v = t[k];
+        if (v === undefined) c.fail(['trigger'], `trigger '${triggerKind}' needs '${k}' (${type})`);
+        else if (type === 'string') str(['trigger', k], v, `trigger.${k}`);
+        else if (type === 'int' && !(Number.isInteger(v) && (v as number) > 0)) c.fail(['trigger', k], `trigger.${k} must be a positive integer, not ${typeName(v)}`);
+        else if (type === 'int[]' && !(Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && x > 0)))
+          c.fail(['trigger', k], `trigger.${k} must be a non-empty list of positive integers, not ${typeName(v)}`);
+      }
+      if (triggerKind === 'prctl-set-name' && typeof t.name === 'string' && Buffer.byteLength(t.name) > 15) c.fail(['trigger', 'name'], `trigger.name '${t.name}' is longer than 15 bytes (TASK_COMM_LEN - 1)`);
+    }
+  }
+  if ('checks' in doc) {
+    if (!Array.isArray(doc.checks) || doc.checks.length === 0) c.fail(['checks'], `checks must be a non-empty list of {name, observe, truth}, not ${typeName(doc.checks)}`);
+    else
+      doc.checks.forEach((ch: unknown, i: number) => {
+        if (!isMap(ch)) return c.fail(['checks', i], `checks[${i}] must be a mapping {name, observe, truth}, not ${typeName(ch)}`);
+        for (const k of Object.keys(ch)) if (!(CHECK_KEYS as readonly string[]).includes(k)) c.fail(['checks', i, k], `unknown key '${k}' in checks[${i}] (allowed: ${CHECK_KEYS.join(', ')})`);
+        for (const k of CHECK_KEYS) if (!(k in ch)) c.fail(['checks', i], `checks[${i}] needs '${k}'`);
+        if ('name' in ch) str(['checks', i, 'name'], ch.name, `checks[${i}].name`);
+        if ('observe' in ch && str(['checks', i, 'observe'], ch.observe, `checks[${i}].observe`)) {
+          const o = parseObserve(ch.observe as string);
+          if (typeof o === 'string') c.fail(['checks', i, 'observe'], o);
+        }
+        if ('truth' in ch && str(['checks', i, 'truth'], ch.truth, `checks[${i}].truth`)) {
+          const e = parseTruth(ch.truth as string, triggerKind);
+          if (typeof e === 'string') c.fail(['checks', i, 'truth'], e);
+          else if (e.source.kind === 'rodata' && !(isMap(doc.rodata) && e.source.name in doc.rodata)) c.fail(['checks', i, 'truth'], `truth rodata:${e.source.name} names no key of this spec's rodata`);
+        }
+      });
+  }
+  if (c.errors.length) throw new FormatError(c.errors[0]!);
+  return doc as unknown as SuiteSpec;
+}
+
+/** Reads and validates one spec file. `display` is the path used in messages (suites/<name>/spec.yaml). */
+export function readSpec(file: string, display = file, dirName?: string): SuiteSpec {
+  const text = readFileSync(file, 'utf8');
+  let doc: unknown;
+  try {
+    doc = yaml.load(text, { filename: display, schema: yaml.JSON_SCHEMA });
+  } catch (e) {
+    const err = e as { mark?: { line: number }; reason?: string; message: string };
+    throw new FormatError(`${display}:${(err.mark?.line ?? 0) + 1}: YAML error: ${err.reason ?? err.message.split('\n')[0]}`);
+  }
+  return validateSpec(doc, display, text, dirName);
+}
