@@ -92,7 +92,8 @@ export function reloValue(r: RelocationRecord): string {
   return `error: ${r.error ?? 'unresolved'}`;
 }
 
-function externValue(name: string, v: string | number | boolean | null): string {
+/** An extern's value as shown: y/n for booleans, a.b.c for LINUX_KERNEL_VERSION. */
+export function externValue(name: string, v: string | number | boolean | null): string {
   if (v === null) return 'unset';
   if (name === 'LINUX_KERNEL_VERSION' && typeof v === 'number') return `${v >>> 16}.${(v >>> 8) & 255}.${v & 255} (${v})`;
   if (typeof v === 'boolean') return v ? 'y' : 'n';

@@ -103,3 +103,9 @@ export function show(v: unknown): string {
   if (v === undefined) return '–';
   return JSON.stringify(v);
 }
+
+/** Control characters (from consoles and verifier logs) as visible \xNN escapes; tabs and newlines stay. */
+export function visible(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

@@ -4,14 +4,14 @@
 // verifier stats and logs. JS only adds keyboard closing and a failures-only filter.
 
 import type { CellResult, KernelRun, RunReport } from '../results.js';
-import { reloValue, type KernelDiff, type ValueRow } from './diff.js';
-import { buildGrid, failures, ms, show, tail, totalsLine, type Grid, type SquareState } from './grid.js';
+import { externValue, reloValue, type KernelDiff, type ValueRow } from './diff.js';
+import { buildGrid, failures, ms, show, tail, totalsLine, visible, type Grid, type SquareState } from './grid.js';
 
 /** Symbols every font has (DejaVu too): colour emoji are missing on headless and server machines. */
 const SYMBOL: Record<SquareState, string> = { pass: '✓', fail: '✗', skip: '↷', warn: '⚠' };
 
 export function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+  return visible(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
 const CSS = `
@@ -26,6 +26,7 @@ body{margin:0;background:var(--bg);color:var(--fg);font:13px/1.45 system-ui,-app
 main{padding:14px 20px 40px;max-width:1800px}
 h1{font-size:18px;margin:0 0 2px}h2{font-size:15px;margin:22px 0 8px;border-bottom:1px solid var(--line);padding-bottom:3px}
 h3{font-size:14px;margin:0}h4{font-size:12px;margin:12px 0 4px;color:var(--mute);text-transform:uppercase;letter-spacing:.04em}
+h4 .mono{text-transform:none;letter-spacing:0}
 a{color:var(--link)}
 .mono,code,pre,td.v{font-family:ui-monospace,"JetBrains Mono","DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px}
 .meta{color:var(--mute)}
@@ -50,12 +51,12 @@ table.diff td.cellname{color:var(--mute)}
 ul.findings{margin:4px 0;padding-left:18px}
 ul.findings li.violation{color:var(--failfg)}ul.findings li.unexpected{color:var(--warnfg)}
 .panel{display:none}
-.panel:target{display:block;position:fixed;top:0;right:0;bottom:0;width:min(980px,70vw);overflow:auto;background:var(--panel);
+.panel:target{display:block;position:fixed;top:0;right:0;bottom:0;width:min(1180px,82vw);overflow:auto;background:var(--panel);
 border-left:1px solid var(--line);box-shadow:-8px 0 24px rgba(0,0,0,.18);padding:12px 18px 40px;z-index:10}
 .panel .close{float:right;font-size:18px;text-decoration:none;padding:0 6px}
 .cell{border:1px solid var(--line);margin:10px 0;padding:8px 10px}
 .verdict{display:inline-block;padding:0 6px;font-weight:700;margin-right:6px}
-table.relos td{white-space:nowrap}
+table.relos td{white-space:nowrap}table.relos{font-size:12px}
 pre{background:var(--head);padding:6px 8px;overflow:auto;max-height:340px;white-space:pre-wrap;margin:4px 0}
 .muted{color:var(--mute)}
 .ok{color:var(--passfg)}.no{color:var(--failfg);font-weight:700}
@@ -115,6 +116,7 @@ function diffSection(d: KernelDiff): string {
     out.push('<p class="muted">No value differs across kernels.</p>');
     return out.join('\n');
   }
+  out.push('<p class="muted">Expected to differ: relocated targets, kconfig externs, verifier counts. In each row, kernels with the same value share a colour; hover a value for the matched target type id.</p>');
   out.push(`<table class="diff"><thead><tr><th>cell</th><th>what</th><th>local</th>${d.kernels.map((k) => `<th>${esc(k)}</th>`).join('')}</tr></thead><tbody>`);
   let last = '';
   for (const r of d.expected) {
@@ -158,7 +160,7 @@ function cellArticle(c: CellResult): string {
   }
   if (c.externs.length) {
     out.push('<h4>externs</h4><table><tbody>');
-    for (const x of c.externs) out.push(`<tr><td class="mono">${esc(x.name)}</td><td class="muted">${esc(x.kind)}</td><td class="v mono">${esc(show(x.value))}</td></tr>`);
+    for (const x of c.externs) out.push(`<tr><td class="mono">${esc(x.name)}</td><td class="muted">${esc(x.kind)}</td><td class="v mono">${esc(externValue(x.name, x.value))}</td></tr>`);
     out.push('</tbody></table>');
   }
   if (c.verifier?.logTail) out.push(`<h4>verifier log (tail)</h4><pre>${esc(tail(c.verifier.logTail, 80))}</pre>`);

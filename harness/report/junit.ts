@@ -4,7 +4,7 @@
 
 import type { CellResult, KernelRun, RunReport } from '../results.js';
 import type { KernelDiff } from './diff.js';
-import { reloValue } from './diff.js';
+import { externValue, reloValue } from './diff.js';
 import { FAILING, show, tail } from './grid.js';
 
 /** Characters XML 1.0 allows: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]. */
@@ -46,7 +46,7 @@ function cellOut(c: CellResult): string {
   }
   if (c.externs.length) {
     lines.push('externs:');
-    for (const x of c.externs) lines.push(`  ${x.name} = ${show(x.value)}`);
+    for (const x of c.externs) lines.push(`  ${x.name} = ${externValue(x.name, x.value)}`);
   }
   if (c.verifier?.insnsProcessed !== undefined) lines.push(`verifier: ${c.verifier.insnsProcessed} insns processed`);
   lines.push(`timings: load ${c.timings.loadMs} ms, run ${c.timings.runMs} ms`);

@@ -3,25 +3,26 @@
 
 import type { RunReport } from '../results.js';
 import type { KernelDiff } from './diff.js';
-import { buildGrid, failures, ms, show, SYMBOL, tail, totalsLine } from './grid.js';
+import { buildGrid, failures, ms, show, SYMBOL, tail, totalsLine, visible } from './grid.js';
 
 const MAX_BYTES = 900_000;
 const MAX_FAILURES = 60;
 
 /** Escapes text for a Markdown table cell (pipes, newlines, HTML-ish brackets). */
 export function mdCell(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\r?\n/g, ' ').replace(/`/g, "'");
+  return visible(s).replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\r?\n/g, ' ').replace(/`/g, "'");
 }
 
 /** A fenced block whose fence is longer than any backtick run inside. */
-function fence(text: string, lang = 'text'): string {
+function fence(raw: string, lang = 'text'): string {
+  const text = visible(raw);
   const longest = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
   const f = '`'.repeat(longest + 1);
   return `${f}${lang}\n${text}\n${f}`;
 }
 
 function htmlText(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return visible(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
 export function renderMarkdown(run: RunReport, diff: KernelDiff): string {
