@@ -34,10 +34,16 @@ function body(line: string): string {
   return line.replace(/^\[\s*\d+\.\d+\]\s?/, '').replace(/^\[\s*[TC]\d+\]\s?/, '');
 }
 
+/** Lines kept around the first fatal splat: before it, and it plus after it. */
+const FOCUS_BEFORE = 2;
+const FOCUS_AFTER = 10;
+
 export class ConsoleScanner {
   readonly splats: Splat[] = [];
   private tail: string[] = [];
   private lines = 0;
+  /** The first panic/oops/hung-task report with a little context (it may scroll out of the tail). */
+  private focus: { start: number; lines: string[] } | undefined;
 
   constructor(private readonly keep = 200) {}
 
@@ -47,11 +53,17 @@ export class ConsoleScanner {
     const lineNo = this.lines++;
     this.tail.push(line);
     if (this.tail.length > this.keep) this.tail.splice(0, this.tail.length - this.keep);
+    if (this.focus && this.focus.lines.length < FOCUS_BEFORE + FOCUS_AFTER && lineNo < this.focus.start + FOCUS_BEFORE + FOCUS_AFTER)
+      this.focus.lines.push(line);
     const b = body(line);
     for (const [kind, re] of PATTERNS) {
       if (re.test(b)) {
         const s = { kind, line: b, lineNo };
         this.splats.push(s);
+        if (!this.focus && kind !== 'warning') {
+          const before = this.tail.slice(-1 - FOCUS_BEFORE, -1);
+          this.focus = { start: lineNo - before.length, lines: [...before, line] };
+        }
         return s;
       }
     }
@@ -62,9 +74,19 @@ export class ConsoleScanner {
     return this.splats.find((s) => s.kind === kind);
   }
 
-  /** The last `n` lines, newline-joined. */
+  /**
+   * The last `n` lines, newline-joined. When the first fatal splat (panic, oops, hung task) has
+   * scrolled out of them (a long call trace), the tail starts with it and its next lines, then
+   * "[... k lines ...]", then the last lines: never more than `n` lines in all.
+   */
   tailText(n = 40): string {
-    return this.tail.slice(-n).join('\n');
+    const f = this.focus;
+    const firstInTail = this.lines - Math.min(n, this.tail.length);
+    if (!f || f.start >= firstInTail || n < f.lines.length + 6) return this.tail.slice(-n).join('\n');
+    const rest = n - f.lines.length - 1;
+    const skipped = this.lines - rest - (f.start + f.lines.length);
+    if (skipped <= 0) return this.tail.slice(-n).join('\n');
+    return [...f.lines, `[... ${skipped} lines ...]`, ...this.tail.slice(-rest)].join('\n');
   }
 
   get lineCount(): number {

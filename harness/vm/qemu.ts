@@ -248,12 +248,12 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   return run;
 }
 
+/** The error lines the guest sent (agent's first, then init's), joined into one line. */
 function lastError(ms: GuestMessage[]): string | undefined {
-  for (let i = ms.length - 1; i >= 0; i--) {
-    const m = ms[i]!;
-    if (m.t === 'log' && m.level === 'error') return m.msg;
-  }
-  return undefined;
+  const errs = ms.flatMap((m) => (m.t === 'log' && m.level === 'error' ? [m.msg.replace(/\s+/g, ' ').trim()] : []));
+  if (errs.length === 0) return undefined;
+  const line = [...new Set(errs)].slice(-3).join('; ');
+  return line.length > 300 ? line.slice(0, 297) + '...' : line;
 }
 
 /** Calls `f` for each line of `stream`; resolves at end of stream. */

@@ -39,6 +39,22 @@ describe('ConsoleScanner', () => {
     expect(s.splats).toEqual([]);
   });
 
+  it('keeps the first fatal splat in the tail when a long trace follows it', () => {
+    const s = new ConsoleScanner();
+    for (let i = 0; i < 30; i++) s.push(`[    1.${i}] boot ${i}`);
+    s.push('[    2.000000] BUG: kernel NULL pointer dereference, address: 0000000000000000');
+    for (let i = 0; i < 100; i++) s.push(`[    2.1${i}]  trace_line_${i}+0x1/0x2`);
+    s.push('[    2.200000] Kernel panic - not syncing: Fatal exception');
+    const tail = s.tailText(40).split('\n');
+    expect(tail).toHaveLength(40);
+    expect(tail[0]).toBe('[    1.28] boot 28');
+    expect(tail[2]).toMatch(/BUG: kernel NULL pointer dereference/);
+    expect(tail[12]).toMatch(/^\[\.\.\. \d+ lines \.\.\.\]$/);
+    expect(tail.at(-1)).toMatch(/Kernel panic - not syncing: Fatal exception/);
+    // Every line after the 28 before the focus is either shown or counted as skipped.
+    expect(28 + 12 + Number(/\d+/.exec(tail[12]!)![0]) + 27).toBe(s.lineCount);
+  });
+
   it('keeps only the last lines for the tail', () => {
     const s = new ConsoleScanner(50);
     for (let i = 0; i < 500; i++) s.push(`[ ${i}.000000] line ${i}`);
