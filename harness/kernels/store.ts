@@ -113,10 +113,12 @@ function sha256FileSync(path: string): string {
 }
 
 /** Runs `dpkg-deb --fsys-tarfile deb | tar -x -C dir members...`; members missing from the archive are not an error. */
-function extractMembers(deb: string, dir: string, members: string[]): Promise<void> {
+function extractMembers(deb: string, dir: string, members: string[], early = false): Promise<void> {
   return new Promise((resolve, reject) => {
     const dpkg = spawn('dpkg-deb', ['--fsys-tarfile', deb], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const tar = spawn('tar', ['-x', '-C', dir, '--no-same-owner', ...members], { stdio: ['pipe', 'ignore', 'pipe'] });
+    // --occurrence=1: tar stops once it has every member, so dpkg-deb need not decompress the
+    // modules that follow /boot (seconds saved per kernel); dpkg-deb then dies of a broken pipe.
+    const tar = spawn('tar', ['-x', '-C', dir, '--no-same-owner', ...(early ? ['--occurrence=1'] : []), ...members], { stdio: ['pipe', 'ignore', 'pipe'] });
     let dpkgErr = '';
     let tarErr = '';
     dpkg.stderr.on('data', (b: Buffer) => (dpkgErr += b.toString()));
@@ -127,7 +129,7 @@ function extractMembers(deb: string, dir: string, members: string[]): Promise<vo
     let pending = 2;
     const done = (): void => {
       if (--pending > 0) return;
-      if (dpkgCode !== 0 && !/Broken pipe/.test(dpkgErr)) return reject(new CoreMatrixError(`dpkg-deb --fsys-tarfile ${deb} failed: ${dpkgErr.trim().split('\n')[0]}`));
+      if (dpkgCode !== 0 && dpkgCode !== null && !/Broken pipe/.test(dpkgErr)) return reject(new CoreMatrixError(`dpkg-deb --fsys-tarfile ${deb} failed: ${dpkgErr.trim().split('\n')[0]}`));
       const real = tarErr.split('\n').filter((l) => l && !/Not found in archive|Exiting with failure status/.test(l));
       if (real.length) return reject(new CoreMatrixError(`tar -x of ${deb} failed: ${real[0]}`));
       resolve();
@@ -136,7 +138,13 @@ function extractMembers(deb: string, dir: string, members: string[]): Promise<vo
       dpkgCode = code;
       done();
     });
-    tar.on('close', done);
+    tar.on('close', () => {
+      // tar may stop early (--occurrence): stop dpkg-deb too, or it blocks writing to us.
+      dpkg.stdout.unpipe(tar.stdin);
+      dpkg.stdout.destroy();
+      if (dpkg.exitCode === null) dpkg.kill('SIGTERM');
+      done();
+    });
     dpkg.on('error', (e) => reject(new CoreMatrixError(`dpkg-deb: ${e.message}`)));
     tar.on('error', (e) => reject(new CoreMatrixError(`tar: ${e.message}`)));
   });
@@ -440,9 +448,12 @@ export class KernelStore {
       mkdirSync(out);
       const vmlinuzMembers = [`./boot/vmlinuz-${rel}`, `./usr/lib/modules/${rel}/vmlinuz`];
       const configMembers = [`./boot/config-${rel}`, `./usr/lib/modules/${rel}/config`];
-      await extractMembers(deb, out, [...vmlinuzMembers, ...configMembers]);
-      rmSync(deb, { force: true });
       const found = (members: string[]) => members.map((m) => join(out, m)).find((p) => existsSync(p) && statSync(p).isFile());
+      // The layout the package name implies first (cheap, stops early); everything else if that missed.
+      const expected = r.package.startsWith('linux-image-') ? [vmlinuzMembers[0]!, configMembers[0]!] : [vmlinuzMembers[1]!];
+      await extractMembers(deb, out, expected, true);
+      if (!found(vmlinuzMembers)) await extractMembers(deb, out, [...vmlinuzMembers, ...configMembers]);
+      rmSync(deb, { force: true });
       const vmlinuz = found(vmlinuzMembers);
       if (!vmlinuz) throw new CoreMatrixError(`${what}: holds neither ${vmlinuzMembers.map((m) => m.slice(1)).join(' nor ')}`);
       let config = found(configMembers);
