@@ -135,7 +135,10 @@ function fileHash(path: string): string {
   if (hit) return hit;
   const h = createHash('sha256').update(readFileSync(path)).digest('hex');
   memo[key] = h;
-  writeFileSync(memoFile(), JSON.stringify(memo));
+  // Atomic replace: concurrent builders may read this file at any time.
+  const tmp = `${memoFile()}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(memo));
+  renameSync(tmp, memoFile());
   return h;
 }
 
@@ -187,7 +190,19 @@ function inputHash(variant: BaseVariant, compression: Compression, entries: Cpio
  * node is stripped of its symbol table (`strip --strip-unneeded`, dynamic symbols stay for
  * native addons) when `strip` is available: 99 MB → 86 MB.
  */
-export async function baseLayer(variant: BaseVariant = 'full', compression: Compression = DEFAULT_BASE_COMPRESSION): Promise<BaseLayer> {
+export function baseLayer(variant: BaseVariant = 'full', compression: Compression = DEFAULT_BASE_COMPRESSION): Promise<BaseLayer> {
+  // Parallel image builds in one process (one per kernel) share one base build.
+  const key = `${variant}/${compression}`;
+  let p = inflight.get(key);
+  if (!p) {
+    p = buildBase(variant, compression).finally(() => inflight.delete(key));
+    inflight.set(key, p);
+  }
+  return p;
+}
+const inflight = new Map<string, Promise<BaseLayer>>();
+
+async function buildBase(variant: BaseVariant, compression: Compression): Promise<BaseLayer> {
   const t0 = performance.now();
   const { entries, node } = baseEntries(variant);
   const strip = node !== undefined && hasStrip();

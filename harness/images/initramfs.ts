@@ -2,6 +2,7 @@
 // small RUN layer (/init, /agent.js, the caller's files, /boot/config-<release>). The kernel
 // unpacks concatenated newc archives in order, so the run layer can add or replace files.
 import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,7 +94,8 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
       utimesSync(out, now, now);
     } else {
       const tmp = `${out}.tmp-${process.pid}`;
-      copyFileSync(base.path, tmp);
+      // A reflink where the filesystem can (btrfs, xfs): no 96 MB copy per image.
+      copyFileSync(base.path, tmp, constants.COPYFILE_FICLONE);
       appendFileSync(tmp, readFileSync(runCpio));
       renameSync(tmp, out);
       prune(dir, out);

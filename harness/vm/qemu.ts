@@ -79,6 +79,23 @@ function pdeathsigPrefix(): string[] {
   return setprivOk ? ['setpriv', '--pdeathsig', 'KILL', '--'] : [];
 }
 
+let qemuFound: string | undefined;
+/** Finds qemu-system-x86_64 on PATH once; a missing QEMU is a setup error, not a verdict. */
+function checkQemu(): void {
+  if (qemuFound) return;
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const p = join(dir || '.', QEMU);
+    try {
+      accessSync(p, constants.X_OK);
+      qemuFound = p;
+      return;
+    } catch {
+      /* next */
+    }
+  }
+  throw new CoreMatrixError(`${QEMU} not found on PATH (apt-get install qemu-system-x86)`);
+}
+
 function checkFile(what: string, kernelId: string, path: string): void {
   let ok = false;
   try {
@@ -113,6 +130,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   const { kernelId } = opts;
   checkFile('kernel image', kernelId, opts.vmlinuz);
   checkFile('initramfs', kernelId, opts.initrd);
+  checkQemu();
   opts.signal?.throwIfAborted();
   const accel: Accel = !opts.accel || opts.accel === 'auto' ? await probeAccel(opts.vmlinuz, opts.initrd) : opts.accel;
   const timeoutMs = opts.timeoutMs ?? (accel === 'tcg' ? 360_000 : 120_000);
@@ -238,7 +256,12 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   else if (hung) set('hung-task', hung.line);
   else if (killed && (killed.verdict === 'timeout' || killed.verdict === 'agent-hang' || killed.verdict === 'no-agent')) set(killed.verdict, killed.detail);
   else if (!killed && (result.failed || result.exitCode !== 0))
-    set('qemu-died', `qemu exited ${result.signal ? `on ${result.signal}` : `with code ${result.exitCode}`}${qemuError ? `: ${qemuError}` : ''}`);
+    set(
+      'qemu-died',
+      result.exitCode === undefined && !result.signal
+        ? `qemu did not start: ${result.originalMessage ?? result.shortMessage}`
+        : `qemu exited ${result.signal ? `on ${result.signal}` : `with code ${result.exitCode}`}${qemuError ? `: ${qemuError}` : ''}`,
+    );
   else if (done && !done.ok) set('agent-failed', lastError(messages) ?? 'agent reported done with ok=false');
   else if (done) {
     /* ok */
@@ -322,6 +345,7 @@ async function doProbe(vmlinuz: string, initrd: string): Promise<Accel> {
   }
   checkFile('kernel image', 'kvm-probe', vmlinuz);
   checkFile('initramfs', 'kvm-probe', initrd);
+  checkQemu();
   const argv = [...pdeathsigPrefix(), QEMU, ...qemuArgs({ vmlinuz, initrd, append: 'cm.init=hello', memoryMb: 512, accel: 'kvm' })];
   const child = execa(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], buffer: false, reject: false, cleanup: true });
   let why = '';
