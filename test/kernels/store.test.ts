@@ -7,6 +7,7 @@ import { mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync, close
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CoreMatrixError } from '../../harness/core/errors.js';
+import { AptState } from '../../harness/kernels/apt.js';
 import { compareDebVersions } from '../../harness/kernels/debversion.js';
 import { extractVmlinux, elfSection, parseBzImage } from '../../harness/kernels/extract.js';
 import { KernelStore, inSeries, releaseOfPackage, type KernelArtifacts, type KernelEntry } from '../../harness/kernels/store.js';
@@ -144,6 +145,27 @@ describe.each(['5.10', '6.1'])('fetched kernel %s', (id) => {
     const dump = execFileSync('bpftool', ['btf', 'dump', 'file', a.btf], { encoding: 'utf8', maxBuffer: 1 << 30 });
     expect(dump).toMatch(/STRUCT 'task_struct' size=\d+ vlen=\d+/);
   }, 120_000);
+});
+
+describe('without a usable apt', () => {
+  it('fetch falls back to the cached kernel, saying so in one line', async () => {
+    await store.fetch('6.1'); // make sure it is cached
+    const etc = mkdtempSync(join(cacheDir('kernels', 'tmp'), 'etc-apt-'));
+    const aptDir = mkdtempSync(join(cacheDir('kernels', 'tmp'), 'apt-'));
+    try {
+      const said: string[] = [];
+      const offline = new KernelStore({ log: (l) => said.push(l), apt: new AptState({ dir: aptDir, etcApt: etc }) });
+      const a = await offline.fetch('6.1');
+      expect(a.sha256).toEqual(store.cached('6.1')!.sha256);
+      expect(said).toHaveLength(1);
+      expect(said[0]).toMatch(/^kernel 6\.1: cannot resolve \(no Debian archive found in the machine's apt sources .*\); using cached linux-image-6\.1\.0-\d+-amd64-unsigned /);
+      // Nothing cached for an unknown entry: the apt error itself.
+      await expect(offline.fetch({ id: 'never-fetched', series: '6.1', flavour: 'generic', suites: ['bookworm'] })).rejects.toThrow(/^no Debian archive found/);
+    } finally {
+      rmSync(etc, { recursive: true, force: true });
+      rmSync(aptDir, { recursive: true, force: true });
+    }
+  }, 300_000);
 });
 
 describe('cache integrity', () => {
