@@ -28,7 +28,7 @@ export interface ValueRow {
   suite: string;
   program: string;
   loader: LoaderName;
-  kind: 'relocation' | 'extern' | 'verifier' | 'verdict';
+  kind: 'relocation' | 'extern' | 'check' | 'verifier' | 'verdict';
   /** e.g. `task_struct.pid byte_off`, `CONFIG_PREEMPT_RT`, `insns processed`. */
   subject: string;
   /** Relocations: the local (compile-time) value, equal everywhere by construction. */
@@ -119,6 +119,10 @@ export function sameValue(a: unknown, b: unknown): boolean {
   const kb = Object.keys(b as object);
   if (ka.length !== kb.length) return false;
   return ka.every((k) => sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
+
+function showValue(v: unknown): string {
+  return typeof v === 'string' ? v : JSON.stringify(v) ?? 'undefined';
 }
 
 function allEqual(values: string[]): boolean {
@@ -268,19 +272,26 @@ export function diffKernels(run: RunReport): KernelDiff {
 
     // 5. Checks: same names everywhere, each observed value equal to its ground truth.
     const checkNames = new Map<string, string[]>();
+    const checkRows = new Map<string, ValueRow>();
     for (const [id, c] of list) {
       for (const ch of c.checks) {
         checkNames.set(ch.name, [...(checkNames.get(ch.name) ?? []), id]);
+        // What the guest observed, marked against its ground truth: "the right pid everywhere".
+        let cr = checkRows.get(ch.name);
+        if (!cr) checkRows.set(ch.name, (cr = { ...base, kind: 'check', subject: `check ${ch.name}`, values: [], differs: false }));
         const equal = sameValue(ch.observed, ch.truth);
         invariant(ch.ok && equal, {
           cell,
           what: `check ${ch.name} on ${id}: observed ${JSON.stringify(ch.observed)}, truth ${JSON.stringify(ch.truth)}`,
           kernels: [id],
         });
+        cr.values.push({ kernel: id, value: `${showValue(ch.observed)} ${ch.ok && equal ? '✓' : `✗ (truth ${showValue(ch.truth)})`}`, ...(ch.source ? { note: ch.source } : {}) });
         if (ch.ok !== equal)
           unexpected.push({ class: 'unexpected', cell, what: `check ${ch.name} on ${id} says ok=${ch.ok} but observed ${JSON.stringify(ch.observed)} ${equal ? '==' : '!='} truth ${JSON.stringify(ch.truth)}`, kernels: [id] });
       }
     }
+    for (const cr of checkRows.values()) cr.differs = !allEqual(cr.values.map((v) => v.value));
+    rows.push(...checkRows.values());
     const ran = list.filter(([, c]) => c.verdict === 'pass' || c.verdict === 'fail').map(([id]) => id);
     for (const [name, ids] of checkNames) {
       const off = ran.filter((id) => !ids.includes(id));

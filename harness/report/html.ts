@@ -116,7 +116,7 @@ function diffSection(d: KernelDiff): string {
     out.push('<p class="muted">No value differs across kernels.</p>');
     return out.join('\n');
   }
-  out.push('<p class="muted">Expected to differ: relocated targets, kconfig externs, verifier counts. In each row, kernels with the same value share a colour; hover a value for the matched target type id.</p>');
+  out.push('<p class="muted">Expected to differ: relocated targets, kconfig externs, verifier counts, observed values (✓ = equals its ground truth). In each row, kernels with the same value share a colour; hover a value for the matched target type id.</p>');
   out.push(`<table class="diff"><thead><tr><th>cell</th><th>what</th><th>local</th>${d.kernels.map((k) => `<th>${esc(k)}</th>`).join('')}</tr></thead><tbody>`);
   let last = '';
   for (const r of d.expected) {
@@ -197,6 +197,7 @@ export function renderHtml(run: RunReport, diff: KernelDiff): string {
   if (objects) body.push(`<div class="meta">objects: ${objects}</div>`);
   if (!run.complete) body.push('<div class="banner" id="incomplete">INCOMPLETE RUN — interrupted or a shard is missing; these results are partial.</div>');
   if (fails.length) body.push(`<div class="bad">${fails.length} failure(s): ${fails.slice(0, 12).map((f) => esc(f.cell ? `${f.kernel.kernel.id} ${f.cell.suite}/${f.cell.program}` : `${f.kernel.kernel.id} guest ${f.kernel.guest}`)).join(', ')}${fails.length > 12 ? ', …' : ''}</div>`);
+  if (!diff.ok) body.push(`<div class="bad">cross-kernel diff: ${diff.violations.length} violation(s) of what must be equal, ${diff.unexpected.length} unexpected difference(s) — <a href="#diff">see below</a></div>`);
   body.push('</header>');
   body.push(`<h2 id="grid">Suites × kernels</h2>`);
   body.push(`<div class="tools" id="only-failures" hidden><label><input type="checkbox"> show only rows with a problem</label></div>`);

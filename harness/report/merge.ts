@@ -1,7 +1,8 @@
 // Reading saved RunReports (with a one-line error naming the file and the bad field) and merging
 // shards of one matrix run into one report. Different schemas are refused, never guessed.
 
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { FormatError, UsageError } from '../core/errors.js';
 import { assertSchema, RESULT_SCHEMA, type CellResult, type GuestVerdict, type KernelRun, type RunReport } from '../results.js';
 
@@ -45,8 +46,10 @@ export function validateRunReport(doc: unknown, file: string): RunReport {
   return r;
 }
 
-/** Reads and validates a report.json; every error is one line naming the file. */
-export async function readRunReport(file: string): Promise<RunReport> {
+/** Reads and validates a report.json (or a run directory holding one); errors are one line naming the file. */
+export async function readRunReport(path: string): Promise<RunReport> {
+  let file = path;
+  if ((await stat(path).catch(() => undefined))?.isDirectory()) file = join(path, 'report.json');
   let text: string;
   try {
     text = await readFile(file, 'utf8');

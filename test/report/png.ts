@@ -81,3 +81,13 @@ export function colours(p: Png, x0 = 0, y0 = 0, x1 = p.width, y1 = p.height): Se
   }
   return out;
 }
+
+/** The share of pixels of one colour (0xRRGGBB) in a region. */
+export function share(p: Png, colour: number, x0: number, y0: number, x1: number, y1: number): number {
+  let n = 0;
+  for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) {
+    const [r, g, b] = p.at(x, y);
+    if (((r << 16) | (g << 8) | b) === colour) n++;
+  }
+  return n / ((x1 - x0) * (y1 - y0));
+}

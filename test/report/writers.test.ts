@@ -12,7 +12,7 @@ import { diffKernels } from '../../harness/report/diff.js';
 import { renderJunit } from '../../harness/report/junit.js';
 import { nodeIO, writeReports, type ReportIO } from '../../harness/report/write.js';
 import type { RunReport } from '../../harness/results.js';
-import { decodePng, colours } from './png.js';
+import { decodePng, colours, share } from './png.js';
 import { clone, KERNELS, realRun } from './fixture.js';
 import { all, parseXml } from './xml.js';
 
@@ -196,10 +196,13 @@ describe('index.html in headless Chromium', () => {
     expect(noJs).not.toContain('<script');
     writeFileSync(join(dir, 'nojs.html'), noJs);
     const panel = screenshot(`${pathToFileURL(join(dir, 'nojs.html')).href}#sq-1-0`, join(dir, 'panel.png'));
-    // the drawer covers the right side: white panel background with text where the page was plain
-    const right = (p: typeof panel) => colours(p, 1150, 150, 1390, 500);
-    expect(right(plain).size).toBeLessThan(4);
-    expect(right(panel).size).toBeGreaterThan(20);
+    // the drawer covers the right side: the panel's white background, with text, where the page
+    // background (#fbfbfa) was
+    const region = [1150, 150, 1390, 500] as const;
+    const white = (p: typeof panel) => share(p, 0xffffff, ...region);
+    expect(white(plain)).toBeLessThan(0.05);
+    expect(white(panel)).toBeGreaterThan(0.4);
+    expect(colours(panel, ...region).size).toBeGreaterThan(20);
   });
 
   it('saves the README screenshot when asked (COREMATRIX_UPDATE_DOCS=1)', async () => {
