@@ -177,6 +177,7 @@ export class KernelStore {
   private readonly resolved = new Map<string, Promise<ResolvedKernel>>();
   private memo: Record<string, { size: number; mtimeMs: number }> | undefined;
   private readonly inflight = new Map<string, Promise<KernelArtifacts>>();
+  private readonly byMajor = new Map<string, Promise<AptCandidate[]>>();
 
   constructor(opts: KernelStoreOptions = {}) {
     this.dir = opts.cache ?? cacheDir('kernels');
@@ -231,13 +232,19 @@ export class KernelStore {
   async candidates(e: KernelEntry): Promise<(AptCandidate & { release: string })[]> {
     await this.apt.ensure(this.allSuites(e));
     const major = e.series.split('.')[0]!;
-    const names = (await this.apt.search(`^linux-(image|binary)-${major}\\.`)).filter((n) => {
-      const rel = releaseOfPackage(n);
-      return rel !== undefined && flavourOfRelease(rel) === e.flavour;
-    });
-    const rows = (await this.apt.madison(names))
-      .filter((r) => e.suites.includes(r.suite) && inSeries(upstreamOf(r.version), e.series))
-      .map((r) => ({ ...r, release: releaseOfPackage(r.name)! }));
+    // One search and one madison per major version, shared by every entry (all flavours, all suites).
+    let all = this.byMajor.get(major);
+    if (!all) {
+      all = (async () => {
+        const names = (await this.apt.search(`^linux-(image|binary)-${major}\\.`)).filter((n) => releaseOfPackage(n) !== undefined);
+        return this.apt.madison(names);
+      })();
+      all.catch(() => this.byMajor.delete(major));
+      this.byMajor.set(major, all);
+    }
+    const rows = (await all)
+      .map((r) => ({ ...r, release: releaseOfPackage(r.name)! }))
+      .filter((r) => flavourOfRelease(r.release) === e.flavour && e.suites.includes(r.suite) && inSeries(upstreamOf(r.version), e.series));
     rows.sort((a, b) => compareDebVersions(a.version, b.version) || e.suites.indexOf(b.suite) - e.suites.indexOf(a.suite));
     return rows;
   }
