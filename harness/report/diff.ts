@@ -197,7 +197,7 @@ export function diffKernels(run: RunReport): KernelDiff {
     // 2. Verdicts: differing verdicts are expected only with a declared reason.
     const verdicts = list.map(([, c]) => c.verdict);
     if (!allEqual(verdicts)) {
-      const silent = list.filter(([, c]) => !OK_VERDICTS.has(c.verdict) && !c.reason).map(([id]) => id);
+      const silent = list.filter(([, c]) => !OK_VERDICTS.has(c.verdict) && c.verdict !== 'expected-skip' && !c.reason).map(([id]) => id);
       if (silent.length)
         unexpected.push({ class: 'unexpected', cell, what: `verdict differs without a declared reason: ${list.map(([id, c]) => `${id} → ${c.verdict}`).join(', ')}`, kernels: silent });
       rows.push({
@@ -213,24 +213,31 @@ export function diffKernels(run: RunReport): KernelDiff {
     const withRelos = list.filter(([, c]) => c.relocations.length > 0 || c.verdict === 'pass');
     const byKey = new Map<string, { rec: RelocationRecord; per: Map<string, RelocationRecord> }>();
     for (const [id, c] of withRelos) {
+      // Keyed by position (section, instruction): the same object has the same relocation there
+      // on every kernel, so a different kind/type/access at that position is a violation.
+      const seen = new Map<string, number>();
       for (const r of c.relocations) {
-        const key = reloKey(r);
+        const at = `${r.section}#${r.insn}`;
+        const n = seen.get(at) ?? 0;
+        seen.set(at, n + 1);
+        const key = `${at}#${n}`;
         let e = byKey.get(key);
         if (!e) byKey.set(key, (e = { rec: r, per: new Map() }));
         e.per.set(id, r);
       }
     }
     const merged = new Map<string, ValueRow>();
-    for (const [key, { rec, per }] of byKey) {
+    for (const { rec, per } of byKey.values()) {
       const subject = reloSubject(rec);
       const on = withRelos.filter(([id]) => per.has(id)).map(([id]) => id);
       const off = withRelos.filter(([id]) => !per.has(id)).map(([id]) => id);
       if (off.length) unexpected.push({ class: 'unexpected', cell, what: `relocation ${subject} (insn ${rec.insn}) present on ${on.join(', ')} only, missing on ${off.join(', ')}`, kernels: off });
       const locals = [...new Set(on.map((id) => per.get(id)!.local))];
-      const specs = [...new Set(on.map((id) => `${per.get(id)!.spec}|${per.get(id)!.kind}`))];
+      const localSide = (r: RelocationRecord) => `${r.kind} ${r.type} ${r.access} ${r.spec}`;
+      const specs = [...new Set(on.map((id) => localSide(per.get(id)!)))];
       invariant(locals.length === 1 && specs.length === 1, {
         cell,
-        what: `relocation ${subject} (insn ${rec.insn}) local side differs: ${on.map((id) => `${id} → ${per.get(id)!.local} ${per.get(id)!.spec}`).join(', ')}`,
+        what: `relocation ${subject} (insn ${rec.insn}) local side differs: ${on.map((id) => `${id} → ${per.get(id)!.local}${specs.length > 1 ? ` (${localSide(per.get(id)!)})` : ''}`).join(', ')}`,
         kernels: on,
       });
       const values = on.map((id) => {
@@ -250,7 +257,6 @@ export function diffKernels(run: RunReport): KernelDiff {
       const where = `${rec.section}/${rec.insn}`;
       if (existing) existing.insns!.push(where);
       else merged.set(sig, { ...base, kind: 'relocation', subject, local: rec.local, insns: [where], values, differs: !allEqual(values.map((v) => v.value)) || off.length > 0 });
-      void key;
     }
     rows.push(...merged.values());
 

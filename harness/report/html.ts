@@ -89,7 +89,7 @@ function gridTable(g: Grid): string {
       const sq = g.at(k.kernel.id, s);
       const n = sq.cells.length;
       const passed = sq.cells.filter((c) => c.verdict === 'pass').length;
-      const label = `${SYMBOL[sq.state]} ${n ? `${passed}/${n}` : '–'}`;
+      const label = `${SYMBOL[sq.state]} ${sq.state === 'skip' ? 'skip' : n ? `${passed}/${n}` : '–'}`;
       const title = `${k.kernel.id} · ${s}: ${sq.note ?? sq.cells.map((c) => `${c.program} ${c.verdict}`).join(', ')}`;
       return `<td class="sq ${sq.state}"><a href="#${squareId(ki, si)}" title="${esc(title)}">${esc(label)}</a></td>`;
     });

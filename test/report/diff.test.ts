@@ -87,6 +87,16 @@ describe('diffKernels flags what it has no reason to expect', () => {
     expect(diffKernels(r).violations.some((v) => v.what.includes('local side differs') && v.what.includes('7.3 → 8'))).toBe(true);
   });
 
+  it('a relocation of another kind or field at the same instruction', () => {
+    const r = clone(run);
+    const rel = r.kernels[0]!.cells[0]!.relocations.find((x) => x.spec === 'tgid')!;
+    rel.spec = 'pid';
+    rel.access = '0:0';
+    const x = diffKernels(r);
+    expect(x.violations.map((v) => v.what)).toEqual([expect.stringMatching(/^relocation task_struct\.pid byte_off \(insn \d+\) local side differs: 5\.10 → 4 \(byte_off struct task_struct 0:0 pid\), 6\.1 → 4 \(byte_off struct task_struct 0:1 tgid\)/)]);
+    expect(x.unexpected).toEqual([]);
+  });
+
   it('an observed value that is not the ground truth, and a check whose ok flag lies', () => {
     const r = clone(run);
     const ch = r.kernels[0]!.cells[0]!.checks[0]!;
