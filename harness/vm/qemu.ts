@@ -115,6 +115,7 @@ export function qemuArgs(o: { vmlinuz: string; initrd: string; append?: string; 
   return [
     '-nodefaults', '-no-user-config', '-no-reboot', '-nographic',
     '-accel', o.accel,
+    ...(o.accel === 'kvm' ? ['-cpu', 'host'] : []),
     '-m', String(o.memoryMb ?? 1024), '-smp', '1',
     '-kernel', o.vmlinuz, '-initrd', o.initrd,
     '-append', `${BASE_APPEND}${o.append ? ' ' + o.append : ''}`,
