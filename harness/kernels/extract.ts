@@ -4,6 +4,7 @@
 // disk but the BTF: the ELF lives in memory only (60 to 110 MB).
 import { spawn } from 'node:child_process';
 import { CoreMatrixError, FormatError, wrap } from '../core/errors.js';
+import { parseElf } from '../core/elf.js';
 
 export type PayloadFormat = 'gzip' | 'xz' | 'zstd' | 'lz4' | 'bzip2' | 'lzma' | 'lzo';
 
@@ -99,26 +100,7 @@ export async function extractVmlinux(vmlinuz: Buffer, name = 'vmlinuz'): Promise
 
 /** The bytes of a named section of a 64-bit little-endian ELF (copied), or undefined. */
 export function elfSection(elf: Buffer, section: string, name = 'vmlinux'): Buffer | undefined {
-  if (elf.length < 64 || elf.readUInt32BE(0) !== 0x7f454c46) throw new FormatError(`${name}: not an ELF file`);
-  if (elf[4] !== 2 || elf[5] !== 1) throw new FormatError(`${name}: not a 64-bit little-endian ELF (class ${elf[4]}, data ${elf[5]})`);
-  const shoff = Number(elf.readBigUInt64LE(0x28));
-  const shentsize = elf.readUInt16LE(0x3a);
-  const shnum = elf.readUInt16LE(0x3c);
-  const shstrndx = elf.readUInt16LE(0x3e);
-  if (shentsize < 64 || shoff + shnum * shentsize > elf.length || shstrndx >= shnum) throw new FormatError(`${name}: section header table out of bounds`, shoff);
-  const sh = (i: number) => {
-    const o = shoff + i * shentsize;
-    return { name: elf.readUInt32LE(o), type: elf.readUInt32LE(o + 4), offset: Number(elf.readBigUInt64LE(o + 0x18)), size: Number(elf.readBigUInt64LE(o + 0x20)) };
-  };
-  const strtab = sh(shstrndx);
-  for (let i = 0; i < shnum; i++) {
-    const s = sh(i);
-    const start = strtab.offset + s.name;
-    const end = elf.indexOf(0, start);
-    if (end < 0 || elf.toString('latin1', start, end) !== section) continue;
-    if (s.type === 8) return Buffer.alloc(s.size); // SHT_NOBITS
-    if (s.offset + s.size > elf.length) throw new FormatError(`${name}: section ${section} [${s.offset}, +${s.size}) lies outside the file`);
-    return Buffer.from(elf.subarray(s.offset, s.offset + s.size));
-  }
-  return undefined;
+  const file = parseElf(elf, name);
+  const sec = file.section(section);
+  return sec ? Buffer.from(file.data(sec)) : undefined;
 }
