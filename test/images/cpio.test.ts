@@ -1,14 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { CPIO_MTIME, readCpio, writeCpio, type CpioEntry } from '../../harness/images/cpio.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cm-cpio-'));
 const src = join(tmp, 'src.bin');
 const payload = Buffer.from(Array.from({ length: 70_001 }, (_, i) => (i * 7) & 0xff));
 writeFileSync(src, payload, { mode: 0o750 });
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const entries: CpioEntry[] = [
   { kind: 'file', path: '/z/last.txt', data: 'zzz\n' },
@@ -39,7 +40,7 @@ describe('newc writer', () => {
   it('is read back by GNU cpio with the same contents, modes and links', () => {
     const a = join(tmp, 'c.cpio');
     writeCpio(a, entries);
-    const out = mkdtempSync(join(tmpdir(), 'cm-cpio-x-'));
+    const out = mkdtempSync(join(tmp, 'x-'));
     execFileSync('cpio', ['-idm', '--quiet', '-D', out], { input: readFileSync(a) });
     expect(readFileSync(join(out, 'a/b/c/deep.bin')).equals(payload)).toBe(true);
     expect(statSync(join(out, 'a/b/c/deep.bin')).mode & 0o7777).toBe(0o750);
