@@ -246,6 +246,11 @@ export async function hostTruth(kernelId: string, opts: { specs?: SuiteSpec[]; k
     const specs = opts.specs ?? listSuites().map((n) => readSpec(join(suitesDir(), n, 'spec.yaml'), `suites/${n}/spec.yaml`, n));
     keys = hostKeysOf(specs);
   }
+  return hostTruthOf(k, keys);
+}
+
+/** hostTruth for kernel artefacts given as files: raw BTF, config file, Debian package version. */
+export async function hostTruthOf(k: { btf: string; config: string; version: string }, keys: string[]): Promise<Record<string, number | string | boolean>> {
   const types = await bpftoolTypes(k.btf);
   const byId = new Map(types.map((t) => [t.id, t]));
   const byName = new Map<string, BtJson[]>();

@@ -3,7 +3,7 @@
 // enumerators that only newer kernels have (guarded by bpf_core_enum_value_exists), type sizes
 // that differ (struct task_struct: 9408 bytes on 5.10, 6144 on 7.3), types that only exist on
 // newer kernels (struct bpf_iter_num, 6.4+), type matching (bpf_core_type_matches: a local
-// `struct task_struct { long state; }` matches only kernels that still have `long state`), and the
+// `struct task_struct { unsigned int __state; }` matches only kernels from 5.14 on), and the
 // kernel's own BTF type id of struct task_struct. Local types whose names the 6.1 vmlinux.h
 // lacks are declared here with a `___cm` flavour suffix, so any header kernel compiles them.
 #include "vmlinux.h"
@@ -22,8 +22,11 @@ struct bpf_iter_num___cm {
 	__u64 __opaque[1];
 };
 
-struct task_struct___long_state {
-	long state;
+/* Type matching compares names at every level, integers included, so a local `long` does not
+ * match the kernel's `long int` (clang and gcc name integers differently): the probes below use
+ * integer types both compilers spell alike. */
+struct task_struct___u32_state {
+	unsigned int __state;
 };
 
 struct task_struct___ids {
@@ -31,9 +34,6 @@ struct task_struct___ids {
 	int tgid;
 };
 
-struct bpf_timer___cm {
-	__u64 __opaque[2];
-} __attribute__((aligned(8)));
 
 long ringbuf_value = -1;
 long bloom_exists = -1, bloom_value = -1;
@@ -44,9 +44,8 @@ long pg_uptodate = -1;
 long task_struct_size = -1;
 long sock_size = -1;
 long iter_num_exists = -1, iter_num_size = -1;
-long long_state_matches = -1;
+long u32_state_matches = -1;
 long ids_match = -1;
-long timer_matches = -1;
 long task_struct_btf_id = -1;
 long pid_offset = -1;
 long comm_size = -1;
@@ -78,9 +77,8 @@ int enums_and_sizes(struct __sk_buff *skb)
 	if (bpf_core_type_exists(struct bpf_iter_num___cm))
 		iter_num_size = bpf_core_type_size(struct bpf_iter_num___cm);
 
-	long_state_matches = bpf_core_type_matches(struct task_struct___long_state);
+	u32_state_matches = bpf_core_type_matches(struct task_struct___u32_state);
 	ids_match = bpf_core_type_matches(struct task_struct___ids);
-	timer_matches = bpf_core_type_matches(struct bpf_timer___cm);
 
 	task_struct_btf_id = bpf_core_type_id_kernel(struct task_struct);
 	pid_offset = bpf_core_field_offset(struct task_struct, pid);

@@ -1,0 +1,233 @@
+// The suites on the host, without a VM: every suite compiles with clang-19 against one
+// vmlinux.h, every spec validates against its object, and every object relocates offline
+// against the BTF of every kernel in the store (real Debian kernels) with no error and no
+// reachable poisoned instruction. The CO-RE choices each suite exists to prove are asserted on
+// the relocation records, and the host truth (bpftool) is cross-checked with our BTF reader.
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseBtf, type Btf } from '../../harness/core/btf/btf.js';
+import { Kind } from '../../harness/core/btf/kinds.js';
+import { relocateObject, type RelocateReport } from '../../harness/core/relocate.js';
+import { KernelStore, type KernelArtifacts } from '../../harness/kernels/store.js';
+import { buildSuites, hostTruth, listSuites, objectGlobals, versionCodeOfPackage, type BuiltSuite } from '../../harness/suites/build.js';
+import { loadObjectSpec } from '../../harness/core/object/index.js';
+
+const KERNELS = ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '7.2', '7.3'];
+const SUITES = ['bitfields', 'enums-and-sizes', 'globals', 'kconfig', 'kernel-version', 'netns', 'renamed-field', 'ringbuf-fentry', 'task-fields'];
+const store = new KernelStore();
+let built: BuiltSuite[];
+const kernels = new Map<string, { art: KernelArtifacts; btf: Btf }>();
+const reports = new Map<string, RelocateReport>(); // `${suite}@${kernel}`
+
+const verCmp = (a: string, b: string) => {
+  const [a1, a2] = a.split('.').map(Number);
+  const [b1, b2] = b.split('.').map(Number);
+  return a1! - b1! || a2! - b2!;
+};
+
+beforeAll(async () => {
+  built = await buildSuites({ store });
+  for (const id of KERNELS) {
+    const art = await store.fetch(id);
+    kernels.set(id, { art, btf: parseBtf(new Uint8Array(readFileSync(art.btf)), { source: id }) });
+  }
+  for (const s of built) {
+    const bytes = new Uint8Array(readFileSync(s.object));
+    for (const [id, k] of kernels) reports.set(`${s.name}@${id}`, relocateObject(bytes, `${s.name}.bpf.o`, s.sha256, { vmlinux: k.btf }, id).report);
+  }
+}, 240_000);
+
+const report = (suite: string, kernel: string) => reports.get(`${suite}@${kernel}`)!;
+const relos = (suite: string, kernel: string, spec: string, kind?: string) =>
+  report(suite, kernel).relocations.filter((r) => r.spec === spec && (kind === undefined || r.kind === kind));
+
+describe('build', () => {
+  it('compiles every suite once into the object cache, with a stable sha256', async () => {
+    expect(listSuites()).toEqual(SUITES);
+    expect(built.map((b) => b.name)).toEqual(SUITES);
+    for (const b of built) {
+      expect(createHash('sha256').update(readFileSync(b.object)).digest('hex')).toBe(b.sha256);
+      expect(b.object.endsWith(`/objects/${b.name}.bpf.o`)).toBe(true);
+      expect(b.spec.name).toBe(b.name);
+    }
+    const mtimes = built.map((b) => statSync(b.object).mtimeMs);
+    const again = await buildSuites({ store });
+    expect(again.map((b) => b.sha256)).toEqual(built.map((b) => b.sha256));
+    expect(again.map((b) => statSync(b.object).mtimeMs)).toEqual(mtimes); // not recompiled
+  });
+
+  it('observes only globals the object has, and the programs write them', () => {
+    for (const b of built) {
+      const obj = loadObjectSpec(new Uint8Array(readFileSync(b.object)), b.name);
+      const g = objectGlobals(obj);
+      for (const c of b.spec.checks) if (!c.observe.startsWith('ringbuf:')) expect(['.bss', '.data'], `${b.name}: ${c.observe}`).toContain(g.get(c.observe));
+      for (const k of Object.keys(b.spec.rodata ?? {})) expect(g.get(k.split('.')[0]!)).toBe('.rodata');
+    }
+  });
+
+  it('the globals suite has the seed layout: cfg in .rodata, stats in .bss, a non-zero counter in .data', () => {
+    const obj = loadObjectSpec(new Uint8Array(readFileSync(built.find((b) => b.name === 'globals')!.object)), 'globals');
+    const g = objectGlobals(obj);
+    expect([g.get('cfg'), g.get('stats'), g.get('counter')]).toEqual(['.rodata', '.bss', '.data']);
+    const data = obj.maps.find((m) => m.section === '.data')!.data!;
+    expect(new DataView(data.buffer, data.byteOffset).getInt32(0, true)).toBe(1000);
+  });
+});
+
+describe('offline relocation against every kernel', () => {
+  it('has no error and no reachable poisoned relocation, for every suite on every kernel at or above its minKernel', () => {
+    for (const b of built) {
+      for (const id of KERNELS) {
+        const series = kernels.get(id)!.art.version.split('.').slice(0, 2).join('.');
+        const tooOld = b.spec.minKernel !== undefined && verCmp(series, b.spec.minKernel) < 0;
+        const bad = report(b.name, id).relocations.filter((r) => r.status === 'error' || (r.status === 'poisoned' && r.reachable !== false));
+        if (tooOld) expect(bad.length, `${b.name}@${id} is below minKernel ${b.spec.minKernel}`).toBeGreaterThan(0);
+        else expect(bad.map((r) => `${b.name}@${id} ${r.kind} ${r.type}.${r.spec}: ${r.error}`)).toEqual([]);
+      }
+    }
+  });
+
+  it('every suite needs at most 5.8, so the whole matrix (5.10 and up) runs every suite', () => {
+    for (const b of built) expect(verCmp(b.spec.minKernel ?? '0.0', '5.10')).toBeLessThanOrEqual(0);
+  });
+
+  it('renamed-field takes task_struct___old.state on 5.10 and task_struct.__state on 6.1 and later', () => {
+    const old = relos('renamed-field', '5.10', 'state', 'byte_off')[0]!;
+    expect([old.type, old.status, old.target]).toEqual(['struct task_struct___old', 'ok', 16]);
+    expect(relos('renamed-field', '5.10', '__state', 'field_exists')[0]!.target).toBe(0);
+    for (const r of relos('renamed-field', '5.10', '__state', 'byte_off')) expect([r.status, r.reachable]).toEqual(['poisoned', false]);
+    for (const id of KERNELS.filter((k) => k !== '5.10')) {
+      const btf = kernels.get(id)!.btf;
+      const ts = btf.type(btf.byName('task_struct').find((i) => btf.kind(i) === Kind.STRUCT)!);
+      const stateOff = ts.kind === Kind.STRUCT ? ts.members.find((m) => m.name === '__state')!.bitOffset / 8 : -1;
+      const cur = relos('renamed-field', id, '__state', 'byte_off')[0]!;
+      expect([cur.type, cur.status, cur.target], id).toEqual(['struct task_struct', 'ok', stateOff]);
+      expect(relos('renamed-field', id, '__state', 'byte_sz')[0]!.target, id).toBe(4);
+      expect(relos('renamed-field', id, 'state', 'field_exists').find((r) => r.type === 'struct task_struct___old')!.target, id).toBe(0);
+      for (const r of relos('renamed-field', id, 'state', 'byte_off')) expect([r.type, r.status, r.reachable], id).toEqual(['struct task_struct___old', 'poisoned', false]);
+    }
+  });
+
+  it('task-fields relocates task_struct.pid (both the BPF_CORE_READ and the offsetof read) to each kernel\'s offset', () => {
+    const offsets = new Set<number>();
+    for (const [id, k] of kernels) {
+      const ts = k.btf.type(k.btf.byName('task_struct').find((i) => k.btf.kind(i) === Kind.STRUCT)!);
+      const pid = ts.kind === Kind.STRUCT ? ts.members.find((m) => m.name === 'pid')!.bitOffset / 8 : -1;
+      // As in the seed's listing, clang computes `tsk + offsetof(pid)` once for both reads: one relocation.
+      const rs = relos('task-fields', id, 'pid', 'byte_off');
+      expect(rs.length, id).toBe(1);
+      for (const r of rs) expect([r.status, r.target], id).toEqual(['ok', pid]);
+      offsets.add(pid);
+    }
+    expect(offsets.size).toBeGreaterThan(3); // the field really moves across the matrix
+  });
+
+  it('bitfields: sk_userlocks is a 4-bit bitfield on 5.10/6.1 and a u8 from 6.12; sk_protocol a u16 everywhere', () => {
+    const shift = (id: string, f: string) => relos('bitfields', id, f, 'rshift_u64')[0]!.target;
+    for (const id of ['5.10', '6.1', '6.1-cloud', '6.1-rt']) expect(shift(id, 'sk_userlocks'), id).toBe(60);
+    for (const id of ['6.12', '7.2', '7.3']) expect(shift(id, 'sk_userlocks'), id).toBe(56);
+    for (const id of KERNELS) {
+      expect(shift(id, 'sk_protocol'), id).toBe(48);
+      expect(relos('bitfields', id, 'sk_protocol', 'byte_sz')[0]!.target, id).toBe(2);
+      expect(shift(id, '__sk_common.skc_net_refcnt'), id).toBe(63);
+    }
+    // sk_protocol and sk_type swap places in 7.x
+    const off = (id: string, f: string) => relos('bitfields', id, f, 'byte_off')[0]!.target as number;
+    expect(off('6.1', 'sk_protocol')).toBeGreaterThan(off('6.1', 'sk_type'));
+    expect(off('7.3', 'sk_protocol')).toBeLessThan(off('7.3', 'sk_type'));
+  });
+
+  it('enums-and-sizes: guarded relocations are poisoned only where the kernel lacks the type or enumerator', () => {
+    const poisoned = (id: string) => report('enums-and-sizes', id).relocations.filter((r) => r.status === 'poisoned').map((r) => `${r.type}:${r.spec}`).sort();
+    const cm = (e: string) => `enum bpf_map_type___cm:${e}___cm`;
+    expect(poisoned('5.10')).toEqual([cm('BPF_MAP_TYPE_ARENA'), cm('BPF_MAP_TYPE_BLOOM_FILTER'), cm('__MAX_BPF_MAP_TYPE')]);
+    // a missing type is not poisoned: its size and existence relocate to 0
+    expect(relos('enums-and-sizes', '5.10', '', 'type_size').find((r) => r.type === 'struct bpf_iter_num___cm')!.target).toBe(0);
+    expect(poisoned('6.1')).toEqual([cm('BPF_MAP_TYPE_ARENA'), cm('__MAX_BPF_MAP_TYPE')]); // BLOOM_FILTER (5.16) present
+    expect(poisoned('7.3')).toEqual([]);
+  });
+});
+
+describe('host truth', () => {
+  it('agrees with our BTF reader on every key, and with the relocations the engine computed', async () => {
+    for (const id of ['5.10', '6.1-rt', '7.3']) {
+      const truth = await hostTruth(id, { store });
+      const { btf, art } = kernels.get(id)!;
+      const named = (name: string, kinds: Kind[]) => btf.byName(name).find((i) => kinds.includes(btf.kind(i)));
+      for (const [key, value] of Object.entries(truth)) {
+        const [what, a = '', b = ''] = key.split('.');
+        let mine: unknown;
+        if (what === 'enum' || what === 'enumexists') {
+          const e = named(a, [Kind.ENUM, Kind.ENUM64]);
+          const t = e === undefined ? undefined : btf.type(e);
+          const v = t && (t.kind === Kind.ENUM || t.kind === Kind.ENUM64) ? t.values.find((x) => x.name === b) : undefined;
+          mine = what === 'enumexists' ? v !== undefined : Number(v!.value);
+        } else if (what === 'size' || what === 'exists' || what === 'typeid') {
+          const kind = { struct: Kind.STRUCT, union: Kind.UNION, enum: Kind.ENUM, typedef: Kind.TYPEDEF, int: Kind.INT }[a]!;
+          const t = named(b, [kind]);
+          mine = what === 'exists' ? t !== undefined : what === 'typeid' ? t : btf.sizeOf(t!);
+        } else if (what === 'field' || what === 'offset' || what === 'fieldsize') {
+          const s = btf.type(named(a, [Kind.STRUCT, Kind.UNION])!);
+          const m = s.kind === Kind.STRUCT || s.kind === Kind.UNION ? s.members.find((x) => x.name === b) : undefined;
+          mine = what === 'field' ? m !== undefined : what === 'offset' ? m!.bitOffset / 8 : btf.sizeOf(m!.type);
+        } else if (what === 'kernel') {
+          mine = versionCodeOfPackage(art.version);
+        } else if (what === 'config') {
+          mine = new RegExp(`^${a}=(.*)$`, 'm').exec(readFileSync(art.config, 'utf8'))?.[1];
+        }
+        expect(mine, `${id} ${key}`).toEqual(value);
+      }
+      // The engine's relocated values for enums-and-sizes equal bpftool's view of the same kernel.
+      const rep = report('enums-and-sizes', id);
+      const val = (kind: string, type: string, spec: string) => rep.relocations.find((r) => r.kind === kind && r.type === type && r.spec === spec)?.target;
+      expect(val('enumval_value', 'enum cpuhp_state', 'CPUHP_AP_ONLINE_DYN')).toBe(truth['enum.cpuhp_state.CPUHP_AP_ONLINE_DYN']);
+      expect(val('enumval_value', 'enum pageflags', 'PG_uptodate')).toBe(truth['enum.pageflags.PG_uptodate']);
+      expect(val('type_size', 'struct task_struct', '')).toBe(truth['size.struct.task_struct']);
+      expect(val('type_size', 'struct sock', '')).toBe(truth['size.struct.sock']);
+      expect(val('target_type_id', 'struct task_struct', '')).toBe(truth['typeid.struct.task_struct']);
+      expect(Boolean(val('type_exists', 'struct bpf_iter_num___cm', ''))).toBe(truth['exists.struct.bpf_iter_num']);
+    }
+  }, 120_000);
+
+  it('LINUX_KERNEL_VERSION truth comes from the package version, patch level capped at 255', async () => {
+    expect(versionCodeOfPackage('5.10.237-1')).toBe((5 << 16) + (10 << 8) + 237);
+    expect(versionCodeOfPackage('5.10.300-1')).toBe((5 << 16) + (10 << 8) + 255);
+    expect(versionCodeOfPackage('7.3.4-1~bpo13+1')).toBe((7 << 16) + (3 << 8) + 4);
+    const t = await hostTruth('7.3', { store, keys: ['kernel.version', 'config.CONFIG_PREEMPT_RT', 'config.CONFIG_PHYLIB'] });
+    expect(t['kernel.version']).toBe(versionCodeOfPackage(kernels.get('7.3')!.art.version));
+    expect(t['config.CONFIG_PHYLIB']).toBe('y');
+    expect('config.CONFIG_PREEMPT_RT' in t).toBe(false); // "is not set" → absent
+    const rt = await hostTruth('6.1-rt', { store, keys: ['config.CONFIG_PREEMPT_RT'] });
+    expect(rt['config.CONFIG_PREEMPT_RT']).toBe('y');
+  });
+});
+
+describe('suite folders', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'cm-suites-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a compile error names the suite source', async () => {
+    cpSync(join(import.meta.dirname, '../../suites/globals'), join(dir, 'broken'), { recursive: true });
+    writeFileSync(join(dir, 'broken/spec.yaml'), readFileSync(join(dir, 'broken/spec.yaml'), 'utf8').replace('name: globals', 'name: broken'));
+    writeFileSync(join(dir, 'broken/prog.bpf.c'), readFileSync(join(dir, 'broken/prog.bpf.c'), 'utf8').replace('stats++;', 'stats++ +;'));
+    await expect(buildSuites({ store, suitesDir: dir, names: ['broken'] })).rejects.toThrow(/^suites\/broken\/prog\.bpf\.c: clang-19 failed: .*prog\.bpf\.c:\d+:\d+: error:/);
+  });
+
+  it('an observe naming no global of the object is an error with the spec line', async () => {
+    cpSync(join(import.meta.dirname, '../../suites/kconfig'), join(dir, 'kc'), { recursive: true });
+    const spec = readFileSync(join(dir, 'kc/spec.yaml'), 'utf8').replace('name: kconfig', 'name: kc').replace('observe: hz,', 'observe: hertz,');
+    writeFileSync(join(dir, 'kc/spec.yaml'), spec);
+    const line = spec.split('\n').findIndex((l) => l.includes('observe: hertz')) + 1;
+    await expect(buildSuites({ store, suitesDir: dir, names: ['kc'] })).rejects.toThrow(`suites/kc/spec.yaml:${line}: no global variable 'hertz' in the object (globals: `);
+  });
+
+  it('an unknown suite name is a usage error listing the suites', async () => {
+    await expect(buildSuites({ store, names: ['nope'] })).rejects.toThrow(`unknown suite 'nope' (suites: ${SUITES.join(', ')})`);
+  });
+});
