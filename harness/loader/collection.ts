@@ -34,6 +34,8 @@ export interface LoadOptions {
   programs?: string[];
   /** Object sha256 (reported). */
   sha256?: string;
+  /** Test-only: edits a program's final instructions just before BPF_PROG_LOAD (differential tests). */
+  mutateInsns?: (program: string, insns: Uint8Array) => void;
 }
 
 export interface ProgramOutcome {
@@ -304,6 +306,7 @@ export class Collection {
         }
       }
       this.resolveExterns(linked, opts);
+      opts.mutateInsns?.(p.name, linked.insns);
       let attachBtfId: number | undefined;
       if (p.expectedAttachType !== undefined && p.attachTo && (p.kind.startsWith('fentry') || p.kind.startsWith('fexit') || p.kind.startsWith('fmod_ret') || p.kind.startsWith('lsm') || p.kind === 'tp_btf')) {
         const kb = opts.kernelBtf;

@@ -1,0 +1,59 @@
+// One differential run in the running kernel: the same object loaded by our loader (Collection)
+// and by libbpf, program by program, and compared (translated instructions, verdicts, CO-RE
+// decisions). Used by the guest tests and usable by the guest agent.
+
+import type { Btf } from '../core/btf/btf.js';
+import type { KconfigFacts } from '../core/kconfig.js';
+import { loadObjectSpec } from '../core/object/load.js';
+import { Collection, type LoadOptions, type ProgramOutcome } from '../loader/collection.js';
+import { compareOutcomes, type OutcomeComparison } from './compare.js';
+import { loadWithLibbpf, type ReferenceOutcome } from './libbpf.js';
+
+export interface DifferentialOptions {
+  kernelBtf: Btf;
+  kernelBtfName: string;
+  kconfig: KconfigFacts;
+  kallsyms?: LoadOptions['kallsyms'];
+  programs?: string[];
+  /** Passed to our loader only (test hook: a deliberately broken loader). */
+  mutateInsns?: LoadOptions['mutateInsns'];
+}
+
+export interface DifferentialResult {
+  object: string;
+  ours: ProgramOutcome[];
+  reference: ReferenceOutcome[];
+  comparisons: OutcomeComparison[];
+  oursMs: number;
+  referenceMs: number;
+}
+
+/**
+ * Loads `bytes` with both loaders in this kernel and compares each program. Both loads are
+ * closed before returning. A program libbpf did not see (or we did not) is reported as an
+ * 'error' outcome on the missing side.
+ */
+export function differential(bytes: Uint8Array, name: string, o: DifferentialOptions): DifferentialResult {
+  const t0 = performance.now();
+  const coll = new Collection(loadObjectSpec(bytes, name));
+  let ours: ProgramOutcome[];
+  try {
+    coll.load({ kernelBtf: o.kernelBtf, kernelBtfName: o.kernelBtfName, kconfig: o.kconfig, kallsyms: o.kallsyms, programs: o.programs, mutateInsns: o.mutateInsns });
+    ours = coll.outcomes.map((x) => ({ ...x }));
+  } finally {
+    coll.close();
+  }
+  const t1 = performance.now();
+  const ref = loadWithLibbpf(bytes, name, { programs: o.programs });
+  ref.close();
+  const t2 = performance.now();
+  const comparisons: OutcomeComparison[] = [];
+  for (const p of ours) {
+    const theirs = ref.outcomes.find((r) => r.name === p.name) ?? { name: p.name, status: 'error' as const, reason: 'libbpf has no such program', relocations: [] };
+    comparisons.push(compareOutcomes(p, theirs));
+  }
+  for (const r of ref.outcomes) {
+    if (!ours.some((p) => p.name === r.name)) comparisons.push(compareOutcomes({ name: r.name, status: 'error', reason: 'our loader has no such program' }, r));
+  }
+  return { object: name, ours, reference: ref.outcomes, comparisons, oursMs: Math.round(t1 - t0), referenceMs: Math.round(t2 - t1) };
+}
