@@ -5,5 +5,6 @@ import { kernelsCommand } from './kernels.js';
 import { diffCommand } from './diff.js';
 import { reportCommand } from './report.js';
 import { bootCommand } from '../vm/boot-command.js';
+import { matrixCommand } from './matrix.js';
 
-export const commands: Command[] = [relocateCommand, kernelsCommand, diffCommand, reportCommand, bootCommand];
+export const commands: Command[] = [matrixCommand, relocateCommand, kernelsCommand, diffCommand, reportCommand, bootCommand];

@@ -1,0 +1,276 @@
+// The guest agent: runs inside every QEMU guest as `node /agent.js` (started by images/init).
+// It reads the run manifest (/cm/run.json), opens each suite's object with our loader, relocates
+// it against this kernel's /sys/kernel/btf/vmlinux, loads and attaches it, lets the suite code
+// trigger it and compare what BPF saw with ground truth measured here, and streams results to
+// the host as JSON lines on /dev/ttyS1 (harness/protocol.ts).
+//
+// Suites run as tasks with @vitest/runner: a file per suite, a test per check, so the host gets
+// the plain task tree with its results, as it runs.
+
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { release as osRelease, machine } from 'node:os';
+import { describe, startTests, test, beforeAll, afterAll, type File, type VitestRunner } from '@vitest/runner';
+import { parseBtf } from '../core/btf/btf.js';
+import { loadObjectSpec } from '../core/object/load.js';
+import { Collection } from '../loader/collection.js';
+import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
+import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
+import { kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
+import type { GuestContext, LoadedObject, SuiteRunner, SuiteSpec } from '../suites/types.js';
+import { ManifestSchema, type RunManifest } from './manifest.js';
+
+const PORT = process.env.CM_RESULT_PORT ?? '/dev/ttyS1';
+let portFd = -1;
+function send(m: GuestMessage): void {
+  const line = encodeMessage(m);
+  if (portFd < 0) {
+    process.stdout.write(line);
+    return;
+  }
+  writeSync(portFd, line);
+}
+const uptimeMs = () => Math.round(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000);
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[.-]/).map((x) => parseInt(x, 10) || 0);
+  const pb = b.split(/[.-]/).map((x) => parseInt(x, 10) || 0);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d) return d;
+  }
+  return 0;
+}
+
+interface SuiteState {
+  spec: SuiteSpec;
+  object: string;
+  sha256: string;
+  coll?: Collection;
+  checks: Check[];
+  loadError?: string;
+  attachErrors: { program: string; reason: string }[];
+  skipped?: string;
+  runMs: number;
+}
+
+async function main(): Promise<number> {
+  const t0 = performance.now();
+  try {
+    portFd = openSync(PORT, 'w');
+  } catch {
+    portFd = -1; // host tests run the agent without a serial port: results go to stdout
+  }
+  const release = osRelease();
+  send({ t: 'hello', v: PROTOCOL_VERSION, release, machine: machine(), bootMs: uptimeMs() });
+  const beat = setInterval(() => send({ t: 'hb', ms: uptimeMs() }), 2000);
+  try {
+    const manifestPath = process.env.CM_MANIFEST ?? '/cm/run.json';
+    const manifest: RunManifest = ManifestSchema.parse(JSON.parse(readFileSync(manifestPath, 'utf8')), manifestPath);
+    const kernel: KernelInfo = { ...manifest.kernel, release };
+    const btfBytes = readFileSync('/sys/kernel/btf/vmlinux');
+    const kernelBtf = parseBtf(btfBytes, { source: '/sys/kernel/btf/vmlinux' });
+    const { config } = readKernelConfig(release);
+    const lkv = linuxKernelVersion();
+    const ctx: GuestContext = { release, config: new Map([...config].map(([k, v]) => [k, String(v)])), hostTruth: manifest.hostTruth };
+    const { guestRunner } = (await import('../suites/guest.js')) as { guestRunner: SuiteRunner };
+
+    const states = new Map<string, SuiteState>();
+    for (const s of manifest.suites) states.set(s.spec.name, { spec: s.spec, object: s.object, sha256: s.sha256, checks: [], attachErrors: [], runMs: 0 });
+    const kernelVersion = release.split('-')[0]!;
+
+    const runner: VitestRunner = {
+      config: {
+        root: '/', setupFiles: [], name: 'corematrix-guest', passWithNoTests: true, testNamePattern: undefined, allowOnly: false,
+        sequence: { seed: 0, hooks: 'stack', setupFiles: 'list' }, chaiConfig: undefined, maxConcurrency: 1,
+        testTimeout: manifest.suiteTimeoutMs, hookTimeout: manifest.suiteTimeoutMs, retry: 0, includeTaskLocation: false,
+        tags: [], tagsFilter: undefined, strictTags: false,
+      },
+      importFile: (filepath: string) => {
+        const st = states.get(filepath.replace(/^suite:/, ''))!;
+        defineSuite(st);
+      },
+      onTaskUpdate: async (packs) => {
+        send({ t: 'result', kind: 'task-update', data: packs.map(([id, result]) => [id, result?.state, result?.duration]) });
+      },
+      onBeforeRunSuite: (s) => {
+        if (s.type === 'suite' && s.file === s) return;
+      },
+    };
+
+    function defineSuite(st: SuiteState): void {
+      const spec = st.spec;
+      describe(spec.name, () => {
+        if (spec.minKernel && compareVersions(kernelVersion, spec.minKernel) < 0) {
+          st.skipped = `needs kernel ${spec.minKernel}, this is ${kernelVersion}`;
+          test.skip(`needs ${spec.minKernel}`, () => {});
+          return;
+        }
+        beforeAll(async () => {
+          const t = performance.now();
+          const bytes = readFileSync(st.object);
+          const obj = loadObjectSpec(bytes, st.object.split('/').pop()!);
+          const rodata: Record<string, number | string | boolean> = {};
+          for (const [k, v] of Object.entries(spec.rodata ?? {})) rodata[k] = v === '$pid' ? process.pid : v;
+          const coll = new Collection(obj);
+          st.coll = coll;
+          coll.load({
+            kernelBtf, kernelBtfName: '/sys/kernel/btf/vmlinux', sha256: st.sha256, rodata, programs: spec.programs,
+            kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } },
+            kallsyms: (names) => kallsymsLookup(names),
+          });
+          st.attachErrors = coll.attachAll();
+          const bad = coll.outcomes.find((o) => o.status !== 'loaded');
+          if (bad) throw new Error(`${bad.name}: ${bad.status}: ${bad.reason ?? ''}`);
+          if (st.attachErrors.length) throw new Error(`attach ${st.attachErrors[0]!.program}: ${st.attachErrors[0]!.reason}`);
+          const loaded: LoadedObject = {
+            programs: [...coll.programs.keys()],
+            readVar: (name) => coll.readVar(name),
+            testRun: (program, data, repeat = 1) => {
+              const p = coll.programs.get(program);
+              if (!p) throw new Error(`program ${program} is not loaded`);
+              return p.testRun({ data, repeat }).retval;
+            },
+            drainRingbuf: (map) => {
+              const m = coll.maps.get(map);
+              if (!m) throw new Error(`map ${map} does not exist`);
+              const r = new RingBufReader(m);
+              try {
+                return r.read();
+              } finally {
+                r.close();
+              }
+            },
+          };
+          st.checks = await guestRunner.run(spec, loaded, ctx);
+          st.runMs = Math.round(performance.now() - t);
+        });
+        afterAll(() => {
+          st.coll?.close();
+        });
+        for (const c of spec.checks) {
+          test(c.name, () => {
+            const got = st.checks.find((x) => x.name === c.name);
+            if (!got) throw new Error(`check '${c.name}' was not evaluated`);
+            if (!got.ok) throw new Error(`observed ${JSON.stringify(got.observed)}, truth ${JSON.stringify(got.truth)}`);
+          });
+        }
+      });
+    }
+
+    // Users' own objects: load every program, attach nothing, report what happened.
+    const objectCells: CellResult[] = [];
+    for (const o of manifest.objects) {
+      const t = performance.now();
+      let coll: Collection | undefined;
+      try {
+        coll = new Collection(loadObjectSpec(readFileSync(o.path), o.name));
+        coll.load({ kernelBtf, kernelBtfName: '/sys/kernel/btf/vmlinux', sha256: o.sha256, kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } }, kallsyms: (names) => kallsymsLookup(names) });
+        for (const p of coll.outcomes) {
+          const cell: CellResult = {
+            schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: p.name, loader: 'ours', object: { name: o.name, sha256: o.sha256 },
+            verdict: p.status === 'loaded' ? 'pass' : 'fail', relocations: p.relocations,
+            externs: coll.externs.map((e) => ({ name: e.name, kind: 'kconfig' as const, value: e.value })), checks: [],
+            timings: { loadMs: p.loadMs, runMs: 0 },
+          };
+          if (p.status !== 'loaded') cell.reason = `${p.status}: ${p.reason ?? ''}`;
+          if (p.insnsProcessed !== undefined || p.verifierLogTail) cell.verifier = { insnsProcessed: p.insnsProcessed, logTail: p.verifierLogTail };
+          if (p.xlated) cell.xlated = p.xlated;
+          objectCells.push(cell);
+        }
+      } catch (e) {
+        objectCells.push({
+          schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: '(object)', loader: 'ours', object: { name: o.name, sha256: o.sha256 },
+          verdict: 'fail', reason: (e as Error).message.split('\n')[0], relocations: [], externs: [], checks: [], timings: { loadMs: Math.round(performance.now() - t), runMs: 0 },
+        });
+      } finally {
+        coll?.close();
+      }
+    }
+
+    const files: File[] = await startTests([...states.keys()].map((n) => `suite:${n}`), runner);
+    send({ t: 'result', kind: 'tasks', data: files.map(plainTask) });
+    let ok = true;
+    let i = 0;
+    for (const st of states.values()) {
+      send({ t: 'suite', name: st.spec.name, index: ++i, total: states.size });
+      for (const cell of cellsFor(st, kernel, files.find((f) => f.name === `suite:${st.spec.name}`))) {
+        if (cell.verdict === 'fail' || cell.verdict === 'error' || cell.verdict === 'skip') ok = false;
+        send({ t: 'result', kind: 'cell', data: cell });
+      }
+    }
+    for (const cell of objectCells) {
+      if (cell.verdict !== 'pass') ok = false;
+      send({ t: 'result', kind: 'cell', data: cell });
+    }
+    send({ t: 'done', ok, ms: Math.round(performance.now() - t0) });
+    return 0;
+  } catch (e) {
+    send({ t: 'log', level: 'error', msg: `agent: ${(e as Error).message.split('\n')[0]}` });
+    send({ t: 'done', ok: false, ms: Math.round(performance.now() - t0) });
+    return 1;
+  } finally {
+    clearInterval(beat);
+    if (portFd >= 0) closeSync(portFd);
+  }
+}
+
+/** The task tree as plain data (no functions, no parent cycles). */
+function plainTask(t: File | import('@vitest/runner').Task): unknown {
+  const base = { id: t.id, type: t.type, name: t.name, mode: t.mode, state: t.result?.state, durationMs: t.result?.duration, errors: t.result?.errors?.map((e) => String(e.message ?? e).split('\n')[0]) };
+  return 'tasks' in t ? { ...base, tasks: t.tasks.map(plainTask) } : base;
+}
+
+function cellsFor(st: SuiteState, kernel: KernelInfo, file: File | undefined): CellResult[] {
+  const name = st.spec.name;
+  const object = { name: st.object.split('/').pop()!, sha256: st.sha256 };
+  const fileError = file?.result?.errors?.[0]?.message?.split('\n')[0];
+  const coll = st.coll;
+  const programs = coll ? coll.outcomes : (st.spec.programs ?? ['(all)']).map((p) => ({ name: p }));
+  return programs.map((o): CellResult => {
+    const outcome = coll?.outcomes.find((x) => x.name === o.name);
+    const cell: CellResult = {
+      schema: RESULT_SCHEMA, kernel, suite: name, program: o.name, loader: 'ours', object, verdict: 'pass',
+      relocations: outcome?.relocations ?? [], externs: (coll?.externs ?? []).map((e) => ({ name: e.name, kind: 'kconfig' as const, value: e.value })),
+      checks: st.checks, timings: { loadMs: outcome?.loadMs ?? 0, runMs: st.runMs },
+    };
+    if (outcome?.insnsProcessed !== undefined || outcome?.verifierLogTail) cell.verifier = { insnsProcessed: outcome.insnsProcessed, logTail: outcome.verifierLogTail };
+    if (outcome?.xlated) cell.xlated = outcome.xlated;
+    if (st.skipped) {
+      cell.verdict = 'expected-skip';
+      cell.reason = st.skipped;
+    } else if (outcome && outcome.status !== 'loaded') {
+      cell.verdict = 'fail';
+      cell.reason = `${outcome.status}: ${outcome.reason ?? ''}`;
+    } else if (st.attachErrors.find((a) => a.program === o.name)) {
+      cell.verdict = 'fail';
+      cell.reason = `attach failed: ${st.attachErrors.find((a) => a.program === o.name)!.reason}`;
+    } else if (st.checks.some((c) => !c.ok)) {
+      const c = st.checks.find((x) => !x.ok)!;
+      cell.verdict = 'fail';
+      cell.reason = `check '${c.name}': observed ${JSON.stringify(c.observed)}, truth ${JSON.stringify(c.truth)}`;
+    } else if (fileError || !file || file.result?.state === 'fail' || st.checks.length < st.spec.checks.length) {
+      cell.verdict = 'error';
+      cell.reason = fileError ?? firstError(file) ?? 'suite did not complete';
+    }
+    return cell;
+  });
+}
+
+function firstError(t: File | import('@vitest/runner').Task | undefined): string | undefined {
+  if (!t) return undefined;
+  const e = t.result?.errors?.[0];
+  if (e) return String(e.message ?? e).split('\n')[0];
+  if ('tasks' in t) for (const c of t.tasks) {
+    const x = firstError(c);
+    if (x) return x;
+  }
+  return undefined;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`agent: ${(e as Error).message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,32 @@
+// The run manifest the host puts into each guest image at /cm/run.json: which kernel this is
+// (as the matrix names it), the suites with their specs and object paths, the host-computed
+// truth for this kernel, and the per-suite time budget.
+import { FormatError } from '../core/errors.js';
+import type { KernelInfo } from '../results.js';
+import type { SuiteSpec } from '../suites/types.js';
+
+export const MANIFEST_SCHEMA = 1;
+
+export interface RunManifest {
+  schema: typeof MANIFEST_SCHEMA;
+  kernel: KernelInfo;
+  suites: { spec: SuiteSpec; object: string; sha256: string }[];
+  /** Users' own objects (--object): every program loaded and reported as-is, no checks. */
+  objects: { name: string; path: string; sha256: string }[];
+  hostTruth: Record<string, number | string | boolean>;
+  suiteTimeoutMs: number;
+}
+
+export const ManifestSchema = {
+  parse(doc: unknown, file: string): RunManifest {
+    const m = doc as Partial<RunManifest> | null;
+    const bad = (why: string) => new FormatError(`${file}: ${why}`);
+    if (!m || typeof m !== 'object') throw bad('not a JSON object');
+    if (m.schema !== MANIFEST_SCHEMA) throw bad(`manifest schema ${String(m.schema)} is not ${MANIFEST_SCHEMA}`);
+    if (!m.kernel || typeof m.kernel.id !== 'string') throw bad('kernel.id missing');
+    if (!Array.isArray(m.suites)) throw bad('suites must be a list');
+    for (const s of m.suites) if (!s || typeof s.object !== 'string' || !s.spec || typeof s.spec.name !== 'string') throw bad('each suite needs spec.name and object');
+    if (typeof m.suiteTimeoutMs !== 'number') throw bad('suiteTimeoutMs missing');
+    return { ...m, objects: m.objects ?? [], hostTruth: m.hostTruth ?? {} } as RunManifest;
+  },
+};

@@ -1,0 +1,155 @@
+// One matrix run: kernels × suites. Fetch kernels, compile suites once, build one image per
+// kernel (same object bytes everywhere), boot the guests in parallel under QEMU, collect the
+// agent's cell results, and hand a RunReport to the report writers.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { basename, join } from 'node:path';
+import { CoreMatrixError } from '../core/errors.js';
+import { buildImage } from '../images/initramfs.js';
+import { KernelStore, type KernelArtifacts } from '../kernels/store.js';
+import type { KernelEntry } from '../kernels/matrix.js';
+import { repoRoot } from '../paths.js';
+import type { GuestMessage } from '../protocol.js';
+import { RESULT_SCHEMA, type CellResult, type KernelInfo, type KernelRun, type RunReport } from '../results.js';
+import { buildSuites, hostTruth, type BuiltSuite } from '../suites/build.js';
+import { runGuest, type Accel } from '../vm/qemu.js';
+import { runPool } from '../vm/pool.js';
+import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
+
+export interface MatrixOptions {
+  kernels: string[];
+  suites?: string[];
+  /** Users' own clang-built objects, loaded and reported as-is. */
+  objects?: string[];
+  jobs: number;
+  accel: 'auto' | Accel;
+  outDir: string;
+  runId: string;
+  /** Overall per-guest budget (ms); default scales with the number of suites. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  log: (line: string) => void;
+  /** Per-kernel progress (booting / running suite k of n / verdict). */
+  progress?: (kernel: string, state: string) => void;
+}
+
+function toolVersion(cmd: string, args: string[]): string | undefined {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8' }).split('\n')[0]!.trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function kernelInfo(e: KernelEntry, k?: KernelArtifacts): KernelInfo {
+  return { id: e.id, package: k?.package ?? '', version: k?.version ?? '', release: k?.release ?? '', flavour: e.flavour };
+}
+
+export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
+  const startedAt = new Date().toISOString();
+  const store = new KernelStore({ log: o.log });
+  const entries = store.select(o.kernels);
+  if (entries.length === 0) throw new CoreMatrixError(`no kernel in the matrix matches ${o.kernels.join(', ')}`);
+  const agent = join(repoRoot(), 'dist', 'agent.js');
+  if (!existsSync(agent)) throw new CoreMatrixError(`${agent} is missing: run npm run build`);
+
+  o.log(`matrix: ${entries.length} kernel(s): ${entries.map((e) => e.id).join(' ')}`);
+  const suites: BuiltSuite[] = o.suites?.length === 0 ? [] : await buildSuites({ names: o.suites });
+  const userObjects = (o.objects ?? []).map((path, i) => {
+    if (!existsSync(path)) throw new CoreMatrixError(`${path}: no such object file`);
+    const bytes = readFileSync(path);
+    const name = basename(path);
+    return { name, host: path, path: `/cm/user/${i}-${name}`, sha256: createHash('sha256').update(bytes).digest('hex') };
+  });
+  o.log(`matrix: ${suites.length} suite(s) compiled once: ${suites.map((s) => `${s.name} (${s.sha256.slice(0, 12)})`).join(' ')}`);
+
+  const report: RunReport = {
+    schema: RESULT_SCHEMA, runId: o.runId, startedAt, finishedAt: startedAt, complete: false,
+    host: { node: process.version, qemu: toolVersion('qemu-system-x86_64', ['--version']), clang: toolVersion('clang-19', ['--version']) },
+    suites: suites.map((s) => s.name),
+    objects: [...suites.map((s) => ({ name: `${s.name}.bpf.o`, sha256: s.sha256 })), ...userObjects.map((u) => ({ name: u.name, sha256: u.sha256 }))],
+    kernels: [],
+  };
+  const logDir = join(o.outDir, 'guests');
+  mkdirSync(logDir, { recursive: true });
+  const suiteTimeoutMs = 120_000;
+  const timeoutMs = o.timeoutMs ?? 120_000 + suites.length * 60_000;
+
+  const runOne = async (e: KernelEntry, signal: AbortSignal): Promise<KernelRun> => {
+    const t0 = performance.now();
+    let k: KernelArtifacts | undefined;
+    try {
+      o.progress?.(e.id, 'fetching');
+      k = await store.fetch(e);
+    } catch (err) {
+      const detail = (err as Error).message.split('\n')[0]!;
+      o.progress?.(e.id, `no kernel: ${detail}`);
+      return { kernel: kernelInfo(e), guest: 'no-kernel', detail, accel: 'none', durationMs: Math.round(performance.now() - t0), cells: [] };
+    }
+    const kernel = kernelInfo(e, k);
+    const manifest: RunManifest = {
+      schema: MANIFEST_SCHEMA,
+      kernel,
+      suites: suites.map((s) => ({ spec: s.spec, object: `/cm/objects/${s.name}.bpf.o`, sha256: s.sha256 })),
+      objects: userObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256 })),
+      hostTruth: await hostTruth(e.id),
+      suiteTimeoutMs,
+    };
+    o.progress?.(e.id, 'building image');
+    const image = await buildImage({
+      files: [
+        { path: '/cm/run.json', data: JSON.stringify(manifest) },
+        ...suites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
+        ...userObjects.map((u) => ({ path: u.path, source: u.host })),
+      ],
+      kernelConfig: k.config,
+      release: k.release,
+    });
+    o.progress?.(e.id, 'booting');
+    const cells: CellResult[] = [];
+    const onMessage = (m: GuestMessage) => {
+      if (m.t === 'hello') o.progress?.(e.id, `agent up at ${(m.bootMs / 1000).toFixed(1)} s`);
+      else if (m.t === 'suite') o.progress?.(e.id, `suite ${m.index}/${m.total} ${m.name}`);
+      else if (m.t === 'result' && m.kind === 'cell') cells.push(m.data as CellResult);
+      else if (m.t === 'log' && m.level !== 'info') o.log(`[${e.id}] ${m.msg}`);
+    };
+    const g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: image.path, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: 1024 });
+    const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
+    if (g.verdict !== 'ok') {
+      run.detail = g.detail;
+      run.consoleTail = g.consoleTail;
+    }
+    const pass = cells.filter((c) => c.verdict === 'pass').length;
+    o.progress?.(e.id, `${g.verdict === 'ok' ? 'done' : g.verdict} in ${(g.durationMs / 1000).toFixed(1)} s: ${pass}/${cells.length} cells pass${g.detail ? ` (${g.detail})` : ''}`);
+    return run;
+  };
+
+  // Kernels land here as they finish, so an interrupted run still reports what it saw.
+  const finished = new Map<string, KernelRun>();
+  try {
+    await runPool(entries, o.jobs, async (e, signal) => {
+      const r = await runOne(e, signal);
+      finished.set(e.id, r);
+      return r;
+    }, o.signal);
+    report.complete = true;
+  } catch (err) {
+    if (!o.signal?.aborted) throw err;
+    report.complete = false;
+  }
+  report.kernels = entries.filter((e) => finished.has(e.id)).map((e) => finished.get(e.id)!);
+  report.finishedAt = new Date().toISOString();
+  return report;
+}
+
+/** A cell counts against the run when it failed, errored, or skipped where it should have run. */
+export function runPassed(r: RunReport): boolean {
+  if (!r.complete) return false;
+  return r.kernels.every((k) => k.guest === 'ok' && k.cells.length > 0 && k.cells.every((c) => c.verdict === 'pass' || c.verdict === 'expected-skip'));
+}
+
+export function readReport(file: string): RunReport {
+  return JSON.parse(readFileSync(file, 'utf8')) as RunReport;
+}

@@ -1,0 +1,60 @@
+// The whole pipeline on real kernels: compile the suites once, build images, boot 5.10 and 6.1
+// under QEMU (TCG), load the same objects with our loader in each guest, and check what the
+// programs observed against ground truth each guest measured itself.
+import { mkdtempSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runMatrix, runPassed } from '../../harness/matrix/run.js';
+import type { RunReport } from '../../harness/results.js';
+import { writeReports } from '../../harness/report/index.js';
+
+const KERNELS = ['5.10', '6.1'];
+const SUITES = ['task-fields', 'kconfig', 'globals', 'renamed-field', 'kernel-version'];
+
+let report: RunReport;
+let out: string;
+beforeAll(async () => {
+  out = mkdtempSync(join(tmpdir(), 'cm-e2e-'));
+  report = await runMatrix({
+    kernels: KERNELS, suites: SUITES, jobs: 2, accel: 'tcg', outDir: out, runId: 'e2e',
+    log: (l) => console.log(l), progress: (k, s) => console.log(`[${k}] ${s}`),
+  });
+}, 1_500_000);
+
+describe('matrix on 5.10 and 6.1 (TCG)', () => {
+  it('boots both kernels and every cell passes', () => {
+    const bad = report.kernels.flatMap((k) => [
+      ...(k.guest === 'ok' ? [] : [`${k.kernel.id}: guest ${k.guest}: ${k.detail}\n${k.consoleTail ?? ''}`]),
+      ...k.cells.filter((c) => c.verdict !== 'pass' && c.verdict !== 'expected-skip').map((c) => `${k.kernel.id} ${c.suite}/${c.program}: ${c.verdict}: ${c.reason}`),
+    ]);
+    expect(bad).toEqual([]);
+    expect(report.kernels.map((k) => k.kernel.id)).toEqual(KERNELS);
+    for (const k of report.kernels) expect(new Set(k.cells.map((c) => c.suite))).toEqual(new Set(SUITES));
+    expect(runPassed(report)).toBe(true);
+  });
+
+  it('loads the same object bytes everywhere and relocates them differently', () => {
+    const cells = (id: string) => report.kernels.find((k) => k.kernel.id === id)!.cells;
+    const tf = KERNELS.map((id) => cells(id).find((c) => c.suite === 'task-fields')!);
+    expect(tf[0]!.object.sha256).toBe(tf[1]!.object.sha256);
+    const pid = tf.map((c) => c.relocations.find((r) => r.kind === 'byte_off' && r.spec === 'pid')!);
+    expect(pid[0]!.status).toBe('ok');
+    expect(pid[0]!.target).not.toBe(pid[1]!.target);
+  });
+
+  it('checks values the guest measured itself', () => {
+    for (const k of report.kernels) {
+      const tf = k.cells.find((c) => c.suite === 'task-fields')!;
+      expect(tf.checks.length).toBeGreaterThan(0);
+      for (const c of tf.checks) expect(c.ok, `${k.kernel.id} ${c.name}: ${JSON.stringify(c)}`).toBe(true);
+      const kc = k.cells.find((c) => c.suite === 'kconfig')!;
+      expect(kc.externs.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('writes the four reports', async () => {
+    const { files } = await writeReports(report, out);
+    for (const f of ['report.json', 'junit.xml', 'summary.md', 'index.html']) expect(files.some((x) => x.endsWith(f)) && existsSync(join(out, f))).toBe(true);
+  });
+});
