@@ -16,6 +16,7 @@ import { MapType, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG } from '../core/object/maps.
 import type { LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
 import { relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { RelocationRecord } from '../core/relo/report.js';
+import { locateRodata, writeRodata } from '../suites/rodata.js';
 import {
   attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, btfLoad, BpfMap, close as closeFd, Link, Program,
   probeBtfKind, probeMmapableArray, SyscallError, VerifierError, type Ksym,
@@ -101,6 +102,7 @@ export class Collection {
   btfChanges: string[] = [];
   btfLoadError?: string;
   private btfFd = -1;
+  private readonly rodataApplied = new Set<string>();
 
   constructor(readonly spec: ObjectSpec) {}
 
@@ -169,6 +171,8 @@ export class Collection {
     const kcfgMap = spec.maps.find((m) => m.kind === 'kconfig');
     if (kcfgMap?.data) this.externs = fillKconfig(spec.btf, spec.externs, kcfgMap.data, opts.kconfig);
     for (const m of spec.maps) this.createMap(m, mmapable, opts);
+    const unknown = Object.keys(opts.rodata ?? {}).filter((k) => !this.rodataApplied.has(k));
+    if (unknown.length) throw new CoreMatrixError(`${spec.source}: no .rodata variable named ${unknown.join(', ')}`);
 
     // 4. Programs.
     const want = opts.programs ? new Set(opts.programs) : undefined;
@@ -220,27 +224,11 @@ export class Collection {
     return BpfMap.create(base);
   }
 
+  /** Writes the values whose variable lives in this `.rodata*` map; `load` checks none is left over. */
   private applyRodata(m: MapSpec, data: Uint8Array, values: NonNullable<LoadOptions['rodata']>): void {
-    const btf = this.spec.btf;
-    const sec = btf.type(m.valueTypeId);
-    if (sec.kind !== Kind.DATASEC) return;
-    const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    for (const [name, value] of Object.entries(values)) {
-      const v = sec.vars.find((x) => btf.name(x.type) === name);
-      if (!v) continue;
-      const t = btf.type(btf.skipModsAndTypedefs(btf.typeOf(v.type, Kind.VAR).type));
-      if (typeof value === 'string') {
-        data.set(new TextEncoder().encode(value).subarray(0, v.size - 1), v.offset);
-      } else if (t.kind === Kind.INT || t.kind === Kind.ENUM || t.kind === Kind.ENUM64) {
-        const big = BigInt(typeof value === 'boolean' ? (value ? 1 : 0) : value);
-        if (v.size === 1) dv.setUint8(v.offset, Number(BigInt.asUintN(8, big)));
-        else if (v.size === 2) dv.setUint16(v.offset, Number(BigInt.asUintN(16, big)), true);
-        else if (v.size === 4) dv.setUint32(v.offset, Number(BigInt.asUintN(32, big)), true);
-        else if (v.size === 8) dv.setBigUint64(v.offset, BigInt.asUintN(64, big), true);
-      } else {
-        throw new CoreMatrixError(`${this.spec.source}: .rodata variable ${name} is not an integer or string`);
-      }
-    }
+    const mine = Object.fromEntries(Object.entries(values).filter(([k]) => locateRodata(this.spec.btf, m.valueTypeId, k)));
+    writeRodata(this.spec.btf, m.valueTypeId, data, mine, this.spec.source);
+    for (const k of Object.keys(mine)) this.rodataApplied.add(k);
   }
 
   private resolveExterns(linked: LinkedProgram, opts: LoadOptions): void {
