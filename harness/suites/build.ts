@@ -132,6 +132,8 @@ export function validateAgainstObject(spec: SuiteSpec, obj: ObjectSpec, display:
     if (typeof o === 'string') return;
     if (o.kind === 'var' && !visible.includes(o.name)) fail(['checks', i, 'observe'], `no global variable '${o.name}' in the object (globals: ${visible.join(', ')})`);
     if (o.kind === 'ringbuf' && !obj.maps.some((m) => m.name === o.map && m.type === 27)) fail(['checks', i, 'observe'], `no BPF_MAP_TYPE_RINGBUF map '${o.map}' in the object`);
+    const t = parseTruth(c.truth, spec.trigger.kind);
+    if (typeof t !== 'string' && t.source.kind === 'var' && !visible.includes(t.source.name)) fail(['checks', i, 'truth'], `no global variable '${t.source.name}' in the object (globals: ${visible.join(', ')})`);
   });
   for (const k of Object.keys(spec.rodata ?? {})) {
     const base = k.split('.')[0]!;

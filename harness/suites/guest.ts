@@ -50,7 +50,7 @@ const ETH_HLEN = 14;
 const AF_INET = 2;
 const SOCK_STREAM = 1;
 const IPPROTO_TCP = 6;
-const SOCK_BINDADDR_LOCK = 8;
+const SOCK_BINDADDR_LOCK = 4; // include/net/sock.h: SNDBUF 1, RCVBUF 2, BINDADDR 4, BINDPORT 8
 
 type Trigger = (spec: SuiteSpec, obj: LoadedObject, drain: string[]) => Promise<TriggerOutcome>;
 
@@ -93,7 +93,7 @@ export const TRIGGERS: Record<TriggerKind, Trigger> = {
       o.values.sockType = SOCK_STREAM;
       o.sources.sockType = 'node net sockets are SOCK_STREAM (1)';
       o.values.userlocks = client.localAddress === '127.0.0.1' ? SOCK_BINDADDR_LOCK : 0;
-      o.sources.userlocks = `client bound to ${client.localAddress} with port 0: inet_bind sets SOCK_BINDADDR_LOCK (8) only`;
+      o.sources.userlocks = `client bound to ${client.localAddress} with port 0: inet_bind sets SOCK_BINDADDR_LOCK (4) only`;
       o.values.netRefcnt = 1;
       o.sources.netRefcnt = 'a user-space socket holds a netns reference (sk_net_refcnt = 1)';
       o.values.count = 1;
@@ -206,20 +206,26 @@ function observeValue(text: string, obj: LoadedObject, out: TriggerOutcome): Val
 
 const TASK_STATE: Record<string, number> = { R: 0, S: 1, D: 2, T: 4, t: 8, X: 16, Z: 32, I: 0x402 };
 
-/** The Debian upstream version of the running kernel from /proc/version ("Debian 6.1.158-1"), else uname -r. */
-export function runningKernelVersion(): [number, number, number] {
-  let text = '';
-  try {
-    text = readFileSync('/proc/version', 'utf8');
-  } catch {
-    /* not Linux */
+/**
+ * The Debian upstream version of the running kernel from /proc/version, else uname -r. The
+ * version follows the build number ("#1 SMP PREEMPT_DYNAMIC Debian 6.1.158-1"); the compiler's
+ * "(Debian 10.2.1-6)" earlier on the line is not it.
+ */
+export function runningKernelVersion(procVersion?: string, release = osRelease()): [number, number, number] {
+  let text = procVersion ?? '';
+  if (procVersion === undefined) {
+    try {
+      text = readFileSync('/proc/version', 'utf8');
+    } catch {
+      /* not Linux */
+    }
   }
-  const m = /\bDebian (\d+)\.(\d+)\.(\d+)/.exec(text) ?? /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(osRelease());
-  if (!m) throw new Error(`cannot parse a kernel version from /proc/version or ${osRelease()}`);
+  const m = /#\d+[^#]*?\bDebian (\d+)\.(\d+)\.(\d+)/.exec(text) ?? /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(release);
+  if (!m) throw new Error(`cannot parse a kernel version from /proc/version or ${release}`);
   return [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
 }
 
-function sourceValue(s: Source, spec: SuiteSpec, ctx: GuestContext, out: TriggerOutcome): { value: Value; from: string } {
+function sourceValue(s: Source, spec: SuiteSpec, ctx: GuestContext, out: TriggerOutcome, obj?: LoadedObject): { value: Value; from: string } {
   switch (s.kind) {
     case 'pid':
       return { value: process.pid, from: 'agent: getpid()' };
@@ -258,11 +264,14 @@ function sourceValue(s: Source, spec: SuiteSpec, ctx: GuestContext, out: Trigger
       return { value: rodataFor(spec)[s.name], from: `spec rodata ${s.name}` };
     case 'const':
       return { value: s.value, from: 'spec constant' };
+    case 'var':
+      if (!obj) return { value: undefined, from: `global ${s.name}: no loaded object` };
+      return { value: obj.readVar(s.name), from: `BPF global ${s.name}` };
   }
 }
 
-export function evalTruth(e: TruthExpr, spec: SuiteSpec, ctx: GuestContext, out: TriggerOutcome): { value: Value; from: string } {
-  const { value, from } = sourceValue(e.source, spec, ctx, out);
+export function evalTruth(e: TruthExpr, spec: SuiteSpec, ctx: GuestContext, out: TriggerOutcome, obj?: LoadedObject): { value: Value; from: string } {
+  const { value, from } = sourceValue(e.source, spec, ctx, out, obj);
   switch (e.op) {
     case 'value':
       return { value, from };
@@ -302,7 +311,7 @@ export async function runSuite(spec: SuiteSpec, obj: LoadedObject, ctx: GuestCon
     if (typeof expr === 'string') return { name: c.name, observed: plain(observed), truth: null, ok: false, source: expr };
     let truth: { value: Value; from: string };
     try {
-      truth = evalTruth(expr, spec, ctx, out);
+      truth = evalTruth(expr, spec, ctx, out, obj);
     } catch (e) {
       return { name: c.name, observed: plain(observed), truth: null, ok: false, source: `truth ${c.truth}: ${(e as Error).message.split('\n')[0]}` };
     }

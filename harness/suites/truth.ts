@@ -11,6 +11,8 @@
 //          | 'trigger:' key                        what the trigger did (see TRIGGER_KEYS)
 //          | 'rodata:' name                        the value this spec wrote into .rodata
 //          | 'const:' (int | 'true' | 'false')     an invariant (no drops, ordered), never a measured value
+//          | 'var:' global                         another global of the object: for invariants between
+//                                                  two BPF-side values (each checked on its own elsewhere)
 // observe := global                                a .bss/.data/.rodata variable of the object
 //          | 'ringbuf:' map ':' ('marker' | 'tgid' | 'tid' | 'ordered')   decoded open events
 
@@ -27,7 +29,8 @@ export type Source =
   | { kind: 'host'; key: string; conv?: Conv }
   | { kind: 'trigger'; key: string }
   | { kind: 'rodata'; name: string }
-  | { kind: 'const'; value: number | boolean };
+  | { kind: 'const'; value: number | boolean }
+  | { kind: 'var'; name: string };
 
 export type TruthExpr =
   | { op: 'value'; source: Source }
@@ -39,7 +42,7 @@ export const PROC_KEYS = ['comm', 'state', 'netns'] as const;
 export type ProcKey = (typeof PROC_KEYS)[number];
 export const UNAME_KEYS = ['kernel-version', 'major', 'minor', 'patch'] as const;
 export type UnameKey = (typeof UNAME_KEYS)[number];
-export const SOURCE_PREFIXES = ['pid', 'tid', 'proc:', 'uname:', 'config:', 'host:', 'trigger:', 'rodata:', 'const:'] as const;
+export const SOURCE_PREFIXES = ['pid', 'tid', 'proc:', 'uname:', 'config:', 'host:', 'trigger:', 'rodata:', 'const:', 'var:'] as const;
 
 /** What each trigger reports about itself (TriggerOutcome keys), per trigger kind. */
 export const TRIGGER_KEYS: Record<TriggerKind, readonly string[]> = {
@@ -104,6 +107,8 @@ export function parseSource(text: string, trigger: TriggerKind): Source | string
       const n = intLit(rest);
       return n === undefined ? `const truth '${rest}' must be an integer, true or false` : { kind: 'const', value: n };
     }
+    case 'var':
+      return /^[A-Za-z_]\w*$/.test(rest) ? { kind: 'var', name: rest } : `bad global variable name '${rest}'`;
     default:
       return `unknown truth source '${text}' (allowed: ${SOURCE_PREFIXES.join(', ')})`;
   }

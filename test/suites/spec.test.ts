@@ -100,7 +100,7 @@ describe('bad specs give file:line errors', () => {
 
   it('bad truth expressions name the allowed values', () => {
     expect(errorOf(GOOD.replace('truth: tid }', 'truth: gettid }'))).toBe(
-      "suites/demo/spec.yaml:10: unknown truth source 'gettid' (allowed: pid, tid, proc:, uname:, config:, host:, trigger:, rodata:, const:)",
+      "suites/demo/spec.yaml:10: unknown truth source 'gettid' (allowed: pid, tid, proc:, uname:, config:, host:, trigger:, rodata:, const:, var:)",
     );
     expect(errorOf(GOOD.replace('"proc:comm"', '"proc:cwd"'))).toBe("suites/demo/spec.yaml:13: unknown proc key 'cwd' (allowed: comm, state, netns)");
     expect(errorOf(GOOD.replace('"proc:comm"', '"trigger:port"'))).toBe("suites/demo/spec.yaml:13: trigger 'prctl-set-name' has no key 'port' (allowed: count, name, oldComm)");
