@@ -89,24 +89,32 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       return { kernel: kernelInfo(e), guest: 'no-kernel', detail, accel: 'none', durationMs: Math.round(performance.now() - t0), cells: [] };
     }
     const kernel = kernelInfo(e, k);
-    const manifest: RunManifest = {
-      schema: MANIFEST_SCHEMA,
-      kernel,
-      suites: suites.map((s) => ({ spec: s.spec, object: `/cm/objects/${s.name}.bpf.o`, sha256: s.sha256 })),
-      objects: userObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256 })),
-      hostTruth: await hostTruth(e.id),
-      suiteTimeoutMs,
-    };
-    o.progress?.(e.id, 'building image');
-    const image = await buildImage({
-      files: [
-        { path: '/cm/run.json', data: JSON.stringify(manifest) },
-        ...suites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
-        ...userObjects.map((u) => ({ path: u.path, source: u.host })),
-      ],
-      kernelConfig: k.config,
-      release: k.release,
-    });
+    let image: Awaited<ReturnType<typeof buildImage>>;
+    try {
+      const manifest: RunManifest = {
+        schema: MANIFEST_SCHEMA,
+        kernel,
+        suites: suites.map((s) => ({ spec: s.spec, object: `/cm/objects/${s.name}.bpf.o`, sha256: s.sha256 })),
+        objects: userObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256 })),
+        hostTruth: await hostTruth(e.id),
+        suiteTimeoutMs,
+      };
+      o.progress?.(e.id, 'building image');
+      image = await buildImage({
+        files: [
+          { path: '/cm/run.json', data: JSON.stringify(manifest) },
+          ...suites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
+          ...userObjects.map((u) => ({ path: u.path, source: u.host })),
+        ],
+        kernelConfig: k.config,
+        release: k.release,
+      });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      const detail = (err as Error).message.split('\n')[0]!;
+      o.progress?.(e.id, `not booted: ${detail}`);
+      return { kernel, guest: 'harness-error', detail, accel: 'none', durationMs: Math.round(performance.now() - t0), cells: [] };
+    }
     o.progress?.(e.id, 'booting');
     const cells: CellResult[] = [];
     const onMessage = (m: GuestMessage) => {
