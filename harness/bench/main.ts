@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseBtf } from '../core/btf/btf.js';
 import { KernelStore } from '../kernels/store.js';
 import { cacheDir, repoRoot } from '../paths.js';
+import { benchVm } from './vm.js';
 
 const KERNELS = (process.env.BENCH_KERNELS ?? '5.10,6.1,7.3').split(',');
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
@@ -102,11 +103,22 @@ async function benchRelocate(store: KernelStore): Promise<void> {
     ['target', 'corematrix relocate', 'bpftool gen min_core_btf', 'ratio'], rows);
 }
 
+async function benchMatrix(): Promise<void> {
+  const kernels = (process.env.BENCH_VM_KERNELS ?? 'all').split(',');
+  const r = await benchVm(kernels, (s) => console.error(s));
+  const rows = r.rows.map((x) => [x.kernel, fmt(x.floorMs), x.floorBootMs === undefined ? '-' : fmt(x.floorBootMs), fmt(x.matrixMs), (x.matrixMs / x.floorMs).toFixed(2) + '×', x.verdict]);
+  rows.push(['wall, all kernels', fmt(r.floorWallMs), '', fmt(r.matrixWallMs), (r.matrixWallMs / r.floorWallMs).toFixed(2) + '×', '']);
+  printTable(`Matrix vs bare boot, ${r.jobs} guests at a time under ${r.accel.toUpperCase()} (goals: matrix ≤ 60 s wall, ≤ 1.5× the floor)`,
+    ['kernel', 'floor: busybox boot+poweroff', 'floor: boot to init', 'matrix: seed suite', 'ratio', 'matrix verdict'], rows);
+}
+
 async function main(): Promise<void> {
   const store = new KernelStore({ log: (s) => console.error(s) });
+  const only = process.env.BENCH_ONLY?.split(',');
   console.log(`corematrix bench — ${new Date().toISOString()}, node ${process.version}, ${KERNELS.join(' ')}`);
-  await benchParse(store);
-  await benchRelocate(store);
+  if (!only || only.includes('parse')) await benchParse(store);
+  if (!only || only.includes('relocate')) await benchRelocate(store);
+  if (!only || only.includes('matrix')) await benchMatrix();
 }
 
 main().catch((e: unknown) => {
