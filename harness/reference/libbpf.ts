@@ -231,8 +231,11 @@ function classify(err: number, log: string[], verifierLog: string, name: string)
     const lines = verifierLog.trimEnd().split('\n').filter((l) => l && !/^processed \d+ insns|^verification time|^stack depth/.test(l));
     return { status: 'rejected', reason: `verifier rejected it: ${lines.at(-1) ?? 'no reason in the log'}` };
   }
-  const last = text.filter((l) => /fail|error|invalid/i.test(l)).at(-1);
-  return { status: 'error', reason: `${libbpfStrerror(err)} (${err})${last ? `: ${last}` : ''}` };
+  // libbpf's first warning names the cause ("extern (var ksym) 'x': not found in kernel BTF"); the
+  // last one is usually just "failed to load object".
+  const warns = log.filter((l) => l.startsWith('warn: ')).map((l) => l.replace(/^warn: (libbpf: )?/, ''));
+  const cause = warns.length > 1 ? `${warns[0]}; ${warns.at(-1)}` : warns[0];
+  return { status: 'error', reason: `${libbpfStrerror(err)} (${err})${cause ? `: ${cause}` : ''}` };
 }
 
 /**

@@ -1,0 +1,134 @@
+// The differential witness in real guests (TCG): core_kernel.bpf.c, and the other loadable
+// fixtures, loaded in one 5.10 and one 6.1 guest by our Collection AND by Debian's libbpf 1.1
+// (the same libbpf.so.1 as on the host); the kernel's translated instructions must be identical.
+// Then a deliberately broken build of our loader (one CO-RE field offset off by 8, set just
+// before BPF_PROG_LOAD through Collection.load's mutateInsns hook) must be caught, naming the
+// instruction. One boot per kernel.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatInsn } from '../../harness/core/insn.js';
+import { buildInitramfs } from '../../harness/images/initramfs.js';
+import { KernelStore } from '../../harness/kernels/store.js';
+import { runGuest } from '../../harness/vm/qemu.js';
+import { compileBpf } from '../helpers/tools.js';
+import type { GuestManifest, GuestReport } from './fixtures/guest-differential.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'cm-reference-guest-'));
+const fixture = (n: string) => fileURLToPath(new URL(`../fixtures/${n}.bpf.c`, import.meta.url));
+/** Objects both loaders can open (legacy.bpf.c uses bpf_map_def maps that libbpf 1.x refuses). */
+const OBJECTS = ['core_kernel', 'objects', 'btf_kinds', 'insns'];
+const DELTA = 8;
+let agent: string;
+
+beforeAll(async () => {
+  agent = join(tmp, 'reference-differential.mjs');
+  await build({
+    entryPoints: [fileURLToPath(new URL('./fixtures/guest-differential.ts', import.meta.url))],
+    outfile: agent,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    external: ['koffi'],
+    logLevel: 'warning',
+    banner: { js: "import { createRequire as __cmCreateRequire } from 'node:module'; const require = __cmCreateRequire(import.meta.url);" },
+  });
+}, 60_000);
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const runs = new Map<string, Promise<GuestReport>>();
+/** One boot per kernel, shared by the tests of that kernel. */
+function runIn(kernelId: string): Promise<GuestReport> {
+  let p = runs.get(kernelId);
+  if (!p) {
+    p = (async () => {
+      const k = await new KernelStore().fetch(kernelId);
+      const manifest: GuestManifest = {
+        objects: OBJECTS.map((n) => ({ name: n, path: `/t/${n}.bpf.o` })),
+        mutate: { object: 'core_kernel', program: 'core_kernel', delta: DELTA },
+      };
+      const files = [
+        { path: '/t/reference-differential.mjs', source: agent },
+        { path: '/t/reference.json', data: JSON.stringify(manifest) },
+        ...OBJECTS.map((n) => ({ path: `/t/${n}.bpf.o`, source: compileBpf(fixture(n)) })),
+      ];
+      const initrd = await buildInitramfs({ files, agent: false, kernelConfig: k.config, release: k.release });
+      const r = await runGuest({ kernelId, vmlinuz: k.vmlinuz, initrd, append: 'cm.agent=/t/reference-differential.mjs', accel: 'tcg', logDir: join(tmp, 'logs') });
+      const log = r.messages.filter((m) => m.t === 'log').map((m) => JSON.stringify(m)).join('\n');
+      expect(r.verdict, `${r.detail}\n${log}\n${r.consoleTail}`).toBe('ok');
+      const msg = r.messages.find((m) => m.t === 'result' && m.kind === 'reference-differential');
+      expect(msg, JSON.stringify(r.messages)).toBeDefined();
+      const rep = (msg as { data: GuestReport }).data;
+      if (process.env.CM_REFERENCE_DUMP) writeFileSync(`${process.env.CM_REFERENCE_DUMP}-${kernelId}.json`, JSON.stringify(rep, null, 1));
+      const progs = rep.results.flatMap((x) => x.comparisons);
+      const tally = new Map<string, number>();
+      for (const c of progs) tally.set(c.verdict, (tally.get(c.verdict) ?? 0) + 1);
+      const counts = [...tally].map(([v, n]) => `${n} ${v}`).join(', ');
+      console.log(`[measure] ${kernelId} (${k.release}), libbpf ${rep.libbpf}: boot ${r.bootMs} ms, whole run ${Math.round(r.durationMs)} ms; ${progs.length} programs compared: ${counts}`);
+      for (const x of rep.results) console.log(`[measure] ${kernelId} ${x.object}: ours ${x.oursMs} ms, libbpf ${x.referenceMs} ms\n  ${x.comparisons.map((c) => c.line).join('\n  ')}`);
+      console.log(`[measure] ${kernelId} broken loader: ${rep.mutated.comparisons.map((c) => c.line).join('; ')}`);
+      return rep;
+    })();
+    runs.set(kernelId, p);
+  }
+  return p;
+}
+
+for (const kernelId of ['6.1', '5.10']) {
+  describe(`our loader vs libbpf in a ${kernelId} guest (TCG)`, () => {
+    it('core_kernel: both load it, same CO-RE decisions, identical xlated instructions', async () => {
+      const rep = await runIn(kernelId);
+      expect(rep.libbpf).toMatch(/^v1\./);
+      const core = rep.results.find((x) => x.object === 'core_kernel')!;
+      expect(core.comparisons).toHaveLength(1);
+      const [c] = core.comparisons as [(typeof core.comparisons)[number]];
+      expect(c.line, c.line).toMatch(/^core_kernel: same \(\d+ xlated insns identical; 14 relocations agree\)$/);
+      expect(c.verdict).toBe('same');
+      const ours = core.ours[0]!;
+      const theirs = core.reference[0]!;
+      expect(ours.status).toBe('loaded');
+      expect(theirs.status).toBe('loaded');
+      // Two real loads: different maps, so the raw dumps differ and only the normalisation makes them equal.
+      expect(ours.xlated).not.toBe(theirs.xlated);
+      expect(ours.insnsProcessed).toBe(theirs.insnsProcessed);
+      // The field that was renamed in 5.14 (state -> __state): the two kernels take different branches.
+      const state = ours.relocations.find((r) => r.kind === 'field_exists' && r.spec === '__state')!;
+      expect(state.target).toBe(kernelId === '5.10' ? 0 : 1);
+      expect(rep.fdsLeft).toBe(0);
+    }, 600_000);
+
+    it('every fixture program: whenever both loaders load it, the xlated instructions are identical; libbpf never loads what we refuse', async () => {
+      const rep = await runIn(kernelId);
+      const all = rep.results.flatMap((x) => x.comparisons);
+      expect(all.length).toBeGreaterThanOrEqual(11);
+      const both = all.filter((c) => c.xlated);
+      for (const c of both) expect(c.xlated!.equal, c.line).toBe(true);
+      for (const c of all) expect(c.verdict, c.line).not.toBe('only-reference-loaded');
+      // Not only shared refusals: real programs went through both loaders.
+      expect(both.length).toBeGreaterThanOrEqual(2);
+      // Where libbpf refuses a whole object (one missing non-weak ksym fails every program of it),
+      // the reason names libbpf's own first complaint, not just "failed to load object".
+      for (const r of rep.results.flatMap((x) => x.reference)) if (r.status === 'error') expect(r.reason, r.name).not.toMatch(/\): failed to load object/);
+    }, 600_000);
+
+    it('a broken relocation in our loader is caught at the instruction it broke', async () => {
+      const rep = await runIn(kernelId);
+      const m = rep.mutation!;
+      expect(m, 'the mutate hook ran').toBeDefined();
+      expect(m.after - m.before).toBe(DELTA);
+      const [c] = rep.mutated.comparisons as [(typeof rep.mutated.comparisons)[number]];
+      expect(c.verdict, c.line).toBe('differs');
+      // The kernel keeps the CO-RE'd ALU immediate as it was: the xlated index is the patched index
+      // for this program (no instruction before it is expanded).
+      expect(c.xlated!.firstDiff!.insn).toBe(m.insn);
+      const asText = (imm: number) => formatInsn(new Uint8Array([0xb7, 0x01, 0, 0, imm & 0xff, (imm >> 8) & 0xff, (imm >> 16) & 0xff, imm >>> 24]), 0).split(' = ')[1];
+      expect(c.xlated!.firstDiff!.ours).toContain(asText(m.after)!);
+      expect(c.xlated!.firstDiff!.theirs).toContain(asText(m.before)!);
+      expect(c.line).toContain(`differs at xlated insn ${m.insn}`);
+    }, 600_000);
+  });
+}
