@@ -11,21 +11,9 @@ import { Btf, essentialName } from '../btf/btf.js';
 import { Kind } from '../btf/kinds.js';
 import { RelocationError } from '../errors.js';
 
-export const enum ReloKind {
-  FIELD_BYTE_OFFSET = 0,
-  FIELD_BYTE_SIZE = 1,
-  FIELD_EXISTS = 2,
-  FIELD_SIGNED = 3,
-  FIELD_LSHIFT_U64 = 4,
-  FIELD_RSHIFT_U64 = 5,
-  TYPE_ID_LOCAL = 6,
-  TYPE_ID_TARGET = 7,
-  TYPE_EXISTS = 8,
-  TYPE_SIZE = 9,
-  ENUMVAL_EXISTS = 10,
-  ENUMVAL_VALUE = 11,
-  TYPE_MATCHES = 12,
-}
+/** The relocation kinds are part of the .BTF.ext format; one definition, in its reader. */
+export { CoreReloKind as ReloKind } from '../btf/ext.js';
+import { CoreReloKind as ReloKind } from '../btf/ext.js';
 
 /** Kind names as LLVM and libbpf print them. */
 export const RELO_KIND_NAMES = [
