@@ -229,7 +229,12 @@ function classify(err: number, log: string[], verifierLog: string, name: string)
   if (verifierLog.trim()) {
     // The last verifier line that is not the stats footer names the reason.
     const lines = verifierLog.trimEnd().split('\n').filter((l) => l && !/^processed \d+ insns|^verification time|^stack depth/.test(l));
-    return { status: 'rejected', reason: `verifier rejected it: ${lines.at(-1) ?? 'no reason in the log'}` };
+    const why = `verifier rejected it: ${lines.at(-1) ?? 'no reason in the log'}`;
+    // A CO-RE relocation libbpf could not resolve was poisoned (call to 0xbad2310 = 195896080) and
+    // reached the verifier: still a verifier rejection, as our loader reports it, with the relocation named.
+    const poison = text.find((l) => l.startsWith(`prog '${name}': relo #`) && /no matching targets found|substituting insn/.test(l));
+    if (poison && /unknown#195896080/.test(verifierLog)) return { status: 'rejected', reason: `${why} (poisoned CO-RE relocation: ${poison.replace(`prog '${name}': `, '')})` };
+    return { status: 'rejected', reason: why };
   }
   // libbpf's first warning names the cause ("extern (var ksym) 'x': not found in kernel BTF"); the
   // last one is usually just "failed to load object".

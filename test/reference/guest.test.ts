@@ -18,9 +18,9 @@ import { compileBpf } from '../helpers/tools.js';
 import type { GuestManifest, GuestReport } from './fixtures/guest-differential.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cm-reference-guest-'));
-const fixture = (n: string) => fileURLToPath(new URL(`../fixtures/${n}.bpf.c`, import.meta.url));
+const fixture = (n: string) => fileURLToPath(new URL(n === 'relo_fail' ? `./fixtures/${n}.bpf.c` : `../fixtures/${n}.bpf.c`, import.meta.url));
 /** Objects both loaders can open (legacy.bpf.c uses bpf_map_def maps that libbpf 1.x refuses). */
-const OBJECTS = ['core_kernel', 'objects', 'btf_kinds', 'insns'];
+const OBJECTS = ['core_kernel', 'objects', 'btf_kinds', 'insns', 'relo_fail'];
 const DELTA = 8;
 let agent: string;
 
@@ -113,6 +113,21 @@ for (const kernelId of ['6.1', '5.10']) {
       // Where libbpf refuses a whole object (one missing non-weak ksym fails every program of it),
       // the reason names libbpf's own first complaint, not just "failed to load object".
       for (const r of rep.results.flatMap((x) => x.reference)) if (r.status === 'error') expect(r.reason, r.name).not.toMatch(/\): failed to load object/);
+    }, 600_000);
+
+    it('an unguarded read of a field this kernel lacks: both loaders poison it and the verifier refuses the same program', async () => {
+      const rep = await runIn(kernelId);
+      const r = rep.results.find((x) => x.object === 'relo_fail')!;
+      // task_struct.state became __state in 5.14.
+      const [good, bad] = kernelId === '5.10' ? ['old_state', 'new_state'] : ['new_state', 'old_state'];
+      expect(r.comparisons.find((c) => c.program === good)!.line).toMatch(new RegExp(`^${good}: same \\(\\d+ xlated insns identical; 1 relocations agree\\)$`));
+      const c = r.comparisons.find((x) => x.program === bad)!;
+      expect(c.verdict, c.line).toBe('same');
+      const ours = r.ours.find((p) => p.name === bad)!;
+      const theirs = r.reference.find((p) => p.name === bad)!;
+      expect(ours.relocations.map((x) => x.status)).toEqual(['poisoned']);
+      expect(theirs.status).toBe('rejected');
+      expect(theirs.reason).toMatch(/unknown#195896080 \(poisoned CO-RE relocation: relo #\d+: (no matching targets found|substituting insn #\d+ w\/ invalid insn)\)$/);
     }, 600_000);
 
     it('a broken relocation in our loader is caught at the instruction it broke', async () => {
