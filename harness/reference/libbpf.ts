@@ -178,7 +178,8 @@ class OpenObject {
     if (!ptr) {
       const err = koffi.errno();
       for (const m of mems) m.free();
-      throw new CoreMatrixError(`reference: libbpf cannot open ${name}: ${libbpfStrerror(err)} (${err})`);
+      const warn = takeLines().find((l) => l.startsWith('warn: '))?.replace(/^warn: (libbpf: )?/, '');
+      throw new CoreMatrixError(`reference: libbpf cannot open ${name}: ${libbpfStrerror(err)} (${err})${warn ? `: ${warn}` : ''}`);
     }
     return new OpenObject(ptr, mems);
   }
