@@ -15,6 +15,11 @@ export interface DifferentialOptions {
   kconfig: KconfigFacts;
   kallsyms?: LoadOptions['kallsyms'];
   programs?: string[];
+  /**
+   * libbpf's `btf_custom_path`: the file `kernelBtf` was read from, when that is not the running
+   * kernel's /sys/kernel/btf/vmlinux (relocating against another kernel's BTF).
+   */
+  btfCustomPath?: string;
   /** Passed to our loader only (test hook: a deliberately broken loader). */
   mutateInsns?: LoadOptions['mutateInsns'];
 }
@@ -44,7 +49,7 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
     coll.close();
   }
   const t1 = performance.now();
-  const ref = loadWithLibbpf(bytes, name, { programs: o.programs });
+  const ref = loadWithLibbpf(bytes, name, { programs: o.programs, btfCustomPath: o.btfCustomPath });
   ref.close();
   const t2 = performance.now();
   const comparisons: OutcomeComparison[] = [];

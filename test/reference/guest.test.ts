@@ -12,6 +12,7 @@ import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatInsn } from '../../harness/core/insn.js';
 import { buildInitramfs } from '../../harness/images/initramfs.js';
+import { compareXlated } from '../../harness/reference/compare.js';
 import { KernelStore } from '../../harness/kernels/store.js';
 import { runGuest } from '../../harness/vm/qemu.js';
 import { compileBpf } from '../helpers/tools.js';
@@ -22,6 +23,8 @@ const fixture = (n: string) => fileURLToPath(new URL(n === 'relo_fail' ? `./fixt
 /** Objects both loaders can open (legacy.bpf.c uses bpf_map_def maps that libbpf 1.x refuses). */
 const OBJECTS = ['core_kernel', 'objects', 'btf_kinds', 'insns', 'relo_fail'];
 const DELTA = 8;
+/** Each guest also relocates against the other kernel's BTF (libbpf: btf_custom_path). */
+const FOREIGN: Record<string, string> = { '6.1': '5.10', '5.10': '6.1' };
 let agent: string;
 
 beforeAll(async () => {
@@ -46,12 +49,16 @@ function runIn(kernelId: string): Promise<GuestReport> {
   let p = runs.get(kernelId);
   if (!p) {
     p = (async () => {
-      const k = await new KernelStore().fetch(kernelId);
+      const store = new KernelStore();
+      const k = await store.fetch(kernelId);
+      const other = await store.fetch(FOREIGN[kernelId]!);
       const manifest: GuestManifest = {
         objects: OBJECTS.map((n) => ({ name: n, path: `/t/${n}.bpf.o` })),
         mutate: { object: 'core_kernel', program: 'core_kernel', delta: DELTA },
+        foreignBtf: { kernel: FOREIGN[kernelId]!, path: '/t/foreign.btf' },
       };
       const files = [
+        { path: '/t/foreign.btf', source: other.btf },
         { path: '/t/reference-differential.mjs', source: agent },
         { path: '/t/reference.json', data: JSON.stringify(manifest) },
         ...OBJECTS.map((n) => ({ path: `/t/${n}.bpf.o`, source: compileBpf(fixture(n)) })),
@@ -70,6 +77,7 @@ function runIn(kernelId: string): Promise<GuestReport> {
       const counts = [...tally].map(([v, n]) => `${n} ${v}`).join(', ');
       console.log(`[measure] ${kernelId} (${k.release}), libbpf ${rep.libbpf}: boot ${r.bootMs} ms, whole run ${Math.round(r.durationMs)} ms; ${progs.length} programs compared: ${counts}`);
       for (const x of rep.results) console.log(`[measure] ${kernelId} ${x.object}: ours ${x.oursMs} ms, libbpf ${x.referenceMs} ms\n  ${x.comparisons.map((c) => c.line).join('\n  ')}`);
+      console.log(`[measure] ${kernelId} with ${FOREIGN[kernelId]}'s BTF: ${rep.foreign.comparisons.map((c) => c.line).join('; ')}`);
       console.log(`[measure] ${kernelId} broken loader: ${rep.mutated.comparisons.map((c) => c.line).join('; ')}`);
       return rep;
     })();
@@ -128,6 +136,18 @@ for (const kernelId of ['6.1', '5.10']) {
       expect(ours.relocations.map((x) => x.status)).toEqual(['poisoned']);
       expect(theirs.status).toBe('rejected');
       expect(theirs.reason).toMatch(/unknown#195896080 \(poisoned CO-RE relocation: relo #\d+: (no matching targets found|substituting insn #\d+ w\/ invalid insn)\)$/);
+    }, 600_000);
+
+    it(`relocating against ${FOREIGN[kernelId]}'s BTF (libbpf btf_custom_path): same decisions, identical xlated, unlike the native load`, async () => {
+      const rep = await runIn(kernelId);
+      const [c] = rep.foreign.comparisons as [(typeof rep.foreign.comparisons)[number]];
+      expect(c.line, c.line).toMatch(/^core_kernel: same \(\d+ xlated insns identical; 14 relocations agree\)$/);
+      const native = rep.results.find((x) => x.object === 'core_kernel')!;
+      // The other kernel's offsets really were used by both loaders.
+      expect(compareXlated(rep.foreign.ours[0]!.xlated!, native.ours[0]!.xlated!).equal).toBe(false);
+      expect(compareXlated(rep.foreign.reference[0]!.xlated!, native.reference[0]!.xlated!).equal).toBe(false);
+      const state = rep.foreign.ours[0]!.relocations.find((r) => r.kind === 'field_exists' && r.spec === '__state')!;
+      expect(state.target).toBe(FOREIGN[kernelId] === '5.10' ? 0 : 1);
     }, 600_000);
 
     it('a broken relocation in our loader is caught at the instruction it broke', async () => {
