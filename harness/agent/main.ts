@@ -202,6 +202,21 @@ async function main(): Promise<number> {
       if (cell.verdict !== 'pass') ok = false;
       send({ t: 'result', kind: 'cell', data: cell });
     }
+    // The reference loader: the same objects loaded by libbpf in this guest, compared with ours.
+    const loader = manifest.loader ?? 'ours';
+    if (loader !== 'ours') {
+      const { referenceCells } = await import('./reference.js');
+      const objs = [
+        ...[...states.values()].filter((st) => !st.skipped).map((st) => ({ suite: st.spec.name, path: st.object, name: st.object.split('/').pop()!, sha256: st.sha256, programs: st.spec.programs })),
+        ...manifest.objects.map((o) => ({ suite: `object:${o.name}`, path: o.path, name: o.name, sha256: o.sha256, programs: undefined })),
+      ];
+      for (const o of objs) {
+        for (const cell of referenceCells(o, kernel, loader, { kernelBtf, kernelBtfName: '/sys/kernel/btf/vmlinux', kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } }, kallsyms: (names) => kallsymsLookup(names) })) {
+          if (cell.verdict !== 'pass') ok = false;
+          send({ t: 'result', kind: 'cell', data: cell });
+        }
+      }
+    }
     send({ t: 'done', ok, ms: Math.round(performance.now() - t0) });
     return 0;
   } catch (e) {

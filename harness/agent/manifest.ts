@@ -15,6 +15,8 @@ export interface RunManifest {
   objects: { name: string; path: string; sha256: string }[];
   hostTruth: Record<string, number | string | boolean>;
   suiteTimeoutMs: number;
+  /** Which loaders load the objects: ours (suites run their checks), libbpf, or both (compared). */
+  loader?: 'ours' | 'libbpf' | 'both';
 }
 
 export const ManifestSchema = {

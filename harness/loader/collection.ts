@@ -241,7 +241,12 @@ export class Collection {
       const at = ref.insn * 8;
       if (e.func) {
         const id = kb.byName(e.name).find((i) => kb.kind(i) === Kind.FUNC);
-        if (id === undefined) throw new CoreMatrixError(`kfunc ${e.name} is not in the kernel's BTF`);
+        if (id === undefined) {
+          // A __weak kfunc the kernel lacks stays unresolved (imm 0): guarded by
+          // bpf_ksym_exists() it is dead code; reached, the verifier rejects it.
+          if (!e.weak) throw new CoreMatrixError(`kfunc ${e.name} is not in the kernel's BTF`);
+          continue;
+        }
         dv.setInt32(at + 4, id, true);
       } else if (e.typed) {
         const id = kb.byName(e.name).find((i) => kb.kind(i) === Kind.VAR);
