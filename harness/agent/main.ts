@@ -240,7 +240,9 @@ function cellsFor(st: SuiteState, kernel: KernelInfo, file: File | undefined): C
   const object = { name: st.object.split('/').pop()!, sha256: st.sha256 };
   const fileError = file?.result?.errors?.[0]?.message?.split('\n')[0];
   const coll = st.coll;
-  const programs = coll ? coll.outcomes : (st.spec.programs ?? ['(all)']).map((p) => ({ name: p }));
+  // A suite that did not load (skipped below its minimum kernel) still reports one cell per
+  // program, named as on the kernels where it ran: the object says which programs it has.
+  const programs = coll ? coll.outcomes : (st.spec.programs ?? programNames(st.object)).map((p) => ({ name: p }));
   return programs.map((o): CellResult => {
     const outcome = coll?.outcomes.find((x) => x.name === o.name);
     const cell: CellResult = {
@@ -269,6 +271,14 @@ function cellsFor(st: SuiteState, kernel: KernelInfo, file: File | undefined): C
     }
     return cell;
   });
+}
+
+function programNames(object: string): string[] {
+  try {
+    return loadObjectSpec(readFileSync(object), object).programs.map((p) => p.name);
+  } catch {
+    return ['(object)'];
+  }
 }
 
 function firstError(t: File | import('@vitest/runner').Task | undefined): string | undefined {

@@ -103,6 +103,9 @@ export function externValue(name: string, v: string | number | boolean | null): 
 /** Structural equality for check values (JSON-like data). */
 export function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;
+  // BPF reports C truth values as 0/1; ground truth may be a boolean.
+  if (typeof a === 'boolean' && typeof b === 'number') return Number(a) === b;
+  if (typeof b === 'boolean' && typeof a === 'number') return Number(b) === a;
   if (typeof a !== typeof b || a === null || b === null || typeof a !== 'object') {
     // 64-bit values travel as strings or numbers: compare by value when both are integers
     if ((typeof a === 'number' || typeof a === 'string') && (typeof b === 'number' || typeof b === 'string')) {
