@@ -100,6 +100,8 @@ export interface RunReport {
   suites: string[];
   objects: { name: string; sha256: string }[];
   kernels: KernelRun[];
+  /** Set when this report is one shard (`corematrix matrix --shard index/count`) of a run. */
+  shard?: { index: number; count: number };
 }
 
 export function assertSchema(doc: unknown, file: string): asserts doc is { schema: number } {

@@ -1,9 +1,10 @@
 // corematrix matrix: the main job.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../core/errors.js';
 import { repoRoot } from '../paths.js';
+import type { RunReport } from '../results.js';
 import type { Command } from './command.js';
 
 const help = `usage: corematrix matrix [options]
@@ -13,6 +14,16 @@ relocating loader, checks what the programs observed against ground truth measur
 and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
 
   --kernels <ids|globs>  comma-separated matrix ids or globs (default: all of kernels/matrix.yaml)
+  --kernels newest       instead of the matrix: the Debian kernels newer than the baseline's
+                         (--baseline) or, without one, than the matrix's today, for each entry's
+                         series and flavour, searched in the matrix's suites, their -security
+                         suites and experimental; ids like 6.12.118 or 6.1.180-rt. Nothing newer:
+                         says so and writes an empty report (exit 0)
+  --shard <i/n>          run only shard i of n: kernel k (0-based, in matrix order) runs in shard
+                         (k mod n)+1; the report records the shard for 'report merge'
+  --baseline <report>    a previous report.json (or its directory): after the run, compare with it
+                         (kernels outside this run's selection are left out), print the comparison,
+                         write comparison.md and comparison.json next to the reports
   --suites <names>       comma-separated suite names (default: all in suites/; 'none' for
                          only --object files)
   --object <file.o>      also load this clang-built object in every guest (repeatable): each
@@ -22,63 +33,130 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
   --accel <auto|kvm|tcg> acceleration; auto uses KVM only after a probe boot proves it works
   --timeout <seconds>    per-guest budget (default: 120 s + 60 s per suite)
   --out <dir>            report directory (default: reports/<run-id>)
+  --list                 print the kernels the run would boot (id, series, flavour, pin) and exit
 
-Exit status: 0 when every cell met its expectation, 1 otherwise, 2 for bad usage.`;
+Progress goes to stderr: one line per kernel redrawn in place on a terminal, plain lines when
+piped or when CI is set.
+
+Exit status: 0 when every cell met its expectation (and, with --baseline, no regression),
+1 otherwise, 2 for bad usage.`;
+
+function writeAtomic(path: string, data: string): void {
+  writeFileSync(`${path}.tmp`, data);
+  renameSync(`${path}.tmp`, path);
+}
 
 export const matrixCommand: Command = {
   name: 'matrix',
   summary: 'boot the kernel matrix and run every suite in each guest',
   help,
   async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        kernels: { type: 'string' }, suites: { type: 'string' }, jobs: { type: 'string' }, accel: { type: 'string' },
-        timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true },
-      },
-    });
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args,
+        options: {
+          kernels: { type: 'string' }, suites: { type: 'string' }, jobs: { type: 'string' }, accel: { type: 'string' },
+          timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true },
+          shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' },
+        },
+      });
+    } catch (err) {
+      throw new UsageError(`matrix: ${(err as Error).message.split('\n')[0]}`);
+    }
+    const { values } = parsed;
     const accel = (values.accel ?? 'auto') as 'auto' | 'kvm' | 'tcg';
     if (!['auto', 'kvm', 'tcg'].includes(accel)) throw new UsageError(`--accel must be auto, kvm or tcg, not '${values.accel}'`);
     const jobs = values.jobs ? Number(values.jobs) : undefined;
     if (jobs !== undefined && (!Number.isInteger(jobs) || jobs < 1)) throw new UsageError(`--jobs must be a positive integer, not '${values.jobs}'`);
     const timeout = values.timeout ? Number(values.timeout) : undefined;
     if (timeout !== undefined && !(timeout > 0)) throw new UsageError(`--timeout must be a number of seconds, not '${values.timeout}'`);
+    const { parseShard, shardOf } = await import('../matrix/shard.js');
+    const shard = values.shard !== undefined ? parseShard(values.shard) : undefined;
+    const selectors = values.kernels ? values.kernels.split(',').map((s) => s.trim()).filter(Boolean) : ['all'];
+    const newest = selectors.includes('newest');
+    if (newest && selectors.length > 1) throw new UsageError(`--kernels newest cannot be combined with other kernels ('${values.kernels}')`);
+
+    const { readRunReport } = await import('../report/merge.js');
+    // Read the baseline first: a bad one fails in a second, not after the run.
+    const baseline = values.baseline !== undefined ? await readRunReport(values.baseline) : undefined;
+    const { progressSink, liveTerminal } = await import('../matrix/progress.js');
+    const sink = progressSink({ write: (s) => process.stderr.write(s), live: !values.list && liveTerminal(process.stderr), columns: () => process.stderr.columns ?? 80 });
+
+    const { loadMatrix, selectKernels } = await import('../kernels/matrix.js');
+    let entries = newest ? [] : selectKernels(loadMatrix(), selectors);
+    let found: import('../matrix/newest.js').NewKernel[] = [];
+    if (newest) {
+      const { KernelStore } = await import('../kernels/store.js');
+      const { discoverNewest, newestSuites } = await import('../matrix/newest.js');
+      const store = new KernelStore({ log: sink.log });
+      found = await discoverNewest({ store, baseline, log: sink.log });
+      const than = baseline ? `the baseline ${values.baseline}` : 'the matrix';
+      if (found.length === 0) process.stdout.write(`newest: no Debian kernel newer than ${than} in ${newestSuites(store.matrix()).join(', ')}\n`);
+      for (const n of found)
+        process.stdout.write(`newest: ${n.entry.id}: ${n.package} ${n.entry.version} (${n.entry.suites[0]}) is newer than ${n.supersedes} ${n.was} (${n.wasFrom === 'baseline' ? 'baseline' : 'matrix'})\n`);
+      entries = found.map((n) => n.entry);
+    }
+    if (shard) entries = shardOf(entries, shard);
+    if (values.list) {
+      for (const e of entries) process.stdout.write(`${e.id}\t${e.series}\t${e.flavour}\t${e.version ?? ''}\t${e.suites.join(',')}\n`);
+      return 0;
+    }
+
     const { runMatrix, runPassed } = await import('../matrix/run.js');
     const { defaultJobs } = await import('../vm/pool.js');
-    const { writeReports } = await import('../report/index.js');
+    const { writeReports, compareRuns, formatComparison } = await import('../report/index.js');
     const runId = new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
     const outDir = resolve(values.out ?? join(repoRoot(), 'reports', runId));
     mkdirSync(outDir, { recursive: true });
     const ctl = new AbortController();
     const stop = (sig: string) => {
       if (ctl.signal.aborted) return;
-      process.stderr.write(`corematrix: ${sig}: stopping guests, writing a partial report\n`);
+      sink.log(`corematrix: ${sig}: stopping guests, writing a partial report`);
       ctl.abort(new Error(sig));
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
     const t0 = performance.now();
-    const report = await runMatrix({
-      kernels: values.kernels ? values.kernels.split(',').map((s) => s.trim()).filter(Boolean) : ['all'],
-      suites: values.suites === 'none' ? [] : values.suites ? values.suites.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
-      objects: values.object,
-      jobs: jobs ?? defaultJobs(),
-      accel,
-      outDir,
-      runId,
-      timeoutMs: timeout ? timeout * 1000 : undefined,
-      signal: ctl.signal,
-      log: (l) => process.stderr.write(l + '\n'),
-      progress: (k, s) => process.stderr.write(`[${k}] ${s}\n`),
-    });
+    let report: RunReport;
+    try {
+      report = await runMatrix({
+        kernels: selectors,
+        entries,
+        ...(shard ? { shard } : {}),
+        suites: values.suites === 'none' ? [] : values.suites ? values.suites.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
+        objects: values.object,
+        jobs: jobs ?? defaultJobs(),
+        accel,
+        outDir,
+        runId,
+        timeoutMs: timeout ? timeout * 1000 : undefined,
+        signal: ctl.signal,
+        log: sink.log,
+        progress: sink.progress,
+      });
+    } finally {
+      sink.done();
+    }
     const { files } = await writeReports(report, outDir);
     const cells = report.kernels.flatMap((k) => k.cells);
     const count = (v: string) => cells.filter((c) => c.verdict === v).length;
     process.stdout.write(
-      `${report.complete ? '' : 'INCOMPLETE '}run ${runId}: ${report.kernels.length} kernels, ${cells.length} cells: ` +
+      `${report.complete ? '' : 'INCOMPLETE '}run ${runId}${shard ? ` (shard ${shard.index}/${shard.count})` : ''}: ${report.kernels.length} kernels, ${cells.length} cells: ` +
         `${count('pass')} pass, ${count('fail')} fail, ${count('error')} error, ${count('skip')} skip, ${count('expected-skip')} expected skip ` +
         `in ${((performance.now() - t0) / 1000).toFixed(1)} s\n${files.map((f) => `  ${f}`).join('\n')}\n`,
     );
-    return runPassed(report) ? 0 : 1;
+    let regression = false;
+    if (baseline) {
+      const { baselineFor, baselineForNew } = await import('../matrix/newest.js');
+      const base = newest ? baselineForNew(baseline, shard ? found.filter((n) => entries.includes(n.entry)) : found) : baselineFor(baseline, entries.map((e) => e.id));
+      const cmp = compareRuns(base, report);
+      const text = formatComparison(cmp);
+      writeAtomic(join(outDir, 'comparison.md'), `# Comparison with ${values.baseline}\n\n\`\`\`\n${text}\n\`\`\`\n`);
+      writeAtomic(join(outDir, 'comparison.json'), JSON.stringify(cmp, null, 2) + '\n');
+      process.stdout.write(`${text}\n  ${join(outDir, 'comparison.md')}\n  ${join(outDir, 'comparison.json')}\n`);
+      regression = cmp.regression;
+    }
+    return runPassed(report) && !regression ? 0 : 1;
   },
 };

@@ -9,7 +9,7 @@ import { basename, join } from 'node:path';
 import { CoreMatrixError } from '../core/errors.js';
 import { buildImage } from '../images/initramfs.js';
 import { KernelStore, type KernelArtifacts } from '../kernels/store.js';
-import type { KernelEntry } from '../kernels/matrix.js';
+import { loadMatrix, type KernelEntry } from '../kernels/matrix.js';
 import { repoRoot } from '../paths.js';
 import type { GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type KernelInfo, type KernelRun, type RunReport } from '../results.js';
@@ -19,7 +19,16 @@ import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
 
 export interface MatrixOptions {
+  /** Matrix ids, globs or `all`; ignored when `entries` is given. */
   kernels: string[];
+  /**
+   * The exact entries to run (a shard, kernels discovered by --kernels newest), instead of
+   * selecting from the matrix; may be empty (an empty, complete report). Entries that are not in
+   * kernels/matrix.yaml are synthesised ones (pinned versions).
+   */
+  entries?: KernelEntry[];
+  /** Recorded in the report when this run is one shard of a split. */
+  shard?: { index: number; count: number };
   suites?: string[];
   /** Users' own clang-built objects, loaded and reported as-is. */
   objects?: string[];
@@ -49,14 +58,17 @@ function kernelInfo(e: KernelEntry, k?: KernelArtifacts): KernelInfo {
 
 export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const startedAt = new Date().toISOString();
-  const store = new KernelStore({ log: o.log });
-  const entries = store.select(o.kernels);
-  if (entries.length === 0) throw new CoreMatrixError(`no kernel in the matrix matches ${o.kernels.join(', ')}`);
+  // The store knows the matrix plus any synthesised entries, so every id resolves (host truth too).
+  const fromFile = o.entries ? loadMatrix() : undefined;
+  const store = new KernelStore({ log: o.log, matrix: fromFile && [...fromFile, ...o.entries!.filter((e) => !fromFile.some((f) => f.id === e.id))] });
+  const entries = o.entries ?? store.select(o.kernels);
+  if (entries.length === 0 && !o.entries) throw new CoreMatrixError(`no kernel in the matrix matches ${o.kernels.join(', ')}`);
   const agent = join(repoRoot(), 'dist', 'agent.js');
   if (!existsSync(agent)) throw new CoreMatrixError(`${agent} is missing: run npm run build`);
 
-  o.log(`matrix: ${entries.length} kernel(s): ${entries.map((e) => e.id).join(' ')}`);
-  const suites: BuiltSuite[] = o.suites?.length === 0 ? [] : await buildSuites({ names: o.suites });
+  o.log(`matrix: ${entries.length} kernel(s)${o.shard ? ` (shard ${o.shard.index}/${o.shard.count})` : ''}: ${entries.map((e) => e.id).join(' ')}`);
+  // No kernel to boot (an empty shard, nothing newer): no suite to compile either.
+  const suites: BuiltSuite[] = o.suites?.length === 0 || entries.length === 0 ? [] : await buildSuites({ names: o.suites });
   const userObjects = (o.objects ?? []).map((path, i) => {
     if (!existsSync(path)) throw new CoreMatrixError(`${path}: no such object file`);
     const bytes = readFileSync(path);
@@ -71,6 +83,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     suites: suites.map((s) => s.name),
     objects: [...suites.map((s) => ({ name: `${s.name}.bpf.o`, sha256: s.sha256 })), ...userObjects.map((u) => ({ name: u.name, sha256: u.sha256 }))],
     kernels: [],
+    ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count } } : {}),
   };
   const logDir = join(o.outDir, 'guests');
   mkdirSync(logDir, { recursive: true });
@@ -96,7 +109,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         kernel,
         suites: suites.map((s) => ({ spec: s.spec, object: `/cm/objects/${s.name}.bpf.o`, sha256: s.sha256 })),
         objects: userObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256 })),
-        hostTruth: await hostTruth(e.id),
+        hostTruth: await hostTruth(e.id, { store }),
         suiteTimeoutMs,
       };
       o.progress?.(e.id, 'building image');

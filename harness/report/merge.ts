@@ -23,6 +23,10 @@ export function validateRunReport(doc: unknown, file: string): RunReport {
   need(Array.isArray(d.kernels), file, 'kernels', 'missing or not an array');
   need(Array.isArray(d.objects ?? []), file, 'objects', 'not an array');
   need(Array.isArray(d.suites ?? []), file, 'suites', 'not an array');
+  if (d.shard !== undefined) {
+    const sh = d.shard as Record<string, unknown>;
+    need(isObj(sh) && Number.isInteger(sh.index) && Number.isInteger(sh.count) && (sh.index as number) >= 1 && (sh.index as number) <= (sh.count as number), file, 'shard', 'not {index, count} with 1 ≤ index ≤ count');
+  }
   (d.kernels as unknown[]).forEach((k, i) => {
     const at = `kernels[${i}]`;
     need(isObj(k), file, at, 'not an object');
@@ -65,6 +69,27 @@ export async function readRunReport(path: string): Promise<RunReport> {
   return validateRunReport(doc, file);
 }
 
+/**
+ * Parts that say they are shards (RunReport.shard) must come from one split in n, each shard at
+ * most once (else FormatError). Returns the shards of that split that are missing: a merge
+ * without them is an incomplete run.
+ */
+export function missingShards(parts: RunReport[], names: string[] = parts.map((_, i) => `part ${i + 1}`)): string[] {
+  const sharded = parts.map((p, i) => ({ s: p.shard, name: names[i]! })).filter((x) => x.s !== undefined);
+  if (sharded.length === 0) return [];
+  const plain = parts.findIndex((p) => p.shard === undefined);
+  if (plain >= 0) throw new FormatError(`${names[plain]}: not a shard, but ${sharded[0]!.name} is shard ${sharded[0]!.s!.index}/${sharded[0]!.s!.count}`);
+  const count = sharded[0]!.s!.count;
+  const seen = new Map<number, string>();
+  for (const { s, name } of sharded) {
+    if (s!.count !== count) throw new FormatError(`${name}: shard ${s!.index}/${s!.count} is not from the same split as ${sharded[0]!.name} (${sharded[0]!.s!.index}/${count})`);
+    const dup = seen.get(s!.index);
+    if (dup !== undefined) throw new FormatError(`${name}: shard ${s!.index}/${count} is also ${dup}`);
+    seen.set(s!.index, name);
+  }
+  return Array.from({ length: count }, (_, i) => i + 1).filter((i) => !seen.has(i)).map((i) => `${i}/${count}`);
+}
+
 const GUEST_RANK: Record<GuestVerdict, number> = {
   ok: 0, 'no-kernel': 1, 'harness-error': 1, 'agent-failed': 2, 'no-agent': 3, timeout: 4, 'agent-hang': 5, 'hung-task': 6, 'qemu-died': 7, oops: 8, panic: 9,
 };
@@ -76,11 +101,13 @@ function cellKey(c: CellResult): string {
 /**
  * Merges shards of one run. Kernels with the same id are joined (their cells must not overlap and
  * their package version must agree); objects, suites are unions; the run is complete only when
- * every shard is. Shards of another schema are refused.
+ * every shard is and, for reports that say they are shards, none of the split is missing. Shards
+ * of another schema, or of different splits, are refused.
  */
 export function mergeReports(parts: RunReport[], names: string[] = parts.map((_, i) => `part ${i + 1}`)): RunReport {
   if (parts.length === 0) throw new UsageError('report merge: no reports to merge');
   parts.forEach((p, i) => assertSchema(p, names[i]!));
+  const missing = missingShards(parts, names);
   const kernels = new Map<string, KernelRun>();
   const owner = new Map<string, string>();
   for (const [i, p] of parts.entries()) {
@@ -117,7 +144,8 @@ export function mergeReports(parts: RunReport[], names: string[] = parts.map((_,
     runId: ids.join('+'),
     startedAt: parts.map((p) => p.startedAt).sort()[0]!,
     finishedAt: parts.map((p) => p.finishedAt).sort().at(-1)!,
-    complete: parts.every((p) => p.complete),
+    // A shard that never arrived (its CI job died) leaves the run incomplete, not invalid.
+    complete: missing.length === 0 && parts.every((p) => p.complete),
     host: first.host,
     suites: [...new Set(parts.flatMap((p) => p.suites))],
     objects: [...objects.values()],
