@@ -9,6 +9,7 @@ const entries = [
   ['harness/cli/main.ts', 'dist/cli.js', ['koffi']],
   ['harness/bench/main.ts', 'dist/bench.js', ['koffi']],
   ['harness/agent/main.ts', 'dist/agent.js', ['koffi']],
+  ['harness/fuzz/main.ts', 'dist/fuzz.js', ['koffi']],
 ];
 await Promise.all(entries.filter(([src]) => existsSync(src)).map(([src, out, external]) =>
   build({ ...common, entryPoints: [src], outfile: out, external })));
