@@ -24,6 +24,7 @@ interface Job {
   timeoutMs: number;
 }
 type Msg = { i: number; target: TargetName; status: Status; detail?: string; ms: number };
+const withStack = (d?: string, st?: string) => (st ? `${d}\nstack: ${st}` : d);
 
 function workerMain(): void {
   const job = workerData as Job;
@@ -34,7 +35,7 @@ function workerMain(): void {
       parentPort!.postMessage({ i, target: c.target, status: 'crash', detail: `memory blow-up: RSS ${Math.round(process.memoryUsage.rss() / 2 ** 20)} MiB after the input`, ms: o.ms } satisfies Msg);
       process.exit(0);
     }
-    parentPort!.postMessage({ i, target: c.target, status: o.status, detail: o.status === 'crash' ? o.detail : undefined, ms: o.ms } satisfies Msg);
+    parentPort!.postMessage({ i, target: c.target, status: o.status, detail: o.status === 'crash' ? withStack(o.detail, o.stack) : undefined, ms: o.ms } satisfies Msg);
   }
 }
 
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
       s.crash++;
       const file = writeCrasher(outDir, c, runSeed, detail ?? 'crash');
       crashers.push(file);
-      console.log(`CRASH #${i} ${c.target}: ${detail} -> ${file}`);
+      console.log(`CRASH #${i} ${c.target}: ${detail?.split('\n')[0]} -> ${file}`);
     }
   };
 

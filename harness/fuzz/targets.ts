@@ -165,8 +165,13 @@ export interface Outcome {
   status: Status;
   /** Why it is a crasher (or the typed error's message). */
   detail?: string;
+  /** First stack frames of a crasher. */
+  stack?: string;
   ms: number;
 }
+
+const frames = (e: unknown): string | undefined =>
+  e instanceof Error && e.stack ? e.stack.split('\n').filter((l) => l.trimStart().startsWith('at ')).slice(0, 4).map((l) => l.trim()).join(' <- ') : undefined;
 
 /** Runs one input through one target and judges it. `slowMs`: a completed run slower than this is a crasher (a hang). */
 export function runCase(target: TargetName, bytes: Uint8Array, slowMs = 2000): Outcome {
@@ -177,7 +182,7 @@ export function runCase(target: TargetName, bytes: Uint8Array, slowMs = 2000): O
     out = { status: 'ok', ms: 0 };
   } catch (e) {
     const why = judge(e);
-    out = why === undefined ? { status: 'typed', detail: (e as Error).message, ms: 0 } : { status: 'crash', detail: why, ms: 0 };
+    out = why === undefined ? { status: 'typed', detail: (e as Error).message, ms: 0 } : { status: 'crash', detail: why, stack: frames(e), ms: 0 };
   }
   out.ms = performance.now() - t0;
   if (out.status !== 'crash' && out.ms > slowMs) out = { status: 'crash', detail: `took ${Math.round(out.ms)} ms (budget ${slowMs})`, ms: out.ms };

@@ -56,6 +56,8 @@ export type TypeOf<K extends Kind> = BtfType extends infer T ? (T extends { kind
 const HEADER_MIN = 24;
 /** Bound for chains of modifiers/typedefs and nested aggregates, so type loops cannot hang us. */
 export const MAX_RESOLVE_DEPTH = 64;
+/** Largest size a type may have (the kernel keeps sizes in a u32). */
+export const MAX_TYPE_SIZE = 0xffff_ffff;
 
 /** Fast ASCII/UTF-8 decoding of a NUL-terminated string at `off`. */
 function readCString(bytes: Uint8Array, start: number, end: number): string {
@@ -432,21 +434,32 @@ export class Btf {
     throw new FormatError(`${this.source}: type loop or chain too deep at type #${id}`);
   }
 
-  /** sizeof(type) in bytes, following typedefs, modifiers and arrays. */
+  /**
+   * sizeof(type) in bytes, following typedefs, modifiers and arrays. Like the kernel, a size must
+   * fit in 32 bits: nested arrays whose element counts multiply past that are malformed (and would
+   * otherwise come back as an inexact float past 2^53).
+   */
   sizeOf(id: number): number {
+    const start = id;
     let mult = 1;
+    const sized = (n: number): number => {
+      const size = mult * n;
+      if (size > MAX_TYPE_SIZE) throw new FormatError(`${this.source}: type #${start} is larger than 4 GiB (array element counts multiply past 32 bits)`, this.recordOffset(start));
+      return size;
+    };
     for (let depth = 0; depth < MAX_RESOLVE_DEPTH; depth++) {
       switch (this.kind(id)) {
         case Kind.INT: case Kind.STRUCT: case Kind.UNION: case Kind.ENUM: case Kind.ENUM64: case Kind.DATASEC: case Kind.FLOAT:
-          return mult * this.sizeOrType(id);
+          return sized(this.sizeOrType(id));
         case Kind.PTR:
-          return mult * 8;
+          return sized(8);
         case Kind.TYPEDEF: case Kind.VOLATILE: case Kind.CONST: case Kind.RESTRICT: case Kind.TYPE_TAG: case Kind.VAR:
           id = this.sizeOrType(id);
           break;
         case Kind.ARRAY: {
           const a = this.typeOf(id, Kind.ARRAY);
-          mult *= a.nelems;
+          // Saturate: past 2^32 only a later zero count matters, and Infinity * 0 would be NaN.
+          mult = Math.min(mult * a.nelems, 2 * MAX_TYPE_SIZE + 2);
           id = a.type;
           break;
         }

@@ -33,6 +33,9 @@ function datasec(btf: Btf, name: string) {
 }
 
 /** Finds every extern, lays out `.kconfig`, and returns the externs plus the `.kconfig` value size (0 = none). */
+/** Bound on the .kconfig map value: its externs are integers, bools, tristates and short strings. */
+const MAX_KCONFIG = 1 << 20;
+
 export function discoverExterns(elf: ElfFile, btf: Btf): { externs: ExternSpec[]; kconfigSize: number } {
   const src = elf.source;
   const undef = new Map<string, { weak: boolean; used: boolean }>();
@@ -57,6 +60,7 @@ export function discoverExterns(elf: ElfFile, btf: Btf): { externs: ExternSpec[]
     if (sym) sym.used = true;
     const offset = Math.ceil(kconfigEnd / align) * align;
     kconfigEnd = offset + size;
+    if (kconfigEnd > MAX_KCONFIG) throw new FormatError(`${src}: .kconfig extern '${vt.name}' (${size} bytes) takes .kconfig past ${MAX_KCONFIG} bytes`);
     externs.push({ name: vt.name, kind: 'kconfig', typeId: vt.id, valueTypeId: vt.type, weak: sym?.weak ?? false, func: false, typed: true, offset, size });
   }
   const ks = datasec(btf, '.ksyms');
