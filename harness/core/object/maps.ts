@@ -8,19 +8,10 @@ import { FormatError } from '../errors.js';
 import type { MapSpec } from './types.js';
 
 /** bpf_map_type values (include/uapi/linux/bpf.h). */
-export const MapType = {
-  UNSPEC: 0, HASH: 1, ARRAY: 2, PROG_ARRAY: 3, PERF_EVENT_ARRAY: 4, PERCPU_HASH: 5, PERCPU_ARRAY: 6,
-  STACK_TRACE: 7, CGROUP_ARRAY: 8, LRU_HASH: 9, LRU_PERCPU_HASH: 10, LPM_TRIE: 11, ARRAY_OF_MAPS: 12,
-  HASH_OF_MAPS: 13, DEVMAP: 14, SOCKMAP: 15, CPUMAP: 16, XSKMAP: 17, SOCKHASH: 18, CGROUP_STORAGE: 19,
-  REUSEPORT_SOCKARRAY: 20, PERCPU_CGROUP_STORAGE: 21, QUEUE: 22, STACK: 23, SK_STORAGE: 24,
-  DEVMAP_HASH: 25, STRUCT_OPS: 26, RINGBUF: 27, INODE_STORAGE: 28, TASK_STORAGE: 29, BLOOM_FILTER: 30,
-  USER_RINGBUF: 31, CGRP_STORAGE: 32,
-} as const;
+export { MapType, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, BPF_F_MMAPABLE } from '../uapi.js';
+import { MapType } from '../uapi.js';
 
 /** Map flags used for global data maps (include/uapi/linux/bpf.h). */
-export const BPF_F_NO_PREALLOC = 1 << 0;
-export const BPF_F_RDONLY_PROG = 1 << 7;
-export const BPF_F_MMAPABLE = 1 << 10;
 
 export const isMapInMap = (type: number) => type === MapType.ARRAY_OF_MAPS || type === MapType.HASH_OF_MAPS;
 
