@@ -81,7 +81,7 @@ export const matrixCommand: Command = {
     // Read the baseline first: a bad one fails in a second, not after the run.
     const baseline = values.baseline !== undefined ? await readRunReport(values.baseline) : undefined;
     const { progressSink, liveTerminal } = await import('../matrix/progress.js');
-    const sink = progressSink({ write: (s) => process.stderr.write(s), live: !values.list && liveTerminal(process.stderr), columns: () => process.stderr.columns ?? 80 });
+    const sink = progressSink({ write: (s) => process.stderr.write(s), live: !values.list && liveTerminal(process.stderr), columns: () => process.stderr.columns || 80 });
 
     const { loadMatrix, selectKernels } = await import('../kernels/matrix.js');
     let entries = newest ? [] : selectKernels(loadMatrix(), selectors);

@@ -26,7 +26,7 @@ export function progressSink(o: ProgressOptions): ProgressSink {
   }
   const states = new Map<string, string>();
   let drawn = 0;
-  const width = () => Math.max(20, (o.columns?.() ?? 80) - 1);
+  const width = () => Math.max(20, (o.columns?.() || 80) - 1);
   const clip = (s: string) => (s.length > width() ? s.slice(0, width() - 1) + '…' : s);
   const erase = () => {
     if (drawn > 0) o.write(`\x1b[${drawn}A`);
