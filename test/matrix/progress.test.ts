@@ -78,7 +78,7 @@ describe('progress on a terminal that reports no width', () => {
   it('assumes 80 columns (a pty from script(1) says 0)', () => {
     let out = '';
     const p = progressSink({ write: (s) => (out += s), live: true, columns: () => 0 });
-    const state = `done in 9.7 s: 3/3 cells pass (${'y'.repeat(40)})`;
+    const state = `done in 9.7 s: 3/3 cells pass (${'y'.repeat(80)})`;
     p.progress('5.10', state);
     expect(screen(out)).toEqual([`5.10  ${state}`.slice(0, 78) + '…']);
   });
