@@ -45,6 +45,9 @@ export interface Layout {
   coreRecs: CoreRecLayout[];
   /** ELF section header offsets (absolute), by section index. */
   shdrs: number[];
+  /** Executable sections (instructions) and string tables: absolute ranges. */
+  code: { off: number; size: number; name: string }[];
+  strtabs: { off: number; size: number }[];
 }
 
 const KIND_PTR = 2, KIND_ARRAY = 3, KIND_STRUCT = 4, KIND_UNION = 5, KIND_TYPEDEF = 8, KIND_VOLATILE = 9, KIND_CONST = 10,
@@ -143,7 +146,7 @@ export function layoutOf(b: Uint8Array): Layout {
   const coreRecs: CoreRecLayout[] = [];
   const shdrs: number[] = [];
   if (!(b[0] === 0x7f && b[1] === 0x45 && b[2] === 0x4c && b[3] === 0x46)) {
-    return { fields, btf: btfLayout(b, 0, fields), coreRecs, shdrs };
+    return { fields, btf: btfLayout(b, 0, fields), coreRecs, shdrs, code: [], strtabs: [] };
   }
   for (const [o, s, l] of [[16, 2, 'e_type'], [18, 2, 'e_machine'], [40, 8, 'e_shoff'], [58, 2, 'e_shentsize'], [60, 2, 'e_shnum'], [62, 2, 'e_shstrndx']] as const) fields.push({ off: o, size: s, label: l });
   const shoff = u64(b, 40);
@@ -151,8 +154,10 @@ export function layoutOf(b: Uint8Array): Layout {
   const strndx = u16(b, 62);
   const sec = (i: number) => {
     const p = shoff + i * 64;
-    return { p, name: u32(b, p), type: u32(b, p + 4), offset: u64(b, p + 24), size: u64(b, p + 32), link: u32(b, p + 40), entsize: u64(b, p + 56) };
+    return { p, name: u32(b, p), type: u32(b, p + 4), flags: u32(b, p + 8), offset: u64(b, p + 24), size: u64(b, p + 32), link: u32(b, p + 40), entsize: u64(b, p + 56) };
   };
+  const code: Layout['code'] = [];
+  const strtabs: Layout['strtabs'] = [];
   const strtab = sec(strndx);
   const nameOf = (off: number) => {
     let e = strtab.offset + off;
@@ -169,6 +174,8 @@ export function layoutOf(b: Uint8Array): Layout {
     for (const [o, sz, l] of [[0, 4, 'name'], [4, 4, 'type'], [8, 8, 'flags'], [24, 8, 'offset'], [32, 8, 'size'], [40, 4, 'link'], [44, 4, 'info'], [48, 8, 'addralign'], [56, 8, 'entsize']] as const) {
       fields.push({ off: s.p + o, size: sz, label: `shdr ${i} (${name}) ${l}` });
     }
+    if (s.type === 1 && (s.flags & 4) !== 0 && s.size >= 8) code.push({ off: s.offset, size: s.size, name });
+    if (s.type === 3 && s.size > 1) strtabs.push({ off: s.offset, size: s.size });
     if (s.type === 2) {
       for (let k = 0; k < s.size / 24; k++) {
         const p = s.offset + k * 24;
@@ -184,5 +191,5 @@ export function layoutOf(b: Uint8Array): Layout {
     else if (name === '.BTF.ext') ext = { offset: s.offset, size: s.size };
   }
   if (ext) extLayout(b, ext.offset, ext.size, btf, fields, coreRecs);
-  return { fields, btf, coreRecs, shdrs };
+  return { fields, btf, coreRecs, shdrs, code, strtabs };
 }

@@ -285,9 +285,75 @@ const sectionRange: Mut = (b, rng, lay) => {
   return { step: `shdr @${p} +${which} = ${v}` };
 };
 
+// --- instructions: crafted jumps and calls for the linker and the reachability walk ---
+function insn(b: Uint8Array, at: number, code: number, regs: number, off: number, imm: number): void {
+  if (at < 0 || at + 8 > b.length) return;
+  b[at] = code;
+  b[at + 1] = regs;
+  put(b, at + 2, 2, off & 0xffff);
+  put(b, at + 4, 4, imm >>> 0);
+}
+const insns: Mut = (b, rng, lay) => {
+  if (!lay.code.length) return undefined;
+  const c = rng.pick(lay.code);
+  const n = c.size >> 3;
+  const i = rng.int(n);
+  const at = c.off + i * 8;
+  switch (rng.int(9)) {
+    case 0: insn(b, at, 0x05, 0, -1, 0); return { step: `${c.name} insn ${i}: ja -1 (self loop)` };
+    case 1: {
+      const off = rng.pick([-i - 1, n - i, n - i - 1, 0x7fff, -0x8000, rng.int(n) - i - 1]);
+      insn(b, at, rng.pick([0x05, 0x15, 0x55, 0xa5, 0x16, 0x06]), rng.int(11) | (rng.int(11) << 4), off, rng.pick([0, 1, -1]));
+      return { step: `${c.name} insn ${i}: jump off ${off}` };
+    }
+    case 2: {
+      // r1 = 0; loop: r1 += 1; if r1 < N goto loop — constant tracking must not spin N times.
+      insn(b, at, 0xb7, 1, 0, 0);
+      insn(b, at + 8, 0x07, 1, 0, 1);
+      insn(b, at + 16, 0xa5, 1, -2, rng.pick([1_000_000, 0x7fff_ffff, 100_000]));
+      return { step: `${c.name} insn ${i}: counting loop` };
+    }
+    case 3: {
+      const imm = rng.pick([-1, -i - 1, n - i, 0x7fff_ffff, -0x8000_0000, rng.int(n) - i - 1]);
+      insn(b, at, 0x85, 0x10, 0, imm);
+      return { step: `${c.name} insn ${i}: bpf-to-bpf call imm ${imm}` };
+    }
+    case 4: insn(b, c.off + c.size - 8, 0x18, rng.int(2) << 4, 0, 0); return { step: `${c.name}: ld_imm64 in the last slot` };
+    case 5: {
+      let k = 0;
+      for (let p = c.off; p + 8 <= c.off + c.size; p += 8) if (b[p] === 0x95) { insn(b, p, 0x05, 0, 0, 0); k++; }
+      return { step: `${c.name}: ${k} exits turned into ja 0` };
+    }
+    case 6: insn(b, at, 0x18, rng.pick([0x10, 0x20, 0x50, 0x60, 0xf0, 0x21]), 0, rng.pick([0, 1, 0xffff_ffff, 0x7fff_ffff])); return { step: `${c.name} insn ${i}: ld_imm64 pseudo` };
+    case 7: {
+      // Jumps that land in the middle of an ld_imm64.
+      for (let p = c.off; p + 16 <= c.off + c.size; p += 8) if (b[p] === 0x18) {
+        const t = (p - c.off) >> 3;
+        insn(b, at, 0x05, 0, t + 1 - i - 1, 0);
+        return { step: `${c.name} insn ${i}: ja into the second half of ld_imm64 at ${t}` };
+      }
+      return undefined;
+    }
+    default: {
+      // Many forks: a run of conditional jumps on unknown registers, each doubling the paths.
+      const k = Math.min(24, n - i - 1);
+      for (let j = 0; j < k; j++) insn(b, at + j * 8, 0x15, 2, 0, j);
+      return { step: `${c.name} insn ${i}: ${k} forks in a row` };
+    }
+  }
+};
+const longNames: Mut = (b, rng, lay) => {
+  if (!lay.strtabs.length) return undefined;
+  const t = rng.pick(lay.strtabs);
+  const s = t.off + rng.int(t.size - 1);
+  const e = Math.min(t.off + t.size - 1, s + 200 + rng.int(2000));
+  for (let i = s; i < e; i++) if (b[i] === 0) b[i] = 0x5f;
+  return { step: `ELF string table @${s}..${e}: NULs removed (long names)` };
+};
+
 const GENERIC: Mut[] = [bitFlip, byteSet, word32, truncate, duplicate, remove];
 const STRUCTURED: Mut[] = [field, field, field, selfLoop, pairLoop, typedefLoop, hugeVlen, hugeNelems, hugeNelems, danglingRef, retarget, kindChange, nameOff, unterminate,
-  accessStr, accessStr, accessPtr, reloKind, reloType, reloInsn, sectionRange];
+  accessStr, accessStr, accessPtr, reloKind, reloType, reloInsn, sectionRange, insns, insns, insns, longNames];
 
 /** Applies 1..4 mutations (structure-aware ones 70% of the time) to a copy of `seed`. */
 export function mutate(seed: Uint8Array, lay: Layout, rng: Rng, structuredOnly = false): Mutated {

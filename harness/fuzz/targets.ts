@@ -15,6 +15,7 @@ import { sanitizeBtf, ALL_BTF_FEATURES, type BtfFeatures } from '../core/btf/san
 import { loadObjectSpec, linkProgram } from '../core/object/index.js';
 import { readTargetBtf, relocateObject } from '../core/relocate.js';
 import { CoreMatrixError } from '../core/errors.js';
+import { reachable } from '../core/relo/reach.js';
 import { layoutOf, type Layout } from './layout.js';
 import { mutate, Rng } from './mutate.js';
 
@@ -110,6 +111,11 @@ function extTarget(b: Uint8Array): void {
 function objectTarget(b: Uint8Array): void {
   const spec = loadObjectSpec(b, OBJ_SRC);
   for (const p of spec.programs) soft(() => linkProgram(spec, p));
+  // The reachability walk `relocate` runs from every function entry once a relocation is poisoned.
+  for (const f of spec.functions) {
+    const insns = spec.sections.get(f.section);
+    if (insns) soft(() => reachable(insns, f.sectionOffset));
+  }
 }
 
 /** A relocate case is one blob: "CMFZ", u32 object length, the object, then the target BTF. */

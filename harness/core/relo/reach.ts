@@ -89,7 +89,8 @@ export function reachable(insns: Uint8Array, entry = 0, budget = 200_000): Uint8
       const useX = (code & 0x08) !== 0;
       if (cls === LD) {
         if (code === 0x18) {
-          if (pc + 1 < n) seen[pc + 1] = 1;
+          if (pc + 1 >= n) break; // a truncated ld_imm64 in the last slot: the verifier rejects it, nothing runs after
+          seen[pc + 1] = 1;
           const hi = BigInt(dv.getUint32(at + 12, true));
           regs = regs.slice();
           regs[dst] = src === 0 ? ((hi << 32n) | BigInt(dv.getUint32(at + 4, true))) : undefined;
