@@ -18,11 +18,20 @@ describe('fuzz oracle', () => {
     expect(judge(new FormatError('fuzz-input.btf: bad BTF magic 0x0', 0))).toBeUndefined();
     expect(judge(new TypeError("Cannot read properties of undefined (reading 'type')"))).toMatch(/^TypeError/);
     expect(judge(new RangeError('Maximum call stack size exceeded'))).toMatch(/^RangeError/);
-    expect(judge(new FormatError('fuzz-input.btf: two\nlines'))).toMatch(/multi-line/);
-    expect(judge(new FormatError(`fuzz-input.btf: ${'x'.repeat(400)}`))).toMatch(/chars/);
+    expect(judge(new CoreMatrixError('fuzz-input.btf: two\nlines'))).toMatch(/multi-line/);
+    expect(judge(new CoreMatrixError(`fuzz-input.btf: ${'x'.repeat(400)}`))).toMatch(/chars/);
     expect(judge(new FormatError('some.o: names another file'))).toMatch(/does not name/);
     expect(judge(wrap('fuzz-input.bpf.o', new TypeError('x is undefined')))).toMatch(/wraps TypeError/);
     expect(judge(new CoreMatrixError('fuzz-input.bpf.o: fine'))).toBeUndefined();
+  });
+
+  it('input-driven errors stay one short line whatever names the input carries', () => {
+    const name = `prog\n${'x'.repeat(2000)}`;
+    const e = new FormatError(`fuzz-input.bpf.o: section 3 (${name}): relocation at 96: reference to '${'y'.repeat(900)}' is not a map`, 4096);
+    expect(judge(e)).toBeUndefined();
+    expect(e.message).toMatch(/^fuzz-input\.bpf\.o: section 3 \(prog\?x+…x+\)/);
+    expect(e.message).toMatch(/is not a map \(at offset 4096\)$/);
+    expect(judge(wrap('relocate fuzz-input.bpf.o', e))).toBeUndefined();
   });
 });
 
