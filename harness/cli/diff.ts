@@ -28,7 +28,6 @@ function num(v: string | undefined, name: string, def: number): number {
 
 export const diffCommand: Command = {
   name: 'diff',
-  summary: 'compare a baseline report.json with a new one (exit 1 on regression)',
   help: HELP,
   async run(args) {
     let parsed;

@@ -95,7 +95,6 @@ async function fetchAll(store: KernelStore, entries: KernelEntry[], jobs: number
 
 export const kernelsCommand: Command = {
   name: 'kernels',
-  summary: 'list, fetch and locate the matrix kernels (vmlinuz, config, BTF)',
   help: HELP,
   async run(args: string[]): Promise<number> {
     let parsed;

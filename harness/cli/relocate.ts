@@ -48,7 +48,6 @@ function table(r: RelocateReport): string {
 
 export const relocateCommand: Command = {
   name: 'relocate',
-  summary: 'apply an object\'s CO-RE relocations against one BTF, offline',
   help,
   async run(args) {
     const { values, positionals } = parseArgs({ args, options: { btf: { type: 'string' }, json: { type: 'boolean' } }, allowPositionals: true });

@@ -23,7 +23,6 @@ Reports of another result schema are refused (exit 2).`;
 
 export const reportCommand: Command = {
   name: 'report',
-  summary: 'merge shards, render report.json/junit.xml/summary.md/index.html, show the diff',
   help: HELP,
   async run(args) {
     let parsed;

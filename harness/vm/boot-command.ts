@@ -33,7 +33,6 @@ options:
 
 export const bootCommand: Command = {
   name: 'boot',
-  summary: 'boot kernels with the guest image and print verdicts',
   help: HELP,
   async run(args: string[]): Promise<number> {
     const { values, positionals } = parseArgs({

@@ -348,47 +348,76 @@ export class Btf {
   }
 
   private scans = 0;
+  private readonly essCache = new Map<string, number[]>();
   /**
    * The first few look-ups scan the names in place (a relocation typically asks for a handful of
-   * root types: a scan costs about a millisecond on vmlinux); later ones build a hash index.
+   * root types); later ones build a hash index. `prefetchEssential` answers many names in one scan.
    */
   private lookupOwn(name: string, essential: boolean): number[] {
     const idx = essential ? this.essIdx : this.nameIdx;
     if (idx) return idx.lookup(name);
-    if (++this.scans <= 8) return this.scan(name, essential);
+    if (essential) {
+      const hit = this.essCache.get(name);
+      if (hit) return hit;
+    }
+    if (++this.scans <= 8) return this.scan([name], essential).get(name) ?? [];
     if (essential) return (this.essIdx = new NameIndex(this, true)).lookup(name);
     return (this.nameIdx = new NameIndex(this, false)).lookup(name);
   }
 
-  private scan(name: string, essential: boolean): number[] {
-    const q = new TextEncoder().encode(name);
-    const out: number[] = [];
-    if (q.length === 0) return out;
+  /** Resolves many essential names in one pass over the types (used before relocating an object). */
+  prefetchEssential(names: Iterable<string>): void {
+    if (this.essIdx) return;
+    const want = [...new Set(names)].filter((n) => n !== '' && !this.essCache.has(n));
+    if (want.length === 0) return;
+    const found = this.scan(want, true);
+    for (const n of want) this.essCache.set(n, found.get(n) ?? []);
+    this.base?.prefetchEssential(want);
+  }
+
+  private scan(names: string[], essential: boolean): Map<string, number[]> {
+    const enc = new TextEncoder();
+    // Candidates by first byte, so most types are dismissed after one comparison.
+    const byFirst = new Map<number, { name: string; q: Uint8Array }[]>();
+    for (const name of names) {
+      const q = enc.encode(name);
+      if (q.length === 0) continue;
+      let l = byFirst.get(q[0]!);
+      if (!l) byFirst.set(q[0]!, (l = []));
+      l.push({ name, q });
+    }
+    const out = new Map<string, number[]>();
     const { bytes, dv, offsets, strStart, strLen, startStr } = this.internals();
     const end = strStart + strLen;
-    const q0 = q[0]!;
     for (let i = 0; i < this.nTypes; i++) {
       const off = dv.getUint32(offsets[i]!, true);
       if (off === 0) continue;
       let b = bytes;
       let p: number;
       let e = end;
-      if (off >= startStr) {
-        p = strStart + off - startStr;
-        if (bytes[p] !== q0) continue;
-      } else [b, p, e] = this.strLoc(off);
-      let j = 0;
-      while (j < q.length && p + j < e && b[p + j] === q[j]) j++;
-      if (j < q.length) continue;
-      const next = b[p + j];
-      if (next === 0) {
-        if (!essential || essentialLength(b, p, j) === j) out.push(this.startId + i);
-        continue;
+      if (off >= startStr) p = strStart + off - startStr;
+      else [b, p, e] = this.strLoc(off);
+      const cands = byFirst.get(b[p]!);
+      if (!cands) continue;
+      for (const { name, q } of cands) {
+        let j = 1;
+        while (j < q.length && p + j < e && b[p + j] === q[j]) j++;
+        if (j < q.length) continue;
+        const next = b[p + j];
+        let match: boolean;
+        if (next === 0) match = !essential || essentialLength(b, p, j) === j;
+        else if (!essential) match = false;
+        else {
+          let n = j;
+          while (p + n < e && b[p + n] !== 0) n++;
+          match = essentialLength(b, p, n) === j;
+        }
+        if (match) {
+          let l = out.get(name);
+          if (!l) out.set(name, (l = []));
+          l.push(this.startId + i);
+        }
       }
-      if (!essential) continue;
-      let n = j;
-      while (p + n < e && b[p + n] !== 0) n++;
-      if (essentialLength(b, p, n) === j) out.push(this.startId + i);
     }
     return out;
   }

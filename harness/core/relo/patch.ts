@@ -6,7 +6,7 @@
 // LD_IMM64. A relocation that found no target poisons its instruction with a call to helper
 // 0xbad2310, which the verifier rejects only if that instruction is reachable.
 
-import { Btf } from '../btf/btf.js';
+import { Btf, essentialName } from '../btf/btf.js';
 import { RelocationError } from '../errors.js';
 import { type CandidateCache, type ReloResult, type Target, resolveRelo } from './engine.js';
 import type { CoreReloRecord } from './spec.js';
@@ -117,6 +117,15 @@ export function applyCoreRelocations(
 ): AppliedRelo[] {
   const cache: CandidateCache = new Map();
   const out: AppliedRelo[] = [];
+  // One pass over the target's names for every root type the object asks about.
+  const roots = new Set<string>();
+  for (const list of relos.values()) {
+    for (const r of list) {
+      if (r.kind === 6 /* TYPE_ID_LOCAL */ || r.typeId >= local.count) continue; // a bad id is reported per relocation
+      roots.add(essentialName(local.name(r.typeId)));
+    }
+  }
+  target.vmlinux.prefetchEssential(roots);
   for (const [section, list] of relos) {
     const insns = sections.get(section);
     for (const relo of list) {
