@@ -29,6 +29,12 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
   --object <file.o>      also load this clang-built object in every guest (repeatable): each
                          program is reported as loaded, rejected (with the verifier log) or
                          relocation failed (which field)
+  --loader <ours|libbpf|both>
+                         which loader loads the objects in each guest: ours (the suites run
+                         their checks), Debian's libbpf, or both (each program loaded by both
+                         and the kernel's translated instructions compared; a difference fails
+                         the cell and names the first differing instruction). Default: both
+                         when CI is set, else ours
   --jobs <n>             guests in parallel (default: number of cores)
   --accel <auto|kvm|tcg> acceleration; auto uses KVM only after a probe boot proves it works
   --timeout <seconds>    per-guest budget (default: 120 s + 60 s per suite)
@@ -58,7 +64,7 @@ export const matrixCommand: Command = {
         options: {
           kernels: { type: 'string' }, suites: { type: 'string' }, jobs: { type: 'string' }, accel: { type: 'string' },
           timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true },
-          shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' },
+          shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' },
         },
       });
     } catch (err) {
@@ -67,6 +73,8 @@ export const matrixCommand: Command = {
     const { values } = parsed;
     const accel = (values.accel ?? 'auto') as 'auto' | 'kvm' | 'tcg';
     if (!['auto', 'kvm', 'tcg'].includes(accel)) throw new UsageError(`--accel must be auto, kvm or tcg, not '${values.accel}'`);
+    const loader = (values.loader ?? (process.env.CI ? 'both' : 'ours')) as 'ours' | 'libbpf' | 'both';
+    if (!['ours', 'libbpf', 'both'].includes(loader)) throw new UsageError(`--loader must be ours, libbpf or both, not '${values.loader}'`);
     const jobs = values.jobs ? Number(values.jobs) : undefined;
     if (jobs !== undefined && (!Number.isInteger(jobs) || jobs < 1)) throw new UsageError(`--jobs must be a positive integer, not '${values.jobs}'`);
     const timeout = values.timeout ? Number(values.timeout) : undefined;
@@ -126,6 +134,7 @@ export const matrixCommand: Command = {
         ...(shard ? { shard } : {}),
         suites: values.suites === 'none' ? [] : values.suites ? values.suites.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
         objects: values.object,
+        loader,
         jobs: jobs ?? defaultJobs(),
         accel,
         outDir,

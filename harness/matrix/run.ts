@@ -32,6 +32,8 @@ export interface MatrixOptions {
   suites?: string[];
   /** Users' own clang-built objects, loaded and reported as-is. */
   objects?: string[];
+  /** Which loaders load the objects in each guest: ours, Debian's libbpf, or both, compared. */
+  loader?: 'ours' | 'libbpf' | 'both';
   jobs: number;
   accel: 'auto' | Accel;
   outDir: string;
@@ -111,6 +113,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         objects: userObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256 })),
         hostTruth: await hostTruth(e.id, { store }),
         suiteTimeoutMs,
+        loader: o.loader ?? 'ours',
       };
       o.progress?.(e.id, 'building image');
       image = await buildImage({

@@ -17,7 +17,7 @@ let out: string;
 beforeAll(async () => {
   out = mkdtempSync(join(tmpdir(), 'cm-e2e-'));
   report = await runMatrix({
-    kernels: KERNELS, suites: SUITES, jobs: 2, accel: 'tcg', outDir: out, runId: 'e2e',
+    kernels: KERNELS, suites: SUITES, jobs: 2, accel: 'tcg', outDir: out, runId: 'e2e', loader: 'both',
     log: (l) => console.log(l), progress: (k, s) => console.log(`[${k}] ${s}`),
   });
 }, 1_500_000);
@@ -31,12 +31,18 @@ describe('matrix on 5.10 and 6.1 (TCG)', () => {
     expect(bad).toEqual([]);
     expect(report.kernels.map((k) => k.kernel.id)).toEqual(KERNELS);
     for (const k of report.kernels) expect(new Set(k.cells.map((c) => c.suite))).toEqual(new Set(SUITES));
+    // Every suite program was also loaded by libbpf in the same guest, with identical xlated code.
+    for (const k of report.kernels) {
+      const ref = k.cells.filter((c) => c.loader === 'libbpf');
+      expect(ref.map((c) => c.suite).sort()).toEqual([...SUITES].sort());
+      for (const c of ref) expect(c.checks[0]?.ok, `${k.kernel.id} ${c.suite}: ${c.reason}`).toBe(true);
+    }
     expect(runPassed(report)).toBe(true);
   });
 
   it('loads the same object bytes everywhere and relocates them differently', () => {
     const cells = (id: string) => report.kernels.find((k) => k.kernel.id === id)!.cells;
-    const tf = KERNELS.map((id) => cells(id).find((c) => c.suite === 'task-fields')!);
+    const tf = KERNELS.map((id) => cells(id).find((c) => c.suite === 'task-fields' && c.loader === 'ours')!);
     expect(tf[0]!.object.sha256).toBe(tf[1]!.object.sha256);
     const pid = tf.map((c) => c.relocations.find((r) => r.kind === 'byte_off' && r.spec === 'pid')!);
     expect(pid[0]!.status).toBe('ok');
@@ -45,10 +51,10 @@ describe('matrix on 5.10 and 6.1 (TCG)', () => {
 
   it('checks values the guest measured itself', () => {
     for (const k of report.kernels) {
-      const tf = k.cells.find((c) => c.suite === 'task-fields')!;
+      const tf = k.cells.find((c) => c.suite === 'task-fields' && c.loader === 'ours')!;
       expect(tf.checks.length).toBeGreaterThan(0);
       for (const c of tf.checks) expect(c.ok, `${k.kernel.id} ${c.name}: ${JSON.stringify(c)}`).toBe(true);
-      const kc = k.cells.find((c) => c.suite === 'kconfig')!;
+      const kc = k.cells.find((c) => c.suite === 'kconfig' && c.loader === 'ours')!;
       expect(kc.externs.length).toBeGreaterThan(0);
     }
   });

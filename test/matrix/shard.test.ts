@@ -13,7 +13,7 @@ import { clone, realRun } from '../report/fixture.js';
 
 const run$ = promisify(execFile);
 
-/** The built CLI, as CI runs it (bin/corematrix.js → dist/cli.js). */
+/** The built CLI, as CI runs it (bin/corematrix.js → dist/cli/main.js). */
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await run$(process.execPath, ['bin/corematrix.js', ...args], { timeout: 120_000, env: { ...process.env, CI: '1' } });
