@@ -52,6 +52,8 @@ export interface CorpusResult {
   /** The program set `data.skip` (a feature its target lacks). */
   skipped?: boolean;
   firstXlatedDiff?: XlatedDiff;
+  /** Set when `ctx.mutate` changed an instruction of our load. */
+  mutation?: { insn: number; relocation: string; before: number; after: number };
   firstOutputDiff?: { byte: number; ours: number; libbpf: number };
   oursReason?: string;
   libbpfReason?: string;
@@ -65,6 +67,11 @@ export interface CorpusContext {
   onCase?: (index: number, total: number, name: string) => void;
   /** The running kernel's BTF, for attach targets (tp_btf); read from sysfs when first needed. */
   vmlinuxBtf?: () => Btf;
+  /**
+   * Test hook (a deliberately broken loader): our loader adds `delta` to the immediate of the
+   * program's first CO-RE byte offset that it relocated, just before BPF_PROG_LOAD.
+   */
+  mutate?: { delta: number };
 }
 
 /** A failed load in the sense of the kernel's table: relocation failure or verifier rejection. */
@@ -278,7 +285,19 @@ function runOne(c: CorpusRunCase, progPath: string, target: Btf, ctx: CorpusCont
     let layout: DataLayout | undefined;
     try {
       try {
-        coll.load({ kernelBtf, kernelBtfName: c.target, kconfig: ctx.kconfig, programs: [p.name] });
+        const mutate = ctx.mutate;
+        const mutateInsns = mutate
+          ? (_prog: string, insns: Uint8Array) => {
+              const relo = coll.relocations.find((x) => x.status === 'ok' && x.kind === 'byte_off' && typeof x.target === 'number');
+              if (!relo) return;
+              const dv = new DataView(insns.buffer, insns.byteOffset, insns.byteLength);
+              const before = dv.getInt32(relo.insn * 8 + 4, true);
+              if (before !== relo.target) return; // not where the offset went: leave it, `mutation` stays unset
+              dv.setInt32(relo.insn * 8 + 4, before + mutate.delta, true);
+              r.mutation = { insn: relo.insn, relocation: `${relo.kind} ${relo.type} ${relo.spec}`, before, after: before + mutate.delta };
+            }
+          : undefined;
+        coll.load({ kernelBtf, kernelBtfName: c.target, kconfig: ctx.kconfig, programs: [p.name], mutateInsns });
         ours = coll.outcomes.find((o) => o.name === p.name) ?? { name: p.name, section: p.section, status: 'error', reason: 'no outcome', loadMs: 0, relocations: [] };
         if (ours.status === 'loaded') {
           layout = dataLayout(coll);
