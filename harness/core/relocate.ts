@@ -61,18 +61,8 @@ export function relocateSpec(spec: ObjectSpec, sha256: string, target: Target, t
   const reachOf = (section: string): Uint8Array | undefined => {
     if (reach.has(section)) return reach.get(section);
     const insns = sections.get(section);
-    let seen: Uint8Array | undefined;
-    if (insns) {
-      seen = new Uint8Array(insns.length / 8);
-      for (const f of spec.functions.filter((f) => f.section === section)) {
-        const r = reachable(insns, f.sectionOffset);
-        if (!r) {
-          seen = undefined;
-          break;
-        }
-        for (let i = 0; i < r.length; i++) seen[i] |= r[i]!;
-      }
-    }
+    // One walk from all entries, one budget: a section of many functions costs no more than one.
+    const seen = insns ? reachable(insns, spec.functions.filter((f) => f.section === section).map((f) => f.sectionOffset)) : undefined;
     reach.set(section, seen);
     return seen;
   };

@@ -46,7 +46,7 @@ export interface Layout {
   /** ELF section header offsets (absolute), by section index. */
   shdrs: number[];
   /** Executable sections (instructions) and string tables: absolute ranges. */
-  code: { off: number; size: number; name: string }[];
+  code: { off: number; size: number; name: string; index: number; entries: number[] }[];
   strtabs: { off: number; size: number }[];
 }
 
@@ -157,6 +157,7 @@ export function layoutOf(b: Uint8Array): Layout {
     return { p, name: u32(b, p), type: u32(b, p + 4), flags: u32(b, p + 8), offset: u64(b, p + 24), size: u64(b, p + 32), link: u32(b, p + 40), entsize: u64(b, p + 56) };
   };
   const code: Layout['code'] = [];
+  const funcs: { shndx: number; value: number }[] = [];
   const strtabs: Layout['strtabs'] = [];
   const strtab = sec(strndx);
   const nameOf = (off: number) => {
@@ -174,11 +175,12 @@ export function layoutOf(b: Uint8Array): Layout {
     for (const [o, sz, l] of [[0, 4, 'name'], [4, 4, 'type'], [8, 8, 'flags'], [24, 8, 'offset'], [32, 8, 'size'], [40, 4, 'link'], [44, 4, 'info'], [48, 8, 'addralign'], [56, 8, 'entsize']] as const) {
       fields.push({ off: s.p + o, size: sz, label: `shdr ${i} (${name}) ${l}` });
     }
-    if (s.type === 1 && (s.flags & 4) !== 0 && s.size >= 8) code.push({ off: s.offset, size: s.size, name });
+    if (s.type === 1 && (s.flags & 4) !== 0 && s.size >= 8) code.push({ off: s.offset, size: s.size, name, index: i, entries: [] });
     if (s.type === 3 && s.size > 1) strtabs.push({ off: s.offset, size: s.size });
     if (s.type === 2) {
       for (let k = 0; k < s.size / 24; k++) {
         const p = s.offset + k * 24;
+        if ((b[p + 4]! & 0xf) === 2) funcs.push({ shndx: u16(b, p + 6), value: u64(b, p + 8) });
         fields.push({ off: p, size: 4, label: `sym ${k} name` }, { off: p + 4, size: 1, label: `sym ${k} info` }, { off: p + 6, size: 2, label: `sym ${k} shndx` },
           { off: p + 8, size: 8, label: `sym ${k} value` }, { off: p + 16, size: 8, label: `sym ${k} size` });
       }
@@ -191,5 +193,6 @@ export function layoutOf(b: Uint8Array): Layout {
     else if (name === '.BTF.ext') ext = { offset: s.offset, size: s.size };
   }
   if (ext) extLayout(b, ext.offset, ext.size, btf, fields, coreRecs);
+  for (const c of code) for (const f of funcs) if (f.shndx === c.index && f.value % 8 === 0 && f.value < c.size) c.entries.push(c.off + f.value);
   return { fields, btf, coreRecs, shdrs, code, strtabs };
 }

@@ -342,6 +342,53 @@ const insns: Mut = (b, rng, lay) => {
     }
   }
 };
+const loopEveryEntry: Mut = (b, rng, lay) => {
+  const cs = lay.code.filter((c) => c.entries.length > 0);
+  if (!cs.length) return undefined;
+  const c = rng.pick(cs);
+  const n = rng.pick([100_000, 1_000_000, 0x7fff_ffff]);
+  for (const at of c.entries) {
+    if (at + 24 > c.off + c.size) continue;
+    insn(b, at, 0xb7, 1, 0, 0);
+    insn(b, at + 8, 0x07, 1, 0, 1);
+    insn(b, at + 16, 0xa5, 1, -2, n);
+  }
+  return { step: `${c.name}: counting loop (to ${n}) at each of ${c.entries.length} function entries` };
+};
+const allRefsSelf: Mut = (b, rng, lay) => {
+  // Every reference of one record points back at it: a FUNC_PROTO whose return and params are itself,
+  // a struct whose members all have its own type. Walks that branch per member/param must stay bounded.
+  const ts = types(lay, (t) => t.refs.length > 1);
+  if (!ts.length) return undefined;
+  const t = rng.pick(ts);
+  for (const r of t.refs) put(b, r, 4, t.id);
+  return { step: `btf type #${t.id} (kind ${t.kind}): all ${t.refs.length} references point at itself` };
+};
+const mutualProtos: Mut = (b, rng, lay) => {
+  const ps = types(lay, (t) => t.kind === K.FUNC_PROTO || t.kind === K.STRUCT);
+  if (ps.length < 2) return undefined;
+  const x = rng.pick(ps);
+  const y = rng.pick(ps);
+  for (const r of x.refs) put(b, r, 4, y.id);
+  for (const r of y.refs) put(b, r, 4, x.id);
+  return { step: `btf types #${x.id} and #${y.id}: every reference of each points at the other` };
+};
+const reloOnType: Mut = (b, rng, lay) => {
+  // A type-based relocation (8..12) or field relocation on a struct whose members are itself.
+  const recs = lay.coreRecs.filter((r) => r.str && r.str.len >= 1);
+  const ss = types(lay, (t) => t.kind === K.STRUCT && t.refs.length > 0);
+  if (!recs.length || !ss.length) return undefined;
+  const r = rng.pick(recs);
+  const t = rng.pick(ss);
+  if (rng.chance(0.5)) for (const ref of t.refs) put(b, ref, 4, t.id);
+  put(b, r.off + 4, 4, t.id);
+  const kind = rng.pick([8, 9, 12, 7, 0, 2]);
+  put(b, r.off + 12, 4, kind);
+  const str = kind >= 6 ? '0' : rng.pick(['0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0:0', '0:1:0:1:0:1:0:1', '0:0']);
+  const s2 = str.slice(0, r.str!.len);
+  for (let i = 0; i < r.str!.len; i++) b[r.str!.off + i] = i < s2.length ? s2.charCodeAt(i) : 0;
+  return { step: `core_relo @${r.off}: kind ${kind} "${s2}" on struct #${t.id}` };
+};
 const longNames: Mut = (b, rng, lay) => {
   if (!lay.strtabs.length) return undefined;
   const t = rng.pick(lay.strtabs);
@@ -353,7 +400,7 @@ const longNames: Mut = (b, rng, lay) => {
 
 const GENERIC: Mut[] = [bitFlip, byteSet, word32, truncate, duplicate, remove];
 const STRUCTURED: Mut[] = [field, field, field, selfLoop, pairLoop, typedefLoop, hugeVlen, hugeNelems, hugeNelems, danglingRef, retarget, kindChange, nameOff, unterminate,
-  accessStr, accessStr, accessPtr, reloKind, reloType, reloInsn, sectionRange, insns, insns, insns, longNames];
+  accessStr, accessStr, accessPtr, reloKind, reloType, reloInsn, sectionRange, insns, insns, insns, longNames, loopEveryEntry, allRefsSelf, allRefsSelf, mutualProtos, reloOnType, reloOnType];
 
 /** Applies 1..4 mutations (structure-aware ones 70% of the time) to a copy of `seed`. */
 export function mutate(seed: Uint8Array, lay: Layout, rng: Rng, structuredOnly = false): Mutated {

@@ -112,10 +112,7 @@ function objectTarget(b: Uint8Array): void {
   const spec = loadObjectSpec(b, OBJ_SRC);
   for (const p of spec.programs) soft(() => linkProgram(spec, p));
   // The reachability walk `relocate` runs from every function entry once a relocation is poisoned.
-  for (const f of spec.functions) {
-    const insns = spec.sections.get(f.section);
-    if (insns) soft(() => reachable(insns, f.sectionOffset));
-  }
+  for (const [name, insns] of spec.sections) soft(() => reachable(insns, spec.functions.filter((f) => f.section === name).map((f) => f.sectionOffset)));
 }
 
 /** A relocate case is one blob: "CMFZ", u32 object length, the object, then the target BTF. */
@@ -230,8 +227,9 @@ export function makeCase(seeds: SeedSet, runSeed: number, index: number, only?: 
   if (target === 'relocate') {
     const o = rng.pick(seeds.objects);
     const t = rng.pick(seeds.targets);
-    const which = rng.int(3); // 0: object mutated, 1: target mutated, 2: both
+    const which = rng.int(4); // 0: object mutated, 1: target mutated, 2: both, 3: the mutated object is its own target
     const mo = which !== 1 ? mutate(o.bytes, o.layout, rng) : { bytes: o.bytes, steps: [] };
+    if (which === 3) return { index, target, seed: `${o.name} (its own target)`, steps: mo.steps.map((s) => `object: ${s}`), bytes: packRelocate(mo.bytes, mo.bytes) };
     const mt = which !== 0 ? mutate(t.bytes, t.layout, rng, true) : { bytes: t.bytes, steps: [] };
     return { index, target, seed: `${o.name} + ${t.name}`, steps: [...mo.steps.map((s) => `object: ${s}`), ...mt.steps.map((s) => `target: ${s}`)], bytes: packRelocate(mo.bytes, mt.bytes) };
   }

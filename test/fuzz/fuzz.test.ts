@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { loadSeeds } from '../../harness/fuzz/seeds.js';
 import { judge, makeCase, runCase, TARGETS, type SeedSet, type TargetName } from '../../harness/fuzz/targets.js';
 import { FormatError, CoreMatrixError, wrap } from '../../harness/core/errors.js';
+import { reachable } from '../../harness/core/relo/reach.js';
 
 const SEED = 20251125;
 const PER_TARGET = Number(process.env.FUZZ_TEST_RUNS ?? 300);
@@ -81,4 +82,43 @@ describe('fuzz crashers (regressions)', () => {
       expect(o.status === 'crash' ? `${o.detail} at ${o.stack}` : o.status).not.toMatch(/ at /);
     });
   }
+});
+
+describe('crafted reachability inputs', () => {
+  /** `count` functions, each `r1 = 0; loop: r1 += 1; if r1 < 1000000 goto loop; exit`. */
+  function countingLoops(count: number): Uint8Array {
+    const b = new Uint8Array(count * 4 * 8);
+    const dv = new DataView(b.buffer);
+    const put = (i: number, code: number, regs: number, off: number, imm: number) => {
+      b[i * 8] = code;
+      b[i * 8 + 1] = regs;
+      dv.setInt16(i * 8 + 2, off, true);
+      dv.setInt32(i * 8 + 4, imm, true);
+    };
+    for (let f = 0; f < count; f++) {
+      put(f * 4, 0xb7, 1, 0, 0);
+      put(f * 4 + 1, 0x07, 1, 0, 1);
+      put(f * 4 + 2, 0xa5, 1, -2, 1_000_000);
+      put(f * 4 + 3, 0x95, 0, 0, 0);
+    }
+    return b;
+  }
+
+  it('a section of 64 functions that each spin on a known counter costs one budget, not 64', () => {
+    const insns = countingLoops(64);
+    const t0 = performance.now();
+    // Walking each function alone hits the budget 64 times over (about 64 x 0.3 s); one shared budget stops early.
+    expect(reachable(insns, Array.from({ length: 64 }, (_, f) => f * 4))).toBeUndefined();
+    expect(performance.now() - t0).toBeLessThan(2000);
+    // A single small function still gets a precise answer.
+    const one = reachable(countingLoops(1), [0], 10_000_000);
+    expect(one && [...one]).toEqual([1, 1, 1, 1]);
+  });
+
+  it('a ld_imm64 in the last slot ends the path instead of reading past the section', () => {
+    const b = new Uint8Array(16);
+    b[0] = 0xb7; // r0 = 0
+    b[8] = 0x18; // ld_imm64 r0 with no second half
+    expect(reachable(b, 0)).toEqual(new Uint8Array([1, 1]));
+  });
 });

@@ -59,15 +59,18 @@ function cond(op: number, a: bigint, b: bigint, is64: boolean): boolean | undefi
 }
 
 /**
- * Marks the instructions reachable from `entry` (an index into `insns`, 8 bytes each).
- * Returns undefined when the exploration budget runs out (caller should assume "reachable").
+ * Marks the instructions reachable from `entry` (an index into `insns`, 8 bytes each), or from
+ * any of several entries (every function of a section) under ONE shared budget: a section of
+ * many functions must not multiply the work. Returns undefined when the exploration budget runs
+ * out (caller should assume "reachable").
  */
-export function reachable(insns: Uint8Array, entry = 0, budget = 200_000): Uint8Array | undefined {
+export function reachable(insns: Uint8Array, entry: number | readonly number[] = 0, budget = 200_000): Uint8Array | undefined {
   const n = insns.length >> 3;
   const dv = new DataView(insns.buffer, insns.byteOffset, insns.byteLength);
   const seen = new Uint8Array(n);
   const visited = new Set<string>();
-  const work: [number, Regs][] = [[entry, new Array(11).fill(undefined)]];
+  const entries = typeof entry === 'number' ? [entry] : entry;
+  const work: [number, Regs][] = entries.map((e): [number, Regs] => [e, new Array(11).fill(undefined)]).reverse();
   let steps = 0;
   while (work.length) {
     let [pc, regs] = work.pop()!;
