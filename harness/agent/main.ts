@@ -202,6 +202,19 @@ async function main(): Promise<number> {
       if (cell.verdict !== 'pass') ok = false;
       send({ t: 'result', kind: 'cell', data: cell });
     }
+    // The kernel's selftest corpus: every case relocated against its target BTF by both loaders,
+    // run, and compared (verdicts, translated instructions, output bytes).
+    if (manifest.corpus?.length) {
+      const { runCorpus, corpusCells } = await import('../corpus/guest.js');
+      const results = runCorpus(manifest.corpus, {
+        kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } },
+        onCase: () => send({ t: 'hb', ms: uptimeMs() }),
+      });
+      for (const cell of corpusCells(results, kernel)) {
+        if (cell.verdict !== 'pass') ok = false;
+        send({ t: 'result', kind: 'cell', data: cell });
+      }
+    }
     // The reference loader: the same objects loaded by libbpf in this guest, compared with ours.
     const loader = manifest.loader ?? 'ours';
     if (loader !== 'ours') {

@@ -15,6 +15,8 @@ export interface RunManifest {
   objects: { name: string; path: string; sha256: string }[];
   hostTruth: Record<string, number | string | boolean>;
   suiteTimeoutMs: number;
+  /** The kernel's CO-RE selftest corpus (objects under /cm/corpus): run with both loaders. */
+  corpus?: { name: string; target: string; programs: string[]; expectFail: boolean }[];
   /** Which loaders load the objects: ours (suites run their checks), libbpf, or both (compared). */
   loader?: 'ours' | 'libbpf' | 'both';
 }

@@ -35,6 +35,9 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                          and the kernel's translated instructions compared; a difference fails
                          the cell and names the first differing instruction). Default: both
                          when CI is set, else ours
+  --corpus               also run the kernel's CO-RE selftest corpus (test_core_reloc_* against
+                         every btf__core_reloc_* target, from Debian's linux-source-6.12) in
+                         every guest with both loaders; a cell per case
   --jobs <n>             guests in parallel (default: number of cores)
   --accel <auto|kvm|tcg> acceleration; auto uses KVM only after a probe boot proves it works
   --timeout <seconds>    per-guest budget (default: 120 s + 60 s per suite)
@@ -64,7 +67,7 @@ export const matrixCommand: Command = {
         options: {
           kernels: { type: 'string' }, suites: { type: 'string' }, jobs: { type: 'string' }, accel: { type: 'string' },
           timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true },
-          shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' },
+          shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' }, corpus: { type: 'boolean' },
         },
       });
     } catch (err) {
@@ -135,6 +138,7 @@ export const matrixCommand: Command = {
         suites: values.suites === 'none' ? [] : values.suites ? values.suites.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
         objects: values.object,
         loader,
+        corpus: values.corpus ?? false,
         jobs: jobs ?? defaultJobs(),
         accel,
         outDir,

@@ -32,6 +32,8 @@ export interface MatrixOptions {
   suites?: string[];
   /** Users' own clang-built objects, loaded and reported as-is. */
   objects?: string[];
+  /** Also run the kernel's CO-RE selftest corpus (from Debian's linux-source-6.12) with both loaders. */
+  corpus?: boolean;
   /** Which loaders load the objects in each guest: ours, Debian's libbpf, or both, compared. */
   loader?: 'ours' | 'libbpf' | 'both';
   jobs: number;
@@ -79,6 +81,22 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   });
   o.log(`matrix: ${suites.length} suite(s) compiled once: ${suites.map((s) => `${s.name} (${s.sha256.slice(0, 12)})`).join(' ')}`);
 
+  // The corpus: fetched and compiled once on the host, the same objects in every guest.
+  let corpus: { cases: NonNullable<RunManifest['corpus']>; files: { path: string; source: string }[] } | undefined;
+  if (o.corpus) {
+    const { loadCorpus } = await import('../corpus/selftests.js');
+    const c = await loadCorpus(o.log);
+    const files = new Map<string, string>();
+    const guest = (host: string) => {
+      const p = `/cm/corpus/${basename(host)}`;
+      files.set(p, host);
+      return p;
+    };
+    const cases = c.cases.map((x) => ({ name: x.name, target: guest(x.target), programs: x.programs.map(guest), expectFail: x.expectFail }));
+    corpus = { cases, files: [...files].map(([path, source]) => ({ path, source })) };
+    o.log(`matrix: corpus ${c.package} ${c.version}: ${cases.length} cases, ${files.size} objects`);
+  }
+
   const report: RunReport = {
     schema: RESULT_SCHEMA, runId: o.runId, startedAt, finishedAt: startedAt, complete: false,
     host: { node: process.version, qemu: toolVersion('qemu-system-x86_64', ['--version']), clang: toolVersion('clang-19', ['--version']) },
@@ -114,6 +132,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         hostTruth: await hostTruth(e.id, { store }),
         suiteTimeoutMs,
         loader: o.loader ?? 'ours',
+        ...(corpus ? { corpus: corpus.cases } : {}),
       };
       o.progress?.(e.id, 'building image');
       image = await buildImage({
@@ -121,6 +140,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
           { path: '/cm/run.json', data: JSON.stringify(manifest) },
           ...suites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
           ...userObjects.map((u) => ({ path: u.path, source: u.host })),
+          ...(corpus?.files ?? []),
         ],
         kernelConfig: k.config,
         release: k.release,
