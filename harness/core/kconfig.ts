@@ -8,7 +8,7 @@
 
 import type { Btf } from './btf/btf.js';
 import { INT_BOOL, INT_CHAR, INT_SIGNED, Kind } from './btf/kinds.js';
-import { CoreMatrixError } from './errors.js';
+import { CoreMatrixError, oneLine } from './errors.js';
 import type { ExternSpec } from './object/types.js';
 
 export type ConfigValue = 'y' | 'm' | string | number;
@@ -30,30 +30,38 @@ export interface KconfigResolution {
 
 export class KconfigError extends CoreMatrixError {
   override name = 'KconfigError';
-}
-
-function writeInt(dv: DataView, off: number, size: number, v: bigint): void {
-  switch (size) {
-    case 1: dv.setUint8(off, Number(BigInt.asUintN(8, v))); break;
-    case 2: dv.setUint16(off, Number(BigInt.asUintN(16, v)), true); break;
-    case 4: dv.setUint32(off, Number(BigInt.asUintN(32, v)), true); break;
-    case 8: dv.setBigUint64(off, BigInt.asUintN(64, v), true); break;
-    default: throw new KconfigError(`integer of ${size} bytes`);
+  constructor(message: string) {
+    super(oneLine(message)); // extern names come from the object's BTF
   }
 }
 
-/** Writes every kconfig extern's value into `data` (the `.kconfig` map value). */
+/** Writes a little-endian integer; false for a size no C integer has. */
+function writeInt(dv: DataView, off: number, size: number, v: bigint): boolean {
+  switch (size) {
+    case 1: dv.setUint8(off, Number(BigInt.asUintN(8, v))); return true;
+    case 2: dv.setUint16(off, Number(BigInt.asUintN(16, v)), true); return true;
+    case 4: dv.setUint32(off, Number(BigInt.asUintN(32, v)), true); return true;
+    case 8: dv.setBigUint64(off, BigInt.asUintN(64, v), true); return true;
+    default: return false;
+  }
+}
+
+/**
+ * Writes every kconfig extern's value into `data` (the `.kconfig` map value). Errors name the
+ * object through its BTF's source (`x.bpf.o: .BTF: extern CONFIG_X (kconfig): ...`).
+ */
 export function fillKconfig(btf: Btf, externs: readonly ExternSpec[], data: Uint8Array, facts: KconfigFacts): KconfigResolution[] {
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const where = btf.source;
   const out: KconfigResolution[] = [];
   for (const e of externs) {
     if (e.kind !== 'kconfig') continue;
     const off = e.offset ?? 0;
     const size = e.size ?? 0;
-    if (off + size > data.length) throw new KconfigError(`extern ${e.name}: offset ${off}+${size} outside .kconfig (${data.length} bytes)`);
+    if (off + size > data.length) throw new KconfigError(`${where}: extern ${e.name}: offset ${off}+${size} outside .kconfig (${data.length} bytes)`);
     const tid = btf.skipModsAndTypedefs(e.valueTypeId);
     const t = btf.type(tid);
-    const fail = (why: string) => new KconfigError(`extern ${e.name} (kconfig): ${why}`);
+    const fail = (why: string) => new KconfigError(`${where}: extern ${e.name} (kconfig): ${why}`);
     let raw: ConfigValue | undefined;
     if (e.name === 'LINUX_KERNEL_VERSION') raw = facts.linuxKernelVersion;
     else if (facts.specials && e.name in facts.specials) raw = facts.specials[e.name];
@@ -74,16 +82,18 @@ export function fillKconfig(btf: Btf, externs: readonly ExternSpec[], data: Uint
       written = raw;
     } else if (t.kind === Kind.ENUM && (raw === 'y' || raw === 'm' || raw === 'n')) {
       const v = raw === 'y' ? 1 : raw === 'm' ? 2 : 0;
-      writeInt(dv, off, t.size, BigInt(v));
+      if (!writeInt(dv, off, t.size, BigInt(v))) throw fail(`enum of ${t.size} bytes`);
       written = raw;
     } else if (t.kind === Kind.INT || t.kind === Kind.ENUM || t.kind === Kind.ENUM64) {
-      if (typeof raw !== 'number' && !/^-?(0x[0-9a-f]+|\d+)$/i.test(String(raw))) throw fail(`value '${raw}' is not a number`);
-      const big = BigInt(raw);
+      if (!/^-?(0x[0-9a-f]+|\d+)$/i.test(String(raw))) throw fail(`value '${raw}' is not an integer`);
+      // BigInt() takes "0x10" but not "-0x10": parse the sign apart.
+      const text = String(raw);
+      const big = text.startsWith('-') ? -BigInt(text.slice(1)) : BigInt(text);
       const signed = t.kind === Kind.INT ? (t.encoding & INT_SIGNED) !== 0 : t.signed;
       const bits = BigInt(t.size * 8);
       const fits = signed ? big >= -(1n << (bits - 1n)) && big < 1n << (bits - 1n) : big >= 0n && big < 1n << bits;
       if (!fits) throw fail(`value ${raw} does not fit ${t.size} bytes`);
-      writeInt(dv, off, t.size, big);
+      if (!writeInt(dv, off, t.size, big)) throw fail(`integer of ${t.size} bytes`);
       written = Number(big);
     } else if (t.kind === Kind.ARRAY && btf.sizeOf(t.type) === 1) {
       const s = new TextEncoder().encode(String(raw));

@@ -16,6 +16,7 @@ import { loadObjectSpec, linkProgram } from '../core/object/index.js';
 import { readTargetBtf, relocateObject } from '../core/relocate.js';
 import { CoreMatrixError } from '../core/errors.js';
 import { reachable } from '../core/relo/reach.js';
+import { fillKconfig } from '../core/kconfig.js';
 import { layoutOf, type Layout } from './layout.js';
 import { mutate, Rng } from './mutate.js';
 
@@ -113,6 +114,20 @@ function objectTarget(b: Uint8Array): void {
   for (const p of spec.programs) soft(() => linkProgram(spec, p));
   // The reachability walk `relocate` runs from every function entry once a relocation is poisoned.
   for (const [name, insns] of spec.sections) soft(() => reachable(insns, spec.functions.filter((f) => f.section === name).map((f) => f.sectionOffset)));
+  // .kconfig externs filled from a config whose values depend on the extern's name (every encoding path).
+  const kc = spec.maps.find((m) => m.kind === 'kconfig');
+  if (kc?.data) {
+    const config = new Map<string, string>();
+    for (const e of spec.externs) if (e.kind === 'kconfig') config.set(e.name, CONFIG_VALUES[fnv(e.name) % CONFIG_VALUES.length]!);
+    soft(() => fillKconfig(spec.btf, spec.externs, new Uint8Array(kc.data!), { config, linuxKernelVersion: 0x06_01_00 }));
+  }
+}
+
+const CONFIG_VALUES = ['y', 'm', 'n', '42', '-1', '0x10', '-0x10', '"abc"', '99999999999999999999999', 'abc', '', '0'];
+function fnv(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 /** A relocate case is one blob: "CMFZ", u32 object length, the object, then the target BTF. */

@@ -9,6 +9,9 @@ import { loadSeeds } from '../../harness/fuzz/seeds.js';
 import { judge, makeCase, runCase, TARGETS, type SeedSet, type TargetName } from '../../harness/fuzz/targets.js';
 import { FormatError, CoreMatrixError, wrap } from '../../harness/core/errors.js';
 import { reachable } from '../../harness/core/relo/reach.js';
+import { fillKconfig } from '../../harness/core/kconfig.js';
+import { loadObjectSpec } from '../../harness/core/object/index.js';
+import { compileFixture } from '../fixtures/compile.js';
 
 const SEED = 20251125;
 const PER_TARGET = Number(process.env.FUZZ_TEST_RUNS ?? 300);
@@ -120,5 +123,29 @@ describe('crafted reachability inputs', () => {
     b[0] = 0xb7; // r0 = 0
     b[8] = 0x18; // ld_imm64 r0 with no second half
     expect(reachable(b, 0)).toEqual(new Uint8Array([1, 1]));
+  });
+});
+
+describe('kconfig values found by the fuzzer', () => {
+  const { bytes } = compileFixture('objects');
+  const spec = loadObjectSpec(bytes, 'objects.bpf.o');
+  const data = () => new Uint8Array(spec.maps.find((m) => m.kind === 'kconfig')!.data!);
+  const fill = (config: Record<string, string>) => fillKconfig(spec.btf, spec.externs, data(), { config: new Map(Object.entries(config)), linuxKernelVersion: 0x060100 });
+
+  it('a negative hex value is a number (was: SyntaxError from BigInt("-0x10"))', () => {
+    const r = fill({ CONFIG_HZ: '-0x10', CONFIG_BPF_SYSCALL: 'y' });
+    expect(r.find((x) => x.name === 'CONFIG_HZ')?.value).toBe(-16);
+  });
+
+  it('a value the type cannot take is a typed error naming the object and the extern', () => {
+    let err: unknown;
+    try {
+      fill({ CONFIG_BPF_SYSCALL: '42' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CoreMatrixError);
+    expect((err as Error).message).toBe("objects.bpf.o: .BTF: extern CONFIG_BPF_SYSCALL (kconfig): value '42' for a bool");
+    expect(() => fill({ CONFIG_HZ: '1.5', CONFIG_BPF_SYSCALL: 'n' })).toThrow(/^objects\.bpf\.o: .*CONFIG_HZ \(kconfig\): value '1\.5' is not an integer$/);
   });
 });
