@@ -389,6 +389,20 @@ const reloOnType: Mut = (b, rng, lay) => {
   for (let i = 0; i < r.str!.len; i++) b[r.str!.off + i] = i < s2.length ? s2.charCodeAt(i) : 0;
   return { step: `core_relo @${r.off}: kind ${kind} "${s2}" on struct #${t.id}` };
 };
+const cloneNames: Mut = (b, rng, lay) => {
+  // Many types share one name: every relocation rooted there gets every one of them as a candidate.
+  const ss = types(lay, (t) => t.kind === K.STRUCT || t.kind === K.UNION);
+  if (ss.length < 2) return undefined;
+  const r = rng.pick(ss);
+  const name = u32(b, r.off);
+  const all = rng.chance(0.5);
+  let k = 0;
+  for (const t of types(lay, (t) => all || t.kind === K.STRUCT || t.kind === K.UNION || t.kind === K.TYPEDEF || t.kind === 7)) {
+    put(b, t.off, 4, name);
+    k++;
+  }
+  return { step: `${k} types renamed like struct #${r.id}` };
+};
 const longNames: Mut = (b, rng, lay) => {
   if (!lay.strtabs.length) return undefined;
   const t = rng.pick(lay.strtabs);
@@ -400,7 +414,7 @@ const longNames: Mut = (b, rng, lay) => {
 
 const GENERIC: Mut[] = [bitFlip, byteSet, word32, truncate, duplicate, remove];
 const STRUCTURED: Mut[] = [field, field, field, selfLoop, pairLoop, typedefLoop, hugeVlen, hugeNelems, hugeNelems, danglingRef, retarget, kindChange, nameOff, unterminate,
-  accessStr, accessStr, accessPtr, reloKind, reloType, reloInsn, sectionRange, insns, insns, insns, longNames, loopEveryEntry, allRefsSelf, allRefsSelf, mutualProtos, reloOnType, reloOnType];
+  accessStr, accessStr, accessPtr, reloKind, reloType, reloInsn, sectionRange, insns, insns, insns, longNames, loopEveryEntry, allRefsSelf, allRefsSelf, mutualProtos, reloOnType, reloOnType, cloneNames];
 
 /** Applies 1..4 mutations (structure-aware ones 70% of the time) to a copy of `seed`. */
 export function mutate(seed: Uint8Array, lay: Layout, rng: Rng, structuredOnly = false): Mutated {
