@@ -8,7 +8,7 @@ import { buildImage } from '../images/initramfs.js';
 import { KernelStore } from '../kernels/store.js';
 import { runMatrix } from '../matrix/run.js';
 import { defaultJobs, runPool } from '../vm/pool.js';
-import { runGuest } from '../vm/qemu.js';
+import { probeAccel, runGuest } from '../vm/qemu.js';
 
 export interface VmBenchRow {
   kernel: string;
@@ -25,17 +25,17 @@ export async function benchVm(kernels: string[], log: (s: string) => void): Prom
   const jobs = defaultJobs();
   const dir = mkdtempSync(join(tmpdir(), 'cm-bench-'));
   const image = await buildImage({ files: [], base: 'busybox' });
-  let accel = 'tcg';
+  // Decide the accelerator before timing anything: the probe boot (several seconds when KVM
+  // hangs) would otherwise be charged to whichever side runs first.
+  const accel = await probeAccel(arts[0]!.vmlinuz, image.path);
   const t0 = performance.now();
   const floor = await runPool(arts, jobs, async (k, signal) => {
-    const g = await runGuest({ kernelId: k.id, vmlinuz: k.vmlinuz, initrd: image.path, append: 'cm.init=hello', accel: 'auto', logDir: join(dir, 'floor'), signal });
-    accel = g.accel;
-    return g;
+    return runGuest({ kernelId: k.id, vmlinuz: k.vmlinuz, initrd: image.path, append: 'cm.init=hello', accel, logDir: join(dir, 'floor'), signal });
   });
   const floorWallMs = performance.now() - t0;
   log(`bench: floor done in ${(floorWallMs / 1000).toFixed(1)} s`);
   const t1 = performance.now();
-  const report = await runMatrix({ kernels: entries.map((e) => e.id), suites: ['task-fields'], jobs, accel: 'auto', outDir: join(dir, 'matrix'), runId: 'bench', log: () => {} });
+  const report = await runMatrix({ kernels: entries.map((e) => e.id), suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix'), runId: 'bench', log: () => {} });
   const matrixWallMs = performance.now() - t1;
   const rows = arts.map((k, i): VmBenchRow => {
     const run = report.kernels.find((r) => r.kernel.id === k.id);
