@@ -6,7 +6,9 @@ import { parseElf } from './elf.js';
 import { loadObjectSpec, type ObjectSpec } from './object/index.js';
 import { FormatError } from './errors.js';
 import { applyCoreRelocations, type AppliedRelo } from './relo/patch.js';
-import { reachable } from './relo/reach.js';
+import { reachable, type StepBudget } from './relo/reach.js';
+
+const REACH_BUDGET = 800_000;
 import { toRecord, type RelocationRecord } from './relo/report.js';
 import type { Target } from './relo/engine.js';
 
@@ -58,11 +60,14 @@ export function relocateSpec(spec: ObjectSpec, sha256: string, target: Target, t
   const applied = spec.btfExt ? applyCoreRelocations(spec.btf, spec.btfExt.coreRelos, sections, target) : [];
   // Which poisoned instructions can run: explore from every function entry in the section.
   const reach = new Map<string, Uint8Array | undefined>();
+  // One step budget for the whole object (about a second of walking at worst): an object of many
+  // sections that each spin on a known counter must not multiply it. Past it, poison counts as reachable.
+  const budget: StepBudget = { left: REACH_BUDGET };
   const reachOf = (section: string): Uint8Array | undefined => {
     if (reach.has(section)) return reach.get(section);
     const insns = sections.get(section);
     // One walk from all entries, one budget: a section of many functions costs no more than one.
-    const seen = insns ? reachable(insns, spec.functions.filter((f) => f.section === section).map((f) => f.sectionOffset)) : undefined;
+    const seen = insns ? reachable(insns, spec.functions.filter((f) => f.section === section).map((f) => f.sectionOffset), budget) : undefined;
     reach.set(section, seen);
     return seen;
   };

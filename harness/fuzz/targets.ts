@@ -113,7 +113,8 @@ function objectTarget(b: Uint8Array): void {
   const spec = loadObjectSpec(b, OBJ_SRC);
   for (const p of spec.programs) soft(() => linkProgram(spec, p));
   // The reachability walk `relocate` runs from every function entry once a relocation is poisoned.
-  for (const [name, insns] of spec.sections) soft(() => reachable(insns, spec.functions.filter((f) => f.section === name).map((f) => f.sectionOffset)));
+  const budget = { left: 200_000 };
+  for (const [name, insns] of spec.sections) soft(() => reachable(insns, spec.functions.filter((f) => f.section === name).map((f) => f.sectionOffset), budget));
   // .kconfig externs filled from a config whose values depend on the extern's name (every encoding path).
   const kc = spec.maps.find((m) => m.kind === 'kconfig');
   if (kc?.data) {

@@ -58,25 +58,30 @@ function cond(op: number, a: bigint, b: bigint, is64: boolean): boolean | undefi
   }
 }
 
+/** A step budget shared by several walks (all sections of one object): `left` counts down. */
+export interface StepBudget {
+  left: number;
+}
+
 /**
  * Marks the instructions reachable from `entry` (an index into `insns`, 8 bytes each), or from
- * any of several entries (every function of a section) under ONE shared budget: a section of
- * many functions must not multiply the work. Returns undefined when the exploration budget runs
- * out (caller should assume "reachable").
+ * any of several entries (every function of a section) under ONE budget: a section of many
+ * functions must not multiply the work. Pass a StepBudget to share it across sections too.
+ * Returns undefined when the budget runs out (caller should assume "reachable").
  */
-export function reachable(insns: Uint8Array, entry: number | readonly number[] = 0, budget = 200_000): Uint8Array | undefined {
+export function reachable(insns: Uint8Array, entry: number | readonly number[] = 0, budget: number | StepBudget = 200_000): Uint8Array | undefined {
+  if (typeof budget === 'number') return reachable(insns, entry, { left: budget });
   const n = insns.length >> 3;
   const dv = new DataView(insns.buffer, insns.byteOffset, insns.byteLength);
   const seen = new Uint8Array(n);
   const visited = new Set<string>();
   const entries = typeof entry === 'number' ? [entry] : entry;
   const work: [number, Regs][] = entries.map((e): [number, Regs] => [e, new Array(11).fill(undefined)]).reverse();
-  let steps = 0;
   while (work.length) {
     let [pc, regs] = work.pop()!;
     for (;;) {
       if (pc < 0 || pc >= n) break;
-      if (++steps > budget) return undefined;
+      if (--budget.left < 0) return undefined;
       const key = pc + ':' + regs.map((r) => (r === undefined ? '?' : r.toString(16))).join(',');
       if (visited.has(key)) break;
       visited.add(key);
