@@ -7,7 +7,7 @@
 // Suites run as tasks with @vitest/runner: a file per suite, a test per check, so the host gets
 // the plain task tree with its results, as it runs.
 
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import { release as osRelease, machine } from 'node:os';
 import { describe, startTests, test, beforeAll, afterAll, type File, type VitestRunner } from '@vitest/runner';
 import { parseBtf } from '../core/btf/btf.js';
@@ -69,6 +69,8 @@ async function main(): Promise<number> {
     const kernel: KernelInfo = { ...manifest.kernel, release };
     const btfBytes = readFileSync('/sys/kernel/btf/vmlinux');
     const kernelBtf = parseBtf(btfBytes, { source: '/sys/kernel/btf/vmlinux' });
+    // Loaded modules' BTF, split on top of vmlinux: CO-RE candidates for module types.
+    const moduleBtfs = readdirSync('/sys/kernel/btf').filter((f) => f !== 'vmlinux').map((f) => parseBtf(readFileSync(`/sys/kernel/btf/${f}`), { source: `/sys/kernel/btf/${f}`, base: kernelBtf }));
     const { config } = readKernelConfig(release);
     const lkv = linuxKernelVersion();
     const ctx: GuestContext = { release, config: new Map([...config].map(([k, v]) => [k, String(v)])), hostTruth: manifest.hostTruth };
@@ -114,7 +116,7 @@ async function main(): Promise<number> {
           const coll = new Collection(obj);
           st.coll = coll;
           coll.load({
-            kernelBtf, kernelBtfName: '/sys/kernel/btf/vmlinux', sha256: st.sha256, rodata, programs: spec.programs,
+            kernelBtf, moduleBtfs, kernelBtfName: '/sys/kernel/btf/vmlinux', sha256: st.sha256, rodata, programs: spec.programs,
             kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } },
             kallsyms: (names) => kallsymsLookup(names),
           });

@@ -26,6 +26,8 @@ export interface LoadOptions {
   /** The kernel's BTF (/sys/kernel/btf/vmlinux), for CO-RE and for attach/ksym ids. */
   kernelBtf: Btf;
   kernelBtfName: string;
+  /** Module BTFs (/sys/kernel/btf/<module>, split on top of kernelBtf): CO-RE candidates when vmlinux has none. */
+  moduleBtfs?: Btf[];
   kconfig: KconfigFacts;
   /** kallsyms, read only if an untyped ksym needs an address. */
   kallsyms?: (names: string[]) => Map<string, Ksym>;
@@ -116,6 +118,40 @@ export class Collection {
     return decodeValue(this.spec.btf, typeId, v, offset);
   }
 
+  /**
+   * Writes a global variable by name (an integer, or a string for a char array) through its data
+   * map, keeping the rest of the map's value. Frozen maps (.rodata, .kconfig) refuse it.
+   */
+  writeVar(name: string, value: number | bigint | string | boolean): void {
+    const { map, offset, typeId } = this.locateVar(name);
+    const m = this.maps.get(map.name);
+    if (!m) throw new CoreMatrixError(`${this.spec.source}: map ${map.name} of variable ${name} was not created`);
+    if (map.frozen) throw new CoreMatrixError(`${this.spec.source}: ${name} lives in ${map.name}, which is frozen after load`);
+    const key = new Uint8Array(4);
+    const cur = m.lookup(key);
+    if (!cur) throw new CoreMatrixError(`${this.spec.source}: map ${map.name} has no value`);
+    const btf = this.spec.btf;
+    const t = btf.type(btf.skipModsAndTypedefs(typeId));
+    const size = btf.sizeOf(typeId);
+    const dv = new DataView(cur.buffer, cur.byteOffset, cur.byteLength);
+    if (typeof value === 'string') {
+      if (t.kind !== Kind.ARRAY) throw new CoreMatrixError(`${this.spec.source}: ${name} is not a char array`);
+      const bytes = new TextEncoder().encode(value);
+      if (bytes.length >= size) throw new CoreMatrixError(`${this.spec.source}: '${value}' does not fit ${name} (${size} bytes)`);
+      cur.fill(0, offset, offset + size);
+      cur.set(bytes, offset);
+    } else {
+      if (t.kind !== Kind.INT && t.kind !== Kind.ENUM && t.kind !== Kind.ENUM64) throw new CoreMatrixError(`${this.spec.source}: ${name} is not an integer`);
+      const v = BigInt(typeof value === 'boolean' ? Number(value) : value);
+      if (size === 1) dv.setUint8(offset, Number(BigInt.asUintN(8, v)));
+      else if (size === 2) dv.setUint16(offset, Number(BigInt.asUintN(16, v)), true);
+      else if (size === 4) dv.setUint32(offset, Number(BigInt.asUintN(32, v)), true);
+      else if (size === 8) dv.setBigUint64(offset, BigInt.asUintN(64, v), true);
+      else throw new CoreMatrixError(`${this.spec.source}: ${name} has an integer size of ${size}`);
+    }
+    m.update(key, cur);
+  }
+
   /** Where a global variable lives: its data map, offset and BTF type. */
   locateVar(name: string): { map: MapSpec; offset: number; typeId: number } {
     const btf = this.spec.btf;
@@ -144,7 +180,7 @@ export class Collection {
   load(opts: LoadOptions): this {
     const spec = this.spec;
     // 1. CO-RE relocations against the running kernel.
-    const rel = relocateSpec(spec, opts.sha256 ?? '', { vmlinux: opts.kernelBtf }, opts.kernelBtfName);
+    const rel = relocateSpec(spec, opts.sha256 ?? '', { vmlinux: opts.kernelBtf, modules: opts.moduleBtfs }, opts.kernelBtfName);
     this.relocations = rel.report.relocations;
 
     // 2. The object's BTF, rewritten for what this kernel knows.
