@@ -8,7 +8,7 @@ import { FormatError } from './errors.js';
 import { applyCoreRelocations, type AppliedRelo } from './relo/patch.js';
 import { reachable, type StepBudget } from './relo/reach.js';
 
-const REACH_BUDGET = 800_000;
+const REACH_BUDGET = 200_000;
 import { toRecord, type RelocationRecord } from './relo/report.js';
 import type { Target } from './relo/engine.js';
 
@@ -60,7 +60,7 @@ export function relocateSpec(spec: ObjectSpec, sha256: string, target: Target, t
   const applied = spec.btfExt ? applyCoreRelocations(spec.btf, spec.btfExt.coreRelos, sections, target) : [];
   // Which poisoned instructions can run: explore from every function entry in the section.
   const reach = new Map<string, Uint8Array | undefined>();
-  // One step budget for the whole object (about a second of walking at worst): an object of many
+  // One step budget for the whole object (a few tenths of a second of walking at worst; real objects need a few hundred steps): an object of many
   // sections that each spin on a known counter must not multiply it. Past it, poison counts as reachable.
   const budget: StepBudget = { left: REACH_BUDGET };
   const reachOf = (section: string): Uint8Array | undefined => {

@@ -236,10 +236,11 @@ export interface Case {
   bytes: Uint8Array;
 }
 
-/** Input `index` of run `runSeed`: the target cycles so every target gets an even share. */
-export function makeCase(seeds: SeedSet, runSeed: number, index: number, only?: TargetName): Case {
+/** Input `index` of run `runSeed`: the target cycles (over `only`, default all) so each gets an even share. */
+export function makeCase(seeds: SeedSet, runSeed: number, index: number, only: TargetName | readonly TargetName[] = TARGETS): Case {
   const rng = new Rng(runSeed, index);
-  const target = only ?? TARGETS[index % TARGETS.length]!;
+  const list = typeof only === 'string' ? [only] : only;
+  const target = list[index % list.length]!;
   if (target === 'relocate') {
     const o = rng.pick(seeds.objects);
     const t = rng.pick(seeds.targets);

@@ -12,6 +12,9 @@ const LD = 0x00, LDX = 0x01, ST = 0x02, STX = 0x03, ALU = 0x04, JMP = 0x05, JMP3
 const MASK64 = (1n << 64n) - 1n;
 
 type Regs = (bigint | undefined)[];
+/** Register states per instruction before the walk stops tracking constants there. */
+const WIDEN_AFTER = 64;
+const UNKNOWN: Regs = new Array(11).fill(undefined);
 
 function alu(op: number, a: bigint, b: bigint, is64: boolean): bigint | undefined {
   const w = is64 ? 64n : 32n;
@@ -75,6 +78,7 @@ export function reachable(insns: Uint8Array, entry: number | readonly number[] =
   const dv = new DataView(insns.buffer, insns.byteOffset, insns.byteLength);
   const seen = new Uint8Array(n);
   const visited = new Set<string>();
+  const states = new Uint16Array(n);
   const entries = typeof entry === 'number' ? [entry] : entry;
   const work: [number, Regs][] = entries.map((e): [number, Regs] => [e, new Array(11).fill(undefined)]).reverse();
   while (work.length) {
@@ -82,9 +86,14 @@ export function reachable(insns: Uint8Array, entry: number | readonly number[] =
     for (;;) {
       if (pc < 0 || pc >= n) break;
       if (--budget.left < 0) return undefined;
+      // Widening: once an instruction has been reached with WIDEN_AFTER different register states
+      // (a loop counting a known register), forget what is known there. Unknown explores both
+      // ways, so this only ever adds reachable instructions, and every loop ends in a few steps.
+      if (states[pc]! >= WIDEN_AFTER && regs.some((r) => r !== undefined)) regs = UNKNOWN;
       const key = pc + ':' + regs.map((r) => (r === undefined ? '?' : r.toString(16))).join(',');
       if (visited.has(key)) break;
       visited.add(key);
+      states[pc]!++;
       seen[pc] = 1;
       const at = pc * 8;
       const code = dv.getUint8(at);
