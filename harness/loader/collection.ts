@@ -214,7 +214,7 @@ export class Collection {
     const want = opts.programs ? new Set(opts.programs) : undefined;
     for (const p of spec.programs) {
       if (want && !want.has(p.name)) continue;
-      this.loadProgram(p, opts, rel.applied.length > 0);
+      this.loadProgram(p, opts);
     }
     return this;
   }
@@ -307,7 +307,7 @@ export class Collection {
     }
   }
 
-  private loadProgram(p: ProgramSpec, opts: LoadOptions, _hadCore: boolean): void {
+  private loadProgram(p: ProgramSpec, opts: LoadOptions): void {
     const t0 = performance.now();
     const out: ProgramOutcome = { name: p.name, section: p.section, status: 'error', loadMs: 0, relocations: [] };
     this.outcomes.push(out);
