@@ -60,7 +60,7 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
   place(self);
 
   // Pass 1: walk functions breadth-first, placing every reachable one; remember branch fixups.
-  const fixups: { at: number; target: FunctionSpec; targetInsn: number; what: string }[] = [];
+  const fixups: { at: number; target: FunctionSpec; targetInsn: number; what: string; last: boolean }[] = [];
   const chunks: Uint8Array[] = [];
   for (let k = 0; k < order.length; k++) {
     const { fn, start } = order[k]!;
@@ -89,7 +89,7 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
         const target = fnAt(targetSection, targetInsn);
         if (!target) throw new FormatError(`${where}: ${fn.name}+${j}: call target ${targetSection}+${targetInsn} is not inside a function`);
         place(target);
-        fixups.push({ at: start + j, target, targetInsn: targetInsn - target.sectionOffset, what: `${fn.name}+${j}` });
+        fixups.push({ at: start + j, target, targetInsn: targetInsn - target.sectionOffset, what: `${fn.name}+${j}`, last: j + 1 >= fn.insnCount });
       }
       if (op === LD_IMM64) j++;
     }
@@ -109,6 +109,7 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
     const op = insns[f.at * INSN_SIZE]!;
     if (op === CALL) setSrc(f.at, BPF_PSEUDO_CALL);
     else if (op === LD_IMM64) {
+      if (f.last) throw new FormatError(`${where}: ${f.what}: ld_imm64 in the function's last slot (its second half is outside)`);
       setSrc(f.at, BPF_PSEUDO_FUNC);
       setImm(f.at + 1, 0);
     } else throw new FormatError(`${where}: ${f.what}: code reference on opcode 0x${op.toString(16)}`);
@@ -123,6 +124,10 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
     for (const r of obj.relocs.get(fn.section) ?? []) {
       if (r.insn < fn.sectionOffset || r.insn >= fn.sectionOffset + fn.insnCount) continue;
       const i = start + r.insn - fn.sectionOffset;
+      // Map, data and (non-call) extern references patch both halves of a ld_imm64: the second must be in the function.
+      if ((r.kind === 'map' || r.kind === 'data' || (r.kind === 'extern' && !r.call)) && r.insn + 1 >= fn.sectionOffset + fn.insnCount) {
+        throw new FormatError(`${where}: ${fn.name}+${r.insn - fn.sectionOffset}: ${r.kind} reference on a ld_imm64 in the function's last slot (its second half is outside)`);
+      }
       switch (r.kind) {
         case 'map':
           setSrc(i, BPF_PSEUDO_MAP_FD);
