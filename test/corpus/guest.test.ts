@@ -8,7 +8,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { corpusCells, corpusInput, corpusPass, type CorpusResult, type CorpusRunCase } from '../../harness/corpus/guest.js';
 import { loadCorpus, type Corpus } from '../../harness/corpus/selftests.js';
@@ -16,6 +15,7 @@ import { buildInitramfs } from '../../harness/images/initramfs.js';
 import { KernelStore } from '../../harness/kernels/store.js';
 import { runGuest } from '../../harness/vm/qemu.js';
 import type { CorpusManifest } from './fixtures/guest-corpus.js';
+import { bundleGuestScript } from '../helpers/guest-script.js';
 
 /** The broken loader's error: one CO-RE byte offset of `flavors` moved by one int. */
 const DELTA = 4;
@@ -26,17 +26,7 @@ let corpus: Corpus;
 beforeAll(async () => {
   corpus = await loadCorpus();
   agent = join(tmp, 'guest-corpus.mjs');
-  await build({
-    entryPoints: [fileURLToPath(new URL('./fixtures/guest-corpus.ts', import.meta.url))],
-    outfile: agent,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    external: ['koffi'],
-    logLevel: 'warning',
-    banner: { js: "import { createRequire as __cmCreateRequire } from 'node:module'; const require = __cmCreateRequire(import.meta.url);" },
-  });
+  await bundleGuestScript(fileURLToPath(new URL('./fixtures/guest-corpus.ts', import.meta.url)), agent);
 }, 600_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

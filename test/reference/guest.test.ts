@@ -8,7 +8,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatInsn } from '../../harness/core/insn.js';
 import { buildInitramfs } from '../../harness/images/initramfs.js';
@@ -17,6 +16,7 @@ import { KernelStore } from '../../harness/kernels/store.js';
 import { runGuest } from '../../harness/vm/qemu.js';
 import { compileBpf } from '../helpers/tools.js';
 import type { GuestManifest, GuestReport } from './fixtures/guest-differential.js';
+import { bundleGuestScript } from '../helpers/guest-script.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cm-reference-guest-'));
 const fixture = (n: string) => fileURLToPath(new URL(n === 'relo_fail' ? `./fixtures/${n}.bpf.c` : `../fixtures/${n}.bpf.c`, import.meta.url));
@@ -29,17 +29,7 @@ let agent: string;
 
 beforeAll(async () => {
   agent = join(tmp, 'reference-differential.mjs');
-  await build({
-    entryPoints: [fileURLToPath(new URL('./fixtures/guest-differential.ts', import.meta.url))],
-    outfile: agent,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    external: ['koffi'],
-    logLevel: 'warning',
-    banner: { js: "import { createRequire as __cmCreateRequire } from 'node:module'; const require = __cmCreateRequire(import.meta.url);" },
-  });
+  await bundleGuestScript(fileURLToPath(new URL('./fixtures/guest-differential.ts', import.meta.url)), agent);
 }, 60_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

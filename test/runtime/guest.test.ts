@@ -4,30 +4,20 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildInitramfs } from '../../harness/images/initramfs.js';
 import { KernelStore } from '../../harness/kernels/store.js';
 import type { FeatureState } from '../../harness/runtime/probe.js';
 import type { SelfTestResult } from '../../harness/runtime/selftest.js';
 import { runGuest } from '../../harness/vm/qemu.js';
+import { bundleGuestScript } from '../helpers/guest-script.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cm-runtime-guest-'));
 let agent: string;
 
 beforeAll(async () => {
   agent = join(tmp, 'runtime-selftest.mjs');
-  await build({
-    entryPoints: [fileURLToPath(new URL('./fixtures/guest-selftest.ts', import.meta.url))],
-    outfile: agent,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    external: ['koffi'],
-    logLevel: 'warning',
-    banner: { js: "import { createRequire as __cmCreateRequire } from 'node:module'; const require = __cmCreateRequire(import.meta.url);" },
-  });
+  await bundleGuestScript(fileURLToPath(new URL('./fixtures/guest-selftest.ts', import.meta.url)), agent);
 }, 60_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
