@@ -1,0 +1,62 @@
+// `corematrix relocate` as a user runs it: the built CLI, real objects, real kernel BTF, and
+// hostile input (one line on stderr, exit 2, no stack trace).
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { KernelStore } from '../../harness/kernels/store.js';
+import { compileBpf, writeTmp } from '../helpers/tools.js';
+
+const cli = (args: string[]) => spawnSync(process.execPath, ['bin/corematrix.js', ...args], { encoding: 'utf8' });
+const object = compileBpf('test/fixtures/core_kernel.bpf.c');
+
+describe('corematrix relocate', () => {
+  it('prints the documented JSON document', async () => {
+    const btf = (await new KernelStore().fetch('6.1')).btf;
+    const r = cli(['relocate', object, '--btf', btf, '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout) as Record<string, unknown> & { relocations: Record<string, unknown>[]; programs: Record<string, unknown>[] };
+    expect(Object.keys(doc).sort()).toEqual(['btf', 'object', 'programs', 'relocations', 'sha256']);
+    expect(doc.sha256).toMatch(/^[0-9a-f]{64}$/);
+    for (const rec of doc.relocations) {
+      for (const k of ['section', 'insn', 'kind', 'type', 'access', 'spec', 'local', 'target', 'status']) expect(rec, k).toHaveProperty(k);
+      expect(['ok', 'poisoned', 'error']).toContain(rec.status);
+    }
+    expect(doc.relocations.find((x) => x.spec === 'pid')).toMatchObject({ kind: 'byte_off', type: 'struct task_struct', access: '0:0', local: 0, status: 'ok' });
+    expect(doc.programs).toEqual([{ name: 'core_kernel', section: 'kprobe/__set_task_comm', insns: expect.any(Number) }]);
+  });
+
+  it('takes a kernel id, and an ELF with .BTF, as the target', () => {
+    const byId = cli(['relocate', object, '--btf', '7.3']);
+    expect(byId.status, byId.stderr).toBe(0);
+    expect(byId.stdout).toMatch(/against 7\.3 \(linux-binary-7\.3/);
+    const byElf = cli(['relocate', object, '--btf', object, '--json']);
+    expect(byElf.status).toBe(0);
+    expect(JSON.parse(byElf.stdout).relocations.every((x: { status: string; local: number; target: number }) => x.status !== 'ok' || x.local === x.target)).toBe(true);
+  });
+
+  it('refuses hostile input with one line and exit 2', () => {
+    const bytes = readFileSync(object);
+    const cases: [string, Uint8Array, RegExp][] = [
+      ['garbage.o', new Uint8Array(4096).fill(0x41), /not an ELF file/],
+      ['truncated.o', bytes.subarray(0, 300), /past end of file|truncated|out of bounds/],
+      ['empty.o', new Uint8Array(0), /too short/],
+    ];
+    for (const [name, data, re] of cases) {
+      const path = writeTmp(name, data);
+      const r = cli(['relocate', path, '--btf', '6.1']);
+      expect(r.status, `${name}: ${r.stderr}`).toBe(2);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines, name).toHaveLength(1);
+      expect(lines[0]).toMatch(/^corematrix: /);
+      expect(lines[0]).toContain(name);
+      expect(lines[0]).toMatch(re);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    const badBtf = cli(['relocate', object, '--btf', writeTmp('bad.btf', new Uint8Array(64).fill(7))]);
+    expect(badBtf.status).toBe(2);
+    expect(badBtf.stderr.trim()).toMatch(/^corematrix: .*bad\.btf: bad BTF magic/);
+    const noKernel = cli(['relocate', object, '--btf', 'no-such-kernel']);
+    expect(noKernel.status).toBe(2);
+    expect(noKernel.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
