@@ -67,14 +67,17 @@ async function main(): Promise<void> {
   console.log(`fuzz: FUZZ_SEED=${runSeed} FUZZ_RUNS=${runs} FUZZ_TARGETS=${targets.join(',')} (budget ${timeoutMs} ms per input)`);
   const seeds = await loadSeeds({ log: (l) => console.log(l) });
 
-  const stats = new Map<TargetName, { inputs: number; ok: number; typed: number; crash: number; maxMs: number }>();
-  for (const t of TARGETS) stats.set(t, { inputs: 0, ok: 0, typed: 0, crash: 0, maxMs: 0 });
+  const stats = new Map<TargetName, { inputs: number; ok: number; typed: number; crash: number; maxMs: number; maxAt: number }>();
+  for (const t of TARGETS) stats.set(t, { inputs: 0, ok: 0, typed: 0, crash: 0, maxMs: 0, maxAt: -1 });
   const crashers: string[] = [];
   const record = (i: number, status: Status, ms: number, detail?: string) => {
     const c = makeCase(seeds, runSeed, i, targets);
     const s = stats.get(c.target)!;
     s.inputs++;
-    s.maxMs = Math.max(s.maxMs, ms);
+    if (ms > s.maxMs) {
+      s.maxMs = ms;
+      s.maxAt = i;
+    }
     if (status === 'ok') s.ok++;
     else if (status === 'typed') s.typed++;
     else {
@@ -86,7 +89,8 @@ async function main(): Promise<void> {
   };
 
   const t0 = Date.now();
-  let next = 0;
+  // FUZZ_START: skip to one input (e.g. the slowest a run reported) without running those before it.
+  let next = Number(process.env.FUZZ_START ?? 0);
   while (next < runs) {
     const job: Job = { seeds, runSeed, start: next, end: runs, timeoutMs, targets };
     next = await new Promise<number>((resolve) => {
@@ -129,10 +133,10 @@ async function main(): Promise<void> {
   }
 
   console.log(`\nfuzz: ${runs} inputs in ${((Date.now() - t0) / 1000).toFixed(1)} s, FUZZ_SEED=${runSeed}`);
-  console.log('target     inputs      ok   typed  crashers  slowest');
+  console.log('target     inputs      ok   typed  crashers  slowest (input)');
   for (const [t, s] of stats) {
     if (!targets.includes(t)) continue;
-    console.log(`${t.padEnd(9)} ${String(s.inputs).padStart(7)} ${String(s.ok).padStart(7)} ${String(s.typed).padStart(7)} ${String(s.crash).padStart(9)}  ${Math.round(s.maxMs)} ms`);
+    console.log(`${t.padEnd(9)} ${String(s.inputs).padStart(7)} ${String(s.ok).padStart(7)} ${String(s.typed).padStart(7)} ${String(s.crash).padStart(9)}  ${Math.round(s.maxMs)} ms (#${s.maxAt})`);
   }
   if (crashers.length) {
     console.log(`\n${crashers.length} crasher(s) written to ${outDir}`);
