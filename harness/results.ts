@@ -72,7 +72,7 @@ export interface CellResult {
 }
 
 /** How a guest ended, from the host's view (harness/vm). */
-export type GuestVerdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed' | 'no-kernel'
+export type GuestVerdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-oom' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed' | 'no-kernel'
   /** The host could not prepare this kernel's guest (image, host truth): never booted. */
   | 'harness-error';
 

@@ -7,7 +7,7 @@
 // Suites run as tasks with @vitest/runner: a file per suite, a test per check, so the host gets
 // the plain task tree with its results, as it runs.
 
-import { closeSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { release as osRelease, machine } from 'node:os';
 import { describe, startTests, test, beforeAll, afterAll, type File, type VitestRunner } from '@vitest/runner';
 import { parseBtf } from '../core/btf/btf.js';
@@ -189,6 +189,9 @@ async function main(): Promise<number> {
       }
     }
 
+    // TEST-ONLY (manifest.faults, set by test/faults only): grow until the OOM killer kills us.
+    if (manifest.faults?.oom) await allocateUntilKilled();
+
     const files: File[] = await startTests([...states.keys()].map((n) => `suite:${n}`), runner);
     send({ t: 'result', kind: 'tasks', data: files.map(plainTask) });
     let ok = true;
@@ -199,6 +202,8 @@ async function main(): Promise<number> {
         if (cell.verdict === 'fail' || cell.verdict === 'error' || cell.verdict === 'skip') ok = false;
         send({ t: 'result', kind: 'cell', data: cell });
       }
+      // TEST-ONLY (manifest.faults, set by test/faults only): crash the kernel mid-run.
+      if (manifest.faults?.panicAfterSuite === st.spec.name) await crashKernel(st.spec.name);
     }
     for (const cell of objectCells) {
       if (cell.verdict !== 'pass') ok = false;
@@ -250,6 +255,29 @@ async function main(): Promise<number> {
   } finally {
     clearInterval(beat);
     if (portFd >= 0) closeSync(portFd);
+  }
+}
+
+/** TEST-ONLY fault: sysrq c, after giving the serial port time to drain what was sent. */
+async function crashKernel(after: string): Promise<void> {
+  send({ t: 'log', level: 'info', msg: `agent: test fault: crashing the kernel after suite ${after}` });
+  await new Promise((r) => setTimeout(r, 1500));
+  try {
+    writeFileSync('/proc/sys/kernel/sysrq', '1');
+  } catch {
+    /* /proc/sysrq-trigger works for root regardless */
+  }
+  writeFileSync('/proc/sysrq-trigger', 'c');
+  await new Promise((r) => setTimeout(r, 10_000));
+}
+
+/** TEST-ONLY fault: allocates and touches 16 MiB blocks, yielding between them (heartbeats go on), until killed. */
+async function allocateUntilKilled(): Promise<void> {
+  send({ t: 'log', level: 'info', msg: 'agent: test fault: allocating until the OOM killer ends this agent' });
+  const hold: Buffer[] = [];
+  for (;;) {
+    hold.push(Buffer.allocUnsafe(16 << 20).fill(0xa5));
+    await new Promise((r) => setImmediate(r));
   }
 }
 

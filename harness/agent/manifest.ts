@@ -19,6 +19,19 @@ export interface RunManifest {
   corpus?: { name: string; target: string; programs: string[]; expectFail: boolean }[];
   /** Which loaders load the objects: ours (suites run their checks), libbpf, or both (compared). */
   loader?: 'ours' | 'libbpf' | 'both';
+  /**
+   * TEST-ONLY fault injection (test/faults): never set by `corematrix matrix`. Lets the fault
+   * tests make a real guest fail in a known way, so the host's verdicts can be checked.
+   */
+  faults?: ManifestFaults;
+}
+
+/** TEST-ONLY faults the agent injects on purpose (see RunManifest.faults). */
+export interface ManifestFaults {
+  /** Crash the kernel (sysrq c) right after this suite's cells were sent to the host. */
+  panicAfterSuite?: string;
+  /** Allocate and touch memory (before any suite runs) until the kernel's OOM killer kills the agent. */
+  oom?: boolean;
 }
 
 export const ManifestSchema = {

@@ -44,6 +44,12 @@ export interface MatrixOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   log: (line: string) => void;
+  /** Root of the suites (default <repo>/suites), passed to buildSuites. */
+  suitesDir?: string;
+  /** Guest memory in MiB (default 1024). */
+  memoryMb?: number;
+  /** TEST-ONLY (test/faults): faults the agent injects on purpose; the CLI never sets this. */
+  faults?: RunManifest['faults'];
   /** Per-kernel progress (booting / running suite k of n / verdict). */
   progress?: (kernel: string, state: string) => void;
 }
@@ -72,7 +78,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
 
   o.log(`matrix: ${entries.length} kernel(s)${o.shard ? ` (shard ${o.shard.index}/${o.shard.count})` : ''}: ${entries.map((e) => e.id).join(' ')}`);
   // No kernel to boot (an empty shard, nothing newer): no suite to compile either.
-  const suites: BuiltSuite[] = o.suites?.length === 0 || entries.length === 0 ? [] : await buildSuites({ names: o.suites });
+  const suites: BuiltSuite[] = o.suites?.length === 0 || entries.length === 0 ? [] : await buildSuites({ names: o.suites, ...(o.suitesDir ? { suitesDir: o.suitesDir } : {}) });
   const userObjects = (o.objects ?? []).map((path, i) => {
     if (!existsSync(path)) throw new CoreMatrixError(`${path}: no such object file`);
     const bytes = readFileSync(path);
@@ -133,6 +139,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         suiteTimeoutMs,
         loader: o.loader ?? 'ours',
         ...(corpus ? { corpus: corpus.cases } : {}),
+        ...(o.faults ? { faults: o.faults } : {}),
       };
       o.progress?.(e.id, 'building image');
       image = await buildImage({
@@ -159,7 +166,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       else if (m.t === 'result' && m.kind === 'cell') cells.push(m.data as CellResult);
       else if (m.t === 'log' && m.level !== 'info') o.log(`[${e.id}] ${m.msg}`);
     };
-    const g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: image.path, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: 1024 });
+    const g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: image.path, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: o.memoryMb ?? 1024 });
     const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
     if (g.verdict !== 'ok') {
       run.detail = g.detail;

@@ -16,7 +16,7 @@ import { CoreMatrixError } from '../core/errors.js';
 import { decodeMessage, type GuestMessage } from '../protocol.js';
 import { ConsoleScanner, type Splat } from './console.js';
 
-export type Verdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed';
+export type Verdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-oom' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed';
 export type Accel = 'kvm' | 'tcg';
 
 export interface GuestRun {
@@ -66,6 +66,10 @@ export const BASE_APPEND = 'console=ttyS0 panic=-1';
 const TAIL_LINES = 40;
 const PANIC_GRACE_MS = 10_000;
 const POWEROFF_GRACE_MS = 15_000;
+/** The OOM killer's console line (4.19+ "Out of memory: Killed process 190 (node) total-vm:…"; older "Out of memory: Kill process …"). */
+const OOM_KILL = /Out of memory(?: \(oom_kill_allocating_task\))?: Kill(?:ed)? process (\d+) \(([^)]*)\)/;
+/** The agent's process name as the kernel reports it (comm of `node /agent.js`). */
+const AGENT_COMM = 'node';
 
 let setprivOk: boolean | undefined;
 function pdeathsigPrefix(): string[] {
@@ -161,6 +165,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   let initMs: number | undefined;
   let spoken = false;
   let killed: KillReason | undefined;
+  let oomKill: string | undefined;
 
   const kill = (why: KillReason) => {
     if (killed) return;
@@ -197,6 +202,10 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   const consoleDone = lines(child.stdout!, (raw) => {
     consoleOut.write(raw + '\n');
     const s = scanner.push(raw);
+    if (!oomKill) {
+      const m = OOM_KILL.exec(raw);
+      if (m && m[2] === AGENT_COMM) oomKill = m[0];
+    }
     if (s?.kind === 'panic') later(PANIC_GRACE_MS, () => kill({ verdict: 'panic-grace', detail: s.line }));
   });
   const channelDone = lines(child.stdio[3] as Readable, (raw) => {
@@ -255,6 +264,8 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   if (panic) set('panic', panic.line);
   else if (oops) set('oops', oops.line);
   else if (hung) set('hung-task', hung.line);
+  // The OOM killer ended the agent: init then reports a failed agent, or the host a silent one.
+  else if (oomKill && !(done && done.ok)) set('agent-oom', `the kernel's OOM killer killed the agent: ${oomKill}`);
   else if (killed && (killed.verdict === 'timeout' || killed.verdict === 'agent-hang' || killed.verdict === 'no-agent')) set(killed.verdict, killed.detail);
   else if (!killed && (result.failed || result.exitCode !== 0))
     set(

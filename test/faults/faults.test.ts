@@ -1,0 +1,82 @@
+// Faults, each on a real guest (6.1 under TCG) or a real host condition: every one ends as its
+// own verdict with evidence, within its time budget, and the run still produces a report.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { KernelEntry } from '../../harness/kernels/matrix.js';
+import { KernelStore } from '../../harness/kernels/store.js';
+import { runMatrix, runPassed, type MatrixOptions } from '../../harness/matrix/run.js';
+
+const out = () => mkdtempSync(join(tmpdir(), 'cm-faults-'));
+const base = (o: Partial<MatrixOptions>): MatrixOptions => ({
+  kernels: ['6.1'], jobs: 2, accel: 'tcg', outDir: out(), runId: 'faults', log: () => {}, ...o,
+});
+const qemuChildren = () => {
+  try {
+    return execFileSync('pgrep', ['-f', 'qemu-system-x86_64.*corematrix-faults'], { encoding: 'utf8' }).trim();
+  } catch {
+    return '';
+  }
+};
+
+describe('guest faults (6.1, TCG)', () => {
+  it('a kernel panic mid-run is a panic verdict with the panic line, and the cells already sent are kept', async () => {
+    const r = await runMatrix(base({ suites: ['kernel-version', 'task-fields'], faults: { panicAfterSuite: 'kernel-version' } }));
+    const k = r.kernels[0]!;
+    expect(k.guest).toBe('panic');
+    expect(k.detail).toMatch(/Kernel panic - not syncing/);
+    expect(k.consoleTail).toMatch(/sysrq|Kernel panic/i);
+    expect(k.cells.map((c) => `${c.suite}:${c.verdict}`)).toEqual(['kernel-version:pass']);
+    expect(runPassed(r)).toBe(false);
+  }, 300_000);
+
+  it('an agent killed by the OOM killer is agent-oom, naming the kill', async () => {
+    const r = await runMatrix(base({ suites: ['kernel-version'], faults: { oom: true }, memoryMb: 448 }));
+    const k = r.kernels[0]!;
+    expect(k.guest, `${k.detail}\n${k.consoleTail}`).toBe('agent-oom');
+    expect(k.detail).toMatch(/OOM killer killed the agent: Out of memory: Kill(ed)? process \d+ \(node\)/);
+  }, 300_000);
+
+  it('a kprobe target missing on the kernel fails that cell, naming the function', async () => {
+    const r = await runMatrix(base({ suitesDir: 'test/faults/fixtures/suites', suites: ['no-such-kprobe'] }));
+    const k = r.kernels[0]!;
+    expect(k.guest).toBe('agent-failed'); // the agent reports done with ok=false: a cell failed
+    const cell = k.cells.find((c) => c.suite === 'no-such-kprobe')!;
+    expect(cell.verdict).toBe('fail');
+    expect(cell.reason).toMatch(/attach/);
+    expect(cell.reason).toMatch(/no_such_function_corematrix/);
+  }, 300_000);
+
+  it('a verifier rejection fails the cell with the verifier log attached', async () => {
+    const { compileBpf } = await import('../helpers/tools.js');
+    const obj = compileBpf('test/faults/fixtures/oob.bpf.c');
+    const r = await runMatrix(base({ suites: [], objects: [obj] }));
+    const cell = r.kernels[0]!.cells.find((c) => c.program === 'read_past_value')!;
+    expect(cell.verdict).toBe('fail');
+    expect(cell.reason).toMatch(/^rejected: /);
+    expect(cell.verifier?.logTail).toMatch(/invalid access to map value|value_size=4 off=40/);
+  }, 300_000);
+});
+
+describe('host faults', () => {
+  it('a kernel package that cannot be downloaded is no-kernel; the other kernel still runs', async () => {
+    const store = new KernelStore();
+    const good = store.entry('6.1');
+    const gone: KernelEntry = { ...good, id: '6.1-gone', version: '6.1.0-99999-1' };
+    const r = await runMatrix(base({ kernels: [], entries: [gone, good], suites: ['kernel-version'] }));
+    const byId = new Map(r.kernels.map((k) => [k.kernel.id, k]));
+    expect(byId.get('6.1-gone')!.guest).toBe('no-kernel');
+    expect(byId.get('6.1-gone')!.detail).toMatch(/6\.1\.0-99999-1/);
+    expect(byId.get('6.1-gone')!.detail!.split('\n')).toHaveLength(1);
+    expect(byId.get('6.1')!.guest).toBe('ok');
+    expect(byId.get('6.1')!.cells.every((c) => c.verdict === 'pass')).toBe(true);
+    expect(r.complete).toBe(true);
+    expect(runPassed(r)).toBe(false);
+  }, 300_000);
+
+  it('leaves no QEMU behind', () => {
+    expect(qemuChildren()).toBe('');
+  });
+});
