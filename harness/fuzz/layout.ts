@@ -48,6 +48,8 @@ export interface Layout {
   /** Executable sections (instructions) and string tables: absolute ranges. */
   code: { off: number; size: number; name: string; index: number; entries: number[] }[];
   strtabs: { off: number; size: number }[];
+  /** Absolute offsets of FUNC symbol entries. */
+  funcSyms: number[];
 }
 
 const KIND_PTR = 2, KIND_ARRAY = 3, KIND_STRUCT = 4, KIND_UNION = 5, KIND_TYPEDEF = 8, KIND_VOLATILE = 9, KIND_CONST = 10,
@@ -146,7 +148,7 @@ export function layoutOf(b: Uint8Array): Layout {
   const coreRecs: CoreRecLayout[] = [];
   const shdrs: number[] = [];
   if (!(b[0] === 0x7f && b[1] === 0x45 && b[2] === 0x4c && b[3] === 0x46)) {
-    return { fields, btf: btfLayout(b, 0, fields), coreRecs, shdrs, code: [], strtabs: [] };
+    return { fields, btf: btfLayout(b, 0, fields), coreRecs, shdrs, code: [], strtabs: [], funcSyms: [] };
   }
   for (const [o, s, l] of [[16, 2, 'e_type'], [18, 2, 'e_machine'], [40, 8, 'e_shoff'], [58, 2, 'e_shentsize'], [60, 2, 'e_shnum'], [62, 2, 'e_shstrndx']] as const) fields.push({ off: o, size: s, label: l });
   const shoff = u64(b, 40);
@@ -158,6 +160,7 @@ export function layoutOf(b: Uint8Array): Layout {
   };
   const code: Layout['code'] = [];
   const funcs: { shndx: number; value: number }[] = [];
+  const funcSyms: number[] = [];
   const strtabs: Layout['strtabs'] = [];
   const strtab = sec(strndx);
   const nameOf = (off: number) => {
@@ -180,7 +183,10 @@ export function layoutOf(b: Uint8Array): Layout {
     if (s.type === 2) {
       for (let k = 0; k < s.size / 24; k++) {
         const p = s.offset + k * 24;
-        if ((b[p + 4]! & 0xf) === 2) funcs.push({ shndx: u16(b, p + 6), value: u64(b, p + 8) });
+        if ((b[p + 4]! & 0xf) === 2) {
+          funcs.push({ shndx: u16(b, p + 6), value: u64(b, p + 8) });
+          funcSyms.push(p);
+        }
         fields.push({ off: p, size: 4, label: `sym ${k} name` }, { off: p + 4, size: 1, label: `sym ${k} info` }, { off: p + 6, size: 2, label: `sym ${k} shndx` },
           { off: p + 8, size: 8, label: `sym ${k} value` }, { off: p + 16, size: 8, label: `sym ${k} size` });
       }
@@ -194,5 +200,5 @@ export function layoutOf(b: Uint8Array): Layout {
   }
   if (ext) extLayout(b, ext.offset, ext.size, btf, fields, coreRecs);
   for (const c of code) for (const f of funcs) if (f.shndx === c.index && f.value % 8 === 0 && f.value < c.size) c.entries.push(c.off + f.value);
-  return { fields, btf, coreRecs, shdrs, code, strtabs };
+  return { fields, btf, coreRecs, shdrs, code, strtabs, funcSyms };
 }

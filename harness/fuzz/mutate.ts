@@ -403,6 +403,21 @@ const cloneNames: Mut = (b, rng, lay) => {
   }
   return { step: `${k} types renamed like struct #${r.id}` };
 };
+const funcSym: Mut = (b, rng, lay) => {
+  // Functions cut short, shifted, overlapping or unaligned: what the linker and func_info trust.
+  if (!lay.funcSyms.length) return undefined;
+  const p = rng.pick(lay.funcSyms);
+  const value = u32(b, p + 8);
+  const size = u32(b, p + 16);
+  const other = u32(b, rng.pick(lay.funcSyms) + 8);
+  switch (rng.int(5)) {
+    case 0: { const v = Math.max(0, size - 8 * (1 + rng.int(4))); put(b, p + 16, 8, v); return { step: `func sym @${p}: size ${size} -> ${v}` }; }
+    case 1: { const v = size + 8 * (1 + rng.int(64)); put(b, p + 16, 8, v); return { step: `func sym @${p}: size ${size} -> ${v}` }; }
+    case 2: { const v = value + rng.pick([4, 8, 16, 1]); put(b, p + 8, 8, v); return { step: `func sym @${p}: value ${value} -> ${v}` }; }
+    case 3: put(b, p + 8, 8, other); return { step: `func sym @${p}: value ${value} -> ${other} (another function's start)` };
+    default: put(b, p + 16, 8, 0); return { step: `func sym @${p}: size 0` };
+  }
+};
 const longNames: Mut = (b, rng, lay) => {
   if (!lay.strtabs.length) return undefined;
   const t = rng.pick(lay.strtabs);
@@ -414,7 +429,7 @@ const longNames: Mut = (b, rng, lay) => {
 
 const GENERIC: Mut[] = [bitFlip, byteSet, word32, truncate, duplicate, remove];
 const STRUCTURED: Mut[] = [field, field, field, selfLoop, pairLoop, typedefLoop, hugeVlen, hugeNelems, hugeNelems, danglingRef, retarget, kindChange, nameOff, unterminate,
-  accessStr, accessStr, accessPtr, reloKind, reloType, reloInsn, sectionRange, insns, insns, insns, longNames, loopEveryEntry, allRefsSelf, allRefsSelf, mutualProtos, reloOnType, reloOnType, cloneNames];
+  accessStr, accessStr, accessPtr, reloKind, reloType, reloInsn, sectionRange, insns, insns, insns, longNames, loopEveryEntry, allRefsSelf, allRefsSelf, mutualProtos, reloOnType, reloOnType, cloneNames, funcSym, funcSym];
 
 /** Applies 1..4 mutations (structure-aware ones 70% of the time) to a copy of `seed`. */
 export function mutate(seed: Uint8Array, lay: Layout, rng: Rng, structuredOnly = false): Mutated {
