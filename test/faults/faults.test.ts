@@ -76,6 +76,30 @@ describe('host faults', () => {
     expect(runPassed(r)).toBe(false);
   }, 300_000);
 
+  it('SIGTERM mid-run writes a partial report marked incomplete and exits non-zero', async () => {
+    const { spawn } = await import('node:child_process');
+    const { existsSync, readFileSync } = await import('node:fs');
+    const dir = out();
+    const child = spawn(process.execPath, ['bin/corematrix.js', 'matrix', '--kernels', '6.1,5.10', '--suites', 'kernel-version', '--jobs', '1', '--accel', 'tcg', '--out', dir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: '1' } });
+    let err = '';
+    const booted = new Promise<void>((resolve) => {
+      child.stderr.on('data', (b: Buffer) => {
+        err += b.toString();
+        // The first kernel (matrix order: 5.10) finished; the second is on its way: stop now.
+        if (/\] (done|agent-failed) in /.test(err)) resolve();
+      });
+    });
+    await booted;
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    expect(code).not.toBe(0);
+    expect(existsSync(join(dir, 'report.json'))).toBe(true);
+    const rep = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { complete: boolean; kernels: { kernel: { id: string } }[] };
+    expect(rep.complete).toBe(false);
+    expect(rep.kernels.map((k) => k.kernel.id)).toEqual(['5.10']);
+    expect(readFileSync(join(dir, 'summary.md'), 'utf8')).toMatch(/INCOMPLETE|incomplete/);
+  }, 300_000);
+
   it('leaves no QEMU behind', () => {
     expect(qemuChildren()).toBe('');
   });
