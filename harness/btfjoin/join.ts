@@ -36,9 +36,21 @@ export interface JoinStats {
   onlyInMembers: number;
 }
 
+/** An emitted struct/union/enum/typedef: its C spelling and where its layout came from. */
+export interface EmittedType {
+  /** `struct task_struct___5_10`, `u32`. */
+  spelling: string;
+  /** Kernels (ids) that have this layout. */
+  kernels: string[];
+  /** The kernel whose BTF was rendered and the type's id there. */
+  kernel: string;
+  id: number;
+}
+
 export interface JoinResult {
   header: string;
   stats: JoinStats;
+  types: EmittedType[];
 }
 
 /** `6.1-rt` → `6_1_rt`: a kernel id as a C identifier fragment. */
@@ -328,6 +340,9 @@ export function joinBtf(kernels: JoinInput[]): JoinResult {
     return `{\n${lines.join('\n')}\n${indent}}`;
   };
 
+  /** 1- and 2-byte enums (`enum rw_hint : u8` in C23 kernels) are packed so structs keep their layout. */
+  const enumAttr = (t: { size: number }): string => (t.size < 4 ? ' __attribute__((packed))' : '');
+
   const alignCache = kernels.map(() => new Map<number, number>());
   const packedCache = kernels.map(() => new Map<number, boolean>());
   const alignOf = (k: number, id: number, depth = 0): number => {
@@ -359,7 +374,15 @@ export function joinBtf(kernels: JoinInput[]): JoinResult {
     const sim = (packed: boolean): { ok: boolean; pads: number[]; tail: number } => {
       const pads: number[] = [];
       if (t.kind === Kind.UNION) {
-        return { ok: true, pads: t.members.map(() => 0), tail: 0 };
+        if (packed) return { ok: true, pads: t.members.map(() => 0), tail: 0 };
+        let maxSize = 0;
+        let maxAlign = 1;
+        for (const m of t.members) {
+          maxSize = Math.max(maxSize, m.bitfieldSize || sizeOf(k, m.type) * 8);
+          if (m.name !== '' || m.bitfieldSize === 0) maxAlign = Math.max(maxAlign, alignOf(k, m.type));
+        }
+        const natural = Math.ceil(maxSize / (maxAlign * 8)) * maxAlign;
+        return { ok: natural <= t.size && t.size % maxAlign === 0, pads: t.members.map(() => 0), tail: 0 };
       }
       let pos = 0;
       let maxAlign = 1;
@@ -452,7 +475,7 @@ export function joinBtf(kernels: JoinInput[]): JoinResult {
     return `{\n${lines.join('\n')}${lines.length ? '\n' : ''}${indent}}`;
   };
 
-  const packedAttr = (k: number, id: number): string => (kernels[k]!.btf.kind(id) === Kind.STRUCT && layout(k, id).packed ? ' __attribute__((packed))' : '');
+  const packedAttr = (k: number, id: number): string => (layout(k, id).packed ? ' __attribute__((packed))' : '');
 
   /** Renders a declaration of `inner` with type `id` (from kernel ctx.k). */
   const render = (ctx: Ctx, id: number, inner: string, indent: string, byValue: boolean, path: string, depth = 0): string => {
@@ -488,7 +511,7 @@ export function joinBtf(kernels: JoinInput[]): JoinResult {
         if (t.name === '') return join(`${t.kind === Kind.STRUCT ? 'struct' : 'union'}${packedAttr(ctx.k, id)} ${aggBody(ctx, id, indent, path)}`, inner);
         return join(spell(ctx.k, t, byValue), inner);
       case Kind.ENUM: case Kind.ENUM64:
-        if (t.name === '') return join(`enum ${enumBody(ctx, t, indent, path + '#' + fps[ctx.k]!.deep(id))}`, inner);
+        if (t.name === '') return join(`enum ${enumBody(ctx, t, indent, path + '#' + fps[ctx.k]!.deep(id))}${enumAttr(t)}`, inner);
         return join(spell(ctx.k, t, byValue), inner);
       case Kind.TYPEDEF: return join(spell(ctx.k, t, byValue), inner);
       default: return join('void', inner);
@@ -589,7 +612,7 @@ export function joinBtf(kernels: JoinInput[]): JoinResult {
           return `${comment()}${t.kind === Kind.STRUCT ? 'struct' : 'union'} ${v.emitted} ${aggBody(ctx, v.id, '', '')}${packedAttr(v.k, v.id)};\n`;
         }
         if ((t.kind === Kind.ENUM || t.kind === Kind.ENUM64) && t.values.length === 0) return `${comment()}enum ${v.emitted};\n`;
-        if (t.kind === Kind.ENUM || t.kind === Kind.ENUM64) return `${comment()}enum ${v.emitted} ${enumBody(ctx, t, '', '')};\n`;
+        if (t.kind === Kind.ENUM || t.kind === Kind.ENUM64) return `${comment()}enum ${v.emitted} ${enumBody(ctx, t, '', '')}${enumAttr(t)};\n`;
         if (t.kind === Kind.TYPEDEF) return `${comment()}typedef ${render(ctx, t.type, v.emitted, '', true, '')};\n`;
         return '';
       },
@@ -660,8 +683,13 @@ export function joinBtf(kernels: JoinInput[]): JoinResult {
     '',
   );
   const header = out.join('\n');
+  const kindWord = (v: Variant): string => {
+    const k = kernels[v.k]!.btf.kind(v.id);
+    return k === Kind.STRUCT ? 'struct ' : k === Kind.UNION ? 'union ' : k === Kind.TYPEDEF ? '' : 'enum ';
+  };
   return {
     header,
+    types: variants.map((v) => ({ spelling: kindWord(v) + v.emitted, kernels: v.kernels.map((i) => ids[i]!), kernel: ids[v.k]!, id: v.id })),
     stats: {
       kernels: ids,
       bytes: Buffer.byteLength(header),
