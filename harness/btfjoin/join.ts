@@ -45,6 +45,8 @@ export interface EmittedType {
   /** The kernel whose BTF was rendered and the type's id there. */
   kernel: string;
   id: number;
+  /** The kernel flavour suffix (`5_10`) when this is not the plain-named layout. */
+  flavour?: string;
 }
 
 export interface JoinResult {
@@ -689,7 +691,7 @@ export function joinBtf(kernels: JoinInput[]): JoinResult {
   };
   return {
     header,
-    types: variants.map((v) => ({ spelling: kindWord(v) + v.emitted, kernels: v.kernels.map((i) => ids[i]!), kernel: ids[v.k]!, id: v.id })),
+    types: variants.map((v) => ({ spelling: kindWord(v) + v.emitted, kernels: v.kernels.map((i) => ids[i]!), kernel: ids[v.k]!, id: v.id, ...(v.flavour ? { flavour: v.flavour } : {}) })),
     stats: {
       kernels: ids,
       bytes: Buffer.byteLength(header),
