@@ -161,7 +161,9 @@ function fieldPaths(btf: Btf, id: number, prefix: string, out: Set<string>, dept
   const t = btf.type(skipMods(btf, id));
   if (t.kind !== Kind.STRUCT && t.kind !== Kind.UNION) return;
   for (const m of t.members) {
-    const mt = btf.type(skipMods(btf, m.type));
+    let mid = skipMods(btf, m.type);
+    for (let i = 0; i < 8 && btf.kind(mid) === Kind.ARRAY; i++) mid = skipMods(btf, (btf.type(mid) as { type: number }).type);
+    const mt = btf.type(mid);
     const anonAggregate = (mt.kind === Kind.STRUCT || mt.kind === Kind.UNION) && mt.name === '';
     if (m.name === '') {
       if (anonAggregate) fieldPaths(btf, mt.id, prefix, out, depth + 1);
@@ -464,7 +466,7 @@ export function joinBtf(kernels: JoinInput[]): JoinResult {
       let comment = '';
       if (ctx.paths && m.name !== '') {
         const have = ctx.paths.get(path + m.name) ?? [];
-        if (have.length < ctx.pathKernels.length) {
+        if (have.length > 0 && have.length < ctx.pathKernels.length) {
           comment = ` /* only in: ${label(have)} */`;
           onlyInMembers++;
         }

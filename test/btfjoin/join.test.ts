@@ -95,6 +95,37 @@ describe('btf join', () => {
     for (const n of names) expect(n.endsWith('___5_10')).toBe(true);
   });
 
+  it('flavours typedefs whose target differs, pointing at the same kernel\'s layout', () => {
+    const td = joined.types.filter((t) => t.flavour !== undefined && !/^(struct|union|enum) /.test(t.spelling));
+    expect(td.length).toBeGreaterThan(0);
+    const byId = new Map(kernels.map((k) => [k.id, k.btf]));
+    let checked = 0;
+    for (const t of td) {
+      const btf = byId.get(t.kernel)!;
+      const target = btf.type(btf.type(t.id).kind === Kind.TYPEDEF ? (btf.type(t.id) as { type: number }).type : 0);
+      if (target.kind !== Kind.STRUCT || target.name === '') continue;
+      // The typedef's target is the struct layout of the kernel the typedef came from.
+      const emitted = joined.types.find((x) => x.spelling.startsWith(`struct ${target.name}`) && x.kernels.includes(t.kernel) && (x.spelling === `struct ${target.name}` || x.flavour !== undefined))!;
+      const line = new RegExp(`\\ntypedef ${emitted.spelling.replace(/\W/g, (c) => `\\${c}`)} ${t.spelling};\\n`);
+      expect(line.test(joined.header), `${t.spelling} → ${emitted.spelling}`).toBe(true);
+      if (++checked === 20) break;
+    }
+    expect(checked).toBeGreaterThan(0);
+  });
+
+  it('a single kernel needs no flavours and marks no member', async () => {
+    const one = joinBtf(await loadKernelBtfs(['6.1']));
+    expect(one.stats.flavoured).toBe(0);
+    expect(one.stats.onlyInMembers).toBe(0);
+    expect(one.header.includes('only in:')).toBe(false);
+  }, 120_000);
+
+  it('the CLI refuses anything but `btf join`', async () => {
+    const { btfCommand } = await import('../../harness/cli/btf.js');
+    await expect(btfCommand.run(['frob'])).rejects.toThrow(/btf: expected 'btf join'/);
+    await expect(btfCommand.run(['join', '--kernels', 'no-such-kernel'])).rejects.toThrow(/no-such-kernel/);
+  });
+
   it('compiles for the BPF target with libbpf headers', () => {
     const src = join(dir, 'include-only.bpf.c');
     writeFileSync(src, '#include "vmlinux_joined.h"\n#include <bpf/bpf_helpers.h>\n#include <bpf/bpf_core_read.h>\n#include <bpf/bpf_tracing.h>\nchar LICENSE[] SEC("license") = "GPL";\n');
