@@ -2,7 +2,8 @@
 // bpftool are the independent witnesses our readers are checked against.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, basename } from 'node:path';
 import { cacheDir } from '../../harness/paths.js';
 
@@ -50,4 +51,16 @@ export function writeTmp(name: string, data: Uint8Array | string): string {
   const p = join(dir, `${process.pid}-${name}`);
   writeFileSync(p, data);
   return p;
+}
+
+/** Compiles a small host C program (offsetof/sizeof checks against UAPI/libbpf headers) and returns its output. */
+export function compileAndRunC(src: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'cm-c-check-'));
+  try {
+    writeFileSync(join(dir, 'check.c'), src);
+    execFileSync('cc', ['-o', join(dir, 'check'), join(dir, 'check.c')], { stdio: 'pipe' });
+    return execFileSync(join(dir, 'check'), { encoding: 'utf8' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -6,17 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OPEN_OPTS, PrintLevel } from '../../harness/reference/libbpf.js';
-
-function compileAndRun(src: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'cm-libbpf-'));
-  try {
-    writeFileSync(join(dir, 'check.c'), src);
-    execFileSync('cc', ['-o', join(dir, 'check'), join(dir, 'check.c')], { stdio: 'pipe' });
-    return execFileSync(join(dir, 'check'), { encoding: 'utf8' });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+import { compileAndRunC as compileAndRun } from '../helpers/tools.js';
 
 describe('libbpf ABI as used by harness/reference', () => {
   it('struct bpf_object_open_opts offsets, sizes and total size match <bpf/libbpf.h>', () => {

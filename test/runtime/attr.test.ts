@@ -8,17 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ALL_LAYOUTS } from '../../harness/runtime/attr.js';
 import { AttachType, Helper, MapType, Perf, ProgType } from '../../harness/runtime/consts.js';
-
-function compileAndRun(src: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'cm-attr-'));
-  try {
-    writeFileSync(join(dir, 'check.c'), src);
-    execFileSync('cc', ['-o', join(dir, 'check'), join(dir, 'check.c')], { stdio: 'pipe' });
-    return execFileSync(join(dir, 'check'), { encoding: 'utf8' });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+import { compileAndRunC as compileAndRun } from '../helpers/tools.js';
 
 describe('attribute layouts match linux/bpf.h and linux/perf_event.h', () => {
   it('every field offset and size', () => {
