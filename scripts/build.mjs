@@ -12,7 +12,9 @@ const entries = [
 ];
 // The CLI is split into chunks so a command loads only what it uses: `relocate` must not pay for
 // QEMU, reports or YAML at start-up (it is timed against bpftool in the bench).
-for (const stale of ['dist/cli', 'dist/cli.js', 'dist/cli.js.map']) rmSync(stale, { recursive: true, force: true });
+// Never delete dist/cli/ while building: tests run the built CLI while others rebuild it.
+// Chunks are content-hashed, so old ones are harmless; only the pre-split bundle is removed.
+for (const stale of ['dist/cli.js', 'dist/cli.js.map']) rmSync(stale, { force: true });
 const cli = build({ ...common, entryPoints: { main: 'harness/cli/main.ts' }, outdir: 'dist/cli', splitting: true, chunkNames: 'chunks/[name]-[hash]', external: ['koffi'] });
 await Promise.all([cli, ...entries.filter(([src]) => existsSync(src)).map(([src, out, external]) =>
   build({ ...common, entryPoints: [src], outfile: out, external }))]);

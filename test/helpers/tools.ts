@@ -64,3 +64,11 @@ export function compileAndRunC(src: string): string {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Makes sure the CLI bundle exists. `npm test` builds before vitest starts; rebuilding from
+ * several test files at once would rewrite dist/ while other tests run it.
+ */
+export function ensureBuilt(): void {
+  if (!existsSync('dist/cli/main.js') || !existsSync('dist/agent.js')) execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'ignore' });
+}

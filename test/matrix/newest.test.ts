@@ -15,6 +15,7 @@ import { KernelStore, releaseOfPackage } from '../../harness/kernels/store.js';
 import { baselineFor, baselineForNew, discoverNewest, newestSuites, newKernelId, type NewKernel } from '../../harness/matrix/newest.js';
 import { readRunReport } from '../../harness/report/merge.js';
 import { RESULT_SCHEMA, type KernelRun, type RunReport } from '../../harness/results.js';
+import { ensureBuilt } from '../helpers/tools.js';
 
 const run$ = promisify(execFile);
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -45,7 +46,7 @@ let found: NewKernel[];
 let dir: string;
 
 beforeAll(async () => {
-  execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'ignore' });
+  ensureBuilt();
   dir = mkdtempSync(join(tmpdir(), 'cm-newest-'));
   matrix = loadMatrix();
   resolved = new Map();

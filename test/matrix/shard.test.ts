@@ -10,6 +10,7 @@ import { parseShard, shardOf } from '../../harness/matrix/shard.js';
 import { mergeReports, missingShards, validateRunReport } from '../../harness/report/merge.js';
 import type { RunReport } from '../../harness/results.js';
 import { clone, realRun } from '../report/fixture.js';
+import { ensureBuilt } from '../helpers/tools.js';
 
 const run$ = promisify(execFile);
 
@@ -27,7 +28,7 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 const ids = (out: string) => out.split('\n').filter(Boolean).map((l) => l.split('\t')[0]!);
 
 beforeAll(() => {
-  execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'ignore' });
+  ensureBuilt();
 }, 120_000);
 
 describe('parseShard', () => {

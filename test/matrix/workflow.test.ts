@@ -13,6 +13,7 @@ import { loadMatrix } from '../../harness/kernels/matrix.js';
 import { shardOf } from '../../harness/matrix/shard.js';
 import type { RunReport } from '../../harness/results.js';
 import { clone, realRun } from '../report/fixture.js';
+import { ensureBuilt } from '../helpers/tools.js';
 
 const run$ = promisify(execFile);
 const ROOT = resolve('.');
@@ -48,7 +49,7 @@ function expand(cmd: string, shard: number): string[] {
 let run: RunReport;
 let dir: string;
 beforeAll(async () => {
-  execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'ignore' });
+  ensureBuilt();
   ({ run } = await realRun());
   dir = mkdtempSync(join(tmpdir(), 'cm-workflow-'));
 }, 600_000);
