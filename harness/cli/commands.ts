@@ -9,6 +9,6 @@ export const commands: CommandEntry[] = [
   { name: 'kernels', summary: 'list, fetch and locate the matrix kernels (vmlinuz, config, BTF)', load: async () => (await import('./kernels.js')).kernelsCommand },
   { name: 'diff', summary: 'compare a baseline report.json with a new one (exit 1 on regression)', load: async () => (await import('./diff.js')).diffCommand },
   { name: 'report', summary: 'merge shards, render report.json/junit.xml/summary.md/index.html, show the diff', load: async () => (await import('./report.js')).reportCommand },
-  { name: 'btf', summary: 'join the vmlinux BTF of several kernels into one C header (flavoured types)', load: async () => (await import('./btf.js')).btfCommand },
+  { name: 'btf', summary: 'join kernels\' BTF into one C header; minimize a BTF to what objects\' CO-RE relocations need', load: async () => (await import('./btf.js')).btfCommand },
   { name: 'boot', summary: 'boot kernels with the guest image and print verdicts', load: async () => (await import('../vm/boot-command.js')).bootCommand },
 ];

@@ -22,7 +22,8 @@ helper 0xbad2310, so the load fails only if that code is reachable; 'reachable' 
 is); an ambiguous or malformed one is 'error'.
 Exit status: 0 when no relocation is 'error', 1 when some are, 2 for unusable input.`;
 
-async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; name: string }> {
+/** A `--btf` argument: a file (raw BTF or ELF with .BTF), else a kernel id of kernels/matrix.yaml (fetched). */
+export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; name: string }> {
   if (existsSync(spec)) return { bytes: readFileSync(spec), name: spec };
   if (spec.includes('/') || spec.endsWith('.o') || spec.endsWith('.btf')) throw new UsageError(`${spec}: no such file`);
   const { KernelStore } = await import('../kernels/store.js');
