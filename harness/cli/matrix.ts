@@ -1,5 +1,5 @@
 // corematrix matrix: the main job.
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../core/errors.js';
@@ -24,8 +24,11 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
   --baseline <report>    a previous report.json (or its directory): after the run, compare with it
                          (kernels outside this run's selection are left out), print the comparison,
                          write comparison.md and comparison.json next to the reports
-  --suites <names>       comma-separated suite names (default: all in suites/; 'none' for
-                         only --object files)
+  --suites <names>       comma-separated suite names (default: all in the suites folder; 'none'
+                         for only --object files)
+  --suites-dir <dir>     take the suites from this folder instead of suites/: one <name>/ per
+                         suite holding prog.bpf.c and spec.yaml; a spec with 'header: joined'
+                         compiles against the joined header of every matrix kernel (btf join)
   --object <file.o>      also load this clang-built object in every guest (repeatable): each
                          program is reported as loaded, rejected (with the verifier log) or
                          relocation failed (which field)
@@ -41,7 +44,9 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
   --jobs <n>             guests in parallel (default: number of cores)
   --accel <auto|kvm|tcg> acceleration; auto uses KVM only after a probe boot proves it works
   --timeout <seconds>    per-guest budget (default: 120 s + 60 s per suite)
-  --out <dir>            report directory (default: reports/<run-id>)
+  --out <dir>            report directory (default: reports/<run-id>, a new folder per run even
+                         when two runs start in the same millisecond); a folder another live
+                         run is writing is refused
   --list                 print the kernels the run would boot (id, series, flavour, pin) and exit
 
 Progress goes to stderr: one line per kernel redrawn in place on a terminal, plain lines when
@@ -55,6 +60,68 @@ function writeAtomic(path: string, data: string): void {
   renameSync(`${path}.tmp`, path);
 }
 
+/**
+ * A new report folder under `root` named after the run id; when another run made that folder in
+ * the same millisecond, `<id>-2`, `<id>-3`… (mkdir without `recursive` is the atomic claim).
+ */
+export function claimRunDir(root: string, runId: string): { dir: string; runId: string } {
+  mkdirSync(root, { recursive: true });
+  for (let i = 1; ; i++) {
+    const id = i === 1 ? runId : `${runId}-${i}`;
+    const dir = join(root, id);
+    try {
+      mkdirSync(dir);
+      return { dir, runId: id };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || i >= 1000) throw err;
+    }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The lock a run holds on its report folder, so two runs never write one folder (a mixed report). */
+export const OUT_LOCK = '.corematrix-run.lock';
+
+/**
+ * Takes `<dir>/.corematrix-run.lock` (our pid inside) or throws naming the live run holding it;
+ * a dead holder's lock is taken over. Returns the release function.
+ */
+export function lockOutDir(dir: string): () => void {
+  const file = join(dir, OUT_LOCK);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(file, 'wx');
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return () => rmSync(file, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 5) throw err;
+    }
+    let pid = NaN;
+    try {
+      pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
+    } catch {
+      continue; // released between our open and read
+    }
+    if (Number.isInteger(pid) && alive(pid)) throw new UsageError(`${dir}: another corematrix run (pid ${pid}) is writing its report there; use another --out`);
+    try {
+      // Stale: rename first, so of two runs taking it over only one removes it.
+      renameSync(file, `${file}.stale.${process.pid}`);
+      rmSync(`${file}.stale.${process.pid}`, { force: true });
+    } catch {
+      /* another run took it over first: try again */
+    }
+  }
+}
+
 export const matrixCommand: Command = {
   name: 'matrix',
   summary: 'boot the kernel matrix and run every suite in each guest',
@@ -66,7 +133,7 @@ export const matrixCommand: Command = {
         args,
         options: {
           kernels: { type: 'string' }, suites: { type: 'string' }, jobs: { type: 'string' }, accel: { type: 'string' },
-          timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true },
+          timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true }, 'suites-dir': { type: 'string' },
           shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' }, corpus: { type: 'boolean' },
         },
       });
@@ -117,9 +184,14 @@ export const matrixCommand: Command = {
     const { runMatrix, runPassed } = await import('../matrix/run.js');
     const { defaultJobs } = await import('../vm/pool.js');
     const { writeReports, compareRuns, formatComparison } = await import('../report/index.js');
-    const runId = new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
-    const outDir = resolve(values.out ?? join(repoRoot(), 'reports', runId));
-    mkdirSync(outDir, { recursive: true });
+    let runId = new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
+    let outDir: string;
+    if (values.out !== undefined) {
+      outDir = resolve(values.out);
+      mkdirSync(outDir, { recursive: true });
+    } else ({ dir: outDir, runId } = claimRunDir(join(repoRoot(), 'reports'), runId));
+    // Held until the process exits (also after an error or a signal); a killed run's lock is stale.
+    process.on('exit', lockOutDir(outDir));
     const ctl = new AbortController();
     const stop = (sig: string) => {
       if (ctl.signal.aborted) return;
@@ -137,6 +209,7 @@ export const matrixCommand: Command = {
         ...(shard ? { shard } : {}),
         suites: values.suites === 'none' ? [] : values.suites ? values.suites.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
         objects: values.object,
+        ...(values['suites-dir'] !== undefined ? { suitesDir: resolve(values['suites-dir']) } : {}),
         loader,
         corpus: values.corpus ?? false,
         jobs: jobs ?? defaultJobs(),

@@ -135,7 +135,8 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         kernel,
         suites: suites.map((s) => ({ spec: s.spec, object: `/cm/objects/${s.name}.bpf.o`, sha256: s.sha256 })),
         objects: userObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256 })),
-        hostTruth: await hostTruth(e.id, { store }),
+        // The truth keys of the suites this run compiled (also those of another --suites-dir).
+        hostTruth: await hostTruth(e.id, { store, specs: suites.map((s) => s.spec) }),
         suiteTimeoutMs,
         loader: o.loader ?? 'ours',
         ...(corpus ? { corpus: corpus.cases } : {}),

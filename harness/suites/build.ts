@@ -1,12 +1,15 @@
-// Host side of the suites: one vmlinux.h (bpftool's C dump of one kernel's BTF), one clang-19
-// compile per suite into the object cache, spec validation against the compiled object, and
-// `hostTruth`: values read from a kernel's BTF and package with independent tools (bpftool,
-// the kernel store's config and version), which the guest compares the BPF side against.
+// Host side of the suites: one vmlinux.h (bpftool's C dump of one kernel's BTF) or, for a suite
+// whose spec says `header: joined`, the joined header of every matrix kernel (`corematrix btf
+// join --kernels all`, cached by the kernels' BTF); one clang-19 compile per suite into the object
+// cache, spec validation against the compiled object, and `hostTruth`: values read from a
+// kernel's BTF and package with independent tools (bpftool, the kernel store's config and
+// version), which the guest compares the BPF side against.
 
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { FormatError, UsageError, wrap } from '../core/errors.js';
 import { Kind } from '../core/btf/kinds.js';
@@ -27,7 +30,11 @@ export const DEFAULT_HEADER_KERNEL = '6.1';
 export interface BuiltSuite {
   name: string;
   spec: SuiteSpec;
-  /** Path of the compiled object (cacheDir('objects')/<name>.bpf.o). */
+  /**
+   * Path of the compiled object: cacheDir('objects')/<name>.bpf.o for suites/, and
+   * cacheDir('objects', 'dirs', <hash of the folder's path>)/<name>.bpf.o for another --suites-dir,
+   * so a same-named suite elsewhere never overwrites the other's object.
+   */
   object: string;
   sha256: string;
   /** Path of prog.bpf.c. */
@@ -39,7 +46,7 @@ export interface BuildOptions {
   names?: string[];
   /** Kernel whose BTF vmlinux.h is generated from (default 6.1). */
   headerKernel?: string;
-  /** Root of the suites (default <repo>/suites). */
+  /** Root of the suites (default <repo>/suites); another folder laid out the same way works too. */
   suitesDir?: string;
   store?: KernelStore;
   log?: (line: string) => void;
@@ -84,10 +91,55 @@ function clangId(): Promise<string> {
   return clangVersion;
 }
 
-/** Compiles one source into `out` unless the key (source, header, flags, clang) is unchanged. */
+/**
+ * The joined header of the Debian kernels of kernels/matrix.yaml (what `corematrix btf join
+ * --kernels <those ids>` writes), generated once per set of kernel BTFs and join code, in a cache
+ * folder that holds `vmlinux_joined.h` and a `vmlinux.h` that includes it. Fetches the kernels it
+ * lacks. Kernels built from source are left out: a suite must not wait for a kernel build to
+ * compile, and their trimmed configs (tinyconfig-based) are not layouts a distribution ships.
+ */
+export async function joinedHeader(store: KernelStore, log?: (line: string) => void): Promise<{ dir: string; sha256: string; kernels: string[] }> {
+  const entries = store.select(['all']).filter((e) => !('build' in e && e.build));
+  const btfs: string[] = [];
+  for (const e of entries) btfs.push((await store.fetch(e.id)).sha256.btf);
+  const ids = entries.map((e) => e.id);
+  const key = sha256(JSON.stringify(['joined', ids, btfs, joinCodeSha()]));
+  const dir = cacheDir('joined', key.slice(0, 24));
+  const header = join(dir, 'vmlinux_joined.h');
+  if (!existsSync(header)) {
+    const t0 = performance.now();
+    const [{ joinBtf }, { loadKernelBtfs }] = await Promise.all([import('../btfjoin/join.js'), import('../btfjoin/load.js')]);
+    const joined = joinBtf(await loadKernelBtfs(ids, store));
+    writeAtomic(join(dir, 'vmlinux.h'), '/* corematrix: the joined header of every matrix kernel */\n#include "vmlinux_joined.h"\n');
+    writeAtomic(header, joined.header);
+    log?.(`joined header of ${ids.join(', ')}: ${joined.stats.bytes} bytes, ${joined.stats.flavoured} flavoured types, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  return { dir, sha256: sha256(readFileSync(header)), kernels: ids };
+}
+
+/** Identifies the join code, so a changed join regenerates the cached header. */
+function joinCodeSha(): string {
+  const src = join(repoRoot(), 'harness', 'btfjoin', 'join.ts');
+  return sha256(readFileSync(existsSync(src) ? src : fileURLToPath(import.meta.url)));
+}
+
+function writeAtomic(path: string, data: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, data);
+  renameSync(tmp, path);
+}
+
+/**
+ * Compiles one source into `out` unless the key (source, the headers next to it, header, flags,
+ * clang) is unchanged. Object and key are each replaced atomically, so concurrent runs compiling
+ * the same suite never see a partial file.
+ */
 async function compile(src: string, out: string, headerDir: string, headerSha: string): Promise<void> {
   const flags = [...BPF_CFLAGS, `-I${headerDir}`];
-  const key = sha256(JSON.stringify([sha256(readFileSync(src)), headerSha, BPF_CFLAGS, await clangId()]));
+  // `#include "x.h"` finds headers next to the source first: they are inputs too.
+  const dir = resolve(src, '..');
+  const local = readdirSync(dir).filter((f) => f.endsWith('.h')).sort().map((f) => [f, sha256(readFileSync(join(dir, f)))]);
+  const key = sha256(JSON.stringify([sha256(readFileSync(src)), local, headerSha, BPF_CFLAGS, await clangId()]));
   const keyFile = `${out}.key`;
   if (existsSync(out) && existsSync(keyFile) && readFileSync(keyFile, 'utf8') === key) return;
   const tmp = `${out}.${process.pid}.tmp`;
@@ -99,7 +151,7 @@ async function compile(src: string, out: string, headerDir: string, headerSha: s
     throw new FormatError(`${CLANG} failed: ${first.trim()}`);
   }
   renameSync(tmp, out);
-  writeFileSync(keyFile, key);
+  writeAtomic(keyFile, key);
 }
 
 /** Global variable names per data section, from the object's BTF DATASECs. */
@@ -141,32 +193,51 @@ export function validateAgainstObject(spec: SuiteSpec, obj: ObjectSpec, display:
   }
 }
 
+/**
+ * How a suite's files are named in messages: suites/<name>/… for the project's suites and for
+ * folders outside the working directory, the relative path for another folder inside it
+ * (test/btfjoin/suites/renamed-field/spec.yaml).
+ */
+function displayDir(dir: string, name: string): string {
+  if (resolve(dir) === resolve(suitesDir())) return `suites/${name}`;
+  const rel = relative(process.cwd(), resolve(dir, name));
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : `suites/${name}`;
+}
+
 /** Compiles the suites and validates their specs. */
 export async function buildSuites(opts: BuildOptions = {}): Promise<BuiltSuite[]> {
   const dir = opts.suitesDir ?? suitesDir();
+  if (!existsSync(dir)) throw new UsageError(`suites folder ${dir} does not exist`);
   const all = listSuites(dir);
   const names = opts.names ?? all;
-  for (const n of names) if (!all.includes(n)) throw new UsageError(`unknown suite '${n}' (suites: ${all.join(', ')})`);
-  const headerKernel = opts.headerKernel ?? DEFAULT_HEADER_KERNEL;
+  const where = resolve(dir) === resolve(suitesDir()) ? '' : ` in ${dir}`;
+  for (const n of names) if (!all.includes(n)) throw new UsageError(`unknown suite '${n}' (suites${where}: ${all.join(', ') || 'none, no <name>/spec.yaml'})`);
   const store = opts.store ?? new KernelStore({ log: opts.log });
-  const k = await store.fetch(headerKernel);
-  const header = await vmlinuxHeader(k.btf);
-  const outDir = cacheDir('objects');
+  const specs = names.map((name) => {
+    const display = displayDir(dir, name);
+    return { name, display, specFile: join(dir, name, 'spec.yaml'), spec: readSpec(join(dir, name, 'spec.yaml'), `${display}/spec.yaml`, name) };
+  });
+  // Each header is made only when a suite needs it (the joined one fetches every matrix kernel).
+  let vmlinux: Promise<{ dir: string; sha256: string }> | undefined;
+  let joined: Promise<{ dir: string; sha256: string }> | undefined;
+  const headerFor = (spec: SuiteSpec) =>
+    spec.header === 'joined'
+      ? (joined ??= joinedHeader(store, opts.log))
+      : (vmlinux ??= store.fetch(opts.headerKernel ?? DEFAULT_HEADER_KERNEL).then((k) => vmlinuxHeader(k.btf)));
+  const outDir = resolve(dir) === resolve(suitesDir()) ? cacheDir('objects') : cacheDir('objects', 'dirs', sha256(resolve(dir)).slice(0, 16));
   const built: BuiltSuite[] = [];
-  for (const name of names) {
-    const display = `suites/${name}/spec.yaml`;
-    const specFile = join(dir, name, 'spec.yaml');
-    const spec = readSpec(specFile, display, name);
+  for (const { name, display, specFile, spec } of specs) {
     const source = join(dir, name, 'prog.bpf.c');
-    if (!existsSync(source)) throw new FormatError(`suites/${name}/prog.bpf.c: missing`);
+    if (!existsSync(source)) throw new FormatError(`${display}/prog.bpf.c: missing`);
     const object = join(outDir, `${name}.bpf.o`);
     try {
+      const header = await headerFor(spec);
       await compile(source, object, header.dir, header.sha256);
     } catch (e) {
-      throw wrap(`suites/${name}/prog.bpf.c`, e);
+      throw wrap(`${display}/prog.bpf.c`, e);
     }
     const bytes = new Uint8Array(readFileSync(object));
-    validateAgainstObject(spec, loadObjectSpec(bytes, `${name}.bpf.o`), display, readFileSync(specFile, 'utf8'));
+    validateAgainstObject(spec, loadObjectSpec(bytes, `${name}.bpf.o`), `${display}/spec.yaml`, readFileSync(specFile, 'utf8'));
     built.push({ name, spec, object, sha256: sha256(bytes), source });
     opts.log?.(`suite ${name}: ${object}`);
   }

@@ -7,7 +7,9 @@ import { FormatError } from '../core/errors.js';
 import type { SuiteSpec, TriggerKind } from './types.js';
 import { parseObserve, parseTruth } from './truth.js';
 
-const TOP_KEYS = ['name', 'description', 'programs', 'minKernel', 'rodata', 'trigger', 'checks'] as const;
+const TOP_KEYS = ['name', 'description', 'header', 'programs', 'minKernel', 'rodata', 'trigger', 'checks'] as const;
+/** What a suite compiles against: one kernel's vmlinux.h, or the joined header of the whole matrix. */
+export const HEADERS = ['vmlinux', 'joined'] as const;
 const REQUIRED_TOP = ['name', 'description', 'trigger', 'checks'] as const;
 const CHECK_KEYS = ['name', 'observe', 'truth'] as const;
 /** Keys each trigger kind takes, with their types ('string', 'int', 'int[]'). */
@@ -89,6 +91,7 @@ export function validateSpec(doc: unknown, file: string, text: string, dirName?:
   };
   if ('name' in doc && str(['name'], doc.name, 'name') && dirName !== undefined && doc.name !== dirName) c.fail(['name'], `name '${doc.name}' must equal the folder name '${dirName}'`);
   if ('description' in doc) str(['description'], doc.description, 'description');
+  if ('header' in doc && !(HEADERS as readonly unknown[]).includes(doc.header)) c.fail(['header'], `unknown header ${JSON.stringify(doc.header)} (allowed: ${HEADERS.join(', ')})`);
   if ('minKernel' in doc && (typeof doc.minKernel !== 'string' || !/^\d+\.\d+$/.test(doc.minKernel)))
     c.fail(['minKernel'], `minKernel must be a quoted "MAJOR.MINOR" string such as "5.8", not ${typeName(doc.minKernel)}`);
   if ('programs' in doc) {

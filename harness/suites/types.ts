@@ -10,6 +10,12 @@ import type { Check } from '../results.js';
 export interface SuiteSpec {
   name: string;
   description: string;
+  /**
+   * What prog.bpf.c compiles against: `vmlinux` (default), bpftool's vmlinux.h of one kernel
+   * (6.1); `joined`, `corematrix btf join` of the Debian kernels of kernels/matrix.yaml, included
+   * as "vmlinux_joined.h" (or "vmlinux.h"), with a `___<kernel>` flavour for each older layout.
+   */
+  header?: 'vmlinux' | 'joined';
   /** Programs to load and report (default: every program in the object). */
   programs?: string[];
   /** Below this kernel (`5.13`), the suite is an expected skip; at or above it, a skip fails. */
