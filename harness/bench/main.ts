@@ -1,11 +1,13 @@
 // npm run bench: our figures side by side with a reference measured in the same run.
 //   1. BTF parse: our parse (and parse + name index) vs libbpf's btf__parse, same file, same run.
 //   2. Whole-process offline relocation of a set of objects vs `bpftool gen min_core_btf`.
+//   3. `corematrix btf minimize` vs `bpftool gen min_core_btf`: time (whole process and in-process) and output size.
 // Sections for the VM pipeline are added by harness/bench/*.ts modules as they land.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseBtf } from '../core/btf/btf.js';
+import { minimizeBtf } from '../core/btf/minimize.js';
 import { KernelStore } from '../kernels/store.js';
 import { cacheDir, repoRoot } from '../paths.js';
 import { benchVm } from './vm.js';
@@ -106,6 +108,33 @@ async function benchRelocate(store: KernelStore): Promise<void> {
     ['target', 'corematrix relocate', 'bpftool gen min_core_btf', 'ratio'], rows);
 }
 
+async function benchMinimize(store: KernelStore): Promise<void> {
+  const all = await benchObjects();
+  const sets = [all.slice(0, 1), all];
+  const cli = join(repoRoot(), 'dist/cli/main.js');
+  const rows: string[][] = [];
+  const runs = Math.max(5, Math.floor(RUNS / 3));
+  const ours = join(cacheDir('bench'), 'min-ours.btf');
+  const theirs = join(cacheDir('bench'), 'min.btf');
+  for (const id of KERNELS) {
+    const k = await store.fetch(id);
+    const btf = parseBtf(new Uint8Array(readFileSync(k.btf)), { source: k.btf });
+    for (const objs of sets) {
+      const inputs = objs.map((o) => ({ name: o, bytes: new Uint8Array(readFileSync(o)) }));
+      const inProcess: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const t0 = performance.now();
+        minimizeBtf(inputs, btf);
+        inProcess.push(performance.now() - t0);
+      }
+      const a = wall(process.execPath, [cli, 'btf', 'minimize', ...objs.flatMap((o) => ['--object', o]), '--btf', k.btf, '-o', ours], runs);
+      const b = wall('bpftool', ['gen', 'min_core_btf', k.btf, theirs, ...objs], runs);
+      rows.push([`${id}, ${objs.length} object(s)`, fmt(a), fmt(median(inProcess)), fmt(b), (a / b).toFixed(2) + '×', `${statSync(ours).size} B`, `${statSync(theirs).size} B`]);
+    }
+  }
+  printTable(`btf minimize, median of ${runs}`, ['target', 'ours: whole process', 'ours: in-process', 'bpftool gen min_core_btf', 'ratio', 'size: ours', 'size: bpftool'], rows);
+}
+
 async function benchMatrix(): Promise<void> {
   const kernels = (process.env.BENCH_VM_KERNELS ?? 'all').split(',');
   const r = await benchVm(kernels, (s) => console.error(s));
@@ -121,6 +150,7 @@ async function main(): Promise<void> {
   console.log(`corematrix bench — ${new Date().toISOString()}, node ${process.version}, ${KERNELS.join(' ')}`);
   if (!only || only.includes('parse')) await benchParse(store);
   if (!only || only.includes('relocate')) await benchRelocate(store);
+  if (!only || only.includes('minimize')) await benchMinimize(store);
   if (!only || only.includes('matrix')) await benchMatrix();
 }
 
