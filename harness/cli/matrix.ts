@@ -28,7 +28,8 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                          for only --object files)
   --suites-dir <dir>     take the suites from this folder instead of suites/: one <name>/ per
                          suite holding prog.bpf.c and spec.yaml; a spec with 'header: joined'
-                         compiles against the joined header of every matrix kernel (btf join)
+                         compiles against the joined header of the matrix's Debian kernels
+                         (corematrix btf join), else against 6.1's vmlinux.h
   --object <file.o>      also load this clang-built object in every guest (repeatable): each
                          program is reported as loaded, rejected (with the verifier log) or
                          relocation failed (which field)

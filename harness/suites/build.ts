@@ -7,7 +7,7 @@
 
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -31,9 +31,9 @@ export interface BuiltSuite {
   name: string;
   spec: SuiteSpec;
   /**
-   * Path of the compiled object: cacheDir('objects')/<name>.bpf.o for suites/, and
-   * cacheDir('objects', 'dirs', <hash of the folder's path>)/<name>.bpf.o for another --suites-dir,
-   * so a same-named suite elsewhere never overwrites the other's object.
+   * Path of the compiled object, cacheDir('objects')/<name>-<compile key>.bpf.o: never rewritten
+   * with other bytes, so a same-named suite from another folder or an edit compiled by a
+   * concurrent run cannot change the object a running matrix ships to its guests.
    */
   object: string;
   sha256: string;
@@ -130,28 +130,30 @@ function writeAtomic(path: string, data: string): void {
 }
 
 /**
- * Compiles one source into `out` unless the key (source, the headers next to it, header, flags,
- * clang) is unchanged. Object and key are each replaced atomically, so concurrent runs compiling
- * the same suite never see a partial file.
+ * Compiles one source into `<outDir>/<name>-<key>.bpf.o`, unless that file exists: the key hashes
+ * everything the bytes depend on (the source, the headers next to it, the header it compiles
+ * against, flags, clang). A path's content never changes, so a run that is still copying its
+ * object into guest images never gets the bytes of a newer edit compiled by a concurrent run.
  */
-async function compile(src: string, out: string, headerDir: string, headerSha: string): Promise<void> {
+async function compile(src: string, name: string, outDir: string, headerDir: string, headerSha: string): Promise<string> {
   const flags = [...BPF_CFLAGS, `-I${headerDir}`];
   // `#include "x.h"` finds headers next to the source first: they are inputs too.
   const dir = resolve(src, '..');
   const local = readdirSync(dir).filter((f) => f.endsWith('.h')).sort().map((f) => [f, sha256(readFileSync(join(dir, f)))]);
   const key = sha256(JSON.stringify([sha256(readFileSync(src)), local, headerSha, BPF_CFLAGS, await clangId()]));
-  const keyFile = `${out}.key`;
-  if (existsSync(out) && existsSync(keyFile) && readFileSync(keyFile, 'utf8') === key) return;
+  const out = join(outDir, `${name}-${key.slice(0, 16)}.bpf.o`);
+  if (existsSync(out)) return out;
   const tmp = `${out}.${process.pid}.tmp`;
   try {
     await run(CLANG, [...flags, '-c', src, '-o', tmp], { maxBuffer: 64 << 20 });
   } catch (e) {
+    rmSync(tmp, { force: true });
     const stderr = String((e as { stderr?: string }).stderr ?? '');
     const first = stderr.split('\n').find((l) => /error:/.test(l)) ?? stderr.split('\n')[0] ?? String(e);
     throw new FormatError(`${CLANG} failed: ${first.trim()}`);
   }
   renameSync(tmp, out);
-  writeAtomic(keyFile, key);
+  return out;
 }
 
 /** Global variable names per data section, from the object's BTF DATASECs. */
@@ -224,15 +226,15 @@ export async function buildSuites(opts: BuildOptions = {}): Promise<BuiltSuite[]
     spec.header === 'joined'
       ? (joined ??= joinedHeader(store, opts.log))
       : (vmlinux ??= store.fetch(opts.headerKernel ?? DEFAULT_HEADER_KERNEL).then((k) => vmlinuxHeader(k.btf)));
-  const outDir = resolve(dir) === resolve(suitesDir()) ? cacheDir('objects') : cacheDir('objects', 'dirs', sha256(resolve(dir)).slice(0, 16));
+  const outDir = cacheDir('objects');
   const built: BuiltSuite[] = [];
   for (const { name, display, specFile, spec } of specs) {
     const source = join(dir, name, 'prog.bpf.c');
     if (!existsSync(source)) throw new FormatError(`${display}/prog.bpf.c: missing`);
-    const object = join(outDir, `${name}.bpf.o`);
+    let object: string;
     try {
       const header = await headerFor(spec);
-      await compile(source, object, header.dir, header.sha256);
+      object = await compile(source, name, outDir, header.dir, header.sha256);
     } catch (e) {
       throw wrap(`${display}/prog.bpf.c`, e);
     }
