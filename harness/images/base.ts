@@ -121,7 +121,8 @@ let memo: HashMemo | undefined;
 function memoFile(): string {
   return join(cacheDir('images'), 'file-hashes.json');
 }
-function fileHash(path: string): string {
+/** sha256 of a file's bytes, memoised by (path, size, mtime, inode). */
+export function fileHash(path: string): string {
   const st = statSync(path);
   const key = `${realpathSync(path)}:${st.size}:${st.mtimeMs}:${st.ino}`;
   if (!memo) {

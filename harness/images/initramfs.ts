@@ -1,6 +1,7 @@
 // Builds a guest initramfs: the cached BASE layer (busybox, node, koffi, libbpf) followed by a
-// small RUN layer (/init, /agent.js, the caller's files, /boot/config-<release>). The kernel
-// unpacks concatenated newc archives in order, so the run layer can add or replace files.
+// small RUN layer (/init, /agent.js with its code cache and launcher, the node flags, the caller's
+// files, /boot/config-<release>). The kernel unpacks concatenated newc archives in order, so the
+// run layer can add or replace files.
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, appendFileSync } from 'node:fs';
@@ -8,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreMatrixError, UsageError } from '../core/errors.js';
 import { cacheDir, repoRoot } from '../paths.js';
+import { agentCodeCache, agentStartScript, GUEST_NODE_FLAGS } from './agent-cache.js';
 import { type BaseVariant, baseLayer } from './base.js';
+import { freshSeed, GUEST_SEED_PATH, GUEST_SEED_TOOL, seedTool } from './seed.js';
 import type { Compression } from './compress.js';
 import { type CpioEntry, normalizeGuestPath, writeCpio } from './cpio.js';
 
@@ -33,6 +36,11 @@ export interface ImageSpec {
   compression?: Compression;
   /** Agent bundle to install as /agent.js (default: dist/agent.js when it exists, full base only). */
   agent?: string | false;
+  /**
+   * With the default agent: ship its V8 code cache (/agent.js.cache, produced on the host by the
+   * same node with the guest's flags) and the launcher that uses it (/agent-start.js). Default true.
+   */
+  codeCache?: boolean;
 }
 
 export interface BuiltImage {
@@ -66,6 +74,16 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
     if (!existsSync(agent)) throw new CoreMatrixError(`image: agent bundle ${agent} not found (run npm run build)`);
     run.push({ kind: 'file', path: 'agent.js', source: agent, mode: 0o644 });
     if (existsSync(`${agent}.map`)) run.push({ kind: 'file', path: 'agent.js.map', source: `${agent}.map`, mode: 0o644 });
+    // The project's own agent starts from a V8 code cache (a caller's agent is never run on the host).
+    if (variant === 'full' && spec.agent === undefined && spec.codeCache !== false) {
+      const cache = agentCodeCache(agent, GUEST_NODE_FLAGS);
+      run.push({ kind: 'file', path: 'agent.js.cache', source: cache.path, mode: 0o644 });
+      run.push({ kind: 'file', path: 'agent-start.js', source: agentStartScript(), mode: 0o644 });
+    }
+  }
+  if (variant === 'full') {
+    run.push({ kind: 'file', path: 'etc/corematrix/node-flags', data: `${GUEST_NODE_FLAGS.join(' ')}\n`, mode: 0o644 });
+    run.push({ kind: 'file', path: GUEST_SEED_TOOL, source: seedTool(), mode: 0o755 });
   }
   if (spec.kernelConfig !== undefined) {
     if (!spec.release) throw new UsageError(`image: kernelConfig ${spec.kernelConfig} given without release`);
@@ -97,6 +115,13 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
       // A reflink where the filesystem can (btrfs, xfs): no 96 MB copy per image.
       copyFileSync(base.path, tmp, constants.COPYFILE_FICLONE);
       appendFileSync(tmp, readFileSync(runCpio));
+      // A fresh RNG seed per image, in its own archive after the hashed run layer, so an
+      // identical run still finds this image (and reuses its seed: these guests hold no secrets).
+      if (variant === 'full') {
+        const seedCpio = join(work, 'seed.cpio');
+        writeCpio(seedCpio, [{ kind: 'file', path: GUEST_SEED_PATH, data: freshSeed(), mode: 0o600 }]);
+        appendFileSync(tmp, readFileSync(seedCpio));
+      }
       renameSync(tmp, out);
       prune(dir, out);
     }
