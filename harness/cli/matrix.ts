@@ -1,5 +1,5 @@
 // corematrix matrix: the main job.
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../core/errors.js';
@@ -156,6 +156,13 @@ export const matrixCommand: Command = {
     const newest = selectors.includes('newest');
     if (newest && selectors.length > 1) throw new UsageError(`--kernels newest cannot be combined with other kernels ('${values.kernels}')`);
 
+    const suitesDirOpt = values['suites-dir'] !== undefined ? resolve(values['suites-dir']) : undefined;
+    if (suitesDirOpt !== undefined) {
+      // Before anything is fetched or a report folder is made.
+      const { listSuites } = await import('../suites/build.js');
+      if (!existsSync(suitesDirOpt) || !statSync(suitesDirOpt).isDirectory()) throw new UsageError(`--suites-dir ${values['suites-dir']}: no such folder`);
+      if (listSuites(suitesDirOpt).length === 0 && values.suites !== 'none') throw new UsageError(`--suites-dir ${values['suites-dir']}: no suite in it (a suite is a folder <name>/ holding prog.bpf.c and spec.yaml)`);
+    }
     const { readRunReport } = await import('../report/merge.js');
     // Read the baseline first: a bad one fails in a second, not after the run.
     const baseline = values.baseline !== undefined ? await readRunReport(values.baseline) : undefined;
@@ -210,7 +217,7 @@ export const matrixCommand: Command = {
         ...(shard ? { shard } : {}),
         suites: values.suites === 'none' ? [] : values.suites ? values.suites.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
         objects: values.object,
-        ...(values['suites-dir'] !== undefined ? { suitesDir: resolve(values['suites-dir']) } : {}),
+        ...(suitesDirOpt !== undefined ? { suitesDir: suitesDirOpt } : {}),
         loader,
         corpus: values.corpus ?? false,
         jobs: jobs ?? defaultJobs(),

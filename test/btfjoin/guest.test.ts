@@ -4,6 +4,7 @@
 // not a hand-written ___old). buildSuites generates the joined header of every matrix kernel,
 // compiles against it, and runMatrix boots all 8 default kernels under TCG; every cell must pass
 // with the values the guest measured equal to each kernel's truth.
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import { loadObjectSpec } from '../../harness/core/object/index.js';
 import { Kind } from '../../harness/core/btf/kinds.js';
 import { KernelStore } from '../../harness/kernels/store.js';
 import { runMatrix, runPassed } from '../../harness/matrix/run.js';
+import type { RunReport } from '../../harness/results.js';
 import { buildSuites, joinedHeader, suitesDir, type BuiltSuite } from '../../harness/suites/build.js';
 import { readSpec } from '../../harness/suites/spec.js';
 import { ensureBuilt } from '../helpers/tools.js';
@@ -104,4 +106,23 @@ describe('renamed-field against the joined header', () => {
     console.log(`renamed-field (joined header): ${r.kernels.length} kernels, ${r.kernels.flatMap((k) => k.cells).filter((c) => c.verdict === 'pass').length} cells pass in ${wall.toFixed(1)} s`);
     rmSync(out, { recursive: true, force: true });
   }, 400_000);
+
+  it('runs from the CLI with --suites-dir (5.10 and 6.1, both branches)', () => {
+    const out = mkdtempSync(join(tmpdir(), 'cm-joined-cli-'));
+    const r = spawnSync(process.execPath, ['bin/corematrix.js', 'matrix', '--suites-dir', dir, '--kernels', '5.10,6.1', '--jobs', '2', '--accel', 'tcg', '--loader', 'ours', '--out', out], { encoding: 'utf8', env: { ...process.env, CI: '1' } });
+    expect(r.status, `${r.stdout}\n${r.stderr.slice(-2000)}`).toBe(0);
+    expect(r.stdout).toMatch(/: 2 kernels, 2 cells: 2 pass, 0 fail/);
+    const rep = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as RunReport;
+    expect(rep.suites).toEqual(['renamed-field']);
+    expect(rep.objects).toEqual([{ name: 'renamed-field.bpf.o', sha256: built.sha256 }]);
+    const branch = rep.kernels.map((k) => `${k.kernel.id}:${k.cells[0]!.checks.find((c) => c.name.startsWith('branch taken'))!.observed}`);
+    expect(branch).toEqual(['5.10:1', '6.1:2']);
+    rmSync(out, { recursive: true, force: true });
+  }, 300_000);
+
+  it('a --suites-dir that does not exist is a usage error, before anything runs', () => {
+    const r = spawnSync(process.execPath, ['bin/corematrix.js', 'matrix', '--suites-dir', join(dir, 'nope'), '--kernels', '6.1'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(`corematrix: --suites-dir ${join(dir, 'nope')}: no such folder\n`);
+  });
 });
