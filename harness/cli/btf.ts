@@ -68,7 +68,7 @@ async function minimize(values: { object?: string[]; btf?: string; output?: stri
   const min = minimizeBtf(objects.map((p) => ({ name: p, bytes: new Uint8Array(readFileSync(p)) })), full);
   writeFileSync(values.output, min.bytes);
   const s = min.stats;
-  const n = (x: number) => x.toLocaleString('en-US');
+  const n = (x: number) => String(x).replace(/\B(?=(\d{3})+$)/g, ','); // not toLocaleString: Intl costs start-up time
   if (values.stats) process.stderr.write(`${JSON.stringify({ btf: t.name, output: values.output, ...s })}\n`);
   else {
     process.stderr.write(`wrote ${values.output}: ${n(s.bytes)} bytes (${t.name}: ${n(s.sourceBytes)}), ${n(s.types)} of ${n(s.sourceTypes)} types, ` +
