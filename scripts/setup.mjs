@@ -23,6 +23,13 @@ const needs = [
   ['apt', '/usr/bin/apt-get'],
   ['gcc', '/usr/bin/gcc'],
   ['libc6-dev', '/usr/include/stdio.h'],
+  // Custom kernels (matrix entries with `source:`): build tools, and pahole for DWARF → BTF.
+  ['dwarves', '/usr/bin/pahole'],
+  ['make', '/usr/bin/make'],
+  ['flex', '/usr/bin/flex'],
+  ['bison', '/usr/bin/bison'],
+  ['bc', '/usr/bin/bc'],
+  ['libelf-dev', '/usr/include/libelf.h'],
 ];
 // Only the tests need a browser (the HTML report is checked in headless Chromium).
 if (process.argv.includes('--test')) needs.push(['chromium', '/usr/bin/chromium']);

@@ -1,8 +1,8 @@
 // The kernel matrix (kernels/matrix.yaml): which Debian kernels the harness boots. Parsed with
 // js-yaml's failsafe schema (every scalar stays a string, so `series: 6.10` is not 6.1) and
 // validated field by field; every error is one line: file:line: kernel 'id': field: what is wrong.
-import { readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import yaml from 'js-yaml';
 import { FormatError, UsageError } from '../core/errors.js';
 import { repoRoot } from '../paths.js';
@@ -11,15 +11,39 @@ import { parseDebVersion } from './debversion.js';
 export type Flavour = 'generic' | 'cloud' | 'rt';
 export const FLAVOURS: readonly Flavour[] = ['generic', 'cloud', 'rt'];
 
+/** Where a custom kernel's vmlinux BTF comes from, and whether the guest gets it. */
+export type BtfMode =
+  /** built with CONFIG_DEBUG_INFO_BTF: /sys/kernel/btf/vmlinux in the guest */
+  | 'kernel'
+  /** built without it; BTF generated on the host from the DWARF with pahole, shipped into the guest */
+  | 'pahole'
+  /** built without it and nothing shipped: the guest has no BTF at all (a fault case) */
+  | 'none';
+export const BTF_MODES: readonly BtfMode[] = ['kernel', 'pahole', 'none'];
+
+/** A kernel built from a Debian linux-source-* package plus a config fragment. */
+export interface CustomBuild {
+  /** Debian source package, e.g. linux-source-6.12. */
+  source: string;
+  /** The fragment as written in the matrix (relative to the matrix file's folder). */
+  config: string;
+  /** Absolute path of the fragment. */
+  configPath: string;
+  btf: BtfMode;
+}
+
 export interface KernelEntry {
   id: string;
   series: string;
-  flavour: Flavour;
+  /** Debian flavour; `custom` for kernels built from source (see `build`). */
+  flavour: Flavour | 'custom';
   suites: string[];
   version?: string;
+  build?: CustomBuild;
 }
 
-const FIELDS = ['id', 'series', 'flavour', 'suites', 'version'] as const;
+const FIELDS = ['id', 'series', 'flavour', 'suites', 'version', 'source', 'config', 'btf'] as const;
+const SOURCE_RE = /^linux-source-(\d+\.\d+)$/;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 const SERIES_RE = /^\d+\.(\d+|x)$/;
 const SUITE_RE = /^[a-z]+(-[a-z]+)*$/;
@@ -79,7 +103,7 @@ function loadWithLines(text: string, file: string): { doc: unknown; where: WeakM
 }
 
 /** Validates a parsed matrix document; `file` is only used in messages. */
-export function parseMatrix(text: string, file = 'matrix.yaml'): KernelEntry[] {
+export function parseMatrix(text: string, file = 'matrix.yaml', baseDir = join(repoRoot(), 'kernels')): KernelEntry[] {
   const { doc, where } = loadWithLines(text, file);
   const fail = (line: number | undefined, msg: string): never => {
     throw new FormatError(`${file}:${line ?? 1}: ${msg}`);
@@ -112,13 +136,22 @@ export function parseMatrix(text: string, file = 'matrix.yaml'): KernelEntry[] {
       return v as string;
     };
     const id = str('id', true)!;
+    const source = str('source', false);
     if (!ID_RE.test(id)) fail(at('id'), `${name}: id '${id}' must match ${ID_RE.source} (letters, digits, . _ + -)`);
     if (seen.has(id)) fail(at('id'), `${name}: duplicate id (first at line ${seen.get(id)})`);
     seen.set(id, at('id') ?? 0);
-    const series = str('series', true)!;
+    const series = str('series', source === undefined) ?? SOURCE_RE.exec(source ?? '')?.[1] ?? '';
+    if (source !== undefined) {
+      const m = SOURCE_RE.exec(source);
+      if (!m) fail(at('source'), `${name}: source '${source}' must be a Debian kernel source package such as linux-source-6.12`);
+      if (series !== m![1]) fail(at('series'), `${name}: series '${series}' does not match source ${source}`);
+    } else {
+      for (const f of ['config', 'btf']) if (e[f] !== undefined) fail(at(f), `${name}: '${f}' is only for kernels built from source (add source: linux-source-X.Y)`);
+    }
     if (!SERIES_RE.test(series)) fail(at('series'), `${name}: series '${series}' must be MAJOR.MINOR (e.g. 6.1) or MAJOR.x (newest of that major)`);
-    const flavour = str('flavour', false) ?? 'generic';
-    if (!(FLAVOURS as readonly string[]).includes(flavour)) fail(at('flavour'), `${name}: flavour '${flavour}' is not one of ${FLAVOURS.join(', ')}`);
+    const flavour = str('flavour', false) ?? (source !== undefined ? 'custom' : 'generic');
+    if (source !== undefined && flavour !== 'custom') fail(at('flavour'), `${name}: a kernel built from source has flavour 'custom', not '${flavour}'`);
+    if (source === undefined && !(FLAVOURS as readonly string[]).includes(flavour)) fail(at('flavour'), `${name}: flavour '${flavour}' is not one of ${FLAVOURS.join(', ')}`);
     const rawSuites = e['suites'];
     if (rawSuites === undefined || rawSuites === null) fail(line, `${name}: missing field 'suites' (a Debian suite or a list of them, e.g. [bookworm])`);
     const suites = typeof rawSuites === 'string' ? [rawSuites] : rawSuites;
@@ -129,8 +162,16 @@ export function parseMatrix(text: string, file = 'matrix.yaml'): KernelEntry[] {
     const version = str('version', false);
     if (version !== undefined && !parseDebVersion(version)) fail(at('version'), `${name}: version '${version}' is not a Debian version (e.g. 6.1.176-1 or 6.1.176)`);
     if (version !== undefined && series.endsWith('.x')) fail(at('version'), `${name}: a pinned version needs an exact series, not '${series}'`);
-    const entry: KernelEntry = { id, series, flavour: flavour as Flavour, suites: [...(suites as string[])] };
+    const entry: KernelEntry = { id, series, flavour: flavour as Flavour | 'custom', suites: [...(suites as string[])] };
     if (version !== undefined) entry.version = version;
+    if (source !== undefined) {
+      const config = str('config', true)!;
+      const configPath = isAbsolute(config) ? config : resolve(baseDir, config);
+      if (!existsSync(configPath)) fail(at('config'), `${name}: config fragment ${config} does not exist (looked for ${configPath})`);
+      const btf = str('btf', false) ?? 'kernel';
+      if (!(BTF_MODES as readonly string[]).includes(btf)) fail(at('btf'), `${name}: btf '${btf}' is not one of ${BTF_MODES.join(', ')}`);
+      entry.build = { source, config, configPath, btf: btf as BtfMode };
+    }
     entries.push(entry);
   }
   if (entries.length === 0) fail(topWhere?.keys.get('kernels'), "'kernels' is empty");
@@ -148,7 +189,7 @@ export function loadMatrix(file?: string): KernelEntry[] {
     throw new UsageError(`${path}: cannot read the kernel matrix (${code ?? String(err)})`);
   }
   const shown = relative(process.cwd(), path);
-  return parseMatrix(text, shown && !shown.startsWith('..') ? shown : path);
+  return parseMatrix(text, shown && !shown.startsWith('..') ? shown : path, dirname(path));
 }
 
 function globToRegExp(glob: string): RegExp {

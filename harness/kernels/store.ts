@@ -10,10 +10,11 @@ import { cacheDir } from '../paths.js';
 import { AptState, withLock, type AptCandidate } from './apt.js';
 import { compareDebVersions, upstreamOf } from './debversion.js';
 import { extractVmlinux, elfSection } from './extract.js';
-import { loadMatrix, selectKernels, type Flavour, type KernelEntry } from './matrix.js';
+import { buildKernel, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions } from './build.js';
+import { loadMatrix, selectKernels, type CustomBuild, type Flavour, type KernelEntry } from './matrix.js';
 
 export { loadMatrix, selectKernels, parseMatrix, defaultMatrixFile, FLAVOURS } from './matrix.js';
-export type { KernelEntry, Flavour } from './matrix.js';
+export type { KernelEntry, Flavour, CustomBuild, BtfMode } from './matrix.js';
 
 export type ArtefactKind = 'vmlinuz' | 'config' | 'btf';
 const KINDS: ArtefactKind[] = ['vmlinuz', 'config', 'btf'];
@@ -43,13 +44,17 @@ export interface KernelArtifacts {
   compression: string;
   sizes: { vmlinuz: number; config: number; btf: number };
   manifest: string;
+  /** Where `btf` came from: the kernel's own .BTF section, or pahole run on its DWARF. */
+  btfSource: 'kernel' | 'pahole';
+  /** Custom builds: the recipe hash, build time and the full build log. */
+  build?: { hash: string; seconds: number; log: string; fragment: string };
 }
 
 interface Manifest {
   schema: 1;
   id: string;
   series: string;
-  flavour: Flavour;
+  flavour: Flavour | 'custom';
   suite: string;
   package: string;
   version: string;
@@ -60,6 +65,8 @@ interface Manifest {
   artefacts: Record<ArtefactKind, { sha256: string; size: number }>;
   fetchedAt: string;
   fetchSeconds: number;
+  btfSource?: 'kernel' | 'pahole';
+  build?: { hash: string; seconds: number; log: string; fragment: string };
 }
 
 export interface KernelStoreOptions {
@@ -262,6 +269,10 @@ export class KernelStore {
   }
 
   private async resolveUncached(e: KernelEntry): Promise<ResolvedKernel> {
+    if (e.build) {
+      const r = await this.recipe(e, e.build);
+      return { package: e.build.source, version: r.version, release: '', suite: r.src.suite };
+    }
     const rows = await this.candidates(e);
     const what = `kernel '${e.id}' (${e.series} ${e.flavour})`;
     if (rows.length === 0) throw new CoreMatrixError(`${what}: no package in ${e.suites.join(', ')}`);
@@ -365,6 +376,8 @@ export class KernelStore {
       compression: m.compression,
       sizes: { vmlinuz: a.vmlinuz.size, config: a.config.size, btf: a.btf.size },
       manifest: path,
+      btfSource: m.btfSource ?? 'kernel',
+      ...(m.build ? { build: m.build } : {}),
     };
   }
 
@@ -406,8 +419,9 @@ export class KernelStore {
   }
 
   /** Resolves and, unless cached and intact, downloads and extracts a kernel. */
-  async fetch(idOrEntry: string | KernelEntry): Promise<KernelArtifacts> {
+  async fetch(idOrEntry: string | KernelEntry, opts: { signal?: AbortSignal } = {}): Promise<KernelArtifacts> {
     const e = typeof idOrEntry === 'string' ? this.entry(idOrEntry) : idOrEntry;
+    if (e.build) return this.fetchBuilt(e, e.build, opts.signal);
     let r: ResolvedKernel;
     try {
       r = await this.resolve(e);
@@ -434,6 +448,125 @@ export class KernelStore {
       p.finally(() => this.inflight.delete(key)).catch(() => {});
     }
     return p;
+  }
+
+  // ---- custom kernels built from a Debian linux-source-* package ---------------------------
+
+  /** The source package version an entry builds today: newest in its suites, or the pin. */
+  async resolveSource(e: KernelEntry, b: CustomBuild): Promise<AptCandidate> {
+    await this.apt.ensure(this.allSuites(e));
+    const rows = (await this.apt.madison([b.source])).filter((r) => e.suites.includes(r.suite));
+    rows.sort((x, y) => compareDebVersions(x.version, y.version));
+    const what = `kernel '${e.id}' (built from ${b.source})`;
+    if (rows.length === 0) throw new CoreMatrixError(`${what}: ${b.source} is not in ${e.suites.join(', ')}`);
+    const newest = rows[rows.length - 1]!;
+    if (e.version === undefined) return newest;
+    const hit = rows.filter((r) => r.version === e.version || upstreamOf(r.version) === e.version).pop();
+    if (!hit) throw new CoreMatrixError(`${what}: pinned version ${e.version} is not in ${e.suites.join(', ')} any more (newest available: ${newest.version})`);
+    return hit;
+  }
+
+  /** The recipe of a custom kernel today: source version, config text, tool versions → hash. */
+  async recipe(e: KernelEntry, b: CustomBuild): Promise<{ src: AptCandidate; fragment: string; hash: string; version: string }> {
+    const fragment = effectiveFragment(b);
+    const src = await this.resolveSource(e, b);
+    const tools = await toolVersions();
+    const hash = recipeHash({ recipe: RECIPE_VERSION, source: b.source, sourceVersion: src.version, fragment, gcc: tools.gcc, pahole: tools.pahole });
+    return { src, fragment, hash, version: `${src.version}+cm.${hash.slice(0, 12)}` };
+  }
+
+  /** Builds (once per recipe hash) or finds a custom kernel. */
+  private async fetchBuilt(e: KernelEntry, b: CustomBuild, signal?: AbortSignal): Promise<KernelArtifacts> {
+    let r: Awaited<ReturnType<KernelStore['recipe']>>;
+    try {
+      r = await this.recipe(e, b);
+    } catch (err) {
+      const fallback = !/pinned version|is not in|needs/.test((err as Error).message) ? this.cachedFor(e) : undefined;
+      if (!fallback) throw err;
+      this.log(`kernel ${e.id}: cannot resolve ${b.source} (${(err as Error).message.split('\n')[0]}); using the cached build ${fallback.version}`);
+      return fallback;
+    }
+    const { src, fragment, hash, version } = r;
+    const path = join(this.dir, 'manifests', manifestName(e.id, version));
+    const ready = (): KernelArtifacts | undefined => {
+      const m = existsSync(path) ? this.readManifest(path) : undefined;
+      if (m && m.build?.hash === hash && this.verified(m)) return this.toArtifacts(m, path);
+      // Another entry with the same recipe (say btf: pahole and btf: none) built it already.
+      const twin = this.sameBuild(hash);
+      if (!twin) return undefined;
+      const mine: Manifest = { ...twin, id: e.id, series: e.series };
+      const tmpManifest = `${path}.${process.pid}.tmp`;
+      writeFileSync(tmpManifest, JSON.stringify(mine, null, 2) + '\n');
+      renameSync(tmpManifest, path);
+      this.log(`kernel ${e.id}: same build as ${twin.id} (recipe ${hash.slice(0, 12)})`);
+      return this.toArtifacts(mine, path);
+    };
+    const have = ready();
+    if (have) return have;
+    const key = `${e.id}@${version}`;
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = withLock(join(this.dir, 'tmp', `${manifestName(e.id, version)}.lock`), async () => ready() ?? this.build(e, b, src, version, hash, fragment, path, signal), 3 * 3_600_000);
+      this.inflight.set(key, p);
+      p.finally(() => this.inflight.delete(key)).catch(() => {});
+    }
+    return p;
+  }
+
+  /** A verified manifest of any id built from this recipe hash. */
+  private sameBuild(hash: string): Manifest | undefined {
+    const dir = join(this.dir, 'manifests');
+    for (const f of readdirSync(dir)) {
+      if (!f.endsWith('.json')) continue;
+      const m = this.readManifest(join(dir, f));
+      if (m?.build?.hash === hash && this.verified(m)) return m;
+    }
+    return undefined;
+  }
+
+  private async build(e: KernelEntry, b: CustomBuild, src: AptCandidate, version: string, hash: string, fragment: string, manifestPath: string, signal?: AbortSignal): Promise<KernelArtifacts> {
+    const t0 = Date.now();
+    const tmp = mkdtempSync(join(this.dir, 'tmp', `${e.id}-build-`));
+    const what = `kernel '${e.id}' (${b.source} ${src.version} + ${b.config})`;
+    const logDir = join(this.dir, 'build-logs');
+    mkdirSync(logDir, { recursive: true });
+    const logFile = join(logDir, `${e.id}@${version}.log`);
+    try {
+      this.log(`kernel ${e.id}: building ${b.source} ${src.version} with ${b.config} (recipe ${hash.slice(0, 12)}; about 10 min on 2 cores, once)`);
+      const deb = await this.apt.download(b.source, src.version, join(tmp, 'debs'));
+      const out = await buildKernel({ deb, build: b, fragment, work: tmp, logFile, what, signal, onLog: (l) => this.log(`kernel ${e.id}: ${l}`) });
+      const banner = `${out.release} (corematrix custom build ${hash.slice(0, 12)})`;
+      const artefacts = {
+        vmlinuz: await this.putBlob(out.vmlinuz),
+        config: await this.putBlob(out.config),
+        btf: await this.putBlob(out.btf),
+      };
+      const manifest: Manifest = {
+        schema: 1,
+        id: e.id,
+        series: e.series,
+        flavour: 'custom',
+        suite: src.suite,
+        package: b.source,
+        version,
+        release: out.release,
+        banner,
+        compression: 'bzImage',
+        packages: [{ name: b.source, version: src.version, suite: src.suite, holds: ['vmlinuz', 'config', 'btf'] }],
+        artefacts,
+        fetchedAt: new Date().toISOString(),
+        fetchSeconds: Math.round((Date.now() - t0) / 100) / 10,
+        btfSource: out.btfSource,
+        build: { hash, seconds: out.seconds, log: logFile, fragment },
+      };
+      const tmpManifest = join(tmp, 'manifest.json');
+      writeFileSync(tmpManifest, JSON.stringify(manifest, null, 2) + '\n');
+      renameSync(tmpManifest, manifestPath);
+      this.log(`kernel ${e.id}: ${out.release} built in ${out.seconds} s; BTF from ${out.btfSource} ${(artefacts.btf.size / 1e6).toFixed(1)} MB`);
+      return this.toArtifacts(manifest, manifestPath);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   }
 
   private cachedFor(e: KernelEntry): KernelArtifacts | undefined {

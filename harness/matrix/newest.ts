@@ -62,6 +62,8 @@ export async function discoverNewest(o: DiscoverOptions): Promise<NewKernel[]> {
   const taken = new Set(entries.map((e) => e.id));
   const byPackage = new Map<string, NewKernel>();
   for (const e of entries) {
+    // Custom builds have no binary package to be newer than; their source version shows in reports.
+    if (e.build) continue;
     let was = baseVersion.get(e.id);
     let wasFrom: NewKernel['wasFrom'] = 'baseline';
     if (was === undefined) {

@@ -15,7 +15,7 @@ import { Kind } from '../../harness/core/btf/kinds.js';
 import { readTargetBtf, relocateObject } from '../../harness/core/relocate.js';
 import { KernelStore } from '../../harness/kernels/store.js';
 
-const ALL = ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '7.2', '7.3', '7.x'];
+const ALL = ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '6.12-nonetns', '7.2', '7.3', '7.x'];
 const CFLAGS = ['-g', '-O2', '-target', 'bpf', '-D__TARGET_ARCH_x86'];
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 

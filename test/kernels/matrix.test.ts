@@ -32,7 +32,12 @@ describe('kernel matrix', () => {
   it('loads the committed default matrix with the required kernels', () => {
     const m = loadMatrix();
     const ids = m.map((e) => e.id);
-    for (const id of ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '7.2', '7.3', '7.x']) expect(ids).toContain(id);
+    for (const id of ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '7.2', '7.3', '7.x', '6.12-nonetns']) expect(ids).toContain(id);
+    const custom = m.find((e) => e.id === '6.12-nonetns')!;
+    expect(custom.flavour).toBe('custom');
+    expect(custom.series).toBe('6.12');
+    expect(custom.build).toMatchObject({ source: 'linux-source-6.12', config: 'configs/net-ns-off.config', btf: 'pahole' });
+    expect(custom.build!.configPath).toMatch(/kernels\/configs\/net-ns-off\.config$/);
     expect(m.find((e) => e.id === '5.10')).toEqual({ id: '5.10', series: '5.10', flavour: 'generic', suites: ['bullseye-security'] });
     expect(m.find((e) => e.id === '6.1-rt')?.flavour).toBe('rt');
     expect(m.find((e) => e.id === '7.x')?.series).toBe('7.x');
@@ -50,7 +55,7 @@ describe('kernel matrix', () => {
   });
 
   it('reports unknown fields, missing fields, duplicates, bad series and suites on their lines', () => {
-    expect(errorOf(good.replace('    suites: trixie', '    suite: trixie')).message).toBe("m.yaml:9: kernel '6.10': unknown field 'suite' (allowed: id, series, flavour, suites, version)");
+    expect(errorOf(good.replace('    suites: trixie', '    suite: trixie')).message).toBe("m.yaml:9: kernel '6.10': unknown field 'suite' (allowed: id, series, flavour, suites, version, source, config, btf)");
     expect(errorOf(good.replace('    suites: [bookworm]\n', '')).message).toMatch(/^m\.yaml:2: kernel '6\.1': missing field 'suites'/);
     expect(errorOf(good.replace('id: 6.10', 'id: "6.1"')).message).toBe("m.yaml:6: kernel '6.1': duplicate id (first at line 2)");
     expect(errorOf(good.replace('series: 6.10', 'series: six')).message).toMatch(/^m\.yaml:7: kernel '6\.10': series 'six' must be MAJOR\.MINOR/);
@@ -78,9 +83,45 @@ describe('kernel matrix', () => {
   it('selects by exact id, glob and all', () => {
     const m = loadMatrix();
     expect(selectKernels(m, ['6.1']).map((e) => e.id)).toEqual(['6.1']);
-    expect(selectKernels(m, ['6.1*']).map((e) => e.id)).toEqual(['6.1', '6.1-cloud', '6.1-rt', '6.12']);
+    expect(selectKernels(m, ['6.1*']).map((e) => e.id)).toEqual(['6.1', '6.1-cloud', '6.1-rt', '6.12', '6.12-nonetns']);
     expect(selectKernels(m, ['6.1-*', '7.?']).map((e) => e.id)).toEqual(['6.1-cloud', '6.1-rt', '7.2', '7.3', '7.x']);
     expect(selectKernels(m, ['all'])).toHaveLength(m.length);
     expect(() => selectKernels(m, ['4.19'])).toThrow(/no kernel matches '4\.19'/);
+  });
+});
+
+describe('custom kernel entries', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cm-matrix-'));
+  writeFileSync(join(dir, 'frag.config'), '# CONFIG_NET_NS is not set\n');
+  const custom = `kernels:
+  - id: mine
+    source: linux-source-6.12
+    suites: [trixie]
+    config: frag.config
+    btf: none
+`;
+  const parse = (t: string) => parseMatrix(t, 'm.yaml', dir);
+  const err = (t: string) => {
+    try {
+      parse(t);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    throw new Error('expected an error');
+  };
+
+  it('derives series and flavour from the source package and resolves the fragment next to the matrix', () => {
+    expect(parse(custom)).toEqual([{ id: 'mine', series: '6.12', flavour: 'custom', suites: ['trixie'], build: { source: 'linux-source-6.12', config: 'frag.config', configPath: join(dir, 'frag.config'), btf: 'none' } }]);
+    expect(parse(custom.replace('    btf: none\n', ''))[0]!.build!.btf).toBe('kernel');
+  });
+
+  it('reports bad sources, fragments, btf modes and misplaced fields on their lines', () => {
+    expect(err(custom.replace('linux-source-6.12', 'linux-6.12'))).toBe("m.yaml:3: kernel 'mine': source 'linux-6.12' must be a Debian kernel source package such as linux-source-6.12");
+    expect(err(custom.replace('frag.config', 'nope.config'))).toBe(`m.yaml:5: kernel 'mine': config fragment nope.config does not exist (looked for ${join(dir, 'nope.config')})`);
+    expect(err(custom.replace('btf: none', 'btf: dwarf'))).toBe("m.yaml:6: kernel 'mine': btf 'dwarf' is not one of kernel, pahole, none");
+    expect(err(custom.replace('    config: frag.config\n', ''))).toBe("m.yaml:2: kernel 'mine': missing field 'config'");
+    expect(err(custom.replace('    suites: [trixie]\n', '    suites: [trixie]\n    flavour: rt\n'))).toBe("m.yaml:5: kernel 'mine': a kernel built from source has flavour 'custom', not 'rt'");
+    expect(err(custom.replace('    suites: [trixie]\n', '    suites: [trixie]\n    series: "6.1"\n'))).toBe("m.yaml:5: kernel 'mine': series '6.1' does not match source linux-source-6.12");
+    expect(err(good.replace('    version: 6.10.3-1\n', '    btf: pahole\n'))).toBe("m.yaml:10: kernel '6.10': 'btf' is only for kernels built from source (add source: linux-source-X.Y)");
   });
 });
