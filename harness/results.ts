@@ -30,7 +30,15 @@ export interface KernelInfo {
   /** `uname -r` */
   release: string;
   flavour: string;
+  /**
+   * Where the BTF this kernel's cells were relocated against came from: the kernel's own
+   * /sys/kernel/btf/vmlinux, a file pahole generated from the kernel's DWARF on the host and
+   * shipped into the guest (custom builds without CONFIG_DEBUG_INFO_BTF), or none at all.
+   */
+  btf?: BtfOrigin;
 }
+
+export type BtfOrigin = 'kernel' | 'pahole' | 'none';
 
 export interface Check {
   name: string;
@@ -72,7 +80,7 @@ export interface CellResult {
 }
 
 /** How a guest ended, from the host's view (harness/vm). */
-export type GuestVerdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-oom' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed' | 'no-kernel'
+export type GuestVerdict = 'ok' | 'no-btf' | 'panic' | 'oops' | 'hung-task' | 'agent-oom' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed' | 'no-kernel'
   /** The host could not prepare this kernel's guest (image, host truth): never booted. */
   | 'harness-error';
 

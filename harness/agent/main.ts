@@ -7,7 +7,7 @@
 // Suites run as tasks with @vitest/runner: a file per suite, a test per check, so the host gets
 // the plain task tree with its results, as it runs.
 
-import { closeSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { release as osRelease, machine } from 'node:os';
 import { describe, startTests, test, beforeAll, afterAll, type File, type VitestRunner } from '@vitest/runner';
 import { parseBtf } from '../core/btf/btf.js';
@@ -67,10 +67,15 @@ async function main(): Promise<number> {
     const manifestPath = process.env.CM_MANIFEST ?? '/cm/run.json';
     const manifest: RunManifest = ManifestSchema.parse(JSON.parse(readFileSync(manifestPath, 'utf8')), manifestPath);
     const kernel: KernelInfo = { ...manifest.kernel, release };
-    const btfBytes = readFileSync('/sys/kernel/btf/vmlinux');
-    const kernelBtf = parseBtf(btfBytes, { source: '/sys/kernel/btf/vmlinux' });
+    // The kernel's own BTF, else the file the host made from its DWARF (btf_custom_path style).
+    const btfFile = existsSync('/sys/kernel/btf/vmlinux') ? '/sys/kernel/btf/vmlinux' : manifest.btf?.path;
+    kernel.btf = btfFile === '/sys/kernel/btf/vmlinux' ? 'kernel' : btfFile ? manifest.btf!.source : 'none';
+    if (!btfFile) return noBtf(manifest, kernel, t0);
+    const kernelBtf = parseBtf(readFileSync(btfFile), { source: btfFile });
+    const kernelBtfName = btfFile;
+    const btfCustomPath = kernel.btf === 'kernel' ? undefined : btfFile;
     // Loaded modules' BTF, split on top of vmlinux: CO-RE candidates for module types.
-    const moduleBtfs = readdirSync('/sys/kernel/btf').filter((f) => f !== 'vmlinux').map((f) => parseBtf(readFileSync(`/sys/kernel/btf/${f}`), { source: `/sys/kernel/btf/${f}`, base: kernelBtf }));
+    const moduleBtfs = kernel.btf !== 'kernel' ? [] : readdirSync('/sys/kernel/btf').filter((f) => f !== 'vmlinux').map((f) => parseBtf(readFileSync(`/sys/kernel/btf/${f}`), { source: `/sys/kernel/btf/${f}`, base: kernelBtf }));
     const { config } = readKernelConfig(release);
     const lkv = linuxKernelVersion();
     const ctx: GuestContext = { release, config: new Map([...config].map(([k, v]) => [k, String(v)])), hostTruth: manifest.hostTruth };
@@ -107,6 +112,14 @@ async function main(): Promise<number> {
           test.skip(`needs ${spec.minKernel}`, () => {});
           return;
         }
+        // BTF from a file relocates CO-RE, but attaching by BTF id (fentry, kfuncs) needs the
+        // kernel's own: without CONFIG_DEBUG_INFO_BTF the kernel cannot do it at all.
+        const needs = kernel.btf !== 'kernel' ? needsKernelBtf(loadObjectSpec(readFileSync(st.object), st.object.split('/').pop()!)) : undefined;
+        if (needs) {
+          st.skipped = `needs the kernel's own BTF (${needs}); this kernel was built without CONFIG_DEBUG_INFO_BTF (BTF from ${kernel.btf})`;
+          test.skip('needs in-kernel BTF', () => {});
+          return;
+        }
         beforeAll(async () => {
           const t = performance.now();
           const bytes = readFileSync(st.object);
@@ -116,7 +129,7 @@ async function main(): Promise<number> {
           const coll = new Collection(obj);
           st.coll = coll;
           coll.load({
-            kernelBtf, moduleBtfs, kernelBtfName: '/sys/kernel/btf/vmlinux', sha256: st.sha256, rodata, programs: spec.programs,
+            kernelBtf, moduleBtfs, kernelBtfName, sha256: st.sha256, rodata, programs: spec.programs,
             kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } },
             kallsyms: (names) => kallsymsLookup(names),
           });
@@ -166,7 +179,7 @@ async function main(): Promise<number> {
       let coll: Collection | undefined;
       try {
         coll = new Collection(loadObjectSpec(readFileSync(o.path), o.name));
-        coll.load({ kernelBtf, kernelBtfName: '/sys/kernel/btf/vmlinux', sha256: o.sha256, kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } }, kallsyms: (names) => kallsymsLookup(names) });
+        coll.load({ kernelBtf, kernelBtfName, sha256: o.sha256, kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } }, kallsyms: (names) => kallsymsLookup(names) });
         for (const p of coll.outcomes) {
           const cell: CellResult = {
             schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: p.name, loader: 'ours', object: { name: o.name, sha256: o.sha256 },
@@ -216,6 +229,7 @@ async function main(): Promise<number> {
       const results = runCorpus(manifest.corpus, {
         kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } },
         onCase: () => send({ t: 'hb', ms: uptimeMs() }),
+        vmlinuxBtf: () => kernelBtf,
       });
       for (const cell of corpusCells(results, kernel)) {
         if (cell.verdict !== 'pass') ok = false;
@@ -240,7 +254,7 @@ async function main(): Promise<number> {
         }
       }
       for (const o of objs) {
-        for (const cell of referenceCells(o, kernel, loader, { kernelBtf, kernelBtfName: '/sys/kernel/btf/vmlinux', kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } }, kallsyms: (names) => kallsymsLookup(names) })) {
+        for (const cell of referenceCells(o, kernel, loader, { kernelBtf, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } }, kallsyms: (names) => kallsymsLookup(names) })) {
           if (cell.verdict !== 'pass') ok = false;
           send({ t: 'result', kind: 'cell', data: cell });
         }
@@ -287,6 +301,35 @@ function plainTask(t: File | import('@vitest/runner').Task): unknown {
   return 'tasks' in t ? { ...base, tasks: t.tasks.map(plainTask) } : base;
 }
 
+/** Why an object cannot work on a kernel without BTF of its own, or undefined when it can. */
+function needsKernelBtf(obj: ReturnType<typeof loadObjectSpec>): string | undefined {
+  const byId = obj.programs.find((p) => /^(fentry|fexit|fmod_ret|lsm|tp_btf|iter|struct_ops)/.test(p.kind));
+  if (byId) return `${byId.kind} program ${byId.name} attaches by BTF id`;
+  const kfunc = Object.values(obj.externs).find((e) => e.kind === 'ksym' && (e.func || e.typed));
+  if (kfunc) return `${kfunc.func ? 'kfunc' : 'typed ksym'} ${kfunc.name} is resolved in the kernel's BTF`;
+  return undefined;
+}
+
+/**
+ * No BTF at all (a kernel built without CONFIG_DEBUG_INFO_BTF and no file supplied): nothing with
+ * CO-RE relocations can be relocated. Every suite cell is a skip (which counts as a failure) with
+ * the reason, and the host turns the `no-btf:` log line into the guest verdict `no-btf`.
+ */
+function noBtf(manifest: RunManifest, kernel: KernelInfo, t0: number): number {
+  const why = 'no-btf: /sys/kernel/btf/vmlinux is missing (kernel built without CONFIG_DEBUG_INFO_BTF) and no BTF file was supplied (matrix entry btf: pahole)';
+  send({ t: 'log', level: 'error', msg: why });
+  for (const s of manifest.suites) {
+    for (const program of s.spec.programs ?? programNames(s.object)) {
+      send({ t: 'result', kind: 'cell', data: {
+        schema: RESULT_SCHEMA, kernel, suite: s.spec.name, program, loader: 'ours', object: { name: s.object.split('/').pop()!, sha256: s.sha256 },
+        verdict: 'skip', reason: why, relocations: [], externs: [], checks: [], timings: { loadMs: 0, runMs: 0 },
+      } satisfies CellResult });
+    }
+  }
+  send({ t: 'done', ok: false, ms: Math.round(performance.now() - t0) });
+  return 1;
+}
+
 function cellsFor(st: SuiteState, kernel: KernelInfo, file: File | undefined): CellResult[] {
   const name = st.spec.name;
   const object = { name: st.object.split('/').pop()!, sha256: st.sha256 };
@@ -294,7 +337,9 @@ function cellsFor(st: SuiteState, kernel: KernelInfo, file: File | undefined): C
   const coll = st.coll;
   // A suite that did not load (skipped below its minimum kernel) still reports one cell per
   // program, named as on the kernels where it ran: the object says which programs it has.
-  const programs = coll ? coll.outcomes : (st.spec.programs ?? programNames(st.object)).map((p) => ({ name: p }));
+  // A load that threw before any program was tried (an unresolvable extern, say) has no outcomes:
+  // its programs still get a cell each, carrying the error, so nothing disappears from the report.
+  const programs = coll?.outcomes.length ? coll.outcomes : (st.spec.programs ?? programNames(st.object)).map((p) => ({ name: p }));
   return programs.map((o): CellResult => {
     const outcome = coll?.outcomes.find((x) => x.name === o.name);
     const cell: CellResult = {
@@ -310,6 +355,11 @@ function cellsFor(st: SuiteState, kernel: KernelInfo, file: File | undefined): C
     if (st.skipped) {
       cell.verdict = 'expected-skip';
       cell.reason = st.skipped;
+    } else if (coll && !coll.outcomes.length) {
+      // The object was refused before any program load (extern, map or BTF problem): the
+      // object's fault, as a failed relocation is.
+      cell.verdict = 'fail';
+      cell.reason = `not loaded: ${fileError ?? firstError(file) ?? 'the object did not load'}`;
     } else if (outcome && outcome.status !== 'loaded') {
       cell.verdict = 'fail';
       cell.reason = `${outcome.status}: ${outcome.reason ?? ''}`;

@@ -15,6 +15,11 @@ export interface RunManifest {
   objects: { name: string; path: string; sha256: string }[];
   hostTruth: Record<string, number | string | boolean>;
   suiteTimeoutMs: number;
+  /**
+   * The vmlinux BTF to relocate against when the kernel has none of its own (a custom build
+   * without CONFIG_DEBUG_INFO_BTF): a file the host generated from the kernel's DWARF.
+   */
+  btf?: { path: string; source: 'pahole' };
   /** The kernel's CO-RE selftest corpus (objects under /cm/corpus): run with both loaders. */
   corpus?: { name: string; target: string; programs: string[]; expectFail: boolean }[];
   /** Which loaders load the objects: ours (suites run their checks), libbpf, or both (compared). */

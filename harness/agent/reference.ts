@@ -23,7 +23,7 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
   try {
     const bytes = readFileSync(o.path);
     if (mode === 'libbpf') {
-      const ref = loadWithLibbpf(bytes, o.name, { programs: o.programs });
+      const ref = loadWithLibbpf(bytes, o.name, { programs: o.programs, btfCustomPath: opts.btfCustomPath });
       ref.close();
       return ref.outcomes.map((r) => {
         const cell = base(r.name);

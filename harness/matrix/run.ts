@@ -63,8 +63,11 @@ function toolVersion(cmd: string, args: string[]): string | undefined {
 }
 
 function kernelInfo(e: KernelEntry, k?: KernelArtifacts): KernelInfo {
-  return { id: e.id, package: k?.package ?? '', version: k?.version ?? '', release: k?.release ?? '', flavour: e.flavour };
+  return { id: e.id, package: k?.package ?? '', version: k?.version ?? '', release: k?.release ?? '', flavour: e.flavour, btf: e.build ? e.build.btf : 'kernel' };
 }
+
+/** Where a custom kernel's pahole-made BTF sits in the guest. */
+const GUEST_BTF = '/cm/vmlinux.btf';
 
 export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const startedAt = new Date().toISOString();
@@ -121,8 +124,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     let k: KernelArtifacts | undefined;
     try {
       o.progress?.(e.id, 'fetching');
-      k = await store.fetch(e);
+      k = await store.fetch(e, { signal });
     } catch (err) {
+      if (signal.aborted) throw err;
       const detail = (err as Error).message.split('\n')[0]!;
       o.progress?.(e.id, `no kernel: ${detail}`);
       return { kernel: kernelInfo(e), guest: 'no-kernel', detail, accel: 'none', durationMs: Math.round(performance.now() - t0), cells: [] };
@@ -138,6 +142,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         // The truth keys of the suites this run compiled (also those of another --suites-dir).
         hostTruth: await hostTruth(e.id, { store, specs: suites.map((s) => s.spec) }),
         suiteTimeoutMs,
+        ...(e.build?.btf === 'pahole' ? { btf: { path: GUEST_BTF, source: 'pahole' as const } } : {}),
         loader: o.loader ?? 'ours',
         ...(corpus ? { corpus: corpus.cases } : {}),
         ...(o.faults ? { faults: o.faults } : {}),
@@ -149,6 +154,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
           ...suites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
           ...userObjects.map((u) => ({ path: u.path, source: u.host })),
           ...(corpus?.files ?? []),
+          ...(e.build?.btf === 'pahole' ? [{ path: GUEST_BTF, source: k.btf }] : []),
         ],
         kernelConfig: k.config,
         release: k.release,
@@ -161,20 +167,28 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     }
     o.progress?.(e.id, 'booting');
     const cells: CellResult[] = [];
+    let noBtf: string | undefined;
     const onMessage = (m: GuestMessage) => {
+      if (m.t === 'log' && m.msg.startsWith('no-btf:')) noBtf = m.msg.slice('no-btf:'.length).trim();
       if (m.t === 'hello') o.progress?.(e.id, `agent up at ${(m.bootMs / 1000).toFixed(1)} s`);
       else if (m.t === 'suite') o.progress?.(e.id, `suite ${m.index}/${m.total} ${m.name}`);
       else if (m.t === 'result' && m.kind === 'cell') cells.push(m.data as CellResult);
       else if (m.t === 'log' && m.level !== 'info') o.log(`[${e.id}] ${m.msg}`);
     };
     const g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: image.path, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: o.memoryMb ?? 1024 });
+    // What the guest actually relocated against (the agent looks before trusting the matrix).
+    if (cells[0]?.kernel.btf) kernel.btf = cells[0].kernel.btf;
     const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
-    if (g.verdict !== 'ok') {
+    if (noBtf && (g.verdict === 'ok' || g.verdict === 'agent-failed')) {
+      // The agent said why nothing could run: no BTF to relocate against.
+      run.guest = 'no-btf';
+      run.detail = noBtf;
+    } else if (g.verdict !== 'ok') {
       run.detail = g.detail;
       run.consoleTail = g.consoleTail;
     }
     const pass = cells.filter((c) => c.verdict === 'pass').length;
-    o.progress?.(e.id, `${g.verdict === 'ok' ? 'done' : g.verdict} in ${(g.durationMs / 1000).toFixed(1)} s: ${pass}/${cells.length} cells pass${g.detail ? ` (${g.detail})` : ''}`);
+    o.progress?.(e.id, `${run.guest === 'ok' ? 'done' : run.guest} in ${(g.durationMs / 1000).toFixed(1)} s: ${pass}/${cells.length} cells pass${run.detail ? ` (${run.detail})` : ''}`);
     return run;
   };
 

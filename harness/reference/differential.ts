@@ -40,11 +40,17 @@ export interface DifferentialResult {
  */
 export function differential(bytes: Uint8Array, name: string, o: DifferentialOptions): DifferentialResult {
   const t0 = performance.now();
-  const coll = new Collection(loadObjectSpec(bytes, name));
+  const spec = loadObjectSpec(bytes, name);
+  const coll = new Collection(spec);
   let ours: ProgramOutcome[];
   try {
     coll.load({ kernelBtf: o.kernelBtf, kernelBtfName: o.kernelBtfName, kconfig: o.kconfig, kallsyms: o.kallsyms, programs: o.programs, mutateInsns: o.mutateInsns });
     ours = coll.outcomes.map((x) => ({ ...x }));
+  } catch (err) {
+    // Refused before any program load (an extern, a map): every program failed with that reason,
+    // and libbpf still gets its turn, so the two can be compared on the refusal too.
+    const reason = (err as Error).message.split('\n')[0]!;
+    ours = spec.programs.filter((p) => !o.programs || o.programs.includes(p.name)).map((p) => ({ name: p.name, section: p.section, status: 'error' as const, reason, loadMs: 0, relocations: [] }));
   } finally {
     coll.close();
   }

@@ -109,3 +109,8 @@ export function visible(s: string): string {
   // eslint-disable-next-line no-control-regex
   return s.replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
+
+/** Where a kernel's BTF came from, in words (KernelInfo.btf). */
+export function btfWords(b: string): string {
+  return b === 'pahole' ? 'pahole (from DWARF)' : b === 'none' ? 'none' : 'kernel';
+}

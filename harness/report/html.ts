@@ -5,7 +5,7 @@
 
 import type { CellResult, KernelRun, RunReport } from '../results.js';
 import { externValue, reloValue, type KernelDiff, type ValueRow } from './diff.js';
-import { buildGrid, failures, ms, show, tail, totalsLine, visible, type Grid, type SquareState } from './grid.js';
+import { btfWords, buildGrid, failures, ms, show, tail, totalsLine, visible, type Grid, type SquareState } from './grid.js';
 
 /** Symbols every font has (DejaVu too): colour emoji are missing on headless and server machines. */
 const SYMBOL: Record<SquareState, string> = { pass: '✓', fail: '✗', skip: '↷', warn: '⚠' };
@@ -79,7 +79,7 @@ function squareId(ki: number, si: number): string {
 
 function kernelHead(k: KernelRun): string {
   const guest = k.guest === 'ok' ? 'ok' : `<span class="g-fail">${esc(k.guest)}</span>`;
-  return `<th class="k" title="${esc(`${k.kernel.package} ${k.kernel.version} (${k.kernel.release})${k.detail ? `: ${k.detail}` : ''}`)}">${esc(k.kernel.id)}<small>${guest} · ${esc(ms(k.bootMs))} boot</small><small class="mono">${esc(k.kernel.version)}</small></th>`;
+  return `<th class="k" title="${esc(`${k.kernel.package} ${k.kernel.version} (${k.kernel.release})${k.detail ? `: ${k.detail}` : ''}`)}">${esc(k.kernel.id)}<small>${guest} · ${esc(ms(k.bootMs))} boot</small><small class="mono">${esc(k.kernel.version)}</small>${k.kernel.btf && k.kernel.btf !== 'kernel' ? `<small>BTF: ${esc(btfWords(k.kernel.btf))}</small>` : ''}</th>`;
 }
 
 function gridTable(g: Grid): string {
@@ -176,7 +176,7 @@ function panels(g: Grid): string {
       const sq = g.at(k.kernel.id, s);
       out.push(`<section class="panel" id="${squareId(ki, si)}" aria-label="${esc(`${k.kernel.id} ${s}`)}"><a class="close" href="#grid" title="close (Esc)">×</a>`);
       out.push(`<h2>${esc(SYMBOL[sq.state])} ${esc(s)} on ${esc(k.kernel.id)}</h2>`);
-      out.push(`<p class="meta mono">${esc(k.kernel.package)} ${esc(k.kernel.version)} · ${esc(k.kernel.release)} · guest ${esc(k.guest)}${k.detail ? ` (${esc(k.detail)})` : ''} · boot ${esc(ms(k.bootMs))} · ${esc(k.accel)}</p>`);
+      out.push(`<p class="meta mono">${esc(k.kernel.package)} ${esc(k.kernel.version)} · ${esc(k.kernel.release)} · BTF ${esc(btfWords(k.kernel.btf ?? 'kernel'))} · guest ${esc(k.guest)}${k.detail ? ` (${esc(k.detail)})` : ''} · boot ${esc(ms(k.bootMs))} · ${esc(k.accel)}</p>`);
       if (sq.note) out.push(`<p class="banner">${esc(sq.note)}</p>`);
       for (const c of sq.cells) out.push(cellArticle(c));
       if (k.consoleTail && (k.guest !== 'ok' || sq.state === 'fail')) out.push(`<h4>kernel console (tail)</h4><pre>${esc(tail(k.consoleTail, 60))}</pre>`);

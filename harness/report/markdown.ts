@@ -3,7 +3,7 @@
 
 import type { RunReport } from '../results.js';
 import type { KernelDiff } from './diff.js';
-import { buildGrid, failures, ms, show, SYMBOL, tail, totalsLine, visible } from './grid.js';
+import { btfWords, buildGrid, failures, ms, show, SYMBOL, tail, totalsLine, visible } from './grid.js';
 
 const MAX_BYTES = 900_000;
 const MAX_FAILURES = 60;
@@ -36,7 +36,7 @@ export function renderMarkdown(run: RunReport, diff: KernelDiff): string {
   out.push(`${run.startedAt} → ${run.finishedAt} · node ${run.host.node}${run.host.qemu ? ` · qemu ${run.host.qemu}` : ''}${run.host.clang ? ` · clang ${run.host.clang}` : ''}${objs ? ` · objects ${objs}` : ''}`, '');
 
   // Grid: suites down, kernels across; the header carries each guest's verdict and boot time.
-  const head = g.kernels.map((k) => `${mdCell(k.kernel.id)}<br>${k.guest === 'ok' ? 'ok' : `⚠ ${k.guest}`} · ${ms(k.bootMs)}`);
+  const head = g.kernels.map((k) => `${mdCell(k.kernel.id)}<br>${k.guest === 'ok' ? 'ok' : `⚠ ${k.guest}`} · ${ms(k.bootMs)}${k.kernel.btf && k.kernel.btf !== 'kernel' ? `<br>BTF: ${btfWords(k.kernel.btf)}` : ''}`);
   out.push(`| suite | ${head.join(' | ')} |`, `|---|${g.kernels.map(() => ':-:').join('|')}|`);
   for (const s of g.suites) {
     const row = g.kernels.map((k) => {

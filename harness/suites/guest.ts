@@ -8,7 +8,7 @@
 //
 // Before load, `.rodata` values come from `rodataFor(spec)` (placeholders such as $pid resolved).
 
-import { closeSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { release as osRelease, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -239,6 +239,9 @@ function sourceValue(s: Source, spec: SuiteSpec, ctx: GuestContext, out: Trigger
         return { value: TASK_STATE[letter], from: `/proc/thread-self/stat state '${letter}'` };
       }
       {
+        // The seed's CONFIG_NET_NS=n kernel: no network namespaces, no /proc/self/ns/net, and the
+        // program's `if (CONFIG_NET_NS)` branch must not be taken (it stores 0 instead).
+        if (ctx.config.get('CONFIG_NET_NS') !== 'y' && !existsSync('/proc/self/ns/net')) return { value: 0, from: 'CONFIG_NET_NS is not set (no /proc/self/ns/net): the !CONFIG_NET_NS branch stores 0' };
         const link = readlinkSync('/proc/self/ns/net');
         const m = /^net:\[(\d+)\]$/.exec(link);
         const ino = statSync('/proc/self/ns/net').ino;

@@ -1,14 +1,16 @@
 // kconfig: the seed's "#ifdef CONFIG_X becomes a run-time value". The loader fills these externs
-// from the running kernel's config: a bool that is only set on PREEMPT_RT kernels, a bool set
-// everywhere, a tristate that is m, y or n depending on the kernel/flavour, an int, and an
-// option no kernel has, declared __weak (so it reads as 0 instead of failing the load).
+// from the running kernel's config: a bool that is only set on PREEMPT_RT kernels, a bool set on
+// every Debian kernel but not on 6.12-nonetns, a tristate that is m, y or n depending on the
+// kernel/flavour, an int, and an option no kernel has, declared __weak (so it reads as 0 instead
+// of failing the load).
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "GPL";
 
 extern bool CONFIG_PREEMPT_RT __kconfig __weak;
-extern bool CONFIG_NET_NS __kconfig;
+// __weak: `# CONFIG_NET_NS is not set` leaves a strong extern unresolved (object refused).
+extern bool CONFIG_NET_NS __kconfig __weak;
 extern enum libbpf_tristate CONFIG_PHYLIB __kconfig __weak;
 extern enum libbpf_tristate CONFIG_VIRTIO_PCI_LIB __kconfig __weak;
 extern int CONFIG_HZ __kconfig;

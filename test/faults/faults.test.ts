@@ -49,6 +49,17 @@ describe('guest faults (6.1, TCG)', () => {
     expect(cell.reason).toMatch(/no_such_function_corematrix/);
   }, 300_000);
 
+  it('an object refused before any program load (a strong kconfig extern no config sets) still fails each program, never vanishes', async () => {
+    const r = await runMatrix(base({ suitesDir: 'test/faults/fixtures/suites', suites: ['strong-extern'] }));
+    const k = r.kernels[0]!;
+    expect(k.guest).toBe('agent-failed');
+    const cells = k.cells.filter((c) => c.suite === 'strong-extern');
+    expect(cells.map((c) => c.program)).toEqual(['on_comm']);
+    expect(cells[0]!.verdict).toBe('fail');
+    expect(cells[0]!.reason).toMatch(/^not loaded: .*extern CONFIG_COREMATRIX_NO_SUCH_OPTION \(kconfig\): not set in the kernel config, and the extern is not __weak/);
+    expect(runPassed(r)).toBe(false);
+  }, 300_000);
+
   it('a verifier rejection fails the cell with the verifier log attached', async () => {
     const { compileBpf } = await import('../helpers/tools.js');
     const obj = compileBpf('test/faults/fixtures/oob.bpf.c');
