@@ -1,6 +1,8 @@
 // npm run bench: our figures side by side with a reference measured in the same run.
 //   1. BTF parse: our parse (and parse + name index) vs libbpf's btf__parse, same file, same run.
 //   2. Whole-process offline relocation of a set of objects vs `bpftool gen min_core_btf`.
+//   3. The matrix (seed suite) vs a bare boot of the same kernels (harness/bench/vm.ts).
+//   4. The guest agent's start with and without each start-up mechanism (same kernel, same image).
 //   3. `corematrix btf minimize` vs `bpftool gen min_core_btf`: time (whole process and in-process) and output size.
 // Sections for the VM pipeline are added by harness/bench/*.ts modules as they land.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -10,7 +12,7 @@ import { parseBtf } from '../core/btf/btf.js';
 import { minimizeBtf } from '../core/btf/minimize.js';
 import { KernelStore } from '../kernels/store.js';
 import { cacheDir, repoRoot } from '../paths.js';
-import { benchVm } from './vm.js';
+import { benchAgentStart, benchVm } from './vm.js';
 import { buildSuites } from '../suites/build.js';
 
 const KERNELS = (process.env.BENCH_KERNELS ?? '5.10,6.1,7.3').split(',');
@@ -140,8 +142,19 @@ async function benchMatrix(): Promise<void> {
   const r = await benchVm(kernels, (s) => console.error(s));
   const rows = r.rows.map((x) => [x.kernel, fmt(x.floorMs), x.floorBootMs === undefined ? '-' : fmt(x.floorBootMs), fmt(x.matrixMs), (x.matrixMs / x.floorMs).toFixed(2) + '×', x.verdict]);
   rows.push(['wall, all kernels', fmt(r.floorWallMs), '', fmt(r.matrixWallMs), (r.matrixWallMs / r.floorWallMs).toFixed(2) + '×', '']);
+  rows.push(['CPU of all guests (QEMU) and tools', fmt(r.floorCpuMs), '', fmt(r.matrixCpuMs), (r.matrixCpuMs / r.floorCpuMs).toFixed(2) + '×', '']);
   printTable(`Matrix vs bare boot, ${r.jobs} guests at a time under ${r.accel.toUpperCase()} (goals: matrix ≤ 60 s wall, ≤ 1.5× the floor)`,
     ['kernel', 'floor: busybox boot+poweroff', 'floor: boot to init', 'matrix: seed suite', 'ratio', 'matrix verdict'], rows);
+}
+
+async function benchStart(): Promise<void> {
+  const kernel = process.env.BENCH_START_KERNEL ?? '6.1';
+  const boots = Number(process.env.BENCH_START_BOOTS ?? 2);
+  const r = await benchAgentStart(kernel, process.env.COREMATRIX_ACCEL as 'tcg' | 'kvm' | undefined, boots, (s) => console.error(s));
+  const all = r.rows[0]!;
+  const rows = r.rows.map((x) => [x.variant, fmt(x.startMs), x === all ? '' : (x.startMs / all.startMs).toFixed(2) + '×', fmt(x.runMs), fmt(x.cpuMs), x.cache, x.append || '-', x.verdicts.join(',')]);
+  printTable(`Agent start in the guest, ${r.kernel}, one guest at a time, median of ${all.boots} boots each: init → agent hello (guest uptime: node start + agent bundle), the whole guest (wall and QEMU CPU)`,
+    ['start-up mechanisms', 'init → hello', 'vs all', 'guest wall', 'guest CPU', 'code cache', 'kernel command line', 'verdicts'], rows);
 }
 
 async function main(): Promise<void> {
@@ -152,6 +165,7 @@ async function main(): Promise<void> {
   if (!only || only.includes('relocate')) await benchRelocate(store);
   if (!only || only.includes('minimize')) await benchMinimize(store);
   if (!only || only.includes('matrix')) await benchMatrix();
+  if (!only || only.includes('start')) await benchStart();
 }
 
 main().catch((e: unknown) => {

@@ -1,14 +1,15 @@
 // Bench section for the VM pipeline: the floor (every default kernel booted to a busybox init
 // that reports and powers off) versus a matrix run of the same kernels with the seed suite
 // (task-fields), both with the same parallelism, wall time side by side.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildImage } from '../images/initramfs.js';
 import { KernelStore } from '../kernels/store.js';
 import { runMatrix } from '../matrix/run.js';
 import { defaultJobs, runPool } from '../vm/pool.js';
-import { probeAccel, runGuest } from '../vm/qemu.js';
+import { type Accel, probeAccel, runGuest } from '../vm/qemu.js';
+import { GUEST_NODE_FLAGS } from '../images/agent-cache.js';
 
 export interface VmBenchRow {
   kernel: string;
@@ -18,7 +19,25 @@ export interface VmBenchRow {
   verdict: string;
 }
 
-export async function benchVm(kernels: string[], log: (s: string) => void): Promise<{ floorWallMs: number; matrixWallMs: number; rows: VmBenchRow[]; jobs: number; accel: string }> {
+/**
+ * CPU time (ms) of this process's terminated, waited-for children (/proc/self/stat cutime +
+ * cstime): the QEMU guests and image tools. Unlike wall time it barely moves when other work
+ * shares the machine, so the bench prints it next to wall time.
+ */
+export function childrenCpuMs(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields after "(comm)": state is index 0, so cutime (field 16) and cstime (17) are 13 and 14.
+    return ((Number(f[13]) + Number(f[14])) * 1000) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+/** sysconf(_SC_CLK_TCK): 100 on every Linux architecture node runs on. */
+const CLK_TCK = 100;
+
+export async function benchVm(kernels: string[], log: (s: string) => void): Promise<{ floorWallMs: number; matrixWallMs: number; floorCpuMs: number; matrixCpuMs: number; rows: VmBenchRow[]; jobs: number; accel: string }> {
   const store = new KernelStore();
   const entries = store.select(kernels);
   const arts = await Promise.all(entries.map((e) => store.fetch(e)));
@@ -28,19 +47,85 @@ export async function benchVm(kernels: string[], log: (s: string) => void): Prom
   // Decide the accelerator before timing anything: the probe boot (several seconds when KVM
   // hangs) would otherwise be charged to whichever side runs first.
   const accel = await probeAccel(arts[0]!.vmlinuz, image.path);
+  const c0 = childrenCpuMs();
   const t0 = performance.now();
   const floor = await runPool(arts, jobs, async (k, signal) => {
     return runGuest({ kernelId: k.id, vmlinuz: k.vmlinuz, initrd: image.path, append: 'cm.init=hello', accel, logDir: join(dir, 'floor'), signal });
   });
   const floorWallMs = performance.now() - t0;
+  const floorCpuMs = childrenCpuMs() - c0;
   log(`bench: floor done in ${(floorWallMs / 1000).toFixed(1)} s`);
+  const c1 = childrenCpuMs();
   const t1 = performance.now();
   const report = await runMatrix({ kernels: entries.map((e) => e.id), suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix'), runId: 'bench', log: () => {} });
   const matrixWallMs = performance.now() - t1;
+  const matrixCpuMs = childrenCpuMs() - c1;
   const rows = arts.map((k, i): VmBenchRow => {
     const run = report.kernels.find((r) => r.kernel.id === k.id);
     const pass = run ? run.cells.every((c) => c.verdict === 'pass') : false;
     return { kernel: k.id, floorMs: floor[i]!.durationMs, floorBootMs: floor[i]!.bootMs, matrixMs: run?.durationMs ?? NaN, verdict: run ? `${run.guest}${pass ? '' : ' (cells failed)'}` : 'missing' };
   });
-  return { floorWallMs, matrixWallMs, rows, jobs, accel };
+  return { floorWallMs, matrixWallMs, floorCpuMs, matrixCpuMs, rows, jobs, accel };
+}
+
+export interface AgentStartRow {
+  variant: string;
+  append: string;
+  /** Medians over the boots: guest uptime from /init starting to the agent's hello, and the whole guest run. */
+  startMs: number;
+  runMs: number;
+  /** CPU time of the guest's QEMU process, boot to power-off. */
+  cpuMs: number;
+  boots: number;
+  /** What the launcher said about the code cache (first boot). */
+  cache: string;
+  verdicts: string[];
+}
+
+/**
+ * The agent's start-up mechanisms, each switched off in turn on the same kernel and image
+ * (images/init reads the switches from the kernel command line): init → hello is node's start
+ * plus loading the agent bundle. The agent runs a manifest with no suites, so it finishes as
+ * soon as it has read the kernel's facts.
+ */
+export async function benchAgentStart(kernel: string, accel: Accel | undefined, boots: number, log: (s: string) => void): Promise<{ kernel: string; rows: AgentStartRow[] }> {
+  const store = new KernelStore();
+  const k = await store.fetch(store.select([kernel])[0]!);
+  const manifest = { schema: 1, kernel: { id: k.id, package: k.package, version: k.version, release: k.release, flavour: k.flavour }, suites: [], objects: [], hostTruth: {}, suiteTimeoutMs: 60_000, loader: 'ours' };
+  const image = await buildImage({ files: [{ path: '/cm/run.json', data: JSON.stringify(manifest) }], kernelConfig: k.config, release: k.release });
+  const acc = accel ?? (await probeAccel(k.vmlinuz, image.path));
+  const variants: [string, string][] = [
+    ['all (seed, ' + GUEST_NODE_FLAGS.join(' ') + ', code cache)', ''],
+    ['without the code cache', 'cm.codecache=off'],
+    ['without node flags', 'cm.node= cm.codecache=off'],
+    ['without the RNG seed', 'cm.seed=off'],
+    ['none of them', 'cm.node= cm.codecache=off cm.seed=off'],
+  ];
+  const dir = mkdtempSync(join(tmpdir(), 'cm-bench-start-'));
+  const jobsList = variants.flatMap(([variant, append]) => Array.from({ length: boots }, (_, i) => ({ variant, append, i })));
+  // One guest at a time, so each boot's CPU time (QEMU's, from the children's rusage) is its own;
+  // the variants take turns so a change in the machine's load spreads over all of them.
+  const cpu: number[] = [];
+  const runs = await runPool(jobsList.sort((a, b) => a.i - b.i), 1, async (j, signal) => {
+    const c0 = childrenCpuMs();
+    const r = await runGuest({ kernelId: `${k.id}-${jobsList.indexOf(j)}`, vmlinuz: k.vmlinuz, initrd: image.path, append: j.append, accel: acc, logDir: join(dir, 'start'), signal });
+    cpu[jobsList.indexOf(j)] = childrenCpuMs() - c0;
+    return r;
+  });
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const rows = variants.map(([variant, append]): AgentStartRow => {
+    const mine = runs.filter((_, i) => jobsList[i]!.variant === variant);
+    const mineCpu = cpu.filter((_, i) => jobsList[i]!.variant === variant);
+    const cacheLine = mine[0]?.messages.find((m) => m.t === 'log' && m.msg.startsWith('start: code cache'));
+    return {
+      variant, append, boots: mine.length,
+      startMs: med(mine.map((r) => (r.bootMs ?? NaN) - (r.initMs ?? NaN))),
+      runMs: med(mine.map((r) => r.durationMs)),
+      cpuMs: med(mineCpu),
+      cache: cacheLine && cacheLine.t === 'log' ? cacheLine.msg.replace(/^start: code cache /, '').replace(/ \(.*$/, '') : 'not used',
+      verdicts: mine.map((r) => r.verdict),
+    };
+  });
+  log(`bench: agent start done (${runs.length} boots of ${k.id})`);
+  return { kernel: k.id, rows };
 }
