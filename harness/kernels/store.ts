@@ -105,6 +105,16 @@ export function inSeries(upstream: string, series: string): boolean {
   return new RegExp(`^${major}\\.${minor}(?:[.~]|$)`).test(upstream);
 }
 
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function sha256File(path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const h = createHash('sha256');
@@ -201,6 +211,8 @@ export class KernelStore {
     for (const name of readdirSync(tmp)) {
       const path = join(tmp, name);
       try {
+        // A kernel build can run past the hour: its folder names its owner, kept while alive.
+        if (existsSync(join(path, 'owner.pid')) && pidAlive(Number(readFileSync(join(path, 'owner.pid'), 'utf8')))) continue;
         if (!name.endsWith('.lock') && Date.now() - statSync(path).mtimeMs > 3_600_000) rmSync(path, { recursive: true, force: true });
       } catch {
         /* raced with another sweeper */
@@ -527,6 +539,7 @@ export class KernelStore {
   private async build(e: KernelEntry, b: CustomBuild, src: AptCandidate, version: string, hash: string, fragment: string, manifestPath: string, signal?: AbortSignal): Promise<KernelArtifacts> {
     const t0 = Date.now();
     const tmp = mkdtempSync(join(this.dir, 'tmp', `${e.id}-build-`));
+    writeFileSync(join(tmp, 'owner.pid'), String(process.pid));
     const what = `kernel '${e.id}' (${b.source} ${src.version} + ${b.config})`;
     const logDir = join(this.dir, 'build-logs');
     mkdirSync(logDir, { recursive: true });

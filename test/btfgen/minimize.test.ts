@@ -17,7 +17,8 @@ import { KernelStore } from '../../harness/kernels/store.js';
 import { buildSuites, vmlinuxHeader } from '../../harness/suites/build.js';
 import { bpftoolDump, compileBpf, writeTmp, type BpftoolType } from '../helpers/tools.js';
 
-const KERNELS = ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '7.2', '7.3', '7.x'];
+// Every kernel of the default matrix, the custom CONFIG_NET_NS=n build (pahole BTF) included.
+const KERNELS = ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '6.12-nonetns', '7.2', '7.3', '7.x'];
 
 let objects: (MinimizeObject & { path: string; suite?: string })[];
 let ambiguous: string;
