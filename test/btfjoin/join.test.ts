@@ -66,7 +66,7 @@ describe('btf join', () => {
   it('keeps the newest layout under the plain name and flavours the others', () => {
     const h = joined.header;
     const plain = body(h, 'struct task_struct');
-    expect(plain).toMatch(/\tunsigned int __state; \/\* only in: 6\.1, 6\.1-cloud, 6\.1-rt, 6\.12, 7\.2, 7\.3, 7\.x \*\//);
+    expect(plain).toMatch(/\tunsigned int __state; \/\* only in: 6\.1, 6\.1-cloud, 6\.1-rt, 6\.12, 6\.12-nonetns, 7\.2, 7\.3, 7\.x \*\//);
     expect(plain).not.toMatch(/\tvolatile long int state;/);
     const old = body(h, 'struct task_struct___5_10');
     expect(old).toMatch(/\tvolatile long int state; \/\* only in: 5\.10 \*\//);
@@ -74,6 +74,8 @@ describe('btf join', () => {
     const at = h.indexOf('\nstruct task_struct {\n');
     const comment = h.slice(h.lastIndexOf('/*', at), at);
     expect(comment).toMatch(/other layouts: .*task_struct___5_10 \(5\.10\)/);
+    // The seed's CONFIG_NET_NS=n kernel: possible_net_t has no `net` there, a layout of its own.
+    expect(h).toContain('other layouts: possible_net_t___6_12_nonetns (6.12-nonetns) */');
     // 7.3 and 7.x are the same kernel build: they never need a flavour of their own.
     expect(/___7_x\b/.test(h)).toBe(false);
     expect(/\bstruct task_struct___7_3\b/.test(h)).toBe(false);
