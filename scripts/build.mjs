@@ -18,6 +18,10 @@ const agent = { ...common, banner: undefined, format: 'cjs', entryPoints: ['harn
 // Never delete dist/cli/ while building: tests run the built CLI while others rebuild it.
 // Chunks are content-hashed, so old ones are harmless; only the pre-split bundle is removed.
 for (const stale of ['dist/cli.js', 'dist/cli.js.map']) rmSync(stale, { force: true });
+// The same CLI as one CommonJS file, which bin/corematrix.js compiles with a V8 code cache (an ES
+// module cannot use one in Node 20). import.meta.url is the bundle's own URL, as in the ESM build.
+const cliCjs = build({ ...common, format: 'cjs', entryPoints: ['harness/cli/main.ts'], outfile: 'dist/corematrix.cjs', external: ['koffi'],
+  define: { 'import.meta.url': '__cmImportMetaUrl' }, banner: { js: 'const __cmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' } });
 const cli = build({ ...common, entryPoints: { main: 'harness/cli/main.ts' }, outdir: 'dist/cli', splitting: true, chunkNames: 'chunks/[name]-[hash]', external: ['koffi'] });
-await Promise.all([cli, build(agent), ...entries.filter(([src]) => existsSync(src)).map(([src, out, external]) =>
+await Promise.all([cli, cliCjs, build(agent), ...entries.filter(([src]) => existsSync(src)).map(([src, out, external]) =>
   build({ ...common, entryPoints: [src], outfile: out, external }))]);
