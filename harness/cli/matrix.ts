@@ -6,6 +6,7 @@ import { UsageError } from '../core/errors.js';
 import { repoRoot } from '../paths.js';
 import type { RunReport } from '../results.js';
 import type { Command } from './command.js';
+import { pidAlive } from '../kernels/apt.js';
 
 const help = `usage: corematrix matrix [options]
 
@@ -79,15 +80,6 @@ export function claimRunDir(root: string, runId: string): { dir: string; runId: 
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** The lock a run holds on its report folder, so two runs never write one folder (a mixed report). */
 export const OUT_LOCK = '.corematrix-run.lock';
 
@@ -112,7 +104,7 @@ export function lockOutDir(dir: string): () => void {
     } catch {
       continue; // released between our open and read
     }
-    if (Number.isInteger(pid) && alive(pid)) throw new UsageError(`${dir}: another corematrix run (pid ${pid}) is writing its report there; use another --out`);
+    if (Number.isInteger(pid) && pidAlive(pid)) throw new UsageError(`${dir}: another corematrix run (pid ${pid}) is writing its report there; use another --out`);
     try {
       // Stale: rename first, so of two runs taking it over only one removes it.
       renameSync(file, `${file}.stale.${process.pid}`);

@@ -193,7 +193,9 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function alive(pid: number): boolean {
+/** True when a process with this pid exists (ours or another user's). */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid)) return false;
   try {
     process.kill(pid, 0);
     return true;
@@ -219,7 +221,7 @@ export async function withLock<T>(lockFile: string, fn: () => Promise<T>, timeou
       } catch {
         continue; // released between our open and read
       }
-      if (Number.isInteger(pid) && !alive(pid)) {
+      if (Number.isInteger(pid) && !pidAlive(pid)) {
         // Stale: rename first so only one waiter removes it.
         try {
           renameSync(lockFile, `${lockFile}.stale.${process.pid}`);

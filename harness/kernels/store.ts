@@ -7,7 +7,7 @@ import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, read
 import { join } from 'node:path';
 import { CoreMatrixError, FormatError, UsageError } from '../core/errors.js';
 import { cacheDir } from '../paths.js';
-import { AptState, withLock, type AptCandidate } from './apt.js';
+import { AptState, pidAlive, withLock, type AptCandidate } from './apt.js';
 import { compareDebVersions, upstreamOf } from './debversion.js';
 import { extractVmlinux, elfSection } from './extract.js';
 import { buildKernel, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions } from './build.js';
@@ -103,16 +103,6 @@ export function inSeries(upstream: string, series: string): boolean {
   const [major, minor] = series.split('.');
   if (minor === 'x') return new RegExp(`^${major}(?:[.~]|$)`).test(upstream);
   return new RegExp(`^${major}\\.${minor}(?:[.~]|$)`).test(upstream);
-}
-
-function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function sha256File(path: string): Promise<string> {
