@@ -6,7 +6,7 @@ import { parseElf } from './elf.js';
 import { loadObjectSpec, type ObjectSpec } from './object/index.js';
 import { FormatError } from './errors.js';
 import { applyCoreRelocations, type AppliedRelo } from './relo/patch.js';
-import { reachable, type StepBudget } from './relo/reach.js';
+import { reachable, type KnownMemory, type StepBudget } from './relo/reach.js';
 
 const REACH_BUDGET = 200_000;
 import { toRecord, type RelocationRecord } from './relo/report.js';
@@ -54,8 +54,29 @@ export function relocateObject(objectBytes: Uint8Array, objectName: string, sha2
   return relocateSpec(spec, sha256, target, targetName);
 }
 
+/** What the loader knows before load that the verifier will know too. */
+export interface RelocateContext {
+  /**
+   * The `.kconfig` map value as the loader filled it: the map is frozen read-only, so the verifier
+   * treats loads of extern values as constants and never visits the branches they rule out.
+   */
+  kconfig?: Uint8Array;
+}
+
+/** ld_imm64 instructions of `section` that take the address of a kconfig extern, with its bytes. */
+function knownMemory(spec: ObjectSpec, section: string, kconfig: Uint8Array | undefined): KnownMemory | undefined {
+  if (!kconfig) return undefined;
+  const known = new Map<number, { bytes: Uint8Array; offset: number }>();
+  for (const r of spec.relocs.get(section) ?? []) {
+    if (r.kind !== 'extern' || r.call) continue;
+    const e = spec.externs[r.extern];
+    if (e?.kind === 'kconfig' && e.offset !== undefined) known.set(r.insn, { bytes: kconfig, offset: e.offset });
+  }
+  return known.size ? known : undefined;
+}
+
 /** Relocates an already-opened object: patches `spec.sections` in place. */
-export function relocateSpec(spec: ObjectSpec, sha256: string, target: Target, targetName: string): RelocatedObject {
+export function relocateSpec(spec: ObjectSpec, sha256: string, target: Target, targetName: string, ctx: RelocateContext = {}): RelocatedObject {
   const sections = spec.sections;
   const applied = spec.btfExt ? applyCoreRelocations(spec.btf, spec.btfExt.coreRelos, sections, target) : [];
   // Which poisoned instructions can run: explore from every function entry in the section.
@@ -67,7 +88,7 @@ export function relocateSpec(spec: ObjectSpec, sha256: string, target: Target, t
     if (reach.has(section)) return reach.get(section);
     const insns = sections.get(section);
     // One walk from all entries, one budget: a section of many functions costs no more than one.
-    const seen = insns ? reachable(insns, spec.functions.filter((f) => f.section === section).map((f) => f.sectionOffset), budget) : undefined;
+    const seen = insns ? reachable(insns, spec.functions.filter((f) => f.section === section).map((f) => f.sectionOffset), budget, knownMemory(spec, section, ctx.kconfig)) : undefined;
     reach.set(section, seen);
     return seen;
   };

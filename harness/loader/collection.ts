@@ -179,8 +179,11 @@ export class Collection {
   /** Loads the object. Program-level failures are recorded in `outcomes`, not thrown. */
   load(opts: LoadOptions): this {
     const spec = this.spec;
-    // 1. CO-RE relocations against the running kernel.
-    const rel = relocateSpec(spec, opts.sha256 ?? '', { vmlinux: opts.kernelBtf, modules: opts.moduleBtfs }, opts.kernelBtfName);
+    // 1. Extern values, then CO-RE relocations against the running kernel (knowing the kconfig
+    // values, the reach analysis prunes the branches the verifier will prune too).
+    const kcfgMap = spec.maps.find((m) => m.kind === 'kconfig');
+    if (kcfgMap?.data) this.externs = fillKconfig(spec.btf, spec.externs, kcfgMap.data, opts.kconfig);
+    const rel = relocateSpec(spec, opts.sha256 ?? '', { vmlinux: opts.kernelBtf, modules: opts.moduleBtfs }, opts.kernelBtfName, { kconfig: kcfgMap?.data });
     this.relocations = rel.report.relocations;
 
     // 2. The object's BTF, rewritten for what this kernel knows.
@@ -204,8 +207,6 @@ export class Collection {
 
     // 3. Maps.
     const mmapable = probeMmapableArray() === 'supported';
-    const kcfgMap = spec.maps.find((m) => m.kind === 'kconfig');
-    if (kcfgMap?.data) this.externs = fillKconfig(spec.btf, spec.externs, kcfgMap.data, opts.kconfig);
     for (const m of spec.maps) this.createMap(m, mmapable, opts);
     const unknown = Object.keys(opts.rodata ?? {}).filter((k) => !this.rodataApplied.has(k));
     if (unknown.length) throw new CoreMatrixError(`${spec.source}: no .rodata variable named ${unknown.join(', ')}`);

@@ -11,7 +11,25 @@
 const LD = 0x00, LDX = 0x01, ST = 0x02, STX = 0x03, ALU = 0x04, JMP = 0x05, JMP32 = 0x06, ALU64 = 0x07;
 const MASK64 = (1n << 64n) - 1n;
 
-type Regs = (bigint | undefined)[];
+/** A pointer into known read-only memory: the ld_imm64 that produced it, and a byte offset. */
+interface Ptr {
+  mem: number;
+  off: number;
+}
+type Val = bigint | Ptr | undefined;
+type Regs = Val[];
+
+/**
+ * Read-only memory whose bytes are known before load, keyed by the index of the ld_imm64 that
+ * takes its address: the `.kconfig` map once the loader has filled it (frozen, so the verifier
+ * reads loads from it as constants and prunes the branches they decide, exactly as it does for
+ * CO-RE constants). `offset` is where that instruction points inside `bytes`.
+ */
+export type KnownMemory = ReadonlyMap<number, { bytes: Uint8Array; offset: number }>;
+
+const isPtr = (v: Val): v is Ptr => typeof v === 'object';
+const scalar = (v: Val): bigint | undefined => (typeof v === 'bigint' ? v : undefined);
+const show = (v: Val): string => (v === undefined ? '?' : isPtr(v) ? `m${v.mem}+${v.off}` : v.toString(16));
 /** Register states per instruction before the walk stops tracking constants there. */
 const WIDEN_AFTER = 64;
 const UNKNOWN: Regs = new Array(11).fill(undefined);
@@ -36,6 +54,15 @@ function alu(op: number, a: bigint, b: bigint, is64: boolean): bigint | undefine
     default: return undefined;
   }
   return r & m;
+}
+
+/** A BPF_MEM load of size code `sz` (W 0x00, H 0x08, B 0x10, DW 0x18) from known bytes, zero-extended. */
+function loadKnown(bytes: Uint8Array, at: number, sz: number): bigint | undefined {
+  const n = sz === 0x00 ? 4 : sz === 0x08 ? 2 : sz === 0x10 ? 1 : 8;
+  if (!Number.isSafeInteger(at) || at < 0 || at + n > bytes.length) return undefined;
+  let v = 0n;
+  for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[at + i]!);
+  return v;
 }
 
 function cond(op: number, a: bigint, b: bigint, is64: boolean): boolean | undefined {
@@ -72,8 +99,8 @@ export interface StepBudget {
  * functions must not multiply the work. Pass a StepBudget to share it across sections too.
  * Returns undefined when the budget runs out (caller should assume "reachable").
  */
-export function reachable(insns: Uint8Array, entry: number | readonly number[] = 0, budget: number | StepBudget = 200_000): Uint8Array | undefined {
-  if (typeof budget === 'number') return reachable(insns, entry, { left: budget });
+export function reachable(insns: Uint8Array, entry: number | readonly number[] = 0, budget: number | StepBudget = 200_000, known?: KnownMemory): Uint8Array | undefined {
+  if (typeof budget === 'number') return reachable(insns, entry, { left: budget }, known);
   const n = insns.length >> 3;
   const dv = new DataView(insns.buffer, insns.byteOffset, insns.byteLength);
   const seen = new Uint8Array(n);
@@ -90,7 +117,7 @@ export function reachable(insns: Uint8Array, entry: number | readonly number[] =
       // (a loop counting a known register), forget what is known there. Unknown explores both
       // ways, so this only ever adds reachable instructions, and every loop ends in a few steps.
       if (states[pc]! >= WIDEN_AFTER && regs.some((r) => r !== undefined)) regs = UNKNOWN;
-      const key = pc + ':' + regs.map((r) => (r === undefined ? '?' : r.toString(16))).join(',');
+      const key = pc + ':' + regs.map(show).join(',');
       if (visited.has(key)) break;
       visited.add(key);
       states[pc]!++;
@@ -110,7 +137,8 @@ export function reachable(insns: Uint8Array, entry: number | readonly number[] =
           seen[pc + 1] = 1;
           const hi = BigInt(dv.getUint32(at + 12, true));
           regs = regs.slice();
-          regs[dst] = src === 0 ? ((hi << 32n) | BigInt(dv.getUint32(at + 4, true))) : undefined;
+          const mem = known?.get(pc);
+          regs[dst] = mem ? { mem: pc, off: mem.offset } : src === 0 ? ((hi << 32n) | BigInt(dv.getUint32(at + 4, true))) : undefined;
           pc += 2;
           continue;
         }
@@ -120,8 +148,9 @@ export function reachable(insns: Uint8Array, entry: number | readonly number[] =
         continue;
       }
       if (cls === LDX) {
+        const base = regs[src];
         regs = regs.slice();
-        regs[dst] = undefined;
+        regs[dst] = isPtr(base) && (code & 0xe0) === 0x60 ? loadKnown(known!.get(base.mem)!.bytes, base.off + off, code & 0x18) : undefined;
         pc++;
         continue;
       }
@@ -138,13 +167,19 @@ export function reachable(insns: Uint8Array, entry: number | readonly number[] =
       if (cls === ALU || cls === ALU64) {
         regs = regs.slice();
         const is64 = cls === ALU64;
-        const b = useX ? regs[src] : BigInt.asUintN(64, BigInt(imm));
+        const bv = useX ? regs[src] : BigInt.asUintN(64, BigInt(imm));
+        const b = scalar(bv);
+        const a = regs[dst];
         if (op === 0x80) regs[dst] = undefined; // neg
         else if (op === 0xd0) regs[dst] = undefined; // endianness conversions
-        else if (op === 0xb0) regs[dst] = b === undefined ? undefined : is64 ? b : b & 0xffffffffn;
-        else {
-          const a = regs[dst];
-          regs[dst] = a === undefined || b === undefined ? undefined : alu(op, a, b, is64);
+        else if (op === 0xb0) regs[dst] = isPtr(bv) ? (is64 ? bv : undefined) : b === undefined ? undefined : is64 ? b : b & 0xffffffffn;
+        else if (isPtr(a)) {
+          // pointer arithmetic the verifier tracks: add/sub of a known scalar, 64-bit only
+          const d = b === undefined ? undefined : BigInt.asIntN(64, b);
+          regs[dst] = is64 && d !== undefined && (op === 0x00 || op === 0x10) ? { mem: a.mem, off: a.off + Number(op === 0x00 ? d : -d) } : undefined;
+        } else {
+          const av = scalar(a);
+          regs[dst] = av === undefined || b === undefined ? undefined : alu(op, av, b, is64);
         }
         pc++;
         continue;
@@ -164,8 +199,8 @@ export function reachable(insns: Uint8Array, entry: number | readonly number[] =
           pc += 1 + (cls === JMP32 ? imm : off);
           continue;
         }
-        const a = regs[dst];
-        const b = useX ? regs[src] : BigInt.asUintN(64, BigInt(imm));
+        const a = scalar(regs[dst]);
+        const b = useX ? scalar(regs[src]) : BigInt.asUintN(64, BigInt(imm));
         const taken = a === undefined || b === undefined ? undefined : cond(op, a, b, cls === JMP);
         if (taken === undefined) {
           work.push([pc + 1 + off, regs]);
