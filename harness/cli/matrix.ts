@@ -54,8 +54,9 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
 Progress goes to stderr: one line per kernel redrawn in place on a terminal, plain lines when
 piped or when CI is set.
 
-Exit status: 0 when every cell met its expectation (and, with --baseline, no regression),
-1 otherwise, 2 for bad usage.`;
+Exit status: 0 when every cell met its expectation, the cross-kernel diff found no broken
+invariant and no unexpected difference (and, with --baseline, no regression), 1 otherwise,
+2 for bad usage.`;
 
 function writeAtomic(path: string, data: string): void {
   writeFileSync(`${path}.tmp`, data);
@@ -232,6 +233,11 @@ export const matrixCommand: Command = {
         `${count('pass')} pass, ${count('fail')} fail, ${count('error')} error, ${count('skip')} skip, ${count('expected-skip')} expected skip ` +
         `in ${((performance.now() - t0) / 1000).toFixed(1)} s\n${files.map((f) => `  ${f}`).join('\n')}\n`,
     );
+    // The cross-kernel diff is part of the verdict: a broken invariant (one object, one truth) or
+    // an unexpected difference fails the run like a failed cell does.
+    const { diffKernels } = await import('../report/diff.js');
+    const diff = diffKernels(report);
+    if (!diff.ok) process.stdout.write(`cross-kernel diff: ${diff.invariants.held}/${diff.invariants.checked} invariants held, ${diff.violations.length} violation(s), ${diff.unexpected.length} unexpected difference(s) (see summary.md)\n`);
     let regression = false;
     if (baseline) {
       const { baselineFor, baselineForNew } = await import('../matrix/newest.js');
@@ -243,6 +249,6 @@ export const matrixCommand: Command = {
       process.stdout.write(`${text}\n  ${join(outDir, 'comparison.md')}\n  ${join(outDir, 'comparison.json')}\n`);
       regression = cmp.regression;
     }
-    return runPassed(report) && !regression ? 0 : 1;
+    return runPassed(report) && diff.ok && !regression ? 0 : 1;
   },
 };
