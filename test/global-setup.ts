@@ -1,0 +1,13 @@
+// Runs once before any test file: puts every kernel of the default matrix into the store, the
+// custom one (6.12-nonetns, built from linux-source-6.12: about 8 minutes on 2 cores the first
+// time, then cached by recipe hash) included. Without this, several test files would wait on the
+// same build lock at once, each under its own hook timeout.
+import { KernelStore } from '../harness/kernels/store.js';
+
+export default async function setup(): Promise<void> {
+  const t0 = Date.now();
+  const store = new KernelStore({ log: (l) => process.stderr.write(`[test setup] ${l}\n`) });
+  for (const e of store.select(['all'])) await store.fetch(e);
+  const s = (Date.now() - t0) / 1000;
+  if (s > 5) process.stderr.write(`[test setup] kernel store ready in ${s.toFixed(0)} s\n`);
+}
