@@ -535,7 +535,7 @@ export class KernelStore {
     mkdirSync(logDir, { recursive: true });
     const logFile = join(logDir, `${e.id}@${version}.log`);
     try {
-      this.log(`kernel ${e.id}: building ${b.source} ${src.version} with ${b.config} (recipe ${hash.slice(0, 12)}; about 10 min on 2 cores, once)`);
+      this.log(`kernel ${e.id}: building ${b.source} ${src.version} with ${b.config} (recipe ${hash.slice(0, 12)}; about 8 min on an idle 2-core machine, once)`);
       const deb = await this.apt.download(b.source, src.version, join(tmp, 'debs'));
       const out = await buildKernel({ deb, build: b, fragment, work: tmp, logFile, what, signal, onLog: (l) => this.log(`kernel ${e.id}: ${l}`) });
       const banner = `${out.release} (corematrix custom build ${hash.slice(0, 12)})`;
