@@ -41,8 +41,9 @@ export interface AgentCodeCache {
  * environment where the agent returns early without effect (results to /dev/null, a manifest
  * with no suites): the cache then holds the start-up's functions, not only the top level.
  * Kept in cacheDir('images', 'codecache') by the hash of the bundle, the launcher, node and flags.
+ * Undefined when the bundle cannot be run that way (not CommonJS, say): the image then goes without.
  */
-export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_NODE_FLAGS): AgentCodeCache {
+export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_NODE_FLAGS): AgentCodeCache | undefined {
   const t0 = performance.now();
   if (!existsSync(bundle)) throw new CoreMatrixError(`image: agent bundle ${bundle} not found (run npm run build)`);
   const start = agentStartScript();
@@ -70,13 +71,10 @@ export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_
         stdio: ['ignore', 'ignore', 'pipe'],
         timeout: 120_000,
       });
-    } catch (err) {
+    } catch {
       // The agent may end non-zero here (this host lacks something the guest has): the cache
       // is written on exit all the same. Only a missing cache is an error.
-      if (!existsSync(out)) {
-        const why = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0];
-        throw new CoreMatrixError(`image: producing the code cache of ${bundle} failed: ${why}`);
-      }
+      if (!existsSync(out)) return undefined;
     }
     const tmp = `${path}.tmp-${process.pid}`;
     writeFileSync(tmp, readFileSync(out));

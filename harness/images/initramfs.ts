@@ -76,9 +76,13 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
     if (existsSync(`${agent}.map`)) run.push({ kind: 'file', path: 'agent.js.map', source: `${agent}.map`, mode: 0o644 });
     // The project's own agent starts from a V8 code cache (a caller's agent is never run on the host).
     if (variant === 'full' && spec.agent === undefined && spec.codeCache !== false) {
+      // No cache (a bundle that cannot run on this host, e.g. an ES module from an older build):
+      // /init then runs the agent directly, as it always could.
       const cache = agentCodeCache(agent, GUEST_NODE_FLAGS);
-      run.push({ kind: 'file', path: 'agent.js.cache', source: cache.path, mode: 0o644 });
-      run.push({ kind: 'file', path: 'agent-start.js', source: agentStartScript(), mode: 0o644 });
+      if (cache) {
+        run.push({ kind: 'file', path: 'agent.js.cache', source: cache.path, mode: 0o644 });
+        run.push({ kind: 'file', path: 'agent-start.js', source: agentStartScript(), mode: 0o644 });
+      }
     }
   }
   if (variant === 'full') {
