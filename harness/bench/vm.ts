@@ -16,6 +16,8 @@ export interface VmBenchRow {
   floorMs: number;
   floorBootMs?: number;
   matrixMs: number;
+  /** The same matrix with the agent's start-up mechanisms off. */
+  plainMs?: number;
   verdict: string;
 }
 
@@ -37,7 +39,7 @@ export function childrenCpuMs(): number {
 /** sysconf(_SC_CLK_TCK): 100 on every Linux architecture node runs on. */
 const CLK_TCK = 100;
 
-export async function benchVm(kernels: string[], log: (s: string) => void): Promise<{ floorWallMs: number; matrixWallMs: number; floorCpuMs: number; matrixCpuMs: number; rows: VmBenchRow[]; jobs: number; accel: string }> {
+export async function benchVm(kernels: string[], log: (s: string) => void): Promise<{ floorWallMs: number; matrixWallMs: number; floorCpuMs: number; matrixCpuMs: number; plainWallMs?: number; plainCpuMs?: number; rows: VmBenchRow[]; jobs: number; accel: string }> {
   const store = new KernelStore();
   const entries = store.select(kernels);
   const arts = await Promise.all(entries.map((e) => store.fetch(e)));
@@ -60,12 +62,28 @@ export async function benchVm(kernels: string[], log: (s: string) => void): Prom
   const report = await runMatrix({ kernels: entries.map((e) => e.id), suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix'), runId: 'bench', log: () => {} });
   const matrixWallMs = performance.now() - t1;
   const matrixCpuMs = childrenCpuMs() - c1;
+  // The same matrix with the agent's start-up mechanisms off (images built with
+  // COREMATRIX_GUEST_START=plain: no RNG seed, no node flags, no code cache).
+  let plain: { wallMs: number; cpuMs: number; rows: Map<string, number> } | undefined;
+  if (process.env.BENCH_MATRIX_PLAIN !== '0') {
+    const saved = process.env.COREMATRIX_GUEST_START;
+    process.env.COREMATRIX_GUEST_START = 'plain';
+    try {
+      const c2 = childrenCpuMs();
+      const t2 = performance.now();
+      const rp = await runMatrix({ kernels: entries.map((e) => e.id), suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix-plain'), runId: 'bench-plain', log: () => {} });
+      plain = { wallMs: performance.now() - t2, cpuMs: childrenCpuMs() - c2, rows: new Map(rp.kernels.map((k) => [k.kernel.id, k.durationMs])) };
+    } finally {
+      if (saved === undefined) delete process.env.COREMATRIX_GUEST_START;
+      else process.env.COREMATRIX_GUEST_START = saved;
+    }
+  }
   const rows = arts.map((k, i): VmBenchRow => {
     const run = report.kernels.find((r) => r.kernel.id === k.id);
     const pass = run ? run.cells.every((c) => c.verdict === 'pass') : false;
-    return { kernel: k.id, floorMs: floor[i]!.durationMs, floorBootMs: floor[i]!.bootMs, matrixMs: run?.durationMs ?? NaN, verdict: run ? `${run.guest}${pass ? '' : ' (cells failed)'}` : 'missing' };
+    return { kernel: k.id, floorMs: floor[i]!.durationMs, floorBootMs: floor[i]!.bootMs, matrixMs: run?.durationMs ?? NaN, plainMs: plain?.rows.get(k.id), verdict: run ? `${run.guest}${pass ? '' : ' (cells failed)'}` : 'missing' };
   });
-  return { floorWallMs, matrixWallMs, floorCpuMs, matrixCpuMs, rows, jobs, accel };
+  return { floorWallMs, matrixWallMs, floorCpuMs, matrixCpuMs, plainWallMs: plain?.wallMs, plainCpuMs: plain?.cpuMs, rows, jobs, accel };
 }
 
 export interface AgentStartRow {

@@ -68,6 +68,9 @@ export async function buildInitramfs(spec: ImageSpec): Promise<string> {
 export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
   const t0 = performance.now();
   const variant = spec.base ?? 'full';
+  // COREMATRIX_GUEST_START=plain (for `npm run bench`: the matrix as it was before): no code
+  // cache, no node flags, no RNG seed; the agent bundle itself stays CommonJS.
+  const plain = process.env.COREMATRIX_GUEST_START === 'plain';
   const run: CpioEntry[] = [{ kind: 'file', path: 'init', source: initScript(), mode: 0o755 }];
   const agent = spec.agent ?? (variant === 'full' ? join(repoRoot(), 'dist', 'agent.js') : false);
   if (agent !== false) {
@@ -75,7 +78,7 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
     run.push({ kind: 'file', path: 'agent.js', source: agent, mode: 0o644 });
     if (existsSync(`${agent}.map`)) run.push({ kind: 'file', path: 'agent.js.map', source: `${agent}.map`, mode: 0o644 });
     // The project's own agent starts from a V8 code cache (a caller's agent is never run on the host).
-    if (variant === 'full' && spec.agent === undefined && spec.codeCache !== false) {
+    if (variant === 'full' && spec.agent === undefined && spec.codeCache !== false && !plain) {
       // No cache (a bundle that cannot run on this host, e.g. an ES module from an older build):
       // /init then runs the agent directly, as it always could.
       const cache = agentCodeCache(agent, GUEST_NODE_FLAGS);
@@ -86,7 +89,7 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
     }
   }
   if (variant === 'full') {
-    run.push({ kind: 'file', path: 'etc/corematrix/node-flags', data: `${GUEST_NODE_FLAGS.join(' ')}\n`, mode: 0o644 });
+    run.push({ kind: 'file', path: 'etc/corematrix/node-flags', data: plain ? '\n' : `${GUEST_NODE_FLAGS.join(' ')}\n`, mode: 0o644 });
     run.push({ kind: 'file', path: GUEST_SEED_TOOL, source: seedTool(), mode: 0o755 });
   }
   if (spec.kernelConfig !== undefined) {
@@ -121,7 +124,7 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
       appendFileSync(tmp, readFileSync(runCpio));
       // A fresh RNG seed per image, in its own archive after the hashed run layer, so an
       // identical run still finds this image (and reuses its seed: these guests hold no secrets).
-      if (variant === 'full') {
+      if (variant === 'full' && !plain) {
         const seedCpio = join(work, 'seed.cpio');
         writeCpio(seedCpio, [{ kind: 'file', path: GUEST_SEED_PATH, data: freshSeed(), mode: 0o600 }]);
         appendFileSync(tmp, readFileSync(seedCpio));

@@ -80,6 +80,16 @@ describe('full image', () => {
     writeFileSync(own, 'console.log(1)\n');
     const c = await buildImage({ files: [], agent: own });
     expect(get(entries(c.path), 'agent.js.cache')).toBeUndefined();
+    // COREMATRIX_GUEST_START=plain (the bench's "before"): no cache, no flags, no seed.
+    process.env.COREMATRIX_GUEST_START = 'plain';
+    try {
+      const p = entries((await buildImage({ files: [{ path: '/cm/x', data: `p ${Math.random()}` }] })).path);
+      expect(get(p, 'agent.js.cache')).toBeUndefined();
+      expect(get(p, GUEST_SEED_PATH)).toBeUndefined();
+      expect(Buffer.from(get(p, 'etc/corematrix/node-flags')!.data).toString()).toBe('\n');
+    } finally {
+      delete process.env.COREMATRIX_GUEST_START;
+    }
   }, 120_000);
 });
 
