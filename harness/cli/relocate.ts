@@ -3,7 +3,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../core/errors.js';
-import { readTargetBtf, relocateObject, type RelocateReport } from '../core/relocate.js';
+import { fillKconfig } from '../core/kconfig.js';
+import { loadObjectSpec } from '../core/object/index.js';
+import { readTargetBtf, relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { Command } from './command.js';
 
 const help = `usage: corematrix relocate <object.o>... --btf <file | kernel-id> [--json]
@@ -13,7 +15,9 @@ with the same engine the guest agent uses, and prints what each relocation resol
 
   --btf <file>       raw BTF (/sys/kernel/btf/vmlinux format) or an ELF file with a .BTF
                      section (a vmlinux, or another BPF object)
-  --btf <kernel-id>  the vmlinux BTF of a kernel from kernels/matrix.yaml (fetched if needed)
+  --btf <kernel-id>  the vmlinux BTF of a kernel from kernels/matrix.yaml (fetched if needed);
+                     its config also fills the object's kconfig externs, so 'reachable' follows
+                     the branches they decide, as that kernel's verifier will
   --json             print one JSON document instead of a table (for several objects, a JSON
                      array with one document per object)
 
@@ -23,12 +27,19 @@ is); an ambiguous or malformed one is 'error'.
 Exit status: 0 when no relocation is 'error', 1 when some are, 2 for unusable input.`;
 
 /** A `--btf` argument: a file (raw BTF or ELF with .BTF), else a kernel id of kernels/matrix.yaml (fetched). */
-export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; name: string }> {
+export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; name: string; kernel?: { config: string; release: string } }> {
   if (existsSync(spec)) return { bytes: readFileSync(spec), name: spec };
   if (spec.includes('/') || spec.endsWith('.o') || spec.endsWith('.btf')) throw new UsageError(`${spec}: no such file`);
   const { KernelStore } = await import('../kernels/store.js');
   const k = await new KernelStore().fetch(spec);
-  return { bytes: readFileSync(k.btf), name: `${k.id} (${k.package} ${k.version})` };
+  return { bytes: readFileSync(k.btf), name: `${k.id} (${k.package} ${k.version})`, kernel: { config: k.config, release: k.release } };
+}
+
+/** The kconfig facts of a stored kernel: its config file and the version its release names. */
+async function kconfigFacts(kernel: { config: string; release: string }) {
+  const { parseKernelConfig } = await import('../runtime/facts.js');
+  const [a = 0, b = 0, c = 0] = kernel.release.split(/[.-]/).map((x) => parseInt(x, 10) || 0);
+  return { config: parseKernelConfig(readFileSync(kernel.config, 'utf8'), kernel.config), linuxKernelVersion: (a << 16) + (b << 8) + Math.min(c, 255), specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } };
 }
 
 function table(r: RelocateReport): string {
@@ -57,10 +68,23 @@ export const relocateCommand: Command = {
     for (const p of positionals) if (!existsSync(p)) throw new UsageError(`${p}: no such file`);
     const t = await loadTarget(values.btf);
     const target = { vmlinux: readTargetBtf(t.bytes, t.name) };
+    const facts = t.kernel ? await kconfigFacts(t.kernel) : undefined;
     const reports = positionals.map((objPath) => {
       const obj = readFileSync(objPath);
       const sha256 = createHash('sha256').update(obj).digest('hex');
-      return relocateObject(obj, objPath, sha256, target, t.name).report;
+      const spec = loadObjectSpec(obj, objPath);
+      const kconfig = spec.maps.find((m) => m.kind === 'kconfig')?.data;
+      let known = false;
+      if (facts && kconfig) {
+        try {
+          fillKconfig(spec.btf, spec.externs, kconfig, facts);
+          known = true;
+        } catch (err) {
+          // The loaders would refuse the object on that kernel; relocate it anyway, values unknown.
+          process.stderr.write(`corematrix: note: ${(err as Error).message.split('\n')[0]} (libbpf and our loader refuse this object on ${t.name})\n`);
+        }
+      }
+      return relocateSpec(spec, sha256, target, t.name, known ? { kconfig } : {}).report;
     });
     const out = values.json ? JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2) : reports.map(table).join('\n\n');
     process.stdout.write(out + '\n');

@@ -34,6 +34,19 @@ describe('corematrix relocate', () => {
     expect(JSON.parse(byElf.stdout).relocations.every((x: { status: string; local: number; target: number }) => x.status !== 'ok' || x.local === x.target)).toBe(true);
   });
 
+  it("with a kernel id, the kernel's config decides kconfig branches: the NET_NS=n poison is dead code there, reachable with a bare BTF file", async () => {
+    const { buildSuites } = await import('../../harness/suites/build.js');
+    const [netns] = await buildSuites({ names: ['netns'] });
+    const pick = (out: string) => (JSON.parse(out) as { relocations: { spec: string; status: string; reachable?: boolean }[] }).relocations.filter((x) => x.spec.includes('skc_net.net'));
+    const byId = cli(['relocate', netns!.object, '--btf', '6.12-nonetns', '--json']);
+    expect(byId.status, byId.stderr).toBe(0);
+    const dead = pick(byId.stdout);
+    expect(dead.length).toBeGreaterThan(0);
+    for (const x of dead) expect(x).toMatchObject({ status: 'poisoned', reachable: false });
+    const file = (await new KernelStore().fetch('6.12-nonetns')).btf;
+    for (const x of pick(cli(['relocate', netns!.object, '--btf', file, '--json']).stdout)) expect(x).toMatchObject({ status: 'poisoned', reachable: true });
+  });
+
   it('refuses hostile input with one line and exit 2', () => {
     const bytes = readFileSync(object);
     const cases: [string, Uint8Array, RegExp][] = [
