@@ -12,6 +12,7 @@ import { release as osRelease, machine } from 'node:os';
 import { describe, startTests, test, beforeAll, afterAll, type File, type VitestRunner } from '@vitest/runner';
 import { parseBtf } from '../core/btf/btf.js';
 import { loadObjectSpec } from '../core/object/load.js';
+import { reloRootNames } from '../core/relo/patch.js';
 import { Collection } from '../loader/collection.js';
 import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
@@ -71,15 +72,23 @@ async function main(): Promise<number> {
     const btfFile = existsSync('/sys/kernel/btf/vmlinux') ? '/sys/kernel/btf/vmlinux' : manifest.btf?.path;
     kernel.btf = btfFile === '/sys/kernel/btf/vmlinux' ? 'kernel' : btfFile ? manifest.btf!.source : 'none';
     if (!btfFile) return noBtf(manifest, kernel, t0);
-    const kernelBtf = parseBtf(readFileSync(btfFile), { source: btfFile });
+    const phase: [string, number][] = [['start', performance.now()]];
+    const suitePhases: string[] = [];
+    const mark = (name: string) => phase.push([name, performance.now()]);
+    const btfBytes = readFileSync(btfFile);
+    mark('btf read');
+    const kernelBtf = parseBtf(btfBytes, { source: btfFile });
+    mark('btf parse');
     const kernelBtfName = btfFile;
     const btfCustomPath = kernel.btf === 'kernel' ? undefined : btfFile;
     // Loaded modules' BTF, split on top of vmlinux: CO-RE candidates for module types.
     const moduleBtfs = kernel.btf !== 'kernel' ? [] : readdirSync('/sys/kernel/btf').filter((f) => f !== 'vmlinux').map((f) => parseBtf(readFileSync(`/sys/kernel/btf/${f}`), { source: `/sys/kernel/btf/${f}`, base: kernelBtf }));
     const { config } = readKernelConfig(release);
+    mark('config');
     const lkv = linuxKernelVersion();
     const ctx: GuestContext = { release, config: new Map([...config].map(([k, v]) => [k, String(v)])), hostTruth: manifest.hostTruth };
     const { guestRunner } = (await import('../suites/guest.js')) as { guestRunner: SuiteRunner };
+    mark('suite code');
 
     const states = new Map<string, SuiteState>();
     for (const s of manifest.suites) states.set(s.spec.name, { spec: s.spec, object: s.object, sha256: s.sha256, checks: [], attachErrors: [], runMs: 0 });
@@ -133,7 +142,9 @@ async function main(): Promise<number> {
             kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } },
             kallsyms: (names) => kallsymsLookup(names),
           });
+          const tLoaded = performance.now();
           st.attachErrors = coll.attachAll();
+          const tAttached = performance.now();
           const bad = coll.outcomes.find((o) => o.status !== 'loaded');
           if (bad) throw new Error(`${bad.name}: ${bad.status}: ${bad.reason ?? ''}`);
           if (st.attachErrors.length) throw new Error(`attach ${st.attachErrors[0]!.program}: ${st.attachErrors[0]!.reason}`);
@@ -158,6 +169,7 @@ async function main(): Promise<number> {
           };
           st.checks = await guestRunner.run(spec, loaded, ctx);
           st.runMs = Math.round(performance.now() - t);
+          suitePhases.push(`${spec.name}: load ${Math.round(tLoaded - t)} ms (relocate ${coll.relocateMs} ms), attach ${Math.round(tAttached - tLoaded)} ms, run ${Math.round(performance.now() - tAttached)} ms`);
         });
         afterAll(() => {
           st.coll?.close();
@@ -205,7 +217,21 @@ async function main(): Promise<number> {
     // TEST-ONLY (manifest.faults, set by test/faults only): grow until the OOM killer kills us.
     if (manifest.faults?.oom) await allocateUntilKilled();
 
+    // One pass over the kernel's type names for the root types of every suite object, instead of
+    // one per object (each pass walks all ~100k types, slow under TCG without a JIT).
+    const roots = new Set<string>();
+    for (const st of states.values()) {
+      try {
+        const o = loadObjectSpec(readFileSync(st.object), st.object.split('/').pop()!);
+        if (o.btfExt) for (const n of reloRootNames(o.btf, o.btfExt.coreRelos)) roots.add(n);
+      } catch {
+        /* a broken object is reported when its suite loads it */
+      }
+    }
+    kernelBtf.prefetchEssential(roots);
+    mark('objects');
     const files: File[] = await startTests([...states.keys()].map((n) => `suite:${n}`), runner);
+    mark('suites');
     send({ t: 'result', kind: 'tasks', data: files.map(plainTask) });
     let ok = true;
     let i = 0;
@@ -260,6 +286,9 @@ async function main(): Promise<number> {
         }
       }
     }
+    mark('rest');
+    // Where the agent's time went (for start-up and matrix benchmarks), one line.
+    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; ${suitePhases.join('; ')}` });
     send({ t: 'done', ok, ms: Math.round(performance.now() - t0) });
     return 0;
   } catch (e) {

@@ -100,6 +100,8 @@ export class Collection {
   readonly links: Link[] = [];
   readonly outcomes: ProgramOutcome[] = [];
   relocations: RelocateReport['relocations'] = [];
+  /** Wall time of the CO-RE relocation step of the last load (ms). */
+  relocateMs = 0;
   externs: KconfigResolution[] = [];
   btfChanges: string[] = [];
   btfLoadError?: string;
@@ -183,7 +185,9 @@ export class Collection {
     // values, the reach analysis prunes the branches the verifier will prune too).
     const kcfgMap = spec.maps.find((m) => m.kind === 'kconfig');
     if (kcfgMap?.data) this.externs = fillKconfig(spec.btf, spec.externs, kcfgMap.data, opts.kconfig);
+    const tRelo = performance.now();
     const rel = relocateSpec(spec, opts.sha256 ?? '', { vmlinux: opts.kernelBtf, modules: opts.moduleBtfs }, opts.kernelBtfName, { kconfig: kcfgMap?.data });
+    this.relocateMs = Math.round(performance.now() - tRelo);
     this.relocations = rel.report.relocations;
 
     // 2. The object's BTF, rewritten for what this kernel knows.

@@ -109,6 +109,22 @@ export interface AppliedRelo extends ReloResult {
  * section's instruction bytes and is patched in place. Relocation problems are recorded per
  * relocation (status 'error'), never thrown, so a report lists all of them.
  */
+/**
+ * The essential names of the root types an object's CO-RE relocations ask the target about: what
+ * one prefetch pass over the target's names must answer (a loader with several objects can ask
+ * for all of theirs in one pass).
+ */
+export function reloRootNames(local: Btf, relos: ReadonlyMap<string, readonly CoreReloRecord[]>): Set<string> {
+  const roots = new Set<string>();
+  for (const list of relos.values()) {
+    for (const r of list) {
+      if (r.kind === 6 /* TYPE_ID_LOCAL */ || r.typeId >= local.count) continue; // a bad id is reported per relocation
+      roots.add(essentialName(local.name(r.typeId)));
+    }
+  }
+  return roots;
+}
+
 export function applyCoreRelocations(
   local: Btf,
   relos: ReadonlyMap<string, readonly CoreReloRecord[]>,
@@ -118,14 +134,7 @@ export function applyCoreRelocations(
   const cache: CandidateCache = new Map();
   const out: AppliedRelo[] = [];
   // One pass over the target's names for every root type the object asks about.
-  const roots = new Set<string>();
-  for (const list of relos.values()) {
-    for (const r of list) {
-      if (r.kind === 6 /* TYPE_ID_LOCAL */ || r.typeId >= local.count) continue; // a bad id is reported per relocation
-      roots.add(essentialName(local.name(r.typeId)));
-    }
-  }
-  target.vmlinux.prefetchEssential(roots);
+  target.vmlinux.prefetchEssential(reloRootNames(local, relos));
   for (const [section, list] of relos) {
     const insns = sections.get(section);
     for (const relo of list) {
