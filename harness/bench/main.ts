@@ -90,15 +90,24 @@ async function benchObjects(): Promise<string[]> {
   return [fixture, ...suites.map((s) => s.object)];
 }
 
-async function benchRelocate(store: KernelStore): Promise<void> {
+/**
+ * What the whole-process CLI benches share: one object and all of them, and the command as users
+ * run it (bin/corematrix.js, which starts the CLI bundle from a V8 code cache written by the first
+ * run of each command: the warm-up), plus the environment that runs it without the cache.
+ */
+async function cliBench() {
   const all = await benchObjects();
-  const sets = [all.slice(0, 1), all];
-  // The command as users run it: bin/corematrix.js, which starts the CLI bundle from a V8 code
-  // cache (written by the first run of each command: the warm-up below), and the same without it.
-  const cli = join(repoRoot(), 'bin/corematrix.js');
-  const noCache = { ...process.env, COREMATRIX_CODE_CACHE: 'off' };
+  return {
+    sets: [all.slice(0, 1), all],
+    cli: join(repoRoot(), 'bin/corematrix.js'),
+    noCache: { ...process.env, COREMATRIX_CODE_CACHE: 'off' },
+    runs: Math.max(5, Math.floor(RUNS / 3)),
+  };
+}
+
+async function benchRelocate(store: KernelStore): Promise<void> {
+  const { sets, cli, noCache, runs } = await cliBench();
   const rows: string[][] = [];
-  const runs = Math.max(5, Math.floor(RUNS / 3));
   const out = join(cacheDir('bench'), 'min.btf');
   for (const id of KERNELS) {
     const k = await store.fetch(id);
@@ -118,14 +127,8 @@ async function benchRelocate(store: KernelStore): Promise<void> {
 }
 
 async function benchMinimize(store: KernelStore): Promise<void> {
-  const all = await benchObjects();
-  const sets = [all.slice(0, 1), all];
-  // The command as users run it: bin/corematrix.js, which starts the CLI bundle from a V8 code
-  // cache (written by the first run of each command: the warm-up below), and the same without it.
-  const cli = join(repoRoot(), 'bin/corematrix.js');
-  const noCache = { ...process.env, COREMATRIX_CODE_CACHE: 'off' };
+  const { sets, cli, runs } = await cliBench();
   const rows: string[][] = [];
-  const runs = Math.max(5, Math.floor(RUNS / 3));
   const ours = join(cacheDir('bench'), 'min-ours.btf');
   const theirs = join(cacheDir('bench'), 'min.btf');
   for (const id of KERNELS) {
