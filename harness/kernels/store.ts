@@ -69,6 +69,13 @@ interface Manifest {
   build?: { hash: string; seconds: number; log: string; fragment: string };
 }
 
+export interface FetchOptions {
+  /** Aborting stops a custom kernel build (its whole process group). */
+  signal?: AbortSignal;
+  /** Called with each step of a custom kernel build (for a progress line). */
+  onStep?: (step: string) => void;
+}
+
 export interface KernelStoreOptions {
   /** Kernel cache directory (default cacheDir('kernels')). */
   cache?: string;
@@ -421,9 +428,9 @@ export class KernelStore {
   }
 
   /** Resolves and, unless cached and intact, downloads and extracts a kernel. */
-  async fetch(idOrEntry: string | KernelEntry, opts: { signal?: AbortSignal } = {}): Promise<KernelArtifacts> {
+  async fetch(idOrEntry: string | KernelEntry, opts: FetchOptions = {}): Promise<KernelArtifacts> {
     const e = typeof idOrEntry === 'string' ? this.entry(idOrEntry) : idOrEntry;
-    if (e.build) return this.fetchBuilt(e, e.build, opts.signal);
+    if (e.build) return this.fetchBuilt(e, e.build, opts);
     let r: ResolvedKernel;
     try {
       r = await this.resolve(e);
@@ -478,7 +485,7 @@ export class KernelStore {
   }
 
   /** Builds (once per recipe hash) or finds a custom kernel. */
-  private async fetchBuilt(e: KernelEntry, b: CustomBuild, signal?: AbortSignal): Promise<KernelArtifacts> {
+  private async fetchBuilt(e: KernelEntry, b: CustomBuild, opts: FetchOptions): Promise<KernelArtifacts> {
     let r: Awaited<ReturnType<KernelStore['recipe']>>;
     try {
       r = await this.recipe(e, b);
@@ -508,7 +515,7 @@ export class KernelStore {
     const key = `${e.id}@${version}`;
     let p = this.inflight.get(key);
     if (!p) {
-      p = withLock(join(this.dir, 'tmp', `${manifestName(e.id, version)}.lock`), async () => ready() ?? this.build(e, b, src, version, hash, fragment, path, signal), 3 * 3_600_000);
+      p = withLock(join(this.dir, 'tmp', `${manifestName(e.id, version)}.lock`), async () => ready() ?? this.build(e, b, src, version, hash, fragment, path, opts), 3 * 3_600_000);
       this.inflight.set(key, p);
       p.finally(() => this.inflight.delete(key)).catch(() => {});
     }
@@ -526,7 +533,7 @@ export class KernelStore {
     return undefined;
   }
 
-  private async build(e: KernelEntry, b: CustomBuild, src: AptCandidate, version: string, hash: string, fragment: string, manifestPath: string, signal?: AbortSignal): Promise<KernelArtifacts> {
+  private async build(e: KernelEntry, b: CustomBuild, src: AptCandidate, version: string, hash: string, fragment: string, manifestPath: string, opts: FetchOptions): Promise<KernelArtifacts> {
     const t0 = Date.now();
     const tmp = mkdtempSync(join(this.dir, 'tmp', `${e.id}-build-`));
     writeFileSync(join(tmp, 'owner.pid'), String(process.pid));
@@ -537,7 +544,22 @@ export class KernelStore {
     try {
       this.log(`kernel ${e.id}: building ${b.source} ${src.version} with ${b.config} (recipe ${hash.slice(0, 12)}; about 8 min on an idle 2-core machine, once)`);
       const deb = await this.apt.download(b.source, src.version, join(tmp, 'debs'));
-      const out = await buildKernel({ deb, build: b, fragment, work: tmp, logFile, what, signal, onLog: (l) => this.log(`kernel ${e.id}: ${l}`) });
+      // The progress line names the step and how long the build has run, refreshed every 10 s.
+      const t0Build = Date.now();
+      let step = 'starting';
+      const tell = () => opts.onStep?.(`building ${b.source}: ${step} (${Math.round((Date.now() - t0Build) / 1000)} s)`);
+      const ticker = opts.onStep ? setInterval(tell, 10_000) : undefined;
+      ticker?.unref();
+      let out: Awaited<ReturnType<typeof buildKernel>>;
+      try {
+        out = await buildKernel({ deb, build: b, fragment, work: tmp, logFile, what, signal: opts.signal, onLog: (l) => {
+          this.log(`kernel ${e.id}: ${l}`);
+          step = l.replace(/ \(log: .*\)$/, '');
+          tell();
+        } });
+      } finally {
+        clearInterval(ticker);
+      }
       const banner = `${out.release} (corematrix custom build ${hash.slice(0, 12)})`;
       const artefacts = {
         vmlinuz: await this.putBlob(out.vmlinuz),

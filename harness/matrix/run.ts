@@ -124,7 +124,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     let k: KernelArtifacts | undefined;
     try {
       o.progress?.(e.id, 'fetching');
-      k = await store.fetch(e, { signal });
+      k = await store.fetch(e, { signal, onStep: (step) => o.progress?.(e.id, step) });
     } catch (err) {
       if (signal.aborted) throw err;
       const detail = (err as Error).message.split('\n')[0]!;

@@ -95,7 +95,7 @@ describe('custom kernel build (linux-source-6.12 + CONFIG_NET_NS=n)', () => {
     expect(readdirSync(join(store.dir, 'tmp')).filter((f) => f.startsWith('test-bad-fragment-build-'))).toEqual([]);
   }, 10 * 60_000);
 
-  it('an interrupted build kills make and every compiler, and leaves no work directory', async () => {
+  it('an interrupted build kills make and every compiler, and leaves no work directory (progress names each step)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cm-frag-'));
     const frag = join(dir, 'abort.config');
     // A recipe nobody caches (a unique LOCALVERSION), so the build really starts compiling.
@@ -107,8 +107,11 @@ describe('custom kernel build (linux-source-6.12 + CONFIG_NET_NS=n)', () => {
       if (/compiling with/.test(l)) setTimeout(() => ac.abort(), 5000);
     } });
     const e: KernelEntry = { id: 'test-abort', series: '6.12', flavour: 'custom', suites: ['trixie-security', 'trixie'], build: { source: 'linux-source-6.12', config: 'abort.config', configPath: frag, btf: 'pahole' } };
-    const err = await s.fetch(e, { signal: ac.signal }).then(() => undefined, (x: Error) => x);
+    const steps: string[] = [];
+    const err = await s.fetch(e, { signal: ac.signal, onStep: (x) => steps.push(x) }).then(() => undefined, (x: Error) => x);
     expect(lines.join('\n')).toMatch(/compiling with/);
+    // What a progress line shows meanwhile: the step and the build's age.
+    expect(steps).toContainEqual(expect.stringMatching(/^building linux-source-6\.12: compiling with \d+ job\(s\) \(\d+ s\)$/));
     expect(err?.message).toMatch(/build interrupted/);
     await new Promise((r) => setTimeout(r, 1000));
     const left = (() => {
