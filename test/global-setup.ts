@@ -1,5 +1,5 @@
 // Runs once before any test file: puts every kernel of the default matrix into the store, the
-// custom one (6.12-nonetns, built from linux-source-6.12: about 8 minutes on 2 cores the first
+// custom one (6.12-nonetns, built from linux-source-6.12: 6 to 8 minutes on 2 cores the first
 // time, then cached by recipe hash) included. Without this, several test files would wait on the
 // same build lock at once, each under its own hook timeout.
 import { KernelStore } from '../harness/kernels/store.js';

@@ -11,7 +11,7 @@ const HELP = `usage: corematrix kernels <list|fetch|btf|show> [options]
                                  resolves to today, and whether it is cached
   kernels fetch <id|glob|all>... download and extract kernels (vmlinuz, config, BTF) into the cache;
                                  entries with source: are built (tinyconfig + configs/base.config +
-                                 their fragment; about 8 min on 2 cores, once per recipe hash)
+                                 their fragment; 6 to 8 min on 2 cores, once per recipe hash)
   kernels btf <id>               print the path of the kernel's cached vmlinux BTF (fetching if needed;
                                  for a custom kernel without CONFIG_DEBUG_INFO_BTF, pahole's BTF)
   kernels show <id>              print the kernel's cached artefacts as JSON (fetching if needed)

@@ -18,7 +18,7 @@ import { elfSection } from './extract.js';
 import type { CustomBuild } from './matrix.js';
 
 /** Bump when the build steps change in a way that changes the output. */
-export const RECIPE_VERSION = 1;
+export const RECIPE_VERSION = 2;
 
 export interface BuildRecipe {
   recipe: number;

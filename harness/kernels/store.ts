@@ -9,7 +9,7 @@ import { CoreMatrixError, FormatError, UsageError } from '../core/errors.js';
 import { cacheDir } from '../paths.js';
 import { AptState, pidAlive, withLock, type AptCandidate } from './apt.js';
 import { compareDebVersions, upstreamOf } from './debversion.js';
-import { extractVmlinux, elfSection } from './extract.js';
+import { extractVmlinux, elfSection, parseBzImage } from './extract.js';
 import { buildKernel, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions } from './build.js';
 import { loadMatrix, selectKernels, type CustomBuild, type Flavour, type KernelEntry } from './matrix.js';
 
@@ -542,7 +542,7 @@ export class KernelStore {
     mkdirSync(logDir, { recursive: true });
     const logFile = join(logDir, `${e.id}@${version}.log`);
     try {
-      this.log(`kernel ${e.id}: building ${b.source} ${src.version} with ${b.config} (recipe ${hash.slice(0, 12)}; about 8 min on an idle 2-core machine, once)`);
+      this.log(`kernel ${e.id}: building ${b.source} ${src.version} with ${b.config} (recipe ${hash.slice(0, 12)}; 6 to 8 min on 2 cores, once)`);
       const deb = await this.apt.download(b.source, src.version, join(tmp, 'debs'));
       // The progress line names the step and how long the build has run, refreshed every 10 s.
       const t0Build = Date.now();
@@ -560,7 +560,10 @@ export class KernelStore {
       } finally {
         clearInterval(ticker);
       }
-      const banner = `${out.release} (corematrix custom build ${hash.slice(0, 12)})`;
+      // What the built image says about itself, read like a Debian kernel's (and checked).
+      const image = parseBzImage(readFileSync(out.vmlinuz), `${what}: bzImage`);
+      if (image.banner.split(' ')[0] !== out.release) throw new FormatError(`${what}: the bzImage says it is '${image.banner.split(' ')[0]}', make kernelrelease says '${out.release}'`);
+      const banner = image.banner;
       const artefacts = {
         vmlinuz: await this.putBlob(out.vmlinuz),
         config: await this.putBlob(out.config),
@@ -576,7 +579,7 @@ export class KernelStore {
         version,
         release: out.release,
         banner,
-        compression: 'bzImage',
+        compression: image.format,
         packages: [{ name: b.source, version: src.version, suite: src.suite, holds: ['vmlinuz', 'config', 'btf'] }],
         artefacts,
         fetchedAt: new Date().toISOString(),

@@ -56,9 +56,12 @@ describe('custom kernel build (linux-source-6.12 + CONFIG_NET_NS=n)', () => {
     expect(config.get('CONFIG_DEBUG_INFO_BTF')).toBe('n');
     expect(config.get('CONFIG_BPF_SYSCALL')).toBe('y');
     expect(config.get('CONFIG_KPROBE_EVENTS')).toBe('y');
-    // The bzImage is the kernel that was configured: its banner names the release.
+    // The bzImage is the kernel that was configured: its banner names the release, and the
+    // manifest says what the image says about itself, as for a Debian kernel.
     const head = readFileSync(k.vmlinuz).subarray(0, 0x4000).toString('latin1');
     expect(head).toContain(k.release);
+    expect(k.banner.split(' ')[0]).toBe(k.release);
+    expect(['gzip', 'xz', 'zstd', 'lz4', 'bzip2', 'lzma', 'lzo']).toContain(k.compression);
     // pahole's BTF: possible_net_t has no `net` member without CONFIG_NET_NS (the seed's point),
     // while struct net exists; and bpftool reads the file too.
     const btf = parseBtf(new Uint8Array(readFileSync(k.btf)), { source: k.btf });
