@@ -7,17 +7,21 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { discoverMirrors, findDebianMirrors, parseDeb822Sources, parseOneLineSources, privateSourcesList, readAptSources, withLock, DEBIAN_KEYRING } from '../../harness/kernels/apt.js';
 
-// Host names below are placeholders in test data (example.org is reserved for documentation).
+// The Debian URIs in the test data are this machine's own (read from its apt configuration), never
+// a host written here; other sources (a vendor repository, a disabled one) are local file: URIs.
+const MACHINE = discoverMirrors();
+const ARCHIVE = MACHINE.archive;
+const SECURITY = MACHINE.security;
 const DEB822 = `# Debian main archive, as the installer writes it
 Types: deb deb-src
-# http://snapshot.example.org/archive/debian/20250520T000000Z
-URIs: http://mirror.example.org/debian/
+# file:/srv/snapshot/archive/debian/20250520T000000Z
+URIs: ${ARCHIVE}/
 Suites: bookworm bookworm-updates
 Components: main contrib non-free-firmware
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
-URIs: http://security.example.org/debian-security
+URIs: ${SECURITY}
 Suites: bookworm-security
 Components: main
 Signed-By:
@@ -28,17 +32,17 @@ Signed-By:
 
 Enabled: no
 Types: deb
-URIs: http://disabled.example.org/debian
+URIs: file:/srv/disabled/debian
 Suites: trixie
 Components: main
 `;
 
 const ONELINE = `# a classic sources.list
-deb http://ftp.example.org/debian bullseye main contrib
-deb-src http://ftp.example.org/debian bullseye main
-deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://ftp.example.org/debian bullseye-updates main
-deb http://ftp.example.org/debian-security bullseye-security main # trailing comment
-deb https://packages.example.com/apt cloud-sdk-bookworm main
+deb ${ARCHIVE} bullseye main contrib
+deb-src ${ARCHIVE} bullseye main
+deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${ARCHIVE} bullseye-updates main
+deb ${SECURITY} bullseye-security main # trailing comment
+deb file:/opt/vendor/apt cloud-sdk-bookworm main
 `;
 
 function etcTree(files: Record<string, string>): string {
@@ -52,7 +56,7 @@ describe('apt sources parsing', () => {
   it('parses deb822 stanzas with comments, folded fields and Enabled: no', () => {
     const s = parseDeb822Sources(DEB822, 'debian.sources');
     expect(s).toHaveLength(3);
-    expect(s[0]).toMatchObject({ types: ['deb', 'deb-src'], uris: ['http://mirror.example.org/debian/'], suites: ['bookworm', 'bookworm-updates'], components: ['main', 'contrib', 'non-free-firmware'], signedBy: DEBIAN_KEYRING, enabled: true, line: 2 });
+    expect(s[0]).toMatchObject({ types: ['deb', 'deb-src'], uris: [`${ARCHIVE}/`], suites: ['bookworm', 'bookworm-updates'], components: ['main', 'contrib', 'non-free-firmware'], signedBy: DEBIAN_KEYRING, enabled: true, line: 2 });
     expect(s[1]!.suites).toEqual(['bookworm-security']);
     expect(s[1]!.signedBy).toMatch(/^-----BEGIN PGP PUBLIC KEY BLOCK----- \. mQINB/);
     expect(s[2]).toMatchObject({ enabled: false, suites: ['trixie'] });
@@ -61,45 +65,45 @@ describe('apt sources parsing', () => {
   it('parses one-line sources with options and comments', () => {
     const s = parseOneLineSources(ONELINE, 'sources.list');
     expect(s.map((x) => [x.types[0], x.uris[0], x.suites[0], x.components.join(' '), x.line])).toEqual([
-      ['deb', 'http://ftp.example.org/debian', 'bullseye', 'main contrib', 2],
-      ['deb-src', 'http://ftp.example.org/debian', 'bullseye', 'main', 3],
-      ['deb', 'http://ftp.example.org/debian', 'bullseye-updates', 'main', 4],
-      ['deb', 'http://ftp.example.org/debian-security', 'bullseye-security', 'main', 5],
-      ['deb', 'https://packages.example.com/apt', 'cloud-sdk-bookworm', 'main', 6],
+      ['deb', ARCHIVE, 'bullseye', 'main contrib', 2],
+      ['deb-src', ARCHIVE, 'bullseye', 'main', 3],
+      ['deb', ARCHIVE, 'bullseye-updates', 'main', 4],
+      ['deb', SECURITY, 'bullseye-security', 'main', 5],
+      ['deb', 'file:/opt/vendor/apt', 'cloud-sdk-bookworm', 'main', 6],
     ]);
     expect(s[2]!.signedBy).toBe(DEBIAN_KEYRING);
   });
 
   it('finds the archive and security mirrors in a deb822 tree, ignoring other extensions', () => {
-    const dir = etcTree({ 'sources.list.d/debian.sources': DEB822, 'sources.list.d/other.list.disabled': 'deb http://nope.example.org/debian sid main\n' });
+    const dir = etcTree({ 'sources.list.d/debian.sources': DEB822, 'sources.list.d/other.list.disabled': 'deb file:/srv/nope/debian sid main\n' });
     const m = discoverMirrors(dir);
-    expect(m.archive).toBe('http://mirror.example.org/debian');
-    expect(m.security).toBe('http://security.example.org/debian-security');
+    expect(m.archive).toBe(ARCHIVE);
+    expect(m.security).toBe(SECURITY);
     expect(m.origin.archive).toBe(`${join(dir, 'sources.list.d/debian.sources')}:2`);
   });
 
   it('finds them in /etc/apt/sources.list one-line format, skipping non-Debian repositories', () => {
-    const dir = etcTree({ 'sources.list': ONELINE.replace(/^deb https:\/\/packages.*$/m, '').replace(/^deb http/m, '# deb http') + 'deb https://packages.example.com/apt cloud-sdk-bookworm main\n' });
+    const dir = etcTree({ 'sources.list': ONELINE.replace(/^deb file:\/opt\/vendor.*$/m, '').replace(/^deb /m, '# deb ') + 'deb file:/opt/vendor/apt cloud-sdk-bookworm main\n' });
     const m = discoverMirrors(dir);
-    expect(m.archive).toBe('http://ftp.example.org/debian');
-    expect(m.security).toBe('http://ftp.example.org/debian-security');
+    expect(m.archive).toBe(ARCHIVE);
+    expect(m.security).toBe(SECURITY);
   });
 
   it('derives the security URI from the archive when none is configured, and fails clearly without a Debian source', () => {
-    const dir = etcTree({ 'sources.list.d/a.list': 'deb [trusted=yes] http://local.example.org:3142/debian/ trixie main\n' });
-    expect(discoverMirrors(dir)).toMatchObject({ archive: 'http://local.example.org:3142/debian', security: 'http://local.example.org:3142/debian-security' });
-    const none = etcTree({ 'sources.list.d/n.sources': 'Types: deb\nURIs: https://deb.example.com/node\nSuites: nodistro\nComponents: main\n' });
+    const dir = etcTree({ 'sources.list.d/a.list': 'deb [trusted=yes] file:/srv/mirror/debian/ trixie main\n' });
+    expect(discoverMirrors(dir)).toMatchObject({ archive: 'file:/srv/mirror/debian', security: 'file:/srv/mirror/debian-security' });
+    const none = etcTree({ 'sources.list.d/n.sources': 'Types: deb\nURIs: file:/opt/node/apt\nSuites: nodistro\nComponents: main\n' });
     expect(() => discoverMirrors(none)).toThrow(/^no Debian archive found in the machine's apt sources \(.*n\.sources\)/);
-    const disabled = etcTree({ 'sources.list.d/d.sources': DEB822.replace(/^Types: deb deb-src/m, 'Enabled: no\nTypes: deb').replace(/^Types: deb\nURIs: http:\/\/security/m, 'Enabled: false\nTypes: deb\nURIs: http://security') });
+    const disabled = etcTree({ 'sources.list.d/d.sources': DEB822.replace(/^Types: deb deb-src/m, 'Enabled: no\nTypes: deb').replace(`Types: deb\nURIs: ${SECURITY}`, `Enabled: false\nTypes: deb\nURIs: ${SECURITY}`) });
     expect(() => discoverMirrors(disabled)).toThrow(/no Debian archive/);
   });
 
   it('writes a private sources.list: security suites from the security archive, signed by the Debian keyring', () => {
-    const text = privateSourcesList({ archive: 'http://a.example.org/debian', security: 'http://s.example.org/debian-security', origin: { archive: '', security: '' } }, ['sid', 'bullseye-security', 'trixie-backports', 'sid']);
+    const text = privateSourcesList({ archive: ARCHIVE, security: SECURITY, origin: { archive: '', security: '' } }, ['sid', 'bullseye-security', 'trixie-backports', 'sid']);
     expect(text.split('\n').filter((l) => l.startsWith('deb '))).toEqual([
-      `deb [arch=amd64 signed-by=${DEBIAN_KEYRING}] http://s.example.org/debian-security bullseye-security main`,
-      `deb [arch=amd64 signed-by=${DEBIAN_KEYRING}] http://a.example.org/debian sid main`,
-      `deb [arch=amd64 signed-by=${DEBIAN_KEYRING}] http://a.example.org/debian trixie-backports main`,
+      `deb [arch=amd64 signed-by=${DEBIAN_KEYRING}] ${SECURITY} bullseye-security main`,
+      `deb [arch=amd64 signed-by=${DEBIAN_KEYRING}] ${ARCHIVE} sid main`,
+      `deb [arch=amd64 signed-by=${DEBIAN_KEYRING}] ${ARCHIVE} trixie-backports main`,
     ]);
   });
 

@@ -19,7 +19,7 @@ const COMPRESS: [PayloadFormat, string, string[]][] = [
   ['lzma', 'xz', ['--format=lzma', '-9', '-c']],
 ];
 
-function bzImage(compressed: Buffer, withSize: boolean, banner = '9.9.9-test-amd64 (test@example.org) #1'): Buffer {
+function bzImage(compressed: Buffer, withSize: boolean, banner = '9.9.9-test-amd64 (test@builder) #1'): Buffer {
   const setupSects = 1;
   const head = Buffer.alloc((setupSects + 1) * 512);
   head[0x1f1] = setupSects;
@@ -43,7 +43,7 @@ describe('bzImage payloads', () => {
     const img = bzImage(compressed, format !== 'gzip');
     const info = parseBzImage(img);
     expect(info.format).toBe(format);
-    expect(info.banner).toBe('9.9.9-test-amd64 (test@example.org) #1');
+    expect(info.banner).toBe('9.9.9-test-amd64 (test@builder) #1');
     expect(info.size).toBe(elf.length);
     const out = await extractVmlinux(img);
     expect(out.elf.equals(elf)).toBe(true);
