@@ -15,8 +15,11 @@ export type GuestMessage =
   | { t: 'result'; kind: string; data: unknown }
   /** A log line worth showing on the host (not the kernel console). */
   | { t: 'log'; level: 'info' | 'warn' | 'error'; msg: string }
-  /** Last line: the agent finished (the guest powers off next). */
-  | { t: 'done'; ok: boolean; ms: number };
+  /**
+   * Last line: the agent finished (the guest powers off next). `verdict` is the agent's own
+   * account when nothing could run at all: 'no-btf' (no kernel BTF and none supplied).
+   */
+  | { t: 'done'; ok: boolean; ms: number; verdict?: 'no-btf' };
 
 export function encodeMessage(m: GuestMessage): string {
   return JSON.stringify(m) + '\n';

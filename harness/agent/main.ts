@@ -12,6 +12,7 @@ import { release as osRelease, machine } from 'node:os';
 import { describe, startTests, test, beforeAll, afterAll, type File, type VitestRunner } from '@vitest/runner';
 import { parseBtf } from '../core/btf/btf.js';
 import { loadObjectSpec } from '../core/object/load.js';
+import type { ObjectSpec } from '../core/object/types.js';
 import { reloRootNames } from '../core/relo/patch.js';
 import { Collection } from '../loader/collection.js';
 import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
@@ -46,6 +47,9 @@ interface SuiteState {
   spec: SuiteSpec;
   object: string;
   sha256: string;
+  /** The object, opened once (its sections are patched in place when it loads). */
+  obj?: ObjectSpec;
+  openError?: Error;
   coll?: Collection;
   checks: Check[];
   loadError?: string;
@@ -91,7 +95,15 @@ async function main(): Promise<number> {
     mark('suite code');
 
     const states = new Map<string, SuiteState>();
-    for (const s of manifest.suites) states.set(s.spec.name, { spec: s.spec, object: s.object, sha256: s.sha256, checks: [], attachErrors: [], runMs: 0 });
+    for (const s of manifest.suites) {
+      const st: SuiteState = { spec: s.spec, object: s.object, sha256: s.sha256, checks: [], attachErrors: [], runMs: 0 };
+      try {
+        st.obj = loadObjectSpec(readFileSync(s.object), s.object.split('/').pop()!);
+      } catch (e) {
+        st.openError = e as Error; // reported as the suite's error when it runs
+      }
+      states.set(s.spec.name, st);
+    }
     const kernelVersion = release.split('-')[0]!;
 
     const runner: VitestRunner = {
@@ -123,7 +135,7 @@ async function main(): Promise<number> {
         }
         // BTF from a file relocates CO-RE, but attaching by BTF id (fentry, kfuncs) needs the
         // kernel's own: without CONFIG_DEBUG_INFO_BTF the kernel cannot do it at all.
-        const needs = kernel.btf !== 'kernel' ? needsKernelBtf(loadObjectSpec(readFileSync(st.object), st.object.split('/').pop()!)) : undefined;
+        const needs = kernel.btf !== 'kernel' && st.obj ? needsKernelBtf(st.obj) : undefined;
         if (needs) {
           st.skipped = `needs the kernel's own BTF (${needs}); this kernel was built without CONFIG_DEBUG_INFO_BTF (BTF from ${kernel.btf})`;
           test.skip('needs in-kernel BTF', () => {});
@@ -131,8 +143,8 @@ async function main(): Promise<number> {
         }
         beforeAll(async () => {
           const t = performance.now();
-          const bytes = readFileSync(st.object);
-          const obj = loadObjectSpec(bytes, st.object.split('/').pop()!);
+          if (!st.obj) throw st.openError;
+          const obj = st.obj;
           const rodata: Record<string, number | string | boolean> = {};
           for (const [k, v] of Object.entries(spec.rodata ?? {})) rodata[k] = v === '$pid' ? process.pid : v;
           const coll = new Collection(obj);
@@ -220,14 +232,7 @@ async function main(): Promise<number> {
     // One pass over the kernel's type names for the root types of every suite object, instead of
     // one per object (each pass walks all ~100k types, slow under TCG without a JIT).
     const roots = new Set<string>();
-    for (const st of states.values()) {
-      try {
-        const o = loadObjectSpec(readFileSync(st.object), st.object.split('/').pop()!);
-        if (o.btfExt) for (const n of reloRootNames(o.btf, o.btfExt.coreRelos)) roots.add(n);
-      } catch {
-        /* a broken object is reported when its suite loads it */
-      }
-    }
+    for (const st of states.values()) if (st.obj?.btfExt) for (const n of reloRootNames(st.obj.btf, st.obj.btfExt.coreRelos)) roots.add(n);
     kernelBtf.prefetchEssential(roots);
     mark('objects');
     const files: File[] = await startTests([...states.keys()].map((n) => `suite:${n}`), runner);
@@ -272,7 +277,7 @@ async function main(): Promise<number> {
       ];
       // Suites below their minimum kernel: the reference loader skips them too, visibly.
       for (const st of [...states.values()].filter((x) => x.skipped)) {
-        for (const program of st.spec.programs ?? programNames(st.object)) {
+        for (const program of st.spec.programs ?? suitePrograms(st)) {
           send({ t: 'result', kind: 'cell', data: {
             schema: RESULT_SCHEMA, kernel, suite: st.spec.name, program, loader: 'libbpf', object: { name: st.object.split('/').pop()!, sha256: st.sha256 },
             verdict: 'expected-skip', reason: st.skipped, relocations: [], externs: [], checks: [], timings: { loadMs: 0, runMs: 0 },
@@ -331,7 +336,7 @@ function plainTask(t: File | import('@vitest/runner').Task): unknown {
 }
 
 /** Why an object cannot work on a kernel without BTF of its own, or undefined when it can. */
-function needsKernelBtf(obj: ReturnType<typeof loadObjectSpec>): string | undefined {
+function needsKernelBtf(obj: ObjectSpec): string | undefined {
   const byId = obj.programs.find((p) => /^(fentry|fexit|fmod_ret|lsm|tp_btf|iter|struct_ops)/.test(p.kind));
   if (byId) return `${byId.kind} program ${byId.name} attaches by BTF id`;
   const kfunc = Object.values(obj.externs).find((e) => e.kind === 'ksym' && (e.func || e.typed));
@@ -342,10 +347,10 @@ function needsKernelBtf(obj: ReturnType<typeof loadObjectSpec>): string | undefi
 /**
  * No BTF at all (a kernel built without CONFIG_DEBUG_INFO_BTF and no file supplied): nothing with
  * CO-RE relocations can be relocated. Every suite cell is a skip (which counts as a failure) with
- * the reason, and the host turns the `no-btf:` log line into the guest verdict `no-btf`.
+ * the reason, and `done` says `no-btf`, which the host makes the guest verdict.
  */
 function noBtf(manifest: RunManifest, kernel: KernelInfo, t0: number): number {
-  const why = 'no-btf: /sys/kernel/btf/vmlinux is missing (kernel built without CONFIG_DEBUG_INFO_BTF) and no BTF file was supplied (matrix entry btf: pahole)';
+  const why = '/sys/kernel/btf/vmlinux is missing (kernel built without CONFIG_DEBUG_INFO_BTF) and no BTF file was supplied (matrix entry btf: pahole)';
   send({ t: 'log', level: 'error', msg: why });
   for (const s of manifest.suites) {
     for (const program of s.spec.programs ?? programNames(s.object)) {
@@ -355,8 +360,10 @@ function noBtf(manifest: RunManifest, kernel: KernelInfo, t0: number): number {
       } satisfies CellResult });
     }
   }
-  send({ t: 'done', ok: false, ms: Math.round(performance.now() - t0) });
-  return 1;
+  send({ t: 'done', ok: false, ms: Math.round(performance.now() - t0), verdict: 'no-btf' });
+  // Exit 0: the agent did its job (it reported); a non-zero exit would make init send a second,
+  // plain 'done' that hides the verdict.
+  return 0;
 }
 
 function cellsFor(st: SuiteState, kernel: KernelInfo, file: File | undefined): CellResult[] {
@@ -368,7 +375,7 @@ function cellsFor(st: SuiteState, kernel: KernelInfo, file: File | undefined): C
   // program, named as on the kernels where it ran: the object says which programs it has.
   // A load that threw before any program was tried (an unresolvable extern, say) has no outcomes:
   // its programs still get a cell each, carrying the error, so nothing disappears from the report.
-  const programs = coll?.outcomes.length ? coll.outcomes : (st.spec.programs ?? programNames(st.object)).map((p) => ({ name: p }));
+  const programs = coll?.outcomes.length ? coll.outcomes : (st.spec.programs ?? suitePrograms(st)).map((p) => ({ name: p }));
   return programs.map((o): CellResult => {
     const outcome = coll?.outcomes.find((x) => x.name === o.name);
     const cell: CellResult = {
@@ -405,6 +412,11 @@ function cellsFor(st: SuiteState, kernel: KernelInfo, file: File | undefined): C
     }
     return cell;
   });
+}
+
+/** A suite's program names, from the object opened once (or read again if that failed). */
+function suitePrograms(st: SuiteState): string[] {
+  return st.obj ? st.obj.programs.map((p) => p.name) : programNames(st.object);
 }
 
 function programNames(object: string): string[] {

@@ -167,9 +167,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     }
     o.progress?.(e.id, 'booting');
     const cells: CellResult[] = [];
-    let noBtf: string | undefined;
     const onMessage = (m: GuestMessage) => {
-      if (m.t === 'log' && m.msg.startsWith('no-btf:')) noBtf = m.msg.slice('no-btf:'.length).trim();
       if (m.t === 'hello') o.progress?.(e.id, `agent up at ${(m.bootMs / 1000).toFixed(1)} s`);
       else if (m.t === 'suite') o.progress?.(e.id, `suite ${m.index}/${m.total} ${m.name}`);
       else if (m.t === 'result' && m.kind === 'cell') cells.push(m.data as CellResult);
@@ -179,11 +177,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     // What the guest actually relocated against (the agent looks before trusting the matrix).
     if (cells[0]?.kernel.btf) kernel.btf = cells[0].kernel.btf;
     const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
-    if (noBtf && (g.verdict === 'ok' || g.verdict === 'agent-failed')) {
-      // The agent said why nothing could run: no BTF to relocate against.
-      run.guest = 'no-btf';
-      run.detail = noBtf;
-    } else if (g.verdict !== 'ok') {
+    if (g.verdict !== 'ok') {
       run.detail = g.detail;
       run.consoleTail = g.consoleTail;
     }

@@ -16,7 +16,7 @@ import { CoreMatrixError } from '../core/errors.js';
 import { decodeMessage, type GuestMessage } from '../protocol.js';
 import { ConsoleScanner, type Splat } from './console.js';
 
-export type Verdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-oom' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed';
+export type Verdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-oom' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed' | 'no-btf';
 export type Accel = 'kvm' | 'tcg';
 
 export interface GuestRun {
@@ -274,6 +274,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
         ? `qemu did not start: ${result.originalMessage ?? result.shortMessage}`
         : `qemu exited ${result.signal ? `on ${result.signal}` : `with code ${result.exitCode}`}${qemuError ? `: ${qemuError}` : ''}`,
     );
+  else if (done?.verdict === 'no-btf') set('no-btf', lastError(messages) ?? 'the agent found no kernel BTF');
   else if (done && !done.ok) set('agent-failed', lastError(messages) ?? 'agent reported done with ok=false');
   else if (done) {
     /* ok */
