@@ -27,19 +27,21 @@ is); an ambiguous or malformed one is 'error'.
 Exit status: 0 when no relocation is 'error', 1 when some are, 2 for unusable input.`;
 
 /** A `--btf` argument: a file (raw BTF or ELF with .BTF), else a kernel id of kernels/matrix.yaml (fetched). */
-export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; name: string; kernel?: { config: string; release: string } }> {
+export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; name: string; kernel?: { config: string; release: string; banner: string } }> {
   if (existsSync(spec)) return { bytes: readFileSync(spec), name: spec };
   if (spec.includes('/') || spec.endsWith('.o') || spec.endsWith('.btf')) throw new UsageError(`${spec}: no such file`);
   const { KernelStore } = await import('../kernels/store.js');
   const k = await new KernelStore().fetch(spec);
-  return { bytes: readFileSync(k.btf), name: `${k.id} (${k.package} ${k.version})`, kernel: { config: k.config, release: k.release } };
+  return { bytes: readFileSync(k.btf), name: `${k.id} (${k.package} ${k.version})`, kernel: { config: k.config, release: k.release, banner: k.banner } };
 }
 
-/** The kconfig facts of a stored kernel: its config file and the version its release names. */
-async function kconfigFacts(kernel: { config: string; release: string }) {
-  const { parseKernelConfig } = await import('../runtime/facts.js');
-  const [a = 0, b = 0, c = 0] = kernel.release.split(/[.-]/).map((x) => parseInt(x, 10) || 0);
-  return { config: parseKernelConfig(readFileSync(kernel.config, 'utf8'), kernel.config), linuxKernelVersion: (a << 16) + (b << 8) + Math.min(c, 255), specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } };
+/**
+ * The kconfig facts of a stored kernel: its config file, and LINUX_KERNEL_VERSION computed as in
+ * the guest from its release and banner (Debian's real sublevel is in the banner).
+ */
+async function kconfigFacts(kernel: { config: string; release: string; banner: string }) {
+  const { parseKernelConfig, linuxKernelVersion } = await import('../runtime/facts.js');
+  return { config: parseKernelConfig(readFileSync(kernel.config, 'utf8'), kernel.config), linuxKernelVersion: linuxKernelVersion({ release: kernel.release, version: kernel.banner }), specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } };
 }
 
 function table(r: RelocateReport): string {

@@ -67,8 +67,12 @@ async function firstLine(cmd: string, args: string[]): Promise<string> {
   }
 }
 
-export async function toolVersions(): Promise<{ gcc: string; pahole: string }> {
-  return { gcc: await firstLine('gcc', ['--version']), pahole: await firstLine('pahole', ['--version']) };
+let tools: Promise<{ gcc: string; pahole: string }> | undefined;
+/** The compiler and pahole versions (part of the recipe hash), asked once per process. */
+export function toolVersions(): Promise<{ gcc: string; pahole: string }> {
+  tools ??= (async () => ({ gcc: await firstLine('gcc', ['--version']), pahole: await firstLine('pahole', ['--version']) }))();
+  tools.catch(() => (tools = undefined));
+  return tools;
 }
 
 /** Parses config lines into name → value ('n' for `# CONFIG_X is not set`). */
