@@ -1,6 +1,7 @@
 // Test helpers that drive the real toolchain: clang-19 compiles fixtures, llvm-objcopy and
 // bpftool are the independent witnesses our readers are checked against.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -71,4 +72,15 @@ export function compileAndRunC(src: string): string {
  */
 export function ensureBuilt(): void {
   if (!existsSync('dist/cli/main.js') || !existsSync('dist/agent.js')) execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'ignore' });
+}
+
+/** The built CLI as CI runs it (bin/corematrix.js, CI set): exit code and both streams, never throws. */
+export async function runCli(args: string[], timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['bin/corematrix.js', ...args], { timeout: timeoutMs, env: { ...process.env, CI: '1' } });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
 }

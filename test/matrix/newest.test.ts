@@ -2,11 +2,10 @@
 // suites): a baseline claiming an old 6.12 yields the newest 6.12 Debian has, a baseline already at
 // the newest versions yields nothing, and the synthesised entries are valid, pinned matrix entries
 // the store resolves to exactly the package found. No guest is booted.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import yaml from 'js-yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compareDebVersions, upstreamOf } from '../../harness/kernels/debversion.js';
@@ -15,18 +14,9 @@ import { KernelStore, releaseOfPackage } from '../../harness/kernels/store.js';
 import { baselineFor, baselineForNew, discoverNewest, newestSuites, newKernelId, type NewKernel } from '../../harness/matrix/newest.js';
 import { readRunReport } from '../../harness/report/merge.js';
 import { RESULT_SCHEMA, type KernelRun, type RunReport } from '../../harness/results.js';
-import { ensureBuilt } from '../helpers/tools.js';
+import { ensureBuilt, runCli } from '../helpers/tools.js';
 
-const run$ = promisify(execFile);
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run$(process.execPath, ['bin/corematrix.js', ...args], { timeout: 300_000, env: { ...process.env, CI: '1' } });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (...args: string[]) => runCli(args, 300_000);
 
 function kernelRun(e: KernelEntry, version: string, pkg = ''): KernelRun {
   return { kernel: { id: e.id, package: pkg, version, release: '', flavour: e.flavour }, guest: 'ok', accel: 'tcg', durationMs: 0, cells: [] };

@@ -1,8 +1,7 @@
 // --shard i/n: the shards partition the selected kernels (each in exactly one shard, the same
 // one on every run), bad specs are one-line usage errors, shard reports record their shard and
 // `report merge` refuses mixed splits and marks a run with a missing shard incomplete.
-import { execFile, execFileSync } from 'node:child_process';
-import { promisify } from 'node:util';
+import { execFileSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../harness/core/errors.js';
 import { loadMatrix } from '../../harness/kernels/matrix.js';
@@ -10,20 +9,10 @@ import { parseShard, shardOf } from '../../harness/matrix/shard.js';
 import { mergeReports, missingShards, validateRunReport } from '../../harness/report/merge.js';
 import type { RunReport } from '../../harness/results.js';
 import { clone, realRun } from '../report/fixture.js';
-import { ensureBuilt } from '../helpers/tools.js';
+import { ensureBuilt, runCli } from '../helpers/tools.js';
 
-const run$ = promisify(execFile);
 
-/** The built CLI, as CI runs it (bin/corematrix.js → dist/cli/main.js). */
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run$(process.execPath, ['bin/corematrix.js', ...args], { timeout: 120_000, env: { ...process.env, CI: '1' } });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (...args: string[]) => runCli(args, 120_000);
 
 const ids = (out: string) => out.split('\n').filter(Boolean).map((l) => l.split('\t')[0]!);
 
