@@ -335,7 +335,72 @@ export class AptState {
     this.fresh.add(key);
   }
 
+  /**
+   * What the private lists are now: every list file's name, size and mtime, plus the sources,
+   * the status file and the preferences.
+   * apt-cache's answers are a function of these, so they key the query memo.
+   */
+  private listsFingerprint(): string {
+    const h = createHash('sha256');
+    try {
+      h.update(readFileSync(join(this.dir, 'etc/sources.list')));
+    } catch {
+      h.update('no sources');
+    }
+    for (const f of ['state/status', 'etc/preferences']) {
+      try {
+        const st = statSync(join(this.dir, f));
+        h.update(`${f} ${st.size} ${st.mtimeMs}\n`);
+      } catch {
+        h.update(`${f} none\n`);
+      }
+    }
+    const lists = join(this.dir, 'state/lists');
+    for (const f of readdirSync(lists).sort()) {
+      const st = statSync(join(lists, f));
+      if (st.isFile()) h.update(`${f} ${st.size} ${st.mtimeMs}\n`);
+    }
+    return h.digest('hex').slice(0, 24);
+  }
+
+  /**
+   * apt-cache with this state's options. Answers are kept on disk (query-memo.json) for as long
+   * as the lists do not change: each apt-cache run re-reads its binary cache (~0.1–0.3 s of CPU),
+   * which a matrix run used to pay in every guest slot before the guest could boot.
+   */
   private async aptCache(args: string[]): Promise<string> {
+    const memoFile = join(this.dir, 'query-memo.json');
+    const key = JSON.stringify(args);
+    const fp = this.listsFingerprint();
+    let memo: { lists: string; answers: Record<string, string> } = { lists: fp, answers: {} };
+    try {
+      const m = JSON.parse(readFileSync(memoFile, 'utf8')) as typeof memo;
+      if (m.lists === fp && m.answers && typeof m.answers === 'object') memo = m;
+    } catch {
+      /* no memo yet, or a torn one: start afresh */
+    }
+    const hit = memo.answers[key];
+    if (typeof hit === 'string') return hit;
+    const out = await this.aptCacheUncached(args);
+    // Re-read before writing: another query (this process or another) may have added answers.
+    try {
+      const m = JSON.parse(readFileSync(memoFile, 'utf8')) as typeof memo;
+      if (m.lists === fp && m.answers && typeof m.answers === 'object') memo = m;
+    } catch {
+      /* keep ours */
+    }
+    memo.answers[key] = out;
+    const tmp = `${memoFile}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+    try {
+      writeFileSync(tmp, JSON.stringify(memo));
+      renameSync(tmp, memoFile);
+    } catch {
+      rmSync(tmp, { force: true }); // a memo that cannot be written costs time, never correctness
+    }
+    return out;
+  }
+
+  private async aptCacheUncached(args: string[]): Promise<string> {
     try {
       const { stdout } = await run('apt-cache', [...this.options(), ...args], { maxBuffer: 256 << 20 });
       return stdout;

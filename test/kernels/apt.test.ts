@@ -1,11 +1,11 @@
 // Mirror discovery from apt configuration in both formats (written to temp /etc/apt-like trees),
 // the private sources.list, the lock, and the machine's real configuration (read only).
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { discoverMirrors, findDebianMirrors, parseDeb822Sources, parseOneLineSources, privateSourcesList, readAptSources, withLock, DEBIAN_KEYRING } from '../../harness/kernels/apt.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { AptState, discoverMirrors, findDebianMirrors, parseDeb822Sources, parseOneLineSources, privateSourcesList, readAptSources, withLock, DEBIAN_KEYRING } from '../../harness/kernels/apt.js';
 
 // The Debian URIs in the test data are this machine's own (read from its apt configuration), never
 // a host written here; other sources (a vendor repository, a disabled one) are local file: URIs.
@@ -142,5 +142,41 @@ describe('lock', () => {
     writeFileSync(lock, `${process.pid}\n`);
     await expect(withLock(lock, async () => 1, 600)).rejects.toThrow(/still locked by pid/);
     execFileSync('rm', ['-f', lock]);
+  });
+});
+
+describe('apt-cache answers kept while the lists stay the same', () => {
+  // A private state with one hand-written Packages list from a local file: repository: apt-cache
+  // really reads it, no network involved.
+  function stateWith(version: string): { dir: string; list: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-apt-memo-'));
+    mkdirSync(join(dir, 'etc'), { recursive: true });
+    writeFileSync(join(dir, 'etc/sources.list'), 'deb [trusted=yes] file:/srv/cm-memo bookworm main\n');
+    mkdirSync(join(dir, 'state/lists'), { recursive: true });
+    const list = join(dir, 'state/lists/_srv_cm-memo_dists_bookworm_main_binary-amd64_Packages');
+    writePackages(list, version);
+    return { dir, list };
+  }
+  function writePackages(list: string, version: string): void {
+    writeFileSync(list, `Package: linux-image-9.9.9-cm-amd64\nVersion: ${version}\nArchitecture: amd64\nMaintainer: nobody <nobody@localhost>\nFilename: pool/l/linux-image-9.9.9-cm-amd64_${version}_amd64.deb\nSize: 1\nDescription: memo test\n\n`);
+  }
+
+  it('serves a repeated query from the memo, and asks apt-cache again once a list changes', async () => {
+    const { dir, list } = stateWith('9.9.9-1');
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const apt = new AptState({ dir });
+    const first = await apt.madison(['linux-image-9.9.9-cm-amd64']);
+    expect(first.map((r) => [r.name, r.version, r.suite])).toEqual([['linux-image-9.9.9-cm-amd64', '9.9.9-1', 'bookworm']]);
+    // The memo holds the answer: plant a different one under the same lists and it is what comes back.
+    const memoFile = join(dir, 'query-memo.json');
+    const memo = JSON.parse(readFileSync(memoFile, 'utf8')) as { lists: string; answers: Record<string, string> };
+    const key = JSON.stringify(['madison', 'linux-image-9.9.9-cm-amd64']);
+    expect(memo.answers[key]).toContain('9.9.9-1');
+    memo.answers[key] = memo.answers[key]!.replace('9.9.9-1', '9.9.9-planted');
+    writeFileSync(memoFile, JSON.stringify(memo));
+    expect((await apt.madison(['linux-image-9.9.9-cm-amd64'])).map((r) => r.version)).toEqual(['9.9.9-planted']);
+    // A new list (apt-get update brought a new version): the memo no longer applies.
+    writePackages(list, '9.9.9-22');
+    expect((await apt.madison(['linux-image-9.9.9-cm-amd64'])).map((r) => r.version)).toEqual(['9.9.9-22']);
   });
 });
