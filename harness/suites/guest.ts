@@ -9,7 +9,7 @@
 // Before load, `.rodata` values come from `rodataFor(spec)` (placeholders such as $pid resolved).
 
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { release as osRelease, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Check } from '../results.js';
@@ -74,6 +74,9 @@ export const TRIGGERS: Record<TriggerKind, Trigger> = {
 
   async 'loopback-tcp'(_spec) {
     const o = outcome();
+    // Loaded here, not at the top: node:net brings node's whole stream stack, which every guest
+    // would otherwise compile at start-up (~100 ms under TCG without a JIT) for one trigger.
+    const { createServer, connect } = process.getBuiltinModule('node:net');
     const server = createServer((s) => s.destroy());
     await new Promise<void>((res, rej) => server.once('error', rej).listen(0, '127.0.0.1', () => res()));
     const port = (server.address() as AddressInfo).port;
