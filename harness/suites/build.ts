@@ -324,8 +324,45 @@ export async function hostTruth(kernelId: string, opts: { specs?: SuiteSpec[]; k
   return hostTruthOf(k, keys);
 }
 
-/** hostTruth for kernel artefacts given as files: raw BTF, config file, Debian package version. */
+/**
+ * hostTruth for kernel artefacts given as files: raw BTF, config file, Debian package version.
+ * Kept on disk (cacheDir('truth')) by the bytes of BTF and config, the version, the keys, bpftool's
+ * version and this code's own text: the answer is a pure function of those, and working it out
+ * means reading bpftool's JSON dump of the whole BTF (0.3 s per kernel, in every guest slot).
+ */
 export async function hostTruthOf(k: { btf: string; config: string; version: string }, keys: string[]): Promise<Record<string, number | string | boolean>> {
+  const key = createHash('sha256')
+    .update(`host-truth v1\0${await bpftoolVersion()}\0${computeHostTruth.toString()}\0${sizeOf.toString()}\0${parseConfigText.toString()}\0${versionCodeOfPackage.toString()}\0`)
+    .update(readFileSync(k.btf))
+    .update('\0')
+    .update(readFileSync(k.config))
+    .update(`\0${k.version}\0${[...new Set(keys)].sort().join('\n')}`)
+    .digest('hex')
+    .slice(0, 32);
+  const file = join(cacheDir('truth'), `${key}.json`);
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, number | string | boolean>;
+  } catch {
+    /* not computed yet (or a torn file): compute */
+  }
+  const out = await computeHostTruth(k, keys);
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, JSON.stringify(out));
+    renameSync(tmp, file);
+  } catch {
+    rmSync(tmp, { force: true }); // not kept: computed again next time
+  }
+  return out;
+}
+
+let bpftoolVersionP: Promise<string> | undefined;
+function bpftoolVersion(): Promise<string> {
+  bpftoolVersionP ??= run('bpftool', ['version']).then((r) => r.stdout.trim(), (e: Error) => `unknown: ${e.message.split('\n')[0]}`);
+  return bpftoolVersionP;
+}
+
+async function computeHostTruth(k: { btf: string; config: string; version: string }, keys: string[]): Promise<Record<string, number | string | boolean>> {
   const types = await bpftoolTypes(k.btf);
   const byId = new Map(types.map((t) => [t.id, t]));
   const byName = new Map<string, BtJson[]>();

@@ -4,7 +4,7 @@
 // reachable poisoned instruction. The CO-RE choices each suite exists to prove are asserted on
 // the relocation records, and the host truth (bpftool) is cross-checked with our BTF reader.
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { relocateObject, type RelocateReport } from '../../harness/core/relocate
 import { KernelStore, type KernelArtifacts } from '../../harness/kernels/store.js';
 import { buildSuites, hostTruth, listSuites, objectGlobals, versionCodeOfPackage, type BuiltSuite } from '../../harness/suites/build.js';
 import { loadObjectSpec } from '../../harness/core/object/index.js';
+import { cacheDir } from '../../harness/paths.js';
 
 const KERNELS = ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '7.2', '7.3'];
 const SUITES = ['bitfields', 'enums-and-sizes', 'globals', 'iter-num', 'kconfig', 'kernel-version', 'netns', 'renamed-field', 'ringbuf-fentry', 'task-fields'];
@@ -216,6 +217,23 @@ describe('host truth', () => {
     expect('config.CONFIG_PREEMPT_RT' in t).toBe(false); // "is not set" → absent
     const rt = await hostTruth('6.1-rt', { store, keys: ['config.CONFIG_PREEMPT_RT'] });
     expect(rt['config.CONFIG_PREEMPT_RT']).toBe('y');
+  });
+
+  it('host truth is kept on disk by its inputs: a kept answer is used, a missing one is worked out again', async () => {
+    // A key no other test asks for, so the planted answer below cannot reach another test.
+    const keys = ['exists.struct.cm_truth_memo_probe', 'kernel.version'];
+    const before = readdirSync(cacheDir('truth'));
+    const t = await hostTruth('6.1', { store, keys });
+    expect(t['exists.struct.cm_truth_memo_probe']).toBe(false);
+    const mine = readdirSync(cacheDir('truth')).filter((f) => !before.includes(f) || JSON.parse(readFileSync(join(cacheDir('truth'), f), 'utf8'))['exists.struct.cm_truth_memo_probe'] !== undefined);
+    expect(mine).toHaveLength(1);
+    const file = join(cacheDir('truth'), mine[0]!);
+    writeFileSync(file, JSON.stringify({ ...t, 'exists.struct.cm_truth_memo_probe': true }));
+    expect((await hostTruth('6.1', { store, keys }))['exists.struct.cm_truth_memo_probe']).toBe(true);
+    rmSync(file);
+    expect((await hostTruth('6.1', { store, keys }))['exists.struct.cm_truth_memo_probe']).toBe(false);
+    // Other inputs, another entry: a different kernel's BTF does not see this one.
+    expect((await hostTruth('7.3', { store, keys }))['kernel.version']).toBe(versionCodeOfPackage(kernels.get('7.3')!.art.version));
   });
 });
 
