@@ -331,15 +331,7 @@ export async function hostTruth(kernelId: string, opts: { specs?: SuiteSpec[]; k
  * means reading bpftool's JSON dump of the whole BTF (0.3 s per kernel, in every guest slot).
  */
 export async function hostTruthOf(k: { btf: string; config: string; version: string }, keys: string[]): Promise<Record<string, number | string | boolean>> {
-  const key = createHash('sha256')
-    .update(`host-truth v1\0${await bpftoolVersion()}\0${computeHostTruth.toString()}\0${sizeOf.toString()}\0${parseConfigText.toString()}\0${versionCodeOfPackage.toString()}\0`)
-    .update(readFileSync(k.btf))
-    .update('\0')
-    .update(readFileSync(k.config))
-    .update(`\0${k.version}\0${[...new Set(keys)].sort().join('\n')}`)
-    .digest('hex')
-    .slice(0, 32);
-  const file = join(cacheDir('truth'), `${key}.json`);
+  const file = await hostTruthFile(k, keys);
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as Record<string, number | string | boolean>;
   } catch {
@@ -354,6 +346,19 @@ export async function hostTruthOf(k: { btf: string; config: string; version: str
     rmSync(tmp, { force: true }); // not kept: computed again next time
   }
   return out;
+}
+
+/** Where hostTruthOf keeps its answer for these inputs. */
+export async function hostTruthFile(k: { btf: string; config: string; version: string }, keys: string[]): Promise<string> {
+  const key = createHash('sha256')
+    .update(`host-truth v1\0${await bpftoolVersion()}\0${computeHostTruth.toString()}\0${sizeOf.toString()}\0${parseConfigText.toString()}\0${versionCodeOfPackage.toString()}\0`)
+    .update(readFileSync(k.btf))
+    .update('\0')
+    .update(readFileSync(k.config))
+    .update(`\0${k.version}\0${[...new Set(keys)].sort().join('\n')}`)
+    .digest('hex')
+    .slice(0, 32);
+  return join(cacheDir('truth'), `${key}.json`);
 }
 
 let bpftoolVersionP: Promise<string> | undefined;

@@ -4,7 +4,7 @@
 // reachable poisoned instruction. The CO-RE choices each suite exists to prove are asserted on
 // the relocation records, and the host truth (bpftool) is cross-checked with our BTF reader.
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,9 +12,8 @@ import { parseBtf, type Btf } from '../../harness/core/btf/btf.js';
 import { Kind } from '../../harness/core/btf/kinds.js';
 import { relocateObject, type RelocateReport } from '../../harness/core/relocate.js';
 import { KernelStore, type KernelArtifacts } from '../../harness/kernels/store.js';
-import { buildSuites, hostTruth, listSuites, objectGlobals, versionCodeOfPackage, type BuiltSuite } from '../../harness/suites/build.js';
+import { buildSuites, hostTruth, hostTruthFile, listSuites, objectGlobals, versionCodeOfPackage, type BuiltSuite } from '../../harness/suites/build.js';
 import { loadObjectSpec } from '../../harness/core/object/index.js';
-import { cacheDir } from '../../harness/paths.js';
 
 const KERNELS = ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '7.2', '7.3'];
 const SUITES = ['bitfields', 'enums-and-sizes', 'globals', 'iter-num', 'kconfig', 'kernel-version', 'netns', 'renamed-field', 'ringbuf-fentry', 'task-fields'];
@@ -222,12 +221,10 @@ describe('host truth', () => {
   it('host truth is kept on disk by its inputs: a kept answer is used, a missing one is worked out again', async () => {
     // A key no other test asks for, so the planted answer below cannot reach another test.
     const keys = ['exists.struct.cm_truth_memo_probe', 'kernel.version'];
-    const before = readdirSync(cacheDir('truth'));
     const t = await hostTruth('6.1', { store, keys });
     expect(t['exists.struct.cm_truth_memo_probe']).toBe(false);
-    const mine = readdirSync(cacheDir('truth')).filter((f) => !before.includes(f) || JSON.parse(readFileSync(join(cacheDir('truth'), f), 'utf8'))['exists.struct.cm_truth_memo_probe'] !== undefined);
-    expect(mine).toHaveLength(1);
-    const file = join(cacheDir('truth'), mine[0]!);
+    const file = await hostTruthFile(kernels.get('6.1')!.art, keys);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual(t);
     writeFileSync(file, JSON.stringify({ ...t, 'exists.struct.cm_truth_memo_probe': true }));
     expect((await hostTruth('6.1', { store, keys }))['exists.struct.cm_truth_memo_probe']).toBe(true);
     rmSync(file);
