@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { buildImage } from '../images/initramfs.js';
 import { KernelStore } from '../kernels/store.js';
 import { runMatrix } from '../matrix/run.js';
+import { bootOrder, DurationHistory } from '../matrix/schedule.js';
 import { defaultJobs, runPool } from '../vm/pool.js';
 import { type Accel, probeAccel, runGuest } from '../vm/qemu.js';
 import { GUEST_NODE_FLAGS } from '../images/agent-cache.js';
@@ -51,9 +52,15 @@ export async function benchVm(kernels: string[], log: (s: string) => void): Prom
   const accel = await probeAccel(arts[0]!.vmlinuz, image.path);
   const c0 = childrenCpuMs();
   const t0 = performance.now();
-  const floor = await runPool(arts, jobs, async (k, signal) => {
+  // The floor boots in the order the matrix's scheduler would pick from its own history (longest
+  // first), so both sides get the same scheduling.
+  const history = new DurationHistory();
+  const floorOrder = bootOrder(arts, (k) => k.id, history.lookup('bench-floor'), jobs);
+  const floorRuns = await runPool(floorOrder, jobs, async (k, signal) => {
     return runGuest({ kernelId: k.id, vmlinuz: k.vmlinuz, initrd: image.path, append: 'cm.init=hello', accel, logDir: join(dir, 'floor'), signal });
   });
+  const floor = arts.map((k) => floorRuns[floorOrder.indexOf(k)]!);
+  history.record('bench-floor', new Map(arts.map((k, i) => [k.id, floor[i]!.durationMs])));
   const floorWallMs = performance.now() - t0;
   const floorCpuMs = childrenCpuMs() - c0;
   log(`bench: floor done in ${(floorWallMs / 1000).toFixed(1)} s`);

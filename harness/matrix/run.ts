@@ -17,6 +17,7 @@ import { buildSuites, hostTruth, type BuiltSuite } from '../suites/build.js';
 import { runGuest, type Accel } from '../vm/qemu.js';
 import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
+import { bootOrder, DurationHistory } from './schedule.js';
 
 export interface MatrixOptions {
   /** Matrix ids, globs or `all`; ignored when `entries` is given. */
@@ -119,7 +120,17 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const suiteTimeoutMs = 120_000;
   const timeoutMs = o.timeoutMs ?? 120_000 + suites.length * 60_000;
 
-  const runOne = async (e: KernelEntry, signal: AbortSignal): Promise<KernelRun> => {
+  // What ran in the guests, for the boot-order history (guest times depend on it).
+  const selection = createHash('sha256')
+    .update(JSON.stringify({ suites: suites.map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), corpus: !!corpus, loader: o.loader ?? 'ours' }))
+    .digest('hex')
+    .slice(0, 16);
+  const history = new DurationHistory();
+  const order = bootOrder(entries, (e) => e.id, history.lookup(selection), Math.max(1, Math.floor(o.jobs) || 1));
+
+  type Prepared = { k: KernelArtifacts; kernel: KernelInfo; image: string } | { run: KernelRun };
+  /** Everything a guest needs before it boots: the kernel, its host truth and manifest, its image. */
+  const prepare = async (e: KernelEntry, signal: AbortSignal): Promise<Prepared> => {
     const t0 = performance.now();
     let k: KernelArtifacts | undefined;
     try {
@@ -129,10 +140,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       if (signal.aborted) throw err;
       const detail = (err as Error).message.split('\n')[0]!;
       o.progress?.(e.id, `no kernel: ${detail}`);
-      return { kernel: kernelInfo(e), guest: 'no-kernel', detail, accel: 'none', durationMs: Math.round(performance.now() - t0), cells: [] };
+      return { run: { kernel: kernelInfo(e), guest: 'no-kernel', detail, accel: 'none', durationMs: Math.round(performance.now() - t0), cells: [] } };
     }
     const kernel = kernelInfo(e, k);
-    let image: Awaited<ReturnType<typeof buildImage>>;
     try {
       const manifest: RunManifest = {
         schema: MANIFEST_SCHEMA,
@@ -148,7 +158,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ...(o.faults ? { faults: o.faults } : {}),
       };
       o.progress?.(e.id, 'building image');
-      image = await buildImage({
+      const image = await buildImage({
         files: [
           { path: '/cm/run.json', data: JSON.stringify(manifest) },
           ...suites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
@@ -159,12 +169,20 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         kernelConfig: k.config,
         release: k.release,
       });
+      if (signal.aborted) throw signal.reason;
+      o.progress?.(e.id, 'ready, waiting for a guest slot');
+      return { k, kernel, image: image.path };
     } catch (err) {
       if (signal.aborted) throw err;
       const detail = (err as Error).message.split('\n')[0]!;
       o.progress?.(e.id, `not booted: ${detail}`);
-      return { kernel, guest: 'harness-error', detail, accel: 'none', durationMs: Math.round(performance.now() - t0), cells: [] };
+      return { run: { kernel, guest: 'harness-error', detail, accel: 'none', durationMs: Math.round(performance.now() - t0), cells: [] } };
     }
+  };
+
+  const boot = async (e: KernelEntry, p: Prepared, signal: AbortSignal): Promise<KernelRun> => {
+    if ('run' in p) return p.run;
+    const { k, kernel } = p;
     o.progress?.(e.id, 'booting');
     const cells: CellResult[] = [];
     const onMessage = (m: GuestMessage) => {
@@ -173,7 +191,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       else if (m.t === 'result' && m.kind === 'cell') cells.push(m.data as CellResult);
       else if (m.t === 'log' && m.level !== 'info') o.log(`[${e.id}] ${m.msg}`);
     };
-    const g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: image.path, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: o.memoryMb ?? 1024 });
+    const g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: p.image, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: o.memoryMb ?? 1024 });
     // What the guest actually relocated against (the agent looks before trusting the matrix).
     if (cells[0]?.kernel.btf) kernel.btf = cells[0].kernel.btf;
     const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
@@ -186,11 +204,40 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     return run;
   };
 
+  // Preparation runs ahead of the guests, `jobs` kernels at a time in boot order, so a guest slot
+  // that frees up finds its next image ready instead of spending its time (and a core) on apt,
+  // host truth and image building while the other slot's guest runs. A custom kernel's build
+  // holds one lane; the others go on.
+  const prepCtl = new AbortController();
+  const onAbort = () => prepCtl.abort(o.signal?.reason);
+  if (o.signal?.aborted) prepCtl.abort(o.signal.reason);
+  else o.signal?.addEventListener('abort', onAbort, { once: true });
+  const lanes = Math.max(1, Math.floor(o.jobs) || 1);
+  const prepared = new Map(order.map((e) => {
+    let settle!: { resolve: (p: Prepared) => void; reject: (err: unknown) => void };
+    const promise = new Promise<Prepared>((resolve, reject) => (settle = { resolve, reject }));
+    promise.catch(() => {}); // its slot sees the rejection; an abort must not leave it unhandled
+    return [e.id, { promise, ...settle }] as const;
+  }));
+  let queue = 0;
+  const lane = async (): Promise<void> => {
+    while (queue < order.length) {
+      const e = order[queue++]!;
+      const slot = prepared.get(e.id)!;
+      if (prepCtl.signal.aborted) {
+        slot.reject(prepCtl.signal.reason);
+        continue;
+      }
+      await prepare(e, prepCtl.signal).then(slot.resolve, slot.reject);
+    }
+  };
+  const lanesDone = Promise.all(Array.from({ length: Math.min(lanes, order.length) }, lane));
+
   // Kernels land here as they finish, so an interrupted run still reports what it saw.
   const finished = new Map<string, KernelRun>();
   try {
-    await runPool(entries, o.jobs, async (e, signal) => {
-      const r = await runOne(e, signal);
+    await runPool(order, o.jobs, async (e, signal) => {
+      const r = await boot(e, await prepared.get(e.id)!.promise, signal);
       finished.set(e.id, r);
       return r;
     }, o.signal);
@@ -198,7 +245,13 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   } catch (err) {
     if (!o.signal?.aborted) throw err;
     report.complete = false;
+  } finally {
+    // Nothing keeps working after the run: stop preparations nobody will boot, and wait for them.
+    prepCtl.abort(new Error('matrix run finished'));
+    o.signal?.removeEventListener('abort', onAbort);
+    await lanesDone;
   }
+  history.record(selection, new Map([...finished].filter(([, r]) => r.guest === 'ok').map(([id, r]) => [id, r.durationMs])));
   report.kernels = entries.filter((e) => finished.has(e.id)).map((e) => finished.get(e.id)!);
   report.finishedAt = new Date().toISOString();
   return report;

@@ -1,0 +1,56 @@
+// Boot order (longest processing time first, never-measured kernels before them) and the small
+// history file it reads; the pool that follows the order is tested with real guests elsewhere.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { bootOrder, DurationHistory, makespan } from '../../harness/matrix/schedule.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cm-schedule-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('boot order', () => {
+  const ids = ['5.10', '6.1', '6.1-cloud', '6.12', '7.3'];
+  it('puts kernels never measured first, in matrix order, then the rest longest first when that finishes soonest', () => {
+    const known = new Map([['5.10', 9400], ['6.1-cloud', 4900], ['6.12', 6800], ['7.3', 9400]]);
+    // 6.1 (unknown, counted as 9.4 s) and 5.10 first; 7.3 follows 6.1; 6.12 and 6.1-cloud fill in.
+    expect(bootOrder(ids, (x) => x, known, 2)).toEqual(['6.1', '5.10', '7.3', '6.12', '6.1-cloud']);
+    expect(makespan([9400, 9400, 9400, 6800, 4900], 2)).toBe(9400 + 6800 + 4900);
+  });
+  it('keeps the matrix order without history', () => {
+    expect(bootOrder(ids, (x) => x, new Map())).toEqual(ids);
+  });
+  it('on two slots, finishes the 9-kernel seed matrix of the bench sooner than matrix order or longest-first', () => {
+    // Guest times (ms) measured by `npm run bench` on this machine, in matrix order.
+    const times = new Map([['5.10', 9430], ['6.1', 9214], ['6.1-cloud', 4945], ['6.1-rt', 9101], ['6.12', 6834], ['6.12-nonetns', 5460], ['7.2', 7451], ['7.3', 7412], ['7.x', 7469]]);
+    const finish = (order: string[]) => makespan(order.map((id) => times.get(id)!), 2);
+    const matrixOrder = [...times.keys()];
+    const longest = [...matrixOrder].sort((a, b) => times.get(b)! - times.get(a)!);
+    const ours = finish(bootOrder(matrixOrder, (x) => x, times, 2));
+    expect(finish(longest)).toBeGreaterThan(finish(matrixOrder)); // why longest-first alone is not enough
+    expect(ours).toBeLessThan(finish(matrixOrder));
+    // Within 2% of the perfect split of the total over two slots.
+    const total = [...times.values()].reduce((a, b) => a + b, 0);
+    expect(ours / (total / 2)).toBeLessThan(1.02);
+  });
+});
+
+describe('duration history', () => {
+  it('records per selection, merges runs, and reads back what was written', () => {
+    const h = new DurationHistory(join(dir, 'durations.json'));
+    expect(h.lookup('a').size).toBe(0);
+    h.record('a', new Map([['6.1', 9214.4], ['7.3', 7412]]));
+    h.record('b', new Map([['6.1', 100]]));
+    h.record('a', new Map([['7.3', 7000]]));
+    expect([...h.lookup('a')]).toEqual([['6.1', 9214], ['7.3', 7000]]);
+    expect([...h.lookup('b')]).toEqual([['6.1', 100]]);
+  });
+  it('treats an unreadable file as no history, and replaces it on the next record', () => {
+    const file = join(dir, 'torn.json');
+    writeFileSync(file, '{"selections": {"a": {"6.1": 12');
+    const h = new DurationHistory(file);
+    expect(h.lookup('a').size).toBe(0);
+    h.record('a', new Map([['6.1', 5]]));
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ selections: { a: { '6.1': 5 } } });
+  });
+});
