@@ -1,9 +1,10 @@
 // Builds real images from the host's busybox, node, koffi and libbpf into a private cache.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseEntries, koffiFiles, sharedLibraries } from '../../harness/images/base.js';
+import { baseEntries, guestKoffiManifest, koffiFiles, sharedLibraries } from '../../harness/images/base.js';
 import { readCpio } from '../../harness/images/cpio.js';
 import { buildImage, buildInitramfs } from '../../harness/images/initramfs.js';
 
@@ -29,6 +30,22 @@ describe('image inputs', () => {
     expect(files).toContain('node_modules/koffi/package.json');
     expect(files.some((f) => f.includes('musl'))).toBe(false);
     expect(files.some((f) => /\.(cc|hh|h|md)$/.test(f))).toBe(false);
+  });
+
+  it("koffi's guest package.json resolves require('koffi') to the same file without an exports map", () => {
+    const manifest = koffiFiles().find((f) => f.guest === 'node_modules/koffi/package.json')!;
+    const guest = JSON.parse(guestKoffiManifest(manifest.source)) as { main: string; exports?: unknown; name: string; version: string };
+    const host = JSON.parse(readFileSync(manifest.source, 'utf8')) as { version: string };
+    expect(guest.exports).toBeUndefined();
+    expect(guest.name).toBe('koffi');
+    expect(guest.version).toBe(host.version);
+    // What node resolves for require('koffi') on the host, through the exports map.
+    const viaExports = createRequire(import.meta.url).resolve('koffi');
+    expect(join(dirname(manifest.source), guest.main)).toBe(viaExports);
+    // A manifest whose exports would resolve elsewhere than main is refused, not guessed.
+    const odd = join(tmp, 'odd-package.json');
+    writeFileSync(odd, JSON.stringify({ name: 'koffi', main: './a.cjs', exports: { '.': { require: './b.cjs' } } }));
+    expect(() => guestKoffiManifest(odd)).toThrow(/"main" \(\.\/a\.cjs\) and "exports" \(\.\/b\.cjs\) disagree/);
   });
 });
 
