@@ -90,7 +90,17 @@ async function main(): Promise<number> {
     const { config } = readKernelConfig(release);
     mark('config');
     const lkv = linuxKernelVersion();
-    const ctx: GuestContext = { release, config: new Map([...config].map(([k, v]) => [k, String(v)])), hostTruth: manifest.hostTruth };
+    // The suites read a few options as text; the config is parsed only where asked (KernelConfig).
+    const configText: GuestContext['config'] = {
+      get: (name) => {
+        const v = config.get(name);
+        return v === undefined ? undefined : String(v);
+      },
+      get size() {
+        return config.size;
+      },
+    };
+    const ctx: GuestContext = { release, config: configText, hostTruth: manifest.hostTruth };
     const { guestRunner } = (await import('../suites/guest.js')) as { guestRunner: SuiteRunner };
     mark('suite code');
 

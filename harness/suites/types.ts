@@ -67,8 +67,8 @@ export interface LoadedObject {
 /** Guest facts the truth expressions may use (measured by the agent, not by BPF). */
 export interface GuestContext {
   release: string;
-  /** Parsed kernel config: CONFIG_X → 'y' | 'm' | string. */
-  config: Map<string, string>;
+  /** The kernel's config: CONFIG_X → 'y' | 'm' | its text (absent when not set); size 0 = no config. */
+  config: Pick<ReadonlyMap<string, string>, 'get' | 'size'>;
   /** Values the host computed with independent tools for this kernel (e.g. bpftool's BTF dump). */
   hostTruth: Record<string, number | string | boolean>;
 }

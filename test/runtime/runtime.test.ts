@@ -7,7 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { assemble, call, exit, movImm, R0 } from '../../harness/runtime/asm.js';
 import { btfLoad, mapCreate, VerifierError } from '../../harness/runtime/bpf.js';
 import { MapType, ProgType } from '../../harness/runtime/consts.js';
-import { kallsymsLookup, kernelVersion, kernelVersionFromRelease, linuxKernelVersion, parseCpuList, parseKernelConfig, readKernelConfig } from '../../harness/runtime/facts.js';
+import { kallsymsLookup, KernelConfig, kernelVersion, kernelVersionFromRelease, linuxKernelVersion, parseCpuList, parseKernelConfig, readKernelConfig } from '../../harness/runtime/facts.js';
+import { KernelStore } from '../../harness/kernels/store.js';
 import { openFdCount, openFds } from '../../harness/runtime/fds.js';
 import { BpfMap, u32 } from '../../harness/runtime/map.js';
 import { FeatureMissingError, probeBtfKind, probeHelper, probeMapType, requireFeature, TinyBtf } from '../../harness/runtime/probe.js';
@@ -131,6 +132,31 @@ describe('guest facts', () => {
     const c = parseKernelConfig('# comment\nCONFIG_A=y\nCONFIG_B=m\nCONFIG_HZ=250\nCONFIG_X="a \\"q\\""\nCONFIG_H=0x1f\n# CONFIG_N is not set\n');
     expect([...c]).toEqual([['CONFIG_A', 'y'], ['CONFIG_B', 'm'], ['CONFIG_HZ', 250], ['CONFIG_X', 'a "q"'], ['CONFIG_H', 31]]);
     expect(() => parseKernelConfig('garbage\n', 'cfg')).toThrow(/cfg:1: not a CONFIG_X=value line/);
+  });
+
+  it('read config options on demand exactly as a full parse does', () => {
+    const text = 'CONFIG_FIRST=y\n# CONFIG_N is not set\nCONFIG_HZ=250\nCONFIG_X="a \\"q\\""\nCONFIG_HZ=1000\nCONFIG_H=0x1f\nCONFIG_LAST=m';
+    const lazy = new KernelConfig(text, 'cfg');
+    expect(lazy.get('CONFIG_FIRST')).toBe('y');
+    expect(lazy.get('CONFIG_HZ')).toBe(1000); // the last definition wins, as in the full parse
+    expect(lazy.get('CONFIG_X')).toBe('a "q"');
+    expect(lazy.get('CONFIG_H')).toBe(31);
+    expect(lazy.get('CONFIG_LAST')).toBe('m'); // no newline at the end
+    expect(lazy.get('CONFIG_N')).toBeUndefined();
+    expect(lazy.get('CONFIG_H_')).toBeUndefined(); // a prefix of nothing
+    expect(lazy.has('CONFIG_FIRST')).toBe(true);
+    expect([...lazy]).toEqual([...parseKernelConfig(text)]);
+    expect(lazy.size).toBe(parseKernelConfig(text).size);
+    // A malformed line is an error when asked for, with its line number.
+    expect(() => new KernelConfig('CONFIG_A=y\nCONFIG_S="open\n', 'cfg').get('CONFIG_S')).toThrow(/^cfg:2: unterminated string for CONFIG_S$/);
+    // Every option of a real Debian config: the same value both ways.
+    const art = new KernelStore().cached('6.1');
+    if (!art) throw new Error('kernel 6.1 is not in the store (test/global-setup.ts fetches it)');
+    const real = readFileSync(art.config, 'utf8');
+    const full = parseKernelConfig(real);
+    const onDemand = new KernelConfig(real);
+    expect(full.size).toBeGreaterThan(5000);
+    for (const [k, v] of full) expect(onDemand.get(k)).toBe(v);
   });
 
   it('read the running kernel config', () => {
