@@ -79,9 +79,24 @@ async function main(): Promise<number> {
     const phase: [string, number][] = [['start', performance.now()]];
     const suitePhases: string[] = [];
     const mark = (name: string) => phase.push([name, performance.now()]);
+    const states = new Map<string, SuiteState>();
+    for (const s of manifest.suites) {
+      const st: SuiteState = { spec: s.spec, object: s.object, sha256: s.sha256, checks: [], attachErrors: [], runMs: 0 };
+      try {
+        st.obj = loadObjectSpec(readFileSync(s.object), s.object.split('/').pop()!);
+      } catch (e) {
+        st.openError = e as Error; // reported as the suite's error when it runs
+      }
+      states.set(s.spec.name, st);
+    }
+    // The root type names of every suite object's CO-RE relocations, found in the same pass that
+    // parses the kernel's BTF (each extra walk over its ~100k types is slow under TCG without a JIT).
+    const roots = new Set<string>();
+    for (const st of states.values()) if (st.obj?.btfExt) for (const n of reloRootNames(st.obj.btf, st.obj.btfExt.coreRelos)) roots.add(n);
+    mark('objects');
     const btfBytes = readFileSync(btfFile);
     mark('btf read');
-    const kernelBtf = parseBtf(btfBytes, { source: btfFile });
+    const kernelBtf = parseBtf(btfBytes, { source: btfFile, findNames: roots });
     mark('btf parse');
     const kernelBtfName = btfFile;
     const btfCustomPath = kernel.btf === 'kernel' ? undefined : btfFile;
@@ -104,16 +119,6 @@ async function main(): Promise<number> {
     const { guestRunner } = (await import('../suites/guest.js')) as { guestRunner: SuiteRunner };
     mark('suite code');
 
-    const states = new Map<string, SuiteState>();
-    for (const s of manifest.suites) {
-      const st: SuiteState = { spec: s.spec, object: s.object, sha256: s.sha256, checks: [], attachErrors: [], runMs: 0 };
-      try {
-        st.obj = loadObjectSpec(readFileSync(s.object), s.object.split('/').pop()!);
-      } catch (e) {
-        st.openError = e as Error; // reported as the suite's error when it runs
-      }
-      states.set(s.spec.name, st);
-    }
     const kernelVersion = release.split('-')[0]!;
 
     const runner: VitestRunner = {
@@ -239,12 +244,6 @@ async function main(): Promise<number> {
     // TEST-ONLY (manifest.faults, set by test/faults only): grow until the OOM killer kills us.
     if (manifest.faults?.oom) await allocateUntilKilled();
 
-    // One pass over the kernel's type names for the root types of every suite object, instead of
-    // one per object (each pass walks all ~100k types, slow under TCG without a JIT).
-    const roots = new Set<string>();
-    for (const st of states.values()) if (st.obj?.btfExt) for (const n of reloRootNames(st.obj.btf, st.obj.btfExt.coreRelos)) roots.add(n);
-    kernelBtf.prefetchEssential(roots);
-    mark('objects');
     const files: File[] = await startTests([...states.keys()].map((n) => `suite:${n}`), runner);
     mark('suites');
     send({ t: 'result', kind: 'tasks', data: files.map(plainTask) });

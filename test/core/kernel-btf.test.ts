@@ -3,6 +3,7 @@
 // dump of each kernel's BTF (libbpf's reader), walked by field name here: not from our engine.
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseBtf } from '../../harness/core/btf/btf.js';
 import { readTargetBtf, relocateObject, type RelocateReport } from '../../harness/core/relocate.js';
 import { KernelStore } from '../../harness/kernels/store.js';
 import { bpftoolDump, compileBpf, type BpftoolType } from '../helpers/tools.js';
@@ -159,5 +160,15 @@ describe('name look-ups on a real vmlinux BTF', () => {
     const fresh = readTargetBtf(readFileSync(k.btf), '6.1');
     fresh.prefetchEssential(sample);
     for (const n of sample) expect(fresh.byEssentialName(n), n).toEqual(indexed.byEssentialName(n));
+    // The same names answered during the parse pass itself (findNames), plus the awkward ones: a
+    // one-letter name, flavoured essential matches (the kernel has ___ names), absent names.
+    const flavoured = [...new Set(Array.from({ length: indexed.count - 1 }, (_, i) => indexed.type(1 + i).name).filter((n) => /[^_]___[^_]/.test(n)))];
+    expect(flavoured.length).toBeGreaterThan(0);
+    const odd = ['a', 'u8', 'x', ...flavoured.map((n) => n.slice(0, /[^_]___[^_]/.exec(n)!.index + 1)), 'no_such_type_anywhere', 'zz_none'];
+    const inPass = parseBtf(readFileSync(k.btf), { source: '6.1', findNames: [...sample, ...odd] });
+    for (const n of [...sample, ...odd]) {
+      expect(inPass.byEssentialName(n), n).toEqual(indexed.byEssentialName(n));
+      expect(inPass.byName(n), n).toEqual(indexed.byName(n));
+    }
   }, 120_000);
 });

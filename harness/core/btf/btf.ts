@@ -7,7 +7,7 @@
 // offline `relocate` command.
 
 import { FormatError } from '../errors.js';
-import { BTF_MAGIC, Kind, KIND_NAMES, extraSize } from './kinds.js';
+import { BTF_MAGIC, EXTRA_FIXED, EXTRA_PER, Kind, KIND_NAMES } from './kinds.js';
 
 export interface Member {
   name: string;
@@ -83,6 +83,29 @@ export interface ParseOptions {
   base?: Btf;
   /** Name used in error messages (a file name). */
   source?: string;
+  /**
+   * Names to answer during the parse pass itself, as prefetchEssential(names) would afterwards:
+   * the pass already reads every type's name offset, so a second walk over ~100k types is saved
+   * (it matters in a guest, where the agent runs without a JIT under TCG). Base BTF only.
+   */
+  findNames?: Iterable<string>;
+}
+
+/** Table of the first two bytes of `names` (a 1-byte name also as "x_", for flavoured names). */
+function twoByteTable(names: string[]): Uint8Array | undefined {
+  const t = new Uint8Array(65536);
+  const enc = new TextEncoder();
+  let any = false;
+  for (const n of names) {
+    const q = enc.encode(n);
+    if (q.length === 0) continue;
+    any = true;
+    if (q.length === 1) {
+      t[q[0]! << 8] = 1;
+      t[(q[0]! << 8) | 0x5f] = 1;
+    } else t[(q[0]! << 8) | q[1]!] = 1;
+  }
+  return any ? t : undefined;
 }
 
 export class Btf {
@@ -148,15 +171,24 @@ export class Btf {
     let p = this.typeStart;
     const dv = this.dv;
     const strTotal = this.startStr + strLen;
+    const strStart = this.strStart;
+    // findNames: types whose name starts with a wanted name's first two bytes, compared in full below.
+    const findNames = opts.findNames && !this.base ? [...new Set(opts.findNames)].filter((x) => x !== '') : [];
+    const want = findNames.length ? twoByteTable(findNames) : undefined;
+    const cands: number[] = [];
     while (p < end) {
       if (p + 12 > end) throw new FormatError(`${src}: truncated BTF type #${this.startId + n}`, p);
       const info = dv.getUint32(p + 4, true);
       const kind = (info >>> 24) & 0x1f;
-      const vlen = info & 0xffff;
-      const extra = extraSize(kind, vlen);
-      if (extra < 0 || kind === 0) throw new FormatError(`${src}: BTF type #${this.startId + n} has unknown kind ${kind}`, p);
+      // extraSize(kind, vlen) without a call per type; -1 for a kind that does not exist.
+      const extra = EXTRA_FIXED[kind]! + (info & 0xffff) * EXTRA_PER[kind]!;
+      if (extra < 0) throw new FormatError(`${src}: BTF type #${this.startId + n} has unknown kind ${kind}`, p);
       const nameOff = dv.getUint32(p, true);
       if (nameOff >= strTotal) throw new FormatError(`${src}: BTF type #${this.startId + n} name offset ${nameOff} is outside the string section`, p);
+      if (want !== undefined && nameOff !== 0) {
+        const q = strStart + nameOff;
+        if (want[(bytes[q]! << 8) | (bytes[q + 1] ?? 0)] === 1) cands.push(n);
+      }
       if (n === offsets.length) {
         const grown = new Uint32Array(offsets.length * 2);
         grown.set(offsets);
@@ -168,6 +200,10 @@ export class Btf {
     if (p !== end) throw new FormatError(`${src}: BTF type #${this.startId + n - 1} runs past the type section`, p);
     this.offsets = offsets.subarray(0, n);
     this.nTypes = n;
+    if (want !== undefined) {
+      const found = this.scan(findNames, true, cands);
+      for (const name of findNames) this.essCache.set(name, found.get(name) ?? []);
+    }
   }
 
   /** Total number of type ids, including void (0) and base types: valid ids are [0, count). */
@@ -375,7 +411,8 @@ export class Btf {
     this.base?.prefetchEssential(want);
   }
 
-  private scan(names: string[], essential: boolean): Map<string, number[]> {
+  /** Types (all, or the indices in `only`) whose name is one of `names` (essential: minus its ___flavour). */
+  private scan(names: string[], essential: boolean, only?: readonly number[]): Map<string, number[]> {
     const enc = new TextEncoder();
     // Candidates by first byte, so most types are dismissed after one comparison.
     const byFirst = new Map<number, { name: string; q: Uint8Array }[]>();
@@ -389,7 +426,9 @@ export class Btf {
     const out = new Map<string, number[]>();
     const { bytes, dv, offsets, strStart, strLen, startStr } = this.internals();
     const end = strStart + strLen;
-    for (let i = 0; i < this.nTypes; i++) {
+    const count = only ? only.length : this.nTypes;
+    for (let k = 0; k < count; k++) {
+      const i = only ? only[k]! : k;
       const off = dv.getUint32(offsets[i]!, true);
       if (off === 0) continue;
       let b = bytes;

@@ -46,6 +46,22 @@ export const VAR_GLOBAL_ALLOCATED = 1;
 export const VAR_GLOBAL_EXTERN = 2;
 
 /** Bytes that follow the 12-byte common header, per kind, as a function of vlen. */
+/**
+ * extraSize as two tables, for the parser's hot loop (no call per type, which costs most in an
+ * interpreter such as node --jitless in a guest): extra = EXTRA_FIXED[kind] + vlen * EXTRA_PER[kind];
+ * EXTRA_FIXED is -1 for kinds that do not exist (0, and 20..31).
+ */
+export const EXTRA_FIXED: Int32Array = (() => {
+  const t = new Int32Array(32).fill(-1);
+  for (let k = 1; k < 32; k++) if (extraSize(k, 0) >= 0) t[k] = extraSize(k, 0);
+  return t;
+})();
+export const EXTRA_PER: Int32Array = (() => {
+  const t = new Int32Array(32);
+  for (let k = 1; k < 32; k++) if (extraSize(k, 0) >= 0) t[k] = extraSize(k, 1) - extraSize(k, 0);
+  return t;
+})();
+
 export function extraSize(kind: number, vlen: number): number {
   switch (kind) {
     case Kind.INT: return 4;
