@@ -43,7 +43,9 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
   --corpus               also run the kernel's CO-RE selftest corpus (test_core_reloc_* against
                          every btf__core_reloc_* target, from Debian's linux-source-6.12) in
                          every guest with both loaders; a cell per case
-  --jobs <n>             guests in parallel (default: number of cores)
+  --jobs <n>             guests in parallel (default: number of cores); kernels are prepared
+                         ahead in as many lanes and boot in the order that, by the last run's
+                         guest times, finishes soonest (<cache>/matrix/durations.json)
   --accel <auto|kvm|tcg> acceleration; auto uses KVM only after a probe boot proves it works
   --timeout <seconds>    per-guest budget (default: 120 s + 60 s per suite)
   --out <dir>            report directory (default: reports/<run-id>, a new folder per run even
