@@ -7,6 +7,7 @@
 // 0xbad2310, which the verifier rejects only if that instruction is reachable.
 
 import { Btf, essentialName } from '../btf/btf.js';
+import { CoreReloKind as ReloKind } from '../btf/ext.js';
 import { RelocationError } from '../errors.js';
 import { type CandidateCache, type ReloResult, type Target, resolveRelo } from './engine.js';
 import type { CoreReloRecord } from './spec.js';
@@ -105,11 +106,6 @@ export interface AppliedRelo extends ReloResult {
 }
 
 /**
- * Resolves and applies every CO-RE relocation of an object. `sections` holds each executable
- * section's instruction bytes and is patched in place. Relocation problems are recorded per
- * relocation (status 'error'), never thrown, so a report lists all of them.
- */
-/**
  * The essential names of the root types an object's CO-RE relocations ask the target about: what
  * one prefetch pass over the target's names must answer (a loader with several objects can ask
  * for all of theirs in one pass).
@@ -118,13 +114,18 @@ export function reloRootNames(local: Btf, relos: ReadonlyMap<string, readonly Co
   const roots = new Set<string>();
   for (const list of relos.values()) {
     for (const r of list) {
-      if (r.kind === 6 /* TYPE_ID_LOCAL */ || r.typeId >= local.count) continue; // a bad id is reported per relocation
+      if (r.kind === ReloKind.TYPE_ID_LOCAL || r.typeId >= local.count) continue; // a bad id is reported per relocation
       roots.add(essentialName(local.name(r.typeId)));
     }
   }
   return roots;
 }
 
+/**
+ * Resolves and applies every CO-RE relocation of an object. `sections` holds each executable
+ * section's instruction bytes and is patched in place. Relocation problems are recorded per
+ * relocation (status 'error'), never thrown, so a report lists all of them.
+ */
 export function applyCoreRelocations(
   local: Btf,
   relos: ReadonlyMap<string, readonly CoreReloRecord[]>,
