@@ -1,12 +1,12 @@
 // corematrix matrix: the main job.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../core/errors.js';
 import { repoRoot } from '../paths.js';
 import type { RunReport } from '../results.js';
 import type { Command } from './command.js';
-import { pidAlive } from '../kernels/apt.js';
+import { tryLock } from '../lock.js';
 
 const help = `usage: corematrix matrix [options]
 
@@ -91,31 +91,9 @@ export const OUT_LOCK = '.corematrix-run.lock';
  * a dead holder's lock is taken over. Returns the release function.
  */
 export function lockOutDir(dir: string): () => void {
-  const file = join(dir, OUT_LOCK);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const fd = openSync(file, 'wx');
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      return () => rmSync(file, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 5) throw err;
-    }
-    let pid = NaN;
-    try {
-      pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
-    } catch {
-      continue; // released between our open and read
-    }
-    if (Number.isInteger(pid) && pidAlive(pid)) throw new UsageError(`${dir}: another corematrix run (pid ${pid}) is writing its report there; use another --out`);
-    try {
-      // Stale: rename first, so of two runs taking it over only one removes it.
-      renameSync(file, `${file}.stale.${process.pid}`);
-      rmSync(`${file}.stale.${process.pid}`, { force: true });
-    } catch {
-      /* another run took it over first: try again */
-    }
-  }
+  const got = tryLock(join(dir, OUT_LOCK));
+  if ('holder' in got) throw new UsageError(`${dir}: another corematrix run (pid ${got.holder}) is writing its report there; use another --out`);
+  return got.release;
 }
 
 export const matrixCommand: Command = {

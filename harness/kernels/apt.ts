@@ -4,11 +4,12 @@
 // most every `maxAgeHours`, and is guarded by a lock file so concurrent runs do not corrupt it.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CoreMatrixError } from '../core/errors.js';
 import { cacheDir } from '../paths.js';
+import { withLock } from '../lock.js';
 
 const run = promisify(execFile);
 
@@ -187,59 +188,6 @@ export interface AptStateOptions {
   etcApt?: string;
   maxAgeHours?: number;
   log?: (line: string) => void;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** True when a process with this pid exists (ours or another user's). */
-export function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid)) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Runs fn holding an exclusive lock file (pid inside; a dead holder's lock is taken over). */
-export async function withLock<T>(lockFile: string, fn: () => Promise<T>, timeoutMs = 20 * 60_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    try {
-      const fd = openSync(lockFile, 'wx');
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      let pid = NaN;
-      try {
-        pid = Number.parseInt(readFileSync(lockFile, 'utf8'), 10);
-      } catch {
-        continue; // released between our open and read
-      }
-      if (Number.isInteger(pid) && !pidAlive(pid)) {
-        // Stale: rename first so only one waiter removes it.
-        try {
-          renameSync(lockFile, `${lockFile}.stale.${process.pid}`);
-          rmSync(`${lockFile}.stale.${process.pid}`, { force: true });
-        } catch {
-          /* someone else took it over */
-        }
-        continue;
-      }
-      if (Date.now() - t0 > timeoutMs) throw new CoreMatrixError(`${lockFile}: still locked by pid ${pid} after ${Math.round(timeoutMs / 1000)} s`);
-      await sleep(250);
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    rmSync(lockFile, { force: true });
-  }
 }
 
 function lastErrorLine(out: string): string {

@@ -7,7 +7,8 @@ import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, read
 import { join } from 'node:path';
 import { CoreMatrixError, FormatError, UsageError } from '../core/errors.js';
 import { cacheDir } from '../paths.js';
-import { AptState, pidAlive, withLock, type AptCandidate } from './apt.js';
+import { AptState, type AptCandidate } from './apt.js';
+import { pidAlive, withLock } from '../lock.js';
 import { compareDebVersions, upstreamOf } from './debversion.js';
 import { extractVmlinux, elfSection, parseBzImage } from './extract.js';
 import { buildKernel, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions } from './build.js';

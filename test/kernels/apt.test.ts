@@ -5,7 +5,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { AptState, discoverMirrors, findDebianMirrors, parseDeb822Sources, parseOneLineSources, privateSourcesList, readAptSources, withLock, DEBIAN_KEYRING } from '../../harness/kernels/apt.js';
+import { AptState, discoverMirrors, findDebianMirrors, parseDeb822Sources, parseOneLineSources, privateSourcesList, readAptSources, DEBIAN_KEYRING } from '../../harness/kernels/apt.js';
+import { withLock } from '../../harness/lock.js';
 
 // The Debian URIs in the test data are this machine's own (read from its apt configuration), never
 // a host written here; other sources (a vendor repository, a disabled one) are local file: URIs.
