@@ -1,5 +1,5 @@
 // Where corematrix keeps what it downloads and derives. Everything here is a cache: safe to delete.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,4 +20,20 @@ export function repoRoot(): string {
     dir = resolve(dir, '..');
   }
   return process.cwd();
+}
+
+let tmpSerial = 0;
+/**
+ * Replaces `path` with `data` atomically: readers (other runs sharing the cache) see the old file
+ * or the new one, never a torn one. The temporary name is unique per process and call.
+ */
+export function writeFileAtomic(path: string, data: string | Uint8Array): void {
+  const tmp = `${path}.${process.pid}.${++tmpSerial}.tmp`;
+  try {
+    writeFileSync(tmp, data);
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }

@@ -1,9 +1,9 @@
 // corematrix matrix: the main job.
-import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../core/errors.js';
-import { repoRoot } from '../paths.js';
+import { repoRoot, writeFileAtomic } from '../paths.js';
 import type { RunReport } from '../results.js';
 import type { Command } from './command.js';
 import { tryLock } from '../lock.js';
@@ -59,11 +59,6 @@ piped or when CI is set.
 Exit status: 0 when every cell met its expectation, the cross-kernel diff found no broken
 invariant and no unexpected difference (and, with --baseline, no regression), 1 otherwise,
 2 for bad usage.`;
-
-function writeAtomic(path: string, data: string): void {
-  writeFileSync(`${path}.tmp`, data);
-  renameSync(`${path}.tmp`, path);
-}
 
 /**
  * A new report folder under `root` named after the run id; when another run made that folder in
@@ -224,8 +219,8 @@ export const matrixCommand: Command = {
       const base = newest ? baselineForNew(baseline, shard ? found.filter((n) => entries.includes(n.entry)) : found) : baselineFor(baseline, entries.map((e) => e.id));
       const cmp = compareRuns(base, report);
       const text = formatComparison(cmp);
-      writeAtomic(join(outDir, 'comparison.md'), `# Comparison with ${values.baseline}\n\n\`\`\`\n${text}\n\`\`\`\n`);
-      writeAtomic(join(outDir, 'comparison.json'), JSON.stringify(cmp, null, 2) + '\n');
+      writeFileAtomic(join(outDir, 'comparison.md'), `# Comparison with ${values.baseline}\n\n\`\`\`\n${text}\n\`\`\`\n`);
+      writeFileAtomic(join(outDir, 'comparison.json'), JSON.stringify(cmp, null, 2) + '\n');
       process.stdout.write(`${text}\n  ${join(outDir, 'comparison.md')}\n  ${join(outDir, 'comparison.json')}\n`);
       regression = cmp.regression;
     }

@@ -9,11 +9,11 @@
 // the agent's start.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreMatrixError } from '../core/errors.js';
-import { cacheDir, repoRoot } from '../paths.js';
+import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
 import { fileHash } from './base.js';
 
 /**
@@ -76,9 +76,7 @@ export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_
       // is written on exit all the same. Only a missing cache is an error.
       if (!existsSync(out)) return undefined;
     }
-    const tmp = `${path}.tmp-${process.pid}`;
-    writeFileSync(tmp, readFileSync(out));
-    renameSync(tmp, path);
+    writeFileAtomic(path, readFileSync(out));
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

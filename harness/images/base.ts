@@ -4,11 +4,11 @@
 // run, so it is built once per content hash of its inputs and kept in cacheDir('images').
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { CoreMatrixError } from '../core/errors.js';
-import { cacheDir, repoRoot } from '../paths.js';
+import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
 import { type CpioEntry, writeCpio } from './cpio.js';
 import { type Compression, compressFile } from './compress.js';
 
@@ -155,9 +155,7 @@ export function fileHash(path: string): string {
   const h = createHash('sha256').update(readFileSync(path)).digest('hex');
   memo[key] = h;
   // Atomic replace: concurrent builders may read this file at any time.
-  const tmp = `${memoFile()}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(memo));
-  renameSync(tmp, memoFile());
+  writeFileAtomic(memoFile(), JSON.stringify(memo));
   return h;
 }
 

@@ -4,11 +4,11 @@
 // most every `maxAgeHours`, and is guarded by a lock file so concurrent runs do not corrupt it.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CoreMatrixError } from '../core/errors.js';
-import { cacheDir } from '../paths.js';
+import { cacheDir, writeFileAtomic } from '../paths.js';
 import { withLock } from '../lock.js';
 
 const run = promisify(execFile);
@@ -338,12 +338,10 @@ export class AptState {
       /* keep ours */
     }
     memo.answers[key] = out;
-    const tmp = `${memoFile}.${process.pid}.${Math.random().toString(36).slice(2)}`;
     try {
-      writeFileSync(tmp, JSON.stringify(memo));
-      renameSync(tmp, memoFile);
+      writeFileAtomic(memoFile, JSON.stringify(memo));
     } catch {
-      rmSync(tmp, { force: true }); // a memo that cannot be written costs time, never correctness
+      /* a memo that cannot be written costs time, never correctness */
     }
     return out;
   }

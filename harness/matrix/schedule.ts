@@ -8,9 +8,9 @@
 // times the previous run with the same selection of suites and objects measured, finishes
 // soonest. The history is a small JSON file in the cache; losing it only
 // costs the order.
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cacheDir } from '../paths.js';
+import { cacheDir, writeFileAtomic } from '../paths.js';
 
 /**
  * When the last of `times` finishes if they are started in this order on `slots` slots, each
@@ -100,12 +100,10 @@ export class DurationHistory {
     h.selections[selection] = rec;
     const keys = Object.keys(h.selections);
     for (const k of keys.slice(0, Math.max(0, keys.length - MAX_SELECTIONS))) delete h.selections[k];
-    const tmp = `${this.file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
     try {
-      writeFileSync(tmp, JSON.stringify(h));
-      renameSync(tmp, this.file);
+      writeFileAtomic(this.file, JSON.stringify(h));
     } catch {
-      rmSync(tmp, { force: true }); // history is an optimisation: never fail a run over it
+      /* history is an optimisation: never fail a run over it */
     }
   }
 }

@@ -16,7 +16,7 @@ import { Kind } from '../core/btf/kinds.js';
 import { loadObjectSpec } from '../core/object/index.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { KernelStore } from '../kernels/store.js';
-import { cacheDir, repoRoot } from '../paths.js';
+import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
 import { readSpec, lineOf } from './spec.js';
 import { hostKeysOf, kernelVersionCode, parseObserve, parseTruth } from './truth.js';
 import type { SuiteSpec } from './types.js';
@@ -110,8 +110,8 @@ export async function joinedHeader(store: KernelStore, log?: (line: string) => v
     const t0 = performance.now();
     const [{ joinBtf }, { loadKernelBtfs }] = await Promise.all([import('../btfjoin/join.js'), import('../btfjoin/load.js')]);
     const joined = joinBtf(await loadKernelBtfs(ids, store));
-    writeAtomic(join(dir, 'vmlinux.h'), '/* corematrix: the joined header of every matrix kernel */\n#include "vmlinux_joined.h"\n');
-    writeAtomic(header, joined.header);
+    writeFileAtomic(join(dir, 'vmlinux.h'), '/* corematrix: the joined header of every matrix kernel */\n#include "vmlinux_joined.h"\n');
+    writeFileAtomic(header, joined.header);
     log?.(`joined header of ${ids.join(', ')}: ${joined.stats.bytes} bytes, ${joined.stats.flavoured} flavoured types, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
   return { dir, sha256: sha256(readFileSync(header)), kernels: ids };
@@ -121,12 +121,6 @@ export async function joinedHeader(store: KernelStore, log?: (line: string) => v
 function joinCodeSha(): string {
   const src = join(repoRoot(), 'harness', 'btfjoin', 'join.ts');
   return sha256(readFileSync(existsSync(src) ? src : fileURLToPath(import.meta.url)));
-}
-
-function writeAtomic(path: string, data: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
 }
 
 /**
@@ -338,12 +332,10 @@ export async function hostTruthOf(k: { btf: string; config: string; version: str
     /* not computed yet (or a torn file): compute */
   }
   const out = await computeHostTruth(k, keys);
-  const tmp = `${file}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, JSON.stringify(out));
-    renameSync(tmp, file);
+    writeFileAtomic(file, JSON.stringify(out));
   } catch {
-    rmSync(tmp, { force: true }); // not kept: computed again next time
+    /* not kept: computed again next time */
   }
   return out;
 }
