@@ -17,7 +17,7 @@ import { reloRootNames } from '../core/relo/patch.js';
 import { Collection } from '../loader/collection.js';
 import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
-import { kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
+import { KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
 import type { GuestContext, LoadedObject, SuiteRunner, SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, type RunManifest } from './manifest.js';
 
@@ -104,7 +104,8 @@ async function main(): Promise<number> {
     const moduleBtfs = kernel.btf !== 'kernel' ? [] : readdirSync('/sys/kernel/btf').filter((f) => f !== 'vmlinux').map((f) => parseBtf(readFileSync(`/sys/kernel/btf/${f}`), { source: `/sys/kernel/btf/${f}`, base: kernelBtf }));
     const { config } = readKernelConfig(release);
     mark('config');
-    const lkv = linuxKernelVersion();
+    // What the objects' kconfig externs are filled from (every loader, every object in this guest).
+    const kconfig = { config, linuxKernelVersion: linuxKernelVersion(), specials: KCONFIG_SPECIALS };
     // The suites read a few options as text; the config is parsed only where asked (KernelConfig).
     const configText: GuestContext['config'] = {
       get: (name) => {
@@ -166,7 +167,7 @@ async function main(): Promise<number> {
           st.coll = coll;
           coll.load({
             kernelBtf, moduleBtfs, kernelBtfName, sha256: st.sha256, rodata, programs: spec.programs,
-            kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } },
+            kconfig,
             kallsyms: (names) => kallsymsLookup(names),
           });
           const tLoaded = performance.now();
@@ -218,7 +219,7 @@ async function main(): Promise<number> {
       let coll: Collection | undefined;
       try {
         coll = new Collection(loadObjectSpec(readFileSync(o.path), o.name));
-        coll.load({ kernelBtf, kernelBtfName, sha256: o.sha256, kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } }, kallsyms: (names) => kallsymsLookup(names) });
+        coll.load({ kernelBtf, kernelBtfName, sha256: o.sha256, kconfig, kallsyms: (names) => kallsymsLookup(names) });
         for (const p of coll.outcomes) {
           const cell: CellResult = {
             schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: p.name, loader: 'ours', object: { name: o.name, sha256: o.sha256 },
@@ -267,7 +268,7 @@ async function main(): Promise<number> {
     if (manifest.corpus?.length) {
       const { runCorpus, corpusCells } = await import('../corpus/guest.js');
       const results = runCorpus(manifest.corpus, {
-        kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } },
+        kconfig,
         onCase: () => send({ t: 'hb', ms: uptimeMs() }),
         vmlinuxBtf: () => kernelBtf,
       });
@@ -294,7 +295,7 @@ async function main(): Promise<number> {
         }
       }
       for (const o of objs) {
-        for (const cell of referenceCells(o, kernel, loader, { kernelBtf, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), kconfig: { config, linuxKernelVersion: lkv, specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } }, kallsyms: (names) => kallsymsLookup(names) })) {
+        for (const cell of referenceCells(o, kernel, loader, { kernelBtf, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names) })) {
           if (cell.verdict !== 'pass') ok = false;
           send({ t: 'result', kind: 'cell', data: cell });
         }

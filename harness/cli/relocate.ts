@@ -40,8 +40,8 @@ export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; nam
  * the guest from its release and banner (Debian's real sublevel is in the banner).
  */
 async function kconfigFacts(kernel: { config: string; release: string; banner: string }) {
-  const { parseKernelConfig, linuxKernelVersion } = await import('../runtime/facts.js');
-  return { config: parseKernelConfig(readFileSync(kernel.config, 'utf8'), kernel.config), linuxKernelVersion: linuxKernelVersion({ release: kernel.release, version: kernel.banner }), specials: { LINUX_HAS_SYSCALL_WRAPPER: 1 } };
+  const { parseKernelConfig, linuxKernelVersion, KCONFIG_SPECIALS } = await import('../runtime/facts.js');
+  return { config: parseKernelConfig(readFileSync(kernel.config, 'utf8'), kernel.config), linuxKernelVersion: linuxKernelVersion({ release: kernel.release, version: kernel.banner }), specials: KCONFIG_SPECIALS };
 }
 
 function table(r: RelocateReport): string {

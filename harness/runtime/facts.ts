@@ -100,6 +100,12 @@ export class KernelConfig implements ReadonlyMap<string, KconfigValue> {
   }
 }
 
+/**
+ * The `.kconfig` specials (not CONFIG_ options) every kernel of the matrix has, as libbpf fills
+ * them: x86-64 kernels since 4.17 enter syscalls through wrappers (LINUX_HAS_SYSCALL_WRAPPER).
+ */
+export const KCONFIG_SPECIALS: Readonly<Record<string, number>> = { LINUX_HAS_SYSCALL_WRAPPER: 1 };
+
 /** Reads the running kernel's config: /boot/config-<release>, else /proc/config.gz. */
 export function readKernelConfig(kernelRelease = release()): { path: string; config: KernelConfig } {
   const boot = `/boot/config-${kernelRelease}`;

@@ -26,6 +26,8 @@ export {
 } from './probe.js';
 export {
   readKernelConfig,
+  KCONFIG_SPECIALS,
+  KernelConfig,
   parseKernelConfig,
   linuxKernelVersion,
   kernelVersion,
