@@ -44,7 +44,9 @@ describe('corematrix relocate', () => {
     expect(dead.length).toBeGreaterThan(0);
     for (const x of dead) expect(x).toMatchObject({ status: 'poisoned', reachable: false });
     const file = (await new KernelStore().fetch('6.12-nonetns')).btf;
-    for (const x of pick(cli(['relocate', netns!.object, '--btf', file, '--json']).stdout)) expect(x).toMatchObject({ status: 'poisoned', reachable: true });
+    const live = pick(cli(['relocate', netns!.object, '--btf', file, '--json']).stdout);
+    expect(live).toHaveLength(dead.length);
+    for (const x of live) expect(x).toMatchObject({ status: 'poisoned', reachable: true });
   });
 
   it('refuses hostile input with one line and exit 2', () => {
