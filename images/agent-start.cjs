@@ -38,8 +38,6 @@ if (!produce) {
 const script = new vm.Script(source, { filename: file, cachedData });
 const compileMs = Number(process.hrtime.bigint() - t0) / 1e6;
 const status = cachedData === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted';
-/** For the agent and tests: what happened to the code cache. */
-process.env.CM_CODE_CACHE = `${status} ${cachedData?.length ?? 0} ${compileMs.toFixed(1)}`;
 
 if (produce) {
   process.on('exit', () => {

@@ -39,6 +39,14 @@ export interface ManifestFaults {
   oom?: boolean;
 }
 
+/**
+ * A manifest with nothing to run: the agent says hello, reads the kernel's facts and finishes
+ * (agent start-up benchmarks and tests, producing the code cache on the host).
+ */
+export function emptyManifest(kernel: KernelInfo, suiteTimeoutMs = 60_000): RunManifest {
+  return { schema: MANIFEST_SCHEMA, kernel, suites: [], objects: [], hostTruth: {}, suiteTimeoutMs, loader: 'ours' };
+}
+
 export const ManifestSchema = {
   parse(doc: unknown, file: string): RunManifest {
     const m = doc as Partial<RunManifest> | null;

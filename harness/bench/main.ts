@@ -1,10 +1,9 @@
 // npm run bench: our figures side by side with a reference measured in the same run.
 //   1. BTF parse: our parse (and parse + name index) vs libbpf's btf__parse, same file, same run.
 //   2. Whole-process offline relocation of a set of objects vs `bpftool gen min_core_btf`.
-//   3. The matrix (seed suite) vs a bare boot of the same kernels (harness/bench/vm.ts).
-//   4. The guest agent's start with and without each start-up mechanism (same kernel, same image).
 //   3. `corematrix btf minimize` vs `bpftool gen min_core_btf`: time (whole process and in-process) and output size.
-// Sections for the VM pipeline are added by harness/bench/*.ts modules as they land.
+//   4. The matrix (seed suite) vs a bare boot of the same kernels (harness/bench/vm.ts).
+//   5. The guest agent's start with and without each start-up mechanism (same kernel, same image).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,13 +11,12 @@ import { parseBtf } from '../core/btf/btf.js';
 import { minimizeBtf } from '../core/btf/minimize.js';
 import { KernelStore } from '../kernels/store.js';
 import { cacheDir, repoRoot } from '../paths.js';
-import { benchAgentStart, benchVm } from './vm.js';
+import { benchAgentStart, benchVm, median } from './vm.js';
 import { buildSuites } from '../suites/build.js';
 
 const KERNELS = (process.env.BENCH_KERNELS ?? '5.10,6.1,7.3').split(',');
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (ms: number) => (ms < 10 ? ms.toFixed(2) : ms.toFixed(1)) + ' ms';
 
 function row(cells: string[], widths: number[]): string {

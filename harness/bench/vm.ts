@@ -11,6 +11,7 @@ import { bootOrder, DurationHistory } from '../matrix/schedule.js';
 import { defaultJobs, runPool } from '../vm/pool.js';
 import { type Accel, probeAccel, runGuest } from '../vm/qemu.js';
 import { GUEST_NODE_FLAGS } from '../images/agent-cache.js';
+import { emptyManifest } from '../agent/manifest.js';
 
 export interface VmBenchRow {
   kernel: string;
@@ -27,7 +28,7 @@ export interface VmBenchRow {
  * cstime): the QEMU guests and image tools. Unlike wall time it barely moves when other work
  * shares the machine, so the bench prints it next to wall time.
  */
-export function childrenCpuMs(): number {
+function childrenCpuMs(): number {
   try {
     const stat = readFileSync('/proc/self/stat', 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -37,6 +38,11 @@ export function childrenCpuMs(): number {
     return NaN;
   }
 }
+/** The median (upper middle for an even count). */
+export function median(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+}
+
 /** sysconf(_SC_CLK_TCK): 100 on every Linux architecture node runs on. */
 const CLK_TCK = 100;
 
@@ -69,21 +75,14 @@ export async function benchVm(kernels: string[], log: (s: string) => void): Prom
   const report = await runMatrix({ kernels: entries.map((e) => e.id), suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix'), runId: 'bench', log: () => {} });
   const matrixWallMs = performance.now() - t1;
   const matrixCpuMs = childrenCpuMs() - c1;
-  // The same matrix with the agent's start-up mechanisms off (images built with
-  // COREMATRIX_GUEST_START=plain: no RNG seed, no node flags, no code cache).
+  // The same matrix with the agent's start-up mechanisms off (no RNG seed, no node flags, no
+  // code cache); its boot-order history is its own.
   let plain: { wallMs: number; cpuMs: number; rows: Map<string, number> } | undefined;
   if (process.env.BENCH_MATRIX_PLAIN !== '0') {
-    const saved = process.env.COREMATRIX_GUEST_START;
-    process.env.COREMATRIX_GUEST_START = 'plain';
-    try {
-      const c2 = childrenCpuMs();
-      const t2 = performance.now();
-      const rp = await runMatrix({ kernels: entries.map((e) => e.id), suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix-plain'), runId: 'bench-plain', log: () => {} });
-      plain = { wallMs: performance.now() - t2, cpuMs: childrenCpuMs() - c2, rows: new Map(rp.kernels.map((k) => [k.kernel.id, k.durationMs])) };
-    } finally {
-      if (saved === undefined) delete process.env.COREMATRIX_GUEST_START;
-      else process.env.COREMATRIX_GUEST_START = saved;
-    }
+    const c2 = childrenCpuMs();
+    const t2 = performance.now();
+    const rp = await runMatrix({ kernels: entries.map((e) => e.id), suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix-plain'), runId: 'bench-plain', guestStart: 'plain', log: () => {} });
+    plain = { wallMs: performance.now() - t2, cpuMs: childrenCpuMs() - c2, rows: new Map(rp.kernels.map((k) => [k.kernel.id, k.durationMs])) };
   }
   const rows = arts.map((k, i): VmBenchRow => {
     const run = report.kernels.find((r) => r.kernel.id === k.id);
@@ -116,7 +115,7 @@ export interface AgentStartRow {
 export async function benchAgentStart(kernel: string, accel: Accel | undefined, boots: number, log: (s: string) => void): Promise<{ kernel: string; rows: AgentStartRow[] }> {
   const store = new KernelStore();
   const k = await store.fetch(store.select([kernel])[0]!);
-  const manifest = { schema: 1, kernel: { id: k.id, package: k.package, version: k.version, release: k.release, flavour: k.flavour }, suites: [], objects: [], hostTruth: {}, suiteTimeoutMs: 60_000, loader: 'ours' };
+  const manifest = emptyManifest({ id: k.id, package: k.package, version: k.version, release: k.release, flavour: k.flavour });
   const image = await buildImage({ files: [{ path: '/cm/run.json', data: JSON.stringify(manifest) }], kernelConfig: k.config, release: k.release });
   const acc = accel ?? (await probeAccel(k.vmlinuz, image.path));
   const variants: [string, string][] = [
@@ -127,28 +126,24 @@ export async function benchAgentStart(kernel: string, accel: Accel | undefined, 
     ['none of them', 'cm.node= cm.codecache=off cm.seed=off'],
   ];
   const dir = mkdtempSync(join(tmpdir(), 'cm-bench-start-'));
-  const jobsList = variants.flatMap(([variant, append]) => Array.from({ length: boots }, (_, i) => ({ variant, append, i })));
   // One guest at a time, so each boot's CPU time (QEMU's, from the children's rusage) is its own;
   // the variants take turns so a change in the machine's load spreads over all of them.
-  const cpu: number[] = [];
-  const runs = await runPool(jobsList.sort((a, b) => a.i - b.i), 1, async (j, signal) => {
+  const jobsList = Array.from({ length: boots }, () => variants).flat().map(([variant, append], n) => ({ variant, append, n }));
+  const runs = await runPool(jobsList, 1, async (j, signal) => {
     const c0 = childrenCpuMs();
-    const r = await runGuest({ kernelId: `${k.id}-${jobsList.indexOf(j)}`, vmlinuz: k.vmlinuz, initrd: image.path, append: j.append, accel: acc, logDir: join(dir, 'start'), signal });
-    cpu[jobsList.indexOf(j)] = childrenCpuMs() - c0;
-    return r;
+    const r = await runGuest({ kernelId: `${k.id}-${j.n}`, vmlinuz: k.vmlinuz, initrd: image.path, append: j.append, accel: acc, logDir: join(dir, 'start'), signal });
+    return { variant: j.variant, r, cpuMs: childrenCpuMs() - c0 };
   });
-  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const rows = variants.map(([variant, append]): AgentStartRow => {
-    const mine = runs.filter((_, i) => jobsList[i]!.variant === variant);
-    const mineCpu = cpu.filter((_, i) => jobsList[i]!.variant === variant);
-    const cacheLine = mine[0]?.messages.find((m) => m.t === 'log' && m.msg.startsWith('start: code cache'));
+    const mine = runs.filter((x) => x.variant === variant);
+    const cacheLine = mine[0]?.r.messages.find((m) => m.t === 'log' && m.msg.startsWith('start: code cache'));
     return {
       variant, append, boots: mine.length,
-      startMs: med(mine.map((r) => (r.bootMs ?? NaN) - (r.initMs ?? NaN))),
-      runMs: med(mine.map((r) => r.durationMs)),
-      cpuMs: med(mineCpu),
+      startMs: median(mine.map((x) => (x.r.bootMs ?? NaN) - (x.r.initMs ?? NaN))),
+      runMs: median(mine.map((x) => x.r.durationMs)),
+      cpuMs: median(mine.map((x) => x.cpuMs)),
       cache: cacheLine && cacheLine.t === 'log' ? cacheLine.msg.replace(/^start: code cache /, '').replace(/ \(.*$/, '') : 'not used',
-      verdicts: mine.map((r) => r.verdict),
+      verdicts: mine.map((x) => x.r.verdict),
     };
   });
   log(`bench: agent start done (${runs.length} boots of ${k.id})`);

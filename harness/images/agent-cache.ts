@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { CoreMatrixError } from '../core/errors.js';
 import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
 import { fileHash } from './base.js';
+import { emptyManifest } from '../agent/manifest.js';
 
 /**
  * The node flags of the guest agent (written to the image as /etc/corematrix/node-flags, read by
@@ -32,7 +33,6 @@ export interface AgentCodeCache {
   bytes: number;
   /** True when this call produced it (false: cache hit). */
   built: boolean;
-  buildMs: number;
 }
 
 /**
@@ -44,7 +44,6 @@ export interface AgentCodeCache {
  * Undefined when the bundle cannot be run that way (not CommonJS, say): the image then goes without.
  */
 export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_NODE_FLAGS): AgentCodeCache | undefined {
-  const t0 = performance.now();
   if (!existsSync(bundle)) throw new CoreMatrixError(`image: agent bundle ${bundle} not found (run npm run build)`);
   const start = agentStartScript();
   const key = createHash('sha256')
@@ -53,16 +52,13 @@ export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_
     .digest('hex')
     .slice(0, 24);
   const path = join(cacheDir('images', 'codecache'), `agent-${key}.cache`);
-  if (existsSync(path)) return { path, bytes: statSync(path).size, built: false, buildMs: performance.now() - t0 };
+  if (existsSync(path)) return { path, bytes: statSync(path).size, built: false };
   const work = mkdtempSync(join(tmpdir(), 'corematrix-codecache-'));
   try {
     const manifest = join(work, 'run.json');
     // A valid manifest with nothing to run: the agent says hello, reads this kernel's facts and
     // finishes, all into /dev/null.
-    writeFileSync(manifest, JSON.stringify({
-      schema: 1, kernel: { id: 'code-cache', package: '', version: '', release: '', flavour: '' },
-      suites: [], objects: [], hostTruth: {}, suiteTimeoutMs: 10_000, loader: 'ours',
-    }));
+    writeFileSync(manifest, JSON.stringify(emptyManifest({ id: 'code-cache', package: '', version: '', release: '', flavour: '' }, 10_000)));
     const out = join(work, 'agent.cache');
     try {
       execFileSync(process.execPath, [...flags, start, '--produce', bundle, out], {
@@ -80,5 +76,5 @@ export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  return { path, bytes: statSync(path).size, built: true, buildMs: performance.now() - t0 };
+  return { path, bytes: statSync(path).size, built: true };
 }

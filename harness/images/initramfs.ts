@@ -37,10 +37,11 @@ export interface ImageSpec {
   /** Agent bundle to install as /agent.js (default: dist/agent.js when it exists, full base only). */
   agent?: string | false;
   /**
-   * With the default agent: ship its V8 code cache (/agent.js.cache, produced on the host by the
-   * same node with the guest's flags) and the launcher that uses it (/agent-start.js). Default true.
+   * How the default agent starts. 'tuned' (default): its V8 code cache (/agent.js.cache, produced
+   * on the host by the same node with the guest's flags) and launcher (/agent-start.js), the node
+   * flags, and an RNG seed. 'plain': none of them (the bench's "before"; the bundle stays CommonJS).
    */
-  codeCache?: boolean;
+  start?: 'tuned' | 'plain';
 }
 
 export interface BuiltImage {
@@ -68,9 +69,7 @@ export async function buildInitramfs(spec: ImageSpec): Promise<string> {
 export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
   const t0 = performance.now();
   const variant = spec.base ?? 'full';
-  // COREMATRIX_GUEST_START=plain (for `npm run bench`: the matrix as it was before): no code
-  // cache, no node flags, no RNG seed; the agent bundle itself stays CommonJS.
-  const plain = process.env.COREMATRIX_GUEST_START === 'plain';
+  const plain = spec.start === 'plain';
   const run: CpioEntry[] = [{ kind: 'file', path: 'init', source: initScript(), mode: 0o755 }];
   const agent = spec.agent ?? (variant === 'full' ? join(repoRoot(), 'dist', 'agent.js') : false);
   if (agent !== false) {
@@ -78,7 +77,7 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
     run.push({ kind: 'file', path: 'agent.js', source: agent, mode: 0o644 });
     if (existsSync(`${agent}.map`)) run.push({ kind: 'file', path: 'agent.js.map', source: `${agent}.map`, mode: 0o644 });
     // The project's own agent starts from a V8 code cache (a caller's agent is never run on the host).
-    if (variant === 'full' && spec.agent === undefined && spec.codeCache !== false && !plain) {
+    if (variant === 'full' && spec.agent === undefined && !plain) {
       // No cache (a bundle that cannot run on this host, e.g. an ES module from an older build):
       // /init then runs the agent directly, as it always could.
       const cache = agentCodeCache(agent, GUEST_NODE_FLAGS);

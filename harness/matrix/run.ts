@@ -49,6 +49,8 @@ export interface MatrixOptions {
   suitesDir?: string;
   /** Guest memory in MiB (default 1024). */
   memoryMb?: number;
+  /** BENCH-ONLY: guests start without the agent's start-up mechanisms (ImageSpec.start). */
+  guestStart?: 'tuned' | 'plain';
   /** TEST-ONLY (test/faults): faults the agent injects on purpose; the CLI never sets this. */
   faults?: RunManifest['faults'];
   /** Per-kernel progress (booting / running suite k of n / verdict). */
@@ -122,7 +124,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
 
   // What ran in the guests, for the boot-order history (guest times depend on it).
   const selection = createHash('sha256')
-    .update(JSON.stringify({ suites: suites.map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), corpus: !!corpus, loader: o.loader ?? 'ours' }))
+    .update(JSON.stringify({ suites: suites.map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), corpus: !!corpus, loader: o.loader ?? 'ours', start: o.guestStart ?? 'tuned' }))
     .digest('hex')
     .slice(0, 16);
   const history = new DurationHistory();
@@ -168,6 +170,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ],
         kernelConfig: k.config,
         release: k.release,
+        ...(o.guestStart ? { start: o.guestStart } : {}),
       });
       if (signal.aborted) throw signal.reason;
       o.progress?.(e.id, 'ready, waiting for a guest slot');

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { emptyManifest } from '../../harness/agent/manifest.js';
 import { agentCodeCache, agentStartScript, GUEST_NODE_FLAGS } from '../../harness/images/agent-cache.js';
 import { readCpio } from '../../harness/images/cpio.js';
 import { buildImage } from '../../harness/images/initramfs.js';
@@ -42,7 +43,9 @@ describe('agent code cache', () => {
     const cache = agentCodeCache(agent);
     expect(cache).toBeDefined();
     expect(cache!.bytes).toBeGreaterThan(50_000);
-    expect(agentCodeCache(agent)!.path).toBe(cache!.path); // cached by content
+    const again = agentCodeCache(agent)!;
+    expect(again.built).toBe(false); // cached by content: not produced a second time
+    expect(again.path).toBe(cache!.path);
     const accepted = launch(GUEST_NODE_FLAGS, agent, cache!.path);
     expect(accepted).toMatch(/start: code cache accepted \(\d+ bytes\), compiled in \d+ ms/);
     // The agent ran behind the launcher: hello, then its one-line error about the manifest.
@@ -80,23 +83,18 @@ describe('full image', () => {
     writeFileSync(own, 'console.log(1)\n');
     const c = await buildImage({ files: [], agent: own });
     expect(get(entries(c.path), 'agent.js.cache')).toBeUndefined();
-    // COREMATRIX_GUEST_START=plain (the bench's "before"): no cache, no flags, no seed.
-    process.env.COREMATRIX_GUEST_START = 'plain';
-    try {
-      const p = entries((await buildImage({ files: [{ path: '/cm/x', data: `p ${Math.random()}` }] })).path);
-      expect(get(p, 'agent.js.cache')).toBeUndefined();
-      expect(get(p, GUEST_SEED_PATH)).toBeUndefined();
-      expect(Buffer.from(get(p, 'etc/corematrix/node-flags')!.data).toString()).toBe('\n');
-    } finally {
-      delete process.env.COREMATRIX_GUEST_START;
-    }
+    // start: 'plain' (the bench's "before"): no cache, no flags, no seed.
+    const p = entries((await buildImage({ files: [{ path: '/cm/x', data: `p ${Math.random()}` }], start: 'plain' })).path);
+    expect(get(p, 'agent.js.cache')).toBeUndefined();
+    expect(get(p, GUEST_SEED_PATH)).toBeUndefined();
+    expect(Buffer.from(get(p, 'etc/corematrix/node-flags')!.data).toString()).toBe('\n');
   }, 120_000);
 });
 
 describe('a real guest (6.1-cloud, TCG)', () => {
   it('seeds the RNG before node starts and V8 accepts the code cache', async () => {
     const k = await new KernelStore().fetch('6.1-cloud');
-    const manifest = { schema: 1, kernel: { id: k.id, package: k.package, version: k.version, release: k.release, flavour: k.flavour }, suites: [], objects: [], hostTruth: {}, suiteTimeoutMs: 60_000 };
+    const manifest = emptyManifest({ id: k.id, package: k.package, version: k.version, release: k.release, flavour: k.flavour });
     const image = await buildImage({ files: [{ path: '/cm/run.json', data: JSON.stringify(manifest) }], kernelConfig: k.config, release: k.release });
     const r = await runGuest({ kernelId: 'start', vmlinuz: k.vmlinuz, initrd: image.path, accel: 'tcg', logDir: join(tmp, 'logs') });
     expect(r.verdict, r.detail + '\n' + r.consoleTail).toBe('ok');
