@@ -5,7 +5,6 @@
 // ES module loader is involved. The cache is written by the first run that finds none (or finds
 // one V8 rejects, or one made for another build of the bundle or another node), after the command
 // ran, so it holds what that command compiled. COREMATRIX_CODE_CACHE=off runs without it.
-// Without dist/corematrix.cjs (an older build), the split ES module build dist/cli/main.js runs.
 import { closeSync, existsSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { Module, createRequire } from 'node:module';
 import { dirname } from 'node:path';
@@ -13,12 +12,9 @@ import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 
 const bundle = fileURLToPath(new URL('../dist/corematrix.cjs', import.meta.url));
-const split = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
 if (existsSync(bundle)) {
   runBundle(bundle);
-} else if (existsSync(split)) {
-  await import(split);
 } else {
   process.stderr.write(`corematrix: ${bundle} is missing; run: npm run build\n`);
   process.exit(2);
@@ -34,11 +30,7 @@ function runBundle(file) {
   // not the source's bytes, so a rebuilt bundle is told apart by its size and mtime here.
   const header = JSON.stringify({ v: 1, node: process.version, arch: process.arch, size: st.size, mtimeMs: st.mtimeMs });
   const cachedData = useCache ? readCache(cacheFile, header) : undefined;
-  const script = new vm.Script(Module.wrap(readFileSync(file, 'utf8')), {
-    filename: file,
-    cachedData,
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  });
+  const script = new vm.Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, cachedData });
   if (useCache && (cachedData === undefined || script.cachedDataRejected)) {
     process.once('exit', () => writeCache(cacheFile, header, script));
   }

@@ -1,4 +1,4 @@
-// Bundles the host CLI (dist/cli/main.js), the benchmark, the fuzzer and the guest agent with esbuild. The guest agent is one
+// Bundles the host CLI (dist/corematrix.cjs), the benchmark, the fuzzer and the guest agent with esbuild. The guest agent is one
 // self-contained file (koffi stays external: its native module ships in the image's node_modules).
 import { build } from 'esbuild';
 import { existsSync, rmSync } from 'node:fs';
@@ -13,15 +13,11 @@ const entries = [
 // at start-up, emulated under TCG), and a CommonJS script can be compiled from a V8 code cache
 // (images/agent-start.cjs; harness/images/agent-cache.ts produces the cache).
 const agent = { ...common, banner: undefined, format: 'cjs', entryPoints: ['harness/agent/main.ts'], outfile: 'dist/agent.js', external: ['koffi'] };
-// The CLI is split into chunks so a command loads only what it uses: `relocate` must not pay for
-// QEMU, reports or YAML at start-up (it is timed against bpftool in the bench).
-// Never delete dist/cli/ while building: tests run the built CLI while others rebuild it.
-// Chunks are content-hashed, so old ones are harmless; only the pre-split bundle is removed.
-for (const stale of ['dist/cli.js', 'dist/cli.js.map']) rmSync(stale, { force: true });
-// The same CLI as one CommonJS file, which bin/corematrix.js compiles with a V8 code cache (an ES
-// module cannot use one in Node 20). import.meta.url is the bundle's own URL, as in the ESM build.
+// Earlier layouts of the CLI build (one ES module bundle, then split ES module chunks): gone.
+for (const stale of ['dist/cli.js', 'dist/cli.js.map', 'dist/cli']) rmSync(stale, { force: true, recursive: true });
+// The CLI is one CommonJS file, which bin/corematrix.js compiles with a V8 code cache (an ES
+// module cannot use one in Node 20). import.meta.url is the bundle's own URL.
 const cliCjs = build({ ...common, format: 'cjs', entryPoints: ['harness/cli/main.ts'], outfile: 'dist/corematrix.cjs', external: ['koffi'],
   define: { 'import.meta.url': '__cmImportMetaUrl' }, banner: { js: 'const __cmImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' } });
-const cli = build({ ...common, entryPoints: { main: 'harness/cli/main.ts' }, outdir: 'dist/cli', splitting: true, chunkNames: 'chunks/[name]-[hash]', external: ['koffi'] });
-await Promise.all([cli, cliCjs, build(agent), ...entries.filter(([src]) => existsSync(src)).map(([src, out, external]) =>
+await Promise.all([cliCjs, build(agent), ...entries.filter(([src]) => existsSync(src)).map(([src, out, external]) =>
   build({ ...common, entryPoints: [src], outfile: out, external }))]);

@@ -114,14 +114,13 @@ async function benchRelocate(store: KernelStore): Promise<void> {
       wall(process.execPath, argv, 1);
       const ours = wall(process.execPath, argv, runs);
       const uncached = wall(process.execPath, argv, runs, noCache);
-      const split = wall(process.execPath, [join(repoRoot(), 'dist/cli/main.js'), ...argv.slice(1)], runs);
       const theirs = wall('bpftool', ['gen', 'min_core_btf', k.btf, out, ...objs], runs);
-      rows.push([`${id}, ${objs.length} object(s)`, fmt(ours), fmt(uncached), fmt(split), fmt(theirs), (ours / theirs).toFixed(2) + '×']);
+      rows.push([`${id}, ${objs.length} object(s)`, fmt(ours), fmt(uncached), fmt(theirs), (ours / theirs).toFixed(2) + '×']);
     }
   }
   const node = wall(process.execPath, ['-e', '0'], runs);
   printTable(`Offline relocation, whole process, median of ${runs} (goal: ≤ 1.5× bpftool; node itself starts in ${fmt(node)} here)`,
-    ['target', 'corematrix relocate', 'without code cache', 'ES module build (dist/cli)', 'bpftool gen min_core_btf', 'ratio'], rows);
+    ['target', 'corematrix relocate', 'without code cache', 'bpftool gen min_core_btf', 'ratio'], rows);
 }
 
 async function benchMinimize(store: KernelStore): Promise<void> {

@@ -2,6 +2,7 @@
 // compressed on its own; the choice is a trade between the bytes QEMU copies into the guest and
 // the time the (emulated) guest CPU spends decompressing them.
 import { execFileSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { CoreMatrixError } from '../core/errors.js';
 
 /** lz4 is left out: the kernel rejected `lz4 -l` archives in our tests. */
@@ -18,7 +19,6 @@ export async function compressFile(file: string, compression: Exclude<Compressio
   const [cmd, ...args] = argv[compression];
   try {
     if (compression === 'gzip') {
-      const { openSync, closeSync } = await import('node:fs');
       const fd = openSync(out, 'w');
       try {
         execFileSync(cmd!, args, { stdio: ['ignore', fd, 'pipe'] });

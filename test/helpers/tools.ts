@@ -71,7 +71,7 @@ export function compileAndRunC(src: string): string {
  * several test files at once would rewrite dist/ while other tests run it.
  */
 export function ensureBuilt(): void {
-  if (!existsSync('dist/cli/main.js') || !existsSync('dist/agent.js')) execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'ignore' });
+  if (!existsSync('dist/corematrix.cjs') || !existsSync('dist/agent.js')) execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'ignore' });
 }
 
 /** The built CLI as CI runs it (bin/corematrix.js, CI set): exit code and both streams, never throws. */
