@@ -6,10 +6,11 @@
 // one V8 rejects, or one made for another build of the bundle or another node), after the command
 // ran, so it holds what that command compiled. COREMATRIX_CODE_CACHE=off runs without it.
 import { closeSync, existsSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { Module, createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import vm from 'node:vm';
+
+// The guest agent's launcher compiles and runs a CommonJS bundle the same way (images/agent-start.cjs).
+const { compileWithCache, runAsModule } = createRequire(import.meta.url)('../images/agent-start.cjs');
 
 const bundle = fileURLToPath(new URL('../dist/corematrix.cjs', import.meta.url));
 
@@ -30,14 +31,11 @@ function runBundle(file) {
   // not the source's bytes, so a rebuilt bundle is told apart by its size and mtime here.
   const header = JSON.stringify({ v: 1, node: process.version, arch: process.arch, size: st.size, mtimeMs: st.mtimeMs });
   const cachedData = useCache ? readCache(cacheFile, header) : undefined;
-  const script = new vm.Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, cachedData });
+  const script = compileWithCache(file, cachedData);
   if (useCache && (cachedData === undefined || script.cachedDataRejected)) {
     process.once('exit', () => writeCache(cacheFile, header, script));
   }
-  const mod = new Module(file);
-  mod.filename = file;
-  mod.paths = Module._nodeModulePaths(dirname(file));
-  script.runInThisContext().call(mod.exports, mod.exports, createRequire(file), mod, file, dirname(file));
+  runAsModule(script, file);
 }
 
 /** The cache bytes after a header line equal to `header`, else undefined. */

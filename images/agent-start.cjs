@@ -19,45 +19,56 @@ const path = require('node:path');
 const vm = require('node:vm');
 const Module = require('node:module');
 
-const t0 = process.hrtime.bigint();
-const produce = process.argv[2] === '--produce';
-const file = path.resolve(produce ? process.argv[3] : process.argv[2]);
-const out = produce ? process.argv[4] : undefined;
-// The agent sees argv as if node had run it directly: [node, /agent.js, ...].
-process.argv.splice(1, produce ? 4 : 1, file);
-
-const source = Module.wrap(fs.readFileSync(file, 'utf8'));
-let cachedData;
-if (!produce) {
-  try {
-    cachedData = fs.readFileSync(`${file}.cache`);
-  } catch {
-    cachedData = undefined;
-  }
-}
-const script = new vm.Script(source, { filename: file, cachedData });
-const compileMs = Number(process.hrtime.bigint() - t0) / 1e6;
-const status = cachedData === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted';
-
-if (produce) {
-  process.on('exit', () => {
-    const data = script.createCachedData();
-    fs.writeFileSync(out, data);
-  });
-} else {
-  // One protocol line (harness/protocol.ts) before the agent's hello; a rejected cache is a warning.
-  const port = process.env.CM_RESULT_PORT ?? '/dev/ttyS1';
-  const msg = `start: code cache ${status} (${cachedData?.length ?? 0} bytes), compiled in ${compileMs.toFixed(0)} ms`;
-  try {
-    fs.appendFileSync(port, JSON.stringify({ t: 'log', level: status === 'rejected' ? 'warn' : 'info', msg }) + '\n');
-  } catch {
-    process.stderr.write(`${msg}\n`);
-  }
+/** `file` (a CommonJS script) compiled as node's loader would wrap it, from `cachedData` when V8 accepts it. */
+function compileWithCache(file, cachedData) {
+  return new vm.Script(Module.wrap(fs.readFileSync(file, 'utf8')), { filename: file, cachedData });
 }
 
-const mod = new Module(file, null);
-mod.filename = file;
-mod.paths = Module._nodeModulePaths(path.dirname(file));
-const fn = script.runInThisContext();
-fn.call(mod.exports, mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
-mod.loaded = true;
+/** Runs a script from compileWithCache as the CommonJS module `file` (what require() would do). */
+function runAsModule(script, file) {
+  const mod = new Module(file, null);
+  mod.filename = file;
+  mod.paths = Module._nodeModulePaths(path.dirname(file));
+  script.runInThisContext().call(mod.exports, mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
+  mod.loaded = true;
+}
+
+// bin/corematrix.js runs the host CLI bundle with these two as well.
+module.exports = { compileWithCache, runAsModule };
+
+if (require.main === module) main();
+
+function main() {
+  const t0 = process.hrtime.bigint();
+  const produce = process.argv[2] === '--produce';
+  const file = path.resolve(produce ? process.argv[3] : process.argv[2]);
+  const out = produce ? process.argv[4] : undefined;
+  // The agent sees argv as if node had run it directly: [node, /agent.js, ...].
+  process.argv.splice(1, produce ? 4 : 1, file);
+
+  let cachedData;
+  if (!produce) {
+    try {
+      cachedData = fs.readFileSync(`${file}.cache`);
+    } catch {
+      cachedData = undefined;
+    }
+  }
+  const script = compileWithCache(file, cachedData);
+  const compileMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  const status = cachedData === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted';
+
+  if (produce) {
+    process.on('exit', () => fs.writeFileSync(out, script.createCachedData()));
+  } else {
+    // One protocol line (harness/protocol.ts) before the agent's hello; a rejected cache is a warning.
+    const port = process.env.CM_RESULT_PORT ?? '/dev/ttyS1';
+    const msg = `start: code cache ${status} (${cachedData?.length ?? 0} bytes), compiled in ${compileMs.toFixed(0)} ms`;
+    try {
+      fs.appendFileSync(port, JSON.stringify({ t: 'log', level: status === 'rejected' ? 'warn' : 'info', msg }) + '\n');
+    } catch {
+      process.stderr.write(`${msg}\n`);
+    }
+  }
+  runAsModule(script, file);
+}
