@@ -6,6 +6,7 @@ import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreMatrixError } from '../core/errors.js';
 import { cacheDir, repoRoot } from '../paths.js';
+import { CLANG } from '../suites/build.js';
 
 /** Where /init finds the seed, and the helper that credits it. */
 export const GUEST_SEED_PATH = 'etc/corematrix/seed';
@@ -18,17 +19,13 @@ export function seedTool(): string {
   const out = join(cacheDir('images', 'tools'), `cm-seed-${hash}`);
   if (existsSync(out)) return out;
   const tmp = `${out}.tmp-${process.pid}`;
-  let lastErr = '';
-  for (const cc of ['clang-19', 'clang', 'cc', 'gcc']) {
-    try {
-      execFileSync(cc, ['-O2', '-Wall', '-o', tmp, src], { stdio: ['ignore', 'ignore', 'pipe'] });
-      renameSync(tmp, out);
-      return out;
-    } catch (err) {
-      lastErr = `${cc}: ${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0]}`;
-    }
+  try {
+    execFileSync(CLANG, ['-O2', '-Wall', '-o', tmp, src], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    throw new CoreMatrixError(`image: cannot compile ${src} with ${CLANG}: ${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0]}`);
   }
-  throw new CoreMatrixError(`image: cannot compile ${src} (${lastErr})`);
+  renameSync(tmp, out);
+  return out;
 }
 
 /** 64 bytes of the host's randomness for one image. */
