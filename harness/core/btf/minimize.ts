@@ -38,14 +38,15 @@
 // Not preserved: type ids. A target_type_id relocation (bpf_core_type_id_kernel) resolves to the
 // type's id in the minimal BTF; `sourceId` maps it back. libbpf and bpftool have the same limit.
 
-import { Btf, essentialName } from './btf.js';
+import { Btf } from './btf.js';
 import { Kind } from './kinds.js';
 import { BtfBuilder, type TypeSpec } from './writer.js';
 import { CoreMatrixError, RelocationError, wrap } from '../errors.js';
 import { loadObjectSpec } from '../object/load.js';
 import type { ObjectSpec } from '../object/types.js';
-import { applyCoreRelocations, type AppliedRelo } from '../relo/patch.js';
-import { ReloKind, isEnumvalKind, isFieldKind, kindsCompatible, matchSpec, parseSpec, typesMatch, type Spec } from '../relo/spec.js';
+import { applyCoreRelocations, reloRootNames, type AppliedRelo } from '../relo/patch.js';
+import { findCandidates } from '../relo/engine.js';
+import { ReloKind, isComposite, isEnumvalKind, isFieldKind, matchSpec, namesMatch, parseSpec, typesMatch, type Spec } from '../relo/spec.js';
 
 export interface MinimizeObject {
   /** Name used in messages (a file name). */
@@ -86,13 +87,6 @@ export interface MinimizedBtf {
 export interface ObjectRelocations {
   object: string;
   relocations: AppliedRelo[];
-}
-
-const isAggregate = (k: Kind) => k === Kind.STRUCT || k === Kind.UNION;
-
-function namesMatch(ln: string, tn: string): boolean {
-  if (tn === '') return ln === '';
-  return essentialName(ln) === essentialName(tn);
 }
 
 /** The marking state: which source types are kept, and which members/enumerators of each. */
@@ -277,12 +271,6 @@ function markMatch(marks: Marks, lb: Btf, lid: number, tid: number, behindPtr: b
   }
 }
 
-/** Root-type candidates exactly as the engine finds them in a vmlinux BTF. */
-function candidates(local: Btf, localId: number, tb: Btf): number[] {
-  const lk = local.kind(localId);
-  return tb.byEssentialName(essentialName(local.name(localId))).filter((id) => kindsCompatible(tb.kind(id), lk));
-}
-
 function describe(r: AppliedRelo): string {
   return `${r.section} insn ${r.insn}: ${r.kindName} ${r.localType}${r.spec ? ` ${r.spec}` : ''}`;
 }
@@ -300,7 +288,7 @@ function markObject(marks: Marks, spec: ObjectSpec): AppliedRelo[] {
     for (const relo of list) {
       if (relo.kind === ReloKind.TYPE_ID_LOCAL) continue;
       const local = parseSpec(spec.btf, relo);
-      for (const cid of candidates(spec.btf, relo.typeId, tb)) {
+      for (const { id: cid } of findCandidates(spec.btf, relo.typeId, { vmlinux: tb })) {
         let target: Spec | undefined;
         try {
           target = matchSpec(local, tb, cid);
@@ -392,16 +380,23 @@ export function minimizeBtf(objects: readonly MinimizeObject[], target: Btf): Mi
   if (target.base) throw new RelocationError(`${target.source}: split (module) BTF cannot be minimized on its own`);
   const marks = new Marks(target);
   const relocations: ObjectRelocations[] = [];
-  for (const o of objects) {
-    let applied: AppliedRelo[];
+  const named = (o: MinimizeObject, e: unknown): unknown => (!(e instanceof CoreMatrixError) || e.message.includes(o.name) ? e : wrap(o.name, e));
+  const specs = objects.map((o) => {
     try {
-      applied = markObject(marks, loadObjectSpec(o.bytes, o.name));
+      return loadObjectSpec(o.bytes, o.name);
     } catch (e) {
-      if (!(e instanceof CoreMatrixError) || e.message.includes(o.name)) throw e;
-      throw wrap(o.name, e);
+      throw named(o, e);
     }
-    relocations.push({ object: o.name, relocations: applied });
-  }
+  });
+  // Every object's root type names in one pass over the target's names, not one pass per object.
+  target.prefetchEssential(specs.flatMap((s) => (s.btfExt ? [...reloRootNames(s.btf, s.btfExt.coreRelos)] : [])));
+  objects.forEach((o, i) => {
+    try {
+      relocations.push({ object: o.name, relocations: markObject(marks, specs[i]!) });
+    } catch (e) {
+      throw named(o, e);
+    }
+  });
   const e = emit(marks);
   const all = relocations.flatMap((r) => r.relocations);
   return {
@@ -453,7 +448,7 @@ export function sourceAccess(min: MinimizedBtf, kind: number, rootId: number, ra
   for (let i = 1; i < idx.length; i++) {
     cur = tb.skipModsAndTypedefs(cur);
     const k = tb.kind(cur);
-    if (isAggregate(k)) {
+    if (isComposite(k)) {
       const s = keptAt(cur, idx[i]!);
       out.push(s);
       cur = tb.typeOf(cur, Kind.STRUCT, Kind.UNION).members[s]!.type;

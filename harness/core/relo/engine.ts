@@ -55,7 +55,8 @@ export interface ReloResult {
 
 const k2n = (k: number): ReloKindName => RELO_KIND_NAMES[k] ?? ('unknown' as ReloKindName);
 
-function findCandidates(local: Btf, localId: number, target: Target): Candidate[] {
+/** Root-type candidates of a local type in the target: vmlinux first, modules only when it has none. */
+export function findCandidates(local: Btf, localId: number, target: Target): Candidate[] {
   const lk = local.kind(localId);
   const ess = essentialName(local.name(localId));
   const out: Candidate[] = [];

@@ -57,7 +57,7 @@ export interface CoreReloRecord {
   kind: number;
 }
 
-const isComposite = (k: Kind) => k === Kind.STRUCT || k === Kind.UNION;
+export const isComposite = (k: Kind) => k === Kind.STRUCT || k === Kind.UNION;
 const isAnyEnum = (k: Kind) => k === Kind.ENUM || k === Kind.ENUM64;
 
 /** Same kind, or both enums (ENUM and ENUM64 stand in for each other). */
@@ -199,7 +199,8 @@ export function typesCompatible(lb: Btf, lid: number, tb: Btf, tid: number, leve
   throw new RelocationError(`type chain too deep comparing local #${lid} with target #${tid}`);
 }
 
-function namesMatch(ln: string, tn: string): boolean {
+/** Names agree as CO-RE compares them: essential names, anonymous only with anonymous. */
+export function namesMatch(ln: string, tn: string): boolean {
   if (tn === '') return ln === '';
   return essentialName(ln) === essentialName(tn);
 }
