@@ -51,7 +51,6 @@ describe('corematrix btf minimize', () => {
     expect(r.status, r.stderr).toBe(0);
     const stats = JSON.parse(r.stderr.trim().split('\n')[0]!) as Record<string, number | string>;
     expect(stats).toMatchObject({ btf: btf61, output: out, objects: 1, bytes: statSync(out).size, sourceBytes: statSync(btf61).size });
-    expect(stats.relocations).toBe((stats.ok as number) + (stats.poisoned as number));
     // Same input, same bytes, whether the kernel is named by id or by file.
     const again = writeTmp('cli-min-id.btf', new Uint8Array(0));
     expect(cli(['btf', 'minimize', '--object', taskFields, '--btf', '6.1', '-o', again]).status).toBe(0);

@@ -99,7 +99,6 @@ describe('btf minimize', () => {
     for (const o of objects) {
       const min = minimizeBtf([o], btf);
       n += expectSameRelocations(min, o, btf, `${id}, minimized for ${o.name}`);
-      expect(min.stats.relocations).toBe(relocs(o, btf).length);
     }
     expect(n).toBeGreaterThan(90);
   });
