@@ -4,11 +4,13 @@
 // Then a deliberately broken build of our loader (one CO-RE field offset off by 8, set just
 // before BPF_PROG_LOAD through Collection.load's mutateInsns hook) must be caught, naming the
 // instruction. One boot per kernel.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseBtf } from '../../harness/core/btf/btf.js';
+import { minimizeBtf } from '../../harness/core/btf/minimize.js';
 import { formatInsn } from '../../harness/core/insn.js';
 import { buildInitramfs } from '../../harness/images/initramfs.js';
 import { compareXlated } from '../../harness/reference/compare.js';
@@ -45,10 +47,14 @@ function runIn(kernelId: string): Promise<GuestReport> {
       const manifest: GuestManifest = {
         objects: OBJECTS.map((n) => ({ name: n, path: `/t/${n}.bpf.o` })),
         mutate: { object: 'core_kernel', program: 'core_kernel', delta: DELTA },
-        foreignBtf: { kernel: FOREIGN[kernelId]!, path: '/t/foreign.btf' },
+        foreignBtf: { kernel: FOREIGN[kernelId]!, path: '/t/foreign.btf', minimized: '/t/foreign-min.btf' },
       };
+      // The other kernel's BTF cut down for core_kernel by our btf minimize: libbpf judges it.
+      const coreKernel = compileBpf(fixture('core_kernel'));
+      const min = minimizeBtf([{ name: 'core_kernel.bpf.o', bytes: new Uint8Array(readFileSync(coreKernel)) }], parseBtf(new Uint8Array(readFileSync(other.btf)), { source: other.btf }));
       const files = [
         { path: '/t/foreign.btf', source: other.btf },
+        { path: '/t/foreign-min.btf', data: min.bytes },
         { path: '/t/reference-differential.mjs', source: agent },
         { path: '/t/reference.json', data: JSON.stringify(manifest) },
         ...OBJECTS.map((n) => ({ path: `/t/${n}.bpf.o`, source: compileBpf(fixture(n)) })),
@@ -138,6 +144,18 @@ for (const kernelId of ['6.1', '5.10']) {
       expect(compareXlated(rep.foreign.reference[0]!.xlated!, native.reference[0]!.xlated!).equal).toBe(false);
       const state = rep.foreign.ours[0]!.relocations.find((r) => r.kind === 'field_exists' && r.spec === '__state')!;
       expect(state.target).toBe(FOREIGN[kernelId] === '5.10' ? 0 : 1);
+    }, 600_000);
+
+    it(`against ${FOREIGN[kernelId]}'s BTF minimized by btf minimize, libbpf translates exactly as against the full BTF`, async () => {
+      const rep = await runIn(kernelId);
+      const [c] = rep.foreignMin.comparisons as [(typeof rep.foreignMin.comparisons)[number]];
+      expect(c.line, c.line).toMatch(/^core_kernel: same \(\d+ xlated insns identical; 14 relocations agree\)$/);
+      // libbpf is the witness: its load with the minimal BTF as btf_custom_path equals its load with the full one.
+      const full = rep.foreign.reference[0]!;
+      const small = rep.foreignMin.reference[0]!;
+      expect(small.status).toBe('loaded');
+      const same = compareXlated(small.xlated!, full.xlated!);
+      expect(same.equal, same.firstDiff ? JSON.stringify(same.firstDiff) : '').toBe(true);
     }, 600_000);
 
     it('a broken relocation in our loader is caught at the instruction it broke', async () => {
