@@ -9,7 +9,7 @@ import { existsSync, readFileSync, readdirSync, renameSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { cacheDir, repoRoot } from '../paths.js';
 import { parseBtf, essentialName, type Btf, type BtfType } from '../core/btf/btf.js';
-import { encodeBtf, type TypeSpec } from '../core/btf/writer.js';
+import { encodeBtf, remapType } from '../core/btf/writer.js';
 import { parseElf } from '../core/elf.js';
 import { loadObjectSpec } from '../core/object/index.js';
 import { KernelStore } from '../kernels/store.js';
@@ -26,18 +26,6 @@ function compile(src: string, extra: string[]): Uint8Array {
     renameSync(tmp, out);
   }
   return new Uint8Array(readFileSync(out));
-}
-
-/** References of a decoded type, rewritten through `map` (ids outside the slice become void). */
-function remap(t: BtfType, map: (id: number) => number): TypeSpec {
-  const { id: _id, ...r } = t;
-  const x = { ...r } as Record<string, unknown>;
-  if ('type' in x) x.type = map(x.type as number);
-  if ('indexType' in x) x.indexType = map(x.indexType as number);
-  if ('members' in x) x.members = (x.members as { type: number }[]).map((m) => ({ ...m, type: map(m.type) }));
-  if ('params' in x) x.params = (x.params as { type: number }[]).map((p) => ({ ...p, type: map(p.type) }));
-  if ('vars' in x) x.vars = (x.vars as { type: number }[]).map((v) => ({ ...v, type: map(v.type) }));
-  return x as TypeSpec;
 }
 
 function refsOf(t: BtfType): number[] {
@@ -61,7 +49,8 @@ export function sliceBtf(btf: Btf, roots: readonly number[], max: number): Uint8
     order.push(id);
     for (const r of refsOf(btf.type(id))) if (!newId.has(r)) queue.push(r);
   }
-  return encodeBtf(order.map((id) => remap(btf.type(id), (r) => newId.get(r) ?? 0)));
+  // References outside the slice become void.
+  return encodeBtf(order.map((id) => remapType(btf.type(id), (r) => newId.get(r) ?? 0)));
 }
 
 export interface SeedOptions {

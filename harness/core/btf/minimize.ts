@@ -38,9 +38,9 @@
 // Not preserved: type ids. A target_type_id relocation (bpf_core_type_id_kernel) resolves to the
 // type's id in the minimal BTF; `sourceId` maps it back. libbpf and bpftool have the same limit.
 
-import { Btf } from './btf.js';
+import { Btf, type BtfType } from './btf.js';
 import { Kind } from './kinds.js';
-import { BtfBuilder, type TypeSpec } from './writer.js';
+import { BtfBuilder, remapType } from './writer.js';
 import { CoreMatrixError, RelocationError, wrap } from '../errors.js';
 import { loadObjectSpec } from '../object/load.js';
 import type { ObjectSpec } from '../object/types.js';
@@ -325,46 +325,19 @@ function emit(marks: Marks): { bytes: Uint8Array; sourceIds: number[]; kept: Map
   const b = new BtfBuilder();
   for (const id of ids) {
     const t = marks.type(id);
-    let out: TypeSpec;
-    switch (t.kind) {
-      case Kind.STRUCT: case Kind.UNION: {
-        const idx = [...(marks.parts.get(id) ?? [])].sort((x, y) => x - y);
-        kept.set(id, idx);
-        members += idx.length;
-        sourceMembers += t.members.length;
-        out = { kind: t.kind, name: t.name, size: t.size, members: idx.map((i) => ({ ...t.members[i]!, type: ref(id, t.members[i]!.type) })) };
-        break;
-      }
-      case Kind.ENUM: case Kind.ENUM64: {
-        const idx = [...(marks.parts.get(id) ?? [])].sort((x, y) => x - y);
-        kept.set(id, idx);
-        members += idx.length;
-        sourceMembers += t.values.length;
-        out = { kind: t.kind, name: t.name, size: t.size, signed: t.signed, values: idx.map((i) => t.values[i]!) };
-        break;
-      }
-      case Kind.PTR: case Kind.TYPEDEF: case Kind.CONST: case Kind.VOLATILE: case Kind.RESTRICT: case Kind.TYPE_TAG:
-        out = { kind: t.kind, name: t.name, type: ref(id, t.type) };
-        break;
-      case Kind.ARRAY:
-        out = { kind: t.kind, name: t.name, type: ref(id, t.type), indexType: ref(id, t.indexType), nelems: t.nelems };
-        break;
-      case Kind.FUNC_PROTO:
-        out = { kind: t.kind, name: t.name, type: ref(id, t.type), params: t.params.map((p) => ({ name: p.name, type: ref(id, p.type) })) };
-        break;
-      case Kind.FUNC:
-        out = { kind: t.kind, name: t.name, type: ref(id, t.type), linkage: t.linkage };
-        break;
-      case Kind.VAR:
-        out = { kind: t.kind, name: t.name, type: ref(id, t.type), linkage: t.linkage };
-        break;
-      case Kind.UNKN: case Kind.DATASEC: case Kind.DECL_TAG:
-        throw new RelocationError(`btf minimize: type #${id} cannot be kept`);
-      default:
-        out = { ...t } as TypeSpec; // INT, FLOAT, FWD: no references
-        delete (out as { id?: number }).id;
-    }
-    b.add(out);
+    if (t.kind === Kind.UNKN || t.kind === Kind.DATASEC || t.kind === Kind.DECL_TAG) throw new RelocationError(`btf minimize: type #${id} cannot be kept`);
+    // Aggregates and enums keep only the members/enumerators the relocations touched.
+    const keep = (n: number): number[] => {
+      const idx = [...(marks.parts.get(id) ?? [])].sort((x, y) => x - y);
+      kept.set(id, idx);
+      members += idx.length;
+      sourceMembers += n;
+      return idx;
+    };
+    let cut: BtfType = t;
+    if (t.kind === Kind.STRUCT || t.kind === Kind.UNION) cut = { ...t, members: keep(t.members.length).map((i) => t.members[i]!) };
+    else if (t.kind === Kind.ENUM || t.kind === Kind.ENUM64) cut = { ...t, values: keep(t.values.length).map((i) => t.values[i]!) };
+    b.add(remapType(cut, (r) => ref(id, r)));
   }
   return { bytes: b.bytes(), sourceIds: [0, ...ids], kept, members, sourceMembers };
 }

@@ -9,6 +9,21 @@ import { BTF_MAGIC, Kind } from './kinds.js';
 /** A type to encode: a decoded type without its id. */
 export type TypeSpec = BtfType extends infer T ? (T extends BtfType ? Omit<T, 'id'> : never) : never;
 
+/**
+ * A decoded type as a TypeSpec for another BTF: its id dropped and every type reference it holds
+ * (type, index type, members, parameters, section variables) rewritten through `map`.
+ */
+export function remapType(t: BtfType, map: (id: number) => number): TypeSpec {
+  const { id: _id, ...r } = t;
+  const x = { ...r } as Record<string, unknown>;
+  if ('type' in x) x.type = map(x.type as number);
+  if ('indexType' in x) x.indexType = map(x.indexType as number);
+  if ('members' in x) x.members = (x.members as { type: number }[]).map((m) => ({ ...m, type: map(m.type) }));
+  if ('params' in x) x.params = (x.params as { type: number }[]).map((p) => ({ ...p, type: map(p.type) }));
+  if ('vars' in x) x.vars = (x.vars as { type: number }[]).map((v) => ({ ...v, type: map(v.type) }));
+  return x as TypeSpec;
+}
+
 export class BtfBuilder {
   private readonly strings: number[] = [0];
   private readonly strOffsets = new Map<string, number>([['', 0]]);
