@@ -8,9 +8,9 @@ import { readFileSync, statSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseBtf, type Btf } from '../../harness/core/btf/btf.js';
 import { Kind } from '../../harness/core/btf/kinds.js';
-import { minimizeBtf, sourceAccess, sourceId, type MinimizedBtf, type MinimizeObject } from '../../harness/core/btf/minimize.js';
+import { inSourceTerms, minimizeBtf, sourceId, type MinimizedBtf, type MinimizeObject } from '../../harness/core/btf/minimize.js';
 import { FormatError, RelocationError } from '../../harness/core/errors.js';
-import { ReloKind, RELO_KIND_NAMES } from '../../harness/core/relo/spec.js';
+import { ReloKind } from '../../harness/core/relo/spec.js';
 import type { RelocationRecord } from '../../harness/core/relo/report.js';
 import { readTargetBtf, relocateObject } from '../../harness/core/relocate.js';
 import { KernelStore } from '../../harness/kernels/store.js';
@@ -41,23 +41,6 @@ beforeAll(async () => {
 }, 600_000);
 
 const relocs = (o: MinimizeObject, btf: Btf): RelocationRecord[] => relocateObject(o.bytes, o.name, '-', { vmlinux: btf }, 'target').report.relocations;
-
-/**
- * Records against the minimal BTF, with what only names the minimal BTF's own numbering (type
- * ids, member and enumerator indices in target access paths) rewritten to the full BTF's.
- */
-function inSourceTerms(min: MinimizedBtf, recs: RelocationRecord[]): RelocationRecord[] {
-  return recs.map((r) => {
-    const out = { ...r };
-    const kind = RELO_KIND_NAMES.indexOf(r.kind);
-    if (r.targetTypeId !== undefined) {
-      out.targetAccess = sourceAccess(min, kind, r.targetTypeId, r.targetAccess!);
-      out.targetTypeId = sourceId(min, r.targetTypeId);
-    }
-    if (kind === ReloKind.TYPE_ID_TARGET && r.target !== null) out.target = sourceId(min, r.target);
-    return out;
-  });
-}
 
 function expectSameRelocations(min: MinimizedBtf, o: MinimizeObject, fullBtf: Btf, what: string): number {
   const minBtf = parseBtf(min.bytes, { source: `minimal BTF for ${what}` });

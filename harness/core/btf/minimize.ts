@@ -46,7 +46,8 @@ import { loadObjectSpec } from '../object/load.js';
 import type { ObjectSpec } from '../object/types.js';
 import { applyCoreRelocations, reloRootNames, type AppliedRelo } from '../relo/patch.js';
 import { findCandidates } from '../relo/engine.js';
-import { ReloKind, isComposite, isEnumvalKind, isFieldKind, matchSpec, namesMatch, parseSpec, typesMatch, type Spec } from '../relo/spec.js';
+import type { RelocationRecord } from '../relo/report.js';
+import { ReloKind, RELO_KIND_NAMES, isComposite, isEnumvalKind, isFieldKind, matchSpec, namesMatch, parseSpec, typesMatch, type Spec } from '../relo/spec.js';
 
 export interface MinimizeObject {
   /** Name used in messages (a file name). */
@@ -435,3 +436,21 @@ export function sourceAccess(min: MinimizedBtf, kind: number, rootId: number, ra
   return out.join(':');
 }
 
+
+/**
+ * Relocation records made against a minimal BTF, with what names only its own numbering (type
+ * ids, member and enumerator indices in target access paths) rewritten to the full BTF's: they
+ * then compare equal to the records made against the full BTF.
+ */
+export function inSourceTerms(min: MinimizedBtf, records: readonly RelocationRecord[]): RelocationRecord[] {
+  return records.map((r) => {
+    const out = { ...r };
+    const kind = RELO_KIND_NAMES.indexOf(r.kind);
+    if (r.targetTypeId !== undefined) {
+      out.targetAccess = sourceAccess(min, kind, r.targetTypeId, r.targetAccess!);
+      out.targetTypeId = sourceId(min, r.targetTypeId);
+    }
+    if (kind === ReloKind.TYPE_ID_TARGET && r.target !== null) out.target = sourceId(min, r.target);
+    return out;
+  });
+}
