@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { CoreMatrixError } from '../core/errors.js';
 import { AptState } from '../kernels/apt.js';
 import { compareDebVersions } from '../kernels/debversion.js';
+import { sourceTarStream } from '../kernels/build.js';
 import { cacheDir } from '../paths.js';
 
 export const CORPUS_PACKAGE = 'linux-source-6.12';
@@ -56,11 +57,10 @@ async function fetchSources(log: (s: string) => void): Promise<{ version: string
   if (existsSync(join(dir, '.complete'))) return { version, dir };
   const tmp = cacheDir('corpus', `tmp.${process.pid}`);
   try {
-    log(`corpus: downloading ${CORPUS_PACKAGE} ${version}`);
-    const deb = await apt.download(CORPUS_PACKAGE, version, tmp);
+    log(`corpus: unpacking ${CORPUS_PACKAGE} ${version}`);
+    const deb = await apt.keptDownload(CORPUS_PACKAGE, version);
     const want = [`progs/*core_reloc*`, 'progs/bpf_misc.h', 'prog_tests/core_reloc.c'].map((p) => `'*/${SELFTESTS}/${p}'`).join(' ');
-    sh(`cd '${tmp}' && dpkg-deb --fsys-tarfile '${deb}' | tar -xO --wildcards './usr/src/linux-source-*.tar.xz' | xz -dc | tar -x --wildcards --strip-components=1 ${want}`);
-    rmSync(deb);
+    sh(`cd '${tmp}' && ${sourceTarStream(deb)} | tar -x --wildcards --strip-components=1 ${want}`);
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);
     if (!existsSync(progs)) throw new CoreMatrixError(`${CORPUS_PACKAGE} ${version} has no ${SELFTESTS}/progs`);

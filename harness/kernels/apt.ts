@@ -4,7 +4,7 @@
 // most every `maxAgeHours`, and is guarded by a lock file so concurrent runs do not corrupt it.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CoreMatrixError } from '../core/errors.js';
@@ -400,6 +400,29 @@ export class AptState {
   /** `apt-cache policy` text for these packages (for diagnostics). */
   async policy(names: string[]): Promise<string> {
     return this.aptCache(['policy', ...names]);
+  }
+
+  /**
+   * One exact package version kept in this state's debs/ folder (downloaded once, under a lock;
+   * older versions of the same package are removed): for packages read again and again, such as
+   * linux-source-*, which the custom kernel builds and the selftest corpus both unpack.
+   */
+  async keptDownload(name: string, version: string): Promise<string> {
+    const dir = join(this.dir, 'debs');
+    mkdirSync(dir, { recursive: true });
+    const mine = (f: string) => f.startsWith(`${name}_`) && f.endsWith('.deb');
+    const target = join(dir, `${name}_${version.replace(/:/g, '%3a')}_kept.deb`);
+    return withLock(join(dir, `${name}.lock`), async () => {
+      if (existsSync(target) && statSync(target).size > 0) return target;
+      const tmp = join(dir, `tmp.${process.pid}`);
+      try {
+        renameSync(await this.download(name, version, tmp), target);
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+      }
+      for (const f of readdirSync(dir)) if (mine(f) && join(dir, f) !== target) rmSync(join(dir, f), { force: true });
+      return target;
+    });
   }
 
   /** Downloads one exact package version into `destDir`; returns the .deb path. */

@@ -105,7 +105,13 @@ export function unmetOptions(fragment: string, finalConfig: string): string[] {
   return bad;
 }
 
-const SOURCE_TARBALL = /^\.\/usr\/src\/linux-source-[0-9.]+\.tar\.xz$/;
+/**
+ * A shell pipeline that writes the kernel source tarball inside a linux-source-* .deb to stdout,
+ * decompressed (one pass over the package); append `| tar -x …` to unpack what is wanted.
+ */
+export function sourceTarStream(deb: string): string {
+  return `dpkg-deb --fsys-tarfile '${deb}' | tar -xO --wildcards './usr/src/linux-source-*.tar.xz' | xz -T0 -dc`;
+}
 
 /**
  * Builds one kernel in `work` (deleted by the caller) from the source package `deb`. `onLog` gets
@@ -161,10 +167,9 @@ export async function buildKernel(opts: {
   };
   try {
     opts.onLog('unpacking the source');
-    const members = (await execa('sh', ['-c', `dpkg-deb --fsys-tarfile '${opts.deb}' | tar -t`])).stdout.split('\n');
-    const tarball = members.find((m) => SOURCE_TARBALL.test(m));
-    if (!tarball) throw new CoreMatrixError(`${opts.what}: ${opts.deb} holds no usr/src/linux-source-*.tar.xz`);
-    await step('unpack', 'sh', ['-c', `dpkg-deb --fsys-tarfile '${opts.deb}' | tar -xO '${tarball}' | xz -T0 -dc | tar -x --strip-components=1`], src);
+    // set -o pipefail is not in dash: a package without the tarball shows as an empty unpack.
+    await step('unpack', 'sh', ['-c', `${sourceTarStream(opts.deb)} | tar -x --strip-components=1`], src);
+    if (!existsSync(join(src, 'Makefile'))) throw new CoreMatrixError(`${opts.what}: ${opts.deb} holds no usr/src/linux-source-*.tar.xz`);
     const fragFile = join(opts.work, 'fragment.config');
     writeFileSync(fragFile, opts.fragment);
     opts.onLog('configuring (tinyconfig + fragments)');

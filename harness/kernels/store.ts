@@ -544,7 +544,7 @@ export class KernelStore {
     const logFile = join(logDir, `${e.id}@${version}.log`);
     try {
       this.log(`kernel ${e.id}: building ${b.source} ${src.version} with ${b.config} (recipe ${hash.slice(0, 12)}; 6 to 8 min on 2 cores, once)`);
-      const deb = await this.apt.download(b.source, src.version, join(tmp, 'debs'));
+      const deb = await this.apt.keptDownload(b.source, src.version);
       // The progress line names the step and how long the build has run, refreshed every 10 s.
       const t0Build = Date.now();
       let step = 'starting';
