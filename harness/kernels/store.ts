@@ -70,6 +70,14 @@ interface Manifest {
   build?: { hash: string; seconds: number; log: string; fragment: string };
 }
 
+/** What a custom kernel is built from today, and the hash that names the build. */
+export interface Recipe {
+  src: AptCandidate;
+  fragment: string;
+  hash: string;
+  version: string;
+}
+
 export interface FetchOptions {
   /** Aborting stops a custom kernel build (its whole process group). */
   signal?: AbortSignal;
@@ -193,6 +201,7 @@ export class KernelStore {
   private memo: Record<string, { size: number; mtimeMs: number }> | undefined;
   private readonly inflight = new Map<string, Promise<KernelArtifacts>>();
   private readonly byMajor = new Map<string, Promise<AptCandidate[]>>();
+  private readonly recipes = new Map<string, Promise<Recipe>>();
 
   constructor(opts: KernelStoreOptions = {}) {
     this.dir = opts.cache ?? cacheDir('kernels');
@@ -411,7 +420,9 @@ export class KernelStore {
       .filter((f) => f.startsWith(`${id}@`) && f.endsWith('.json'))
       .map((f) => ({ path: join(dir, f), m: this.readManifest(join(dir, f)) }))
       .filter((x): x is { path: string; m: Manifest } => x.m !== undefined && x.m.id === id)
-      .sort((a, b) => compareDebVersions(a.m.version, b.m.version));
+      // Builds of one source version (…+cm.<recipe>) compare equal but for the hash: the most
+      // recently made one is the newest.
+      .sort((a, b) => compareDebVersions(a.m.version.replace(/\+cm\.[0-9a-f]+$/, ''), b.m.version.replace(/\+cm\.[0-9a-f]+$/, '')) || a.m.fetchedAt.localeCompare(b.m.fetchedAt));
   }
 
   /** The newest verified cached artefacts of an id (honouring a pin in the matrix), without network. */
@@ -476,8 +487,19 @@ export class KernelStore {
     return hit;
   }
 
-  /** The recipe of a custom kernel today: source version, config text, tool versions → hash. */
-  async recipe(e: KernelEntry, b: CustomBuild): Promise<{ src: AptCandidate; fragment: string; hash: string; version: string }> {
+  /** The recipe of a custom kernel today: source version, config text, tool versions → hash (once per entry and process). */
+  recipe(e: KernelEntry, b: CustomBuild): Promise<Recipe> {
+    const key = JSON.stringify([e, b]);
+    let p = this.recipes.get(key);
+    if (!p) {
+      p = this.recipeUncached(e, b);
+      p.catch(() => this.recipes.delete(key));
+      this.recipes.set(key, p);
+    }
+    return p;
+  }
+
+  private async recipeUncached(e: KernelEntry, b: CustomBuild): Promise<Recipe> {
     const fragment = effectiveFragment(b);
     const src = await this.resolveSource(e, b);
     const tools = await toolVersions();
@@ -487,7 +509,7 @@ export class KernelStore {
 
   /** Builds (once per recipe hash) or finds a custom kernel. */
   private async fetchBuilt(e: KernelEntry, b: CustomBuild, opts: FetchOptions): Promise<KernelArtifacts> {
-    let r: Awaited<ReturnType<KernelStore['recipe']>>;
+    let r: Recipe;
     try {
       r = await this.recipe(e, b);
     } catch (err) {
@@ -513,14 +535,17 @@ export class KernelStore {
     };
     const have = ready();
     if (have) return have;
-    const key = `${e.id}@${version}`;
+    // One build per recipe, whichever entries ask for it (in this process: one promise; across
+    // processes: one lock); each entry then gets its own manifest naming the shared blobs.
+    const key = `build-${hash.slice(0, 24)}`;
     let p = this.inflight.get(key);
     if (!p) {
-      p = withLock(join(this.dir, 'tmp', `${manifestName(e.id, version)}.lock`), async () => ready() ?? this.build(e, b, src, version, hash, fragment, path, opts), 3 * 3_600_000);
+      p = withLock(join(this.dir, 'tmp', `${key}.lock`), async () => ready() ?? this.build(e, b, src, version, hash, fragment, path, opts), 3 * 3_600_000);
       this.inflight.set(key, p);
       p.finally(() => this.inflight.delete(key)).catch(() => {});
     }
-    return p;
+    const built = await p;
+    return built.id === e.id ? built : (ready() ?? built);
   }
 
   /** A verified manifest of any id built from this recipe hash. */
