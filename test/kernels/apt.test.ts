@@ -8,11 +8,11 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { AptState, discoverMirrors, findDebianMirrors, parseDeb822Sources, parseOneLineSources, privateSourcesList, readAptSources, DEBIAN_KEYRING } from '../../harness/kernels/apt.js';
 import { withLock } from '../../harness/lock.js';
 
-// The Debian URIs in the test data are this machine's own (read from its apt configuration), never
-// a host written here; other sources (a vendor repository, a disabled one) are local file: URIs.
-const MACHINE = discoverMirrors();
-const ARCHIVE = MACHINE.archive;
-const SECURITY = MACHINE.security;
+// The URIs in the test data are local file: URIs (no host is written here). The security one is
+// deliberately not the archive's + '-security', so finding it in the sources cannot be mistaken for
+// deriving it; the machine's own configuration is read by the last test of the first group.
+const ARCHIVE = 'file:/srv/cm-archive/debian';
+const SECURITY = 'file:/srv/cm-security/updates';
 const DEB822 = `# Debian main archive, as the installer writes it
 Types: deb deb-src
 # file:/srv/snapshot/archive/debian/20250520T000000Z
