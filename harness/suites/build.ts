@@ -15,6 +15,7 @@ import { FormatError, UsageError, wrap } from '../core/errors.js';
 import { Kind } from '../core/btf/kinds.js';
 import { loadObjectSpec } from '../core/object/index.js';
 import type { ObjectSpec } from '../core/object/types.js';
+import { parseConfigLines } from '../kernels/build.js';
 import { KernelStore } from '../kernels/store.js';
 import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
 import { readSpec, lineOf } from './spec.js';
@@ -285,16 +286,6 @@ function sizeOf(byId: Map<number, BtJson>, id: number, depth = 0): number {
   }
 }
 
-/** Parses a kernel config file into CONFIG_X → value (lines `CONFIG_X=v`; `# ... is not set` omitted). */
-export function parseConfigText(text: string): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const r = /^(CONFIG_\w+)=(.*)$/.exec(line);
-    if (r) m.set(r[1]!, r[2]!);
-  }
-  return m;
-}
-
 /** LINUX_VERSION_CODE of a Debian package version (6.1.158-1 → KERNEL_VERSION(6,1,158)). */
 export function versionCodeOfPackage(version: string): number {
   const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(version);
@@ -343,7 +334,7 @@ export async function hostTruthOf(k: { btf: string; config: string; version: str
 /** Where hostTruthOf keeps its answer for these inputs. */
 export async function hostTruthFile(k: { btf: string; config: string; version: string }, keys: string[]): Promise<string> {
   const key = createHash('sha256')
-    .update(`host-truth v1\0${await bpftoolVersion()}\0${computeHostTruth.toString()}\0${sizeOf.toString()}\0${parseConfigText.toString()}\0${versionCodeOfPackage.toString()}\0`)
+    .update(`host-truth v1\0${await bpftoolVersion()}\0${computeHostTruth.toString()}\0${sizeOf.toString()}\0${parseConfigLines.toString()}\0${versionCodeOfPackage.toString()}\0`)
     .update(readFileSync(k.btf))
     .update('\0')
     .update(readFileSync(k.config))
@@ -371,7 +362,7 @@ async function computeHostTruth(k: { btf: string; config: string; version: strin
   }
   const KIND_OF: Record<string, string[]> = { struct: ['STRUCT'], union: ['UNION'], enum: ['ENUM', 'ENUM64'], typedef: ['TYPEDEF'], int: ['INT'] };
   const find = (kinds: string[], name: string): BtJson | undefined => byName.get(name)?.find((t) => kinds.includes(t.kind));
-  const config = parseConfigText(readFileSync(k.config, 'utf8'));
+  const config = parseConfigLines(readFileSync(k.config, 'utf8'));
   const out: Record<string, number | string | boolean> = {};
   for (const key of keys) {
     const parts = key.split('.');
@@ -410,8 +401,9 @@ async function computeHostTruth(k: { btf: string; config: string; version: strin
         out[key] = versionCodeOfPackage(k.version);
         break;
       case 'config': {
+        // `# CONFIG_X is not set` (n) and options absent altogether: no value.
         const v = config.get(parts.slice(1).join('.'));
-        if (v !== undefined) out[key] = v;
+        if (v !== undefined && v !== 'n') out[key] = v;
         break;
       }
       default:
