@@ -128,7 +128,8 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     .digest('hex')
     .slice(0, 16);
   const history = new DurationHistory();
-  const order = bootOrder(entries, (e) => e.id, history.lookup(selection), Math.max(1, Math.floor(o.jobs) || 1));
+  const slots = Math.max(1, Math.floor(o.jobs) || 1);
+  const order = bootOrder(entries, (e) => e.id, history.lookup(selection), slots);
 
   type Prepared = { k: KernelArtifacts; kernel: KernelInfo; image: string } | { run: KernelRun };
   /** Everything a guest needs before it boots: the kernel, its host truth and manifest, its image. */
@@ -215,7 +216,6 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const onAbort = () => prepCtl.abort(o.signal?.reason);
   if (o.signal?.aborted) prepCtl.abort(o.signal.reason);
   else o.signal?.addEventListener('abort', onAbort, { once: true });
-  const lanes = Math.max(1, Math.floor(o.jobs) || 1);
   const prepared = new Map(order.map((e) => {
     let settle!: { resolve: (p: Prepared) => void; reject: (err: unknown) => void };
     const promise = new Promise<Prepared>((resolve, reject) => (settle = { resolve, reject }));
@@ -234,12 +234,12 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       await prepare(e, prepCtl.signal).then(slot.resolve, slot.reject);
     }
   };
-  const lanesDone = Promise.all(Array.from({ length: Math.min(lanes, order.length) }, lane));
+  const lanesDone = Promise.all(Array.from({ length: Math.min(slots, order.length) }, lane));
 
   // Kernels land here as they finish, so an interrupted run still reports what it saw.
   const finished = new Map<string, KernelRun>();
   try {
-    await runPool(order, o.jobs, async (e, signal) => {
+    await runPool(order, slots, async (e, signal) => {
       const r = await boot(e, await prepared.get(e.id)!.promise, signal);
       finished.set(e.id, r);
       return r;
