@@ -6,13 +6,14 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreMatrixError, FormatError, UsageError } from '../core/errors.js';
-import { cacheDir } from '../paths.js';
+import { cacheDir, writeFileAtomic } from '../paths.js';
 import { AptState, type AptCandidate } from './apt.js';
 import { pidAlive, withLock } from '../lock.js';
 import { compareDebVersions, upstreamOf } from './debversion.js';
-import { extractVmlinux, elfSection, parseBzImage } from './extract.js';
+import { decompress, extractVmlinux, elfSection, parseBzImage } from './extract.js';
 import { buildKernel, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions } from './build.js';
 import { loadMatrix, selectKernels, type CustomBuild, type Flavour, type KernelEntry } from './matrix.js';
+import { loadOrder, moduleCompression, moduleInfo, moduleKey, modulePattern, modulesPackage } from './modules.js';
 
 export { loadMatrix, selectKernels, parseMatrix, defaultMatrixFile, FLAVOURS } from './matrix.js';
 export type { KernelEntry, Flavour, CustomBuild, BtfMode } from './matrix.js';
@@ -78,6 +79,27 @@ export interface Recipe {
   version: string;
 }
 
+/** One kernel module from a kernel's package, decompressed, in the store. */
+export interface KernelModule {
+  name: string;
+  /** The decompressed .ko (a blob of the store). */
+  path: string;
+  sha256: string;
+  size: number;
+  depends: string[];
+  /** Where it was in the package, e.g. ./lib/modules/6.1.0-50-amd64/kernel/drivers/net/tun.ko */
+  member: string;
+}
+
+/** modules/<package>@<version>.json: the modules extracted so far from one kernel build. */
+interface ModulesManifest {
+  schema: 1;
+  package: string;
+  version: string;
+  release: string;
+  modules: Record<string, Omit<KernelModule, 'path'>>;
+}
+
 export interface FetchOptions {
   /** Aborting stops a custom kernel build (its whole process group). */
   signal?: AbortSignal;
@@ -136,12 +158,12 @@ function sha256FileSync(path: string): string {
 }
 
 /** Runs `dpkg-deb --fsys-tarfile deb | tar -x -C dir members...`; members missing from the archive are not an error. */
-function extractMembers(deb: string, dir: string, members: string[], early = false): Promise<void> {
+function extractMembers(deb: string, dir: string, members: string[], early = false, wildcards = false): Promise<void> {
   return new Promise((resolve, reject) => {
     const dpkg = spawn('dpkg-deb', ['--fsys-tarfile', deb], { stdio: ['ignore', 'pipe', 'pipe'] });
     // --occurrence=1: tar stops once it has every member, so dpkg-deb need not decompress the
     // modules that follow /boot (seconds saved per kernel); dpkg-deb then dies of a broken pipe.
-    const tar = spawn('tar', ['-x', '-C', dir, '--no-same-owner', ...(early ? ['--occurrence=1'] : []), ...members], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const tar = spawn('tar', ['-x', '-C', dir, '--no-same-owner', ...(early ? ['--occurrence=1'] : []), ...(wildcards ? ['--wildcards'] : []), ...members], { stdio: ['pipe', 'ignore', 'pipe'] });
     let dpkgErr = '';
     let tarErr = '';
     dpkg.stderr.on('data', (b: Buffer) => (dpkgErr += b.toString()));
@@ -186,6 +208,13 @@ async function listMembers(deb: string): Promise<string[]> {
   });
 }
 
+/** Every regular file under a directory (recursively), as paths. */
+function listFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((d) => d.isFile())
+    .map((d) => join(d.parentPath ?? (d as unknown as { path: string }).path, d.name));
+}
+
 function manifestName(id: string, version: string): string {
   return `${id}@${version.replace(/:/g, '%3a')}.json`;
 }
@@ -205,7 +234,7 @@ export class KernelStore {
 
   constructor(opts: KernelStoreOptions = {}) {
     this.dir = opts.cache ?? cacheDir('kernels');
-    for (const d of ['blobs', 'manifests', 'tmp']) mkdirSync(join(this.dir, d), { recursive: true });
+    for (const d of ['blobs', 'manifests', 'modules', 'tmp']) mkdirSync(join(this.dir, d), { recursive: true });
     this.log = opts.log ?? (() => {});
     this.matrixSource = opts.matrix;
     this.apt = opts.apt ?? new AptState({ log: this.log });
@@ -618,6 +647,93 @@ export class KernelStore {
       renameSync(tmpManifest, manifestPath);
       this.log(`kernel ${e.id}: ${out.release} built in ${out.seconds} s; BTF from ${out.btfSource} ${(artefacts.btf.size / 1e6).toFixed(1)} MB`);
       return this.toArtifacts(manifest, manifestPath);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+
+  // ---- kernel modules ----------------------------------------------------------------------
+
+  /**
+   * Modules of a fetched Debian kernel and everything they depend on, in load order, decompressed
+   * (the guest loads them with finit_module). Taken from the kernel's package (linux-modules-<rel>
+   * for the split 7.x layout) the first time a name is asked for, then kept like the kernel.
+   */
+  async modules(k: KernelArtifacts, names: string[]): Promise<KernelModule[]> {
+    const what = `kernel '${k.id}' (${k.package} ${k.version})`;
+    if (k.flavour === 'custom') throw new CoreMatrixError(`${what}: a custom build ships no modules (wanted ${names.join(', ')}); build them in (=y) in its config fragment`);
+    const file = join(this.dir, 'modules', manifestName(k.package, k.version));
+    const read = (): ModulesManifest => {
+      try {
+        const m = JSON.parse(readFileSync(file, 'utf8')) as ModulesManifest;
+        if (m.schema === 1 && m.package === k.package && m.version === k.version) return m;
+      } catch {
+        /* none yet, or torn: start over */
+      }
+      return { schema: 1, package: k.package, version: k.version, release: k.release, modules: {} };
+    };
+    const usable = (m: ModulesManifest, name: string) => {
+      const x = m.modules[moduleKey(name)];
+      return x !== undefined && this.verifyBlob(x.sha256, x.size) === undefined;
+    };
+    // Every wanted module and the dependencies recorded so far, present and intact?
+    const complete = (m: ModulesManifest): string[] | undefined => {
+      try {
+        const order = loadOrder(names, (n) => (usable(m, n) ? m.modules[n]!.depends : []));
+        return order.every((n) => usable(m, n)) ? order : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const result = (m: ModulesManifest, order: string[]): KernelModule[] => order.map((n) => ({ ...m.modules[n]!, path: this.blobPath(m.modules[n]!.sha256) }));
+    let m = read();
+    let order = complete(m);
+    if (order) return result(m, order);
+    await withLock(join(this.dir, 'tmp', `${manifestName(k.package, k.version)}.modules.lock`), async () => {
+      m = read();
+      if (complete(m)) return;
+      await this.extractModules(k, m, names, what);
+      writeFileAtomic(file, JSON.stringify(m, null, 2) + '\n');
+    });
+    order = complete(m);
+    if (!order) throw new CoreMatrixError(`${what}: modules ${names.join(', ')} were extracted but are not all in the store`);
+    return result(m, order);
+  }
+
+  /** Downloads the package holding the modules once and takes the missing ones (and their dependencies) out of it. */
+  private async extractModules(k: KernelArtifacts, m: ModulesManifest, names: string[], what: string): Promise<void> {
+    const pkg = modulesPackage(k.package, k.release);
+    const tmp = mkdtempSync(join(this.dir, 'tmp', `${k.id}-modules-`));
+    try {
+      this.log(`kernel ${k.id}: taking modules ${names.join(', ')} from ${pkg} ${k.version}`);
+      const deb = await this.apt.download(pkg, k.version, join(tmp, 'debs'));
+      let missing = [...new Set(names.map(moduleKey))].filter((n) => !(n in m.modules && this.verifyBlob(m.modules[n]!.sha256, m.modules[n]!.size) === undefined));
+      // One pass over the archive per level of dependencies (most modules need none, or one).
+      for (let pass = 0; missing.length > 0; pass++) {
+        if (pass > 16) throw new CoreMatrixError(`${what}: module dependencies deeper than 16 levels (${missing.join(', ')})`);
+        const out = join(tmp, `x${pass}`);
+        mkdirSync(out);
+        await extractMembers(deb, out, missing.map((n) => modulePattern(k.release, n)), false, true);
+        const files = listFiles(out).filter((f) => moduleCompression(f) !== undefined);
+        const next = new Set<string>();
+        for (const n of missing) {
+          const hit = files.find((f) => moduleKey(f.split('/').pop()!.replace(/\.ko(\.\w+)?$/, '')) === n);
+          if (!hit) throw new CoreMatrixError(`${what}: module ${n} is not in ${pkg} ${k.version} (is it built in, or not built at all? see CONFIG_* in the kernel's config)`);
+          const member = `.${hit.slice(out.length)}`;
+          const packed = readFileSync(hit);
+          const format = moduleCompression(hit)!;
+          const bytes = format === 'none' ? packed : await decompress(format, packed);
+          const info = moduleInfo(bytes, `${pkg}: ${member}`);
+          const rel = info.vermagic.split(' ')[0];
+          if (rel !== k.release) throw new FormatError(`${what}: ${member} is built for ${rel}, the kernel is ${k.release}`);
+          const plain = join(tmp, `${n}.ko`);
+          writeFileSync(plain, bytes);
+          const blob = await this.putBlob(plain);
+          m.modules[n] = { name: n, sha256: blob.sha256, size: blob.size, depends: info.depends.map(moduleKey), member };
+          for (const d of info.depends) if (!(moduleKey(d) in m.modules)) next.add(moduleKey(d));
+        }
+        missing = [...next];
+      }
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
