@@ -17,7 +17,7 @@ import { reloRootNames } from '../core/relo/patch.js';
 import { Collection } from '../loader/collection.js';
 import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
-import { KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
+import { finitModule, ioctlBuffer, KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
 import type { GuestContext, LoadedObject, SuiteRunner, SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, type RunManifest } from './manifest.js';
 
@@ -100,6 +100,22 @@ async function main(): Promise<number> {
     mark('btf parse');
     const kernelBtfName = btfFile;
     const btfCustomPath = kernel.btf === 'kernel' ? undefined : btfFile;
+    // The modules the suites need, loaded before their BTF is read (finit_module, dependencies
+    // first). A failure is reported by each suite that needs the module.
+    const moduleErrors = new Map<string, string>();
+    for (const m of manifest.modules ?? []) {
+      try {
+        const fd = openSync(m.path, 'r');
+        try {
+          finitModule(fd, m.name);
+        } finally {
+          closeSync(fd);
+        }
+      } catch (e) {
+        moduleErrors.set(m.name, (e as Error).message.split('\n')[0]!);
+      }
+    }
+    if (manifest.modules?.length) mark('modules');
     // Loaded modules' BTF, split on top of vmlinux: CO-RE candidates for module types.
     const moduleBtfs = kernel.btf !== 'kernel' ? [] : readdirSync('/sys/kernel/btf').filter((f) => f !== 'vmlinux').map((f) => parseBtf(readFileSync(`/sys/kernel/btf/${f}`), { source: `/sys/kernel/btf/${f}`, base: kernelBtf }));
     const { config } = readKernelConfig(release);
@@ -116,7 +132,7 @@ async function main(): Promise<number> {
         return config.size;
       },
     };
-    const ctx: GuestContext = { release, config: configText, hostTruth: manifest.hostTruth };
+    const ctx: GuestContext = { release, config: configText, hostTruth: manifest.hostTruth, ioctl: ioctlBuffer };
     const { guestRunner } = (await import('../suites/guest.js')) as { guestRunner: SuiteRunner };
     mark('suite code');
 
@@ -157,9 +173,21 @@ async function main(): Promise<number> {
           test.skip('needs in-kernel BTF', () => {});
           return;
         }
+        const noModule = moduleSkip(spec, configText, kernel);
+        if (noModule) {
+          st.skipped = noModule;
+          test.skip('needs module BTF', () => {});
+          return;
+        }
         beforeAll(async () => {
           const t = performance.now();
           if (!st.obj) throw st.openError;
+          for (const [mod, option] of Object.entries(spec.modules ?? {})) {
+            if (configText.get(option) !== 'm') continue;
+            const err = moduleErrors.get(mod.replace(/-/g, '_'));
+            if (err) throw new Error(`module ${mod}: ${err}`);
+            if (!manifest.modules?.some((m) => m.name === mod.replace(/-/g, '_'))) throw new Error(`module ${mod}: ${option}=m but the host did not ship it`);
+          }
           const obj = st.obj;
           const rodata: Record<string, number | string | boolean> = {};
           for (const [k, v] of Object.entries(spec.rodata ?? {})) rodata[k] = v === '$pid' ? process.pid : v;
@@ -219,7 +247,7 @@ async function main(): Promise<number> {
       let coll: Collection | undefined;
       try {
         coll = new Collection(loadObjectSpec(readFileSync(o.path), o.name));
-        coll.load({ kernelBtf, kernelBtfName, sha256: o.sha256, kconfig, kallsyms: (names) => kallsymsLookup(names) });
+        coll.load({ kernelBtf, moduleBtfs, kernelBtfName, sha256: o.sha256, kconfig, kallsyms: (names) => kallsymsLookup(names) });
         for (const p of coll.outcomes) {
           const cell: CellResult = {
             schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: p.name, loader: 'ours', object: { name: o.name, sha256: o.sha256 },
@@ -295,7 +323,7 @@ async function main(): Promise<number> {
         }
       }
       for (const o of objs) {
-        for (const cell of referenceCells(o, kernel, loader, { kernelBtf, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names) })) {
+        for (const cell of referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names) })) {
           if (cell.verdict !== 'pass') ok = false;
           send({ t: 'result', kind: 'cell', data: cell });
         }
@@ -343,6 +371,21 @@ async function allocateUntilKilled(): Promise<void> {
 function plainTask(t: File | import('@vitest/runner').Task): unknown {
   const base = { id: t.id, type: t.type, name: t.name, mode: t.mode, state: t.result?.state, durationMs: t.result?.duration, errors: t.result?.errors?.map((e) => String(e.message ?? e).split('\n')[0]) };
   return 'tasks' in t ? { ...base, tasks: t.tasks.map(plainTask) } : base;
+}
+
+/**
+ * Why a suite's modules cannot give it BTF on this kernel (an expected skip), or undefined: the
+ * option that builds a module is not set, or modules are built without BTF of their own.
+ */
+function moduleSkip(spec: SuiteSpec, config: GuestContext['config'], kernel: KernelInfo): string | undefined {
+  for (const [mod, option] of Object.entries(spec.modules ?? {})) {
+    const v = config.get(option);
+    if (v === undefined || v === 'n') return `needs module ${mod}: ${option} is not set in this kernel`;
+    if (v !== 'm') continue; // built in: its types are in vmlinux's BTF
+    if (kernel.btf !== 'kernel') return `module ${mod} has no BTF: the kernel has no BTF of its own (BTF from ${kernel.btf})`;
+    if (config.get('CONFIG_DEBUG_INFO_BTF_MODULES') !== 'y') return `module ${mod} has no BTF: CONFIG_DEBUG_INFO_BTF_MODULES is not set in this kernel`;
+  }
+  return undefined;
 }
 
 /** Why an object cannot work on a kernel without BTF of its own, or undefined when it can. */

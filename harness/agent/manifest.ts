@@ -20,6 +20,11 @@ export interface RunManifest {
    * without CONFIG_DEBUG_INFO_BTF): a file the host generated from the kernel's DWARF.
    */
   btf?: { path: string; source: 'pahole' };
+  /**
+   * Kernel modules the suites need (spec `modules` whose option is `m` in this kernel's config),
+   * decompressed from the kernel's package, in load order (dependencies first).
+   */
+  modules?: { name: string; path: string }[];
   /** The kernel's CO-RE selftest corpus (objects under /cm/corpus): run with both loaders. */
   corpus?: { name: string; target: string; programs: string[]; expectFail: boolean }[];
   /** Which loaders load the objects: ours (suites run their checks), libbpf, or both (compared). */

@@ -13,7 +13,7 @@ import { loadMatrix, type KernelEntry } from '../kernels/matrix.js';
 import { repoRoot } from '../paths.js';
 import type { GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type KernelInfo, type KernelRun, type RunReport } from '../results.js';
-import { buildSuites, hostTruth, type BuiltSuite } from '../suites/build.js';
+import { buildSuites, hostTruth, modulesFor, type BuiltSuite } from '../suites/build.js';
 import { runGuest, type Accel } from '../vm/qemu.js';
 import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
@@ -147,6 +147,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     }
     const kernel = kernelInfo(e, k);
     try {
+      // Modules the suites need where this kernel builds them as modules (spec `modules`).
+      const wanted = modulesFor(suites.map((s) => s.spec), k.config);
+      const modules = wanted.length ? (await store.modules(k, wanted)).map((m) => ({ name: m.name, path: `/cm/modules/${m.name}.ko`, source: m.path })) : [];
       const manifest: RunManifest = {
         schema: MANIFEST_SCHEMA,
         kernel,
@@ -157,6 +160,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         suiteTimeoutMs,
         ...(e.build?.btf === 'pahole' ? { btf: { path: GUEST_BTF, source: 'pahole' as const } } : {}),
         loader: o.loader ?? 'ours',
+        ...(modules.length ? { modules: modules.map((m) => ({ name: m.name, path: m.path })) } : {}),
         ...(corpus ? { corpus: corpus.cases } : {}),
         ...(o.faults ? { faults: o.faults } : {}),
       };
@@ -167,6 +171,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
           ...suites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
           ...userObjects.map((u) => ({ path: u.path, source: u.host })),
           ...(corpus?.files ?? []),
+          ...modules.map((m) => ({ path: m.path, source: m.source })),
           ...(e.build?.btf === 'pahole' ? [{ path: GUEST_BTF, source: k.btf }] : []),
         ],
         kernelConfig: k.config,

@@ -12,6 +12,8 @@ import { loadWithLibbpf, type ReferenceOutcome } from './libbpf.js';
 export interface DifferentialOptions {
   kernelBtf: Btf;
   kernelBtfName: string;
+  /** Loaded modules' BTF (split on kernelBtf): our loader's candidates for module types, as libbpf reads /sys/kernel/btf/<module>. */
+  moduleBtfs?: Btf[];
   kconfig: KconfigFacts;
   kallsyms?: LoadOptions['kallsyms'];
   programs?: string[];
@@ -44,7 +46,7 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
   const coll = new Collection(spec);
   let ours: ProgramOutcome[];
   try {
-    coll.load({ kernelBtf: o.kernelBtf, kernelBtfName: o.kernelBtfName, kconfig: o.kconfig, kallsyms: o.kallsyms, programs: o.programs, mutateInsns: o.mutateInsns });
+    coll.load({ kernelBtf: o.kernelBtf, moduleBtfs: o.moduleBtfs, kernelBtfName: o.kernelBtfName, kconfig: o.kconfig, kallsyms: o.kallsyms, programs: o.programs, mutateInsns: o.mutateInsns });
     ours = coll.outcomes.map((x) => ({ ...x }));
   } catch (err) {
     // Refused before any program load (an extern, a map): every program failed with that reason,

@@ -28,6 +28,7 @@ const cSetrlimit = libc.func('int setrlimit(int resource, void *rlim)');
 /** x86-64 syscall numbers (the only architecture the matrix runs). */
 export const SYS_bpf = 321;
 export const SYS_perf_event_open = 298;
+export const SYS_finit_module = 313;
 
 const ERRNO_NAMES = new Map<number, string>();
 for (const [name, num] of Object.entries(koffi.os.errno)) if (!ERRNO_NAMES.has(num)) ERRNO_NAMES.set(num, name);
@@ -167,6 +168,37 @@ export function ioctl(fd: number, request: number, arg: number, what: string): n
   const ret = cIoctl(fd, request, 'int', arg) as number;
   if (ret < 0) fail(`ioctl(${what})`);
   return ret;
+}
+
+/** ioctl(fd, request, &buf): the kernel reads and writes `buf` (copied in, and back out on success). */
+export function ioctlBuffer(fd: number, request: number, buf: Uint8Array, what: string): number {
+  const m = new NativeMem(buf.length);
+  try {
+    m.bytes.set(buf);
+    const ret = cIoctl(fd, request, 'uint64_t', m.addr) as number;
+    if (ret < 0) fail(`ioctl(${what})`);
+    buf.set(m.bytes.subarray(0, buf.length));
+    return ret;
+  } finally {
+    m.free();
+  }
+}
+
+/**
+ * finit_module(fd, "", 0): loads the kernel module in the open file. 'loaded', or 'present' when
+ * the kernel already has it (EEXIST: built in or loaded before); any other failure throws.
+ */
+export function finitModule(fd: number, what: string): 'loaded' | 'present' {
+  const params = new NativeMem(1);
+  try {
+    const ret = Number(cSyscall(SYS_finit_module, 'int', fd, 'uint64_t', params.addr, 'int', 0));
+    if (ret === 0) return 'loaded';
+    const errno = koffi.errno();
+    if (errnoName(errno) === 'EEXIST') return 'present';
+    throw new SyscallError(`finit_module(${what})`, errno);
+  } finally {
+    params.free();
+  }
 }
 
 /** close(fd); also drops it from the debug fd registry. Closing twice is a bug: EBADF throws. */

@@ -14,9 +14,11 @@ import { promisify } from 'node:util';
 import { FormatError, UsageError, wrap } from '../core/errors.js';
 import { Kind } from '../core/btf/kinds.js';
 import { loadObjectSpec } from '../core/object/index.js';
+import { parseElf } from '../core/elf.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { parseConfigLines } from '../kernels/build.js';
 import { KernelStore } from '../kernels/store.js';
+import { moduleKey } from '../kernels/modules.js';
 import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
 import { readSpec, lineOf } from './spec.js';
 import { hostKeysOf, kernelVersionCode, parseObserve, parseTruth } from './truth.js';
@@ -257,14 +259,26 @@ interface BtJson {
 
 const dumpCache = new Map<string, Promise<BtJson[]>>();
 
-/** bpftool btf dump file <btf> -j, parsed (memoised per file). */
-export function bpftoolTypes(btf: string): Promise<BtJson[]> {
-  let p = dumpCache.get(btf);
+/** bpftool btf dump file <btf> [-B <base>] -j, parsed (memoised per file and base): a module's types number on from its base's. */
+export function bpftoolTypes(btf: string, base?: string): Promise<BtJson[]> {
+  const key = `${btf}\0${base ?? ''}`;
+  let p = dumpCache.get(key);
   if (!p) {
-    p = run('bpftool', ['btf', 'dump', 'file', btf, '-j'], { maxBuffer: 1 << 30 }).then((r) => (JSON.parse(r.stdout) as { types: BtJson[] }).types);
-    dumpCache.set(btf, p);
+    p = run('bpftool', ['btf', 'dump', 'file', btf, ...(base ? ['-B', base] : []), '-j'], { maxBuffer: 1 << 30 }).then((r) => (JSON.parse(r.stdout) as { types: BtJson[] }).types);
+    dumpCache.set(key, p);
   }
   return p;
+}
+
+/**
+ * The modules these suites need shipped to a kernel: those whose option (spec `modules`) its
+ * config sets to `m`. Built-in (`y`) ones are in vmlinux; unset ones make the suite a skip.
+ */
+export function modulesFor(specs: SuiteSpec[], configFile: string): string[] {
+  const want = specs.flatMap((s) => Object.entries(s.modules ?? {}));
+  if (want.length === 0) return [];
+  const config = parseConfigLines(readFileSync(configFile, 'utf8'));
+  return [...new Set(want.filter(([, option]) => config.get(option) === 'm').map(([m]) => moduleKey(m)))];
 }
 
 function sizeOf(byId: Map<number, BtJson>, id: number, depth = 0): number {
@@ -298,15 +312,23 @@ export function versionCodeOfPackage(version: string): number {
  * suite's spec). Keys a kernel lacks (a type, an enumerator, a config option) are left out, so
  * `host:k ?? -1` and existence checks see them as absent.
  */
-export async function hostTruth(kernelId: string, opts: { specs?: SuiteSpec[]; keys?: string[]; store?: KernelStore } = {}): Promise<Record<string, number | string | boolean>> {
+export async function hostTruth(kernelId: string, opts: { specs?: SuiteSpec[]; keys?: string[]; modules?: string[]; store?: KernelStore } = {}): Promise<Record<string, number | string | boolean>> {
   const store = opts.store ?? new KernelStore();
   const k = await store.fetch(kernelId);
-  let keys = opts.keys;
-  if (!keys) {
-    const specs = opts.specs ?? listSuites().map((n) => readSpec(join(suitesDir(), n, 'spec.yaml'), `suites/${n}/spec.yaml`, n));
-    keys = hostKeysOf(specs);
-  }
-  return hostTruthOf(k, keys);
+  const specs = opts.specs ?? (opts.keys ? [] : listSuites().map((n) => readSpec(join(suitesDir(), n, 'spec.yaml'), `suites/${n}/spec.yaml`, n)));
+  const keys = opts.keys ?? hostKeysOf(specs);
+  // Module types are looked up in the modules' own BTF (split on the kernel's), as the guest sees them.
+  const names = [...new Set([...(opts.modules ?? []).map(moduleKey), ...modulesFor(specs, k.config)])];
+  const modules = names.length ? (await store.modules(k, names)).map((m) => m.path) : [];
+  return hostTruthOf({ ...k, modules }, keys);
+}
+
+/** Kernel artefacts hostTruthOf reads: raw BTF, config, Debian version, and module files (ELF with .BTF) whose types count too. */
+export interface TruthInputs {
+  btf: string;
+  config: string;
+  version: string;
+  modules?: string[];
 }
 
 /**
@@ -315,7 +337,7 @@ export async function hostTruth(kernelId: string, opts: { specs?: SuiteSpec[]; k
  * version and this code's own text: the answer is a pure function of those, and working it out
  * means reading bpftool's JSON dump of the whole BTF (0.3 s per kernel, in every guest slot).
  */
-export async function hostTruthOf(k: { btf: string; config: string; version: string }, keys: string[]): Promise<Record<string, number | string | boolean>> {
+export async function hostTruthOf(k: TruthInputs, keys: string[]): Promise<Record<string, number | string | boolean>> {
   const file = await hostTruthFile(k, keys);
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as Record<string, number | string | boolean>;
@@ -332,12 +354,14 @@ export async function hostTruthOf(k: { btf: string; config: string; version: str
 }
 
 /** Where hostTruthOf keeps its answer for these inputs. */
-export async function hostTruthFile(k: { btf: string; config: string; version: string }, keys: string[]): Promise<string> {
-  const key = createHash('sha256')
+export async function hostTruthFile(k: TruthInputs, keys: string[]): Promise<string> {
+  const h = createHash('sha256')
     .update(`host-truth v1\0${await bpftoolVersion()}\0${computeHostTruth.toString()}\0${sizeOf.toString()}\0${parseConfigLines.toString()}\0${versionCodeOfPackage.toString()}\0`)
     .update(readFileSync(k.btf))
     .update('\0')
-    .update(readFileSync(k.config))
+    .update(readFileSync(k.config));
+  for (const m of k.modules ?? []) h.update('\0module\0').update(readFileSync(m));
+  const key = h
     .update(`\0${k.version}\0${[...new Set(keys)].sort().join('\n')}`)
     .digest('hex')
     .slice(0, 32);
@@ -350,8 +374,11 @@ function bpftoolVersion(): Promise<string> {
   return bpftoolVersionP;
 }
 
-async function computeHostTruth(k: { btf: string; config: string; version: string }, keys: string[]): Promise<Record<string, number | string | boolean>> {
-  const types = await bpftoolTypes(k.btf);
+async function computeHostTruth(k: TruthInputs, keys: string[]): Promise<Record<string, number | string | boolean>> {
+  // vmlinux's types first: a name both have resolves to the kernel's, as CO-RE candidates do.
+  const types = [...(await bpftoolTypes(k.btf))];
+  // A module without a .BTF section (kernels before CONFIG_DEBUG_INFO_BTF_MODULES, 5.10) adds no types.
+  for (const m of k.modules ?? []) if (parseElf(readFileSync(m), m).section('.BTF')) types.push(...(await bpftoolTypes(m, k.btf)));
   const byId = new Map(types.map((t) => [t.id, t]));
   const byName = new Map<string, BtJson[]>();
   for (const t of types) {

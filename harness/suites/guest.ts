@@ -52,7 +52,22 @@ const SOCK_STREAM = 1;
 const IPPROTO_TCP = 6;
 const SOCK_BINDADDR_LOCK = 4; // include/net/sock.h: SNDBUF 1, RCVBUF 2, BINDADDR 4, BINDPORT 8
 
-type Trigger = (spec: SuiteSpec, obj: LoadedObject, drain: string[]) => Promise<TriggerOutcome>;
+type Trigger = (spec: SuiteSpec, obj: LoadedObject, drain: string[], ctx: GuestContext) => Promise<TriggerOutcome>;
+
+/** include/uapi/linux/if_tun.h, x86-64: _IOW('T', 202, int) and _IOR('T', 210, unsigned int). */
+const TUNSETIFF = 0x400454ca;
+const TUNGETIFF = 0x800454d2;
+const IFF_TUN = 0x0001;
+const IFF_NO_PI = 0x1000;
+/** struct ifreq: char ifr_name[IFNAMSIZ = 16], then a 24-byte union (ifr_flags: short at 16). */
+const IFREQ_SIZE = 40;
+
+function ifreq(name: string, flags: number): Uint8Array {
+  const b = new Uint8Array(IFREQ_SIZE);
+  b.set(new TextEncoder().encode(name));
+  new DataView(b.buffer).setUint16(16, flags, true);
+  return b;
+}
 
 const outcome = (): TriggerOutcome => ({ values: {}, sources: {}, ringbufs: new Map() });
 
@@ -152,6 +167,31 @@ export const TRIGGERS: Record<TriggerKind, Trigger> = {
     o.sources.count = `fs.openSync(${path}) calls`;
     o.values.path = path;
     o.sources.path = 'marker file';
+    return o;
+  },
+
+  async tun(spec, _obj, _drain, ctx) {
+    const t = spec.trigger as Extract<TriggerSpec, { kind: 'tun' }>;
+    if (!ctx.ioctl) throw new Error('trigger tun needs ioctl(2), which this context does not give');
+    const o = outcome();
+    // devtmpfs makes the node when the tun module registers its misc device.
+    const fd = openSync('/dev/net/tun', 'r+');
+    try {
+      ctx.ioctl(fd, TUNSETIFF, ifreq(t.name, IFF_TUN | IFF_NO_PI), `TUNSETIFF ${t.name}`);
+      const back = new Uint8Array(IFREQ_SIZE);
+      ctx.ioctl(fd, TUNGETIFF, back, 'TUNGETIFF');
+      const nul = back.indexOf(0);
+      o.values.name = new TextDecoder().decode(back.subarray(0, nul < 0 ? 16 : Math.min(nul, 16)));
+      o.sources.name = 'TUNGETIFF ifr_name';
+      o.values.flags = new DataView(back.buffer).getUint16(16, true);
+      o.sources.flags = `TUNGETIFF ifr_flags (asked for IFF_TUN | IFF_NO_PI = ${IFF_TUN | IFF_NO_PI})`;
+      o.values.ifindex = Number(readFileSync(`/sys/class/net/${o.values.name}/ifindex`, 'utf8'));
+      o.sources.ifindex = `/sys/class/net/${o.values.name}/ifindex`;
+    } finally {
+      closeSync(fd);
+    }
+    o.values.count = 2;
+    o.sources.count = 'ioctl(2) calls on the tun file (TUNSETIFF, TUNGETIFF)';
     return o;
   },
 
@@ -304,7 +344,7 @@ export async function runSuite(spec: SuiteSpec, obj: LoadedObject, ctx: GuestCon
       const o = parseObserve(c.observe);
       return typeof o !== 'string' && o.kind === 'ringbuf' ? [o.map] : [];
     }))];
-  const out = await TRIGGERS[spec.trigger.kind](spec, obj, drain);
+  const out = await TRIGGERS[spec.trigger.kind](spec, obj, drain, ctx);
   for (const m of drain) if (!out.ringbufs.has(m)) out.ringbufs.set(m, obj.drainRingbuf(m));
   return spec.checks.map((c): Check => {
     let observed: Value;

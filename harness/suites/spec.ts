@@ -7,7 +7,7 @@ import { FormatError } from '../core/errors.js';
 import type { SuiteSpec, TriggerKind } from './types.js';
 import { parseObserve, parseTruth } from './truth.js';
 
-const TOP_KEYS = ['name', 'description', 'header', 'programs', 'minKernel', 'rodata', 'trigger', 'checks'] as const;
+const TOP_KEYS = ['name', 'description', 'header', 'programs', 'minKernel', 'modules', 'rodata', 'trigger', 'checks'] as const;
 /** What a suite compiles against: one kernel's vmlinux.h, or the joined header of the whole matrix. */
 export const HEADERS = ['vmlinux', 'joined'] as const;
 const REQUIRED_TOP = ['name', 'description', 'trigger', 'checks'] as const;
@@ -18,6 +18,7 @@ export const TRIGGER_FIELDS: Record<TriggerKind, Record<string, 'string' | 'int'
   'loopback-tcp': {},
   'test-run': { program: 'string', packetLengths: 'int[]' },
   syscalls: { opens: 'int' },
+  tun: { name: 'string' },
   none: {},
 };
 export const TRIGGER_KINDS = Object.keys(TRIGGER_FIELDS) as TriggerKind[];
@@ -98,6 +99,14 @@ export function validateSpec(doc: unknown, file: string, text: string, dirName?:
     if (!Array.isArray(doc.programs) || doc.programs.length === 0) c.fail(['programs'], `programs must be a non-empty list of program names, not ${typeName(doc.programs)}`);
     else doc.programs.forEach((p, i) => str(['programs', i], p, `programs[${i}]`));
   }
+  if ('modules' in doc) {
+    if (!isMap(doc.modules) || Object.keys(doc.modules).length === 0) c.fail(['modules'], `modules must be a mapping of module name → the CONFIG_ option that builds it (tun: CONFIG_TUN), not ${typeName(doc.modules)}`);
+    else
+      for (const [k, v] of Object.entries(doc.modules)) {
+        if (!/^[a-z0-9][a-z0-9_-]*$/.test(k)) c.fail(['modules', k], `module name '${k}' must be a kernel module name (lower case letters, digits, - and _)`);
+        if (typeof v !== 'string' || !/^CONFIG_[A-Z0-9_]+$/.test(v)) c.fail(['modules', k], `module '${k}' must name the option that builds it (CONFIG_<X>), not ${typeName(v)}`);
+      }
+  }
   if ('rodata' in doc) {
     if (!isMap(doc.rodata)) c.fail(['rodata'], `rodata must be a mapping of variable → number | string | boolean, not ${typeName(doc.rodata)}`);
     else
@@ -126,6 +135,7 @@ export function validateSpec(doc: unknown, file: string, text: string, dirName?:
           c.fail(['trigger', k], `trigger.${k} must be a non-empty list of positive integers, not ${typeName(v)}`);
       }
       if (triggerKind === 'prctl-set-name' && typeof t.name === 'string' && Buffer.byteLength(t.name) > 15) c.fail(['trigger', 'name'], `trigger.name '${t.name}' is longer than 15 bytes (TASK_COMM_LEN - 1)`);
+      if (triggerKind === 'tun' && typeof t.name === 'string' && !/^[A-Za-z0-9_.-]{1,15}$/.test(t.name)) c.fail(['trigger', 'name'], `trigger.name '${t.name}' is not an interface name (1 to 15 of A-Z a-z 0-9 _ . -: IFNAMSIZ - 1)`);
     }
   }
   if ('checks' in doc) {

@@ -50,6 +50,7 @@ export const TRIGGER_KEYS: Record<TriggerKind, readonly string[]> = {
   'loopback-tcp': ['count', 'port', 'family', 'protocol', 'sockType', 'userlocks', 'netRefcnt'],
   'test-run': ['count', 'rejected', 'outside', 'totalLen'],
   syscalls: ['count', 'path'],
+  tun: ['count', 'name', 'ifindex', 'flags'],
   none: [],
 };
 

@@ -20,6 +20,14 @@ export interface SuiteSpec {
   programs?: string[];
   /** Below this kernel (`5.13`), the suite is an expected skip; at or above it, a skip fails. */
   minKernel?: string;
+  /**
+   * Kernel modules the programs need, each with the config option that builds it
+   * (`{ tun: CONFIG_TUN }`). Where the option is `m` the host ships the module from the kernel's
+   * package and the agent loads it before reading BTF, so its types (/sys/kernel/btf/<module>)
+   * are CO-RE candidates. An expected skip where the option is not set, or where it is `m` but
+   * modules carry no BTF (CONFIG_DEBUG_INFO_BTF_MODULES unset: 5.10).
+   */
+  modules?: Record<string, string>;
   /** Values written into `.rodata` variables before load (`const volatile` globals). */
   rodata?: Record<string, number | string | boolean>;
   /** How the guest makes the programs run. */
@@ -40,6 +48,11 @@ export type TriggerSpec =
    * caches process.pid, so getpid() is not a syscall the agent can make on demand.
    */
   | { kind: 'syscalls'; opens: number }
+  /**
+   * Opens /dev/net/tun and creates tun device `name` (TUNSETIFF, IFF_TUN | IFF_NO_PI), reads it
+   * back (TUNGETIFF) and closes it: two ioctls on the tun file, the device gone afterwards.
+   */
+  | { kind: 'tun'; name: string }
   | { kind: 'none' };
 
 export type TriggerKind = TriggerSpec['kind'];
@@ -71,6 +84,8 @@ export interface GuestContext {
   config: Pick<ReadonlyMap<string, string>, 'get' | 'size'>;
   /** Values the host computed with independent tools for this kernel (e.g. bpftool's BTF dump). */
   hostTruth: Record<string, number | string | boolean>;
+  /** ioctl(fd, request, &buf) (the agent's syscall module; triggers that drive devices need it). */
+  ioctl?: (fd: number, request: number, buf: Uint8Array, what: string) => number;
 }
 
 export interface SuiteRunner {

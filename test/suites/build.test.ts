@@ -12,14 +12,16 @@ import { parseBtf, type Btf } from '../../harness/core/btf/btf.js';
 import { Kind } from '../../harness/core/btf/kinds.js';
 import { relocateObject, type RelocateReport } from '../../harness/core/relocate.js';
 import { KernelStore, type KernelArtifacts } from '../../harness/kernels/store.js';
-import { buildSuites, hostTruth, hostTruthFile, listSuites, objectGlobals, versionCodeOfPackage, type BuiltSuite } from '../../harness/suites/build.js';
+import { buildSuites, hostTruth, hostTruthFile, listSuites, modulesFor, objectGlobals, versionCodeOfPackage, type BuiltSuite } from '../../harness/suites/build.js';
+import { elfSection } from '../../harness/kernels/extract.js';
 import { loadObjectSpec } from '../../harness/core/object/index.js';
 
 const KERNELS = ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '7.2', '7.3'];
-const SUITES = ['bitfields', 'enums-and-sizes', 'globals', 'iter-num', 'kconfig', 'kernel-version', 'netns', 'renamed-field', 'ringbuf-fentry', 'task-fields'];
+const SUITES = ['bitfields', 'enums-and-sizes', 'globals', 'iter-num', 'kconfig', 'kernel-version', 'module-btf', 'netns', 'renamed-field', 'ringbuf-fentry', 'task-fields'];
 const store = new KernelStore();
 let built: BuiltSuite[];
-const kernels = new Map<string, { art: KernelArtifacts; btf: Btf }>();
+/** Per kernel: its vmlinux BTF and the BTF of the modules the suites need (split on vmlinux's; none on 5.10). */
+const kernels = new Map<string, { art: KernelArtifacts; btf: Btf; modules: Btf[] }>();
 const reports = new Map<string, RelocateReport>(); // `${suite}@${kernel}`
 
 const verCmp = (a: string, b: string) => {
@@ -32,11 +34,17 @@ beforeAll(async () => {
   built = await buildSuites({ store });
   for (const id of KERNELS) {
     const art = await store.fetch(id);
-    kernels.set(id, { art, btf: parseBtf(new Uint8Array(readFileSync(art.btf)), { source: id }) });
+    const btf = parseBtf(new Uint8Array(readFileSync(art.btf)), { source: id });
+    const modules: Btf[] = [];
+    for (const m of await store.modules(art, modulesFor(built.map((b) => b.spec), art.config))) {
+      const sec = elfSection(readFileSync(m.path), '.BTF', m.member);
+      if (sec) modules.push(parseBtf(new Uint8Array(sec), { source: m.member, base: btf }));
+    }
+    kernels.set(id, { art, btf, modules });
   }
   for (const s of built) {
     const bytes = new Uint8Array(readFileSync(s.object));
-    for (const [id, k] of kernels) reports.set(`${s.name}@${id}`, relocateObject(bytes, `${s.name}.bpf.o`, s.sha256, { vmlinux: k.btf }, id).report);
+    for (const [id, k] of kernels) reports.set(`${s.name}@${id}`, relocateObject(bytes, `${s.name}.bpf.o`, s.sha256, { vmlinux: k.btf, modules: k.modules }, id).report);
   }
 }, 240_000);
 
@@ -85,7 +93,8 @@ describe('offline relocation against every kernel', () => {
       for (const id of KERNELS) {
         const { art, btf } = kernels.get(id)!;
         const series = art.version.split('.').slice(0, 2).join('.');
-        const tooOld = b.spec.minKernel !== undefined && verCmp(series, b.spec.minKernel) < 0;
+        // Below minKernel, or a module's types wanted where modules carry no BTF (5.10).
+        const tooOld = (b.spec.minKernel !== undefined && verCmp(series, b.spec.minKernel) < 0) || (b.spec.modules !== undefined && kernels.get(id)!.modules.length === 0);
         const bad = report(b.name, id).relocations
           .filter((r) => r.status === 'error' || (r.status === 'poisoned' && r.reachable !== false))
           .map((r) => `${b.name}@${id} ${r.kind} ${r.type}.${r.spec}: ${r.error}`);
@@ -97,8 +106,9 @@ describe('offline relocation against every kernel', () => {
         }
       }
     }
-    for (const s of SUITES.filter((n) => n !== 'iter-num')) expect(runnable.get(s), s).toEqual(KERNELS);
+    for (const s of SUITES.filter((n) => n !== 'iter-num' && n !== 'module-btf')) expect(runnable.get(s), s).toEqual(KERNELS);
     expect(runnable.get('iter-num')).toEqual(['6.12', '7.2', '7.3']);
+    expect(runnable.get('module-btf')).toEqual(KERNELS.filter((k) => k !== '5.10'));
   });
 
   it('every suite but iter-num (6.4) needs at most 5.8, so 5.10 and up run them all', () => {
@@ -154,6 +164,25 @@ describe('offline relocation against every kernel', () => {
     expect(off('7.3', 'sk_protocol')).toBeLessThan(off('7.3', 'sk_type'));
   });
 
+  it('module-btf: tun_file and tun_struct exist only in tun.ko\'s BTF, and relocate there; without module BTF (5.10) they cannot', () => {
+    for (const id of KERNELS) {
+      const { btf, modules } = kernels.get(id)!;
+      expect(btf.byName('tun_file'), id).toEqual([]);
+      const rs = report('module-btf', id).relocations.filter((r) => r.type.startsWith('struct tun_'));
+      expect(rs.length, id).toBeGreaterThan(5);
+      if (id === '5.10') {
+        expect(modules, id).toEqual([]);
+        for (const r of rs.filter((x) => x.kind === 'byte_off')) expect(r.status, `${id} ${r.spec}`).toBe('poisoned');
+        continue;
+      }
+      expect(modules.length, id).toBe(1);
+      for (const r of rs) expect(r.status, `${id} ${r.kind} ${r.type}.${r.spec}`).toBe('ok');
+    }
+    // tun_file grows and `detached` moves across the matrix (a relocation that matters).
+    const sizes = new Set(KERNELS.filter((k) => k !== '5.10').map((id) => relos('module-btf', id, '', 'type_size')[0]!.target));
+    expect(sizes.size).toBeGreaterThan(2);
+  });
+
   it('enums-and-sizes: guarded relocations are poisoned only where the kernel lacks the type or enumerator', () => {
     const poisoned = (id: string) => report('enums-and-sizes', id).relocations.filter((r) => r.status === 'poisoned').map((r) => `${r.type}:${r.spec}`).sort();
     const cm = (e: string) => `enum bpf_map_type___cm:${e}___cm`;
@@ -169,24 +198,32 @@ describe('host truth', () => {
   it('agrees with our BTF reader on every key, and with the relocations the engine computed', async () => {
     for (const id of ['5.10', '6.1-rt', '7.3']) {
       const truth = await hostTruth(id, { store });
-      const { btf, art } = kernels.get(id)!;
-      const named = (name: string, kinds: Kind[]) => btf.byName(name).find((i) => kinds.includes(btf.kind(i)));
+      const { btf: vmlinux, art, modules } = kernels.get(id)!;
+      // vmlinux first, then each module (a module's split view answers vmlinux ids too).
+      const named = (name: string, kinds: Kind[]): { v: Btf; i: number } | undefined => {
+        for (const v of [vmlinux, ...modules]) {
+          const i = v.byName(name).find((x) => kinds.includes(v.kind(x)));
+          if (i !== undefined) return { v, i };
+        }
+        return undefined;
+      };
       for (const [key, value] of Object.entries(truth)) {
         const [what, a = '', b = ''] = key.split('.');
         let mine: unknown;
         if (what === 'enum' || what === 'enumexists') {
           const e = named(a, [Kind.ENUM, Kind.ENUM64]);
-          const t = e === undefined ? undefined : btf.type(e);
+          const t = e === undefined ? undefined : e.v.type(e.i);
           const v = t && (t.kind === Kind.ENUM || t.kind === Kind.ENUM64) ? t.values.find((x) => x.name === b) : undefined;
           mine = what === 'enumexists' ? v !== undefined : Number(v!.value);
         } else if (what === 'size' || what === 'exists' || what === 'typeid') {
           const kind = { struct: Kind.STRUCT, union: Kind.UNION, enum: Kind.ENUM, typedef: Kind.TYPEDEF, int: Kind.INT }[a]!;
           const t = named(b, [kind]);
-          mine = what === 'exists' ? t !== undefined : what === 'typeid' ? t : btf.sizeOf(t!);
+          mine = what === 'exists' ? t !== undefined : what === 'typeid' ? t?.i : t!.v.sizeOf(t!.i);
         } else if (what === 'field' || what === 'offset' || what === 'fieldsize') {
-          const s = btf.type(named(a, [Kind.STRUCT, Kind.UNION])!);
+          const { v, i } = named(a, [Kind.STRUCT, Kind.UNION])!;
+          const s = v.type(i);
           const m = s.kind === Kind.STRUCT || s.kind === Kind.UNION ? s.members.find((x) => x.name === b) : undefined;
-          mine = what === 'field' ? m !== undefined : what === 'offset' ? m!.bitOffset / 8 : btf.sizeOf(m!.type);
+          mine = what === 'field' ? m !== undefined : what === 'offset' ? m!.bitOffset / 8 : v.sizeOf(m!.type);
         } else if (what === 'kernel') {
           mine = versionCodeOfPackage(art.version);
         } else if (what === 'config') {
@@ -203,6 +240,16 @@ describe('host truth', () => {
       expect(val('type_size', 'struct sock', '')).toBe(truth['size.struct.sock']);
       expect(val('target_type_id', 'struct task_struct', '')).toBe(truth['typeid.struct.task_struct']);
       expect(Boolean(val('type_exists', 'struct bpf_iter_num___cm', ''))).toBe(truth['exists.struct.bpf_iter_num']);
+      // module-btf: relocated against tun.ko's BTF, the engine agrees with bpftool reading that
+      // module's .BTF on top of the kernel's (5.10: modules without BTF, the types do not exist).
+      const mod = report('module-btf', id);
+      const mval = (kind: string, type: string, spec: string) => mod.relocations.find((r) => r.kind === kind && r.type === type && r.spec === spec)?.target;
+      expect(Boolean(mval('type_exists', 'struct tun_file___cm', '')), id).toBe(truth['exists.struct.tun_file']);
+      if (id === '5.10') continue;
+      expect(mval('type_size', 'struct tun_file___cm', ''), id).toBe(truth['size.struct.tun_file']);
+      expect(mval('byte_off', 'struct tun_file___cm', 'detached'), id).toBe(truth['offset.tun_file.detached']);
+      expect(mval('target_type_id', 'struct tun_struct___cm', ''), id).toBe(truth['typeid.struct.tun_struct']);
+      expect(truth['typeid.struct.tun_struct'] as number, id).toBeGreaterThanOrEqual(kernels.get(id)!.btf.count); // a module id, after vmlinux's
     }
   }, 120_000);
 

@@ -107,7 +107,7 @@ describe('truth sources and triggers (on the host, no BPF)', () => {
   });
 
   it('loopback-tcp really connects a client bound to 127.0.0.1', async () => {
-    const out = await TRIGGERS['loopback-tcp']({ ...spec, trigger: { kind: 'loopback-tcp' } }, undefined as never, []);
+    const out = await TRIGGERS['loopback-tcp']({ ...spec, trigger: { kind: 'loopback-tcp' } }, undefined as never, [], ctx);
     expect(out.values.port).toBeGreaterThan(0);
     expect(out.values).toMatchObject({ count: 1, family: 2, protocol: 6, sockType: 1, userlocks: 4, netRefcnt: 1 });
   });

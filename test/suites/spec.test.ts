@@ -48,7 +48,7 @@ function errorOf(text: string): string {
 describe('committed specs', () => {
   it('every suite folder has a spec that validates, named like its folder', () => {
     const names = listSuites();
-    expect(names.length).toBe(10);
+    expect(names.length).toBe(11);
     for (const n of names) expect(readSpec(join(suitesDir(), n, 'spec.yaml'), `suites/${n}/spec.yaml`, n).name).toBe(n);
   });
 
@@ -69,7 +69,7 @@ describe('bad specs give file:line errors', () => {
 
   it('unknown top-level key', () => {
     expect(errorOf(GOOD.replace('minKernel:', 'minKernal:'))).toBe(
-      "suites/demo/spec.yaml:3: unknown key 'minKernal' (allowed: name, description, header, programs, minKernel, rodata, trigger, checks)",
+      "suites/demo/spec.yaml:3: unknown key 'minKernal' (allowed: name, description, header, programs, minKernel, modules, rodata, trigger, checks)",
     );
   });
 
@@ -91,6 +91,19 @@ describe('bad specs give file:line errors', () => {
 
   it('a comm longer than TASK_COMM_LEN - 1', () => {
     expect(errorOf(GOOD.replace('name: cm-demo', 'name: cm-demo-far-too-long'))).toBe("suites/demo/spec.yaml:8: trigger.name 'cm-demo-far-too-long' is longer than 15 bytes (TASK_COMM_LEN - 1)");
+  });
+
+  it('modules map a module name to the option that builds it', () => {
+    expect(errorOf(GOOD.replace('rodata:', 'modules:\n  tun: CONFIG_TUN\nrodata:'))).toBe('ok');
+    expect(errorOf(GOOD.replace('rodata:', 'modules:\n  tun: y\nrodata:'))).toBe("suites/demo/spec.yaml:5: module 'tun' must name the option that builds it (CONFIG_<X>), not string \"y\"");
+    expect(errorOf(GOOD.replace('rodata:', 'modules:\n  Tun/x: CONFIG_TUN\nrodata:'))).toBe("suites/demo/spec.yaml:5: module name 'Tun/x' must be a kernel module name (lower case letters, digits, - and _)");
+    expect(errorOf(GOOD.replace('rodata:', 'modules: [tun]\nrodata:'))).toBe('suites/demo/spec.yaml:4: modules must be a mapping of module name → the CONFIG_ option that builds it (tun: CONFIG_TUN), not a list');
+  });
+
+  it('a tun device name that is not an interface name', () => {
+    const tun = (name: string) => GOOD.replace('kind: prctl-set-name\n  name: cm-demo', `kind: tun\n  name: ${name}`).replace(/\n  - \{ name: pid.*\n  - name: comm\n    observe: new_comm\n    truth: "proc:comm"/, '\n  - { name: ifindex, observe: pid_core, truth: "trigger:ifindex" }');
+    expect(errorOf(tun('cmtun0'))).toBe('ok');
+    expect(errorOf(tun('cm-tun-name-too-long'))).toBe("suites/demo/spec.yaml:8: trigger.name 'cm-tun-name-too-long' is not an interface name (1 to 15 of A-Z a-z 0-9 _ . -: IFNAMSIZ - 1)");
   });
 
   it('unknown key inside a check (block and flow style) points at the check line', () => {
