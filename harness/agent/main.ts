@@ -18,7 +18,7 @@ import { Collection } from '../loader/collection.js';
 import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
 import { finitModule, ioctlBuffer, KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
-import type { GuestContext, LoadedObject, SuiteRunner, SuiteSpec } from '../suites/types.js';
+import { moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, type RunManifest } from './manifest.js';
 
 const PORT = process.env.CM_RESULT_PORT ?? '/dev/ttyS1';
@@ -182,11 +182,11 @@ async function main(): Promise<number> {
         beforeAll(async () => {
           const t = performance.now();
           if (!st.obj) throw st.openError;
-          for (const [mod, option] of Object.entries(spec.modules ?? {})) {
+          for (const { name, option } of moduleNeeds(spec)) {
             if (configText.get(option) !== 'm') continue;
-            const err = moduleErrors.get(mod.replace(/-/g, '_'));
-            if (err) throw new Error(`module ${mod}: ${err}`);
-            if (!manifest.modules?.some((m) => m.name === mod.replace(/-/g, '_'))) throw new Error(`module ${mod}: ${option}=m but the host did not ship it`);
+            const err = moduleErrors.get(name.replace(/-/g, '_'));
+            if (err) throw new Error(`module ${name}: ${err}`);
+            if (!manifest.modules?.some((m) => m.name === name.replace(/-/g, '_'))) throw new Error(`module ${name}: ${option}=m but the host did not ship it`);
           }
           const obj = st.obj;
           const rodata: Record<string, number | string | boolean> = {};
@@ -374,14 +374,15 @@ function plainTask(t: File | import('@vitest/runner').Task): unknown {
 }
 
 /**
- * Why a suite's modules cannot give it BTF on this kernel (an expected skip), or undefined: the
- * option that builds a module is not set, or modules are built without BTF of their own.
+ * Why a suite's modules cannot serve it on this kernel (an expected skip), or undefined: the
+ * option that builds a module is not set, or the suite relocates against a module's types and
+ * modules are built without BTF of their own.
  */
 function moduleSkip(spec: SuiteSpec, config: GuestContext['config'], kernel: KernelInfo): string | undefined {
-  for (const [mod, option] of Object.entries(spec.modules ?? {})) {
+  for (const { name: mod, option, btf } of moduleNeeds(spec)) {
     const v = config.get(option);
     if (v === undefined || v === 'n') return `needs module ${mod}: ${option} is not set in this kernel`;
-    if (v !== 'm') continue; // built in: its types are in vmlinux's BTF
+    if (v !== 'm' || !btf) continue; // built in: its types are in vmlinux's BTF
     if (kernel.btf !== 'kernel') return `module ${mod} has no BTF: the kernel has no BTF of its own (BTF from ${kernel.btf})`;
     if (config.get('CONFIG_DEBUG_INFO_BTF_MODULES') !== 'y') return `module ${mod} has no BTF: CONFIG_DEBUG_INFO_BTF_MODULES is not set in this kernel`;
   }

@@ -22,7 +22,7 @@ import { moduleKey } from '../kernels/modules.js';
 import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
 import { readSpec, lineOf } from './spec.js';
 import { hostKeysOf, kernelVersionCode, parseObserve, parseTruth } from './truth.js';
-import type { SuiteSpec } from './types.js';
+import { moduleNeeds, type SuiteSpec } from './types.js';
 
 const run = promisify(execFile);
 
@@ -275,13 +275,16 @@ export function bpftoolTypes(btf: string, base?: string): Promise<BtJson[]> {
  * config sets to `m`. Built-in (`y`) ones are in vmlinux; unset ones make the suite a skip.
  */
 export function modulesFor(specs: SuiteSpec[], configFile: string): string[] {
-  const want = specs.flatMap((s) => Object.entries(s.modules ?? {}));
+  const want = specs.flatMap(moduleNeeds);
   if (want.length === 0) return [];
   const config = parseConfigLines(readFileSync(configFile, 'utf8'));
-  return [...new Set(want.filter(([, option]) => config.get(option) === 'm').map(([m]) => moduleKey(m)))];
+  return [...new Set(want.filter((m) => config.get(m.option) === 'm').map((m) => moduleKey(m.name)))];
 }
 
-function sizeOf(byId: Map<number, BtJson>, id: number, depth = 0): number {
+/** Type id → type, in one BTF (a module's answers its own ids, then vmlinux's). */
+type IdLookup = Pick<Map<number, BtJson>, 'get'>;
+
+function sizeOf(byId: IdLookup, id: number, depth = 0): number {
   const t = byId.get(id);
   if (!t || depth > 64) return 0;
   switch (t.kind) {
@@ -376,19 +379,28 @@ function bpftoolVersion(): Promise<string> {
 
 async function computeHostTruth(k: TruthInputs, keys: string[]): Promise<Record<string, number | string | boolean>> {
   // vmlinux's types first: a name both have resolves to the kernel's, as CO-RE candidates do.
-  const types = [...(await bpftoolTypes(k.btf))];
-  // A module without a .BTF section (kernels before CONFIG_DEBUG_INFO_BTF_MODULES, 5.10) adds no types.
-  for (const m of k.modules ?? []) if (parseElf(readFileSync(m), m).section('.BTF')) types.push(...(await bpftoolTypes(m, k.btf)));
-  const byId = new Map(types.map((t) => [t.id, t]));
-  const byName = new Map<string, BtJson[]>();
-  for (const t of types) {
-    if (t.name === '(anon)') continue;
-    const l = byName.get(t.name);
-    if (l) l.push(t);
-    else byName.set(t.name, [t]);
+  const base = await bpftoolTypes(k.btf);
+  const baseById = new Map(base.map((t) => [t.id, t]));
+  const spaces: { types: BtJson[]; byId: IdLookup }[] = [{ types: base, byId: baseById }];
+  // Every module's ids number on from vmlinux's, so two modules reuse the same ids: a module's
+  // types resolve references in that module, then in vmlinux. A module without a .BTF section
+  // (kernels before CONFIG_DEBUG_INFO_BTF_MODULES, 5.10) adds no types.
+  for (const m of k.modules ?? []) {
+    if (!parseElf(readFileSync(m), m).section('.BTF')) continue;
+    const own = await bpftoolTypes(m, k.btf);
+    const ownById = new Map(own.map((t) => [t.id, t]));
+    spaces.push({ types: own, byId: { get: (id) => ownById.get(id) ?? baseById.get(id) } });
   }
+  const byName = new Map<string, { t: BtJson; byId: IdLookup }[]>();
+  for (const { types, byId } of spaces)
+    for (const t of types) {
+      if (t.name === '(anon)') continue;
+      const l = byName.get(t.name);
+      if (l) l.push({ t, byId });
+      else byName.set(t.name, [{ t, byId }]);
+    }
   const KIND_OF: Record<string, string[]> = { struct: ['STRUCT'], union: ['UNION'], enum: ['ENUM', 'ENUM64'], typedef: ['TYPEDEF'], int: ['INT'] };
-  const find = (kinds: string[], name: string): BtJson | undefined => byName.get(name)?.find((t) => kinds.includes(t.kind));
+  const find = (kinds: string[], name: string) => byName.get(name)?.find((x) => kinds.includes(x.t.kind));
   const config = parseConfigLines(readFileSync(k.config, 'utf8'));
   const out: Record<string, number | string | boolean> = {};
   for (const key of keys) {
@@ -397,7 +409,7 @@ async function computeHostTruth(k: TruthInputs, keys: string[]): Promise<Record<
     switch (what) {
       case 'enum':
       case 'enumexists': {
-        const e = find(KIND_OF.enum!, a);
+        const e = find(KIND_OF.enum!, a)?.t;
         const v = e?.values?.find((x) => x.name === b);
         if (what === 'enumexists') out[key] = v !== undefined;
         else if (v !== undefined) out[key] = Number(v.val);
@@ -406,19 +418,19 @@ async function computeHostTruth(k: TruthInputs, keys: string[]): Promise<Record<
       case 'size':
       case 'exists':
       case 'typeid': {
-        const t = find(KIND_OF[a] ?? [], b);
-        if (what === 'exists') out[key] = t !== undefined;
-        else if (t) out[key] = what === 'typeid' ? t.id : sizeOf(byId, t.id);
+        const hit = find(KIND_OF[a] ?? [], b);
+        if (what === 'exists') out[key] = hit !== undefined;
+        else if (hit) out[key] = what === 'typeid' ? hit.t.id : sizeOf(hit.byId, hit.t.id);
         break;
       }
       case 'field':
       case 'offset':
       case 'fieldsize': {
         const s = find(['STRUCT', 'UNION'], a);
-        const m = s?.members?.find((x) => x.name === b);
+        const m = s?.t.members?.find((x) => x.name === b);
         if (what === 'field') out[key] = m !== undefined;
         else if (m && what === 'offset') out[key] = Math.floor(m.bits_offset / 8);
-        else if (m) out[key] = sizeOf(byId, m.type_id);
+        else if (m) out[key] = sizeOf(s!.byId, m.type_id);
         break;
       }
       case 'func':

@@ -8,7 +8,7 @@
 //
 // Before load, `.rodata` values come from `rodataFor(spec)` (placeholders such as $pid resolved).
 
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { release as osRelease, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -192,6 +192,28 @@ export const TRIGGERS: Record<TriggerKind, Trigger> = {
     }
     o.values.count = 2;
     o.sources.count = 'ioctl(2) calls on the tun file (TUNSETIFF, TUNGETIFF)';
+    return o;
+  },
+
+  async 'block-io'(spec) {
+    const t = spec.trigger as Extract<TriggerSpec, { kind: 'block-io' }>;
+    const o = outcome();
+    const path = `/dev/${t.device}`;
+    const fd = openSync(path, 'r+');
+    try {
+      // Nothing has read this block yet: the page cache misses and a read request goes out.
+      readSync(fd, Buffer.alloc(4096), 0, 4096, 64 << 20);
+      writeSync(fd, Buffer.alloc(t.bytes, 0xa5), 0, t.bytes, 0);
+      fsyncSync(fd); // writeback now, not in 30 s: every written byte reaches the device
+    } finally {
+      closeSync(fd);
+    }
+    o.values.bytes = t.bytes;
+    o.sources.bytes = `bytes written to ${path} at offset 0, then fsync`;
+    o.values.device = t.device;
+    o.sources.device = 'spec trigger.device';
+    o.values.reads = 1;
+    o.sources.reads = `one 4096-byte read of ${path} at 64 MiB`;
     return o;
   },
 

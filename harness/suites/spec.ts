@@ -19,6 +19,7 @@ export const TRIGGER_FIELDS: Record<TriggerKind, Record<string, 'string' | 'int'
   'test-run': { program: 'string', packetLengths: 'int[]' },
   syscalls: { opens: 'int' },
   tun: { name: 'string' },
+  'block-io': { device: 'string', bytes: 'int' },
   none: {},
 };
 export const TRIGGER_KINDS = Object.keys(TRIGGER_FIELDS) as TriggerKind[];
@@ -100,11 +101,15 @@ export function validateSpec(doc: unknown, file: string, text: string, dirName?:
     else doc.programs.forEach((p, i) => str(['programs', i], p, `programs[${i}]`));
   }
   if ('modules' in doc) {
-    if (!isMap(doc.modules) || Object.keys(doc.modules).length === 0) c.fail(['modules'], `modules must be a mapping of module name → the CONFIG_ option that builds it (tun: CONFIG_TUN), not ${typeName(doc.modules)}`);
+    const form = '(null_blk: CONFIG_BLK_DEV_NULL_BLK, or tun: { option: CONFIG_TUN, btf: true } when the programs relocate against its types)';
+    if (!isMap(doc.modules) || Object.keys(doc.modules).length === 0) c.fail(['modules'], `modules must be a mapping of module name → the CONFIG_ option that builds it ${form}, not ${typeName(doc.modules)}`);
     else
       for (const [k, v] of Object.entries(doc.modules)) {
         if (!/^[a-z0-9][a-z0-9_-]*$/.test(k)) c.fail(['modules', k], `module name '${k}' must be a kernel module name (lower case letters, digits, - and _)`);
-        if (typeof v !== 'string' || !/^CONFIG_[A-Z0-9_]+$/.test(v)) c.fail(['modules', k], `module '${k}' must name the option that builds it (CONFIG_<X>), not ${typeName(v)}`);
+        const option = isMap(v) ? v.option : v;
+        if (isMap(v)) for (const key of Object.keys(v)) if (key !== 'option' && key !== 'btf') c.fail(['modules', k], `unknown key '${key}' for module '${k}' (allowed: option, btf)`);
+        if (isMap(v) && 'btf' in v && typeof v.btf !== 'boolean') c.fail(['modules', k], `module '${k}': btf must be true or false, not ${typeName(v.btf)}`);
+        if (typeof option !== 'string' || !/^CONFIG_[A-Z0-9_]+$/.test(option)) c.fail(['modules', k], `module '${k}' must name the option that builds it (CONFIG_<X>) ${form}, not ${typeName(option)}`);
       }
   }
   if ('rodata' in doc) {
@@ -135,6 +140,8 @@ export function validateSpec(doc: unknown, file: string, text: string, dirName?:
           c.fail(['trigger', k], `trigger.${k} must be a non-empty list of positive integers, not ${typeName(v)}`);
       }
       if (triggerKind === 'prctl-set-name' && typeof t.name === 'string' && Buffer.byteLength(t.name) > 15) c.fail(['trigger', 'name'], `trigger.name '${t.name}' is longer than 15 bytes (TASK_COMM_LEN - 1)`);
+      if (triggerKind === 'block-io' && typeof t.device === 'string' && !/^[a-z0-9]+$/.test(t.device)) c.fail(['trigger', 'device'], `trigger.device '${t.device}' must be a block device name under /dev (lower case letters and digits)`);
+      if (triggerKind === 'block-io' && Number.isInteger(t.bytes) && (t.bytes as number) % 4096 !== 0) c.fail(['trigger', 'bytes'], `trigger.bytes ${String(t.bytes)} must be a multiple of 4096 (whole pages)`);
       if (triggerKind === 'tun' && typeof t.name === 'string' && !/^[A-Za-z0-9_.-]{1,15}$/.test(t.name)) c.fail(['trigger', 'name'], `trigger.name '${t.name}' is not an interface name (1 to 15 of A-Z a-z 0-9 _ . -: IFNAMSIZ - 1)`);
     }
   }

@@ -51,6 +51,7 @@ export const TRIGGER_KEYS: Record<TriggerKind, readonly string[]> = {
   'test-run': ['count', 'rejected', 'outside', 'totalLen'],
   syscalls: ['count', 'path'],
   tun: ['count', 'name', 'ifindex', 'flags'],
+  'block-io': ['bytes', 'device', 'reads'],
   none: [],
 };
 

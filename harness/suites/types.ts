@@ -22,12 +22,13 @@ export interface SuiteSpec {
   minKernel?: string;
   /**
    * Kernel modules the programs need, each with the config option that builds it
-   * (`{ tun: CONFIG_TUN }`). Where the option is `m` the host ships the module from the kernel's
-   * package and the agent loads it before reading BTF, so its types (/sys/kernel/btf/<module>)
-   * are CO-RE candidates. An expected skip where the option is not set, or where it is `m` but
-   * modules carry no BTF (CONFIG_DEBUG_INFO_BTF_MODULES unset: 5.10).
+   * (`{ null_blk: CONFIG_BLK_DEV_NULL_BLK }`), or `{ option, btf: true }` when the programs
+   * relocate against the module's own types. Where the option is `m` the host ships the module
+   * from the kernel's package and the agent loads it before reading BTF (its types are then in
+   * /sys/kernel/btf/<module>). An expected skip where the option is not set, and, for `btf: true`,
+   * where modules carry no BTF (CONFIG_DEBUG_INFO_BTF_MODULES unset: 5.10).
    */
-  modules?: Record<string, string>;
+  modules?: Record<string, string | { option: string; btf?: boolean }>;
   /** Values written into `.rodata` variables before load (`const volatile` globals). */
   rodata?: Record<string, number | string | boolean>;
   /** How the guest makes the programs run. */
@@ -53,9 +54,27 @@ export type TriggerSpec =
    * back (TUNGETIFF) and closes it: two ioctls on the tun file, the device gone afterwards.
    */
   | { kind: 'tun'; name: string }
+  /**
+   * On block device /dev/`device`: reads one 4 KiB block the page cache does not hold (64 MiB in),
+   * then writes `bytes` (a multiple of 4096) at offset 0 and fsyncs, so they reach the device.
+   */
+  | { kind: 'block-io'; device: string; bytes: number }
   | { kind: 'none' };
 
 export type TriggerKind = TriggerSpec['kind'];
+
+/** One module a suite needs (spec `modules`, either form). */
+export interface ModuleNeed {
+  name: string;
+  option: string;
+  /** The programs relocate against the module's own BTF. */
+  btf: boolean;
+}
+
+/** A spec's `modules`, each in the long form. */
+export function moduleNeeds(spec: Pick<SuiteSpec, 'modules'>): ModuleNeed[] {
+  return Object.entries(spec.modules ?? {}).map(([name, v]) => (typeof v === 'string' ? { name, option: v, btf: false } : { name, option: v.option, btf: v.btf === true }));
+}
 
 export interface CheckSpec {
   name: string;

@@ -1,5 +1,6 @@
 // The whole pipeline on real kernels: compile the suites once, build images, boot 5.10 and 6.1
-// under QEMU (TCG), load the same objects with our loader in each guest, and check what the
+// under QEMU (TCG), load the same objects with our loader in each guest (modules the suites need
+// loaded first), and check what the
 // programs observed against ground truth each guest measured itself.
 import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import type { RunReport } from '../../harness/results.js';
 import { writeReports } from '../../harness/report/index.js';
 
 const KERNELS = ['5.10', '6.1'];
-const SUITES = ['task-fields', 'kconfig', 'globals', 'renamed-field', 'kernel-version', 'module-btf'];
+const SUITES = ['task-fields', 'kconfig', 'globals', 'renamed-field', 'kernel-version', 'module-btf', 'block-io'];
 
 let report: RunReport;
 let out: string;
@@ -72,6 +73,16 @@ describe('matrix on 5.10 and 6.1 (TCG)', () => {
     expect([size.status, size.target]).toEqual(['ok', 1728]);
     const flags = ours!.checks.find((c) => c.name.startsWith('tun->flags'))!;
     expect([flags.ok, flags.observed]).toEqual([true, 0x1001]); // IFF_TUN | IFF_NO_PI, read by the kprobe
+  });
+
+  it('block-io: null_blk loaded in both guests; the seed\'s REQ_WRITE test counts exactly the bytes the agent wrote', () => {
+    for (const id of KERNELS) {
+      const c = report.kernels.find((k) => k.kernel.id === id)!.cells.find((x) => x.suite === 'block-io' && x.loader === 'ours')!;
+      expect(c.verdict, `${id}: ${c.reason}`).toBe('pass');
+      expect(c.checks.find((x) => x.name === 'bytes written to nullb0')!.observed, id).toBe(65536);
+      // 5.10 reaches the disk through rq->rq_disk, 6.1 through rq->q->disk.
+      expect(c.checks.find((x) => x.name.startsWith('disk from rq->rq_disk'))!.observed, id).toBe(id === '5.10' ? 1 : 0);
+    }
   });
 
   it('writes the four reports', async () => {

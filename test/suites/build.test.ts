@@ -14,10 +14,11 @@ import { relocateObject, type RelocateReport } from '../../harness/core/relocate
 import { KernelStore, type KernelArtifacts } from '../../harness/kernels/store.js';
 import { buildSuites, hostTruth, hostTruthFile, listSuites, modulesFor, objectGlobals, versionCodeOfPackage, type BuiltSuite } from '../../harness/suites/build.js';
 import { elfSection } from '../../harness/kernels/extract.js';
+import { moduleNeeds } from '../../harness/suites/types.js';
 import { loadObjectSpec } from '../../harness/core/object/index.js';
 
 const KERNELS = ['5.10', '6.1', '6.1-cloud', '6.1-rt', '6.12', '7.2', '7.3'];
-const SUITES = ['bitfields', 'enums-and-sizes', 'globals', 'iter-num', 'kconfig', 'kernel-version', 'module-btf', 'netns', 'renamed-field', 'ringbuf-fentry', 'task-fields'];
+const SUITES = ['bitfields', 'block-io', 'enums-and-sizes', 'globals', 'iter-num', 'kconfig', 'kernel-version', 'module-btf', 'netns', 'renamed-field', 'ringbuf-fentry', 'task-fields'];
 const store = new KernelStore();
 let built: BuiltSuite[];
 /** Per kernel: its vmlinux BTF and the BTF of the modules the suites need (split on vmlinux's; none on 5.10). */
@@ -94,7 +95,7 @@ describe('offline relocation against every kernel', () => {
         const { art, btf } = kernels.get(id)!;
         const series = art.version.split('.').slice(0, 2).join('.');
         // Below minKernel, or a module's types wanted where modules carry no BTF (5.10).
-        const tooOld = (b.spec.minKernel !== undefined && verCmp(series, b.spec.minKernel) < 0) || (b.spec.modules !== undefined && kernels.get(id)!.modules.length === 0);
+        const tooOld = (b.spec.minKernel !== undefined && verCmp(series, b.spec.minKernel) < 0) || (moduleNeeds(b.spec).some((m) => m.btf) && kernels.get(id)!.modules.length === 0);
         const bad = report(b.name, id).relocations
           .filter((r) => r.status === 'error' || (r.status === 'poisoned' && r.reachable !== false))
           .map((r) => `${b.name}@${id} ${r.kind} ${r.type}.${r.spec}: ${r.error}`);
@@ -175,12 +176,25 @@ describe('offline relocation against every kernel', () => {
         for (const r of rs.filter((x) => x.kind === 'byte_off')) expect(r.status, `${id} ${r.spec}`).toBe('poisoned');
         continue;
       }
-      expect(modules.length, id).toBe(1);
+      // tun for module-btf; null_blk (and configfs, which it depends on) for block-io.
+      expect(modules.map((m) => m.source.split('/').pop()!.replace(/\.ko.*/, '')).sort(), id).toEqual(['configfs', 'null_blk', 'tun']);
       for (const r of rs) expect(r.status, `${id} ${r.kind} ${r.type}.${r.spec}`).toBe('ok');
     }
     // tun_file grows and `detached` moves across the matrix (a relocation that matters).
     const sizes = new Set(KERNELS.filter((k) => k !== '5.10').map((id) => relos('module-btf', id, '', 'type_size')[0]!.target));
     expect(sizes.size).toBeGreaterThan(2);
+  });
+
+  it('block-io: the disk through rq->rq_disk and REQ_OP_WRITE from enum req_opf on 5.10; rq->q->disk and enum req_op after', () => {
+    for (const id of KERNELS) {
+      const old = id === '5.10';
+      expect(relos('block-io', id, 'rq_disk', 'field_exists')[0]!.target, id).toBe(old ? 1 : 0);
+      expect(relos('block-io', id, 'REQ_OP_WRITE', 'enumval_exists').find((r) => r.type === 'enum req_op')!.target, id).toBe(old ? 0 : 1);
+      const disk = relos('block-io', id, 'disk', 'byte_off').find((r) => r.type === 'struct request_queue')!;
+      expect([disk.status, disk.reachable === false], id).toEqual(old ? ['poisoned', true] : ['ok', false]);
+      const rqDisk = relos('block-io', id, 'rq_disk', 'byte_off')[0]!;
+      expect([rqDisk.status, rqDisk.reachable === false], id).toEqual(old ? ['ok', false] : ['poisoned', true]);
+    }
   });
 
   it('enums-and-sizes: guarded relocations are poisoned only where the kernel lacks the type or enumerator', () => {
@@ -250,6 +264,13 @@ describe('host truth', () => {
       expect(mval('byte_off', 'struct tun_file___cm', 'detached'), id).toBe(truth['offset.tun_file.detached']);
       expect(mval('target_type_id', 'struct tun_struct___cm', ''), id).toBe(truth['typeid.struct.tun_struct']);
       expect(truth['typeid.struct.tun_struct'] as number, id).toBeGreaterThanOrEqual(kernels.get(id)!.btf.count); // a module id, after vmlinux's
+      // Every module's ids start after vmlinux's, so tun's and null_blk's overlap: whichever
+      // module comes last, tun's types resolve in tun.
+      const tunKeys = ['size.struct.tun_file', 'offset.tun_file.detached', 'fieldsize.tun_file.detached'];
+      for (const order of [['tun', 'null_blk'], ['null_blk', 'tun']]) {
+        const t = await hostTruth(id, { store, keys: tunKeys, modules: order });
+        expect([t['size.struct.tun_file'], t['offset.tun_file.detached'], t['fieldsize.tun_file.detached']], `${id} ${order}`).toEqual([truth['size.struct.tun_file'], truth['offset.tun_file.detached'], 8]);
+      }
     }
   }, 120_000);
 

@@ -48,7 +48,7 @@ function errorOf(text: string): string {
 describe('committed specs', () => {
   it('every suite folder has a spec that validates, named like its folder', () => {
     const names = listSuites();
-    expect(names.length).toBe(11);
+    expect(names.length).toBe(12);
     for (const n of names) expect(readSpec(join(suitesDir(), n, 'spec.yaml'), `suites/${n}/spec.yaml`, n).name).toBe(n);
   });
 
@@ -93,11 +93,23 @@ describe('bad specs give file:line errors', () => {
     expect(errorOf(GOOD.replace('name: cm-demo', 'name: cm-demo-far-too-long'))).toBe("suites/demo/spec.yaml:8: trigger.name 'cm-demo-far-too-long' is longer than 15 bytes (TASK_COMM_LEN - 1)");
   });
 
-  it('modules map a module name to the option that builds it', () => {
-    expect(errorOf(GOOD.replace('rodata:', 'modules:\n  tun: CONFIG_TUN\nrodata:'))).toBe('ok');
-    expect(errorOf(GOOD.replace('rodata:', 'modules:\n  tun: y\nrodata:'))).toBe("suites/demo/spec.yaml:5: module 'tun' must name the option that builds it (CONFIG_<X>), not string \"y\"");
-    expect(errorOf(GOOD.replace('rodata:', 'modules:\n  Tun/x: CONFIG_TUN\nrodata:'))).toBe("suites/demo/spec.yaml:5: module name 'Tun/x' must be a kernel module name (lower case letters, digits, - and _)");
-    expect(errorOf(GOOD.replace('rodata:', 'modules: [tun]\nrodata:'))).toBe('suites/demo/spec.yaml:4: modules must be a mapping of module name → the CONFIG_ option that builds it (tun: CONFIG_TUN), not a list');
+  it('modules map a module name to the option that builds it, and say when its BTF is needed', () => {
+    const mods = (text: string) => errorOf(GOOD.replace('rodata:', `modules:\n${text}\nrodata:`));
+    expect(mods('  null_blk: CONFIG_BLK_DEV_NULL_BLK')).toBe('ok');
+    expect(mods('  tun: { option: CONFIG_TUN, btf: true }')).toBe('ok');
+    const form = '(null_blk: CONFIG_BLK_DEV_NULL_BLK, or tun: { option: CONFIG_TUN, btf: true } when the programs relocate against its types)';
+    expect(mods('  tun: y')).toBe(`suites/demo/spec.yaml:5: module 'tun' must name the option that builds it (CONFIG_<X>) ${form}, not string "y"`);
+    expect(mods('  tun: { option: CONFIG_TUN, btf: yes }')).toBe("suites/demo/spec.yaml:5: module 'tun': btf must be true or false, not string \"yes\"");
+    expect(mods('  tun: { option: CONFIG_TUN, load: true }')).toBe("suites/demo/spec.yaml:5: unknown key 'load' for module 'tun' (allowed: option, btf)");
+    expect(mods('  Tun/x: CONFIG_TUN')).toBe("suites/demo/spec.yaml:5: module name 'Tun/x' must be a kernel module name (lower case letters, digits, - and _)");
+    expect(errorOf(GOOD.replace('rodata:', 'modules: [tun]\nrodata:'))).toBe(`suites/demo/spec.yaml:4: modules must be a mapping of module name → the CONFIG_ option that builds it ${form}, not a list`);
+  });
+
+  it('block-io wants a device name and whole pages', () => {
+    const bio = (device: string, bytes: number) => GOOD.replace('kind: prctl-set-name\n  name: cm-demo', `kind: block-io\n  device: ${device}\n  bytes: ${bytes}`).replace(/\n  - \{ name: pid.*\n  - name: comm\n    observe: new_comm\n    truth: "proc:comm"/, '\n  - { name: bytes, observe: pid_core, truth: "trigger:bytes" }');
+    expect(errorOf(bio('nullb0', 8192))).toBe('ok');
+    expect(errorOf(bio('nullb0', 1000))).toBe('suites/demo/spec.yaml:9: trigger.bytes 1000 must be a multiple of 4096 (whole pages)');
+    expect(errorOf(bio('../sda', 4096))).toBe("suites/demo/spec.yaml:8: trigger.device '../sda' must be a block device name under /dev (lower case letters and digits)");
   });
 
   it('a tun device name that is not an interface name', () => {
