@@ -10,14 +10,14 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { release as osRelease, machine } from 'node:os';
 import { describe, startTests, test, beforeAll, afterAll, type File, type VitestRunner } from '@vitest/runner';
-import { parseBtf } from '../core/btf/btf.js';
+import { decodeBtfIndex, parseBtf, type Btf } from '../core/btf/btf.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { reloRootNames } from '../core/relo/patch.js';
 import { Collection } from '../loader/collection.js';
 import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
-import { finitModule, ioctlBuffer, KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
+import { finitModule, ioctlBuffer, powerOff, KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
 import { moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, type RunManifest } from './manifest.js';
 
@@ -77,6 +77,7 @@ async function main(): Promise<number> {
     kernel.btf = btfFile === '/sys/kernel/btf/vmlinux' ? 'kernel' : btfFile ? manifest.btf!.source : 'none';
     if (!btfFile) return noBtf(manifest, kernel, t0);
     const phase: [string, number][] = [['start', performance.now()]];
+    let btfNote = 'parsed';
     const suitePhases: string[] = [];
     const mark = (name: string) => phase.push([name, performance.now()]);
     const states = new Map<string, SuiteState>();
@@ -96,7 +97,22 @@ async function main(): Promise<number> {
     mark('objects');
     const btfBytes = readFileSync(btfFile);
     mark('btf read');
-    const kernelBtf = parseBtf(btfBytes, { source: btfFile, findNames: roots });
+    // The host indexed this kernel's BTF from the package: if these are the same bytes, the parse
+    // pass is skipped (a memcmp instead of a walk over every type); otherwise parse in full.
+    let indexed: Btf | undefined;
+    if (manifest.btfIndex) {
+      try {
+        if (btfFile === manifest.btfIndex.btf || btfBytes.equals(readFileSync(manifest.btfIndex.btf))) {
+          const index = decodeBtfIndex(readFileSync(manifest.btfIndex.index), manifest.btfIndex.index);
+          indexed = parseBtf(btfBytes, { source: btfFile, findNames: roots, index });
+          btfNote = 'opened from the host\'s index';
+        } else btfNote = `differs from the package's BTF the host indexed (${manifest.btfIndex.btf}); parsed in full`;
+      } catch (e) {
+        btfNote = `index not usable (${(e as Error).message.split('\n')[0]}); parsed in full`;
+      }
+      if (!indexed) send({ t: 'log', level: 'warn', msg: `agent: ${btfFile} ${btfNote}` });
+    }
+    const kernelBtf = indexed ?? parseBtf(btfBytes, { source: btfFile, findNames: roots });
     mark('btf parse');
     const kernelBtfName = btfFile;
     const btfCustomPath = kernel.btf === 'kernel' ? undefined : btfFile;
@@ -331,7 +347,7 @@ async function main(): Promise<number> {
     }
     mark('rest');
     // Where the agent's time went (for start-up and matrix benchmarks), one line.
-    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; ${suitePhases.join('; ')}` });
+    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote}; ${suitePhases.join('; ')}` });
     send({ t: 'done', ok, ms: Math.round(performance.now() - t0) });
     return 0;
   } catch (e) {
@@ -492,8 +508,26 @@ function firstError(t: File | import('@vitest/runner').Task | undefined): string
   return undefined;
 }
 
+/** Whether koffi (the loader's syscall module) has been loaded in this process. */
+function syscallsLoaded(): boolean {
+  return Object.keys(require.cache).some((k) => k.includes('/node_modules/koffi/'));
+}
+
 main().then(
-  (code) => process.exit(code),
+  (code) => {
+    // A finished agent in a guest whose init asks for it (CM_POWER_OFF=1, never set on a host)
+    // powers the machine off itself once the result port is closed (close drains it): node's own
+    // teardown (~50 ms under TCG) and init's last steps are skipped. Only when the loader's
+    // syscall module is up already (loading it costs more than it saves).
+    if (code === 0 && process.env.CM_POWER_OFF === '1' && syscallsLoaded()) {
+      try {
+        powerOff();
+      } catch {
+        /* init powers off */
+      }
+    }
+    process.exit(code);
+  },
   (e: unknown) => {
     process.stderr.write(`agent: ${(e as Error).message}\n`);
     process.exit(1);

@@ -21,6 +21,11 @@ export interface RunManifest {
    */
   btf?: { path: string; source: 'pahole' };
   /**
+   * The vmlinux BTF the host indexed (harness/kernels/btf-index.ts) and the index: when the BTF the
+   * agent relocates against is byte-for-byte this file, it opens it from the index.
+   */
+  btfIndex?: { btf: string; index: string };
+  /**
    * Kernel modules the suites need (spec `modules` whose option is `m` in this kernel's config),
    * decompressed from the kernel's package, in load order (dependencies first).
    */

@@ -7,7 +7,7 @@
 
 import { Btf } from '../core/btf/btf.js';
 import { Kind } from '../core/btf/kinds.js';
-import { sanitizeBtf, type BtfFeatures } from '../core/btf/sanitize.js';
+import { btfFeaturesUsed, sanitizeBtf, type BtfFeatures } from '../core/btf/sanitize.js';
 import { CoreMatrixError } from '../core/errors.js';
 import { BPF_PSEUDO_BTF_ID, LD_IMM64 } from '../core/insn.js';
 import { fillKconfig, type KconfigFacts, type KconfigResolution } from '../core/kconfig.js';
@@ -191,13 +191,16 @@ export class Collection {
     this.relocations = rel.report.relocations;
 
     // 2. The object's BTF, rewritten for what this kernel knows.
+    // Only what the object's BTF uses is probed (each probe is a BTF load in the kernel).
+    const used = btfFeaturesUsed(spec.btf);
+    const knows = (f: keyof BtfFeatures, kind: Parameters<typeof probeBtfKind>[0]) => !used.has(f) || probeBtfKind(kind) !== 'missing';
     const has: BtfFeatures = {
-      float: probeBtfKind('FLOAT') !== 'missing',
-      declTag: probeBtfKind('DECL_TAG') !== 'missing',
-      typeTag: probeBtfKind('TYPE_TAG') !== 'missing',
-      enum64: probeBtfKind('ENUM64') !== 'missing',
-      funcGlobal: probeBtfKind('FUNC_GLOBAL') !== 'missing',
-      datasec: probeBtfKind('DATASEC') !== 'missing',
+      float: knows('float', 'FLOAT'),
+      declTag: knows('declTag', 'DECL_TAG'),
+      typeTag: knows('typeTag', 'TYPE_TAG'),
+      enum64: knows('enum64', 'ENUM64'),
+      funcGlobal: knows('funcGlobal', 'FUNC_GLOBAL'),
+      datasec: knows('datasec', 'DATASEC'),
     };
     const sanitized = sanitizeBtf(spec.btf, has);
     this.btfChanges = sanitized.changes;

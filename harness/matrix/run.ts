@@ -14,6 +14,9 @@ import { repoRoot } from '../paths.js';
 import type { GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type KernelInfo, type KernelRun, type RunReport } from '../results.js';
 import { buildSuites, hostTruth, modulesFor, type BuiltSuite } from '../suites/build.js';
+import { kernelBtfIndexFile } from '../kernels/btf-index.js';
+import { loadObjectSpec } from '../core/object/load.js';
+import { reloRootNames } from '../core/relo/patch.js';
 import { runGuest, type Accel } from '../vm/qemu.js';
 import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
@@ -71,6 +74,9 @@ function kernelInfo(e: KernelEntry, k?: KernelArtifacts): KernelInfo {
 
 /** Where a custom kernel's pahole-made BTF sits in the guest. */
 const GUEST_BTF = '/cm/vmlinux.btf';
+/** The package's vmlinux BTF (a copy, to compare /sys/kernel/btf/vmlinux with) and the host's index of it. */
+const GUEST_BTF_COPY = '/cm/kernel.btf';
+const GUEST_BTF_INDEX = '/cm/kernel.btf.idx';
 
 export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const startedAt = new Date().toISOString();
@@ -92,6 +98,13 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     return { name, host: path, path: `/cm/user/${i}-${name}`, sha256: createHash('sha256').update(bytes).digest('hex') };
   });
   o.log(`matrix: ${suites.length} suite(s) compiled once: ${suites.map((s) => `${s.name} (${s.sha256.slice(0, 12)})`).join(' ')}`);
+  // The root type names of the suites' CO-RE relocations: the kernel BTF index answers them, so
+  // the agent has them without a walk over the kernel's types.
+  const roots = new Set<string>();
+  for (const s of suites) {
+    const obj = loadObjectSpec(readFileSync(s.object), `${s.name}.bpf.o`);
+    if (obj.btfExt) for (const n of reloRootNames(obj.btf, obj.btfExt.coreRelos)) roots.add(n);
+  }
 
   // The corpus: fetched and compiled once on the host, the same objects in every guest.
   let corpus: { cases: NonNullable<RunManifest['corpus']>; files: { path: string; source: string }[] } | undefined;
@@ -150,6 +163,11 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
       const wanted = modulesFor(suites.map((s) => s.spec), k.config);
       const modules = wanted.length ? (await store.modules(k, wanted)).map((m) => ({ name: m.name, path: `/cm/modules/${m.name}.ko`, source: m.path })) : [];
+      // The BTF the agent relocates against, indexed here: the package's (compared in the guest
+      // with /sys/kernel/btf/vmlinux), or the pahole-made file it is given.
+      const shipBtf = e.build?.btf !== 'none';
+      const indexFile = shipBtf ? kernelBtfIndexFile({ path: k.btf, sha256: k.sha256.btf }, roots) : undefined;
+      const btfIndex = indexFile ? { btf: e.build?.btf === 'pahole' ? GUEST_BTF : GUEST_BTF_COPY, index: GUEST_BTF_INDEX } : undefined;
       const manifest: RunManifest = {
         schema: MANIFEST_SCHEMA,
         kernel,
@@ -161,6 +179,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ...(e.build?.btf === 'pahole' ? { btf: { path: GUEST_BTF, source: 'pahole' as const } } : {}),
         loader: o.loader ?? 'ours',
         ...(modules.length ? { modules: modules.map((m) => ({ name: m.name, path: m.path })) } : {}),
+        ...(btfIndex ? { btfIndex } : {}),
         ...(corpus ? { corpus: corpus.cases } : {}),
         ...(o.faults ? { faults: o.faults } : {}),
       };
@@ -172,6 +191,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
           ...userObjects.map((u) => ({ path: u.path, source: u.host })),
           ...(corpus?.files ?? []),
           ...modules.map((m) => ({ path: m.path, source: m.source })),
+          ...(indexFile ? [{ path: GUEST_BTF_INDEX, source: indexFile }, ...(btfIndex!.btf === GUEST_BTF_COPY ? [{ path: GUEST_BTF_COPY, source: k.btf }] : [])] : []),
           ...(e.build?.btf === 'pahole' ? [{ path: GUEST_BTF, source: k.btf }] : []),
         ],
         kernelConfig: k.config,

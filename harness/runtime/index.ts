@@ -8,7 +8,7 @@ export { Link, attachRawTracepoint, attachTracing, attachTracepoint, attachKprob
 export { RingBufReader } from './ringbuf.js';
 export { PerfBufReader, type PerfRecord, type PerfReaderOptions } from './perfbuf.js';
 export { btfLoad, objName, VerifierError, type ProgLoadAttr, type MapCreateAttr, type TestRunOptions, type TestRunResult } from './bpf.js';
-export { SyscallError, errnoName, close, removeMemlockLimit, finitModule, ioctlBuffer } from './sys.js';
+export { SyscallError, errnoName, close, removeMemlockLimit, finitModule, ioctlBuffer, powerOff } from './sys.js';
 export { openFds, openFdCount, type OpenFd } from './fds.js';
 export {
   probeAll,

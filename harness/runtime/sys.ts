@@ -29,6 +29,7 @@ const cSetrlimit = libc.func('int setrlimit(int resource, void *rlim)');
 export const SYS_bpf = 321;
 export const SYS_perf_event_open = 298;
 export const SYS_finit_module = 313;
+export const SYS_reboot = 169;
 
 const ERRNO_NAMES = new Map<number, string>();
 for (const [name, num] of Object.entries(koffi.os.errno)) if (!ERRNO_NAMES.has(num)) ERRNO_NAMES.set(num, name);
@@ -199,6 +200,18 @@ export function finitModule(fd: number, what: string): 'loaded' | 'present' {
   } finally {
     params.free();
   }
+}
+
+/**
+ * reboot(LINUX_REBOOT_CMD_POWER_OFF): the machine powers off at once (no sync, no process exit).
+ * For the guest agent's last step only; returns only on failure (throws).
+ */
+export function powerOff(): never {
+  const LINUX_REBOOT_MAGIC1 = 0xfee1dead;
+  const LINUX_REBOOT_MAGIC2 = 672274793;
+  const LINUX_REBOOT_CMD_POWER_OFF = 0x4321fedc;
+  cSyscall(SYS_reboot, 'int', LINUX_REBOOT_MAGIC1 | 0, 'int', LINUX_REBOOT_MAGIC2, 'unsigned int', LINUX_REBOOT_CMD_POWER_OFF, 'uint64_t', 0n);
+  fail('reboot(POWER_OFF)');
 }
 
 /** close(fd); also drops it from the debug fd registry. Closing twice is a bug: EBADF throws. */

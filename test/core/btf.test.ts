@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Btf, parseBtf, essentialName, type BtfType } from '../../harness/core/btf/btf.js';
 import { Kind, KIND_NAMES } from '../../harness/core/btf/kinds.js';
 import { encodeBtf, type TypeSpec } from '../../harness/core/btf/writer.js';
-import { sanitizeBtf, ALL_BTF_FEATURES } from '../../harness/core/btf/sanitize.js';
+import { btfFeaturesUsed, sanitizeBtf, ALL_BTF_FEATURES } from '../../harness/core/btf/sanitize.js';
 import { FormatError } from '../../harness/core/errors.js';
 import { bpftoolDump, compileBpf, dumpSection, writeTmp, type BpftoolType } from '../helpers/tools.js';
 
@@ -126,10 +126,29 @@ describe('BTF sanitizer', () => {
     expect(out.changes.join(' ')).toMatch(/FLOAT→STRUCT/);
   });
 
-  it('changes nothing when the kernel has everything', () => {
+  it('changes nothing when the kernel has everything: the same bytes, loaded as they are', () => {
     const out = sanitizeBtf(btf, ALL_BTF_FEATURES);
     expect(out.changes).toEqual([]);
+    expect(out.bytes).toBe(btf.bytes);
     expect(bpftoolDump(writeTmp('same.btf', out.bytes))).toEqual(bpftoolDump(fixture));
+  });
+
+  it('knows which features an object uses from the raw kinds, as bpftool lists its types', () => {
+    const dumped = bpftoolDump(fixture);
+    const has = (kind: string) => dumped.some((t) => t.kind === kind);
+    const expected = new Set<string>();
+    if (has('FLOAT')) expected.add('float');
+    if (has('DECL_TAG')) expected.add('declTag');
+    if (has('TYPE_TAG')) expected.add('typeTag');
+    if (has('ENUM64') || dumped.some((t) => t.kind === 'ENUM' && (t as { encoding?: string }).encoding === 'SIGNED')) expected.add('enum64');
+    if (dumped.some((t) => t.kind === 'FUNC' && (t as { linkage?: string }).linkage === 'global')) expected.add('funcGlobal');
+    if (has('VAR') || has('DATASEC')) expected.add('datasec');
+    expect(expected.size).toBeGreaterThan(3); // the fixture exists to use them
+    expect(btfFeaturesUsed(btf)).toEqual(expected);
+    // A feature the kernel lacks but the BTF does not use changes nothing either.
+    const plain = parseBtf(encodeBtf([{ kind: Kind.INT, name: 'int', size: 4, encoding: 1, bitOffset: 0, bits: 32 }, { kind: Kind.PTR, name: '', type: 1 }]));
+    expect(btfFeaturesUsed(plain)).toEqual(new Set());
+    expect(sanitizeBtf(plain, { ...ALL_BTF_FEATURES, float: false, enum64: false }).bytes).toBe(plain.bytes);
   });
 });
 

@@ -3,7 +3,7 @@
 // dump of each kernel's BTF (libbpf's reader), walked by field name here: not from our engine.
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseBtf } from '../../harness/core/btf/btf.js';
+import { decodeBtfIndex, encodeBtfIndex, parseBtf } from '../../harness/core/btf/btf.js';
 import { readTargetBtf, relocateObject, type RelocateReport } from '../../harness/core/relocate.js';
 import { KernelStore } from '../../harness/kernels/store.js';
 import { bpftoolDump, compileBpf, type BpftoolType } from '../helpers/tools.js';
@@ -170,5 +170,37 @@ describe('name look-ups on a real vmlinux BTF', () => {
       expect(inPass.byEssentialName(n), n).toEqual(indexed.byEssentialName(n));
       expect(inPass.byName(n), n).toEqual(indexed.byName(n));
     }
+  }, 120_000);
+});
+
+describe('a kernel BTF opened from a precomputed index', () => {
+  it('answers exactly as a full parse, and an index of other bytes is a one-line error', async () => {
+    for (const id of ['5.10', '7.3']) {
+      const bytes = readFileSync((await store.fetch(id)).btf);
+      const full = parseBtf(bytes, { source: id });
+      const roots = ['task_struct', 'sock', 'bpf_map_type', 'no_such_type_anywhere'];
+      // Through the bytes the guest receives (encode → decode), as harness/kernels/btf-index.ts ships it.
+      const index = decodeBtfIndex(encodeBtfIndex(full.index(roots)), `${id}.idx`);
+      const fromIndex = parseBtf(bytes, { source: id, index, findNames: [...roots, 'pt_regs'] });
+      expect(fromIndex.count, id).toBe(full.count);
+      for (let t = 1; t < full.count; t += 37) expect(fromIndex.type(t), `${id} #${t}`).toEqual(full.type(t));
+      expect(fromIndex.type(full.count - 1)).toEqual(full.type(full.count - 1));
+      for (const n of [...roots, 'pt_regs', 'list_head']) {
+        expect(fromIndex.byEssentialName(n), n).toEqual(full.byEssentialName(n));
+        expect(fromIndex.byName(n), n).toEqual(full.byName(n));
+      }
+      expect(index.essential.get('task_struct')!.length).toBeGreaterThan(0);
+      expect(index.essential.get('no_such_type_anywhere')).toEqual([]);
+    }
+    // The index of one kernel given with another's bytes, a torn index, a wrong file.
+    const b510 = readFileSync((await store.fetch('5.10')).btf);
+    const b73 = readFileSync((await store.fetch('7.3')).btf);
+    const idx73 = parseBtf(b73).index();
+    expect(() => parseBtf(b510, { source: '5.10', index: idx73 })).toThrow(/^5\.10: the BTF index was made for \d+ bytes of BTF, this is \d+$/);
+    expect(() => parseBtf(b73, { source: '7.3', index: { ...idx73, offsets: idx73.offsets.subarray(1) } })).toThrow(/^7\.3: the BTF index does not fit this BTF's type section$/);
+    expect(() => parseBtf(b73, { source: '7.3', index: { ...idx73, offsets: idx73.offsets.subarray(0, idx73.offsets.length - 1) } })).toThrow(/^7\.3: the BTF index's last record does not end the type section$/);
+    const enc = encodeBtfIndex(idx73);
+    expect(() => decodeBtfIndex(enc.subarray(0, enc.length - 1), 'k.idx')).toThrow(/^k\.idx: \d+ bytes, but its header says \d+$/);
+    expect(() => decodeBtfIndex(b73.subarray(0, 64), 'k.idx')).toThrow(/^k\.idx: not a BTF index \(no CMBTFIX1 magic\)$/);
   }, 120_000);
 });

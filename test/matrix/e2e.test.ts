@@ -2,7 +2,7 @@
 // under QEMU (TCG), load the same objects with our loader in each guest (modules the suites need
 // loaded first), and check what the
 // programs observed against ground truth each guest measured itself.
-import { mkdtempSync, existsSync } from 'node:fs';
+import { mkdtempSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -48,6 +48,10 @@ describe('matrix on 5.10 and 6.1 (TCG)', () => {
     const pid = tf.map((c) => c.relocations.find((r) => r.kind === 'byte_off' && r.spec === 'pid')!);
     expect(pid[0]!.status).toBe('ok');
     expect(pid[0]!.target).not.toBe(pid[1]!.target);
+  });
+
+  it('opens each kernel\'s BTF from the host\'s index, having found /sys/kernel/btf/vmlinux byte-equal to the package\'s', () => {
+    for (const id of KERNELS) expect(readFileSync(join(out, 'guests', `${id}.ttyS1.log`), 'utf8'), id).toContain("kernel BTF opened from the host's index");
   });
 
   it('checks values the guest measured itself', () => {

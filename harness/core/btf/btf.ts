@@ -89,6 +89,60 @@ export interface ParseOptions {
    * (it matters in a guest, where the agent runs without a JIT under TCG). Base BTF only.
    */
   findNames?: Iterable<string>;
+  /**
+   * The parse pass's result for exactly these bytes, worked out before (`btf.index()` on the same
+   * bytes, e.g. on the host for the kernel the guest boots): the pass is skipped. The caller
+   * vouches that the bytes are the ones indexed (the agent compares them with the copy the index
+   * was made from); the type count, the first record and the last one's end are still checked.
+   * Base BTF only.
+   */
+  index?: BtfIndex;
+}
+
+/** What parsing a base BTF works out: where each type record starts, and essential-name answers. */
+export interface BtfIndex {
+  /** Length of the BTF the index was made from. */
+  btfLength: number;
+  /** offsets[i] = byte offset of type i + 1's record. */
+  offsets: Uint32Array;
+  /** Essential name → type ids, for the names asked when the index was made. */
+  essential: Map<string, number[]>;
+}
+
+const INDEX_MAGIC = 'CMBTFIX1';
+
+/** BtfIndex → bytes: magic, u32 btfLength, u32 count, u32 JSON length, the offsets (u32 LE), the names as JSON. */
+export function encodeBtfIndex(idx: BtfIndex): Uint8Array {
+  const names = new TextEncoder().encode(JSON.stringify(Object.fromEntries(idx.essential)));
+  const out = new Uint8Array(20 + idx.offsets.length * 4 + names.length);
+  const dv = new DataView(out.buffer);
+  out.set(new TextEncoder().encode(INDEX_MAGIC));
+  dv.setUint32(8, idx.btfLength, true);
+  dv.setUint32(12, idx.offsets.length, true);
+  dv.setUint32(16, names.length, true);
+  for (let i = 0; i < idx.offsets.length; i++) dv.setUint32(20 + i * 4, idx.offsets[i]!, true);
+  out.set(names, 20 + idx.offsets.length * 4);
+  return out;
+}
+
+/** Bytes → BtfIndex; a one-line FormatError naming `source` when they are not one. */
+export function decodeBtfIndex(bytes: Uint8Array, source = 'BTF index'): BtfIndex {
+  if (bytes.length < 20 || new TextDecoder().decode(bytes.subarray(0, 8)) !== INDEX_MAGIC) throw new FormatError(`${source}: not a BTF index (no ${INDEX_MAGIC} magic)`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const btfLength = dv.getUint32(8, true);
+  const n = dv.getUint32(12, true);
+  const namesLen = dv.getUint32(16, true);
+  if (20 + n * 4 + namesLen !== bytes.length) throw new FormatError(`${source}: ${bytes.length} bytes, but its header says ${20 + n * 4 + namesLen}`);
+  // A view when the offsets are 4-byte aligned in memory (little-endian hosts), else a copy.
+  const at = bytes.byteOffset + 20;
+  const offsets = at % 4 === 0 ? new Uint32Array(bytes.buffer, at, n) : new Uint32Array(bytes.slice(20, 20 + n * 4).buffer);
+  let names: Record<string, number[]>;
+  try {
+    names = JSON.parse(new TextDecoder().decode(bytes.subarray(20 + n * 4))) as Record<string, number[]>;
+  } catch {
+    throw new FormatError(`${source}: its name table is not JSON`);
+  }
+  return { btfLength, offsets, essential: new Map(Object.entries(names)) };
 }
 
 /** Table of the first two bytes of `names` (a 1-byte name also as "x_", for flavoured names). */
@@ -164,8 +218,19 @@ export class Btf {
     }
     if (strLen > 0 && bytes[this.strStart + strLen - 1] !== 0) throw new FormatError(`${src}: BTF string section is not NUL-terminated`, this.strStart + strLen - 1);
 
-    // One pass: record offsets, check bounds and kinds. A record is at least 12 bytes.
     const end = this.typeStart + typeLen;
+    const findNames = opts.findNames && !this.base ? [...new Set(opts.findNames)].filter((x) => x !== '') : [];
+    if (opts.index) {
+      const idx = opts.index;
+      if (this.base) throw new FormatError(`${src}: a precomputed index is for base BTF only`);
+      this.offsets = this.checkIndex(idx, end);
+      this.nTypes = idx.offsets.length;
+      for (const [name, ids] of idx.essential) this.essCache.set(name, ids);
+      const missing = findNames.filter((name) => !this.essCache.has(name));
+      if (missing.length) this.prefetchEssential(missing);
+      return;
+    }
+    // One pass: record offsets, check bounds and kinds. A record is at least 12 bytes.
     let offsets = new Uint32Array(Math.max(16, (typeLen / 16) | 0));
     let n = 0;
     let p = this.typeStart;
@@ -173,7 +238,6 @@ export class Btf {
     const strTotal = this.startStr + strLen;
     const strStart = this.strStart;
     // findNames: types whose name starts with a wanted name's first two bytes, compared in full below.
-    const findNames = opts.findNames && !this.base ? [...new Set(opts.findNames)].filter((x) => x !== '') : [];
     const want = findNames.length ? twoByteTable(findNames) : undefined;
     const cands: number[] = [];
     while (p < end) {
@@ -204,6 +268,32 @@ export class Btf {
       const found = this.scan(findNames, true, cands);
       for (const name of findNames) this.essCache.set(name, found.get(name) ?? []);
     }
+  }
+
+  /** A precomputed index's offsets, after the checks that cost nothing: length, first record, the last one's end. */
+  private checkIndex(idx: BtfIndex, end: number): Uint32Array {
+    const src = this.source;
+    const n = idx.offsets.length;
+    if (idx.btfLength !== this.bytes.length) throw new FormatError(`${src}: the BTF index was made for ${idx.btfLength} bytes of BTF, this is ${this.bytes.length}`);
+    if (n === 0) {
+      if (end !== this.typeStart) throw new FormatError(`${src}: the BTF index lists no types, the type section is not empty`);
+      return idx.offsets;
+    }
+    const last = idx.offsets[n - 1]!;
+    if (idx.offsets[0] !== this.typeStart || last + 12 > end) throw new FormatError(`${src}: the BTF index does not fit this BTF's type section`);
+    const info = this.dv.getUint32(last + 4, true);
+    const kind = (info >>> 24) & 0x1f;
+    const extra = EXTRA_FIXED[kind]! + (info & 0xffff) * EXTRA_PER[kind]!;
+    if (extra < 0 || last + 12 + extra !== end) throw new FormatError(`${src}: the BTF index's last record does not end the type section`);
+    return idx.offsets;
+  }
+
+  /** The parse pass's result, to give a later parse of the same bytes (ParseOptions.index); `names` are answered too. */
+  index(names: Iterable<string> = []): BtfIndex {
+    if (this.base) throw new FormatError(`${this.source}: an index is made for base BTF only`);
+    const want = [...new Set(names)].filter((x) => x !== '');
+    this.prefetchEssential(want);
+    return { btfLength: this.bytes.length, offsets: this.offsets.slice(), essential: new Map(want.map((n) => [n, [...this.byEssentialName(n)]])) };
   }
 
   /** Total number of type ids, including void (0) and base types: valid ids are [0, count). */

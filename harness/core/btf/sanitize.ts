@@ -40,7 +40,45 @@ function strip(t: BtfType): TypeSpec {
   return rest as TypeSpec;
 }
 
+/**
+ * The features of BtfFeatures an object's BTF uses, read from the raw kinds (no type is decoded):
+ * the loader probes the kernel for those only, and a BTF using nothing the kernel lacks is loaded
+ * as it is.
+ */
+export function btfFeaturesUsed(btf: Btf): Set<keyof BtfFeatures> {
+  const used = new Set<keyof BtfFeatures>();
+  for (let id = btf.startId; id < btf.count; id++) {
+    switch (btf.kind(id)) {
+      case Kind.FLOAT:
+        used.add('float');
+        break;
+      case Kind.DECL_TAG:
+        used.add('declTag');
+        break;
+      case Kind.TYPE_TAG:
+        used.add('typeTag');
+        break;
+      case Kind.ENUM64:
+        used.add('enum64');
+        break;
+      case Kind.ENUM:
+        if (btf.kindFlag(id)) used.add('enum64'); // a signed enum (kind_flag) came with ENUM64
+        break;
+      case Kind.FUNC:
+        if (btf.vlen(id) === FUNC_GLOBAL) used.add('funcGlobal'); // linkage lives in vlen
+        break;
+      case Kind.VAR:
+      case Kind.DATASEC:
+        used.add('datasec');
+        break;
+    }
+  }
+  return used;
+}
+
 export function sanitizeBtf(btf: Btf, has: BtfFeatures): SanitizeResult {
+  // Nothing the kernel lacks: the BTF as it is (no type decoded, no rebuild), as libbpf loads it.
+  if ([...btfFeaturesUsed(btf)].every((f) => has[f])) return { bytes: btf.bytes, changes: [] };
   const counts = new Map<string, number>();
   const note = (what: string) => counts.set(what, (counts.get(what) ?? 0) + 1);
   const b = new BtfBuilder({ strings: btf.stringSection() });
