@@ -12,7 +12,12 @@ const entries = [
 // The guest agent is CommonJS: node runs it without its ESM loader (whose own modules are compiled
 // at start-up, emulated under TCG), and a CommonJS script can be compiled from a V8 code cache
 // (images/agent-start.cjs; harness/images/agent-cache.ts produces the cache).
-const agent = { ...common, banner: undefined, format: 'cjs', entryPoints: ['harness/agent/main.ts'], outfile: 'dist/agent.js', external: ['koffi'] };
+// Its clock is process.hrtime: node's global `performance` is built on first use from eleven
+// perf_hooks modules, which a guest compiles from source (node's code cache for its own modules
+// does not match --jitless).
+const agent = { ...common, format: 'cjs', entryPoints: ['harness/agent/main.ts'], outfile: 'dist/agent.js', external: ['koffi'],
+  define: { 'performance.now': '__cmNow', 'globalThis.performance': '__cmPerformance' },
+  banner: { js: 'const __cmNow = () => Number(process.hrtime.bigint()) / 1e6; const __cmPerformance = { now: __cmNow };' } };
 // Earlier layouts of the CLI build (one ES module bundle, then split ES module chunks): gone.
 for (const stale of ['dist/cli.js', 'dist/cli.js.map', 'dist/cli']) rmSync(stale, { force: true, recursive: true });
 // The CLI is one CommonJS file, which bin/corematrix.js compiles with a V8 code cache (an ES

@@ -8,7 +8,6 @@
 // the plain task tree with its results, as it runs.
 
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
-import { release as osRelease, machine } from 'node:os';
 import { describe, startTests, test, beforeAll, afterAll, type File, type VitestRunner } from '@vitest/runner';
 import { decodeBtfIndex, parseBtf, type Btf } from '../core/btf/btf.js';
 import { loadObjectSpec } from '../core/object/load.js';
@@ -17,7 +16,7 @@ import { reloRootNames } from '../core/relo/patch.js';
 import { Collection } from '../loader/collection.js';
 import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
-import { finitModule, ioctlBuffer, powerOff, KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
+import { finitModule, ioctlBuffer, powerOff, unameRelease, KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
 import { moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, type RunManifest } from './manifest.js';
 
@@ -65,8 +64,8 @@ async function main(): Promise<number> {
   } catch {
     portFd = -1; // host tests run the agent without a serial port: results go to stdout
   }
-  const release = osRelease();
-  send({ t: 'hello', v: PROTOCOL_VERSION, release, machine: machine(), bootMs: uptimeMs() });
+  const release = unameRelease();
+  send({ t: 'hello', v: PROTOCOL_VERSION, release, machine: process.arch === 'x64' ? 'x86_64' : process.arch, bootMs: uptimeMs() });
   const beat = setInterval(() => send({ t: 'hb', ms: uptimeMs() }), 2000);
   try {
     const manifestPath = process.env.CM_MANIFEST ?? '/cm/run.json';

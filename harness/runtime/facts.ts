@@ -2,8 +2,18 @@
 // (CONFIG_* → 'y' | 'm' | string | number), LINUX_KERNEL_VERSION, /proc/kallsyms, CPU lists.
 
 import { existsSync, readFileSync } from 'node:fs';
-import { release, version } from 'node:os';
 import { CoreMatrixError, FormatError } from '../core/errors.js';
+
+/**
+ * uname -r and uname -v, read from /proc (node:os would be compiled from source at start-up in a
+ * guest: node's code cache for its own modules does not match --jitless).
+ */
+export function unameRelease(): string {
+  return readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+}
+export function unameVersion(): string {
+  return readFileSync('/proc/sys/kernel/version', 'utf8').trim();
+}
 
 export type KconfigValue = 'y' | 'm' | string | number;
 
@@ -107,7 +117,7 @@ export class KernelConfig implements ReadonlyMap<string, KconfigValue> {
 export const KCONFIG_SPECIALS: Readonly<Record<string, number>> = { LINUX_HAS_SYSCALL_WRAPPER: 1 };
 
 /** Reads the running kernel's config: /boot/config-<release>, else /proc/config.gz. */
-export function readKernelConfig(kernelRelease = release()): { path: string; config: KernelConfig } {
+export function readKernelConfig(kernelRelease = unameRelease()): { path: string; config: KernelConfig } {
   const boot = `/boot/config-${kernelRelease}`;
   if (existsSync(boot)) return { path: boot, config: new KernelConfig(readFileSync(boot, 'utf8'), boot) };
   const proc = '/proc/config.gz';
@@ -122,7 +132,7 @@ export function kernelVersion(a: number, b: number, c: number): number {
 }
 
 /** LINUX_KERNEL_VERSION from a uname release such as "6.1.0-27-amd64" or "5.10.226-1". */
-export function kernelVersionFromRelease(rel = release()): number {
+export function kernelVersionFromRelease(rel = unameRelease()): number {
   const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(rel);
   if (!m) throw new FormatError(`kernel release '${rel}' does not start with a.b[.c]`);
   return kernelVersion(Number(m[1]), Number(m[2]), Number(m[3] ?? 0));
@@ -134,7 +144,7 @@ export function kernelVersionFromRelease(rel = release()): number {
  * version string ("#1 SMP Debian 5.10.262-1 (...)"); Ubuntu puts it in /proc/version_signature.
  * Those win over the release when present.
  */
-export function linuxKernelVersion(uname: { release: string; version: string } = { release: release(), version: version() }): number {
+export function linuxKernelVersion(uname: { release: string; version: string } = { release: unameRelease(), version: unameVersion() }): number {
   const deb = /\bDebian (\d+)\.(\d+)\.(\d+)/.exec(uname.version);
   if (deb) return kernelVersion(Number(deb[1]), Number(deb[2]), Number(deb[3]));
   if (existsSync('/proc/version_signature')) {

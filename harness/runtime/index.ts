@@ -26,6 +26,8 @@ export {
 } from './probe.js';
 export {
   readKernelConfig,
+  unameRelease,
+  unameVersion,
   KCONFIG_SPECIALS,
   KernelConfig,
   parseKernelConfig,

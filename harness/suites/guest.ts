@@ -10,7 +10,6 @@
 
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
-import { release as osRelease, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Check } from '../results.js';
 import type { GuestContext, LoadedObject, SuiteRunner, SuiteSpec, TriggerKind, TriggerSpec } from './types.js';
@@ -156,7 +155,7 @@ export const TRIGGERS: Record<TriggerKind, Trigger> = {
   async syscalls(spec, obj, drain) {
     const t = spec.trigger as Extract<TriggerSpec, { kind: 'syscalls' }>;
     const o = outcome();
-    const dir = tmpdir();
+    const dir = process.env.TMPDIR || '/tmp';
     mkdirSync(dir, { recursive: true });
     const path = join(dir, `cm-open-${process.pid}`);
     writeFileSync(path, 'corematrix marker\n');
@@ -276,7 +275,7 @@ const TASK_STATE: Record<string, number> = { R: 0, S: 1, D: 2, T: 4, t: 8, X: 16
  * version follows the build number ("#1 SMP PREEMPT_DYNAMIC Debian 6.1.158-1"); the compiler's
  * "(Debian 10.2.1-6)" earlier on the line is not it.
  */
-export function runningKernelVersion(procVersion?: string, release = osRelease()): [number, number, number] {
+export function runningKernelVersion(procVersion?: string, release = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()): [number, number, number] {
   let text = procVersion ?? '';
   if (procVersion === undefined) {
     try {
