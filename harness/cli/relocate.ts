@@ -1,4 +1,4 @@
-// corematrix relocate <object.o> --btf <file | kernel-id> [--json]
+// corematrix relocate <object.o> --btf <file | kernel-id> [--module <file | name>]... [--json]
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -8,7 +8,7 @@ import { loadObjectSpec } from '../core/object/index.js';
 import { readTargetBtf, relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { Command } from './command.js';
 
-const help = `usage: corematrix relocate <object.o>... --btf <file | kernel-id> [--json]
+const help = `usage: corematrix relocate <object.o>... --btf <file | kernel-id> [--module <file | name>]... [--json]
 
 Applies every CO-RE relocation of a clang-built BPF object against one target BTF, offline,
 with the same engine the guest agent uses, and prints what each relocation resolved to.
@@ -18,6 +18,11 @@ with the same engine the guest agent uses, and prints what each relocation resol
   --btf <kernel-id>  the vmlinux BTF of a kernel from kernels/matrix.yaml (fetched if needed);
                      its config also fills the object's kconfig externs, so 'reachable' follows
                      the branches they decide, as that kernel's verifier will
+  --module <file>    (repeatable) a kernel module's BTF, split on top of the target's: a .ko
+                     (its .BTF section) or a raw split BTF file (/sys/kernel/btf/<module>).
+                     Types only the module has are then CO-RE candidates, as in a guest that
+                     loaded it (vmlinux is searched first)
+  --module <name>    with --btf <kernel-id>: that module, taken from the kernel's package
   --json             print one JSON document instead of a table (for several objects, a JSON
                      array with one document per object)
 
@@ -27,12 +32,18 @@ is); an ambiguous or malformed one is 'error'.
 Exit status: 0 when no relocation is 'error', 1 when some are, 2 for unusable input.`;
 
 /** A `--btf` argument: a file (raw BTF or ELF with .BTF), else a kernel id of kernels/matrix.yaml (fetched). */
-export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; name: string; kernel?: { config: string; release: string; banner: string } }> {
+export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; name: string; kernel?: { config: string; release: string; banner: string }; modules?: (name: string) => Promise<string> }> {
   if (existsSync(spec)) return { bytes: readFileSync(spec), name: spec };
   if (spec.includes('/') || spec.endsWith('.o') || spec.endsWith('.btf')) throw new UsageError(`${spec}: no such file`);
   const { KernelStore } = await import('../kernels/store.js');
-  const k = await new KernelStore().fetch(spec);
-  return { bytes: readFileSync(k.btf), name: `${k.id} (${k.package} ${k.version})`, kernel: { config: k.config, release: k.release, banner: k.banner } };
+  const store = new KernelStore();
+  const k = await store.fetch(spec);
+  // A module of this kernel by name: the .ko from its package (the store keeps it).
+  const modules = async (name: string) => {
+    const { moduleKey } = await import('../kernels/modules.js');
+    return (await store.modules(k, [name])).find((m) => m.name === moduleKey(name))!.path;
+  };
+  return { bytes: readFileSync(k.btf), name: `${k.id} (${k.package} ${k.version})`, kernel: { config: k.config, release: k.release, banner: k.banner }, modules };
 }
 
 /**
@@ -64,12 +75,23 @@ export const relocateCommand: Command = {
   name: 'relocate',
   help,
   async run(args) {
-    const { values, positionals } = parseArgs({ args, options: { btf: { type: 'string' }, json: { type: 'boolean' } }, allowPositionals: true });
+    const { values, positionals } = parseArgs({ args, options: { btf: { type: 'string' }, module: { type: 'string', multiple: true }, json: { type: 'boolean' } }, allowPositionals: true });
     if (positionals.length === 0) throw new UsageError('relocate needs an object file (see --help)');
     if (!values.btf) throw new UsageError('relocate needs --btf <file | kernel-id>');
     for (const p of positionals) if (!existsSync(p)) throw new UsageError(`${p}: no such file`);
     const t = await loadTarget(values.btf);
-    const target = { vmlinux: readTargetBtf(t.bytes, t.name) };
+    const vmlinux = readTargetBtf(t.bytes, t.name);
+    const modules = [];
+    for (const m of values.module ?? []) {
+      let file = m;
+      if (!existsSync(m)) {
+        if (!t.modules || m.includes('/') || m.endsWith('.ko')) throw new UsageError(`${m}: no such file${t.modules ? '' : ' (a module name needs --btf <kernel-id>)'}`);
+        file = await t.modules(m);
+      }
+      modules.push(readTargetBtf(readFileSync(file), existsSync(m) ? m : `${m}.ko of ${t.name}`, vmlinux));
+    }
+    const target = { vmlinux, modules };
+    const targetName = modules.length ? `${t.name} + ${(values.module ?? []).join(', ')}` : t.name;
     const facts = t.kernel ? await kconfigFacts(t.kernel) : undefined;
     const reports = positionals.map((objPath) => {
       const obj = readFileSync(objPath);
@@ -86,7 +108,7 @@ export const relocateCommand: Command = {
           process.stderr.write(`corematrix: note: ${(err as Error).message.split('\n')[0]} (libbpf and our loader refuse this object on ${t.name})\n`);
         }
       }
-      return relocateSpec(spec, sha256, target, t.name, known ? { kconfig } : {}).report;
+      return relocateSpec(spec, sha256, target, targetName, known ? { kconfig } : {}).report;
     });
     const out = values.json ? JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2) : reports.map(table).join('\n\n');
     process.stdout.write(out + '\n');

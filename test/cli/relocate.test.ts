@@ -49,6 +49,37 @@ describe('corematrix relocate', () => {
     for (const x of live) expect(x).toMatchObject({ status: 'poisoned', reachable: true });
   });
 
+  it('--module adds a module\'s BTF: tun.ko\'s types relocate (by name from the package, or as a file); without it they are poisoned', async () => {
+    const { buildSuites } = await import('../../harness/suites/build.js');
+    const [mod] = await buildSuites({ names: ['module-btf'] });
+    type Doc = { btf: string; relocations: { type: string; kind: string; status: string; target: number }[] };
+    const tun = (out: string) => (JSON.parse(out) as Doc).relocations.filter((x) => x.type.startsWith('struct tun_'));
+    const byName = cli(['relocate', mod!.object, '--btf', '6.1', '--module', 'tun', '--json']);
+    expect(byName.status, byName.stderr).toBe(0);
+    expect((JSON.parse(byName.stdout) as Doc).btf).toMatch(/^6\.1 \(.*\) \+ tun$/);
+    const ok = tun(byName.stdout);
+    expect(ok.length).toBeGreaterThan(5);
+    for (const x of ok) expect(x.status, `${x.kind} ${x.type}`).toBe('ok');
+    expect(ok.find((x) => x.kind === 'type_size' && x.type === 'struct tun_file___cm')!.target).toBe(1728); // bpftool: tun_file size=1728 on 6.1
+    // The same module given as a file (the store's decompressed .ko), against the BTF file.
+    const store = new KernelStore();
+    const k = await store.fetch('6.1');
+    const [ko] = await store.modules(k, ['tun']);
+    const byFile = cli(['relocate', mod!.object, '--btf', k.btf, '--module', ko!.path, '--json']);
+    expect(tun(byFile.stdout)).toEqual(ok);
+    // Without the module, nothing has those types.
+    const without = tun(cli(['relocate', mod!.object, '--btf', '6.1', '--json']).stdout);
+    expect(without.filter((x) => x.kind === 'byte_off').every((x) => x.status === 'poisoned')).toBe(true);
+    // 5.10's modules carry no BTF; a name without a kernel id; a module file that does not exist.
+    const old = cli(['relocate', mod!.object, '--btf', '5.10', '--module', 'tun']);
+    expect(old.status).toBe(2);
+    expect(old.stderr.trim()).toMatch(/^corematrix: tun\.ko of 5\.10 \(.*\): ELF file has no \.BTF section$/);
+    const noId = cli(['relocate', mod!.object, '--btf', k.btf, '--module', 'tun']);
+    expect([noId.status, noId.stderr.trim()]).toEqual([2, 'corematrix: tun: no such file (a module name needs --btf <kernel-id>)']);
+    const noFile = cli(['relocate', mod!.object, '--btf', '6.1', '--module', '/nonexistent/tun.ko']);
+    expect([noFile.status, noFile.stderr.trim()]).toEqual([2, 'corematrix: /nonexistent/tun.ko: no such file']);
+  });
+
   it('refuses hostile input with one line and exit 2', () => {
     const bytes = readFileSync(object);
     const cases: [string, Uint8Array, RegExp][] = [
