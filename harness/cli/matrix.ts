@@ -34,6 +34,10 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
   --object <file.o>      also load this clang-built object in every guest (repeatable): each
                          program is reported as loaded, rejected (with the verifier log) or
                          relocation failed (which field)
+  --module <name>        load this kernel module in every guest whose kernel package has it,
+                         before the agent reads BTF (repeatable): an --object that uses types
+                         only a module has relocates against /sys/kernel/btf/<module> (suites
+                         name the modules they need in their spec)
   --loader <ours|libbpf|both>
                          which loader loads the objects in each guest: ours (the suites run
                          their checks), Debian's libbpf, or both (each program loaded by both
@@ -102,7 +106,7 @@ export const matrixCommand: Command = {
         args,
         options: {
           kernels: { type: 'string' }, suites: { type: 'string' }, jobs: { type: 'string' }, accel: { type: 'string' },
-          timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true }, 'suites-dir': { type: 'string' },
+          timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true }, module: { type: 'string', multiple: true }, 'suites-dir': { type: 'string' },
           shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' }, corpus: { type: 'boolean' },
         },
       });
@@ -116,6 +120,7 @@ export const matrixCommand: Command = {
     if (!['ours', 'libbpf', 'both'].includes(loader)) throw new UsageError(`--loader must be ours, libbpf or both, not '${values.loader}'`);
     const jobs = values.jobs ? Number(values.jobs) : undefined;
     if (jobs !== undefined && (!Number.isInteger(jobs) || jobs < 1)) throw new UsageError(`--jobs must be a positive integer, not '${values.jobs}'`);
+    for (const m of values.module ?? []) if (!/^[a-z0-9][a-z0-9_-]*$/.test(m)) throw new UsageError(`--module '${m}' is not a kernel module name (lower case letters, digits, - and _)`);
     const timeout = values.timeout ? Number(values.timeout) : undefined;
     if (timeout !== undefined && !(timeout > 0)) throw new UsageError(`--timeout must be a number of seconds, not '${values.timeout}'`);
     const { parseShard, shardOf } = await import('../matrix/shard.js');
@@ -185,6 +190,7 @@ export const matrixCommand: Command = {
         ...(shard ? { shard } : {}),
         suites: values.suites === 'none' ? [] : values.suites ? values.suites.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
         objects: values.object,
+        ...(values.module?.length ? { modules: values.module } : {}),
         ...(suitesDirOpt !== undefined ? { suitesDir: suitesDirOpt } : {}),
         loader,
         corpus: values.corpus ?? false,

@@ -36,6 +36,11 @@ export interface MatrixOptions {
   suites?: string[];
   /** Users' own clang-built objects, loaded and reported as-is. */
   objects?: string[];
+  /**
+   * Kernel modules to load in every guest before its BTF is read (for --object files that use a
+   * module's types), where the kernel's package has them; kernels without one run without it.
+   */
+  modules?: string[];
   /** Also run the kernel's CO-RE selftest corpus (from Debian's linux-source-6.12) with both loaders. */
   corpus?: boolean;
   /** Which loaders load the objects in each guest: ours, Debian's libbpf, or both, compared. */
@@ -137,13 +142,27 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
 
   // What ran in the guests, for the boot-order history (guest times depend on it).
   const selection = createHash('sha256')
-    .update(JSON.stringify({ suites: suites.map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), corpus: !!corpus, loader: o.loader ?? 'ours', start: o.guestStart ?? 'tuned' }))
+    .update(JSON.stringify({ suites: suites.map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), modules: o.modules ?? [], corpus: !!corpus, loader: o.loader ?? 'ours', start: o.guestStart ?? 'tuned' }))
     .digest('hex')
     .slice(0, 16);
   const history = new DurationHistory();
   const slots = Math.max(1, Math.floor(o.jobs) || 1);
   const order = bootOrder(entries, (e) => e.id, history.lookup(selection), slots);
 
+  /** The --module names this kernel's package has (a kernel without one says so once and runs without it). */
+  const userModules = async (k: KernelArtifacts): Promise<string[]> => {
+    const have: string[] = [];
+    for (const name of o.modules ?? []) {
+      try {
+        if (k.flavour === 'custom') throw new CoreMatrixError('a custom build ships no modules');
+        await store.modules(k, [name]);
+        have.push(name);
+      } catch (err) {
+        o.log(`[${k.id}] module ${name} not loaded: ${(err as Error).message.split('\n')[0]}`);
+      }
+    }
+    return have;
+  };
   type Prepared = { k: KernelArtifacts; kernel: KernelInfo; image: string } | { run: KernelRun };
   /** Everything a guest needs before it boots: the kernel, its host truth and manifest, its image. */
   const prepare = async (e: KernelEntry, signal: AbortSignal): Promise<Prepared> => {
@@ -161,7 +180,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     const kernel = kernelInfo(e, k);
     try {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
-      const wanted = modulesFor(suites.map((s) => s.spec), k.config);
+      const wanted = [...modulesFor(suites.map((s) => s.spec), k.config), ...(await userModules(k))];
       const modules = wanted.length ? (await store.modules(k, wanted)).map((m) => ({ name: m.name, path: `/cm/modules/${m.name}.ko`, source: m.path })) : [];
       // The BTF the agent relocates against, indexed here: the package's (compared in the guest
       // with /sys/kernel/btf/vmlinux), or the pahole-made file it is given.
