@@ -13,6 +13,7 @@ import { decodeBtfIndex, parseBtf, type Btf } from '../core/btf/btf.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { reloRootNames } from '../core/relo/patch.js';
+import { moduleKey } from '../kernels/modules.js';
 import { Collection } from '../loader/collection.js';
 import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
@@ -199,9 +200,9 @@ async function main(): Promise<number> {
           if (!st.obj) throw st.openError;
           for (const { name, option } of moduleNeeds(spec)) {
             if (configText.get(option) !== 'm') continue;
-            const err = moduleErrors.get(name.replace(/-/g, '_'));
+            const err = moduleErrors.get(moduleKey(name));
             if (err) throw new Error(`module ${name}: ${err}`);
-            if (!manifest.modules?.some((m) => m.name === name.replace(/-/g, '_'))) throw new Error(`module ${name}: ${option}=m but the host did not ship it`);
+            if (!manifest.modules?.some((m) => m.name === moduleKey(name))) throw new Error(`module ${name}: ${option}=m but the host did not ship it`);
           }
           const obj = st.obj;
           const rodata: Record<string, number | string | boolean> = {};
