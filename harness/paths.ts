@@ -1,5 +1,5 @@
 // Where corematrix keeps what it downloads and derives. Everything here is a cache: safe to delete.
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,5 +35,31 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   } catch (err) {
     rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Keeps the `keep` most recently used files ending in `suffix` in a cache folder and deletes the
+ * rest, except `current` and anything younger than `minAgeMs` (another run may be using it).
+ */
+export function pruneCache(dir: string, suffix: string, keep: number, current?: string, minAgeMs = 15 * 60_000): void {
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(suffix))
+    .map((f) => {
+      try {
+        return { p: join(dir, f), m: statSync(join(dir, f)).mtimeMs };
+      } catch {
+        return undefined; // deleted by another run meanwhile
+      }
+    })
+    .filter((x): x is { p: string; m: number } => x !== undefined)
+    .sort((a, b) => b.m - a.m);
+  for (const f of files.slice(keep)) {
+    if (f.p === current || Date.now() - f.m <= minAgeMs) continue;
+    try {
+      unlinkSync(f.p);
+    } catch {
+      /* already gone */
+    }
   }
 }

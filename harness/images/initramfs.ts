@@ -4,11 +4,11 @@
 // run layer can add or replace files.
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, appendFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, utimesSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreMatrixError, UsageError } from '../core/errors.js';
-import { cacheDir, repoRoot } from '../paths.js';
+import { cacheDir, pruneCache, repoRoot } from '../paths.js';
 import { agentCodeCache, agentStartScript, GUEST_NODE_FLAGS } from './agent-cache.js';
 import { type BaseVariant, baseLayer } from './base.js';
 import { freshSeed, GUEST_SEED_PATH, GUEST_SEED_TOOL, seedTool } from './seed.js';
@@ -129,27 +129,10 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
         appendFileSync(tmp, readFileSync(seedCpio));
       }
       renameSync(tmp, out);
-      prune(dir, out);
+      pruneCache(dir, '.img', KEEP_IMAGES, out, PRUNE_AGE_MS);
     }
     return { path: out, baseBytes: base.bytes, runBytes, baseBuilt: base.built, buildMs: performance.now() - t0 };
   } finally {
     rmSync(work, { recursive: true, force: true });
-  }
-}
-
-/** Keeps the most recent images; never deletes one younger than PRUNE_AGE_MS (another run may boot it). */
-function prune(dir: string, keep: string): void {
-  const files = readdirSync(dir)
-    .filter((f) => f.endsWith('.img'))
-    .map((f) => ({ p: join(dir, f), m: statSync(join(dir, f)).mtimeMs }))
-    .sort((a, b) => b.m - a.m);
-  for (const f of files.slice(KEEP_IMAGES)) {
-    if (f.p !== keep && Date.now() - f.m > PRUNE_AGE_MS) {
-      try {
-        unlinkSync(f.p);
-      } catch {
-        /* already gone */
-      }
-    }
   }
 }

@@ -1,0 +1,30 @@
+// Cache pruning, on real files: the most recently used are kept, and neither the file in use
+// nor anything young enough that another run may still be reading it is ever deleted.
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { pruneCache } from '../harness/paths.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cm-prune-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+it('keeps the newest, the current one and young ones; other suffixes are not touched', () => {
+  const hour = 3_600_000;
+  const at = (name: string, ageMs: number) => {
+    writeFileSync(join(dir, name), name);
+    const t = new Date(Date.now() - ageMs);
+    utimesSync(join(dir, name), t, t);
+  };
+  at('a.idx', 1 * hour);
+  at('b.idx', 2 * hour);
+  at('c.idx', 3 * hour); // oldest, but the one in use
+  at('d.idx', 4 * hour);
+  at('e.idx', 60_000); // a minute old: another run may have just made it
+  at('f.img', 9 * hour);
+  pruneCache(dir, '.idx', 2, join(dir, 'c.idx'));
+  // Newest two by use are e and a; b and d go; c is current; f is another kind.
+  expect(readdirSync(dir).sort()).toEqual(['a.idx', 'c.idx', 'e.idx', 'f.img']);
+  pruneCache(dir, '.idx', 0, undefined, 0);
+  expect(readdirSync(dir).sort()).toEqual(['f.img']);
+});
