@@ -46,7 +46,7 @@ export function median(xs: number[]): number {
 /** sysconf(_SC_CLK_TCK): 100 on every Linux architecture node runs on. */
 const CLK_TCK = 100;
 
-export async function benchVm(kernels: string[], log: (s: string) => void): Promise<{ floorWallMs: number; matrixWallMs: number; floorCpuMs: number; matrixCpuMs: number; plainWallMs?: number; plainCpuMs?: number; rows: VmBenchRow[]; jobs: number; accel: string }> {
+export async function benchVm(kernels: string[], log: (s: string) => void, opts: { plain?: boolean } = {}): Promise<{ floorWallMs: number; matrixWallMs: number; floorCpuMs: number; matrixCpuMs: number; plainWallMs?: number; plainCpuMs?: number; rows: VmBenchRow[]; jobs: number; accel: string }> {
   const store = new KernelStore();
   const entries = store.select(kernels);
   const arts = await Promise.all(entries.map((e) => store.fetch(e)));
@@ -78,7 +78,7 @@ export async function benchVm(kernels: string[], log: (s: string) => void): Prom
   // The same matrix with the agent's start-up mechanisms off (no RNG seed, no node flags, no
   // code cache); its boot-order history is its own.
   let plain: { wallMs: number; cpuMs: number; rows: Map<string, number> } | undefined;
-  if (process.env.BENCH_MATRIX_PLAIN !== '0') {
+  if (opts.plain ?? process.env.BENCH_MATRIX_PLAIN !== '0') {
     const c2 = childrenCpuMs();
     const t2 = performance.now();
     const rp = await runMatrix({ kernels: entries.map((e) => e.id), suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix-plain'), runId: 'bench-plain', guestStart: 'plain', log: () => {} });
