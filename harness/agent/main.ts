@@ -18,7 +18,7 @@ import { Collection } from '../loader/collection.js';
 import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
 import { finitModule, ioctlBuffer, powerOff, unameRelease, KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
-import { moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
+import { moduleNeedOn, moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, type RunManifest } from './manifest.js';
 
 const PORT = process.env.CM_RESULT_PORT ?? '/dev/ttyS1';
@@ -92,8 +92,7 @@ async function main(): Promise<number> {
     }
     // The root type names of every suite object's CO-RE relocations, found in the same pass that
     // parses the kernel's BTF (each extra walk over its ~100k types is slow under TCG without a JIT).
-    const roots = new Set<string>();
-    for (const st of states.values()) if (st.obj?.btfExt) for (const n of reloRootNames(st.obj.btf, st.obj.btfExt.coreRelos)) roots.add(n);
+    const roots = reloRootNames([...states.values()].flatMap((st) => (st.obj ? [st.obj] : [])));
     mark('objects');
     const btfBytes = readFileSync(btfFile);
     mark('btf read');
@@ -198,8 +197,9 @@ async function main(): Promise<number> {
         beforeAll(async () => {
           const t = performance.now();
           if (!st.obj) throw st.openError;
-          for (const { name, option } of moduleNeeds(spec)) {
-            if (configText.get(option) !== 'm') continue;
+          for (const need of moduleNeeds(spec)) {
+            if (moduleNeedOn(need, (o) => configText.get(o), kernel.btf === 'kernel') !== 'load') continue;
+            const { name, option } = need;
             const err = moduleErrors.get(moduleKey(name));
             if (err) throw new Error(`module ${name}: ${err}`);
             if (!manifest.modules?.some((m) => m.name === moduleKey(name))) throw new Error(`module ${name}: ${option}=m but the host did not ship it`);
@@ -380,18 +380,11 @@ function plainTask(t: File | import('@vitest/runner').Task): unknown {
   return 'tasks' in t ? { ...base, tasks: t.tasks.map(plainTask) } : base;
 }
 
-/**
- * Why a suite's modules cannot serve it on this kernel (an expected skip), or undefined: the
- * option that builds a module is not set, or the suite relocates against a module's types and
- * modules are built without BTF of their own.
- */
+/** Why a suite's modules cannot serve it on this kernel (an expected skip), or undefined. */
 function moduleSkip(spec: SuiteSpec, config: GuestContext['config'], kernel: KernelInfo): string | undefined {
-  for (const { name: mod, option, btf } of moduleNeeds(spec)) {
-    const v = config.get(option);
-    if (v === undefined || v === 'n') return `needs module ${mod}: ${option} is not set in this kernel`;
-    if (v !== 'm' || !btf) continue; // built in: its types are in vmlinux's BTF
-    if (kernel.btf !== 'kernel') return `module ${mod} has no BTF: the kernel has no BTF of its own (BTF from ${kernel.btf})`;
-    if (config.get('CONFIG_DEBUG_INFO_BTF_MODULES') !== 'y') return `module ${mod} has no BTF: CONFIG_DEBUG_INFO_BTF_MODULES is not set in this kernel`;
+  for (const need of moduleNeeds(spec)) {
+    const on = moduleNeedOn(need, (o) => config.get(o), kernel.btf === 'kernel');
+    if (typeof on === 'object') return on.skip;
   }
   return undefined;
 }

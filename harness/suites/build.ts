@@ -22,7 +22,7 @@ import { moduleKey } from '../kernels/modules.js';
 import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
 import { readSpec, lineOf } from './spec.js';
 import { hostKeysOf, kernelVersionCode, parseObserve, parseTruth } from './truth.js';
-import { moduleNeeds, type SuiteSpec } from './types.js';
+import { moduleNeedOn, moduleNeeds, type SuiteSpec } from './types.js';
 
 const run = promisify(execFile);
 
@@ -271,14 +271,14 @@ export function bpftoolTypes(btf: string, base?: string): Promise<BtJson[]> {
 }
 
 /**
- * The modules these suites need shipped to a kernel: those whose option (spec `modules`) its
- * config sets to `m`. Built-in (`y`) ones are in vmlinux; unset ones make the suite a skip.
+ * The modules these suites need shipped to a kernel (moduleNeedOn: its config builds them as
+ * modules, and a suite that relocates against a module's types can get its BTF there).
  */
-export function modulesFor(specs: SuiteSpec[], configFile: string): string[] {
+export function modulesFor(specs: SuiteSpec[], configFile: string, kernelBtf = true): string[] {
   const want = specs.flatMap(moduleNeeds);
   if (want.length === 0) return [];
   const config = parseConfigLines(readFileSync(configFile, 'utf8'));
-  return [...new Set(want.filter((m) => config.get(m.option) === 'm').map((m) => moduleKey(m.name)))];
+  return [...new Set(want.filter((m) => moduleNeedOn(m, (o) => config.get(o), kernelBtf) === 'load').map((m) => moduleKey(m.name)))];
 }
 
 /** Type id → type, in one BTF (a module's answers its own ids, then vmlinux's). */

@@ -76,6 +76,21 @@ export function moduleNeeds(spec: Pick<SuiteSpec, 'modules'>): ModuleNeed[] {
   return Object.entries(spec.modules ?? {}).map(([name, v]) => (typeof v === 'string' ? { name, option: v, btf: false } : { name, option: v.option, btf: v.btf === true }));
 }
 
+/**
+ * What one module a suite needs comes to on a kernel, from that kernel's config (the same rule on
+ * the host, which ships modules, and in the guest, which loads them and skips suites):
+ * built in (nothing to do), `load` (shipped and loaded), or an expected skip with its reason.
+ * `kernelBtf`: the kernel has BTF of its own (module BTF sits on top of it).
+ */
+export function moduleNeedOn(need: ModuleNeed, config: (option: string) => string | undefined, kernelBtf: boolean): 'built-in' | 'load' | { skip: string } {
+  const v = config(need.option);
+  if (v === undefined || v === 'n') return { skip: `needs module ${need.name}: ${need.option} is not set in this kernel` };
+  if (v !== 'm') return 'built-in'; // its types are in vmlinux's BTF
+  if (need.btf && !kernelBtf) return { skip: `module ${need.name} has no BTF: the kernel has no BTF of its own` };
+  if (need.btf && config('CONFIG_DEBUG_INFO_BTF_MODULES') !== 'y') return { skip: `module ${need.name} has no BTF: CONFIG_DEBUG_INFO_BTF_MODULES is not set in this kernel` };
+  return 'load';
+}
+
 export interface CheckSpec {
   name: string;
   /** A global variable of the object (`.bss`/`.data` name, e.g. `pid_core`), or `ringbuf:<map>` etc. */
