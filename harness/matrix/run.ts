@@ -13,7 +13,8 @@ import { loadMatrix, type KernelEntry } from '../kernels/matrix.js';
 import { repoRoot } from '../paths.js';
 import type { GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type KernelInfo, type KernelRun, type RunReport } from '../results.js';
-import { buildSuites, hostTruth, modulesFor, type BuiltSuite } from '../suites/build.js';
+import { buildSuites, hostTruthOf, modulesFor, type BuiltSuite } from '../suites/build.js';
+import { hostKeysOf } from '../suites/truth.js';
 import { kernelBtfIndexFile } from '../kernels/btf-index.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import { reloRootNames } from '../core/relo/patch.js';
@@ -105,11 +106,8 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   o.log(`matrix: ${suites.length} suite(s) compiled once: ${suites.map((s) => `${s.name} (${s.sha256.slice(0, 12)})`).join(' ')}`);
   // The root type names of the suites' CO-RE relocations: the kernel BTF index answers them, so
   // the agent has them without a walk over the kernel's types.
-  const roots = new Set<string>();
-  for (const s of suites) {
-    const obj = loadObjectSpec(readFileSync(s.object), `${s.name}.bpf.o`);
-    if (obj.btfExt) for (const n of reloRootNames(obj.btf, obj.btfExt.coreRelos)) roots.add(n);
-  }
+  const truthKeys = hostKeysOf(suites.map((s) => s.spec));
+  const roots = reloRootNames(suites.map((s) => loadObjectSpec(readFileSync(s.object), `${s.name}.bpf.o`)));
 
   // The corpus: fetched and compiled once on the host, the same objects in every guest.
   let corpus: { cases: NonNullable<RunManifest['corpus']>; files: { path: string; source: string }[] } | undefined;
@@ -154,7 +152,6 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     const have: string[] = [];
     for (const name of o.modules ?? []) {
       try {
-        if (k.flavour === 'custom') throw new CoreMatrixError('a custom build ships no modules');
         await store.modules(k, [name]);
         have.push(name);
       } catch (err) {
@@ -180,7 +177,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     const kernel = kernelInfo(e, k);
     try {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
-      const wanted = [...modulesFor(suites.map((s) => s.spec), k.config), ...(await userModules(k))];
+      const wanted = [...modulesFor(suites.map((s) => s.spec), k.config, e.build ? e.build.btf === 'kernel' : true), ...(await userModules(k))];
       const modules = wanted.length ? (await store.modules(k, wanted)).map((m) => ({ name: m.name, path: `/cm/modules/${m.name}.ko`, source: m.path })) : [];
       // The BTF the agent relocates against, indexed here: the package's (compared in the guest
       // with /sys/kernel/btf/vmlinux), or the pahole-made file it is given.
@@ -192,8 +189,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         kernel,
         suites: suites.map((s) => ({ spec: s.spec, object: `/cm/objects/${s.name}.bpf.o`, sha256: s.sha256 })),
         objects: userObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256 })),
-        // The truth keys of the suites this run compiled (also those of another --suites-dir).
-        hostTruth: await hostTruth(e.id, { store, specs: suites.map((s) => s.spec) }),
+        // The truth keys of the suites this run compiled (also those of another --suites-dir),
+        // module types read from the modules shipped to this guest.
+        hostTruth: await hostTruthOf({ ...k, modules: modules.map((m) => m.source) }, truthKeys),
         suiteTimeoutMs,
         ...(e.build?.btf === 'pahole' ? { btf: { path: GUEST_BTF, source: 'pahole' as const } } : {}),
         loader: o.loader ?? 'ours',

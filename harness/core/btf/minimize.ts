@@ -363,7 +363,7 @@ export function minimizeBtf(objects: readonly MinimizeObject[], target: Btf): Mi
     }
   });
   // Every object's root type names in one pass over the target's names, not one pass per object.
-  target.prefetchEssential(specs.flatMap((s) => (s.btfExt ? [...reloRootNames(s.btf, s.btfExt.coreRelos)] : [])));
+  target.prefetchEssential(reloRootNames(specs));
   objects.forEach((o, i) => {
     try {
       relocations.push({ object: o.name, relocations: markObject(marks, specs[i]!) });

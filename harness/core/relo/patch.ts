@@ -106,16 +106,17 @@ export interface AppliedRelo extends ReloResult {
 }
 
 /**
- * The essential names of the root types an object's CO-RE relocations ask the target about: what
- * one prefetch pass over the target's names must answer (a loader with several objects can ask
- * for all of theirs in one pass).
+ * The essential names of the root types the objects' CO-RE relocations ask the target about: what
+ * one prefetch pass over the target's names must answer, for all of them at once.
  */
-export function reloRootNames(local: Btf, relos: ReadonlyMap<string, readonly CoreReloRecord[]>): Set<string> {
+export function reloRootNames(objs: Iterable<{ btf: Btf; btfExt?: { coreRelos: ReadonlyMap<string, readonly CoreReloRecord[]> } }>): Set<string> {
   const roots = new Set<string>();
-  for (const list of relos.values()) {
-    for (const r of list) {
-      if (r.kind === ReloKind.TYPE_ID_LOCAL || r.typeId >= local.count) continue; // a bad id is reported per relocation
-      roots.add(essentialName(local.name(r.typeId)));
+  for (const { btf: local, btfExt } of objs) {
+    for (const list of btfExt?.coreRelos.values() ?? []) {
+      for (const r of list) {
+        if (r.kind === ReloKind.TYPE_ID_LOCAL || r.typeId >= local.count) continue; // a bad id is reported per relocation
+        roots.add(essentialName(local.name(r.typeId)));
+      }
     }
   }
   return roots;
@@ -135,7 +136,7 @@ export function applyCoreRelocations(
   const cache: CandidateCache = new Map();
   const out: AppliedRelo[] = [];
   // One pass over the target's names for every root type the object asks about.
-  target.vmlinux.prefetchEssential(reloRootNames(local, relos));
+  target.vmlinux.prefetchEssential(reloRootNames([{ btf: local, btfExt: { coreRelos: relos } }]));
   for (const [section, list] of relos) {
     const insns = sections.get(section);
     for (const relo of list) {
