@@ -18,6 +18,11 @@ export function moduleKey(name: string): string {
   return name.replace(/-/g, '_');
 }
 
+/** The module name a module file stands for (`…/nf_conntrack.ko.xz` → nf_conntrack). */
+export function moduleNameOfFile(path: string): string {
+  return moduleKey(path.split('/').pop()!.replace(/\.ko(\.\w+)?$/, ''));
+}
+
 /** The Debian package holding a kernel's modules: the image itself, or linux-modules-<rel> for the split 7.x layout. */
 export function modulesPackage(kernelPackage: string, release: string): string {
   return kernelPackage.startsWith('linux-binary-') ? `linux-modules-${release}` : kernelPackage;
@@ -50,9 +55,8 @@ export function moduleInfo(bytes: Uint8Array, source: string): ModuleInfo {
   }
   const vermagic = fields.get('vermagic');
   if (!vermagic) throw new FormatError(`${source}: .modinfo has no vermagic`);
-  const file = source.split('/').pop()!.replace(/\.ko(\.\w+)?$/, '');
   return {
-    name: fields.get('name') ?? moduleKey(file),
+    name: fields.get('name') ?? moduleNameOfFile(source),
     depends: (fields.get('depends') ?? '').split(',').filter(Boolean),
     vermagic,
   };

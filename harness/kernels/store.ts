@@ -13,7 +13,7 @@ import { compareDebVersions, upstreamOf } from './debversion.js';
 import { decompress, extractVmlinux, elfSection, parseBzImage } from './extract.js';
 import { buildKernel, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions } from './build.js';
 import { loadMatrix, selectKernels, type CustomBuild, type Flavour, type KernelEntry } from './matrix.js';
-import { loadOrder, moduleCompression, moduleInfo, moduleKey, modulePattern, modulesPackage } from './modules.js';
+import { loadOrder, moduleCompression, moduleInfo, moduleKey, moduleNameOfFile, modulePattern, modulesPackage } from './modules.js';
 
 export { loadMatrix, selectKernels, parseMatrix, defaultMatrixFile, FLAVOURS } from './matrix.js';
 export type { KernelEntry, Flavour, CustomBuild, BtfMode } from './matrix.js';
@@ -672,42 +672,46 @@ export class KernelStore {
       }
       return { schema: 1, package: k.package, version: k.version, release: k.release, modules: {} };
     };
-    const usable = (m: ModulesManifest, name: string) => {
-      const x = m.modules[moduleKey(name)];
-      return x !== undefined && this.verifyBlob(x.sha256, x.size) === undefined;
-    };
-    // Every wanted module and the dependencies recorded so far, present and intact?
-    const complete = (m: ModulesManifest): string[] | undefined => {
-      try {
-        const order = loadOrder(names, (n) => (usable(m, n) ? m.modules[n]!.depends : []));
-        return order.every((n) => usable(m, n)) ? order : undefined;
-      } catch {
-        return undefined;
-      }
+    // The load order as far as the manifest knows it, and which modules in it are not in the
+    // store intact (never taken, or a blob that no longer verifies); each blob checked once.
+    const look = (m: ModulesManifest): { order: string[]; missing: string[] } => {
+      const intact = new Map<string, boolean>();
+      const usable = (n: string) => {
+        let ok = intact.get(n);
+        if (ok === undefined) {
+          const x = m.modules[n];
+          intact.set(n, (ok = x !== undefined && this.verifyBlob(x.sha256, x.size) === undefined));
+        }
+        return ok;
+      };
+      const order = loadOrder(names, (n) => (usable(n) ? m.modules[n]!.depends : []));
+      return { order, missing: order.filter((n) => !usable(n)) };
     };
     const result = (m: ModulesManifest, order: string[]): KernelModule[] => order.map((n) => ({ ...m.modules[n]!, path: this.blobPath(m.modules[n]!.sha256) }));
     let m = read();
-    let order = complete(m);
-    if (order) return result(m, order);
+    let now = look(m);
+    if (now.missing.length === 0) return result(m, now.order);
     await withLock(join(this.dir, 'tmp', `${manifestName(k.package, k.version)}.modules.lock`), async () => {
       m = read();
-      if (complete(m)) return;
-      await this.extractModules(k, m, names, what);
+      const missing = look(m).missing;
+      if (missing.length === 0) return;
+      await this.extractModules(k, m, missing, what);
       writeFileAtomic(file, JSON.stringify(m, null, 2) + '\n');
     });
-    order = complete(m);
-    if (!order) throw new CoreMatrixError(`${what}: modules ${names.join(', ')} were extracted but are not all in the store`);
-    return result(m, order);
+    now = look(m);
+    if (now.missing.length) throw new CoreMatrixError(`${what}: modules ${now.missing.join(', ')} were extracted but are not in the store`);
+    return result(m, now.order);
   }
 
-  /** Downloads the package holding the modules once and takes the missing ones (and their dependencies) out of it. */
-  private async extractModules(k: KernelArtifacts, m: ModulesManifest, names: string[], what: string): Promise<void> {
+  /** Downloads the package holding the modules once and takes `missing` (and what they depend on that is not intact in the store) out of it. */
+  private async extractModules(k: KernelArtifacts, m: ModulesManifest, missing: string[], what: string): Promise<void> {
     const pkg = modulesPackage(k.package, k.release);
     const tmp = mkdtempSync(join(this.dir, 'tmp', `${k.id}-modules-`));
     try {
-      this.log(`kernel ${k.id}: taking modules ${names.join(', ')} from ${pkg} ${k.version}`);
+      this.log(`kernel ${k.id}: taking modules ${missing.join(', ')} from ${pkg} ${k.version}`);
       const deb = await this.apt.download(pkg, k.version, join(tmp, 'debs'));
-      let missing = [...new Set(names.map(moduleKey))].filter((n) => !(n in m.modules && this.verifyBlob(m.modules[n]!.sha256, m.modules[n]!.size) === undefined));
+      const taken = new Set<string>();
+      const intact = (n: string) => taken.has(n) || (m.modules[n] !== undefined && this.verifyBlob(m.modules[n]!.sha256, m.modules[n]!.size) === undefined);
       // One pass over the archive per level of dependencies (most modules need none, or one).
       for (let pass = 0; missing.length > 0; pass++) {
         if (pass > 16) throw new CoreMatrixError(`${what}: module dependencies deeper than 16 levels (${missing.join(', ')})`);
@@ -717,7 +721,7 @@ export class KernelStore {
         const files = listFiles(out).filter((f) => moduleCompression(f) !== undefined);
         const next = new Set<string>();
         for (const n of missing) {
-          const hit = files.find((f) => moduleKey(f.split('/').pop()!.replace(/\.ko(\.\w+)?$/, '')) === n);
+          const hit = files.find((f) => moduleNameOfFile(f) === n);
           if (!hit) throw new CoreMatrixError(`${what}: module ${n} is not in ${pkg} ${k.version} (is it built in, or not built at all? see CONFIG_* in the kernel's config)`);
           const member = `.${hit.slice(out.length)}`;
           const packed = readFileSync(hit);
@@ -730,7 +734,8 @@ export class KernelStore {
           writeFileSync(plain, bytes);
           const blob = await this.putBlob(plain);
           m.modules[n] = { name: n, sha256: blob.sha256, size: blob.size, depends: info.depends.map(moduleKey), member };
-          for (const d of info.depends) if (!(moduleKey(d) in m.modules)) next.add(moduleKey(d));
+          taken.add(n);
+          for (const d of info.depends.map(moduleKey)) if (!intact(d)) next.add(d);
         }
         missing = [...next];
       }
