@@ -12,7 +12,7 @@ import { describe, startTests, test, beforeAll, afterAll, type File, type Vitest
 import { decodeBtfIndex, parseBtf, type Btf } from '../core/btf/btf.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
-import { reloRootNames } from '../core/relo/patch.js';
+import { objectsRootNames } from '../core/relo/patch.js';
 import { moduleKey } from '../kernels/modules.js';
 import { Collection } from '../loader/collection.js';
 import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
@@ -92,7 +92,7 @@ async function main(): Promise<number> {
     }
     // The root type names of every suite object's CO-RE relocations, found in the same pass that
     // parses the kernel's BTF (each extra walk over its ~100k types is slow under TCG without a JIT).
-    const roots = reloRootNames([...states.values()].flatMap((st) => (st.obj ? [st.obj] : [])));
+    const roots = objectsRootNames([...states.values()].flatMap((st) => (st.obj ? [st.obj] : [])));
     mark('objects');
     const btfBytes = readFileSync(btfFile);
     mark('btf read');

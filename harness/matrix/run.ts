@@ -17,7 +17,7 @@ import { buildSuites, hostTruthOf, modulesFor, type BuiltSuite } from '../suites
 import { hostKeysOf } from '../suites/truth.js';
 import { kernelBtfIndexFile } from '../kernels/btf-index.js';
 import { loadObjectSpec } from '../core/object/load.js';
-import { reloRootNames } from '../core/relo/patch.js';
+import { objectsRootNames } from '../core/relo/patch.js';
 import { runGuest, type Accel } from '../vm/qemu.js';
 import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
@@ -107,7 +107,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   // The root type names of the suites' CO-RE relocations: the kernel BTF index answers them, so
   // the agent has them without a walk over the kernel's types.
   const truthKeys = hostKeysOf(suites.map((s) => s.spec));
-  const roots = reloRootNames(suites.map((s) => loadObjectSpec(readFileSync(s.object), `${s.name}.bpf.o`)));
+  const roots = objectsRootNames(suites.map((s) => loadObjectSpec(readFileSync(s.object), `${s.name}.bpf.o`)));
 
   // The corpus: fetched and compiled once on the host, the same objects in every guest.
   let corpus: { cases: NonNullable<RunManifest['corpus']>; files: { path: string; source: string }[] } | undefined;

@@ -44,7 +44,7 @@ import { BtfBuilder, remapType } from './writer.js';
 import { CoreMatrixError, RelocationError, wrap } from '../errors.js';
 import { loadObjectSpec } from '../object/load.js';
 import type { ObjectSpec } from '../object/types.js';
-import { applyCoreRelocations, reloRootNames, type AppliedRelo } from '../relo/patch.js';
+import { applyCoreRelocations, objectsRootNames, type AppliedRelo } from '../relo/patch.js';
 import { findCandidates } from '../relo/engine.js';
 import type { RelocationRecord } from '../relo/report.js';
 import { ReloKind, RELO_KIND_NAMES, isComposite, isEnumvalKind, isFieldKind, matchSpec, namesMatch, parseSpec, typesMatch, type Spec } from '../relo/spec.js';
@@ -363,7 +363,7 @@ export function minimizeBtf(objects: readonly MinimizeObject[], target: Btf): Mi
     }
   });
   // Every object's root type names in one pass over the target's names, not one pass per object.
-  target.prefetchEssential(reloRootNames(specs));
+  target.prefetchEssential(objectsRootNames(specs));
   objects.forEach((o, i) => {
     try {
       relocations.push({ object: o.name, relocations: markObject(marks, specs[i]!) });
@@ -406,7 +406,7 @@ export function sourceId(min: MinimizedBtf, id: number): number {
  * A relocation's target access path on the minimal BTF (`0:3:1`, from the root `rootId` of the
  * minimal BTF), rewritten with the source BTF's member and enumerator indices.
  */
-export function sourceAccess(min: MinimizedBtf, kind: number, rootId: number, raw: string): string {
+function sourceAccess(min: MinimizedBtf, kind: number, rootId: number, raw: string): string {
   if (raw === '') return raw;
   const tb = min.source;
   const idx = raw.split(':').map(Number);

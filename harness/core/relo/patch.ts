@@ -106,19 +106,24 @@ export interface AppliedRelo extends ReloResult {
 }
 
 /**
- * The essential names of the root types the objects' CO-RE relocations ask the target about: what
- * one prefetch pass over the target's names must answer, for all of them at once.
+ * The essential names of the root types an object's CO-RE relocations ask the target about: what
+ * one prefetch pass over the target's names must answer.
  */
-export function reloRootNames(objs: Iterable<{ btf: Btf; btfExt?: { coreRelos: ReadonlyMap<string, readonly CoreReloRecord[]> } }>): Set<string> {
+export function reloRootNames(local: Btf, relos: ReadonlyMap<string, readonly CoreReloRecord[]>): Set<string> {
   const roots = new Set<string>();
-  for (const { btf: local, btfExt } of objs) {
-    for (const list of btfExt?.coreRelos.values() ?? []) {
-      for (const r of list) {
-        if (r.kind === ReloKind.TYPE_ID_LOCAL || r.typeId >= local.count) continue; // a bad id is reported per relocation
-        roots.add(essentialName(local.name(r.typeId)));
-      }
+  for (const list of relos.values()) {
+    for (const r of list) {
+      if (r.kind === ReloKind.TYPE_ID_LOCAL || r.typeId >= local.count) continue; // a bad id is reported per relocation
+      roots.add(essentialName(local.name(r.typeId)));
     }
   }
+  return roots;
+}
+
+/** reloRootNames of several objects at once (a loader with several objects asks in one pass). */
+export function objectsRootNames(objs: Iterable<{ btf: Btf; btfExt?: { coreRelos: ReadonlyMap<string, readonly CoreReloRecord[]> } }>): Set<string> {
+  const roots = new Set<string>();
+  for (const o of objs) if (o.btfExt) for (const n of reloRootNames(o.btf, o.btfExt.coreRelos)) roots.add(n);
   return roots;
 }
 
@@ -136,7 +141,7 @@ export function applyCoreRelocations(
   const cache: CandidateCache = new Map();
   const out: AppliedRelo[] = [];
   // One pass over the target's names for every root type the object asks about.
-  target.vmlinux.prefetchEssential(reloRootNames([{ btf: local, btfExt: { coreRelos: relos } }]));
+  target.vmlinux.prefetchEssential(reloRootNames(local, relos));
   for (const [section, list] of relos) {
     const insns = sections.get(section);
     for (const relo of list) {
