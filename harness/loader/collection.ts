@@ -7,7 +7,7 @@
 
 import { Btf } from '../core/btf/btf.js';
 import { Kind } from '../core/btf/kinds.js';
-import { btfFeaturesUsed, sanitizeBtf, type BtfFeatures } from '../core/btf/sanitize.js';
+import { sanitizeBtf, type BtfFeatures } from '../core/btf/sanitize.js';
 import { CoreMatrixError } from '../core/errors.js';
 import { BPF_PSEUDO_BTF_ID, LD_IMM64 } from '../core/insn.js';
 import { fillKconfig, type KconfigFacts, type KconfigResolution } from '../core/kconfig.js';
@@ -21,6 +21,11 @@ import {
   attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, btfLoad, BpfMap, close as closeFd, Link, Program,
   probeBtfKind, probeMmapableArray, SyscallError, VerifierError, type Ksym,
 } from '../runtime/index.js';
+
+/** The kernel probe for each BTF feature an object may use. */
+const PROBE_OF: Record<keyof BtfFeatures, Parameters<typeof probeBtfKind>[0]> = {
+  float: 'FLOAT', declTag: 'DECL_TAG', typeTag: 'TYPE_TAG', enum64: 'ENUM64', funcGlobal: 'FUNC_GLOBAL', datasec: 'DATASEC',
+};
 
 export interface LoadOptions {
   /** The kernel's BTF (/sys/kernel/btf/vmlinux), for CO-RE and for attach/ksym ids. */
@@ -191,18 +196,8 @@ export class Collection {
     this.relocations = rel.report.relocations;
 
     // 2. The object's BTF, rewritten for what this kernel knows.
-    // Only what the object's BTF uses is probed (each probe is a BTF load in the kernel).
-    const used = btfFeaturesUsed(spec.btf);
-    const knows = (f: keyof BtfFeatures, kind: Parameters<typeof probeBtfKind>[0]) => !used.has(f) || probeBtfKind(kind) !== 'missing';
-    const has: BtfFeatures = {
-      float: knows('float', 'FLOAT'),
-      declTag: knows('declTag', 'DECL_TAG'),
-      typeTag: knows('typeTag', 'TYPE_TAG'),
-      enum64: knows('enum64', 'ENUM64'),
-      funcGlobal: knows('funcGlobal', 'FUNC_GLOBAL'),
-      datasec: knows('datasec', 'DATASEC'),
-    };
-    const sanitized = sanitizeBtf(spec.btf, has);
+    // The kernel is probed (a BTF load each) only for what the object's BTF uses.
+    const sanitized = sanitizeBtf(spec.btf, (f) => probeBtfKind(PROBE_OF[f]) !== 'missing');
     this.btfChanges = sanitized.changes;
     try {
       this.btfFd = btfLoad(sanitized.bytes, { label: spec.source }).fd;

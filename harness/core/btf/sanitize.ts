@@ -41,108 +41,91 @@ function strip(t: BtfType): TypeSpec {
 }
 
 /**
- * The features of BtfFeatures an object's BTF uses, read from the raw kinds (no type is decoded):
- * the loader probes the kernel for those only, and a BTF using nothing the kernel lacks is loaded
- * as it is.
+ * The feature of BtfFeatures type `id` needs, from its raw kind, flag and vlen (nothing decoded):
+ * the one rule for what an older kernel may lack.
  */
+function featureOf(btf: Btf, id: number): keyof BtfFeatures | undefined {
+  switch (btf.kind(id)) {
+    case Kind.FLOAT:
+      return 'float';
+    case Kind.DECL_TAG:
+      return 'declTag';
+    case Kind.TYPE_TAG:
+      return 'typeTag';
+    case Kind.ENUM64:
+      return 'enum64';
+    case Kind.ENUM:
+      return btf.kindFlag(id) ? 'enum64' : undefined; // a signed enum (kind_flag) came with ENUM64
+    case Kind.FUNC:
+      return btf.vlen(id) === FUNC_GLOBAL ? 'funcGlobal' : undefined; // linkage lives in vlen
+    case Kind.VAR:
+    case Kind.DATASEC:
+      return 'datasec';
+    default:
+      return undefined;
+  }
+}
+
+/** The features an object's BTF uses (featureOf over its types). */
 export function btfFeaturesUsed(btf: Btf): Set<keyof BtfFeatures> {
   const used = new Set<keyof BtfFeatures>();
   for (let id = btf.startId; id < btf.count; id++) {
-    switch (btf.kind(id)) {
-      case Kind.FLOAT:
-        used.add('float');
-        break;
-      case Kind.DECL_TAG:
-        used.add('declTag');
-        break;
-      case Kind.TYPE_TAG:
-        used.add('typeTag');
-        break;
-      case Kind.ENUM64:
-        used.add('enum64');
-        break;
-      case Kind.ENUM:
-        if (btf.kindFlag(id)) used.add('enum64'); // a signed enum (kind_flag) came with ENUM64
-        break;
-      case Kind.FUNC:
-        if (btf.vlen(id) === FUNC_GLOBAL) used.add('funcGlobal'); // linkage lives in vlen
-        break;
-      case Kind.VAR:
-      case Kind.DATASEC:
-        used.add('datasec');
-        break;
-    }
+    const f = featureOf(btf, id);
+    if (f) used.add(f);
   }
   return used;
 }
 
-export function sanitizeBtf(btf: Btf, has: BtfFeatures): SanitizeResult {
-  // Nothing the kernel lacks: the BTF as it is (no type decoded, no rebuild), as libbpf loads it.
-  if ([...btfFeaturesUsed(btf)].every((f) => has[f])) return { bytes: btf.bytes, changes: [] };
+/**
+ * The object's BTF for a kernel that has the features `has` says (asked only about features the
+ * BTF uses, so a loader probes the kernel for those only). Nothing the kernel lacks: the bytes as
+ * they are, undecoded, as libbpf loads them.
+ */
+export function sanitizeBtf(btf: Btf, has: BtfFeatures | ((f: keyof BtfFeatures) => boolean)): SanitizeResult {
+  const knows = typeof has === 'function' ? has : (f: keyof BtfFeatures) => has[f];
+  const lacks = new Set([...btfFeaturesUsed(btf)].filter((f) => !knows(f)));
+  if (lacks.size === 0) return { bytes: btf.bytes, changes: [] };
   const counts = new Map<string, number>();
-  const note = (what: string) => counts.set(what, (counts.get(what) ?? 0) + 1);
   const b = new BtfBuilder({ strings: btf.stringSection() });
   for (let id = 1; id < btf.count; id++) {
     const t = btf.type(id);
-    let out: TypeSpec = strip(t);
-    switch (t.kind) {
-      case Kind.FLOAT:
-        if (!has.float) {
-          out = { kind: Kind.STRUCT, name: t.name, size: t.size, members: [] };
-          note('FLOAT→STRUCT');
-        }
-        break;
-      case Kind.DECL_TAG:
-        if (!has.declTag) {
-          out = { kind: Kind.INT, name: '', size: 1, encoding: 0, bitOffset: 0, bits: 8 };
-          note('DECL_TAG→INT');
-        }
-        break;
-      case Kind.TYPE_TAG:
-        if (!has.typeTag) {
-          out = { kind: Kind.CONST, name: '', type: t.type };
-          note('TYPE_TAG→CONST');
-        }
-        break;
-      case Kind.ENUM64:
-        if (!has.enum64) {
-          const fits = t.values.every((v) => v.value >= -(1n << 31n) && v.value < 1n << 32n);
-          if (fits && t.size <= 4) {
-            out = { kind: Kind.ENUM, name: t.name, size: t.size, signed: false, values: t.values };
-            note('ENUM64→ENUM');
-          } else {
-            out = { kind: Kind.UNION, name: t.name, size: t.size, members: [] };
-            note('ENUM64→UNION');
-          }
-        }
-        break;
-      case Kind.FUNC:
-        if (!has.funcGlobal && t.linkage === FUNC_GLOBAL) {
-          out = { ...strip(t), linkage: FUNC_STATIC } as TypeSpec;
-          note('global FUNC→static');
-        }
-        break;
-      case Kind.VAR:
-        if (!has.datasec) {
-          out = { kind: Kind.INT, name: t.name, size: 1, encoding: 0, bitOffset: 0, bits: 8 };
-          note('VAR→INT');
-        }
-        break;
-      case Kind.DATASEC:
-        if (!has.datasec) {
-          out = { kind: Kind.STRUCT, name: t.name.replace(/[^A-Za-z0-9_]/g, '_'), size: t.size, members: [] };
-          note('DATASEC→STRUCT');
-        }
-        break;
-      case Kind.ENUM:
-        // Signed enums (kind_flag on ENUM) came with ENUM64 in 6.0; older kernels reject the flag.
-        if (!has.enum64 && t.signed) {
-          out = { ...strip(t), signed: false } as TypeSpec;
-          note('signed ENUM→ENUM');
-        }
-        break;
+    const f = featureOf(btf, id);
+    if (!f || !lacks.has(f)) {
+      b.add(strip(t));
+      continue;
     }
+    const [out, what] = replacement(t);
+    counts.set(what, (counts.get(what) ?? 0) + 1);
     b.add(out);
   }
   return { bytes: b.bytes(), changes: [...counts].map(([k, n]) => `${k} ×${n}`) };
+}
+
+/** What a type whose feature the kernel lacks becomes (same size, same id), and how to say it. */
+function replacement(t: BtfType): [TypeSpec, string] {
+  switch (t.kind) {
+    case Kind.FLOAT:
+      return [{ kind: Kind.STRUCT, name: t.name, size: t.size, members: [] }, 'FLOAT→STRUCT'];
+    case Kind.DECL_TAG:
+      return [{ kind: Kind.INT, name: '', size: 1, encoding: 0, bitOffset: 0, bits: 8 }, 'DECL_TAG→INT'];
+    case Kind.TYPE_TAG:
+      return [{ kind: Kind.CONST, name: '', type: t.type }, 'TYPE_TAG→CONST'];
+    case Kind.ENUM64: {
+      const fits = t.values.every((v) => v.value >= -(1n << 31n) && v.value < 1n << 32n);
+      return fits && t.size <= 4
+        ? [{ kind: Kind.ENUM, name: t.name, size: t.size, signed: false, values: t.values }, 'ENUM64→ENUM']
+        : [{ kind: Kind.UNION, name: t.name, size: t.size, members: [] }, 'ENUM64→UNION'];
+    }
+    case Kind.FUNC:
+      return [{ ...strip(t), linkage: FUNC_STATIC } as TypeSpec, 'global FUNC→static'];
+    case Kind.VAR:
+      return [{ kind: Kind.INT, name: t.name, size: 1, encoding: 0, bitOffset: 0, bits: 8 }, 'VAR→INT'];
+    case Kind.DATASEC:
+      return [{ kind: Kind.STRUCT, name: t.name.replace(/[^A-Za-z0-9_]/g, '_'), size: t.size, members: [] }, 'DATASEC→STRUCT'];
+    case Kind.ENUM:
+      // Signed enums (kind_flag on ENUM) came with ENUM64 in 6.0; older kernels reject the flag.
+      return [{ ...strip(t), signed: false } as TypeSpec, 'signed ENUM→ENUM'];
+    default:
+      return [strip(t), 'unchanged']; // featureOf names a feature only for the kinds above
+  }
 }
