@@ -28,12 +28,10 @@ function compile(src: string, extra: string[]): Uint8Array {
   return new Uint8Array(readFileSync(out));
 }
 
+/** The type ids `t` refers to (remapType walks every reference field). */
 function refsOf(t: BtfType): number[] {
   const out: number[] = [];
-  const x = t as unknown as Record<string, unknown>;
-  if (typeof x.type === 'number') out.push(x.type);
-  if (typeof x.indexType === 'number') out.push(x.indexType);
-  for (const k of ['members', 'params', 'vars']) if (Array.isArray(x[k])) for (const m of x[k] as { type: number }[]) out.push(m.type);
+  remapType(t, (id) => (out.push(id), id));
   return out;
 }
 

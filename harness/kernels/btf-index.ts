@@ -20,7 +20,7 @@ export function kernelBtfIndexFile(btf: { path: string; sha256: string }, names:
     const now = new Date();
     utimesSync(file, now, now); // recently used: kept by the pruning below
   } else {
-    writeFileAtomic(file, encodeBtfIndex(parseBtf(new Uint8Array(readFileSync(btf.path)), { source: btf.path }).index(sorted)));
+    writeFileAtomic(file, encodeBtfIndex(parseBtf(new Uint8Array(readFileSync(btf.path)), { source: btf.path, findNames: sorted }).index(sorted)));
     pruneCache(dirname(file), '.idx', KEEP_INDEXES, file);
   }
   return file;

@@ -7,7 +7,7 @@
 // offline `relocate` command.
 
 import { FormatError } from '../errors.js';
-import { BTF_MAGIC, EXTRA_FIXED, EXTRA_PER, Kind, KIND_NAMES } from './kinds.js';
+import { BTF_MAGIC, EXTRA_FIXED, EXTRA_PER, extraSize, Kind, KIND_NAMES } from './kinds.js';
 
 export interface Member {
   name: string;
@@ -226,8 +226,7 @@ export class Btf {
       this.offsets = this.checkIndex(idx, end);
       this.nTypes = idx.offsets.length;
       for (const [name, ids] of idx.essential) this.essCache.set(name, ids);
-      const missing = findNames.filter((name) => !this.essCache.has(name));
-      if (missing.length) this.prefetchEssential(missing);
+      this.prefetchEssential(findNames); // names the index does not answer: one scan
       return;
     }
     // One pass: record offsets, check bounds and kinds. A record is at least 12 bytes.
@@ -282,8 +281,7 @@ export class Btf {
     const last = idx.offsets[n - 1]!;
     if (idx.offsets[0] !== this.typeStart || last + 12 > end) throw new FormatError(`${src}: the BTF index does not fit this BTF's type section`);
     const info = this.dv.getUint32(last + 4, true);
-    const kind = (info >>> 24) & 0x1f;
-    const extra = EXTRA_FIXED[kind]! + (info & 0xffff) * EXTRA_PER[kind]!;
+    const extra = extraSize((info >>> 24) & 0x1f, info & 0xffff);
     if (extra < 0 || last + 12 + extra !== end) throw new FormatError(`${src}: the BTF index's last record does not end the type section`);
     return idx.offsets;
   }

@@ -45,7 +45,6 @@ export const VAR_STATIC = 0;
 export const VAR_GLOBAL_ALLOCATED = 1;
 export const VAR_GLOBAL_EXTERN = 2;
 
-/** Bytes that follow the 12-byte common header, per kind, as a function of vlen. */
 /**
  * extraSize as two tables, for the parser's hot loop (no call per type, which costs most in an
  * interpreter such as node --jitless in a guest): extra = EXTRA_FIXED[kind] + vlen * EXTRA_PER[kind];
@@ -62,6 +61,7 @@ export const EXTRA_PER: Int32Array = (() => {
   return t;
 })();
 
+/** Bytes that follow the 12-byte common header, per kind, as a function of vlen (-1: no such kind). */
 export function extraSize(kind: number, vlen: number): number {
   switch (kind) {
     case Kind.INT: return 4;
