@@ -166,9 +166,16 @@ describe('name look-ups on a real vmlinux BTF', () => {
     expect(flavoured.length).toBeGreaterThan(0);
     const odd = ['a', 'u8', 'x', ...flavoured.map((n) => n.slice(0, /[^_]___[^_]/.exec(n)!.index + 1)), 'no_such_type_anywhere', 'zz_none'];
     const inPass = parseBtf(readFileSync(k.btf), { source: '6.1', findNames: [...sample, ...odd] });
+    // The witness is bpftool's dump, essential names cut as libbpf cuts them (at the last x___y).
+    const essential = (n: string) => {
+      for (let i = n.length - 5; i >= 0; i--) if (n[i] !== '_' && n.startsWith('___', i + 1) && n[i + 4] !== '_') return n.slice(0, i + 1);
+      return n;
+    };
+    const byEss = new Map<string, number[]>();
+    for (const t of bpftoolDump(k.btf)) if (t.name !== '(anon)') byEss.set(essential(t.name), [...(byEss.get(essential(t.name)) ?? []), t.id]);
     for (const n of [...sample, ...odd]) {
-      expect(inPass.byEssentialName(n), n).toEqual(indexed.byEssentialName(n));
-      expect(inPass.byName(n), n).toEqual(indexed.byName(n));
+      expect(inPass.byEssentialName(n), n).toEqual(byEss.get(n) ?? []);
+      expect(indexed.byEssentialName(n), n).toEqual(byEss.get(n) ?? []);
     }
   }, 120_000);
 });
