@@ -47,17 +47,33 @@ export function tryLock(lockFile: string): { release: () => void } | { holder: n
   }
 }
 
-/** Runs fn holding `lockFile`, waiting (up to timeoutMs) while a live process holds it. */
+/** This process's callers of withLock per lock file, in turn (the file holds our own pid meanwhile). */
+const turns = new Map<string, Promise<void>>();
+
+/**
+ * Runs fn holding `lockFile`, waiting (up to timeoutMs) while a live process holds it. Callers in
+ * this process take turns on a promise instead of polling a file that names their own pid.
+ */
 export async function withLock<T>(lockFile: string, fn: () => Promise<T>, timeoutMs = 20 * 60_000): Promise<T> {
-  const t0 = Date.now();
-  let got: ReturnType<typeof tryLock>;
-  while ('holder' in (got = tryLock(lockFile))) {
-    if (Date.now() - t0 > timeoutMs) throw new CoreMatrixError(`${lockFile}: still locked by pid ${got.holder} after ${Math.round(timeoutMs / 1000)} s`);
-    await sleep(250);
-  }
+  const before = turns.get(lockFile) ?? Promise.resolve();
+  let done!: () => void;
+  const mine = before.then(() => new Promise<void>((resolve) => (done = resolve)));
+  turns.set(lockFile, mine);
+  await before;
   try {
-    return await fn();
+    const t0 = Date.now();
+    let got: ReturnType<typeof tryLock>;
+    while ('holder' in (got = tryLock(lockFile))) {
+      if (Date.now() - t0 > timeoutMs) throw new CoreMatrixError(`${lockFile}: still locked by pid ${got.holder} after ${Math.round(timeoutMs / 1000)} s`);
+      await sleep(250);
+    }
+    try {
+      return await fn();
+    } finally {
+      got.release();
+    }
   } finally {
-    got.release();
+    done();
+    if (turns.get(lockFile) === mine) turns.delete(lockFile);
   }
 }

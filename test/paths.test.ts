@@ -28,3 +28,20 @@ it('keeps the newest, the current one and young ones; other suffixes are not tou
   pruneCache(dir, '.idx', 0, undefined, 0);
   expect(readdirSync(dir).sort()).toEqual(['f.img']);
 });
+
+it('withLock: callers in one process take turns, in order, each holding the file alone', async () => {
+  const { withLock } = await import('../harness/lock.js');
+  const lock = join(dir, 'turns.lock');
+  const events: string[] = [];
+  const job = (name: string, ms: number) => withLock(lock, async () => {
+    events.push(`${name} in`);
+    await new Promise((r) => setTimeout(r, ms));
+    events.push(`${name} out`);
+    return name;
+  });
+  expect(await Promise.all([job('a', 30), job('b', 10), job('c', 0)])).toEqual(['a', 'b', 'c']);
+  expect(events).toEqual(['a in', 'a out', 'b in', 'b out', 'c in', 'c out']);
+  // A throwing holder does not block the next one.
+  await expect(withLock(lock, async () => { throw new Error('boom'); })).rejects.toThrow('boom');
+  expect(await job('d', 0)).toBe('d');
+});

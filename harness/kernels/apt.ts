@@ -243,17 +243,7 @@ export class AptState {
   }
 
   /** Makes sure the private lists cover `suites` and are younger than maxAgeHours (updating once, under the lock). */
-  ensure(suites: string[], force = false): Promise<void> {
-    // One at a time within this process: the lock file is for other processes, and a second
-    // caller here would wait on it in 250 ms polls (the kernels of one matrix all ask at once).
-    const next = this.ensuring.then(() => this.ensureNow(suites, force));
-    this.ensuring = next.catch(() => {});
-    return next;
-  }
-
-  private ensuring: Promise<void> = Promise.resolve();
-
-  private async ensureNow(suites: string[], force: boolean): Promise<void> {
+  async ensure(suites: string[], force = false): Promise<void> {
     const key = [...new Set(suites)].sort().join(' ');
     if (!force && this.fresh.has(key)) return;
     const sourcesFile = join(this.dir, 'etc/sources.list');
