@@ -215,6 +215,15 @@ function listFiles(dir: string): string[] {
     .map((d) => join(d.parentPath ?? (d as unknown as { path: string }).path, d.name));
 }
 
+/** A custom build's version is its source package's plus this and the recipe hash's first 12 digits. */
+const BUILD_SUFFIX = '+cm.';
+
+/** The Debian version a store version stands for (a custom build's without its recipe suffix). */
+function sourceVersionOf(version: string): string {
+  const at = version.lastIndexOf(BUILD_SUFFIX);
+  return at >= 0 && /^[0-9a-f]+$/.test(version.slice(at + BUILD_SUFFIX.length)) ? version.slice(0, at) : version;
+}
+
 function manifestName(id: string, version: string): string {
   return `${id}@${version.replace(/:/g, '%3a')}.json`;
 }
@@ -357,9 +366,7 @@ export class KernelStore {
   }
 
   private saveMemo(): void {
-    const tmp = `${this.memoFile()}.${process.pid}`;
-    writeFileSync(tmp, JSON.stringify(this.loadMemo()));
-    renameSync(tmp, this.memoFile());
+    writeFileAtomic(this.memoFile(), JSON.stringify(this.loadMemo()));
   }
 
   /** Checks a blob against its name: size+mtime memo, full sha256 when they changed. Returns a problem or undefined. */
@@ -451,7 +458,7 @@ export class KernelStore {
       .filter((x): x is { path: string; m: Manifest } => x.m !== undefined && x.m.id === id)
       // Builds of one source version (…+cm.<recipe>) compare equal but for the hash: the most
       // recently made one is the newest.
-      .sort((a, b) => compareDebVersions(a.m.version.replace(/\+cm\.[0-9a-f]+$/, ''), b.m.version.replace(/\+cm\.[0-9a-f]+$/, '')) || a.m.fetchedAt.localeCompare(b.m.fetchedAt));
+      .sort((a, b) => compareDebVersions(sourceVersionOf(a.m.version), sourceVersionOf(b.m.version)) || a.m.fetchedAt.localeCompare(b.m.fetchedAt));
   }
 
   /** The newest verified cached artefacts of an id (honouring a pin in the matrix), without network. */
@@ -533,7 +540,7 @@ export class KernelStore {
     const src = await this.resolveSource(e, b);
     const tools = await toolVersions();
     const hash = recipeHash({ recipe: RECIPE_VERSION, source: b.source, sourceVersion: src.version, fragment, gcc: tools.gcc, pahole: tools.pahole });
-    return { src, fragment, hash, version: `${src.version}+cm.${hash.slice(0, 12)}` };
+    return { src, fragment, hash, version: `${src.version}${BUILD_SUFFIX}${hash.slice(0, 12)}` };
   }
 
   /** Builds (once per recipe hash) or finds a custom kernel. */
@@ -556,9 +563,7 @@ export class KernelStore {
       const twin = this.sameBuild(hash);
       if (!twin) return undefined;
       const mine: Manifest = { ...twin, id: e.id, series: e.series };
-      const tmpManifest = `${path}.${process.pid}.tmp`;
-      writeFileSync(tmpManifest, JSON.stringify(mine, null, 2) + '\n');
-      renameSync(tmpManifest, path);
+      writeFileAtomic(path, JSON.stringify(mine, null, 2) + '\n');
       this.log(`kernel ${e.id}: same build as ${twin.id} (recipe ${hash.slice(0, 12)})`);
       return this.toArtifacts(mine, path);
     };
@@ -642,9 +647,7 @@ export class KernelStore {
         btfSource: out.btfSource,
         build: { hash, seconds: out.seconds, log: logFile, fragment },
       };
-      const tmpManifest = join(tmp, 'manifest.json');
-      writeFileSync(tmpManifest, JSON.stringify(manifest, null, 2) + '\n');
-      renameSync(tmpManifest, manifestPath);
+      writeFileAtomic(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
       this.log(`kernel ${e.id}: ${out.release} built in ${out.seconds} s; BTF from ${out.btfSource} ${(artefacts.btf.size / 1e6).toFixed(1)} MB`);
       return this.toArtifacts(manifest, manifestPath);
     } finally {
@@ -823,9 +826,7 @@ export class KernelStore {
         fetchedAt: new Date().toISOString(),
         fetchSeconds: Math.round((Date.now() - t0) / 100) / 10,
       };
-      const tmpManifest = join(tmp, 'manifest.json');
-      writeFileSync(tmpManifest, JSON.stringify(manifest, null, 2) + '\n');
-      renameSync(tmpManifest, manifestPath);
+      writeFileAtomic(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
       this.log(`kernel ${e.id}: ${rel} (${info.format}) fetched in ${manifest.fetchSeconds} s; BTF ${(artefacts.btf.size / 1e6).toFixed(1)} MB`);
       return this.toArtifacts(manifest, manifestPath);
     } finally {
