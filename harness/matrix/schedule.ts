@@ -32,7 +32,7 @@ export function makespan(times: readonly number[], slots: number): number {
  * better of the given order and longest-first, then swaps pairs while that helps: longest-first
  * alone is not always better than the matrix's order (it is not, for the bench's seed matrix).
  */
-export function bootOrder<T>(items: readonly T[], idOf: (t: T) => string, known: ReadonlyMap<string, number>, slots = 2): T[] {
+export function bootOrder<T>(items: readonly T[], idOf: (t: T) => string, known: ReadonlyMap<string, number>, slots: number): T[] {
   const unknown = items.filter((t) => !known.has(idOf(t)));
   const timed = items.filter((t) => known.has(idOf(t)));
   if (timed.length < 2) return [...unknown, ...timed];
@@ -42,8 +42,9 @@ export function bootOrder<T>(items: readonly T[], idOf: (t: T) => string, known:
   const cost = (order: T[]) => makespan([...head, ...order.map(time)], slots);
   // Array.prototype.sort is stable: equal times keep the matrix's order.
   const longest = [...timed].sort((a, b) => time(b) - time(a));
-  let best = cost(longest) < cost(timed) ? longest : [...timed];
-  let bestCost = cost(best);
+  const [byLength, asGiven] = [cost(longest), cost(timed)];
+  let best = byLength < asGiven ? longest : [...timed];
+  let bestCost = Math.min(byLength, asGiven);
   for (let pass = 0, improved = true; improved && pass < 50; pass++) {
     improved = false;
     for (let i = 0; i < best.length; i++) {
