@@ -4,6 +4,7 @@
 //   3. `corematrix btf minimize` vs `bpftool gen min_core_btf`: time (whole process and in-process) and output size.
 //   4. The matrix (seed suite) vs a bare boot of the same kernels (harness/bench/vm.ts).
 //   5. The guest agent's start with and without each start-up mechanism (same kernel, same image).
+import { CLANG } from '../tools.js';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -83,7 +84,7 @@ async function benchObjects(): Promise<string[]> {
   const dir = cacheDir('bench', 'objects');
   mkdirSync(dir, { recursive: true });
   const fixture = join(dir, 'core_kernel.bpf.o');
-  execFileSync('clang-19', ['-g', '-O2', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', join(repoRoot(), 'test/fixtures/core_kernel.bpf.c'), '-o', fixture]);
+  execFileSync(CLANG, ['-g', '-O2', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', join(repoRoot(), 'test/fixtures/core_kernel.bpf.c'), '-o', fixture]);
   const suites = await buildSuites({});
   return [fixture, ...suites.map((s) => s.object)];
 }
@@ -149,24 +150,24 @@ async function benchMinimize(store: KernelStore): Promise<void> {
 
 async function benchMatrix(): Promise<void> {
   const kernels = (process.env.BENCH_VM_KERNELS ?? 'all').split(',');
-  const r = await benchVm(kernels, (s) => console.error(s));
+  // Wall times move by several per cent between runs: BENCH_MATRIX_ROUNDS=n repeats floor and
+  // matrix and prints every round and the medians.
+  const n = Math.max(1, Number(process.env.BENCH_MATRIX_ROUNDS ?? 1) || 1);
+  const r = await benchVm(kernels, (s) => console.error(s), { rounds: n });
+  const r0 = r.rounds[0]!;
   const plain = (ms: number | undefined, floor: number) => (ms === undefined ? ['-', '-'] : [fmt(ms), (ms / floor).toFixed(2) + '×']);
   const rows = r.rows.map((x) => [x.kernel, fmt(x.floorMs), x.floorBootMs === undefined ? '-' : fmt(x.floorBootMs), fmt(x.matrixMs), (x.matrixMs / x.floorMs).toFixed(2) + '×', ...plain(x.plainMs, x.floorMs), x.verdict]);
-  rows.push(['wall, all kernels', fmt(r.floorWallMs), '', fmt(r.matrixWallMs), (r.matrixWallMs / r.floorWallMs).toFixed(2) + '×', ...plain(r.plainWallMs, r.floorWallMs), '']);
-  rows.push(['CPU of all guests (QEMU) and tools', fmt(r.floorCpuMs), '', fmt(r.matrixCpuMs), (r.matrixCpuMs / r.floorCpuMs).toFixed(2) + '×', ...plain(r.plainCpuMs, r.floorCpuMs), '']);
+  rows.push(['wall, all kernels', fmt(r0.floorWallMs), '', fmt(r0.matrixWallMs), (r0.matrixWallMs / r0.floorWallMs).toFixed(2) + '×', ...plain(r.plainWallMs, r0.floorWallMs), '']);
+  rows.push(['CPU of all guests (QEMU) and tools', fmt(r0.floorCpuMs), '', fmt(r0.matrixCpuMs), (r0.matrixCpuMs / r0.floorCpuMs).toFixed(2) + '×', ...plain(r.plainCpuMs, r0.floorCpuMs), '']);
   printTable(`Matrix vs bare boot, ${r.jobs} guests at a time under ${r.accel.toUpperCase()} (goals: matrix ≤ 60 s wall, ≤ 1.5× the floor); last columns: the same matrix with the agent's start-up mechanisms off (no RNG seed, no node flags, no code cache)`,
     ['kernel', 'floor: busybox boot+poweroff', 'floor: boot to init', 'matrix: seed suite', 'ratio', 'matrix, start-up plain', 'ratio', 'matrix verdict'], rows);
-  // Wall times move by several per cent between runs: BENCH_MATRIX_ROUNDS=n repeats floor and
-  // matrix (without the plain variant) and prints every round and the medians.
-  const rounds = Math.max(1, Number(process.env.BENCH_MATRIX_ROUNDS ?? 1) || 1);
-  if (rounds === 1) return;
-  const all = [r];
-  for (let i = 1; i < rounds; i++) all.push(await benchVm(kernels, (s) => console.error(s), { plain: false }));
-  const wallRatios = all.map((x) => x.matrixWallMs / x.floorWallMs);
-  const cpuRatios = all.map((x) => x.matrixCpuMs / x.floorCpuMs);
-  const roundRows = all.map((x, i) => [`${i + 1}`, fmt(x.floorWallMs), fmt(x.matrixWallMs), wallRatios[i]!.toFixed(2) + '×', fmt(x.floorCpuMs), fmt(x.matrixCpuMs), cpuRatios[i]!.toFixed(2) + '×']);
-  roundRows.push(['median', fmt(median(all.map((x) => x.floorWallMs))), fmt(median(all.map((x) => x.matrixWallMs))), median(wallRatios).toFixed(2) + '×', fmt(median(all.map((x) => x.floorCpuMs))), fmt(median(all.map((x) => x.matrixCpuMs))), median(cpuRatios).toFixed(2) + '×']);
-  printTable(`Matrix vs bare boot, ${rounds} rounds (goal: ≤ 1.5×)`, ['round', 'floor wall', 'matrix wall', 'ratio', 'floor CPU', 'matrix CPU', 'ratio'], roundRows);
+  if (n === 1) return;
+  const wall = r.rounds.map((x) => x.matrixWallMs / x.floorWallMs);
+  const cpu = r.rounds.map((x) => x.matrixCpuMs / x.floorCpuMs);
+  const roundRows = r.rounds.map((x, i) => [`${i + 1}`, fmt(x.floorWallMs), fmt(x.matrixWallMs), wall[i]!.toFixed(2) + '×', fmt(x.floorCpuMs), fmt(x.matrixCpuMs), cpu[i]!.toFixed(2) + '×']);
+  const med = (f: (x: (typeof r.rounds)[number]) => number) => fmt(median(r.rounds.map(f)));
+  roundRows.push(['median', med((x) => x.floorWallMs), med((x) => x.matrixWallMs), median(wall).toFixed(2) + '×', med((x) => x.floorCpuMs), med((x) => x.matrixCpuMs), median(cpu).toFixed(2) + '×']);
+  printTable(`Matrix vs bare boot, ${n} rounds (goal: ≤ 1.5×)`, ['round', 'floor wall', 'matrix wall', 'ratio', 'floor CPU', 'matrix CPU', 'ratio'], roundRows);
 }
 
 async function benchStart(): Promise<void> {

@@ -9,7 +9,8 @@ import { KernelStore } from '../kernels/store.js';
 import { runMatrix } from '../matrix/run.js';
 import { bootOrder, DurationHistory } from '../matrix/schedule.js';
 import { defaultJobs, runPool } from '../vm/pool.js';
-import { type Accel, probeAccel, runGuest } from '../vm/qemu.js';
+import { type Accel, type GuestRun, probeAccel, runGuest } from '../vm/qemu.js';
+import type { RunReport } from '../results.js';
 import { GUEST_NODE_FLAGS } from '../images/agent-cache.js';
 import { emptyManifest } from '../agent/manifest.js';
 
@@ -46,50 +47,67 @@ export function median(xs: number[]): number {
 /** sysconf(_SC_CLK_TCK): 100 on every Linux architecture node runs on. */
 const CLK_TCK = 100;
 
-export async function benchVm(kernels: string[], log: (s: string) => void, opts: { plain?: boolean } = {}): Promise<{ floorWallMs: number; matrixWallMs: number; floorCpuMs: number; matrixCpuMs: number; plainWallMs?: number; plainCpuMs?: number; rows: VmBenchRow[]; jobs: number; accel: string }> {
+/** One round of the bench: the floor, then the matrix, wall and CPU time of each. */
+export interface VmBenchRound {
+  floorWallMs: number;
+  floorCpuMs: number;
+  matrixWallMs: number;
+  matrixCpuMs: number;
+}
+
+/**
+ * The floor and the matrix with the seed suite, `rounds` times (setup once: kernels, the busybox
+ * image, the accelerator), then once the matrix with the start-up mechanisms off unless
+ * `plain: false`. Per-kernel rows are the first round's.
+ */
+export async function benchVm(kernels: string[], log: (s: string) => void, opts: { plain?: boolean; rounds?: number } = {}): Promise<{ rounds: VmBenchRound[]; plainWallMs?: number; plainCpuMs?: number; rows: VmBenchRow[]; jobs: number; accel: string }> {
   const store = new KernelStore();
   const entries = store.select(kernels);
   const arts = await Promise.all(entries.map((e) => store.fetch(e)));
+  const ids = entries.map((e) => e.id);
   const jobs = defaultJobs();
   const dir = mkdtempSync(join(tmpdir(), 'cm-bench-'));
   const image = await buildImage({ files: [], base: 'busybox' });
   // Decide the accelerator before timing anything: the probe boot (several seconds when KVM
   // hangs) would otherwise be charged to whichever side runs first.
   const accel = await probeAccel(arts[0]!.vmlinuz, image.path);
-  const c0 = childrenCpuMs();
-  const t0 = performance.now();
-  // The floor boots in the order the matrix's scheduler would pick from its own history (longest
-  // first), so both sides get the same scheduling.
   const history = new DurationHistory();
-  const floorOrder = bootOrder(arts, (k) => k.id, history.lookup('bench-floor'), jobs);
-  const floorRuns = await runPool(floorOrder, jobs, async (k, signal) => {
-    return runGuest({ kernelId: k.id, vmlinuz: k.vmlinuz, initrd: image.path, append: 'cm.init=hello', accel, logDir: join(dir, 'floor'), signal });
-  });
-  const floor = arts.map((k) => floorRuns[floorOrder.indexOf(k)]!);
-  history.record('bench-floor', new Map(arts.map((k, i) => [k.id, floor[i]!.durationMs])));
-  const floorWallMs = performance.now() - t0;
-  const floorCpuMs = childrenCpuMs() - c0;
-  log(`bench: floor done in ${(floorWallMs / 1000).toFixed(1)} s`);
-  const c1 = childrenCpuMs();
-  const t1 = performance.now();
-  const report = await runMatrix({ kernels: entries.map((e) => e.id), suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix'), runId: 'bench', log: () => {} });
-  const matrixWallMs = performance.now() - t1;
-  const matrixCpuMs = childrenCpuMs() - c1;
+  const rounds: VmBenchRound[] = [];
+  let first: { floor: Map<string, GuestRun>; report: RunReport } | undefined;
+  for (let i = 0; i < Math.max(1, opts.rounds ?? 1); i++) {
+    const c0 = childrenCpuMs();
+    const t0 = performance.now();
+    // The floor boots in the order the matrix's scheduler would pick from its own history (longest
+    // first), so both sides get the same scheduling.
+    const floorOrder = bootOrder(arts, (k) => k.id, history.lookup('bench-floor'), jobs);
+    const floor = new Map(await runPool(floorOrder, jobs, async (k, signal) =>
+      [k.id, await runGuest({ kernelId: k.id, vmlinuz: k.vmlinuz, initrd: image.path, append: 'cm.init=hello', accel, logDir: join(dir, 'floor'), signal })] as const));
+    history.record('bench-floor', new Map([...floor].filter(([, g]) => g.verdict === 'ok').map(([id, g]) => [id, g.durationMs])));
+    const floorWallMs = performance.now() - t0;
+    const floorCpuMs = childrenCpuMs() - c0;
+    log(`bench: floor done in ${(floorWallMs / 1000).toFixed(1)} s`);
+    const c1 = childrenCpuMs();
+    const t1 = performance.now();
+    const report = await runMatrix({ kernels: ids, suites: ['task-fields'], jobs, accel, outDir: join(dir, `matrix-${i}`), runId: 'bench', log: () => {} });
+    rounds.push({ floorWallMs, floorCpuMs, matrixWallMs: performance.now() - t1, matrixCpuMs: childrenCpuMs() - c1 });
+    first ??= { floor, report };
+  }
   // The same matrix with the agent's start-up mechanisms off (no RNG seed, no node flags, no
   // code cache); its boot-order history is its own.
   let plain: { wallMs: number; cpuMs: number; rows: Map<string, number> } | undefined;
   if (opts.plain ?? process.env.BENCH_MATRIX_PLAIN !== '0') {
     const c2 = childrenCpuMs();
     const t2 = performance.now();
-    const rp = await runMatrix({ kernels: entries.map((e) => e.id), suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix-plain'), runId: 'bench-plain', guestStart: 'plain', log: () => {} });
+    const rp = await runMatrix({ kernels: ids, suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix-plain'), runId: 'bench-plain', guestStart: 'plain', log: () => {} });
     plain = { wallMs: performance.now() - t2, cpuMs: childrenCpuMs() - c2, rows: new Map(rp.kernels.map((k) => [k.kernel.id, k.durationMs])) };
   }
-  const rows = arts.map((k, i): VmBenchRow => {
-    const run = report.kernels.find((r) => r.kernel.id === k.id);
+  const rows = ids.map((id): VmBenchRow => {
+    const f = first!.floor.get(id)!;
+    const run = first!.report.kernels.find((r) => r.kernel.id === id);
     const pass = run ? run.cells.every((c) => c.verdict === 'pass') : false;
-    return { kernel: k.id, floorMs: floor[i]!.durationMs, floorBootMs: floor[i]!.bootMs, matrixMs: run?.durationMs ?? NaN, plainMs: plain?.rows.get(k.id), verdict: run ? `${run.guest}${pass ? '' : ' (cells failed)'}` : 'missing' };
+    return { kernel: id, floorMs: f.durationMs, floorBootMs: f.bootMs, matrixMs: run?.durationMs ?? NaN, plainMs: plain?.rows.get(id), verdict: run ? `${run.guest}${pass ? '' : ' (cells failed)'}` : 'missing' };
   });
-  return { floorWallMs, matrixWallMs, floorCpuMs, matrixCpuMs, plainWallMs: plain?.wallMs, plainCpuMs: plain?.cpuMs, rows, jobs, accel };
+  return { rounds, plainWallMs: plain?.wallMs, plainCpuMs: plain?.cpuMs, rows, jobs, accel };
 }
 
 export interface AgentStartRow {
