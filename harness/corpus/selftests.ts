@@ -5,6 +5,7 @@
 // Which cases must fail comes from the kernel's own test table (prog_tests/core_reloc.c,
 // `*_ERR_CASE(name)`), not from our reading of the file names.
 
+import { CLANG } from '../tools.js';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -81,7 +82,7 @@ export async function loadCorpus(log: (s: string) => void = () => {}): Promise<C
   for (const f of sources) {
     const obj = join(out, f.replace(/\.c$/, '.bpf.o'));
     if (existsSync(obj)) continue;
-    execFileSync('clang-19', [...CORPUS_CFLAGS, `-I${progs}`, '-c', join(progs, f), '-o', `${obj}.tmp`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync(CLANG, [...CORPUS_CFLAGS, `-I${progs}`, '-c', join(progs, f), '-o', `${obj}.tmp`], { stdio: ['ignore', 'ignore', 'pipe'] });
     renameSync(`${obj}.tmp`, obj);
   }
   const table = readFileSync(join(dir, SELFTESTS, 'prog_tests/core_reloc.c'), 'utf8');

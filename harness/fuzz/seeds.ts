@@ -13,7 +13,8 @@ import { encodeBtf, remapType } from '../core/btf/writer.js';
 import { parseElf } from '../core/elf.js';
 import { loadObjectSpec } from '../core/object/index.js';
 import { KernelStore } from '../kernels/store.js';
-import { vmlinuxHeader, BPF_CFLAGS, CLANG } from '../suites/build.js';
+import { vmlinuxHeader, BPF_CFLAGS } from '../suites/build.js';
+import { CLANG } from '../tools.js';
 import { seed, type Seed, type SeedSet } from './targets.js';
 
 function compile(src: string, extra: string[]): Uint8Array {

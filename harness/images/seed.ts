@@ -6,7 +6,7 @@ import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreMatrixError } from '../core/errors.js';
 import { cacheDir, repoRoot } from '../paths.js';
-import { CLANG } from '../suites/build.js';
+import { CLANG } from '../tools.js';
 
 /** Where /init finds the seed, and the helper that credits it. */
 export const GUEST_SEED_PATH = 'etc/corematrix/seed';

@@ -2,6 +2,7 @@
 // kernel (same object bytes everywhere), boot the guests in parallel under QEMU, collect the
 // agent's cell results, and hand a RunReport to the report writers.
 
+import { CLANG } from '../tools.js';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -127,7 +128,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
 
   const report: RunReport = {
     schema: RESULT_SCHEMA, runId: o.runId, startedAt, finishedAt: startedAt, complete: false,
-    host: { node: process.version, qemu: toolVersion('qemu-system-x86_64', ['--version']), clang: toolVersion('clang-19', ['--version']) },
+    host: { node: process.version, qemu: toolVersion('qemu-system-x86_64', ['--version']), clang: toolVersion(CLANG, ['--version']) },
     suites: suites.map((s) => s.name),
     objects: [...suites.map((s) => ({ name: `${s.name}.bpf.o`, sha256: s.sha256 })), ...userObjects.map((u) => ({ name: u.name, sha256: u.sha256 }))],
     kernels: [],

@@ -26,7 +26,7 @@ import { moduleNeedOn, moduleNeeds, type SuiteSpec } from './types.js';
 
 const run = promisify(execFile);
 
-export const CLANG = 'clang-19';
+import { CLANG } from '../tools.js';
 export const BPF_CFLAGS = ['-g', '-O2', '-target', 'bpf', '-D__TARGET_ARCH_x86', '-I/usr/include/x86_64-linux-gnu'];
 export const DEFAULT_HEADER_KERNEL = '6.1';
 

@@ -1,5 +1,6 @@
 // Test helpers that drive the real toolchain: clang-19 compiles fixtures, llvm-objcopy and
 // bpftool are the independent witnesses our readers are checked against.
+import { CLANG } from '../../harness/tools.js';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
@@ -8,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join, basename } from 'node:path';
 import { cacheDir } from '../../harness/paths.js';
 
-export const CLANG = 'clang-19';
 export const BPF_CFLAGS = ['-g', '-O2', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu'];
 
 /** Compiles a BPF C file (cached by content + flags); returns the object path. */
