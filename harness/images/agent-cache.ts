@@ -47,7 +47,7 @@ export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_
   if (!existsSync(bundle)) throw new CoreMatrixError(`image: agent bundle ${bundle} not found (run npm run build)`);
   const start = agentStartScript();
   const key = createHash('sha256')
-    .update(`agent-code-cache v1 ${process.version} ${process.arch} ${flags.join(' ')}\n`)
+    .update(`agent-code-cache v2 ${process.version} ${process.arch} ${flags.join(' ')}\n`)
     .update(`${fileHash(process.execPath)} ${fileHash(start)} ${fileHash(bundle)}\n`)
     .digest('hex')
     .slice(0, 24);
