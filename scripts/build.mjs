@@ -1,7 +1,8 @@
 // Bundles the host CLI (dist/corematrix.cjs), the benchmark, the fuzzer and the guest agent with esbuild. The guest agent is one
-// self-contained file (koffi stays external: its native module ships in the image's node_modules).
+// self-contained file (koffi's native module ships in the image's node_modules).
 import { build } from 'esbuild';
 import { existsSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 
 const common = { bundle: true, platform: 'node', target: 'node20', format: 'esm', sourcemap: 'linked', logLevel: 'warning',
   banner: { js: "import { createRequire as __cmCreateRequire } from 'node:module'; const require = __cmCreateRequire(import.meta.url);" } };
@@ -15,7 +16,29 @@ const entries = [
 // Its clock is process.hrtime: node's global `performance` is built on first use from eleven
 // perf_hooks modules, which a guest compiles from source (node's code cache for its own modules
 // does not match --jitless).
-const agent = { ...common, format: 'cjs', entryPoints: ['harness/agent/main.ts'], outfile: 'dist/agent.js', external: ['koffi'],
+// koffi's JavaScript is bundled too, so the code cache holds it (as a file of its own it was compiled
+// in every guest, and its platform package read node's ELF header to choose between the glibc and
+// musl builds). The image carries the glibc build only, next to the glibc it runs on, so the
+// platform package resolves here to that native module, which stays a file in the image.
+const koffiNative = {
+  name: 'koffi-native',
+  setup(b) {
+    // koffi's CommonJS entry (its ES module one builds a require from import.meta.url).
+    b.onResolve({ filter: /^koffi$/ }, () => ({ path: createRequire(import.meta.url).resolve('koffi') }));
+    b.onResolve({ filter: /^@koromix\/koffi-/ }, (args) =>
+      args.path === '@koromix/koffi-linux-x64' ? { path: args.path, namespace: 'koffi-native' } : { path: args.path, external: true });
+    // In the image the module sits in /node_modules beside /agent.js and is opened directly,
+    // without node's package resolution (a package.json read and a realpath walk: ~20 ms under
+    // TCG); an agent run from dist/ on a host resolves it as usual.
+    b.onLoad({ filter: /.*/, namespace: 'koffi-native' }, () => ({
+      loader: 'js',
+      contents: `const file = require('node:path').join(__dirname, 'node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node');
+        if (require('node:fs').existsSync(file)) process.dlopen(module, file);
+        else module.exports = require('@koromix/koffi-linux-x64/linux_x64/koffi.node');`,
+    }));
+  },
+};
+const agent = { ...common, format: 'cjs', entryPoints: ['harness/agent/main.ts'], outfile: 'dist/agent.js', plugins: [koffiNative],
   define: { 'performance.now': '__cmNow', 'globalThis.performance': '__cmPerformance' },
   banner: { js: 'const __cmNow = () => Number(process.hrtime.bigint()) / 1e6; const __cmPerformance = { now: __cmNow };' } };
 // Earlier layouts of the CLI build (one ES module bundle, then split ES module chunks): gone.

@@ -492,18 +492,13 @@ function firstError(t: File | import('@vitest/runner').Task | undefined): string
   return undefined;
 }
 
-/** Whether koffi (the loader's syscall module) has been loaded in this process. */
-function syscallsLoaded(): boolean {
-  return Object.keys(require.cache).some((k) => k.includes('/node_modules/koffi/'));
-}
-
 main().then(
   (code) => {
     // A finished agent in a guest whose init asks for it (CM_POWER_OFF=1, never set on a host)
     // powers the machine off itself once the result port is closed (close drains it): node's own
-    // teardown (~50 ms under TCG) and init's last steps are skipped. Only when the loader's
-    // syscall module is up already (loading it costs more than it saves).
-    if (code === 0 && process.env.CM_POWER_OFF === '1' && syscallsLoaded()) {
+    // teardown (~50 ms under TCG) and init's last steps are skipped. (The syscall module is
+    // always up by now: this file imports the runtime statically.)
+    if (code === 0 && process.env.CM_POWER_OFF === '1') {
       try {
         powerOff();
       } catch {
