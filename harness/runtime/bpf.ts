@@ -170,9 +170,6 @@ export interface ProgLoadResult {
 const EACCES = errnoNumber('EACCES');
 const EINVAL = errnoNumber('EINVAL');
 const ENOSPC = errnoNumber('ENOSPC');
-const EAGAIN = errnoNumber('EAGAIN');
-/** Loads interrupted by a signal (EAGAIN) that are tried again before the error is reported. */
-const MAX_INTERRUPTED = 8;
 /** Largest log buffer we grow to (a level-1 log of a 1M-insn failure fits; guests have 1 GiB). */
 const MAX_LOG = 64 << 20;
 
@@ -183,8 +180,7 @@ function logText(mem: NativeMem): string {
 
 /**
  * BPF_PROG_LOAD → prog fd. On EACCES/EINVAL throws VerifierError with the full log (a load
- * without log is retried once with log level 1 to obtain it); ENOSPC grows the log buffer;
- * EAGAIN (a signal interrupted the verifier) loads again, up to MAX_INTERRUPTED times.
+ * without log is retried once with log level 1 to obtain it); ENOSPC grows the log buffer.
  */
 export function progLoad(a: ProgLoadAttr): ProgLoadResult {
   if (a.insns.length % 8 !== 0 || a.insns.length === 0) throw new SyscallError('bpf(BPF_PROG_LOAD)', EINVAL, `${a.insns.length} instruction bytes is not a positive multiple of 8`);
@@ -192,7 +188,6 @@ export function progLoad(a: ProgLoadAttr): ProgLoadResult {
   const what = `program '${a.name ?? ''}'`;
   let level = a.logLevel ?? 0;
   let size = a.logSize ?? 64 * 1024;
-  let interrupted = 0;
   for (;;) {
     const r = withScratch((s) => {
       const attr = s.alloc(PROG_LOAD.size);
@@ -226,9 +221,6 @@ export function progLoad(a: ProgLoadAttr): ProgLoadResult {
       return { ret, errno, log: log ? logText(log) : '' };
     });
     if (r.ret >= 0) return { fd: trackFd(r.ret, 'prog', a.name ?? `type ${a.progType}`), log: r.log };
-    // The verifier gives up with EAGAIN when a signal arrives while it works (a profiler's
-    // SIGPROF, a timer): nothing was wrong with the program, so load it again.
-    if (r.errno === EAGAIN && interrupted++ < MAX_INTERRUPTED) continue;
     if (r.errno === ENOSPC && level > 0 && size < MAX_LOG) {
       size = Math.min(size * 4, MAX_LOG);
       continue;

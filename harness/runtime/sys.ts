@@ -142,10 +142,41 @@ export function withScratch<T>(fn: (s: Scratch) => T): T {
   }
 }
 
-/** bpf(cmd, attr, size) returning the raw result or -errno (no throw): for probes and retries. */
+const SYS_rt_sigprocmask = 14;
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+/**
+ * bpf commands that give up when a signal is pending: the verifier returns EAGAIN
+ * (BPF_PROG_LOAD = 5) and a repeated test run EINTR (BPF_PROG_TEST_RUN = 10). Under emulation
+ * they take milliseconds, so a timer or a profiler's SIGPROF (every 1 ms by default) hits them
+ * often; retrying does not help when every attempt is as long as the interval.
+ */
+const INTERRUPTIBLE = new Set([5, 10]);
+/** [new mask, old mask] for rt_sigprocmask, allocated once. */
+let sigMasks: NativeMem | undefined;
+
+/**
+ * bpf(cmd, attr, size) returning the raw result or -errno (no throw): for probes and retries.
+ * The interruptible commands run with every signal blocked in this thread; a signal that arrives
+ * meanwhile is delivered once they return (SIGKILL and SIGSTOP cannot be blocked and still end them).
+ */
 export function bpfRaw(cmd: number, attr: NativeMem, size: number): { ret: number; errno: number } {
-  const ret = Number(cSyscall(SYS_bpf, 'int', cmd, 'uint64_t', attr.addr, 'uint32_t', size));
-  return ret < 0 ? { ret, errno: koffi.errno() } : { ret, errno: 0 };
+  if (!INTERRUPTIBLE.has(cmd)) {
+    const ret = Number(cSyscall(SYS_bpf, 'int', cmd, 'uint64_t', attr.addr, 'uint32_t', size));
+    return ret < 0 ? { ret, errno: koffi.errno() } : { ret, errno: 0 };
+  }
+  if (!sigMasks) {
+    sigMasks = new NativeMem(16);
+    sigMasks.view.setBigUint64(0, 0xffff_ffff_ffff_ffffn, true);
+  }
+  const [all, old] = [sigMasks.addr, sigMasks.addr + 8n];
+  if (Number(cSyscall(SYS_rt_sigprocmask, 'int', SIG_BLOCK, 'uint64_t', all, 'uint64_t', old, 'size_t', 8)) < 0) fail('rt_sigprocmask(SIG_BLOCK)');
+  try {
+    const ret = Number(cSyscall(SYS_bpf, 'int', cmd, 'uint64_t', attr.addr, 'uint32_t', size));
+    return ret < 0 ? { ret, errno: koffi.errno() } : { ret, errno: 0 };
+  } finally {
+    if (Number(cSyscall(SYS_rt_sigprocmask, 'int', SIG_SETMASK, 'uint64_t', old, 'uint64_t', 0n, 'size_t', 8)) < 0) fail('rt_sigprocmask(SIG_SETMASK)');
+  }
 }
 
 /** bpf(cmd, attr, size); throws SyscallError naming `cmdName` on failure. */
