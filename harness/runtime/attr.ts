@@ -40,7 +40,9 @@ export const BpfCmd = {
   OBJ_GET_INFO_BY_FD: 15,
   RAW_TRACEPOINT_OPEN: 17,
   BTF_LOAD: 18,
+  BTF_GET_FD_BY_ID: 19,
   MAP_FREEZE: 22,
+  BTF_GET_NEXT_ID: 23,
   LINK_CREATE: 28,
 } as const;
 
@@ -135,6 +137,13 @@ export const OBJ_INFO = layout('BPF_OBJ_GET_INFO_BY_FD', ['union bpf_attr', 'inf
   info: [8, 8],
 });
 
+// BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID: { start_id | prog_id | map_id | btf_id | link_id; next_id; open_flags }.
+export const OBJ_ID = layout('BPF_*_GET_NEXT_ID/FD_BY_ID', ['union bpf_attr', ''], 12, {
+  id: [0, 4],
+  next_id: [4, 4],
+  open_flags: [8, 4],
+}, { id: 'start_id' });
+
 // BPF_RAW_TRACEPOINT_OPEN: struct `raw_tracepoint`.
 export const RAW_TRACEPOINT_OPEN = layout('BPF_RAW_TRACEPOINT_OPEN', ['union bpf_attr', 'raw_tracepoint.'], 12, {
   name: [0, 8],
@@ -177,6 +186,16 @@ export const PROG_INFO = layout('struct bpf_prog_info', ['struct bpf_prog_info',
 });
 
 // struct bpf_map_info.
+// struct bpf_btf_info (BPF_OBJ_GET_INFO_BY_FD on a BTF fd); name and kernel_btf came in 5.11.
+export const BTF_INFO = layout('struct bpf_btf_info', ['struct bpf_btf_info', ''], 32, {
+  btf: [0, 8],
+  btf_size: [8, 4],
+  id: [12, 4],
+  name: [16, 8],
+  name_len: [24, 4],
+  kernel_btf: [28, 4],
+});
+
 export const MAP_INFO = layout('struct bpf_map_info', ['struct bpf_map_info', ''], 88, {
   type: [0, 4],
   id: [4, 4],
@@ -272,10 +291,12 @@ export const ALL_LAYOUTS: readonly Layout[] = [
   BTF_LOAD,
   PROG_TEST_RUN,
   OBJ_INFO,
+  OBJ_ID,
   RAW_TRACEPOINT_OPEN,
   LINK_CREATE,
   PROG_INFO,
   MAP_INFO,
+  BTF_INFO,
   PERF_EVENT_ATTR,
   PERF_MMAP_PAGE,
 ];

@@ -2,9 +2,9 @@
 // memory (attr.ts), call sys.bpf and return fds/values; handles (map.ts, program.ts, link.ts) sit
 // on top. Every fd returned here is registered in fds.ts and must be closed with sys.close.
 
-import { BpfCmd, BTF_LOAD, LINK_CREATE, MAP_CREATE, MAP_ELEM, MAP_FREEZE, MAP_NEXT_KEY_OFFSET, OBJ_INFO, PROG_LOAD, PROG_TEST_RUN, RAW_TRACEPOINT_OPEN, getU32, writeAttr } from './attr.js';
+import { BpfCmd, BTF_INFO, BTF_LOAD, LINK_CREATE, MAP_CREATE, MAP_ELEM, MAP_FREEZE, MAP_NEXT_KEY_OFFSET, OBJ_ID, OBJ_INFO, PROG_LOAD, PROG_TEST_RUN, RAW_TRACEPOINT_OPEN, getU32, writeAttr } from './attr.js';
 import { trackFd } from './fds.js';
-import { bpf, bpfRaw, errnoNumber, NativeMem, removeMemlockLimit, SyscallError, withScratch } from './sys.js';
+import { bpf, bpfRaw, close, errnoNumber, NativeMem, removeMemlockLimit, SyscallError, withScratch } from './sys.js';
 
 /** The kernel rejected a program (or BTF) and explained why in its log. */
 export class VerifierError extends SyscallError {
@@ -332,6 +332,77 @@ export function objGetInfo(fd: number, info: NativeMem): number {
     bpf(BpfCmd.OBJ_GET_INFO_BY_FD, 'BPF_OBJ_GET_INFO_BY_FD', attr, OBJ_INFO.size);
     return getU32(OBJ_INFO, attr, 'info_len');
   });
+}
+
+/** The next BTF object id after `id` (BPF_BTF_GET_NEXT_ID), undefined after the last. */
+function btfNextId(id: number): number | undefined {
+  return withScratch((s) => {
+    const attr = s.alloc(OBJ_ID.size);
+    writeAttr(OBJ_ID, attr, { id });
+    const { ret, errno } = bpfRaw(BpfCmd.BTF_GET_NEXT_ID, attr, OBJ_ID.size);
+    if (ret < 0) {
+      if (errno === ENOENT) return undefined;
+      throw new SyscallError('bpf(BPF_BTF_GET_NEXT_ID)', errno);
+    }
+    return getU32(OBJ_ID, attr, 'next_id');
+  });
+}
+
+/** A BTF object's fd by id (BPF_BTF_GET_FD_BY_ID), undefined when it has gone meanwhile. */
+function btfFdById(id: number): number | undefined {
+  return withScratch((s) => {
+    const attr = s.alloc(OBJ_ID.size);
+    writeAttr(OBJ_ID, attr, { id });
+    const { ret, errno } = bpfRaw(BpfCmd.BTF_GET_FD_BY_ID, attr, OBJ_ID.size);
+    if (ret < 0) {
+      if (errno === ENOENT) return undefined;
+      throw new SyscallError(`bpf(BPF_BTF_GET_FD_BY_ID ${id})`, errno);
+    }
+    return trackFd(ret, 'btf', `id ${id}`);
+  });
+}
+
+/**
+ * The running kernel's own BTF (vmlinux), which the kernel copies out in one
+ * bpf(BPF_OBJ_GET_INFO_BY_FD) call. /sys/kernel/btf/vmlinux holds the same bytes but hands them
+ * out 4 KiB per read(2): ~1,300 calls for 5 MB, ~60 ms in a TCG guest. The bytes live in native
+ * memory that is never freed. Undefined when the kernel does not say which BTF object is
+ * vmlinux's (bpf_btf_info.name and kernel_btf came in 5.11) or has none: read the file then.
+ */
+export function vmlinuxBtf(): Uint8Array | undefined {
+  const NAME_LEN = 64;
+  for (let id: number | undefined = 0, seen = 0; (id = btfNextId(id)) !== undefined && seen < 65536; seen++) {
+    const fd = btfFdById(id);
+    if (fd === undefined) continue;
+    try {
+      const found = withScratch((s) => {
+        const info = s.alloc(BTF_INFO.size);
+        const name = s.alloc(NAME_LEN);
+        writeAttr(BTF_INFO, info, { name: name.addr, name_len: NAME_LEN });
+        // A kernel that knows fewer fields says so in info_len: without name and kernel_btf it cannot tell.
+        if (objGetInfo(fd, info) < BTF_INFO.size) return null;
+        if (getU32(BTF_INFO, info, 'kernel_btf') !== 1 || new TextDecoder().decode(name.bytes.subarray(0, name.bytes.indexOf(0))) !== 'vmlinux') return undefined;
+        const size = getU32(BTF_INFO, info, 'btf_size');
+        // Native memory the caller keeps (never freed: the kernel's BTF is used to the end); a
+        // copy into the JS heap would cost another pass over 5 MB under TCG.
+        const data = new NativeMem(size);
+        try {
+          writeAttr(BTF_INFO, info, { btf: data.addr, btf_size: size, name: 0n, name_len: 0 });
+          objGetInfo(fd, info);
+          if (getU32(BTF_INFO, info, 'btf_size') !== size) throw new SyscallError('bpf(BPF_OBJ_GET_INFO_BY_FD vmlinux BTF)', EINVAL, `its size changed from ${size} bytes`);
+        } catch (e) {
+          data.free();
+          throw e;
+        }
+        return data.bytes;
+      });
+      if (found === null) return undefined;
+      if (found) return found;
+    } finally {
+      close(fd);
+    }
+  }
+  return undefined;
 }
 
 /** BPF_RAW_TRACEPOINT_OPEN → link fd. `name` undefined attaches a tracing (fentry/fexit/lsm) program. */

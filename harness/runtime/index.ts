@@ -7,7 +7,7 @@ export { Program, type ProgramInfo, type ProgramOptions } from './program.js';
 export { Link, attachRawTracepoint, attachTracing, attachTracepoint, attachKprobe, kprobePmu, tracefs, tracepointId, type KprobeOptions } from './link.js';
 export { RingBufReader } from './ringbuf.js';
 export { PerfBufReader, type PerfRecord, type PerfReaderOptions } from './perfbuf.js';
-export { btfLoad, objName, VerifierError, type ProgLoadAttr, type MapCreateAttr, type TestRunOptions, type TestRunResult } from './bpf.js';
+export { btfLoad, objName, vmlinuxBtf, VerifierError, type ProgLoadAttr, type MapCreateAttr, type TestRunOptions, type TestRunResult } from './bpf.js';
 export { SyscallError, errnoName, close, removeMemlockLimit, finitModule, ioctlBuffer, powerOff } from './sys.js';
 export { openFds, openFdCount, type OpenFd } from './fds.js';
 export {

@@ -2,8 +2,8 @@
 // talks to the real kernel with hand-assembled programs; results are plain JSON-able data.
 
 import { addImm, assemble, call, exit, ldImm64, ldMapFd, movImm, movReg, R0, R1, R2, R3, R4, R5, R6, R10, stDW, stxDW, ldxDW, jeqImm } from './asm.js';
-import { existsSync } from 'node:fs';
-import { btfLoad, VerifierError } from './bpf.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { btfLoad, VerifierError, vmlinuxBtf } from './bpf.js';
 import { AttachType, Helper, MapFlag, MapType, ProgType } from './consts.js';
 import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, kprobePmu, tracefs, tracepointId } from './link.js';
 import { linuxKernelVersion, possibleCpus, readKernelConfig } from './facts.js';
@@ -535,6 +535,24 @@ const checks: Check[] = [
         if (f[must] !== 'supported') throw new Error(`${must} is ${f[must]}`);
       }
       return Object.entries(f).filter(([, v]) => v === 'missing').map(([k]) => k).join(' ') || 'nothing missing';
+    },
+  ],
+  [
+    "the kernel's BTF from bpf(BPF_OBJ_GET_INFO_BY_FD) is /sys/kernel/btf/vmlinux (5.11+)",
+    () => {
+      const file = '/sys/kernel/btf/vmlinux';
+      if (!existsSync(file)) throw new Skip(`${file} does not exist (no CONFIG_DEBUG_INFO_BTF)`);
+      const got = vmlinuxBtf();
+      const v = linuxKernelVersion();
+      // bpf_btf_info gained name and kernel_btf in 5.11: before, nothing says which object is vmlinux's.
+      if (v < (5 << 16) + (11 << 8)) {
+        expectEq('vmlinuxBtf() before 5.11', got, undefined);
+        return 'before 5.11: undefined (the file is read instead)';
+      }
+      if (!got) throw new Error('no BTF object named vmlinux with kernel_btf set');
+      const want = readFileSync(file);
+      if (!want.equals(Buffer.from(got.buffer, got.byteOffset, got.byteLength))) throw new Error(`${got.length} bytes differ from ${file} (${want.length} bytes)`);
+      return `${got.length} bytes, the same as ${file}`;
     },
   ],
   [

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ALL_LAYOUTS } from '../../harness/runtime/attr.js';
+import { ALL_LAYOUTS, BpfCmd } from '../../harness/runtime/attr.js';
 import { AttachType, Helper, MapType, Perf, ProgType } from '../../harness/runtime/consts.js';
 import { compileAndRunC as compileAndRun } from '../helpers/tools.js';
 
@@ -35,6 +35,7 @@ describe('attribute layouts match linux/bpf.h and linux/perf_event.h', () => {
 
   it('enum and ioctl constants', () => {
     const checks: [string, number][] = [
+      ...Object.entries(BpfCmd).map(([k, v]) => [`BPF_${k}`, v] as [string, number]),
       ...Object.entries(MapType).map(([k, v]) => [`BPF_MAP_TYPE_${k}`, v] as [string, number]),
       ...Object.entries(ProgType).map(([k, v]) => [`BPF_PROG_TYPE_${k}`, v] as [string, number]),
       ...Object.entries(AttachType).map(([k, v]) => [`BPF_${k}`, v] as [string, number]),
