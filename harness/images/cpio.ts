@@ -6,7 +6,8 @@
 // uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor, rdevminor, namesize, check),
 // the NUL-terminated name, padding to 4 bytes, the data, padding to 4 bytes. The archive ends
 // with an entry named "TRAILER!!!".
-import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync, statSync, writeSync, type Stats } from 'node:fs';
 import { FormatError } from '../core/errors.js';
 
 export const S_IFREG = 0o100000;
@@ -37,12 +38,8 @@ function header(ino: number, mode: number, nlink: number, size: number, nameSize
 
 const ZERO = new Uint8Array(4);
 
-/**
- * Writes `entries` as one newc archive to `outPath` (truncating it). Later entries with the same
- * path replace earlier ones; parent directories are created (mode 0755) when not listed.
- * Returns the number of bytes written.
- */
-export function writeCpio(outPath: string, entries: readonly CpioEntry[]): number {
+/** The entries as writeCpio archives them: paths normalised, parent directories added, sorted. */
+function sortedEntries(entries: readonly CpioEntry[]): CpioEntry[] {
   const byPath = new Map<string, CpioEntry>();
   for (const e of entries) {
     const path = normalizeGuestPath(e.path);
@@ -54,8 +51,48 @@ export function writeCpio(outPath: string, entries: readonly CpioEntry[]): numbe
     }
   }
   // Byte-wise sort puts a directory before its children ("a" < "a/b").
-  const sorted = [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
 
+/**
+ * A key for the archive writeCpio would write from `entries` (equal keys, equal bytes), without
+ * writing it: each entry's kind, path, mode, size and content hash. `hashFile` gives a source
+ * file's content hash (callers memoise it: an image is looked up by this key on every run).
+ */
+export function cpioContentKey(entries: readonly CpioEntry[], hashFile: (path: string) => string): string {
+  const h = createHash('sha256').update('cpio-content v1\n');
+  for (const e of sortedEntries(entries)) {
+    if (e.kind === 'dir') h.update(`d ${e.path} ${e.mode ?? 0o755}\n`);
+    else if (e.kind === 'symlink') h.update(`l ${e.path} ${e.target}\n`);
+    else if ('data' in e) {
+      const data = typeof e.data === 'string' ? Buffer.from(e.data, 'utf8') : e.data;
+      h.update(`f ${e.path} ${e.mode ?? 0o644} ${data.length} ${createHash('sha256').update(data).digest('hex')}\n`);
+    } else {
+      const st = sourceStat(e.source, e.path, 'cpio key');
+      h.update(`f ${e.path} ${e.mode ?? st.mode & 0o7777} ${st.size} ${hashFile(e.source)}\n`);
+    }
+  }
+  return h.digest('hex');
+}
+
+function sourceStat(source: string, path: string, what: string): Stats {
+  let st;
+  try {
+    st = statSync(source);
+  } catch (err) {
+    throw new FormatError(`${what}: source of '/${path}' (${source}): ${(err as Error).message}`);
+  }
+  if (!st.isFile()) throw new FormatError(`${what}: source of '/${path}' (${source}) is not a regular file`);
+  return st;
+}
+
+/**
+ * Writes `entries` as one newc archive to `outPath` (truncating it). Later entries with the same
+ * path replace earlier ones; parent directories are created (mode 0755) when not listed.
+ * Returns the number of bytes written.
+ */
+export function writeCpio(outPath: string, entries: readonly CpioEntry[]): number {
+  const sorted = sortedEntries(entries);
   const fd = openSync(outPath, 'w');
   let offset = 0;
   const write = (buf: Uint8Array) => {
@@ -89,13 +126,7 @@ export function writeCpio(outPath: string, entries: readonly CpioEntry[]): numbe
         write(data);
         pad();
       } else {
-        let st;
-        try {
-          st = statSync(e.source);
-        } catch (err) {
-          throw new FormatError(`cpio ${outPath}: source of '/${e.path}' (${e.source}): ${(err as Error).message}`);
-        }
-        if (!st.isFile()) throw new FormatError(`cpio ${outPath}: source of '/${e.path}' (${e.source}) is not a regular file`);
+        const st = sourceStat(e.source, e.path, `cpio ${outPath}`);
         entry(ino++, S_IFREG | (e.mode ?? st.mode & 0o7777), 1, e.path, st.size);
         copyFile(e.source, st.size, write);
         pad();

@@ -2,18 +2,17 @@
 // small RUN layer (/init, /agent.js with its code cache and launcher, the node flags, the caller's
 // files, /boot/config-<release>). The kernel unpacks concatenated newc archives in order, so the
 // run layer can add or replace files.
-import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, utimesSync, appendFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, utimesSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreMatrixError, UsageError } from '../core/errors.js';
 import { cacheDir, pruneCache, repoRoot } from '../paths.js';
 import { agentCodeCache, agentStartScript, GUEST_NODE_FLAGS } from './agent-cache.js';
-import { type BaseVariant, baseLayer } from './base.js';
+import { type BaseVariant, baseLayer, fileHash } from './base.js';
 import { freshSeed, GUEST_SEED_PATH, GUEST_SEED_TOOL, seedTool } from './seed.js';
 import type { Compression } from './compress.js';
-import { type CpioEntry, normalizeGuestPath, writeCpio } from './cpio.js';
+import { type CpioEntry, cpioContentKey, normalizeGuestPath, writeCpio } from './cpio.js';
 
 export interface ImageFile {
   /** Path inside the guest, e.g. "/objects/a.bpf.o". */
@@ -47,6 +46,7 @@ export interface ImageSpec {
 export interface BuiltImage {
   path: string;
   baseBytes: number;
+  /** Bytes after the base layer: the run layer and its seed archive. */
   runBytes: number;
   baseBuilt: boolean;
   buildMs: number;
@@ -107,31 +107,33 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
 
   const base = await baseLayer(variant, spec.compression);
   const dir = cacheDir('images', 'initrd');
+  // The image is found by what its run layer holds (content hashes memoised by file stat), so an
+  // identical run writes nothing: before, every run wrote and hashed each kernel's ~6 MB layer.
+  const runHash = cpioContentKey(run, fileHash).slice(0, 16);
+  const out = join(dir, `${variant}-${base.hash.slice(0, 16)}-${runHash}.img`);
+  if (existsSync(out)) {
+    const now = new Date();
+    utimesSync(out, now, now);
+    return { path: out, baseBytes: base.bytes, runBytes: statSync(out).size - base.bytes, baseBuilt: base.built, buildMs: performance.now() - t0 };
+  }
   const work = mkdtempSync(join(tmpdir(), 'corematrix-run-'));
   try {
     const runCpio = join(work, 'run.cpio');
-    const runBytes = writeCpio(runCpio, run);
-    const runHash = createHash('sha256').update(readFileSync(runCpio)).digest('hex').slice(0, 16);
-    const out = join(dir, `${variant}-${base.hash.slice(0, 16)}-${runHash}.img`);
-    if (existsSync(out)) {
-      const now = new Date();
-      utimesSync(out, now, now);
-    } else {
-      const tmp = `${out}.tmp-${process.pid}`;
-      // A reflink where the filesystem can (btrfs, xfs): no 96 MB copy per image.
-      copyFileSync(base.path, tmp, constants.COPYFILE_FICLONE);
-      appendFileSync(tmp, readFileSync(runCpio));
-      // A fresh RNG seed per image, in its own archive after the hashed run layer, so an
-      // identical run still finds this image (and reuses its seed: these guests hold no secrets).
-      if (variant === 'full' && !plain) {
-        const seedCpio = join(work, 'seed.cpio');
-        writeCpio(seedCpio, [{ kind: 'file', path: GUEST_SEED_PATH, data: freshSeed(), mode: 0o600 }]);
-        appendFileSync(tmp, readFileSync(seedCpio));
-      }
-      renameSync(tmp, out);
-      pruneCache(dir, '.img', KEEP_IMAGES, out, PRUNE_AGE_MS);
+    writeCpio(runCpio, run);
+    const tmp = `${out}.tmp-${process.pid}`;
+    // A reflink where the filesystem can (btrfs, xfs): no 96 MB copy per image.
+    copyFileSync(base.path, tmp, constants.COPYFILE_FICLONE);
+    appendFileSync(tmp, readFileSync(runCpio));
+    // A fresh RNG seed per image, in its own archive after the hashed run layer, so an
+    // identical run still finds this image (and reuses its seed: these guests hold no secrets).
+    if (variant === 'full' && !plain) {
+      const seedCpio = join(work, 'seed.cpio');
+      writeCpio(seedCpio, [{ kind: 'file', path: GUEST_SEED_PATH, data: freshSeed(), mode: 0o600 }]);
+      appendFileSync(tmp, readFileSync(seedCpio));
     }
-    return { path: out, baseBytes: base.bytes, runBytes, baseBuilt: base.built, buildMs: performance.now() - t0 };
+    renameSync(tmp, out);
+    pruneCache(dir, '.img', KEEP_IMAGES, out, PRUNE_AGE_MS);
+    return { path: out, baseBytes: base.bytes, runBytes: statSync(out).size - base.bytes, baseBuilt: base.built, buildMs: performance.now() - t0 };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CPIO_MTIME, readCpio, writeCpio, type CpioEntry } from '../../harness/images/cpio.js';
+import { createHash } from 'node:crypto';
+import { CPIO_MTIME, cpioContentKey, readCpio, writeCpio, type CpioEntry } from '../../harness/images/cpio.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cm-cpio-'));
 const src = join(tmp, 'src.bin');
@@ -20,6 +21,28 @@ const entries: CpioEntry[] = [
 ];
 
 describe('newc writer', () => {
+  it('content key: equal for lists that write the same bytes, different when a byte or a mode would differ', () => {
+    const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+    const bytesOf = (list: CpioEntry[]) => {
+      const out = join(tmp, `k-${Math.random().toString(36).slice(2)}.cpio`);
+      writeCpio(out, list);
+      return readFileSync(out);
+    };
+    const variants: CpioEntry[][] = [
+      entries,
+      [...entries].reverse(),
+      [...entries, { kind: 'dir', path: '/a/b' }], // a parent writeCpio adds anyway
+      entries.map((e) => (e.path === 'bin/busybox' ? { ...e, mode: 0o700 } : e)),
+      entries.map((e) => (e.path === '/z/last.txt' ? { ...e, data: 'zzy\n' } : e)),
+      entries.map((e) => (e.kind === 'file' && 'source' in e ? { ...e, mode: 0o644 } : e)),
+      [...entries, { kind: 'file', path: '/z/other', source: src }],
+    ];
+    // The witness is writeCpio itself: two lists have equal keys exactly when their archives are equal.
+    for (const a of variants)
+      for (const b of variants) expect(cpioContentKey(a, sha) === cpioContentKey(b, sha)).toBe(bytesOf(a).equals(bytesOf(b)));
+    expect(new Set(variants.map((v) => cpioContentKey(v, sha))).size).toBe(5);
+  });
+
   it('is deterministic, sorted, and adds parent directories', () => {
     const a = join(tmp, 'a.cpio');
     const b = join(tmp, 'b.cpio');
