@@ -340,7 +340,7 @@ async function main(): Promise<number> {
     }
     mark('rest');
     // Where the agent's time went (for start-up and matrix benchmarks), one line.
-    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF read ${viaBpf ? 'with bpf(BPF_OBJ_GET_INFO_BY_FD)' : `from ${btfFile}`}, ${btfNote}; ${suitePhases.join('; ')}` });
+    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote} (read ${viaBpf ? 'with bpf(BPF_OBJ_GET_INFO_BY_FD)' : `from ${btfFile}`}); ${suitePhases.join('; ')}` });
     send({ t: 'done', ok: true, ms: Math.round(performance.now() - t0) });
     return 0;
   } catch (e) {
