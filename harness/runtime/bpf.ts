@@ -334,31 +334,21 @@ export function objGetInfo(fd: number, info: NativeMem): number {
   });
 }
 
-/** The next BTF object id after `id` (BPF_BTF_GET_NEXT_ID), undefined after the last. */
-function btfNextId(id: number): number | undefined {
+/**
+ * For BTF object `id`: the next id (BPF_BTF_GET_NEXT_ID) or an fd (BPF_BTF_GET_FD_BY_ID);
+ * undefined on ENOENT (no next id, or the object has gone meanwhile).
+ */
+function btfById(want: 'next' | 'fd', id: number): number | undefined {
+  const [cmd, what] = want === 'next' ? [BpfCmd.BTF_GET_NEXT_ID, 'BPF_BTF_GET_NEXT_ID'] : [BpfCmd.BTF_GET_FD_BY_ID, 'BPF_BTF_GET_FD_BY_ID'];
   return withScratch((s) => {
     const attr = s.alloc(OBJ_ID.size);
     writeAttr(OBJ_ID, attr, { id });
-    const { ret, errno } = bpfRaw(BpfCmd.BTF_GET_NEXT_ID, attr, OBJ_ID.size);
+    const { ret, errno } = bpfRaw(cmd, attr, OBJ_ID.size);
     if (ret < 0) {
       if (errno === ENOENT) return undefined;
-      throw new SyscallError('bpf(BPF_BTF_GET_NEXT_ID)', errno);
+      throw new SyscallError(`bpf(${what} ${id})`, errno);
     }
-    return getU32(OBJ_ID, attr, 'next_id');
-  });
-}
-
-/** A BTF object's fd by id (BPF_BTF_GET_FD_BY_ID), undefined when it has gone meanwhile. */
-function btfFdById(id: number): number | undefined {
-  return withScratch((s) => {
-    const attr = s.alloc(OBJ_ID.size);
-    writeAttr(OBJ_ID, attr, { id });
-    const { ret, errno } = bpfRaw(BpfCmd.BTF_GET_FD_BY_ID, attr, OBJ_ID.size);
-    if (ret < 0) {
-      if (errno === ENOENT) return undefined;
-      throw new SyscallError(`bpf(BPF_BTF_GET_FD_BY_ID ${id})`, errno);
-    }
-    return trackFd(ret, 'btf', `id ${id}`);
+    return want === 'next' ? getU32(OBJ_ID, attr, 'next_id') : trackFd(ret, 'btf', `id ${id}`);
   });
 }
 
@@ -371,8 +361,8 @@ function btfFdById(id: number): number | undefined {
  */
 export function vmlinuxBtf(): Uint8Array | undefined {
   const NAME_LEN = 64;
-  for (let id: number | undefined = 0, seen = 0; (id = btfNextId(id)) !== undefined && seen < 65536; seen++) {
-    const fd = btfFdById(id);
+  for (let id: number | undefined = 0, seen = 0; (id = btfById('next', id)) !== undefined && seen < 65536; seen++) {
+    const fd = btfById('fd', id);
     if (fd === undefined) continue;
     try {
       const found = withScratch((s) => {
