@@ -20,8 +20,11 @@ import { emptyManifest } from '../agent/manifest.js';
 /**
  * The node flags of the guest agent (written to the image as /etc/corematrix/node-flags, read by
  * /init; `cm.node=<flag>,<flag>` on the kernel command line overrides them, `cm.node=` drops them).
+ * A 16 MB young generation from the start: deserialising the 0.9 MB code cache and the suite's
+ * work then need fewer scavenges (6.1: the cache in 84-88 ms instead of 111-131, the guest off
+ * 30-100 ms sooner, 4 boots each).
  */
-export const GUEST_NODE_FLAGS: readonly string[] = ['--jitless', '--no-expose-wasm'];
+export const GUEST_NODE_FLAGS: readonly string[] = ['--jitless', '--no-expose-wasm', '--min-semi-space-size=16'];
 
 /** The launcher that compiles the agent with its code cache (installed as /agent-start.js). */
 export function agentStartScript(): string {
