@@ -95,7 +95,14 @@ async function main(): Promise<number> {
     const roots = objectsRootNames([...states.values()].flatMap((st) => (st.obj ? [st.obj] : [])));
     mark('objects');
     // The kernel's own BTF in one bpf() call where the kernel names it (5.11+), else the file.
-    const viaBpf = btfFile === '/sys/kernel/btf/vmlinux' ? vmlinuxBtf() : undefined;
+    let viaBpf: Uint8Array | undefined;
+    if (btfFile === '/sys/kernel/btf/vmlinux') {
+      try {
+        viaBpf = vmlinuxBtf();
+      } catch (e) {
+        send({ t: 'log', level: 'warn', msg: `agent: reading the kernel's BTF with bpf() failed (${(e as Error).message.split('\n')[0]}); reading ${btfFile}` });
+      }
+    }
     const btfBytes = viaBpf ? Buffer.from(viaBpf.buffer, viaBpf.byteOffset, viaBpf.byteLength) : readFileSync(btfFile);
     mark('btf read');
     // The host indexed this kernel's BTF from the package: if these are the same bytes, the parse

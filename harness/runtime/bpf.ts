@@ -3,6 +3,7 @@
 // on top. Every fd returned here is registered in fds.ts and must be closed with sys.close.
 
 import { BpfCmd, BTF_INFO, BTF_LOAD, LINK_CREATE, MAP_CREATE, MAP_ELEM, MAP_FREEZE, MAP_NEXT_KEY_OFFSET, OBJ_ID, OBJ_INFO, PROG_LOAD, PROG_TEST_RUN, RAW_TRACEPOINT_OPEN, getU32, writeAttr } from './attr.js';
+import { CoreMatrixError } from '../core/errors.js';
 import { trackFd } from './fds.js';
 import { bpf, bpfRaw, close, errnoNumber, NativeMem, removeMemlockLimit, SyscallError, withScratch } from './sys.js';
 
@@ -357,7 +358,9 @@ function btfById(want: 'next' | 'fd', id: number): number | undefined {
  * bpf(BPF_OBJ_GET_INFO_BY_FD) call. /sys/kernel/btf/vmlinux holds the same bytes but hands them
  * out 4 KiB per read(2): ~1,300 calls for 5 MB, ~60 ms in a TCG guest. The bytes live in native
  * memory that is never freed. Undefined when the kernel does not say which BTF object is
- * vmlinux's (bpf_btf_info.name and kernel_btf came in 5.11) or has none: read the file then.
+ * vmlinux's (bpf_btf_info.name and kernel_btf came in 5.11) or has not given it an id yet (it
+ * does when it first parses it: at boot on 6.x, at the first program load on some 5.1x): read
+ * the file then.
  */
 export function vmlinuxBtf(): Uint8Array | undefined {
   const NAME_LEN = 64;
@@ -367,19 +370,25 @@ export function vmlinuxBtf(): Uint8Array | undefined {
     try {
       const found = withScratch((s) => {
         const info = s.alloc(BTF_INFO.size);
-        const name = s.alloc(NAME_LEN);
-        writeAttr(BTF_INFO, info, { name: name.addr, name_len: NAME_LEN });
-        // A kernel that knows fewer fields says so in info_len: without name and kernel_btf it cannot tell.
+        // First with every pointer zero: a kernel before 5.11 knows 16 bytes of bpf_btf_info,
+        // accepts a longer tail only when it is zero (E2BIG otherwise), and says so in info_len.
         if (objGetInfo(fd, info) < BTF_INFO.size) return null;
-        if (getU32(BTF_INFO, info, 'kernel_btf') !== 1 || new TextDecoder().decode(name.bytes.subarray(0, name.bytes.indexOf(0))) !== 'vmlinux') return undefined;
+        if (getU32(BTF_INFO, info, 'kernel_btf') !== 1) return undefined;
         const size = getU32(BTF_INFO, info, 'btf_size');
+        const name = s.alloc(NAME_LEN);
+        info.bytes.fill(0);
+        writeAttr(BTF_INFO, info, { name: name.addr, name_len: NAME_LEN });
+        objGetInfo(fd, info);
+        if (new TextDecoder().decode(name.bytes.subarray(0, name.bytes.indexOf(0))) !== 'vmlinux') return undefined;
         // Native memory the caller keeps (never freed: the kernel's BTF is used to the end); a
         // copy into the JS heap would cost another pass over 5 MB under TCG.
         const data = new NativeMem(size);
         try {
-          writeAttr(BTF_INFO, info, { btf: data.addr, btf_size: size, name: 0n, name_len: 0 });
+          info.bytes.fill(0);
+          writeAttr(BTF_INFO, info, { btf: data.addr, btf_size: size });
           objGetInfo(fd, info);
-          if (getU32(BTF_INFO, info, 'btf_size') !== size) throw new SyscallError('bpf(BPF_OBJ_GET_INFO_BY_FD vmlinux BTF)', EINVAL, `its size changed from ${size} bytes`);
+          const now = getU32(BTF_INFO, info, 'btf_size');
+          if (now !== size) throw new CoreMatrixError(`bpf(BPF_OBJ_GET_INFO_BY_FD): the kernel's vmlinux BTF was ${size} bytes, then ${now}`);
         } catch (e) {
           data.free();
           throw e;
