@@ -152,12 +152,18 @@ const SIG_SETMASK = 2;
  * often; retrying does not help when every attempt is as long as the interval.
  */
 const INTERRUPTIBLE = new Set([5, 10]);
+/**
+ * The signals blocked around them (bit n-1 is signal n): all but SIGHUP, SIGINT, SIGQUIT and
+ * SIGTERM, so a user can still stop a long load (it then ends in EAGAIN, as it should), and
+ * glibc's own 32 and 33 (thread cancellation, set*id across threads).
+ */
+const BLOCKED = ~[1, 2, 3, 15, 32, 33].reduce((m, sig) => m | (1n << BigInt(sig - 1)), 0n) & 0xffff_ffff_ffff_ffffn;
 /** [new mask, old mask] for rt_sigprocmask, allocated once. */
 let sigMasks: NativeMem | undefined;
 
 /**
  * bpf(cmd, attr, size) returning the raw result or -errno (no throw): for probes and retries.
- * The interruptible commands run with every signal blocked in this thread; a signal that arrives
+ * The interruptible commands run with signals blocked in this thread (BLOCKED); one that arrives
  * meanwhile is delivered once they return (SIGKILL and SIGSTOP cannot be blocked and still end them).
  */
 export function bpfRaw(cmd: number, attr: NativeMem, size: number): { ret: number; errno: number } {
@@ -167,7 +173,7 @@ export function bpfRaw(cmd: number, attr: NativeMem, size: number): { ret: numbe
   }
   if (!sigMasks) {
     sigMasks = new NativeMem(16);
-    sigMasks.view.setBigUint64(0, 0xffff_ffff_ffff_ffffn, true);
+    sigMasks.view.setBigUint64(0, BLOCKED, true);
   }
   const [all, old] = [sigMasks.addr, sigMasks.addr + 8n];
   if (Number(cSyscall(SYS_rt_sigprocmask, 'int', SIG_BLOCK, 'uint64_t', all, 'uint64_t', old, 'size_t', 8)) < 0) fail('rt_sigprocmask(SIG_BLOCK)');
