@@ -1,8 +1,9 @@
 // Bundles the host CLI (dist/corematrix.cjs), the benchmark, the fuzzer and the guest agent with esbuild. The guest agent is one
 // self-contained file (koffi's native module ships in the image's node_modules).
 import { build } from 'esbuild';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 const common = { bundle: true, platform: 'node', target: 'node20', format: 'esm', sourcemap: 'linked', logLevel: 'warning',
   banner: { js: "import { createRequire as __cmCreateRequire } from 'node:module'; const require = __cmCreateRequire(import.meta.url);" } };
@@ -20,11 +21,18 @@ const entries = [
 // in every guest, and its platform package read node's ELF header to choose between the glibc and
 // musl builds). The image carries the glibc build only, next to the glibc it runs on, so the
 // platform package resolves here to that native module, which stays a file in the image.
+const koffiVersion = JSON.parse(readFileSync(join(dirname(createRequire(import.meta.url).resolve('koffi')), 'package.json'), 'utf8')).version;
 const koffiNative = {
   name: 'koffi-native',
   setup(b) {
     // koffi's CommonJS entry (its ES module one builds a require from import.meta.url).
     b.onResolve({ filter: /^koffi$/ }, () => ({ path: createRequire(import.meta.url).resolve('koffi') }));
+    // koffi's loader for its platform packages swallows their errors and falls back to a search
+    // that finds nothing in a bundle: this one lets a failing dlopen say why.
+    b.onLoad({ filter: /koffi[\\/]src[\\/]koffi[\\/]src[\\/]static\.cjs$/ }, () => ({
+      loader: 'js',
+      contents: "module.exports = { loadStatic: (pkg) => (pkg === 'linux-x64' ? require('@koromix/koffi-linux-x64') : null) };",
+    }));
     b.onResolve({ filter: /^@koromix\/koffi-/ }, (args) =>
       args.path === '@koromix/koffi-linux-x64' ? { path: args.path, namespace: 'koffi-native' } : { path: args.path, external: true });
     // In the image the module sits in /node_modules beside /agent.js and is opened directly,
@@ -40,7 +48,8 @@ const koffiNative = {
 };
 const agent = { ...common, format: 'cjs', entryPoints: ['harness/agent/main.ts'], outfile: 'dist/agent.js', plugins: [koffiNative],
   define: { 'performance.now': '__cmNow', 'globalThis.performance': '__cmPerformance' },
-  banner: { js: 'const __cmNow = () => Number(process.hrtime.bigint()) / 1e6; const __cmPerformance = { now: __cmNow };' } };
+  // The koffi version inside, which the image's native module must match (harness/images/initramfs.ts checks).
+  banner: { js: `// koffi ${koffiVersion}\nconst __cmNow = () => Number(process.hrtime.bigint()) / 1e6; const __cmPerformance = { now: __cmNow };` } };
 // Earlier layouts of the CLI build (one ES module bundle, then split ES module chunks): gone.
 for (const stale of ['dist/cli.js', 'dist/cli.js.map', 'dist/cli']) rmSync(stale, { force: true, recursive: true });
 // The CLI is one CommonJS file, which bin/corematrix.js compiles with a V8 code cache (an ES

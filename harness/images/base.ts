@@ -75,6 +75,11 @@ function walk(root: string, keep: (rel: string) => boolean): string[] {
   return out.sort();
 }
 
+/** The version of koffi in the project's node_modules (whose native module the image carries). */
+export function koffiVersion(): string {
+  return (JSON.parse(readFileSync(join(nodeModule('koffi'), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 /**
  * koffi 3 loads its native module with require('@koromix/koffi-linux-x64') (src/koffi/src/static.js),
  * whose index.js picks ./linux_x64/koffi.node (glibc) or ./musl_x64 by reading node's ELF
@@ -136,6 +141,7 @@ interface HashMemo {
   [key: string]: string;
 }
 let memo: HashMemo | undefined;
+const MEMO_PRUNE_AT = 2000;
 function memoFile(): string {
   return join(cacheDir('images'), 'file-hashes.json');
 }
@@ -153,7 +159,13 @@ export function fileHash(path: string): string {
   const hit = memo[key];
   if (hit) return hit;
   const h = createHash('sha256').update(readFileSync(path)).digest('hex');
+  // A file changed within the last seconds may change again without its mtime moving (timestamps
+  // advance by a clock tick): its hash is not remembered until it has been still for a while.
+  if (Date.now() - st.mtimeMs < 2000) return h;
   memo[key] = h;
+  // Old entries of files that are gone (run layers name test and temporary files too).
+  if (Object.keys(memo).length > MEMO_PRUNE_AT)
+    for (const k of Object.keys(memo)) if (!existsSync(k.split(':').slice(0, -3).join(':'))) delete memo[k];
   // Atomic replace: concurrent builders may read this file at any time.
   writeFileAtomic(memoFile(), JSON.stringify(memo));
   return h;

@@ -3,13 +3,13 @@
 // files, /boot/config-<release>). The kernel unpacks concatenated newc archives in order, so the
 // run layer can add or replace files.
 import { constants } from 'node:fs';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, utimesSync, appendFileSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreMatrixError, UsageError } from '../core/errors.js';
 import { cacheDir, pruneCache, repoRoot } from '../paths.js';
 import { agentCodeCache, agentStartScript, GUEST_NODE_FLAGS } from './agent-cache.js';
-import { type BaseVariant, baseLayer, fileHash } from './base.js';
+import { type BaseVariant, baseLayer, fileHash, koffiVersion } from './base.js';
 import { freshSeed, GUEST_SEED_PATH, GUEST_SEED_TOOL, seedTool } from './seed.js';
 import type { Compression } from './compress.js';
 import { type CpioEntry, cpioContentKey, normalizeGuestPath, writeCpio } from './cpio.js';
@@ -57,6 +57,25 @@ export function initScript(): string {
   return join(repoRoot(), 'images', 'init');
 }
 
+/**
+ * The agent bundle carries koffi's JavaScript (scripts/build.mjs names its version on the first
+ * line) and the base layer koffi's native module from node_modules: they must be the same koffi,
+ * or every guest fails to load it. A bundle without the line (not ours, or older) is not checked.
+ */
+function checkBundledKoffi(agent: string): void {
+  const head = Buffer.alloc(64);
+  const fd = openSync(agent, 'r');
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const bundled = /^\/\/ koffi (\S+)\n/.exec(head.toString('latin1'))?.[1];
+  const installed = koffiVersion();
+  if (bundled !== undefined && bundled !== installed)
+    throw new CoreMatrixError(`image: ${agent} bundles koffi ${bundled}, node_modules has koffi ${installed} (run npm run build)`);
+}
+
 const KEEP_IMAGES = 8;
 const PRUNE_AGE_MS = 15 * 60_000;
 
@@ -67,6 +86,15 @@ export async function buildInitramfs(spec: ImageSpec): Promise<string> {
 
 /** buildInitramfs with sizes and timings (for reports and benchmarks). */
 export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
+  for (let attempt = 1; ; attempt++) {
+    const built = await buildImageOnce(spec);
+    if (built) return built;
+    if (attempt === 3) throw new CoreMatrixError('image: files of the run layer changed while it was being written, three times in a row (a build running at the same time?)');
+  }
+}
+
+/** One attempt: undefined when a file of the run layer changed while the layer was written. */
+async function buildImageOnce(spec: ImageSpec): Promise<BuiltImage | undefined> {
   const t0 = performance.now();
   const variant = spec.base ?? 'full';
   const plain = spec.start === 'plain';
@@ -74,6 +102,7 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
   const agent = spec.agent ?? (variant === 'full' ? join(repoRoot(), 'dist', 'agent.js') : false);
   if (agent !== false) {
     if (!existsSync(agent)) throw new CoreMatrixError(`image: agent bundle ${agent} not found (run npm run build)`);
+    if (variant === 'full') checkBundledKoffi(agent);
     run.push({ kind: 'file', path: 'agent.js', source: agent, mode: 0o644 });
     if (existsSync(`${agent}.map`)) run.push({ kind: 'file', path: 'agent.js.map', source: `${agent}.map`, mode: 0o644 });
     // The project's own agent starts from a V8 code cache (a caller's agent is never run on the host).
@@ -120,6 +149,9 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
   try {
     const runCpio = join(work, 'run.cpio');
     writeCpio(runCpio, run);
+    // The layer must hold what the key says: a file rewritten between the two (a build during a
+    // run) would otherwise be stored under the old content's name for good.
+    if (cpioContentKey(run, fileHash).slice(0, 16) !== runHash) return undefined;
     const tmp = `${out}.tmp-${process.pid}`;
     // A reflink where the filesystem can (btrfs, xfs): no 96 MB copy per image.
     copyFileSync(base.path, tmp, constants.COPYFILE_FICLONE);

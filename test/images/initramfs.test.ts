@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseEntries, guestKoffiManifest, koffiFiles, sharedLibraries } from '../../harness/images/base.js';
+import { baseEntries, guestKoffiManifest, koffiFiles, koffiVersion, sharedLibraries } from '../../harness/images/base.js';
 import { readCpio } from '../../harness/images/cpio.js';
 import { buildImage, buildInitramfs } from '../../harness/images/initramfs.js';
+import { repoRoot } from '../../harness/paths.js';
+import { ensureBuilt } from '../helpers/tools.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cm-img-'));
 beforeAll(() => {
@@ -73,6 +75,15 @@ describe('buildInitramfs', () => {
     expect(Buffer.from(get('agent.js')!.data).toString()).toBe('console.log(1)\n');
     expect(get('bin/sh')!.mode & 0o170000).toBe(0o120000);
     expect(get('bin/node')).toBeUndefined();
+  });
+
+  it("refuses an agent bundle whose koffi is not node_modules' (the image's native module would not load)", async () => {
+    const agent = join(tmp, 'other-koffi.js');
+    writeFileSync(agent, '// koffi 0.0.1\nconsole.log(1)\n');
+    const installed = koffiVersion();
+    await expect(buildImage({ files: [], agent })).rejects.toThrow(`image: ${agent} bundles koffi 0.0.1, node_modules has koffi ${installed} (run npm run build)`);
+    ensureBuilt();
+    expect(readFileSync(join(repoRoot(), 'dist', 'agent.js'), 'utf8').split('\n')[0]).toBe(`// koffi ${installed}`);
   });
 
   it('full base holds node, its libraries, koffi and libbpf', async () => {
