@@ -20,6 +20,12 @@ export type CpioEntry =
   | { kind: 'dir'; path: string; mode?: number }
   | { kind: 'symlink'; path: string; target: string };
 
+/**
+ * What writeCpio makes of the same entries, for cpioContentKey: change it whenever writeCpio
+ * would write other bytes for them (header fields, inode numbering, padding, the mtime below).
+ */
+export const CPIO_FORMAT = 'newc, sorted, ino from 1, uid/gid 0, mtime 1577836800';
+
 /** Fixed mtime of every entry (2020-01-01): makes archives reproducible. */
 export const CPIO_MTIME = 1577836800;
 
@@ -60,16 +66,17 @@ function sortedEntries(entries: readonly CpioEntry[]): CpioEntry[] {
  * file's content hash (callers memoise it: an image is looked up by this key on every run).
  */
 export function cpioContentKey(entries: readonly CpioEntry[], hashFile: (path: string) => string): string {
-  const h = createHash('sha256').update('cpio-content v1\n');
+  const h = createHash('sha256').update(`${CPIO_FORMAT}\n`);
+  const line = (fields: (string | number)[]) => h.update(`${JSON.stringify(fields)}\n`);
   for (const e of sortedEntries(entries)) {
-    if (e.kind === 'dir') h.update(`d ${e.path} ${e.mode ?? 0o755}\n`);
-    else if (e.kind === 'symlink') h.update(`l ${e.path} ${e.target}\n`);
+    if (e.kind === 'dir') line(['d', e.path, e.mode ?? 0o755]);
+    else if (e.kind === 'symlink') line(['l', e.path, e.target]);
     else if ('data' in e) {
       const data = typeof e.data === 'string' ? Buffer.from(e.data, 'utf8') : e.data;
-      h.update(`f ${e.path} ${e.mode ?? 0o644} ${data.length} ${createHash('sha256').update(data).digest('hex')}\n`);
+      line(['f', e.path, e.mode ?? 0o644, data.length, createHash('sha256').update(data).digest('hex')]);
     } else {
-      const st = sourceStat(e.source, e.path, 'cpio key');
-      h.update(`f ${e.path} ${e.mode ?? st.mode & 0o7777} ${st.size} ${hashFile(e.source)}\n`);
+      const st = sourceStat(e.source, e.path, 'image');
+      line(['f', e.path, e.mode ?? st.mode & 0o7777, st.size, hashFile(e.source)]);
     }
   }
   return h.digest('hex');

@@ -185,7 +185,7 @@ describe(`node in the guest on ${KERNEL} (TCG)`, () => {
     expect(logs.find((l) => l.startsWith('node-version'))).toMatch(new RegExp(`^node-version ${process.version.replace(/\./g, '\\.')} in \\d+ ms$`));
     expect(logs.find((l) => l.startsWith('koffi'))).toMatch(new RegExp(`^koffi koffi ${koffiVersion.replace(/\./g, '\\.')} getpid=\\d+ in \\d+ ms$`));
     expect(logs.find((l) => l.startsWith('libbpf'))).toMatch(/^libbpf libbpf 1\.\d+ in \d+ ms$/);
-    console.log(`[measure] image ${(built.baseBytes / 1e6).toFixed(1)} MB base + ${built.runBytes} B run; init at ${r.initMs} ms; ${logs.slice(1).join('; ')}; run ${r.durationMs} ms`);
+    console.log(`[measure] image ${(built.baseBytes / 1e6).toFixed(1)} MB base + ${built.runBytes} B run layer and seed; init at ${r.initMs} ms; ${logs.slice(1).join('; ')}; run ${r.durationMs} ms`);
   });
 
   it('the agent boots with its image: hello, result, done → ok', async () => {
