@@ -39,7 +39,7 @@ async function runIn(kernelId: string, append = '') {
   console.log(`[measure] ${kernelId} (${k.release}): boot ${r.bootMs} ms, BTF parse ${rep.btfMs} ms, ${rep.results.length} checks in ${rep.selfTestMs} ms, whole run ${Math.round(r.durationMs)} ms`);
   // Every check ran (tracefs is mounted, kprobes and BTF exist in every Debian kernel) and passed.
   for (const t of rep.results) {
-    expect(t, t.name).toMatchObject({ ok: true });
+    expect(t, `${t.name}: ${t.detail ?? ''}`).toMatchObject({ ok: true });
     expect(t.skipped, `${t.name}: ${t.detail}`).toBeUndefined();
   }
   // LINUX_KERNEL_VERSION is the real sublevel from Debian's version (clamped at 255), not the ABI name.
