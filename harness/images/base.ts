@@ -75,9 +75,13 @@ function walk(root: string, keep: (rel: string) => boolean): string[] {
   return out.sort();
 }
 
-/** The version of koffi in the project's node_modules (whose native module the image carries). */
-export function koffiVersion(): string {
-  return (JSON.parse(readFileSync(join(nodeModule('koffi'), 'package.json'), 'utf8')) as { version: string }).version;
+/** The version of a package in the project's node_modules. */
+function packageVersion(name: string): string {
+  return (JSON.parse(readFileSync(join(nodeModule(name), 'package.json'), 'utf8')) as { version: string }).version;
+}
+/** The versions of koffi and of its native package in node_modules (the image carries the latter's module). */
+export function koffiVersions(): { koffi: string; native: string } {
+  return { koffi: packageVersion('koffi'), native: packageVersion('@koromix/koffi-linux-x64') };
 }
 
 /**
@@ -162,6 +166,9 @@ export function fileHash(path: string): string {
   // A file changed within the last seconds may change again without its mtime moving (timestamps
   // advance by a clock tick): its hash is not remembered until it has been still for a while.
   if (Date.now() - st.mtimeMs < 2000) return h;
+  // One entry per file: a file rewritten in place (dist/agent.js at each build) replaces its own.
+  const real = key.split(':').slice(0, -3).join(':');
+  for (const k of Object.keys(memo)) if (k.startsWith(`${real}:`) && k.split(':').slice(0, -3).join(':') === real) delete memo[k];
   memo[key] = h;
   // Old entries of files that are gone (run layers name test and temporary files too).
   if (Object.keys(memo).length > MEMO_PRUNE_AT)

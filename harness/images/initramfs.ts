@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { CoreMatrixError, UsageError } from '../core/errors.js';
 import { cacheDir, pruneCache, repoRoot } from '../paths.js';
 import { agentCodeCache, agentStartScript, GUEST_NODE_FLAGS } from './agent-cache.js';
-import { type BaseVariant, baseLayer, fileHash, koffiVersion } from './base.js';
+import { type BaseVariant, baseLayer, fileHash, koffiVersions } from './base.js';
 import { freshSeed, GUEST_SEED_PATH, GUEST_SEED_TOOL, seedTool } from './seed.js';
 import type { Compression } from './compress.js';
 import { type CpioEntry, cpioContentKey, normalizeGuestPath, writeCpio } from './cpio.js';
@@ -71,9 +71,11 @@ function checkBundledKoffi(agent: string): void {
     closeSync(fd);
   }
   const bundled = /^\/\/ koffi (\S+)\n/.exec(head.toString('latin1'))?.[1];
-  const installed = koffiVersion();
-  if (bundled !== undefined && bundled !== installed)
-    throw new CoreMatrixError(`image: ${agent} bundles koffi ${bundled}, node_modules has koffi ${installed} (run npm run build)`);
+  if (bundled === undefined) return;
+  // koffi checks its JavaScript against the native module's version when it loads.
+  const { koffi, native } = koffiVersions();
+  if (bundled !== koffi || bundled !== native)
+    throw new CoreMatrixError(`image: ${agent} bundles koffi ${bundled}, node_modules has koffi ${koffi} with native module ${native} (run npm ci && npm run build)`);
 }
 
 const KEEP_IMAGES = 8;

@@ -1,10 +1,11 @@
 // Builds real images from the host's busybox, node, koffi and libbpf into a private cache.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseEntries, guestKoffiManifest, koffiFiles, koffiVersion, sharedLibraries } from '../../harness/images/base.js';
+import { baseEntries, fileHash, guestKoffiManifest, koffiFiles, koffiVersions, sharedLibraries } from '../../harness/images/base.js';
 import { readCpio } from '../../harness/images/cpio.js';
 import { buildImage, buildInitramfs } from '../../harness/images/initramfs.js';
 import { repoRoot } from '../../harness/paths.js';
@@ -18,6 +19,28 @@ beforeAll(() => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('image inputs', () => {
+  it('remembers one content hash per file, and none for a file changed in the last seconds', () => {
+    const f = join(tmp, 'hashed.bin');
+    const sha = (x: string) => createHash('sha256').update(x).digest('hex');
+    const remembered = () => {
+      const file = join(process.env.COREMATRIX_CACHE!, 'images', 'file-hashes.json');
+      const memo = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>) : {};
+      return Object.entries(memo).filter(([k]) => k.startsWith(`${realpathSync(f)}:`)).map(([, v]) => v);
+    };
+    writeFileSync(f, 'aaaa');
+    expect(fileHash(f)).toBe(sha('aaaa'));
+    expect(remembered()).toEqual([]); // just written: its mtime may not move at the next write
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(f, hourAgo, hourAgo);
+    expect(fileHash(f)).toBe(sha('aaaa'));
+    expect(remembered()).toEqual([sha('aaaa')]);
+    writeFileSync(f, 'bbbb'); // rewritten in place, same size
+    const twoHoursAgo = new Date(Date.now() - 7_200_000);
+    utimesSync(f, twoHoursAgo, twoHoursAgo);
+    expect(fileHash(f)).toBe(sha('bbbb'));
+    expect(remembered()).toEqual([sha('bbbb')]);
+  });
+
   it('ldd finds node\'s libraries and the ELF interpreter', () => {
     const libs = sharedLibraries(process.execPath);
     expect(libs.some((l) => /\/libc\.so\.6$/.test(l))).toBe(true);
@@ -80,10 +103,10 @@ describe('buildInitramfs', () => {
   it("refuses an agent bundle whose koffi is not node_modules' (the image's native module would not load)", async () => {
     const agent = join(tmp, 'other-koffi.js');
     writeFileSync(agent, '// koffi 0.0.1\nconsole.log(1)\n');
-    const installed = koffiVersion();
-    await expect(buildImage({ files: [], agent })).rejects.toThrow(`image: ${agent} bundles koffi 0.0.1, node_modules has koffi ${installed} (run npm run build)`);
+    const installed = koffiVersions();
+    await expect(buildImage({ files: [], agent })).rejects.toThrow(`image: ${agent} bundles koffi 0.0.1, node_modules has koffi ${installed.koffi} with native module ${installed.native} (run npm ci && npm run build)`);
     ensureBuilt();
-    expect(readFileSync(join(repoRoot(), 'dist', 'agent.js'), 'utf8').split('\n')[0]).toBe(`// koffi ${installed}`);
+    expect(readFileSync(join(repoRoot(), 'dist', 'agent.js'), 'utf8').split('\n')[0]).toBe(`// koffi ${installed.koffi}`);
   });
 
   it('full base holds node, its libraries, koffi and libbpf', async () => {
