@@ -13,7 +13,7 @@ import { PerfBufReader } from './perfbuf.js';
 import { probeAll, TinyBtf } from './probe.js';
 import { Program, type ProgramOptions } from './program.js';
 import { RingBufReader } from './ringbuf.js';
-import { close } from './sys.js';
+import { close, onOneCpu } from './sys.js';
 
 export interface SelfTestResult {
   name: string;
@@ -355,26 +355,23 @@ const checks: Check[] = [
         const p = Program.load({ progType: ProgType.SOCKET_FILTER, insns, license: 'GPL', name: 'st_perf_lost' });
         const pb = new PerfBufReader(m, { pagesPerCpu: 1 });
         try {
-          // One test run with repeat 1000 writes 1000 samples into a one-page ring without reading.
-          const r1 = p.testRun({ data: PACKET, repeat: 1000 }).retval | 0;
-          const first = pb.read();
-          // The next write into that CPU's ring finds room again and first reports how many were
-          // dropped. The scheduler may move this thread to another CPU between test runs (on a
-          // loaded host it did), so write until the report shows.
-          const later: typeof first = [];
-          let runs = 0;
-          while (!later.some((r) => r.kind === 'lost') && runs < 64) {
-            p.testRun({ data: PACKET });
-            runs++;
-            later.push(...pb.read());
-          }
-          const all = [...first, ...later];
-          const where = `(helper returned ${r1}; read ${first.length} records, then ${later.length} over ${runs} more runs, on CPUs ${[...new Set(all.map((r) => r.cpu))].join(',')})`;
-          const samples = all.filter((r) => r.kind === 'sample').length;
-          const lost = all.reduce((a, r) => a + (r.kind === 'lost' ? r.lost : 0), 0);
-          if (lost === 0) throw new Error(`no PERF_RECORD_LOST after ${1000 + runs} samples into one page per CPU ${where}`);
-          expectEq(`samples + lost ${where}`, samples + lost, 1000 + runs);
-          return `${samples} samples, ${lost} lost`;
+          // On one CPU throughout: the scheduler could otherwise move this thread between the two
+          // test runs, and the second would write into a ring that never overflowed (a loaded
+          // host did that once).
+          return onOneCpu((cpu) => {
+            // One test run with repeat 1000 writes 1000 samples into a one-page ring without reading.
+            const r1 = p.testRun({ data: PACKET, repeat: 1000 }).retval | 0;
+            const first = pb.read();
+            // The next write finds room again and first reports how many were dropped.
+            const r2 = p.testRun({ data: PACKET }).retval | 0;
+            const second = pb.read();
+            const where = `(on CPU ${cpu}: helper returned ${r1} then ${r2}; read ${first.length} then ${second.length} records on CPUs ${[...new Set([...first, ...second].map((r) => r.cpu))].join(',')})`;
+            const samples = [...first, ...second].filter((r) => r.kind === 'sample').length;
+            const lost = [...first, ...second].reduce((a, r) => a + (r.kind === 'lost' ? r.lost : 0), 0);
+            if (lost === 0) throw new Error(`no PERF_RECORD_LOST after 1001 samples into one page ${where}`);
+            expectEq(`samples + lost ${where}`, samples + lost, 1001);
+            return `${samples} samples, ${lost} lost`;
+          });
         } finally {
           pb.close();
           p.close();

@@ -239,6 +239,37 @@ export function finitModule(fd: number, what: string): 'loaded' | 'present' {
   }
 }
 
+const SYS_sched_setaffinity = 203;
+const SYS_sched_getaffinity = 204;
+/** Bytes of a CPU mask passed to the kernel: room for 1,024 CPUs. */
+const CPU_MASK_BYTES = 128;
+
+/**
+ * Runs `fn` with this thread pinned to one CPU (the first it may run on), then gives it back its
+ * CPU mask: for work that must land on one CPU's per-CPU state from several syscalls.
+ */
+export function onOneCpu<T>(fn: (cpu: number) => T): T {
+  const old = new NativeMem(CPU_MASK_BYTES);
+  const one = new NativeMem(CPU_MASK_BYTES);
+  try {
+    const len = Number(cSyscall(SYS_sched_getaffinity, 'int', 0, 'size_t', CPU_MASK_BYTES, 'uint64_t', old.addr));
+    if (len < 0) fail('sched_getaffinity');
+    const byte = old.bytes.subarray(0, len).findIndex((b) => b !== 0);
+    if (byte < 0) throw new CoreMatrixError('sched_getaffinity: this thread may run on no CPU');
+    const bit = Math.log2(old.bytes[byte]! & -old.bytes[byte]!);
+    one.bytes[byte] = 1 << bit;
+    if (Number(cSyscall(SYS_sched_setaffinity, 'int', 0, 'size_t', len, 'uint64_t', one.addr)) < 0) fail('sched_setaffinity');
+    try {
+      return fn(byte * 8 + bit);
+    } finally {
+      if (Number(cSyscall(SYS_sched_setaffinity, 'int', 0, 'size_t', len, 'uint64_t', old.addr)) < 0) fail('sched_setaffinity (restoring the mask)');
+    }
+  } finally {
+    old.free();
+    one.free();
+  }
+}
+
 /**
  * reboot(LINUX_REBOOT_CMD_POWER_OFF): the machine powers off at once (no sync, no process exit).
  * For the guest agent's last step only; returns only on failure (throws).
