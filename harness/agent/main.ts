@@ -77,7 +77,6 @@ async function main(): Promise<number> {
     kernel.btf = btfFile === '/sys/kernel/btf/vmlinux' ? 'kernel' : btfFile ? manifest.btf!.source : 'none';
     if (!btfFile) return noBtf(manifest, kernel, t0);
     const phase: [string, number][] = [['start', performance.now()]];
-    let btfNote = 'parsed';
     const suitePhases: string[] = [];
     const mark = (name: string) => phase.push([name, performance.now()]);
     const states = new Map<string, SuiteState>();
@@ -94,33 +93,7 @@ async function main(): Promise<number> {
     // parses the kernel's BTF (each extra walk over its ~100k types is slow under TCG without a JIT).
     const roots = objectsRootNames([...states.values()].flatMap((st) => (st.obj ? [st.obj] : [])));
     mark('objects');
-    // The kernel's own BTF in one bpf() call where the kernel names it (5.11+), else the file.
-    let viaBpf: Uint8Array | undefined;
-    if (btfFile === '/sys/kernel/btf/vmlinux') {
-      try {
-        viaBpf = vmlinuxBtf();
-      } catch (e) {
-        send({ t: 'log', level: 'warn', msg: `agent: reading the kernel's BTF with bpf() failed (${(e as Error).message.split('\n')[0]}); reading ${btfFile}` });
-      }
-    }
-    const btfBytes = viaBpf ? Buffer.from(viaBpf.buffer, viaBpf.byteOffset, viaBpf.byteLength) : readFileSync(btfFile);
-    mark('btf read');
-    // The host indexed this kernel's BTF from the package: if these are the same bytes, the parse
-    // pass is skipped (a memcmp instead of a walk over every type); otherwise parse in full.
-    let indexed: Btf | undefined;
-    if (manifest.btfIndex) {
-      try {
-        if (btfFile === manifest.btfIndex.btf || btfBytes.equals(readFileSync(manifest.btfIndex.btf))) {
-          const index = decodeBtfIndex(readFileSync(manifest.btfIndex.index), manifest.btfIndex.index);
-          indexed = parseBtf(btfBytes, { source: btfFile, findNames: roots, index });
-          btfNote = 'opened from the host\'s index';
-        } else btfNote = `differs from the package's BTF the host indexed (${manifest.btfIndex.btf}); parsed in full`;
-      } catch (e) {
-        btfNote = `index not usable (${(e as Error).message.split('\n')[0]}); parsed in full`;
-      }
-      if (!indexed) send({ t: 'log', level: 'warn', msg: `agent: ${btfFile} ${btfNote}` });
-    }
-    const kernelBtf = indexed ?? parseBtf(btfBytes, { source: btfFile, findNames: roots });
+    const { btf: kernelBtf, note: btfNote } = openKernelBtf(btfFile, manifest, roots, mark);
     mark('btf parse');
     const kernelBtfName = btfFile;
     const btfCustomPath = kernel.btf === 'kernel' ? undefined : btfFile;
@@ -347,7 +320,7 @@ async function main(): Promise<number> {
     }
     mark('rest');
     // Where the agent's time went (for start-up and matrix benchmarks), one line.
-    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote} (read ${viaBpf ? 'with bpf(BPF_OBJ_GET_INFO_BY_FD)' : `from ${btfFile}`}); ${suitePhases.join('; ')}` });
+    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote}; ${suitePhases.join('; ')}` });
     send({ t: 'done', ok: true, ms: Math.round(performance.now() - t0) });
     return 0;
   } catch (e) {
@@ -387,6 +360,41 @@ async function allocateUntilKilled(): Promise<void> {
 function plainTask(t: File | import('@vitest/runner').Task): unknown {
   const base = { id: t.id, type: t.type, name: t.name, mode: t.mode, state: t.result?.state, durationMs: t.result?.duration, errors: t.result?.errors?.map((e) => String(e.message ?? e).split('\n')[0]) };
   return 'tasks' in t ? { ...base, tasks: t.tasks.map(plainTask) } : base;
+}
+
+/**
+ * The kernel's BTF to relocate against, and a note on how it was opened. Its bytes come from
+ * one bpf() call where the kernel names its BTF objects (vmlinuxBtf), else from the file. When
+ * they are the package's BTF the host indexed, they are opened from that index (a memcmp
+ * instead of a walk over every type, slow under TCG without a JIT); otherwise parsed in full,
+ * with a warning. Marks the 'btf read' phase; the caller marks the parse.
+ */
+function openKernelBtf(btfFile: string, manifest: RunManifest, roots: Set<string>, mark: (phase: string) => void): { btf: Btf; note: string } {
+  let viaBpf: Uint8Array | undefined;
+  if (btfFile === '/sys/kernel/btf/vmlinux') {
+    try {
+      viaBpf = vmlinuxBtf();
+    } catch (e) {
+      send({ t: 'log', level: 'warn', msg: `agent: reading the kernel's BTF with bpf() failed (${(e as Error).message.split('\n')[0]}); reading ${btfFile}` });
+    }
+  }
+  const bytes = viaBpf ? Buffer.from(viaBpf.buffer, viaBpf.byteOffset, viaBpf.byteLength) : readFileSync(btfFile);
+  mark('btf read');
+  const read = viaBpf ? 'read with bpf(BPF_OBJ_GET_INFO_BY_FD)' : `read from ${btfFile}`;
+  const full = (why: string) => ({ btf: parseBtf(bytes, { source: btfFile, findNames: roots }), note: `${why}; parsed in full (${read})` });
+  if (!manifest.btfIndex) return full('no index from the host');
+  let why: string;
+  try {
+    if (btfFile === manifest.btfIndex.btf || bytes.equals(readFileSync(manifest.btfIndex.btf))) {
+      const index = decodeBtfIndex(readFileSync(manifest.btfIndex.index), manifest.btfIndex.index);
+      return { btf: parseBtf(bytes, { source: btfFile, findNames: roots, index }), note: `opened from the host's index (${read})` };
+    }
+    why = `differs from the package's BTF the host indexed (${manifest.btfIndex.btf})`;
+  } catch (e) {
+    why = `index not usable (${(e as Error).message.split('\n')[0]})`;
+  }
+  send({ t: 'log', level: 'warn', msg: `agent: ${btfFile} ${why}; parsed in full` });
+  return full(why);
 }
 
 /** Why a suite's modules cannot serve it on this kernel (an expected skip), or undefined. */

@@ -185,7 +185,6 @@ export const PROG_INFO = layout('struct bpf_prog_info', ['struct bpf_prog_info',
   attach_btf_id: [224, 4],
 });
 
-// struct bpf_map_info.
 // struct bpf_btf_info (BPF_OBJ_GET_INFO_BY_FD on a BTF fd); name and kernel_btf came in 5.11.
 export const BTF_INFO = layout('struct bpf_btf_info', ['struct bpf_btf_info', ''], 32, {
   btf: [0, 8],
@@ -196,6 +195,7 @@ export const BTF_INFO = layout('struct bpf_btf_info', ['struct bpf_btf_info', ''
   kernel_btf: [28, 4],
 });
 
+// struct bpf_map_info.
 export const MAP_INFO = layout('struct bpf_map_info', ['struct bpf_map_info', ''], 88, {
   type: [0, 4],
   id: [4, 4],

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { btfLoad, VerifierError, vmlinuxBtf } from './bpf.js';
 import { AttachType, Helper, MapFlag, MapType, ProgType } from './consts.js';
 import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, kprobePmu, tracefs, tracepointId } from './link.js';
-import { linuxKernelVersion, possibleCpus, readKernelConfig } from './facts.js';
+import { kernelVersion, linuxKernelVersion, possibleCpus, readKernelConfig } from './facts.js';
 import { openFdCount, openFds } from './fds.js';
 import { BpfMap, readU32, readU64, u32, u64 } from './map.js';
 import { PerfBufReader } from './perfbuf.js';
@@ -560,7 +560,7 @@ const checks: Check[] = [
       }
       const v = linuxKernelVersion();
       // bpf_btf_info gained name and kernel_btf in 5.11: before, nothing says which object is vmlinux's.
-      if (v < (5 << 16) + (11 << 8)) {
+      if (v < kernelVersion(5, 11, 0)) {
         expectEq('vmlinuxBtf() before 5.11', got, undefined);
         return 'before 5.11: undefined (the file is read instead)';
       }

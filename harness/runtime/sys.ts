@@ -167,10 +167,11 @@ let sigMasks: NativeMem | undefined;
  * meanwhile is delivered once they return (SIGKILL and SIGSTOP cannot be blocked and still end them).
  */
 export function bpfRaw(cmd: number, attr: NativeMem, size: number): { ret: number; errno: number } {
-  if (!INTERRUPTIBLE.has(cmd)) {
+  const call = () => {
     const ret = Number(cSyscall(SYS_bpf, 'int', cmd, 'uint64_t', attr.addr, 'uint32_t', size));
     return ret < 0 ? { ret, errno: koffi.errno() } : { ret, errno: 0 };
-  }
+  };
+  if (!INTERRUPTIBLE.has(cmd)) return call();
   if (!sigMasks) {
     sigMasks = new NativeMem(16);
     sigMasks.view.setBigUint64(0, BLOCKED, true);
@@ -178,8 +179,7 @@ export function bpfRaw(cmd: number, attr: NativeMem, size: number): { ret: numbe
   const [all, old] = [sigMasks.addr, sigMasks.addr + 8n];
   if (Number(cSyscall(SYS_rt_sigprocmask, 'int', SIG_BLOCK, 'uint64_t', all, 'uint64_t', old, 'size_t', 8)) < 0) fail('rt_sigprocmask(SIG_BLOCK)');
   try {
-    const ret = Number(cSyscall(SYS_bpf, 'int', cmd, 'uint64_t', attr.addr, 'uint32_t', size));
-    return ret < 0 ? { ret, errno: koffi.errno() } : { ret, errno: 0 };
+    return call();
   } finally {
     if (Number(cSyscall(SYS_rt_sigprocmask, 'int', SIG_SETMASK, 'uint64_t', old, 'uint64_t', 0n, 'size_t', 8)) < 0) fail('rt_sigprocmask(SIG_SETMASK)');
   }
