@@ -3,11 +3,11 @@
 // files, /boot/config-<release>). The kernel unpacks concatenated newc archives in order, so the
 // run layer can add or replace files.
 import { constants } from 'node:fs';
-import { appendFileSync, closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreMatrixError, UsageError } from '../core/errors.js';
-import { cacheDir, pruneCache, repoRoot } from '../paths.js';
+import { cacheDir, pruneCache, repoRoot, touchCached } from '../paths.js';
 import { agentCodeCache, agentStartScript, GUEST_NODE_FLAGS } from './agent-cache.js';
 import { type BaseVariant, baseLayer, fileHash, koffiVersions } from './base.js';
 import { freshSeed, GUEST_SEED_PATH, GUEST_SEED_TOOL, seedTool } from './seed.js';
@@ -78,7 +78,8 @@ function checkBundledKoffi(agent: string): void {
     throw new CoreMatrixError(`image: ${agent} bundles koffi ${bundled}, node_modules has koffi ${koffi} with native module ${native} (run npm ci && npm run build)`);
 }
 
-const KEEP_IMAGES = 8;
+/** Images kept: the tuned and the plain start-up of a default matrix (9 kernels) and then some. */
+const KEEP_IMAGES = 24;
 const PRUNE_AGE_MS = 15 * 60_000;
 
 /** Builds (or reuses) the initramfs for `spec`; returns the path of the single initrd file. */
@@ -142,9 +143,7 @@ async function buildImageOnce(spec: ImageSpec): Promise<BuiltImage | undefined> 
   // identical run writes nothing: before, every run wrote and hashed each kernel's ~6 MB layer.
   const runHash = cpioContentKey(run, fileHash).slice(0, 16);
   const out = join(dir, `${variant}-${base.hash.slice(0, 16)}-${runHash}.img`);
-  if (existsSync(out)) {
-    const now = new Date();
-    utimesSync(out, now, now);
+  if (touchCached(out)) {
     return { path: out, baseBytes: base.bytes, runBytes: statSync(out).size - base.bytes, baseBuilt: base.built, buildMs: performance.now() - t0 };
   }
   const work = mkdtempSync(join(tmpdir(), 'corematrix-run-'));

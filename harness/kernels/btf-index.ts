@@ -3,10 +3,10 @@
 // that copy, and opens the kernel's BTF without walking its ~100k types (a quarter of a second
 // per guest under TCG without a JIT). Kept on disk by the BTF's sha256 and the names answered.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, utimesSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { encodeBtfIndex, parseBtf } from '../core/btf/btf.js';
-import { cacheDir, pruneCache, writeFileAtomic } from '../paths.js';
+import { BTF_INDEX_FORMAT, encodeBtfIndex, essentialName, parseBtf } from '../core/btf/btf.js';
+import { cacheDir, pruneCache, touchCached, writeFileAtomic } from '../paths.js';
 
 /** Indexes kept (about 0.5 MB each): a few selections of suites for every matrix kernel. */
 const KEEP_INDEXES = 48;
@@ -14,12 +14,10 @@ const KEEP_INDEXES = 48;
 /** Where the index of this BTF (with these essential names answered) is, made if it is not there yet. */
 export function kernelBtfIndexFile(btf: { path: string; sha256: string }, names: Iterable<string>): string {
   const sorted = [...new Set(names)].sort();
-  const key = createHash('sha256').update(`btf-index v1\0${btf.sha256}\0${sorted.join('\n')}`).digest('hex').slice(0, 32);
+  // The answers depend on the index format and on how names are cut to their essential part.
+  const key = createHash('sha256').update(`${BTF_INDEX_FORMAT}\0${essentialName.toString()}\0${btf.sha256}\0${sorted.join('\n')}`).digest('hex').slice(0, 32);
   const file = join(cacheDir('btf-index'), `${key}.idx`);
-  if (existsSync(file)) {
-    const now = new Date();
-    utimesSync(file, now, now); // recently used: kept by the pruning below
-  } else {
+  if (!touchCached(file)) {
     writeFileAtomic(file, encodeBtfIndex(parseBtf(new Uint8Array(readFileSync(btf.path)), { source: btf.path, findNames: sorted }).index(sorted)));
     pruneCache(dirname(file), '.idx', KEEP_INDEXES, file);
   }

@@ -110,6 +110,11 @@ export interface BtfIndex {
 }
 
 const INDEX_MAGIC = 'CMBTFIX1';
+/**
+ * The index format, for caches of indexes: bump it (with the magic) when the parse pass's answers
+ * change for the same BTF and names.
+ */
+export const BTF_INDEX_FORMAT = INDEX_MAGIC;
 
 /** BtfIndex → bytes: magic, u32 btfLength, u32 count, u32 JSON length, the offsets (u32 LE), the names as JSON. */
 export function encodeBtfIndex(idx: BtfIndex): Uint8Array {
@@ -133,9 +138,10 @@ export function decodeBtfIndex(bytes: Uint8Array, source = 'BTF index'): BtfInde
   const n = dv.getUint32(12, true);
   const namesLen = dv.getUint32(16, true);
   if (20 + n * 4 + namesLen !== bytes.length) throw new FormatError(`${source}: ${bytes.length} bytes, but its header says ${20 + n * 4 + namesLen}`);
-  // A view when the offsets are 4-byte aligned in memory (little-endian hosts), else a copy.
+  // A view when the offsets are 4-byte aligned in memory, else a copy into a buffer of their own
+  // (a Buffer's slice is a view of its pool). Native byte order: x86-64 only, as the matrix.
   const at = bytes.byteOffset + 20;
-  const offsets = at % 4 === 0 ? new Uint32Array(bytes.buffer, at, n) : new Uint32Array(bytes.slice(20, 20 + n * 4).buffer);
+  const offsets = at % 4 === 0 ? new Uint32Array(bytes.buffer, at, n) : new Uint32Array(new Uint8Array(bytes.subarray(20, 20 + n * 4)).buffer);
   let names: Record<string, number[]>;
   try {
     names = JSON.parse(new TextDecoder().decode(bytes.subarray(20 + n * 4))) as Record<string, number[]>;
