@@ -126,6 +126,7 @@ function replacement(t: BtfType): [TypeSpec, string] {
       // Signed enums (kind_flag on ENUM) came with ENUM64 in 6.0; older kernels reject the flag.
       return [{ ...strip(t), signed: false } as TypeSpec, 'signed ENUM→ENUM'];
     default:
-      return [strip(t), 'unchanged']; // featureOf names a feature only for the kinds above
+      // featureOf names a feature only for the kinds above: a new one needs its replacement here.
+      throw new Error(`sanitizeBtf: no replacement for BTF kind ${t.kind} (featureOf names a feature for it)`);
   }
 }
