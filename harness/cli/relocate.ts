@@ -32,16 +32,17 @@ is); an ambiguous or malformed one is 'error'.
 Exit status: 0 when no relocation is 'error', 1 when some are, 2 for unusable input.`;
 
 /** A `--btf` argument: a file (raw BTF or ELF with .BTF), else a kernel id of kernels/matrix.yaml (fetched). */
-export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; name: string; kernel?: { config: string; release: string; banner: string }; modules?: (name: string) => Promise<string> }> {
+export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; name: string; kernel?: { config: string; release: string; banner: string }; modules?: (names: string[]) => Promise<string[]> }> {
   if (existsSync(spec)) return { bytes: readFileSync(spec), name: spec };
   if (spec.includes('/') || spec.endsWith('.o') || spec.endsWith('.btf')) throw new UsageError(`${spec}: no such file`);
   const { KernelStore } = await import('../kernels/store.js');
   const store = new KernelStore();
   const k = await store.fetch(spec);
-  // A module of this kernel by name: the .ko from its package (the store keeps it).
-  const modules = async (name: string) => {
+  // Modules of this kernel by name: the .ko files from its package (the store keeps them), in one go.
+  const modules = async (names: string[]) => {
     const { moduleKey } = await import('../kernels/modules.js');
-    return (await store.modules(k, [name])).find((m) => m.name === moduleKey(name))!.path;
+    const got = await store.modules(k, names);
+    return names.map((name) => got.find((m) => m.name === moduleKey(name))!.path);
   };
   return { bytes: readFileSync(k.btf), name: `${k.id} (${k.package} ${k.version})`, kernel: { config: k.config, release: k.release, banner: k.banner }, modules };
 }
@@ -81,15 +82,15 @@ export const relocateCommand: Command = {
     for (const p of positionals) if (!existsSync(p)) throw new UsageError(`${p}: no such file`);
     const t = await loadTarget(values.btf);
     const vmlinux = readTargetBtf(t.bytes, t.name);
-    const modules = [];
-    for (const m of values.module ?? []) {
-      let file = m;
-      if (!existsSync(m)) {
-        if (!t.modules || m.includes('/') || m.endsWith('.ko')) throw new UsageError(`${m}: no such file${t.modules ? '' : ' (a module name needs --btf <kernel-id>)'}`);
-        file = await t.modules(m);
-      }
-      modules.push(readTargetBtf(readFileSync(file), existsSync(m) ? m : `${m}.ko of ${t.name}`, vmlinux));
-    }
+    const asked = values.module ?? [];
+    const byName = asked.filter((m) => !existsSync(m));
+    for (const m of byName)
+      if (!t.modules || m.includes('/') || m.endsWith('.ko')) throw new UsageError(`${m}: no such file${t.modules ? '' : ' (a module name needs --btf <kernel-id>)'}`);
+    const fromPackage = byName.length ? await t.modules!(byName) : [];
+    const modules = asked.map((m) => {
+      const i = byName.indexOf(m);
+      return i < 0 ? readTargetBtf(readFileSync(m), m, vmlinux) : readTargetBtf(readFileSync(fromPackage[i]!), `${m}.ko of ${t.name}`, vmlinux);
+    });
     const target = { vmlinux, modules };
     const targetName = modules.length ? `${t.name} + ${(values.module ?? []).join(', ')}` : t.name;
     const facts = t.kernel ? await kconfigFacts(t.kernel) : undefined;
