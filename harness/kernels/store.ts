@@ -740,7 +740,7 @@ export class KernelStore {
           taken.add(n);
           for (const d of info.depends.map(moduleKey)) if (!intact(d)) next.add(d);
         }
-        missing = [...next];
+        missing = [...next].filter((n) => !taken.has(n)); // a dependency taken later in the same pass is done
       }
     } finally {
       rmSync(tmp, { recursive: true, force: true });

@@ -2,7 +2,6 @@
 // kernel (same object bytes everywhere), boot the guests in parallel under QEMU, collect the
 // agent's cell results, and hand a RunReport to the report writers.
 
-import { CLANG } from '../tools.js';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -14,7 +13,7 @@ import { loadMatrix, type KernelEntry } from '../kernels/matrix.js';
 import { repoRoot } from '../paths.js';
 import type { GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type KernelInfo, type KernelRun, type RunReport } from '../results.js';
-import { buildSuites, hostTruthOf, modulesFor, type BuiltSuite } from '../suites/build.js';
+import { buildSuites, clangId, hostTruthOf, modulesFor, type BuiltSuite } from '../suites/build.js';
 import { hostKeysOf } from '../suites/truth.js';
 import { kernelBtfIndexFile } from '../kernels/btf-index.js';
 import { loadObjectSpec } from '../core/object/load.js';
@@ -128,7 +127,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
 
   const report: RunReport = {
     schema: RESULT_SCHEMA, runId: o.runId, startedAt, finishedAt: startedAt, complete: false,
-    host: { node: process.version, qemu: toolVersion('qemu-system-x86_64', ['--version']), clang: toolVersion(CLANG, ['--version']) },
+    host: { node: process.version, qemu: toolVersion('qemu-system-x86_64', ['--version']), clang: await clangId() },
     suites: suites.map((s) => s.name),
     objects: [...suites.map((s) => ({ name: `${s.name}.bpf.o`, sha256: s.sha256 })), ...userObjects.map((u) => ({ name: u.name, sha256: u.sha256 }))],
     kernels: [],
@@ -178,7 +177,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     const kernel = kernelInfo(e, k);
     try {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
-      const wanted = [...modulesFor(suites.map((s) => s.spec), k.config, e.build ? e.build.btf === 'kernel' : true), ...(await userModules(k))];
+      const wanted = [...modulesFor(suites.map((s) => s.spec), k.config, kernel.btf === 'kernel'), ...(await userModules(k))];
       const modules = wanted.length ? (await store.modules(k, wanted)).map((m) => ({ name: m.name, path: `/cm/modules/${m.name}.ko`, source: m.path })) : [];
       // The BTF the agent relocates against, indexed here: the package's (compared in the guest
       // with /sys/kernel/btf/vmlinux), or the pahole-made file it is given.

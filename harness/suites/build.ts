@@ -89,7 +89,8 @@ export async function vmlinuxHeader(btfPath: string): Promise<{ dir: string; sha
 }
 
 let clangVersion: Promise<string> | undefined;
-function clangId(): Promise<string> {
+/** `clang --version`'s first line, asked once per process. */
+export function clangId(): Promise<string> {
   clangVersion ??= run(CLANG, ['--version']).then((r) => r.stdout.split('\n')[0]!);
   return clangVersion;
 }
