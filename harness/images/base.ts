@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { CoreMatrixError } from '../core/errors.js';
 import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
-import { type CpioEntry, writeCpio } from './cpio.js';
+import { type CpioEntry, cpioContentKey, writeCpio } from './cpio.js';
 import { type Compression, compressFile } from './compress.js';
 
 /** 'busybox': busybox only (fast boot tests); 'full': + node, koffi, libbpf. */
@@ -212,16 +212,13 @@ export function baseEntries(variant: BaseVariant): { entries: CpioEntry[]; node?
   return { entries, node };
 }
 
+/** The base layer's key: its recipe and what writeCpio would archive from `entries` (node before strip). */
 function inputHash(variant: BaseVariant, compression: Compression, entries: CpioEntry[], strip: boolean): string {
-  const h = createHash('sha256');
-  h.update(`corematrix-base v${RECIPE_VERSION} ${variant} ${compression} strip=${strip}\n`);
-  for (const e of [...entries].sort((a, b) => (a.path < b.path ? -1 : 1))) {
-    if (e.kind === 'dir') h.update(`d ${e.path} ${e.mode ?? 0o755}\n`);
-    else if (e.kind === 'symlink') h.update(`l ${e.path} ${e.target}\n`);
-    else if ('data' in e) h.update(`f ${e.path} ${e.mode ?? 0o644} ${createHash('sha256').update(e.data).digest('hex')}\n`);
-    else h.update(`f ${e.path} ${e.mode ?? ''} ${fileHash(e.source)}\n`);
-  }
-  return h.digest('hex').slice(0, 24);
+  return createHash('sha256')
+    .update(`corematrix-base v${RECIPE_VERSION} ${variant} ${compression} strip=${strip}\n`)
+    .update(cpioContentKey(entries, fileHash))
+    .digest('hex')
+    .slice(0, 24);
 }
 
 /**
