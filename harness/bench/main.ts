@@ -155,12 +155,12 @@ async function benchMatrix(): Promise<void> {
   // (3 by default), every round and the medians printed.
   const n = Math.max(1, Number(process.env.BENCH_MATRIX_ROUNDS ?? 3) || 1);
   const r = await benchVm(kernels, (s) => console.error(s), { rounds: n });
-  const r0 = r.rounds[0]!;
+  const r0 = r.rounds[r.medianRound]!;
   const plain = (ms: number | undefined, floor: number) => (ms === undefined ? ['-', '-'] : [fmt(ms), (ms / floor).toFixed(2) + '×']);
   const rows = r.rows.map((x) => [x.kernel, fmt(x.floorMs), x.floorBootMs === undefined ? '-' : fmt(x.floorBootMs), fmt(x.matrixMs), (x.matrixMs / x.floorMs).toFixed(2) + '×', ...plain(x.plainMs, x.floorMs), x.verdict]);
   rows.push(['wall, all kernels', fmt(r0.floorWallMs), '', fmt(r0.matrixWallMs), (r0.matrixWallMs / r0.floorWallMs).toFixed(2) + '×', ...plain(r.plainWallMs, r0.floorWallMs), '']);
   rows.push(['CPU of all guests (QEMU) and tools', fmt(r0.floorCpuMs), '', fmt(r0.matrixCpuMs), (r0.matrixCpuMs / r0.floorCpuMs).toFixed(2) + '×', ...plain(r.plainCpuMs, r0.floorCpuMs), '']);
-  printTable(`Matrix vs bare boot, ${r.jobs} guests at a time under ${r.accel.toUpperCase()} (goals: matrix ≤ 60 s wall, ≤ 1.5× the floor); last columns: the same matrix with the agent's start-up mechanisms off (no RNG seed, no node flags, no code cache)`,
+  printTable(`Matrix vs bare boot, ${r.jobs} guests at a time under ${r.accel.toUpperCase()}, ${n > 1 ? `round ${r.medianRound + 1} of ${n} (the median)` : 'one round'} (goals: matrix ≤ 60 s wall, ≤ 1.5× the floor); last columns: the same matrix with the agent's start-up mechanisms off (no RNG seed, no node flags, no code cache)`,
     ['kernel', 'floor: busybox boot+poweroff', 'floor: boot to init', 'matrix: seed suite', 'ratio', 'matrix, start-up plain', 'ratio', 'matrix verdict'], rows);
   if (n === 1) return;
   const wall = r.rounds.map((x) => x.matrixWallMs / x.floorWallMs);

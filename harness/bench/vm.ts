@@ -58,9 +58,10 @@ export interface VmBenchRound {
 /**
  * The floor and the matrix with the seed suite, `rounds` times (setup once: kernels, the busybox
  * image, the accelerator), then once the matrix with the start-up mechanisms off unless
- * `plain: false`. Per-kernel rows are the first round's.
+ * BENCH_MATRIX_PLAIN=0. Per-kernel rows are those of the median round (by wall ratio): the first
+ * round after a change to the agent also builds its images and code cache.
  */
-export async function benchVm(kernels: string[], log: (s: string) => void, opts: { plain?: boolean; rounds?: number } = {}): Promise<{ rounds: VmBenchRound[]; plainWallMs?: number; plainCpuMs?: number; rows: VmBenchRow[]; jobs: number; accel: string }> {
+export async function benchVm(kernels: string[], log: (s: string) => void, opts: { rounds?: number } = {}): Promise<{ rounds: VmBenchRound[]; medianRound: number; plainWallMs?: number; plainCpuMs?: number; rows: VmBenchRow[]; jobs: number; accel: string }> {
   const store = new KernelStore();
   const entries = store.select(kernels);
   const arts = await Promise.all(entries.map((e) => store.fetch(e)));
@@ -73,7 +74,7 @@ export async function benchVm(kernels: string[], log: (s: string) => void, opts:
   const accel = await probeAccel(arts[0]!.vmlinuz, image.path);
   const history = new DurationHistory();
   const rounds: VmBenchRound[] = [];
-  let first: { floor: Map<string, GuestRun>; report: RunReport } | undefined;
+  const runs: { floor: Map<string, GuestRun>; report: RunReport }[] = [];
   for (let i = 0; i < Math.max(1, opts.rounds ?? 1); i++) {
     const c0 = childrenCpuMs();
     const t0 = performance.now();
@@ -90,24 +91,27 @@ export async function benchVm(kernels: string[], log: (s: string) => void, opts:
     const t1 = performance.now();
     const report = await runMatrix({ kernels: ids, suites: ['task-fields'], jobs, accel, outDir: join(dir, `matrix-${i}`), runId: 'bench', log: () => {} });
     rounds.push({ floorWallMs, floorCpuMs, matrixWallMs: performance.now() - t1, matrixCpuMs: childrenCpuMs() - c1 });
-    first ??= { floor, report };
+    runs.push({ floor, report });
   }
   // The same matrix with the agent's start-up mechanisms off (no RNG seed, no node flags, no
   // code cache); its boot-order history is its own.
   let plain: { wallMs: number; cpuMs: number; rows: Map<string, number> } | undefined;
-  if (opts.plain ?? process.env.BENCH_MATRIX_PLAIN !== '0') {
+  if (process.env.BENCH_MATRIX_PLAIN !== '0') {
     const c2 = childrenCpuMs();
     const t2 = performance.now();
     const rp = await runMatrix({ kernels: ids, suites: ['task-fields'], jobs, accel, outDir: join(dir, 'matrix-plain'), runId: 'bench-plain', guestStart: 'plain', log: () => {} });
     plain = { wallMs: performance.now() - t2, cpuMs: childrenCpuMs() - c2, rows: new Map(rp.kernels.map((k) => [k.kernel.id, k.durationMs])) };
   }
+  const ratios = rounds.map((x) => x.matrixWallMs / x.floorWallMs);
+  const medianRound = ratios.indexOf(median(ratios));
+  const { floor, report } = runs[medianRound]!;
   const rows = ids.map((id): VmBenchRow => {
-    const f = first!.floor.get(id)!;
-    const run = first!.report.kernels.find((r) => r.kernel.id === id);
+    const f = floor.get(id)!;
+    const run = report.kernels.find((r) => r.kernel.id === id);
     const pass = run ? run.cells.every((c) => c.verdict === 'pass') : false;
     return { kernel: id, floorMs: f.durationMs, floorBootMs: f.bootMs, matrixMs: run?.durationMs ?? NaN, plainMs: plain?.rows.get(id), verdict: run ? `${run.guest}${pass ? '' : ' (cells failed)'}` : 'missing' };
   });
-  return { rounds, plainWallMs: plain?.wallMs, plainCpuMs: plain?.cpuMs, rows, jobs, accel };
+  return { rounds, medianRound, plainWallMs: plain?.wallMs, plainCpuMs: plain?.cpuMs, rows, jobs, accel };
 }
 
 export interface AgentStartRow {
