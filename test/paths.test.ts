@@ -21,10 +21,11 @@ it('keeps the newest, the current one and young ones; other suffixes are not tou
   at('c.idx', 3 * hour); // oldest, but the one in use
   at('d.idx', 4 * hour);
   at('e.idx', 60_000); // a minute old: another run may have just made it
+  at('g.idx', 30_000);
   at('f.img', 9 * hour);
-  pruneCache(dir, '.idx', 2, join(dir, 'c.idx'));
-  // Newest two by use are e and a; b and d go; c is current; f is another kind.
-  expect(readdirSync(dir).sort()).toEqual(['a.idx', 'c.idx', 'e.idx', 'f.img']);
+  pruneCache(dir, '.idx', 1, join(dir, 'c.idx'));
+  // The newest by use is g; e stays only for being young; a, b and d go; c is current; f is another kind.
+  expect(readdirSync(dir).sort()).toEqual(['c.idx', 'e.idx', 'f.img', 'g.idx']);
   pruneCache(dir, '.idx', 0, undefined, 0);
   expect(readdirSync(dir).sort()).toEqual(['f.img']);
 });

@@ -91,6 +91,17 @@ describe('full image', () => {
   }, 120_000);
 });
 
+describe('the agent bundle', () => {
+  it('loads no builtin a guest would compile from source, nor koffi as a file of its own', () => {
+    // Under --jitless node's code cache for its own modules is rejected: each builtin loaded is
+    // compiled in the guest (node:os, perf_hooks behind a bare `performance`: ~40 ms each), and
+    // koffi's JavaScript is in the bundle (its code cache) rather than a file resolved at start.
+    const src = readFileSync(agent, 'utf8');
+    expect(src.match(/require\("(node:)?(os|perf_hooks|koffi)"\)/g) ?? []).toEqual([]);
+    expect(src.match(/(?<![\w$.])performance\b/g) ?? []).toEqual([]);
+  });
+});
+
 describe('a real guest (6.1-cloud, TCG)', () => {
   it('seeds the RNG before node starts and V8 accepts the code cache', async () => {
     const k = await new KernelStore().fetch('6.1-cloud');
