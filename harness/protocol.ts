@@ -7,8 +7,18 @@ export const PROTOCOL_VERSION = 1;
 export type GuestMessage =
   /** First line the agent sends once node is up. */
   | { t: 'hello'; v: typeof PROTOCOL_VERSION; release: string; machine: string; bootMs: number }
-  /** Sent at least every 2 s while the agent is alive. */
-  | { t: 'hb'; ms: number }
+  /**
+   * Sent at least every 2 s while the agent is alive. While the agent's thread is blocked in one
+   * long call (the verifier, a test run), a watchdog thread sends them instead, with `busy` naming
+   * the step and how long it has run; it stops once the step outlives its budget, so a call that
+   * never returns still ends as a hang that names where it was.
+   */
+  | { t: 'hb'; ms: number; busy?: { step: string; forMs: number } }
+  /**
+   * What the agent starts now: a suite, an object, a program's load, a trigger, the reference
+   * loader. The host keeps the last one, so a hang, a panic or a timeout names where it happened.
+   */
+  | { t: 'step'; step: AgentStep }
   /** Progress: suite k of n started. */
   | { t: 'suite'; name: string; index: number; total: number }
   /** One result record (suite/program cell, task tree update, probe…): payload is owned by the producer. */
@@ -20,6 +30,25 @@ export type GuestMessage =
    * account when nothing could run at all: 'no-btf' (no kernel BTF and none supplied).
    */
   | { t: 'done'; ok: boolean; ms: number; verdict?: 'no-btf' };
+
+/** Where in its work the agent is. `unit` is a suite name or `object:<file>`, as in CellResult.suite. */
+export interface AgentStep {
+  unit: string;
+  /** The object file this unit loads. */
+  object: string;
+  program?: string;
+  /** load (relocate + verifier), attach, run (trigger and checks), reference (libbpf), corpus. */
+  phase: 'load' | 'attach' | 'run' | 'reference' | 'corpus';
+  /** Position of the unit among the guest's units (1-based), for progress lines. */
+  index: number;
+  total: number;
+}
+
+/** One line naming a step: `suite task-fields, object task-fields.bpf.o, program on_comm (load)`. */
+export function describeStep(s: AgentStep): string {
+  const unit = s.unit.startsWith('object:') ? `object ${s.object}` : `suite ${s.unit}, object ${s.object}`;
+  return `${unit}${s.program ? `, program ${s.program}` : ''} (${s.phase})`;
+}
 
 export function encodeMessage(m: GuestMessage): string {
   return JSON.stringify(m) + '\n';

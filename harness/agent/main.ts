@@ -14,12 +14,13 @@ import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { objectsRootNames } from '../core/relo/patch.js';
 import { moduleKey } from '../kernels/modules.js';
-import { Collection } from '../loader/collection.js';
-import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
+import { Collection, type LoadOptions } from '../loader/collection.js';
+import { describeStep, encodeMessage, PROTOCOL_VERSION, type AgentStep, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
 import { finitModule, ioctlBuffer, powerOff, unameRelease, vmlinuxBtf, KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
 import { moduleNeedOn, moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
-import { ManifestSchema, type RunManifest } from './manifest.js';
+import { ManifestSchema, STEP_BUDGETS, type RunManifest } from './manifest.js';
+import { Watchdog } from './watchdog.js';
 
 const PORT = process.env.CM_RESULT_PORT ?? '/dev/ttyS1';
 let portFd = -1;
@@ -56,6 +57,8 @@ interface SuiteState {
   attachErrors: { program: string; reason: string }[];
   skipped?: string;
   runMs: number;
+  /** Position among the guest's units of work (1-based). */
+  index: number;
 }
 
 async function main(): Promise<number> {
@@ -67,10 +70,28 @@ async function main(): Promise<number> {
   }
   const release = unameRelease();
   send({ t: 'hello', v: PROTOCOL_VERSION, release, machine: process.arch === 'x64' ? 'x86_64' : process.arch, bootMs: uptimeMs() });
-  const beat = setInterval(() => send({ t: 'hb', ms: uptimeMs() }), 2000);
+  const dog = new Watchdog(portFd);
+  const beat = setInterval(() => {
+    dog.alive();
+    send({ t: 'hb', ms: uptimeMs() });
+  }, 2000);
   try {
     const manifestPath = process.env.CM_MANIFEST ?? '/cm/run.json';
     const manifest: RunManifest = ManifestSchema.parse(JSON.parse(readFileSync(manifestPath, 'utf8')), manifestPath);
+    const budgets = { ...STEP_BUDGETS, ...manifest.stepBudgets };
+    // Units of work, in the order they run: suites, then the user's objects. Each step is named
+    // to the host before it starts, so a hang or a panic says where it was.
+    const totalUnits = manifest.suites.length + manifest.objects.length;
+    const stepTo = (s: AgentStep) => send({ t: 'step', step: s });
+    /** A program's load as a named step the watchdog beats for (the verifier holds the thread). */
+    const loadStep = (unit: Omit<AgentStep, 'program' | 'phase'>) => (program: string, load: () => void) => {
+      const s: AgentStep = { ...unit, program, phase: 'load' };
+      stepTo(s);
+      dog.blocking(describeStep(s), budgets.loadMs, () => {
+        if (manifest.faults?.blockInLoad?.program === program) blockFor(manifest.faults.blockInLoad.ms);
+        load();
+      });
+    };
     const kernel: KernelInfo = { ...manifest.kernel, release };
     // The kernel's own BTF, else the file the host made from its DWARF (btf_custom_path style).
     const btfFile = existsSync('/sys/kernel/btf/vmlinux') ? '/sys/kernel/btf/vmlinux' : manifest.btf?.path;
@@ -81,7 +102,7 @@ async function main(): Promise<number> {
     const mark = (name: string) => phase.push([name, performance.now()]);
     const states = new Map<string, SuiteState>();
     for (const s of manifest.suites) {
-      const st: SuiteState = { spec: s.spec, object: s.object, sha256: s.sha256, checks: [], attachErrors: [], runMs: 0 };
+      const st: SuiteState = { spec: s.spec, object: s.object, sha256: s.sha256, checks: [], attachErrors: [], runMs: 0, index: states.size + 1 };
       try {
         st.obj = loadObjectSpec(readFileSync(s.object), s.object.split('/').pop()!);
       } catch (e) {
@@ -150,7 +171,18 @@ async function main(): Promise<number> {
         send({ t: 'result', kind: 'task-update', data: packs.map(([id, result]) => [id, result?.state, result?.duration]) });
       },
       onBeforeRunSuite: (s) => {
-        if (s.type === 'suite' && s.file === s) return;
+        if (s.file !== s) return;
+        const st = states.get(s.name.replace(/^suite:/, ''))!;
+        send({ t: 'suite', name: st.spec.name, index: st.index, total: totalUnits });
+        stepTo({ unit: st.spec.name, object: objectName(st.object), index: st.index, total: totalUnits, phase: 'load' });
+      },
+      // A suite's cells go to the host as soon as its file finished: a later hang or panic keeps them.
+      onAfterRunSuite: async (s) => {
+        if (s.file !== s) return;
+        const st = states.get(s.name.replace(/^suite:/, ''))!;
+        for (const cell of cellsFor(st, kernel, s as File)) send({ t: 'result', kind: 'cell', data: cell });
+        // TEST-ONLY (manifest.faults, set by test/faults only): crash the kernel mid-run.
+        if (manifest.faults?.panicAfterSuite === st.spec.name) await crashKernel(st.spec.name);
       },
     };
 
@@ -191,14 +223,18 @@ async function main(): Promise<number> {
           for (const [k, v] of Object.entries(spec.rodata ?? {})) rodata[k] = v === '$pid' ? process.pid : v;
           const coll = new Collection(obj);
           st.coll = coll;
+          const unit = { unit: spec.name, object: objectName(st.object), index: st.index, total: totalUnits };
           coll.load({
             kernelBtf, moduleBtfs, kernelBtfName, sha256: st.sha256, rodata, programs: spec.programs,
             kconfig,
             kallsyms: (names) => kallsymsLookup(names),
+            aroundProgram: loadStep(unit),
           });
           const tLoaded = performance.now();
+          stepTo({ ...unit, phase: 'attach' });
           st.attachErrors = coll.attachAll();
           const tAttached = performance.now();
+          stepTo({ ...unit, phase: 'run' });
           const bad = coll.outcomes.find((o) => o.status !== 'loaded');
           if (bad) throw new Error(`${bad.name}: ${bad.status}: ${bad.reason ?? ''}`);
           if (st.attachErrors.length) throw new Error(`attach ${st.attachErrors[0]!.program}: ${st.attachErrors[0]!.reason}`);
@@ -208,7 +244,9 @@ async function main(): Promise<number> {
             testRun: (program, data, repeat = 1) => {
               const p = coll.programs.get(program);
               if (!p) throw new Error(`program ${program} is not loaded`);
-              return p.testRun({ data, repeat }).retval;
+              const s: AgentStep = { ...unit, program, phase: 'run' };
+              stepTo(s);
+              return dog.blocking(`${describeStep(s)}: BPF_PROG_TEST_RUN`, budgets.runMs, () => p.testRun({ data, repeat }).retval);
             },
             drainRingbuf: (map) => {
               const m = coll.maps.get(map);
@@ -238,36 +276,6 @@ async function main(): Promise<number> {
       });
     }
 
-    // Users' own objects: load every program, attach nothing, report what happened.
-    const objectCells: CellResult[] = [];
-    for (const o of manifest.objects) {
-      const t = performance.now();
-      let coll: Collection | undefined;
-      try {
-        coll = new Collection(loadObjectSpec(readFileSync(o.path), o.name));
-        coll.load({ kernelBtf, moduleBtfs, kernelBtfName, sha256: o.sha256, kconfig, kallsyms: (names) => kallsymsLookup(names) });
-        for (const p of coll.outcomes) {
-          const cell: CellResult = {
-            schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: p.name, loader: 'ours', object: { name: o.name, sha256: o.sha256 },
-            verdict: p.status === 'loaded' ? 'pass' : 'fail', relocations: p.relocations,
-            externs: coll.externs.map((e) => ({ name: e.name, kind: 'kconfig' as const, value: e.value })), checks: [],
-            timings: { loadMs: p.loadMs, runMs: 0 },
-          };
-          if (p.status !== 'loaded') cell.reason = `${p.status}: ${p.reason ?? ''}`;
-          if (p.insnsProcessed !== undefined || p.verifierLogTail) cell.verifier = { insnsProcessed: p.insnsProcessed, logTail: p.verifierLogTail };
-          if (p.xlated) cell.xlated = p.xlated;
-          objectCells.push(cell);
-        }
-      } catch (e) {
-        objectCells.push({
-          schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: '(object)', loader: 'ours', object: { name: o.name, sha256: o.sha256 },
-          verdict: 'fail', reason: (e as Error).message.split('\n')[0], relocations: [], externs: [], checks: [], timings: { loadMs: Math.round(performance.now() - t), runMs: 0 },
-        });
-      } finally {
-        coll?.close();
-      }
-    }
-
     // TEST-ONLY (manifest.faults, set by test/faults only): grow until the OOM killer kills us.
     if (manifest.faults?.oom) await allocateUntilKilled();
 
@@ -276,25 +284,31 @@ async function main(): Promise<number> {
     send({ t: 'result', kind: 'tasks', data: files.map(plainTask) });
     // `done ok` says the agent did its work; whether each program passed is its cell's verdict
     // (a program the verifier rejects is a result, not a broken guest).
-    let i = 0;
-    for (const st of states.values()) {
-      send({ t: 'suite', name: st.spec.name, index: ++i, total: states.size });
-      for (const cell of cellsFor(st, kernel, files.find((f) => f.name === `suite:${st.spec.name}`))) {
-        send({ t: 'result', kind: 'cell', data: cell });
-      }
-      // TEST-ONLY (manifest.faults, set by test/faults only): crash the kernel mid-run.
-      if (manifest.faults?.panicAfterSuite === st.spec.name) await crashKernel(st.spec.name);
-    }
-    for (const cell of objectCells) send({ t: 'result', kind: 'cell', data: cell });
+
+    // Users' own objects: every program loaded, its cells sent as soon as the object is done.
+    const programCounts = new Map<string, number>();
+    manifest.objects.forEach((o, i) => {
+      const unit = { unit: `object:${o.name}`, object: o.name, index: states.size + i + 1, total: totalUnits };
+      stepTo({ ...unit, phase: 'load' });
+      const cells = objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) });
+      programCounts.set(o.path, cells.length);
+      for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
+    });
     // The kernel's selftest corpus: every case relocated against its target BTF by both loaders,
     // run, and compared (verdicts, translated instructions, output bytes).
     if (manifest.corpus?.length) {
       const { runCorpus, corpusCells } = await import('../corpus/guest.js');
       const results = runCorpus(manifest.corpus, {
         kconfig,
-        onCase: () => send({ t: 'hb', ms: uptimeMs() }),
+        // One case (both loaders, every program of it) is one blocking step.
+        onCase: (i, n, name) => {
+          const s: AgentStep = { unit: 'corpus', object: name, phase: 'corpus', index: i + 1, total: n };
+          stepTo(s);
+          dog.begin(describeStep(s), budgets.loadMs * 4);
+        },
         vmlinuxBtf: () => kernelBtf,
       });
+      dog.end();
       for (const cell of corpusCells(results, kernel)) send({ t: 'result', kind: 'cell', data: cell });
     }
     // The reference loader: the same objects loaded by libbpf in this guest, compared with ours.
@@ -302,8 +316,8 @@ async function main(): Promise<number> {
     if (loader !== 'ours') {
       const { referenceCells } = await import('./reference.js');
       const objs = [
-        ...[...states.values()].filter((st) => !st.skipped).map((st) => ({ suite: st.spec.name, path: st.object, name: st.object.split('/').pop()!, sha256: st.sha256, programs: st.spec.programs })),
-        ...manifest.objects.map((o) => ({ suite: `object:${o.name}`, path: o.path, name: o.name, sha256: o.sha256, programs: undefined })),
+        ...[...states.values()].filter((st) => !st.skipped).map((st) => ({ suite: st.spec.name, path: st.object, name: objectName(st.object), sha256: st.sha256, programs: st.spec.programs, index: st.index, programCount: st.spec.programs?.length ?? st.obj?.programs.length ?? 1 })),
+        ...manifest.objects.map((o, i) => ({ suite: `object:${o.name}`, path: o.path, name: o.name, sha256: o.sha256, programs: undefined, index: states.size + i + 1, programCount: programCounts.get(o.path) ?? 1 })),
       ];
       // Suites below their minimum kernel: the reference loader skips them too, visibly.
       for (const st of [...states.values()].filter((x) => x.skipped)) {
@@ -315,7 +329,12 @@ async function main(): Promise<number> {
         }
       }
       for (const o of objs) {
-        for (const cell of referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names) })) send({ t: 'result', kind: 'cell', data: cell });
+        // Both loaders, every program of the object: one step, budgeted by its program count.
+        const s: AgentStep = { unit: o.suite, object: o.name, phase: 'reference', index: o.index, total: totalUnits };
+        stepTo(s);
+        const cells = dog.blocking(describeStep(s), budgets.loadMs * 2 * Math.max(1, o.programCount), () =>
+          referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names) }));
+        for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
       }
     }
     mark('rest');
@@ -329,8 +348,53 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     clearInterval(beat);
+    await dog.stop(); // before the port closes: the worker writes to it
     if (portFd >= 0) closeSync(portFd);
   }
+}
+
+/**
+ * The cells of one user object loaded by our loader: one per program, or one `(object)` cell when
+ * the object could not be opened or has no program at all (it never silently disappears).
+ */
+function objectCells(o: RunManifest['objects'][number], kernel: KernelInfo, opts: Omit<LoadOptions, 'sha256'>): CellResult[] {
+  const t = performance.now();
+  const object = { name: o.name, sha256: o.sha256 };
+  const whole = (reason: string): CellResult[] => [{
+    schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: '(object)', loader: 'ours', object,
+    verdict: 'fail', reason, relocations: [], externs: [], checks: [], timings: { loadMs: Math.round(performance.now() - t), runMs: 0 },
+  }];
+  let coll: Collection | undefined;
+  try {
+    coll = new Collection(loadObjectSpec(readFileSync(o.path), o.name));
+    if (!coll.spec.programs.length) return whole(`${o.name} has no BPF programs (no function in a program section)`);
+    coll.load({ ...opts, sha256: o.sha256 });
+    return coll.outcomes.map((p) => {
+      const cell: CellResult = {
+        schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: p.name, loader: 'ours', object,
+        verdict: p.status === 'loaded' ? 'pass' : 'fail', relocations: p.relocations,
+        externs: coll!.externs.map((e) => ({ name: e.name, kind: 'kconfig' as const, value: e.value })), checks: [],
+        timings: { loadMs: p.loadMs, runMs: 0 },
+      };
+      if (p.status !== 'loaded') cell.reason = `${p.status}: ${p.reason ?? ''}`;
+      if (p.insnsProcessed !== undefined || p.verifierLogTail) cell.verifier = { insnsProcessed: p.insnsProcessed, logTail: p.verifierLogTail };
+      if (p.xlated) cell.xlated = p.xlated;
+      return cell;
+    });
+  } catch (e) {
+    return whole((e as Error).message.split('\n')[0]!);
+  } finally {
+    coll?.close();
+  }
+}
+
+const objectName = (path: string) => path.split('/').pop()!;
+
+/** TEST-ONLY fault: holds the thread as a syscall would (no timer, no heartbeat), for `ms` or for ever. */
+function blockFor(ms?: number): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  if (ms === undefined) for (;;) Atomics.wait(cell, 0, 0);
+  Atomics.wait(cell, 0, 0, ms);
 }
 
 /** TEST-ONLY fault: sysrq c, after giving the serial port time to drain what was sent. */

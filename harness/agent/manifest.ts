@@ -39,7 +39,16 @@ export interface RunManifest {
    * tests make a real guest fail in a known way, so the host's verdicts can be checked.
    */
   faults?: ManifestFaults;
+  /**
+   * How long one blocking step may run while the agent's watchdog beats for it (harness/agent/
+   * watchdog.ts): a program's load (relocation and the verifier), a test run. Past it the beats
+   * stop and the host calls the guest hung, naming the step. Defaults: STEP_BUDGETS.
+   */
+  stepBudgets?: { loadMs?: number; runMs?: number };
 }
+
+/** Default step budgets: the verifier on a large program under TCG, a BPF_PROG_TEST_RUN. */
+export const STEP_BUDGETS = { loadMs: 300_000, runMs: 60_000 } as const;
 
 /** TEST-ONLY faults the agent injects on purpose (see RunManifest.faults). */
 export interface ManifestFaults {
@@ -47,6 +56,11 @@ export interface ManifestFaults {
   panicAfterSuite?: string;
   /** Allocate and touch memory (before any suite runs) until the kernel's OOM killer kills the agent. */
   oom?: boolean;
+  /**
+   * Block the agent's thread for `ms` (forever when absent) inside the load step of this program,
+   * as a long verification or a call that never returns would (Atomics.wait: no timer runs).
+   */
+  blockInLoad?: { program: string; ms?: number };
 }
 
 /**

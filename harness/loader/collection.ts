@@ -42,6 +42,11 @@ export interface LoadOptions {
   programs?: string[];
   /** Object sha256 (reported). */
   sha256?: string;
+  /**
+   * Wraps each program's load (link, relocate, verifier): the agent names the step to the host
+   * and lets its watchdog beat while the verifier holds the thread.
+   */
+  aroundProgram?: (program: string, load: () => void) => void;
   /** Test-only: edits a program's final instructions just before BPF_PROG_LOAD (differential tests). */
   mutateInsns?: (program: string, insns: Uint8Array) => void;
 }
@@ -217,7 +222,8 @@ export class Collection {
     const want = opts.programs ? new Set(opts.programs) : undefined;
     for (const p of spec.programs) {
       if (want && !want.has(p.name)) continue;
-      this.loadProgram(p, opts);
+      if (opts.aroundProgram) opts.aroundProgram(p.name, () => this.loadProgram(p, opts));
+      else this.loadProgram(p, opts);
     }
     return this;
   }

@@ -6,13 +6,13 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
-import { CoreMatrixError } from '../core/errors.js';
+import { CoreMatrixError, FormatError, UsageError } from '../core/errors.js';
 import { buildImage } from '../images/initramfs.js';
 import { KernelStore, type KernelArtifacts } from '../kernels/store.js';
 import { loadMatrix, type KernelEntry } from '../kernels/matrix.js';
 import { repoRoot } from '../paths.js';
-import type { GuestMessage } from '../protocol.js';
-import { RESULT_SCHEMA, type CellResult, type KernelInfo, type KernelRun, type RunReport } from '../results.js';
+import { describeStep, type GuestMessage } from '../protocol.js';
+import { RESULT_SCHEMA, type CellResult, type KernelInfo, type KernelRun, type LoaderName, type RunReport } from '../results.js';
 import { buildSuites, clangId, hostTruthOf, modulesFor, type BuiltSuite } from '../suites/build.js';
 import { hostKeysOf } from '../suites/truth.js';
 import { kernelBtfIndexFile } from '../kernels/btf-index.js';
@@ -62,6 +62,10 @@ export interface MatrixOptions {
   guestStart?: 'tuned' | 'plain';
   /** TEST-ONLY (test/faults): faults the agent injects on purpose; the CLI never sets this. */
   faults?: RunManifest['faults'];
+  /** Longest silence on the result port before a guest is called hung (default: runGuest's 30 s). */
+  heartbeatTimeoutMs?: number;
+  /** How long one blocking step (a program's load, a test run) may take in the guest (RunManifest.stepBudgets). */
+  stepBudgets?: RunManifest['stepBudgets'];
   /** Per-kernel progress (booting / running suite k of n / verdict). */
   progress?: (kernel: string, state: string) => void;
 }
@@ -83,6 +87,8 @@ const GUEST_BTF = '/cm/vmlinux.btf';
 /** The package's vmlinux BTF (a copy, to compare /sys/kernel/btf/vmlinux with) and the host's index of it. */
 const GUEST_BTF_COPY = '/cm/kernel.btf';
 const GUEST_BTF_INDEX = '/cm/kernel.btf.idx';
+/** Guest budget per program and loader (a generous average; one program may take far longer). */
+const PROGRAM_BUDGET_MS = 5_000;
 
 export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const startedAt = new Date().toISOString();
@@ -97,17 +103,35 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   o.log(`matrix: ${entries.length} kernel(s)${o.shard ? ` (shard ${o.shard.index}/${o.shard.count})` : ''}: ${entries.map((e) => e.id).join(' ')}`);
   // No kernel to boot (an empty shard, nothing newer): no suite to compile either.
   const suites: BuiltSuite[] = o.suites?.length === 0 || entries.length === 0 ? [] : await buildSuites({ names: o.suites, ...(o.suitesDir ? { suitesDir: o.suitesDir } : {}) });
+  // Every --object is read here as `relocate` reads it, before anything boots: a bad one is one
+  // line and exit 2, not a failure found again inside every guest.
   const userObjects = (o.objects ?? []).map((path, i) => {
-    if (!existsSync(path)) throw new CoreMatrixError(`${path}: no such object file`);
+    if (!existsSync(path)) throw new UsageError(`${path}: no such object file`);
     const bytes = readFileSync(path);
     const name = basename(path);
-    return { name, host: path, path: `/cm/user/${i}-${name}`, sha256: createHash('sha256').update(bytes).digest('hex') };
+    let programs: string[];
+    try {
+      programs = loadObjectSpec(bytes, path).programs.map((p) => p.name);
+    } catch (err) {
+      const line = (err as Error).message.split('\n')[0]!;
+      throw new FormatError(line.startsWith(path) ? line : `${path}: ${line}`);
+    }
+    return { name, host: path, path: `/cm/user/${i}-${name}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs };
   });
   o.log(`matrix: ${suites.length} suite(s) compiled once: ${suites.map((s) => `${s.name} (${s.sha256.slice(0, 12)})`).join(' ')}`);
   // The root type names of the suites' CO-RE relocations: the kernel BTF index answers them, so
   // the agent has them without a walk over the kernel's types.
   const truthKeys = hostKeysOf(suites.map((s) => s.spec));
-  const roots = objectsRootNames(suites.map((s) => loadObjectSpec(readFileSync(s.object), `${s.name}.bpf.o`)));
+  const suiteSpecs = suites.map((s) => loadObjectSpec(readFileSync(s.object), `${s.name}.bpf.o`));
+  const roots = objectsRootNames(suiteSpecs);
+  // The cells every guest owes: one per unit (suite or object), program and loader. A guest that
+  // ends early gets a 'not run' cell for each one it never sent, saying where it stopped.
+  const loaders: LoaderName[] = o.loader === 'both' ? ['ours', 'libbpf'] : [o.loader ?? 'ours'];
+  const owed = [
+    ...suites.map((s, i) => ({ unit: s.name, object: `${s.name}.bpf.o`, sha256: s.sha256, programs: s.spec.programs ?? suiteSpecs[i]!.programs.map((p) => p.name) })),
+    ...userObjects.map((u) => ({ unit: `object:${u.name}`, object: u.name, sha256: u.sha256, programs: u.programs.length ? u.programs : ['(object)'] })),
+  ];
+  const programCount = owed.reduce((n, u) => n + u.programs.length, 0);
 
   // The corpus: fetched and compiled once on the host, the same objects in every guest.
   let corpus: { cases: NonNullable<RunManifest['corpus']>; files: { path: string; source: string }[] } | undefined;
@@ -136,7 +160,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const logDir = join(o.outDir, 'guests');
   mkdirSync(logDir, { recursive: true });
   const suiteTimeoutMs = 120_000;
-  const timeoutMs = o.timeoutMs ?? 120_000 + suites.length * 60_000;
+  // The guest's budget grows with its work: a suite's trigger and checks, and each program's load
+  // by each loader (the verifier dominates under TCG: ~50 ms a program on 7.3, seconds for large ones).
+  const timeoutMs = o.timeoutMs ?? 120_000 + suites.length * 60_000 + programCount * loaders.length * PROGRAM_BUDGET_MS + (corpus?.files.length ?? 0) * 2 * PROGRAM_BUDGET_MS;
 
   // What ran in the guests, for the boot-order history (guest times depend on it).
   const selection = createHash('sha256')
@@ -199,6 +225,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ...(btfIndex ? { btfIndex } : {}),
         ...(corpus ? { corpus: corpus.cases } : {}),
         ...(o.faults ? { faults: o.faults } : {}),
+        ...(o.stepBudgets ? { stepBudgets: o.stepBudgets } : {}),
       };
       o.progress?.(e.id, 'building image');
       const image = await buildImage({
@@ -233,11 +260,12 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     const cells: CellResult[] = [];
     const onMessage = (m: GuestMessage) => {
       if (m.t === 'hello') o.progress?.(e.id, `agent up at ${(m.bootMs / 1000).toFixed(1)} s`);
-      else if (m.t === 'suite') o.progress?.(e.id, `suite ${m.index}/${m.total} ${m.name}`);
+      else if (m.t === 'step') o.progress?.(e.id, `${m.step.unit === 'corpus' ? 'corpus case' : m.step.unit.startsWith('object:') ? 'object' : 'suite'} ${m.step.index}/${m.step.total} ${m.step.unit === 'corpus' || m.step.unit.startsWith('object:') ? m.step.object : m.step.unit}${m.step.program ? `: ${m.step.program}` : ''} (${m.step.phase})`);
       else if (m.t === 'result' && m.kind === 'cell') cells.push(m.data as CellResult);
       else if (m.t === 'log' && m.level !== 'info') o.log(`[${e.id}] ${m.msg}`);
     };
-    const g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: p.image, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: o.memoryMb ?? 1024 });
+    const g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: p.image, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: o.memoryMb ?? 1024, ...(o.heartbeatTimeoutMs ? { heartbeatTimeoutMs: o.heartbeatTimeoutMs } : {}) });
+    if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...notRunCells(kernel, owed, loaders, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `in ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
     // What the guest actually relocated against (the agent looks before trusting the matrix).
     if (cells[0]?.kernel.btf) kernel.btf = cells[0].kernel.btf;
     const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
@@ -300,6 +328,30 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   report.kernels = entries.filter((e) => finished.has(e.id)).map((e) => finished.get(e.id)!);
   report.finishedAt = new Date().toISOString();
   return report;
+}
+
+/**
+ * A cell for every (unit, program, loader) the guest owed and never sent, carrying why: a hung,
+ * crashed or timed-out guest keeps the cells it sent, and the rest are listed, not lost.
+ */
+export function notRunCells(kernel: KernelInfo, owed: { unit: string; object: string; sha256: string; programs: string[] }[], loaders: LoaderName[], sent: CellResult[], reason: string): CellResult[] {
+  const have = new Set(sent.map((c) => `${c.loader}\u0000${c.suite}\u0000${c.program}`));
+  // A unit that failed whole sends one '(object)' cell instead of its programs.
+  const whole = new Set(sent.filter((c) => c.program === '(object)').map((c) => `${c.loader}\u0000${c.suite}`));
+  const out: CellResult[] = [];
+  for (const loader of loaders) {
+    for (const u of owed) {
+      if (whole.has(`${loader}\u0000${u.unit}`)) continue;
+      for (const program of u.programs) {
+        if (have.has(`${loader}\u0000${u.unit}\u0000${program}`)) continue;
+        out.push({
+          schema: RESULT_SCHEMA, kernel, suite: u.unit, program, loader, object: { name: u.object, sha256: u.sha256 },
+          verdict: 'error', reason, relocations: [], externs: [], checks: [], timings: { loadMs: 0, runMs: 0 },
+        });
+      }
+    }
+  }
+  return out;
 }
 
 /** A cell counts against the run when it failed, errored, or skipped where it should have run. */

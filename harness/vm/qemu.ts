@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { CoreMatrixError } from '../core/errors.js';
-import { decodeMessage, type GuestMessage } from '../protocol.js';
+import { decodeMessage, describeStep, type AgentStep, type GuestMessage } from '../protocol.js';
 import { ConsoleScanner, type Splat } from './console.js';
 
 export type Verdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-oom' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed' | 'no-btf';
@@ -36,6 +36,8 @@ export interface GuestRun {
   accel: Accel;
   /** One line saying why, for every verdict but 'ok'. */
   detail?: string;
+  /** The agent's last step (what it was doing when a hang, a panic or a timeout ended the guest). */
+  lastStep?: AgentStep;
   /** Panics, oopses, hung-task reports and warnings seen on the console. */
   splats: Splat[];
   qemuExitCode?: number;
@@ -189,13 +191,16 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
     silence = later(heartbeatMs, () =>
       kill(
         hello
-          ? { verdict: 'agent-hang', detail: `agent silent for ${Math.round(heartbeatMs / 1000)} s (last: ${lastWhat()})` }
-          : { verdict: 'no-agent', detail: `no hello from the agent within ${Math.round(heartbeatMs / 1000)} s of /init starting (last: ${lastWhat()})` },
+          ? { verdict: 'agent-hang', detail: `agent silent for ${Math.round(heartbeatMs / 1000)} s (${lastWhat()})` }
+          : { verdict: 'no-agent', detail: `no hello from the agent within ${Math.round(heartbeatMs / 1000)} s of /init starting (${lastWhat()})` },
       ),
     );
   };
   let last: GuestMessage | undefined;
-  const lastWhat = () => (last ? JSON.stringify(last).slice(0, 120) : 'nothing');
+  let lastStep: AgentStep | undefined;
+  let busy: { step: string; forMs: number } | undefined;
+  const lastWhat = () =>
+    lastStep ? `in ${describeStep(lastStep)}${busy ? `, busy for ${Math.round(busy.forMs / 1000)} s before the beats stopped` : ''}` : `last: ${last ? JSON.stringify(last).slice(0, 120) : 'nothing'}`;
   const onAbort = () => kill({ verdict: 'aborted', detail: 'aborted' });
   opts.signal?.addEventListener('abort', onAbort, { once: true });
 
@@ -215,6 +220,10 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
     spoken = true;
     last = m;
     if (m.t === 'hello') hello = m;
+    else if (m.t === 'step') {
+      lastStep = m.step;
+      busy = undefined;
+    } else if (m.t === 'hb') busy = m.busy;
     else if (m.t === 'done') {
       done = m;
       clearTimeout(silence);
@@ -256,7 +265,10 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
     ...(initMs !== undefined ? { initMs } : {}),
     ...(typeof result.exitCode === 'number' ? { qemuExitCode: result.exitCode } : {}),
   };
-  const set = (verdict: Verdict, detail: string) => Object.assign(run, { verdict, detail });
+  // Where the agent was, for every way a guest can end early (a finished agent was nowhere).
+  const where = !done && lastStep ? ` (${lastWhat()})` : '';
+  const set = (verdict: Verdict, detail: string) => Object.assign(run, { verdict, detail: verdict === 'agent-hang' || verdict === 'no-agent' ? detail : detail + where });
+  if (lastStep && !done) run.lastStep = lastStep;
   const panic = scanner.first('panic');
   const oops = scanner.first('oops');
   const hung = scanner.first('hung-task');

@@ -32,6 +32,39 @@ describe('guest faults (6.1, TCG)', () => {
     expect(runPassed(r)).toBe(false);
   }, 300_000);
 
+  it('a load that holds the agent thread past the heartbeat timeout is not a hang: the watchdog beats for it, naming the step', async () => {
+    const dir = out();
+    const r = await runMatrix(base({ outDir: dir, suites: ['kernel-version', 'task-fields'], faults: { blockInLoad: { program: 'set_task_comm', ms: 20_000 } }, heartbeatTimeoutMs: 8_000 }));
+    const k = r.kernels[0]!;
+    expect(k.guest, `${k.detail}`).toBe('ok');
+    expect(k.cells.map((c) => `${c.suite}:${c.verdict}`)).toEqual(['kernel-version:pass', 'task-fields:pass']);
+    const { readFileSync } = await import('node:fs');
+    const channel = readFileSync(join(dir, 'guests', '6.1.ttyS1.log'), 'utf8');
+    // The watchdog's beats, sent while the main thread was held: at least two in 20 s of silence.
+    const busy = channel.split('\n').filter((l) => l.includes('"busy"')).map((l) => JSON.parse(l) as { busy: { step: string; forMs: number } });
+    expect(busy.length).toBeGreaterThanOrEqual(2);
+    expect(busy[0]!.busy.step).toBe('suite task-fields, object task-fields.bpf.o, program set_task_comm (load)');
+    expect(Math.max(...busy.map((b) => b.busy.forMs))).toBeGreaterThan(8_000);
+  }, 300_000);
+
+  it('a load that never returns is a hang naming suite, object and program; earlier cells are kept, the rest are not run', async () => {
+    const r = await runMatrix(base({
+      suites: ['kernel-version', 'task-fields', 'globals'], faults: { blockInLoad: { program: 'set_task_comm' } },
+      stepBudgets: { loadMs: 4_000 }, heartbeatTimeoutMs: 8_000,
+    }));
+    const k = r.kernels[0]!;
+    expect(k.guest).toBe('agent-hang');
+    expect(k.detail).toMatch(/agent silent for 8 s \(in suite task-fields, object task-fields\.bpf\.o, program set_task_comm \(load\), busy for [234] s before the beats stopped\)/);
+    const by = new Map(k.cells.map((c) => [c.suite, c]));
+    expect(by.get('kernel-version')!.verdict).toBe('pass');
+    for (const s of ['task-fields', 'globals']) {
+      expect(by.get(s)!.verdict).toBe('error');
+      expect(by.get(s)!.reason).toBe('not run: the guest ended (agent-hang) in suite task-fields, object task-fields.bpf.o, program set_task_comm (load)');
+    }
+    expect(k.cells.map((c) => c.program)).toEqual(['copy_kernel_version', 'set_task_comm', 'bpf_prog']);
+    expect(runPassed(r)).toBe(false);
+  }, 300_000);
+
   it('an agent killed by the OOM killer is agent-oom, naming the kill', async () => {
     const r = await runMatrix(base({ suites: ['kernel-version'], faults: { oom: true }, memoryMb: 448 }));
     const k = r.kernels[0]!;
