@@ -1,5 +1,5 @@
 // corematrix matrix: the main job.
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../core/errors.js';
@@ -79,6 +79,17 @@ export function claimRunDir(root: string, runId: string): { dir: string; runId: 
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || i >= 1000) throw err;
     }
+  }
+}
+
+/** Removes a report folder a run made but never wrote to (it failed before any guest): only the lock and empty folders in it. */
+export function removeUnusedRunDir(dir: string): void {
+  const unused = (d: string): boolean =>
+    readdirSync(d, { withFileTypes: true }).every((e) => (e.isDirectory() ? unused(join(d, e.name)) : d === dir && e.name === OUT_LOCK));
+  try {
+    if (unused(dir)) rmSync(dir, { recursive: true });
+  } catch {
+    /* leave it: nothing is lost either way */
   }
 }
 
@@ -162,14 +173,17 @@ export const matrixCommand: Command = {
       return 0;
     }
 
-    const { runMatrix, runPassed } = await import('../matrix/run.js');
+    const { runMatrix, runPassed, readUserObjects } = await import('../matrix/run.js');
+    // Bad objects are found here, before a kernel is fetched or a report folder is made.
+    readUserObjects(values.object ?? []);
     const { defaultJobs } = await import('../vm/pool.js');
     const { writeReports, compareRuns, formatComparison } = await import('../report/index.js');
     let runId = new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
     let outDir: string;
+    let made = true;
     if (values.out !== undefined) {
       outDir = resolve(values.out);
-      mkdirSync(outDir, { recursive: true });
+      made = mkdirSync(outDir, { recursive: true }) !== undefined;
     } else ({ dir: outDir, runId } = claimRunDir(join(repoRoot(), 'reports'), runId));
     // Held until the process exits (also after an error or a signal); a killed run's lock is stale.
     process.on('exit', lockOutDir(outDir));
@@ -203,6 +217,9 @@ export const matrixCommand: Command = {
         log: sink.log,
         progress: sink.progress,
       });
+    } catch (err) {
+      if (made) removeUnusedRunDir(outDir);
+      throw err;
     } finally {
       sink.done();
     }

@@ -103,21 +103,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   o.log(`matrix: ${entries.length} kernel(s)${o.shard ? ` (shard ${o.shard.index}/${o.shard.count})` : ''}: ${entries.map((e) => e.id).join(' ')}`);
   // No kernel to boot (an empty shard, nothing newer): no suite to compile either.
   const suites: BuiltSuite[] = o.suites?.length === 0 || entries.length === 0 ? [] : await buildSuites({ names: o.suites, ...(o.suitesDir ? { suitesDir: o.suitesDir } : {}) });
-  // Every --object is read here as `relocate` reads it, before anything boots: a bad one is one
-  // line and exit 2, not a failure found again inside every guest.
-  const userObjects = (o.objects ?? []).map((path, i) => {
-    if (!existsSync(path)) throw new UsageError(`${path}: no such object file`);
-    const bytes = readFileSync(path);
-    const name = basename(path);
-    let programs: string[];
-    try {
-      programs = loadObjectSpec(bytes, path).programs.map((p) => p.name);
-    } catch (err) {
-      const line = (err as Error).message.split('\n')[0]!;
-      throw new FormatError(line.startsWith(path) ? line : `${path}: ${line}`);
-    }
-    return { name, host: path, path: `/cm/user/${i}-${name}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs };
-  });
+  const userObjects = readUserObjects(o.objects ?? []);
   o.log(`matrix: ${suites.length} suite(s) compiled once: ${suites.map((s) => `${s.name} (${s.sha256.slice(0, 12)})`).join(' ')}`);
   // The root type names of the suites' CO-RE relocations: the kernel BTF index answers them, so
   // the agent has them without a walk over the kernel's types.
@@ -328,6 +314,35 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   report.kernels = entries.filter((e) => finished.has(e.id)).map((e) => finished.get(e.id)!);
   report.finishedAt = new Date().toISOString();
   return report;
+}
+
+/** A user's object as the guests get it: its bytes' sha256, where the guest finds it, its programs. */
+export interface UserObject {
+  name: string;
+  host: string;
+  path: string;
+  sha256: string;
+  programs: string[];
+}
+
+/**
+ * Reads every --object as `relocate` reads it, before anything boots: a missing or malformed one
+ * is one line naming the file and exit 2, not a failure found again inside every guest.
+ */
+export function readUserObjects(paths: string[]): UserObject[] {
+  return paths.map((path, i) => {
+    if (!existsSync(path)) throw new UsageError(`${path}: no such object file`);
+    const bytes = readFileSync(path);
+    const name = basename(path);
+    let programs: string[];
+    try {
+      programs = loadObjectSpec(bytes, path).programs.map((p) => p.name);
+    } catch (err) {
+      const line = (err as Error).message.split('\n')[0]!;
+      throw new FormatError(line.startsWith(path) ? line : `${path}: ${line}`);
+    }
+    return { name, host: path, path: `/cm/user/${i}-${name}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs };
+  });
 }
 
 /**

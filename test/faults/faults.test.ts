@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { KernelEntry } from '../../harness/kernels/matrix.js';
 import { KernelStore } from '../../harness/kernels/store.js';
@@ -93,14 +93,18 @@ describe('guest faults (6.1, TCG)', () => {
     expect(runPassed(r)).toBe(false);
   }, 300_000);
 
-  it('a verifier rejection fails the cell with the verifier log attached', async () => {
+  it('a verifier rejection fails the cell with the verifier log attached; an object without programs fails as a whole', async () => {
     const { compileBpf } = await import('../helpers/tools.js');
     const obj = compileBpf('test/faults/fixtures/oob.bpf.c');
-    const r = await runMatrix(base({ suites: [], objects: [obj] }));
+    const none = compileBpf('test/faults/fixtures/no-programs.bpf.c');
+    const r = await runMatrix(base({ suites: [], objects: [obj, none] }));
     const cell = r.kernels[0]!.cells.find((c) => c.program === 'read_past_value')!;
     expect(cell.verdict).toBe('fail');
     expect(cell.reason).toMatch(/^rejected: /);
     expect(cell.verifier?.logTail).toMatch(/invalid access to map value|value_size=4 off=40/);
+    // An object with no program is a failing cell of its own, not a silent gap.
+    const empty = r.kernels[0]!.cells.filter((c) => c.object.name === basename(none));
+    expect(empty.map((c) => [c.program, c.verdict, c.reason])).toEqual([['(object)', 'fail', `${basename(none)} has no BPF programs (no function in a program section)`]]);
   }, 300_000);
 });
 
