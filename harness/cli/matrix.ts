@@ -44,14 +44,19 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                          and the kernel's translated instructions compared; a difference fails
                          the cell and names the first differing instruction). Default: both
                          when CI is set, else ours
-  --corpus               also run the kernel's CO-RE selftest corpus (test_core_reloc_* against
-                         every btf__core_reloc_* target, from Debian's linux-source-6.12) in
-                         every guest with both loaders; a cell per case
+  --corpus <name>        also run a public corpus, fetched at run time (repeatable):
+                           core-reloc  the kernel's CO-RE selftest corpus (test_core_reloc_*
+                                       against every btf__core_reloc_* target, from Debian's
+                                       linux-source-6.12) with both loaders; a cell per case
+                           debian      the BPF objects Debian ships (libxdp1, xdp-tests; newest
+                                       version in bookworm, trixie, sid), added as --object files
   --jobs <n>             guests in parallel (default: number of cores); kernels are prepared
                          ahead in as many lanes and boot in the order that, by the last run's
                          guest times, finishes soonest (<cache>/matrix/durations.json)
   --accel <auto|kvm|tcg> acceleration; auto uses KVM only after a probe boot proves it works
-  --timeout <seconds>    per-guest budget (default: 120 s + 60 s per suite)
+  --timeout <seconds>    per-guest budget (default: 120 s + 60 s per suite + 5 s per program and
+                         loader); a guest silent for 30 s is hung, except while the verifier
+                         works on one program (up to 300 s, the agent's watchdog beats for it)
   --out <dir>            report directory (default: reports/<run-id>, a new folder per run even
                          when two runs start in the same millisecond); a folder another live
                          run is writing is refused
@@ -118,7 +123,7 @@ export const matrixCommand: Command = {
         options: {
           kernels: { type: 'string' }, suites: { type: 'string' }, jobs: { type: 'string' }, accel: { type: 'string' },
           timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true }, module: { type: 'string', multiple: true }, 'suites-dir': { type: 'string' },
-          shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' }, corpus: { type: 'boolean' },
+          shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' }, corpus: { type: 'string', multiple: true },
         },
       });
     } catch (err) {
@@ -173,9 +178,18 @@ export const matrixCommand: Command = {
       return 0;
     }
 
+    const corpora = values.corpus ?? [];
+    for (const c of corpora) if (c !== 'core-reloc' && c !== 'debian') throw new UsageError(`--corpus must be core-reloc or debian, not '${c}'`);
     const { runMatrix, runPassed, readUserObjects } = await import('../matrix/run.js');
     // Bad objects are found here, before a kernel is fetched or a report folder is made.
     readUserObjects(values.object ?? []);
+    const objects = [...(values.object ?? [])];
+    if (corpora.includes('debian')) {
+      const { debianObjects } = await import('../corpus/debian-objects.js');
+      const d = await debianObjects(sink.log);
+      sink.log(`corpus debian: ${d.packages.map((p) => `${p.name} ${p.version} (${p.suite})`).join(', ')}: ${d.objects.length} objects`);
+      objects.push(...d.objects.map((o) => o.path));
+    }
     const { defaultJobs } = await import('../vm/pool.js');
     const { writeReports, compareRuns, formatComparison } = await import('../report/index.js');
     let runId = new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
@@ -203,11 +217,11 @@ export const matrixCommand: Command = {
         entries,
         ...(shard ? { shard } : {}),
         suites: values.suites === 'none' ? [] : values.suites ? values.suites.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
-        objects: values.object,
+        objects,
         ...(values.module?.length ? { modules: values.module } : {}),
         ...(suitesDirOpt !== undefined ? { suitesDir: suitesDirOpt } : {}),
         loader,
-        corpus: values.corpus ?? false,
+        corpus: corpora.includes('core-reloc'),
         jobs: jobs ?? defaultJobs(),
         accel,
         outDir,

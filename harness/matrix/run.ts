@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { CoreMatrixError, FormatError, UsageError } from '../core/errors.js';
 import { buildImage } from '../images/initramfs.js';
 import { KernelStore, type KernelArtifacts } from '../kernels/store.js';
@@ -330,10 +330,15 @@ export interface UserObject {
  * is one line naming the file and exit 2, not a failure found again inside every guest.
  */
 export function readUserObjects(paths: string[]): UserObject[] {
+  const names = new Set<string>();
   return paths.map((path, i) => {
     if (!existsSync(path)) throw new UsageError(`${path}: no such object file`);
     const bytes = readFileSync(path);
-    const name = basename(path);
+    // Cells are keyed by the object's name: a second file of the same name is told apart by its folder.
+    let name = basename(path);
+    if (names.has(name)) name = `${basename(dirname(path))}/${name}`;
+    if (names.has(name)) name = `${name}#${i + 1}`;
+    names.add(name);
     let programs: string[];
     try {
       programs = loadObjectSpec(bytes, path).programs.map((p) => p.name);
@@ -341,7 +346,7 @@ export function readUserObjects(paths: string[]): UserObject[] {
       const line = (err as Error).message.split('\n')[0]!;
       throw new FormatError(line.startsWith(path) ? line : `${path}: ${line}`);
     }
-    return { name, host: path, path: `/cm/user/${i}-${name}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs };
+    return { name, host: path, path: `/cm/user/${i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs };
   });
 }
 
