@@ -195,10 +195,20 @@ export const matrixCommand: Command = {
     let runId = new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
     let outDir: string;
     let made = true;
-    if (values.out !== undefined) {
-      outDir = resolve(values.out);
-      made = mkdirSync(outDir, { recursive: true }) !== undefined;
-    } else ({ dir: outDir, runId } = claimRunDir(join(repoRoot(), 'reports'), runId));
+    try {
+      if (values.out !== undefined) {
+        outDir = resolve(values.out);
+        // Node's recursive mkdir never returns under /proc (it spins at 100 % CPU): refuse both
+        // kernel file systems before touching them.
+        if (/^\/(proc|sys)(\/|$)/.test(outDir)) throw new UsageError(`--out ${values.out}: ${outDir.split('/')[1]} is a kernel file system, not a place for reports`);
+        made = mkdirSync(outDir, { recursive: true }) !== undefined;
+      } else ({ dir: outDir, runId } = claimRunDir(join(repoRoot(), 'reports'), runId));
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (!e.code) throw err;
+      const why = { EROFS: 'the file system is read-only', EACCES: 'permission denied', EPERM: 'permission denied', ENOTDIR: 'a part of the path is a file', ENOSPC: 'no space left', EEXIST: 'a file of that name exists' }[e.code] ?? e.code;
+      throw new UsageError(`${values.out !== undefined ? `--out ${values.out}` : 'reports folder'}: cannot create ${e.path ?? 'it'} (${why})`);
+    }
     // Held until the process exits (also after an error or a signal); a killed run's lock is stale.
     process.on('exit', lockOutDir(outDir));
     const ctl = new AbortController();

@@ -1,5 +1,6 @@
-// --object files are read on the host, as `relocate` reads them, before any kernel is fetched or
-// any report folder is made: a missing or malformed one is one line naming the file, exit 2.
+// Bad input to `corematrix matrix` is found before any kernel is fetched or any report folder is
+// made, and said in one line naming what is wrong, exit 2: --object files are read on the host as
+// `relocate` reads them; --out is checked before it is created.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,5 +35,21 @@ describe('matrix --object, checked on the host first', () => {
       expect(r.stderr).toMatch(new RegExp(`^corematrix: ${f.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: `));
       expect(existsSync(out)).toBe(false);
     }
+  });
+
+  it('--out under /proc or /sys is refused at once (a recursive mkdir there never returns)', () => {
+    for (const d of ['/proc/corematrix-x', '/sys/corematrix-x']) {
+      const r = spawnSync(process.execPath, ['bin/corematrix.js', 'matrix', '--kernels', '6.1', '--suites', 'none', '--out', d], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status).toBe(2);
+      expect(r.stderr).toBe(`corematrix: --out ${d}: ${d.split('/')[1]} is a kernel file system, not a place for reports\n`);
+    }
+  });
+
+  it('an --out that cannot be made says which folder and why', () => {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, '');
+    const r = matrix(['--out', join(file, 'sub')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(`corematrix: --out ${join(file, 'sub')}: cannot create ${join(file, 'sub')} (a part of the path is a file)\n`);
   });
 });
