@@ -13,6 +13,23 @@ export function mdCell(s: string): string {
   return visible(s).replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\r?\n/g, ' ').replace(/`/g, "'");
 }
 
+/**
+ * A value as a Markdown code span that shows exactly what the guest said: inside a code span
+ * nothing is an entity or an escape, so `<` stays `<`; a backtick run inside gets a longer fence;
+ * in a table cell a pipe is written `\|` (GFM splits cells before it reads code spans, and
+ * unescapes that pipe inside them), and newlines become spaces (a span is one line).
+ */
+export function mdCode(raw: string, inTable = false): string {
+  let text = visible(raw).replace(/\r?\n/g, ' ');
+  if (inTable) text = text.replace(/\|/g, '\\|');
+  const longest = Math.max(0, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  const f = '`'.repeat(longest + 1);
+  // A span that starts or ends with a backtick (or is blank-padded) needs a space inside the
+  // fence; CommonMark strips exactly one from each side.
+  const pad = longest > 0 || /^ .* $/.test(text) ? ' ' : '';
+  return `${f}${pad}${text}${pad}${f}`;
+}
+
 /** A fenced block whose fence is longer than any backtick run inside. */
 function fence(raw: string, lang = 'text'): string {
   const text = visible(raw);
@@ -53,8 +70,8 @@ export function renderMarkdown(run: RunReport, diff: KernelDiff): string {
   out.push('## Cross-kernel differences', '');
   out.push(`Must be equal everywhere (object sha256, relocation local side, checks = ground truth): **${diff.invariants.held}/${diff.invariants.checked}** held.`, '');
   if (diff.violations.length || diff.unexpected.length) {
-    for (const v of diff.violations) out.push(`- ❌ **violation** \`${mdCell(v.cell)}\`: ${mdCell(v.what)}`);
-    for (const u of diff.unexpected) out.push(`- ⚠ **unexpected** \`${mdCell(u.cell)}\`: ${mdCell(u.what)}`);
+    for (const v of diff.violations) out.push(`- ❌ **violation** ${mdCode(v.cell)}: ${mdCell(v.what)}`);
+    for (const u of diff.unexpected) out.push(`- ⚠ **unexpected** ${mdCode(u.cell)}: ${mdCell(u.what)}`);
     out.push('');
   }
   if (diff.expected.length) {
@@ -65,7 +82,7 @@ export function renderMarkdown(run: RunReport, diff: KernelDiff): string {
       last = r.cell;
       const vals = diff.kernels.map((id) => {
         const v = r.values.find((x) => x.kernel === id);
-        return v ? `\`${mdCell(v.value)}\`` : '—';
+        return v ? mdCode(v.value, true) : '—';
       });
       out.push(`| ${name} | ${mdCell(r.subject)}${r.local !== undefined ? ` (local ${r.local})` : ''} | ${vals.join(' | ')} |`);
     }
@@ -84,9 +101,9 @@ export function renderMarkdown(run: RunReport, diff: KernelDiff): string {
       const c = f.cell;
       out.push(`<details><summary>❌ <b>${htmlText(f.kernel.kernel.id)}</b> ${htmlText(c.suite)}/${htmlText(c.program)}${c.loader !== 'ours' ? ` [${c.loader}]` : ''}: ${htmlText(c.verdict)}${c.reason ? ` — ${htmlText(c.reason)}` : ''}</summary>`, '');
       const bad = c.checks.filter((x) => !x.ok);
-      if (bad.length) out.push(...bad.map((x) => `- check \`${mdCell(x.name)}\`: observed \`${mdCell(show(x.observed))}\`, truth \`${mdCell(show(x.truth))}\``), '');
+      if (bad.length) out.push(...bad.map((x) => `- check ${mdCode(x.name)}: observed ${mdCode(show(x.observed))}, truth ${mdCode(show(x.truth))}`), '');
       const relErr = c.relocations.filter((r) => r.status === 'error' || (r.status === 'poisoned' && (r as { reachable?: boolean }).reachable));
-      if (relErr.length) out.push(...relErr.map((r) => `- relocation \`${mdCell(r.kind)} ${mdCell(r.type)} ${mdCell(r.spec)}\`: ${mdCell(r.error ?? r.status)}`), '');
+      if (relErr.length) out.push(...relErr.map((r) => `- relocation ${mdCode(`${r.kind} ${r.type} ${r.spec}`)}: ${mdCell(r.error ?? r.status)}`), '');
       const log = c.verifier?.logTail ? tail(c.verifier.logTail, 40) : tail(f.kernel.consoleTail, 30);
       if (log) out.push(c.verifier?.logTail ? 'verifier log (tail):' : 'console (tail):', '', fence(log), '');
       out.push('</details>', '');

@@ -123,6 +123,30 @@ describe('summary.md', () => {
     expect(md).not.toMatch(/Incomplete run/);
   });
 
+  it('shows guest values exactly as the guest said them, as a GFM renderer (marked) reads the page', async () => {
+    const { marked } = await import('marked');
+    const dir = tmp('md-values');
+    const odd = clone(broken);
+    const c = odd.kernels[1]!.cells[0]!;
+    const values = ['a<b>&amp;', 'pipe | in it', '`tick` and ``two``', '\\backslash\\|', ' padded '];
+    c.checks = values.map((v, i) => ({ name: `check ${i}`, observed: v, truth: `truth ${v}`, ok: false }));
+    await writeReports(odd, dir);
+    const md = readFileSync(join(dir, 'summary.md'), 'utf8');
+    const html = await marked.parse(md, { gfm: true });
+    const decode = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, '&');
+    const spans = [...html.matchAll(/<code>([^<]*)<\/code>/g)].map((m) => decode(m[1]!));
+    for (const v of values) {
+      expect(spans, v).toContain(v);
+      expect(spans, v).toContain(`truth ${v}`);
+    }
+    // In a table too: the cross-kernel table's values go through the same span, with pipes escaped.
+    const table = [...html.matchAll(/<td[^>]*><code>([^<]*)<\/code><\/td>/g)].map((m) => decode(m[1]!));
+    expect(table).toContain('2416');
+    const { mdCode } = await import('../../harness/report/markdown.js');
+    const cellHtml = await marked.parse(`| a | b |\n|---|---|\n| x | ${mdCode('p|q <r> `s`', true)} |\n`, { gfm: true });
+    expect(decode(/<td>x<\/td>\s*<td><code>([^<]*)<\/code><\/td>/.exec(cellHtml)![1]!)).toBe('p|q <r> `s`');
+  });
+
   it('marks an incomplete run in every format', async () => {
     const dir = tmp('partial');
     const partial = { ...clone(run), complete: false };
