@@ -4,6 +4,7 @@
 
 import type { Btf } from '../btf/btf.js';
 import type { BtfExt } from '../btf/ext.js';
+import type { ProgramKind } from './sections.js';
 
 /** One function symbol (STT_FUNC) in an executable section: a program or a subprogram. */
 export interface FunctionSpec {
@@ -29,17 +30,12 @@ export interface KernelLineInfo {
   col: number;
 }
 
-export interface ProgramSpec extends FunctionSpec {
-  /** bpf_prog_type; 0 (UNSPEC) when the section name is not recognised. */
-  type: number;
-  /** The section-name prefix that matched ('kprobe', 'tp_btf', ...) or 'unknown'. */
-  kind: string;
-  /** bpf_attach_type for BPF_PROG_LOAD's expected_attach_type, when the program type needs one. */
-  expectedAttachType?: number;
-  /** What the section name says to attach to: a function, `category/name` tracepoint, ... */
-  attachTo?: string;
-  /** `.s` sections (fentry.s/, lsm.s/, ...): load with BPF_F_SLEEPABLE. */
-  sleepable: boolean;
+/**
+ * A program: its function, what its section name says (type, attach type, flags, target: see
+ * ProgramKind in sections.ts) and its BTF line/func info. `section` is the ELF section name as
+ * written, `?` included (`SEC("?kprobe/x")`: `autoload` false, classified as `kprobe/x`).
+ */
+export interface ProgramSpec extends FunctionSpec, ProgramKind {
   /** The program's own func_info (insnOff relative to its first instruction, in instructions). */
   funcInfo: KernelFuncInfo[];
   /** The program's own line_info (insnOff relative to its first instruction, in instructions). */
