@@ -490,30 +490,9 @@ export interface AppliedConfig {
  */
 export function applyObjectConfig(spec: ObjectSpec, config: ObjectConfig, facts: ObjectConfigFacts): AppliedConfig {
   const out = copySpec(spec);
-  const fail = (key: string, msg: string): never => {
-    throw new FormatError(`${config.file}:${config.lines[key] ?? 1}: ${key}: ${msg}`);
-  };
   const applied: string[] = [];
-
   // Resolve and check every name and value first; evaluate and write afterwards.
-  const programs = Object.entries(config.programs).map(([name, pc]) => {
-    const p = out.programs.find((x) => x.name === name);
-    if (!p) return fail(`programs.${name}`, `no program '${name}' in ${spec.source} (programs: ${listSome(out.programs.map((x) => x.name))})`);
-    const targets = (pc.attach ?? []).map((c, i) => ({ ...c, parsed: attachKind(p, c.target, (msg) => fail(`programs.${name}.attach`, pc.attach!.length > 1 ? `candidate ${i + 1}: ${msg}` : msg)) }));
-    return { name, p, pc, targets };
-  });
-  const maps = Object.entries(config.maps).map(([name, mc]) => {
-    const m = out.maps.find((x) => x.name === name);
-    const named = out.maps.filter((x) => x.kind === 'btf' || x.kind === 'legacy').map((x) => x.name);
-    if (!m) return fail(`maps.${name}`, `no map '${name}' in ${spec.source} (maps: ${listSome(named)})`);
-    if (m.kind === 'data' || m.kind === 'kconfig') return fail(`maps.${name}`, `${name} is a global data map: its size is its section's; set its variables under 'variables'`);
-    return { name, m, mc };
-  });
-  const vars = Object.entries(config.variables).map(([path, value]) => {
-    const key = `variables.${path}`;
-    const v = locateVariable(out, path, (msg) => fail(key, msg));
-    return { path, v, value: encodeValue(out.btf, v, value, (msg) => fail(key, msg)) };
-  });
+  const { programs, maps, vars } = resolveConfig(out, spec, config);
 
   for (const { name, p, pc, targets } of programs) {
     if (pc.autoload) {
@@ -557,6 +536,41 @@ export function applyObjectConfig(spec: ObjectSpec, config: ObjectConfig, facts:
     applied.push(`variable ${path} (${v.map.name}+${v.offset}, ${out.btf.typeName(v.typeId)}) = ${shown}${folded}`);
   }
   return { spec: out, applied };
+}
+
+/**
+ * Checks everything the config names against the object (programs, maps, variables, attach targets,
+ * value types) without evaluating any condition: the host does this before any guest boots, so a
+ * misspelt name is one line and exit 2 instead of a failure in every guest.
+ */
+export function checkObjectConfig(spec: ObjectSpec, config: ObjectConfig): void {
+  resolveConfig(copySpec(spec), spec, config);
+}
+
+/** Every setting of `config` matched with what it sets in `out` (a copy of `spec`); FormatError naming `file:line: key` for what does not match. */
+function resolveConfig(out: ObjectSpec, spec: ObjectSpec, config: ObjectConfig) {
+  const fail = (key: string, msg: string): never => {
+    throw new FormatError(`${config.file}:${config.lines[key] ?? 1}: ${key}: ${msg}`);
+  };
+  const programs = Object.entries(config.programs).map(([name, pc]) => {
+    const p = out.programs.find((x) => x.name === name);
+    if (!p) return fail(`programs.${name}`, `no program '${name}' in ${spec.source} (programs: ${listSome(out.programs.map((x) => x.name))})`);
+    const targets = (pc.attach ?? []).map((c, i) => ({ ...c, parsed: attachKind(p, c.target, (msg) => fail(`programs.${name}.attach`, pc.attach!.length > 1 ? `candidate ${i + 1}: ${msg}` : msg)) }));
+    return { name, p, pc, targets };
+  });
+  const maps = Object.entries(config.maps).map(([name, mc]) => {
+    const m = out.maps.find((x) => x.name === name);
+    const named = out.maps.filter((x) => x.kind === 'btf' || x.kind === 'legacy').map((x) => x.name);
+    if (!m) return fail(`maps.${name}`, `no map '${name}' in ${spec.source} (maps: ${listSome(named)})`);
+    if (m.kind === 'data' || m.kind === 'kconfig') return fail(`maps.${name}`, `${name} is a global data map: its size is its section's; set its variables under 'variables'`);
+    return { name, m, mc };
+  });
+  const vars = Object.entries(config.variables).map(([path, value]) => {
+    const key = `variables.${path}`;
+    const v = locateVariable(out, path, (msg) => fail(key, msg));
+    return { path, v, value: encodeValue(out.btf, v, value, (msg) => fail(key, msg)) };
+  });
+  return { programs, maps, vars };
 }
 
 const because = (trace: string[]) => (trace.length ? ` [${trace.join('; ')}]` : '');
