@@ -30,6 +30,11 @@ const needs = [
   ['bison', '/usr/bin/bison'],
   ['bc', '/usr/bin/bc'],
   ['libelf-dev', '/usr/include/libelf.h'],
+  // The current libbpf (harness/reference/build.ts): tools/lib/bpf links -lelf -lz, and its
+  // Makefile generates bpf_helper_defs.h with scripts/bpf_doc.py; objcopy/readelf from binutils.
+  ['zlib1g-dev', '/usr/include/zlib.h'],
+  ['python3', '/usr/bin/python3'],
+  ['binutils', '/usr/bin/objcopy'],
 ];
 // Only the tests need a browser (the HTML report is checked in headless Chromium).
 if (process.argv.includes('--test')) needs.push(['chromium', '/usr/bin/chromium']);

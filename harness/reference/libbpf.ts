@@ -1,7 +1,9 @@
-// The reference loader: Debian's libbpf (libbpf.so.1, the same package on the host and in every
-// guest image) loads the same object in the same kernel, so our loader's verdicts and translated
-// instructions can be checked against libbpf's. Called through koffi; nothing here is copied from
-// libbpf, only its stable public API (libbpf.h of libbpf 1.1) is used.
+// The reference loader: libbpf loads the same object in the same kernel, so our loader's verdicts
+// and translated instructions can be checked against libbpf's. Two libbpfs can answer: Debian's
+// (libbpf.so.1, the same package on the host and in every guest image; the default) and a current
+// one built from the newest Debian linux-source's tools/lib/bpf (harness/reference/build.ts), named
+// by `ReferenceOptions.library`; every outcome names which one answered. Called through koffi;
+// nothing here is copied from libbpf, only its stable public API (libbpf.h of libbpf 1.1) is used.
 //
 // libbpf loads all autoloaded programs of an object at once and one failure fails the whole load,
 // so each program gets its own open + load with only that program autoloaded: one verdict each.
@@ -13,7 +15,8 @@ import { NativeMem } from '../runtime/sys.js';
 
 /**
  * `struct bpf_object_open_opts` of libbpf 1.1 (byte offsets on x86-64), checked against
- * /usr/include/bpf/libbpf.h by test/reference/libbpf-layout.test.ts.
+ * /usr/include/bpf/libbpf.h and the current libbpf's header by test/reference/libbpf-layout.test.ts.
+ * Newer libbpfs only append fields and read no further than `sz`, so these 80 bytes suit both.
  */
 export const OPEN_OPTS = {
   size: 80,
@@ -40,6 +43,8 @@ const PRINT_BUF_SIZE = 1 << 18;
 
 export interface ReferenceOutcome {
   name: string;
+  /** Which libbpf answered, e.g. `libbpf 1.8.0 (linux-source-7.3 7.3.4-1~bpo13+1)` (see libbpfInfo). */
+  libbpf: string;
   status: 'loaded' | 'rejected' | 'relocation-failed' | 'error';
   reason?: string;
   /** Kernel-translated instructions (hex) from BPF_OBJ_GET_INFO_BY_FD on libbpf's program fd. */
@@ -61,15 +66,65 @@ export interface ReferenceOptions {
   kconfig?: string;
   /** Only these programs (default: every program of the object). */
   programs?: string[];
+  /** Which libbpf loads the object (default SYSTEM_LIBBPF, Debian's libbpf.so.1). */
+  library?: ReferenceLibrary;
 }
 
+/** A libbpf shared library to load objects with. */
+export interface ReferenceLibrary {
+  /** A path (or a soname the dynamic loader finds, such as libbpf.so.1). */
+  so: string;
+  /** Where it came from, e.g. `linux-source-7.3 7.3.4-1~bpo13+1`: named in every outcome. */
+  source?: string;
+  /** Its full version (e.g. 1.8.0 from libbpf.map); must agree with what the library says of itself. */
+  version?: string;
+}
+
+/** Debian's libbpf, as the dynamic loader finds it (libbpf1 on the host and in every guest). */
+export const SYSTEM_LIBBPF: ReferenceLibrary = { so: 'libbpf.so.1', source: 'system libbpf.so.1' };
+
 export interface ReferenceLoad {
+  /** Which libbpf answered (as in each outcome). */
+  libbpf: string;
   outcomes: ReferenceOutcome[];
   /** Closes every bpf_object (and so every program and map) libbpf opened. */
   close(): void;
 }
 
+/**
+ * The libbpf functions used here, as koffi prototypes (pointers to libbpf's own structs are
+ * `void *`). test/reference/libbpf-layout.test.ts compiles a reference to each against the headers.
+ */
+export const LIBBPF_FUNCTIONS = {
+  setPrint: 'void *libbpf_set_print(corematrix_libbpf_print *fn)',
+  openMem: 'void *bpf_object__open_mem(void *buf, size_t size, void *opts)',
+  load: 'int bpf_object__load(void *obj)',
+  close: 'void bpf_object__close(void *obj)',
+  nextProgram: 'void *bpf_object__next_program(void *obj, void *prev)',
+  programName: 'const char *bpf_program__name(void *prog)',
+  programFd: 'int bpf_program__fd(void *prog)',
+  setAutoload: 'int bpf_program__set_autoload(void *prog, bool autoload)',
+  setLogBuf: 'int bpf_program__set_log_buf(void *prog, void *buf, size_t size)',
+  setLogLevel: 'int bpf_program__set_log_level(void *prog, uint32_t level)',
+  strerror: 'int libbpf_strerror(int err, void *buf, size_t size)',
+  version: 'const char *libbpf_version_string(void)',
+  major: 'uint32_t libbpf_major_version(void)',
+  minor: 'uint32_t libbpf_minor_version(void)',
+} as const;
+
+/** What a loaded libbpf says of itself. */
+export interface LibbpfInfo {
+  /** `libbpf <version> (<source>)`, named in every outcome. */
+  label: string;
+  major: number;
+  minor: number;
+  /** libbpf_version_string(), e.g. "v1.8". */
+  versionString: string;
+  so: string;
+}
+
 interface Lib {
+  info: Omit<LibbpfInfo, 'label'>;
   openMem: (buf: bigint, size: number, opts: bigint) => bigint | null;
   load: (obj: bigint) => number;
   close: (obj: bigint) => void;
@@ -80,13 +135,13 @@ interface Lib {
   setLogBuf: (prog: bigint, buf: bigint, size: number) => number;
   setLogLevel: (prog: bigint, level: number) => number;
   strerror: (err: number, buf: bigint, size: number) => number;
-  version: () => string;
 }
 
-let lib: Lib | undefined;
+/** Loaded libraries by `so`, each with the address of its version string (its identity). */
+const libs = new Map<string, { lib: Lib; id: bigint }>();
 /** Lines printed by libbpf since the last `takeLines()`; filled by the print callback. */
 let printed: string[] = [];
-let printBuf: NativeMem | undefined;
+let printCallback: unknown;
 
 function takeLines(): string[] {
   const l = printed;
@@ -94,22 +149,15 @@ function takeLines(): string[] {
   return l;
 }
 
-/** Opens libbpf.so.1 and installs the print callback (once per process). */
-function libbpf(): Lib {
-  if (lib) return lib;
-  let so: ReturnType<typeof koffi.load>;
-  try {
-    so = koffi.load('libbpf.so.1');
-  } catch (e) {
-    throw new CoreMatrixError(`reference: cannot load libbpf.so.1: ${(e as Error).message.split('\n')[0]}`);
-  }
+/** The print callback every loaded libbpf is given (made once: koffi keeps it for the process). */
+function printer(): unknown {
+  if (printCallback) return printCallback;
   const libc = koffi.load('libc.so.6');
   // va_list on x86-64 is an array type: a callee receives it as a pointer, which vsnprintf takes.
   const vsnprintf = libc.func('int vsnprintf(void *buf, size_t n, void *fmt, void *ap)');
   const printProto = koffi.proto('int corematrix_libbpf_print(int level, void *fmt, void *ap)');
-  printBuf = new NativeMem(PRINT_BUF_SIZE);
-  const buf = printBuf;
-  const cb = koffi.register((level: number, fmt: bigint, ap: bigint) => {
+  const buf = new NativeMem(PRINT_BUF_SIZE);
+  printCallback = koffi.register((level: number, fmt: bigint, ap: bigint) => {
     const n = Number(vsnprintf(buf.addr, PRINT_BUF_SIZE, fmt, ap));
     const len = Math.max(0, Math.min(n, PRINT_BUF_SIZE - 1));
     let text = Buffer.from(buf.bytes.subarray(0, len)).toString('utf8');
@@ -118,32 +166,87 @@ function libbpf(): Lib {
     for (const line of text.replace(/\n$/, '').split('\n')) printed.push(`${name}: ${line}`);
     return 0;
   }, koffi.pointer(printProto));
-  // The callback stays registered for the life of the process (libbpf keeps the pointer).
-  so.func('void *libbpf_set_print(corematrix_libbpf_print *fn)')(cb);
-  lib = {
-    openMem: so.func('void *bpf_object__open_mem(void *buf, size_t size, void *opts)'),
-    load: so.func('int bpf_object__load(void *obj)'),
-    close: so.func('void bpf_object__close(void *obj)'),
-    nextProgram: so.func('void *bpf_object__next_program(void *obj, void *prev)'),
-    programName: so.func('const char *bpf_program__name(void *prog)'),
-    programFd: so.func('int bpf_program__fd(void *prog)'),
-    setAutoload: so.func('int bpf_program__set_autoload(void *prog, bool autoload)'),
-    setLogBuf: so.func('int bpf_program__set_log_buf(void *prog, void *buf, size_t size)'),
-    setLogLevel: so.func('int bpf_program__set_log_level(void *prog, uint32_t level)'),
-    strerror: so.func('int libbpf_strerror(int err, void *buf, size_t size)'),
-    version: so.func('const char *libbpf_version_string(void)'),
+  return printCallback;
+}
+
+/**
+ * Opens a libbpf (once per `so` and process), installs the print callback in it, and checks that it
+ * is the version `library` says; `label` names it as outcomes do.
+ */
+function libbpf(library: ReferenceLibrary = SYSTEM_LIBBPF): Lib & { label: string } {
+  const lib = libs.get(library.so)?.lib ?? openLibrary(library.so);
+  const { major, minor } = lib.info;
+  if (library.version !== undefined && library.version.split('.').slice(0, 2).join('.') !== `${major}.${minor}`) {
+    throw new CoreMatrixError(`reference: ${library.so} says it is libbpf ${major}.${minor}, not ${library.version}`);
+  }
+  return { ...lib, label: `libbpf ${library.version ?? `${major}.${minor}`} (${library.source ?? library.so})` };
+}
+
+function openLibrary(path: string): Lib {
+  // Both libbpfs have the soname libbpf.so.1, and dlopen("libbpf.so.1") returns any library
+  // already loaded under that soname: load the system's first, so that a later request for it
+  // cannot get the one loaded by path (the identity check below catches any other way).
+  if (path.includes('/') && !libs.has(SYSTEM_LIBBPF.so)) {
+    try {
+      openLibrary(SYSTEM_LIBBPF.so);
+    } catch {
+      /* no system libbpf here: nothing to confuse it with */
+    }
+  }
+  let so: ReturnType<typeof koffi.load>;
+  try {
+    so = koffi.load(path);
+  } catch (e) {
+    throw new CoreMatrixError(`reference: cannot load ${path}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const fn = <K extends keyof typeof LIBBPF_FUNCTIONS>(k: K) => {
+    try {
+      return so.func(LIBBPF_FUNCTIONS[k]);
+    } catch (e) {
+      throw new CoreMatrixError(`reference: ${path} lacks ${LIBBPF_FUNCTIONS[k]}: ${(e as Error).message.split('\n')[0]}`);
+    }
   };
+  const cb = printer();
+  // The address of its static version string tells two loaded libraries apart.
+  const id = koffi.address(so.func('void *libbpf_version_string(void)')());
+  const same = [...libs].find(([, l]) => l.id === id);
+  if (same) throw new CoreMatrixError(`reference: ${path} resolved to the libbpf already loaded as ${same[0]} (same file or same soname)`);
+  // The callback stays registered for the life of the process (libbpf keeps the pointer).
+  fn('setPrint')(cb);
+  const lib: Lib = {
+    info: { major: Number(fn('major')()), minor: Number(fn('minor')()), versionString: fn('version')(), so: path },
+    openMem: fn('openMem'),
+    load: fn('load'),
+    close: fn('close'),
+    nextProgram: fn('nextProgram'),
+    programName: fn('programName'),
+    programFd: fn('programFd'),
+    setAutoload: fn('setAutoload'),
+    setLogBuf: fn('setLogBuf'),
+    setLogLevel: fn('setLogLevel'),
+    strerror: fn('strerror'),
+  };
+  libs.set(path, { lib, id });
   return lib;
 }
 
-/** libbpf's version string ("v1.1"). */
-export function libbpfVersion(): string {
-  return libbpf().version();
+/** libbpf's version string ("v1.1") of the system's libbpf, or of `library`. */
+export function libbpfVersion(library?: ReferenceLibrary): string {
+  return libbpf(library).info.versionString;
+}
+
+/** What a libbpf says of itself (its public API) and the label its outcomes carry. */
+export function libbpfInfo(library?: ReferenceLibrary): LibbpfInfo {
+  const l = libbpf(library);
+  return { ...l.info, label: l.label };
 }
 
 /** libbpf_strerror: libbpf's own codes (4000+, e.g. "Relocation failed") and errno values. */
-export function libbpfStrerror(err: number): string {
-  const l = libbpf();
+export function libbpfStrerror(err: number, library?: ReferenceLibrary): string {
+  return strerrorOf(libbpf(library), err);
+}
+
+function strerrorOf(l: Lib, err: number): string {
   const b = new NativeMem(256);
   try {
     l.strerror(Math.abs(err), b.addr, 256);
@@ -157,12 +260,12 @@ export function libbpfStrerror(err: number): string {
 /** An opened (not yet loaded) bpf_object with the native memory it references. */
 class OpenObject {
   private constructor(
+    private readonly lib: Lib,
     readonly ptr: bigint,
     private readonly mems: NativeMem[],
   ) {}
 
-  static open(bytes: Uint8Array, name: string, o: ReferenceOptions): OpenObject {
-    const l = libbpf();
+  static open(l: Lib, bytes: Uint8Array, name: string, o: ReferenceOptions): OpenObject {
     const mems: NativeMem[] = [];
     const keep = (m: NativeMem) => (mems.push(m), m);
     // libbpf may keep pointers into the object buffer and the option strings: native memory
@@ -179,13 +282,13 @@ class OpenObject {
       const err = koffi.errno();
       for (const m of mems) m.free();
       const warn = takeLines().find((l) => l.startsWith('warn: '))?.replace(/^warn: (libbpf: )?/, '');
-      throw new CoreMatrixError(`reference: libbpf cannot open ${name}: ${libbpfStrerror(err)} (${err})${warn ? `: ${warn}` : ''}`);
+      throw new CoreMatrixError(`reference: libbpf cannot open ${name}: ${strerrorOf(l, err)} (${err})${warn ? `: ${warn}` : ''}`);
     }
-    return new OpenObject(ptr, mems);
+    return new OpenObject(l, ptr, mems);
   }
 
   programs(): { ptr: bigint; name: string }[] {
-    const l = libbpf();
+    const l = this.lib;
     const out: { ptr: bigint; name: string }[] = [];
     for (let p = l.nextProgram(this.ptr, null); p; p = l.nextProgram(this.ptr, p)) out.push({ ptr: p, name: l.programName(p) });
     return out;
@@ -199,7 +302,7 @@ class OpenObject {
   }
 
   close(): void {
-    libbpf().close(this.ptr);
+    this.lib.close(this.ptr);
     for (const m of this.mems.splice(0)) m.free();
   }
 }
@@ -218,7 +321,7 @@ function reloLines(log: string[], name: string): string[] {
 }
 
 /** Sorts a failed load into relocation-failed / rejected / error from libbpf's log and code. */
-function classify(err: number, log: string[], verifierLog: string, name: string): Pick<ReferenceOutcome, 'status' | 'reason'> {
+function classify(l: Lib, err: number, log: string[], verifierLog: string, name: string): Pick<ReferenceOutcome, 'status' | 'reason'> {
   const text = log.map((l) => l.replace(/^(warn|info|debug): (libbpf: )?/, ''));
   // libbpf rewrites a poisoned CO-RE instruction's verifier error into this line (libbpf >= 1.0).
   const relo = text.find((l) => /failed to resolve CO-RE relocation/.test(l)) ?? /failed to resolve CO-RE relocation[^\n]*/.exec(verifierLog)?.[0];
@@ -241,7 +344,7 @@ function classify(err: number, log: string[], verifierLog: string, name: string)
   // last one is usually just "failed to load object".
   const warns = log.filter((l) => l.startsWith('warn: ')).map((l) => l.replace(/^warn: (libbpf: )?/, ''));
   const cause = warns.length > 1 ? `${warns[0]}; ${warns.at(-1)}` : warns[0];
-  return { status: 'error', reason: `${libbpfStrerror(err)} (${err})${cause ? `: ${cause}` : ''}` };
+  return { status: 'error', reason: `${strerrorOf(l, err)} (${err})${cause ? `: ${cause}` : ''}` };
 }
 
 /**
@@ -250,9 +353,9 @@ function classify(err: number, log: string[], verifierLog: string, name: string)
  * Throws only when libbpf cannot open the object at all.
  */
 export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: ReferenceOptions = {}): ReferenceLoad {
-  const l = libbpf();
+  const l = libbpf(opts.library);
   takeLines();
-  const probe = OpenObject.open(objectBytes, name, opts);
+  const probe = OpenObject.open(l, objectBytes, name, opts);
   let names: string[];
   try {
     names = probe.programs().map((p) => p.name);
@@ -270,11 +373,11 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
   const outcomes: ReferenceOutcome[] = [];
   for (const target of names) {
     const t0 = performance.now();
-    const out: ReferenceOutcome = { name: target, status: 'error', relocations: [], log: [], loadMs: 0 };
+    const out: ReferenceOutcome = { name: target, libbpf: l.label, status: 'error', relocations: [], log: [], loadMs: 0 };
     outcomes.push(out);
     let obj: OpenObject | undefined;
     try {
-      obj = OpenObject.open(objectBytes, name, opts);
+      obj = OpenObject.open(l, objectBytes, name, opts);
       const progs = obj.programs();
       const me = progs.find((p) => p.name === target)!;
       for (const p of progs) l.setAutoload(p.ptr, p === me);
@@ -296,7 +399,7 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
         objects.push(obj);
         obj = undefined;
       } else {
-        Object.assign(out, classify(err, out.log, verifierLog, target));
+        Object.assign(out, classify(l, err, out.log, verifierLog, target));
         if (processed) out.insnsProcessed = Number(processed[1]);
       }
     } catch (e) {
@@ -310,6 +413,7 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
     }
   }
   return {
+    libbpf: l.label,
     outcomes,
     close() {
       for (const o of objects.splice(0)) o.close();
