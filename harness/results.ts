@@ -104,7 +104,7 @@ export interface RunReport {
   finishedAt: string;
   /** False when the run was interrupted or a writer failed: a partial report, marked as such. */
   complete: boolean;
-  host: { node: string; qemu?: string; clang?: string };
+  host: { node: string; qemu?: string; clang?: string; libbpf?: string };
   suites: string[];
   objects: { name: string; sha256: string }[];
   kernels: KernelRun[];

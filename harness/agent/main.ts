@@ -333,7 +333,7 @@ async function main(): Promise<number> {
         const s: AgentStep = { unit: o.suite, object: o.name, phase: 'reference', index: o.index, total: totalUnits };
         stepTo(s);
         const cells = dog.blocking(describeStep(s), budgets.loadMs * 2 * Math.max(1, o.programCount), () =>
-          referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names) }));
+          referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names) }));
         for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
       }
     }

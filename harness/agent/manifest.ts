@@ -3,6 +3,7 @@
 // truth for this kernel, and the per-suite time budget.
 import { FormatError } from '../core/errors.js';
 import type { KernelInfo } from '../results.js';
+import type { ObjectConfig } from '../loader/object-config.js';
 import type { SuiteSpec } from '../suites/types.js';
 
 export const MANIFEST_SCHEMA = 1;
@@ -12,7 +13,7 @@ export interface RunManifest {
   kernel: KernelInfo;
   suites: { spec: SuiteSpec; object: string; sha256: string }[];
   /** Users' own objects (--object): every program loaded and reported as-is, no checks. */
-  objects: { name: string; path: string; sha256: string }[];
+  objects: { name: string; path: string; sha256: string; config?: ObjectConfig }[];
   hostTruth: Record<string, number | string | boolean>;
   suiteTimeoutMs: number;
   /**
@@ -34,6 +35,8 @@ export interface RunManifest {
   corpus?: { name: string; target: string; programs: string[]; expectFail: boolean }[];
   /** Which loaders load the objects: ours (suites run their checks), libbpf, or both (compared). */
   loader?: 'ours' | 'libbpf' | 'both';
+  /** The libbpf the reference loads with (the current one the host built); absent: Debian's libbpf.so.1. */
+  libbpf?: { so: string; version: string; source: string };
   /**
    * TEST-ONLY fault injection (test/faults): never set by `corematrix matrix`. Lets the fault
    * tests make a real guest fail in a known way, so the host's verdicts can be checked.

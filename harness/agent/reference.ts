@@ -23,7 +23,7 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
   try {
     const bytes = readFileSync(o.path);
     if (mode === 'libbpf') {
-      const ref = loadWithLibbpf(bytes, o.name, { programs: o.programs, btfCustomPath: opts.btfCustomPath });
+      const ref = loadWithLibbpf(bytes, o.name, { programs: o.programs, btfCustomPath: opts.btfCustomPath, ...(opts.library ? { library: opts.library } : {}) });
       ref.close();
       return ref.outcomes.map((r) => {
         const cell = base(r.name);
@@ -32,7 +32,7 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
         if (r.insnsProcessed !== undefined || r.verifierLog) cell.verifier = { insnsProcessed: r.insnsProcessed, logTail: r.verifierLog?.trimEnd().split('\n').slice(-30).join('\n') };
         if (r.status !== 'loaded') {
           cell.verdict = 'fail';
-          cell.reason = `libbpf: ${r.status}: ${r.reason ?? ''}`;
+          cell.reason = `${r.libbpf}: ${r.status}: ${r.reason ?? ''}`;
         }
         return cell;
       });
@@ -46,7 +46,7 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
       cell.timings.loadMs = theirs?.loadMs ?? 0;
       if (theirs?.xlated) cell.xlated = theirs.xlated;
       if (theirs?.insnsProcessed !== undefined) cell.verifier = { insnsProcessed: theirs.insnsProcessed };
-      cell.checks = [{ name: 'same verdict and translated instructions as our loader', observed: theirs?.status ?? 'missing', truth: ours?.status ?? 'missing', ok: c.verdict === 'same', source: 'libbpf 1.x in this guest vs our loader, BPF_OBJ_GET_INFO_BY_FD xlated' }];
+      cell.checks = [{ name: 'same verdict and translated instructions as our loader', observed: theirs?.status ?? 'missing', truth: ours?.status ?? 'missing', ok: c.verdict === 'same', source: `${theirs?.libbpf ?? 'libbpf'} in this guest vs our loader, BPF_OBJ_GET_INFO_BY_FD xlated` }];
       if (c.verdict !== 'same') {
         cell.verdict = 'fail';
         cell.reason = c.line;

@@ -21,6 +21,7 @@ import { objectsRootNames } from '../core/relo/patch.js';
 import { runGuest, type Accel } from '../vm/qemu.js';
 import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
+import { currentLibbpf } from '../reference/build.js';
 import { bootOrder, DurationHistory } from './schedule.js';
 
 export interface MatrixOptions {
@@ -135,9 +136,13 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     o.log(`matrix: corpus ${c.package} ${c.version}: ${cases.length} cases, ${files.size} objects`);
   }
 
+  // The reference loader: the current libbpf, built from the newest linux-source (Debian's 1.1 is
+  // older than the objects people build today), shipped beside Debian's in every image.
+  const libbpf = loaders.includes('libbpf') ? await currentLibbpf(o.log) : undefined;
+  const guestLibbpf = libbpf && { so: `/usr/lib/corematrix/libbpf/libbpf.so.${libbpf.version}`, version: libbpf.version, source: libbpf.source };
   const report: RunReport = {
     schema: RESULT_SCHEMA, runId: o.runId, startedAt, finishedAt: startedAt, complete: false,
-    host: { node: process.version, qemu: toolVersion('qemu-system-x86_64', ['--version']), clang: await clangId() },
+    host: { node: process.version, qemu: toolVersion('qemu-system-x86_64', ['--version']), clang: await clangId(), ...(libbpf ? { libbpf: `libbpf ${libbpf.version} (${libbpf.source})` } : {}) },
     suites: suites.map((s) => s.name),
     objects: [...suites.map((s) => ({ name: `${s.name}.bpf.o`, sha256: s.sha256 })), ...userObjects.map((u) => ({ name: u.name, sha256: u.sha256 }))],
     kernels: [],
@@ -207,6 +212,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         suiteTimeoutMs,
         ...(e.build?.btf === 'pahole' ? { btf: { path: GUEST_BTF, source: 'pahole' as const } } : {}),
         loader: o.loader ?? 'ours',
+        ...(guestLibbpf ? { libbpf: guestLibbpf } : {}),
         ...(modules.length ? { modules: modules.map((m) => ({ name: m.name, path: m.path })) } : {}),
         ...(btfIndex ? { btfIndex } : {}),
         ...(corpus ? { corpus: corpus.cases } : {}),
@@ -219,6 +225,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
           { path: '/cm/run.json', data: JSON.stringify(manifest) },
           ...suites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
           ...userObjects.map((u) => ({ path: u.path, source: u.host })),
+          ...(libbpf ? [{ path: guestLibbpf!.so, source: libbpf.so }] : []),
           ...(corpus?.files ?? []),
           ...modules.map((m) => ({ path: m.path, source: m.source })),
           ...(indexFile ? [{ path: GUEST_BTF_INDEX, source: indexFile }, ...(btfIndex!.btf === GUEST_BTF_COPY ? [{ path: GUEST_BTF_COPY, source: k.btf }] : [])] : []),

@@ -7,7 +7,7 @@ import type { KconfigFacts } from '../core/kconfig.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import { Collection, type LoadOptions, type ProgramOutcome } from '../loader/collection.js';
 import { compareOutcomes, type OutcomeComparison } from './compare.js';
-import { loadWithLibbpf, type ReferenceOutcome } from './libbpf.js';
+import { loadWithLibbpf, type ReferenceLibrary, type ReferenceOutcome } from './libbpf.js';
 
 export interface DifferentialOptions {
   kernelBtf: Btf;
@@ -22,6 +22,8 @@ export interface DifferentialOptions {
    * kernel's /sys/kernel/btf/vmlinux (relocating against another kernel's BTF).
    */
   btfCustomPath?: string;
+  /** The libbpf to compare with (default: the system's, Debian's libbpf.so.1). */
+  library?: ReferenceLibrary;
   /** Passed to our loader only (test hook: a deliberately broken loader). */
   mutateInsns?: LoadOptions['mutateInsns'];
 }
@@ -57,7 +59,7 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
     coll.close();
   }
   const t1 = performance.now();
-  const ref = loadWithLibbpf(bytes, name, { programs: o.programs, btfCustomPath: o.btfCustomPath });
+  const ref = loadWithLibbpf(bytes, name, { programs: o.programs, btfCustomPath: o.btfCustomPath, ...(o.library ? { library: o.library } : {}) });
   ref.close();
   const t2 = performance.now();
   const comparisons: OutcomeComparison[] = [];
