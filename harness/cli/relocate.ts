@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../core/errors.js';
 import { fillKconfig } from '../core/kconfig.js';
 import { loadObjectSpec } from '../core/object/index.js';
+import type { Btf } from '../core/btf/btf.js';
 import { readTargetBtf, relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { Command } from './command.js';
 
@@ -51,9 +52,10 @@ export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; nam
  * The kconfig facts of a stored kernel: its config file, and LINUX_KERNEL_VERSION computed as in
  * the guest from its release and banner (Debian's real sublevel is in the banner).
  */
-async function kconfigFacts(kernel: { config: string; release: string; banner: string }) {
-  const { parseKernelConfig, linuxKernelVersion, KCONFIG_SPECIALS } = await import('../runtime/facts.js');
-  return { config: parseKernelConfig(readFileSync(kernel.config, 'utf8'), kernel.config), linuxKernelVersion: linuxKernelVersion({ release: kernel.release, version: kernel.banner }), specials: KCONFIG_SPECIALS };
+async function kconfigFacts(kernel: { config: string; release: string; banner: string }, vmlinux: Btf) {
+  const { parseKernelConfig, linuxKernelVersion, kconfigSpecialsFromBtf } = await import('../runtime/facts.js');
+  // libbpf's LINUX_HAS_* specials, read from the target kernel's BTF (this host is not that kernel).
+  return { config: parseKernelConfig(readFileSync(kernel.config, 'utf8'), kernel.config), linuxKernelVersion: linuxKernelVersion({ release: kernel.release, version: kernel.banner }), specials: kconfigSpecialsFromBtf(vmlinux) };
 }
 
 function table(r: RelocateReport): string {
@@ -93,7 +95,7 @@ export const relocateCommand: Command = {
     });
     const target = { vmlinux, modules };
     const targetName = modules.length ? `${t.name} + ${(values.module ?? []).join(', ')}` : t.name;
-    const facts = t.kernel ? await kconfigFacts(t.kernel) : undefined;
+    const facts = t.kernel ? await kconfigFacts(t.kernel, vmlinux) : undefined;
     const reports = positionals.map((objPath) => {
       const obj = readFileSync(objPath);
       const sha256 = createHash('sha256').update(obj).digest('hex');

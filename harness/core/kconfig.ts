@@ -66,7 +66,8 @@ export function fillKconfig(btf: Btf, externs: readonly ExternSpec[], data: Uint
     if (e.name === 'LINUX_KERNEL_VERSION') raw = facts.linuxKernelVersion;
     else if (facts.specials && e.name in facts.specials) raw = facts.specials[e.name];
     else if (e.name.startsWith('CONFIG_')) raw = facts.config.get(e.name);
-    else throw fail('only CONFIG_* options and LINUX_KERNEL_VERSION are known');
+    // libbpf: a LINUX_* extern it does not fill stays zero when __weak; anything else is refused.
+    else if (!e.name.startsWith('LINUX_') || !e.weak) throw fail('only CONFIG_* options and the LINUX_* externs libbpf fills are known');
     if (raw === undefined) {
       if (!e.weak) throw fail('not set in the kernel config, and the extern is not __weak');
       out.push({ name: e.name, value: null });
@@ -74,9 +75,10 @@ export function fillKconfig(btf: Btf, externs: readonly ExternSpec[], data: Uint
     }
     let written: string | number | boolean;
     if (t.kind === Kind.INT && (t.encoding & INT_BOOL) !== 0) {
-      if (raw !== 'y' && raw !== 'n') throw fail(`value '${raw}' for a bool`);
-      dv.setUint8(off, raw === 'y' ? 1 : 0);
-      written = raw === 'y';
+      // y/n, or a number that is 0 or 1 (libbpf's rule; its LINUX_HAS_* externs are bools).
+      if (raw !== 'y' && raw !== 'n' && raw !== 0 && raw !== 1) throw fail(`value '${raw}' for a bool`);
+      written = raw === 'y' || raw === 1;
+      dv.setUint8(off, written ? 1 : 0);
     } else if (t.kind === Kind.INT && (t.encoding & INT_CHAR) !== 0 && t.size === 1 && (raw === 'y' || raw === 'm' || raw === 'n')) {
       dv.setUint8(off, raw.charCodeAt(0));
       written = raw;

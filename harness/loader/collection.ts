@@ -12,15 +12,18 @@ import { CoreMatrixError } from '../core/errors.js';
 import { BPF_PSEUDO_BTF_ID, LD_IMM64 } from '../core/insn.js';
 import { fillKconfig, type KconfigFacts, type KconfigResolution } from '../core/kconfig.js';
 import { linkProgram } from '../core/object/link.js';
-import { MapType, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG } from '../core/object/maps.js';
+import { isMapInMap, MapType, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG } from '../core/object/maps.js';
 import type { LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
 import { relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { RelocationRecord } from '../core/relo/report.js';
 import { locateRodata, writeRodata } from '../suites/rodata.js';
 import {
-  attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, btfLoad, BpfMap, close as closeFd, Link, Program,
-  probeBtfKind, probeMmapableArray, SyscallError, VerifierError, type Ksym,
+  attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, btfLoad, BpfMap, close as closeFd, ensureBpffs, errnoNumber, FeatureMissingError,
+  kconfigSpecial, Link, pageSize, possibleCpuCount, probeBtfKind, probeMapType, probeMmapableArray, Program, requireFeature,
+  SyscallError, u32, VerifierError, type Ksym,
 } from '../runtime/index.js';
+import type { MapTypeName } from '../runtime/consts.js';
+import { createMaxEntries, pinnedMismatch, pinPath, PIN_BY_NAME, type HostFacts, type MapDef } from './mapdef.js';
 
 /** The kernel probe for each BTF feature an object may use. */
 const PROBE_OF: Record<keyof BtfFeatures, Parameters<typeof probeBtfKind>[0]> = {
@@ -47,6 +50,8 @@ export interface LoadOptions {
    * and lets its watchdog beat while the verifier holds the thread.
    */
   aroundProgram?: (program: string, load: () => void) => void;
+  /** Where maps declared with `pinning = LIBBPF_PIN_BY_NAME` are pinned (libbpf's pin_root_path); default /sys/fs/bpf. */
+  pinRoot?: string;
   /** Test-only: edits a program's final instructions just before BPF_PROG_LOAD (differential tests). */
   mutateInsns?: (program: string, insns: Uint8Array) => void;
 }
@@ -54,7 +59,7 @@ export interface LoadOptions {
 export interface ProgramOutcome {
   name: string;
   section: string;
-  status: 'loaded' | 'rejected' | 'relocation-failed' | 'error';
+  status: 'loaded' | 'rejected' | 'relocation-failed' | 'error' | 'not-loaded';
   reason?: string;
   verifierLogTail?: string;
   insnsProcessed?: number;
@@ -99,10 +104,9 @@ function lineInfoBytes(recs: { insnOff: number; fileNameOff: number; lineOff: nu
   return b;
 }
 
-/** Kernel map names: at most 15 characters of [A-Za-z0-9_.]. */
-function kernelMapName(name: string): string {
-  return name.replace(/[^A-Za-z0-9_.]/g, '_').slice(0, 15);
-}
+const DEFAULT_PIN_ROOT = '/sys/fs/bpf';
+const EEXIST = errnoNumber('EEXIST');
+const EINVAL = errnoNumber('EINVAL');
 
 export class Collection {
   readonly maps = new Map<string, BpfMap>();
@@ -117,6 +121,8 @@ export class Collection {
   btfLoadError?: string;
   private btfFd = -1;
   private readonly rodataApplied = new Set<string>();
+  /** Maps taken over from a pin (left as they are: not filled again). */
+  private readonly reusedPins = new Set<string>();
 
   constructor(readonly spec: ObjectSpec) {}
 
@@ -194,7 +200,7 @@ export class Collection {
     // 1. Extern values, then CO-RE relocations against the running kernel (knowing the kconfig
     // values, the reach analysis prunes the branches the verifier will prune too).
     const kcfgMap = spec.maps.find((m) => m.kind === 'kconfig');
-    if (kcfgMap?.data) this.externs = fillKconfig(spec.btf, spec.externs, kcfgMap.data, opts.kconfig);
+    if (kcfgMap?.data) this.externs = fillKconfig(spec.btf, spec.externs, kcfgMap.data, this.kconfigFacts(opts.kconfig));
     const tRelo = performance.now();
     const rel = relocateSpec(spec, opts.sha256 ?? '', { vmlinux: opts.kernelBtf, modules: opts.moduleBtfs }, opts.kernelBtfName, { kconfig: kcfgMap?.data });
     this.relocateMs = Math.round(performance.now() - tRelo);
@@ -214,7 +220,17 @@ export class Collection {
 
     // 3. Maps.
     const mmapable = probeMmapableArray() === 'supported';
-    for (const m of spec.maps) this.createMap(m, mmapable, opts);
+    const facts: HostFacts = { pageSize: pageSize(), possibleCpus: possibleCpuCount };
+    for (const m of spec.maps) {
+      try {
+        this.createMap(m, mmapable, opts, facts);
+      } catch (e) {
+        // The runtime names the map (`map 'events': bpf(BPF_MAP_CREATE): ...`); say whose map it is.
+        if (e instanceof SyscallError) e.message = `${spec.source}: ${e.message}`;
+        throw e;
+      }
+    }
+    for (const m of spec.maps) if (m.initValues && isMapInMap(m.type) && !this.reusedPins.has(m.name)) this.fillSlots(m);
     const unknown = Object.keys(opts.rodata ?? {}).filter((k) => !this.rodataApplied.has(k));
     if (unknown.length) throw new CoreMatrixError(`${spec.source}: no .rodata variable named ${unknown.join(', ')}`);
 
@@ -228,7 +244,21 @@ export class Collection {
     return this;
   }
 
-  private createMap(m: MapSpec, mmapable: boolean, opts: LoadOptions): void {
+  /**
+   * The kconfig facts with libbpf's virtual externs that this object declares (LINUX_HAS_*): the
+   * caller's value where it gives one, else probed on the running kernel, as libbpf probes them.
+   */
+  private kconfigFacts(given: KconfigFacts): KconfigFacts {
+    const specials: Record<string, number> = {};
+    for (const e of this.spec.externs) {
+      if (e.kind !== 'kconfig' || !e.name.startsWith('LINUX_')) continue;
+      const v = given.specials && e.name in given.specials ? given.specials[e.name] : kconfigSpecial(e.name);
+      if (v !== undefined) specials[e.name] = v;
+    }
+    return { ...given, specials };
+  }
+
+  private createMap(m: MapSpec, mmapable: boolean, opts: LoadOptions, facts: HostFacts): void {
     let flags = m.flags;
     const isData = m.kind === 'data' || m.kind === 'kconfig';
     if (isData) {
@@ -236,10 +266,27 @@ export class Collection {
       else flags &= ~BPF_F_MMAPABLE; // the object reader asks for it; kernels before 5.5 refuse it
       if (m.frozen) flags |= BPF_F_RDONLY_PROG;
     }
+    if (m.pinning !== 0 && m.pinning !== PIN_BY_NAME) throw new CoreMatrixError(`${this.spec.source}: map '${m.name}': pinning ${m.pinning} is neither LIBBPF_PIN_NONE (0) nor LIBBPF_PIN_BY_NAME (1)`);
+    const def = this.definition(m, flags, facts);
+    const pinAt = m.pinning === PIN_BY_NAME ? pinPath(opts.pinRoot ?? DEFAULT_PIN_ROOT, m.name) : undefined;
+    if (pinAt) {
+      try {
+        ensureBpffs(opts.pinRoot ?? DEFAULT_PIN_ROOT);
+      } catch (e) {
+        throw new CoreMatrixError(`${this.spec.source}: map '${m.name}': ${(e as Error).message.split('\n')[0]}`);
+      }
+      const pinned = this.reusePinned(m, def, pinAt);
+      if (pinned) {
+        // libbpf's rule: a reused map is taken as it is (not filled, not frozen again).
+        this.maps.set(m.name, pinned);
+        this.reusedPins.add(m.name);
+        return;
+      }
+    }
     let inner: BpfMap | undefined;
-    if (m.inner) inner = this.create(m.inner, m.inner.flags, true);
+    if (m.inner) inner = this.create(m.inner, this.definition(m.inner, m.inner.flags, facts), true);
     try {
-      const map = this.create(m, flags, false, inner?.fd);
+      const map = this.create(m, def, false, inner?.fd);
       this.maps.set(m.name, map);
       if (m.data) {
         const data = new Uint8Array(m.data);
@@ -247,16 +294,73 @@ export class Collection {
         map.update(new Uint8Array(4), data);
       }
       if (m.frozen) map.freeze();
+      if (pinAt) this.pin(m, def, map, pinAt);
     } finally {
       inner?.close();
     }
   }
 
-  private create(m: MapSpec, flags: number, isInner: boolean, innerMapFd?: number): BpfMap {
+  /** What BPF_MAP_CREATE gets for `m`: sizes as libbpf finalizes them (ring buffers, perf event arrays). */
+  private definition(m: MapSpec, flags: number, facts: HostFacts): MapDef {
+    return { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: createMaxEntries(m, facts), flags, mapExtra: m.mapExtra };
+  }
+
+  /**
+   * The map already pinned at `path`, when there is one and it matches `def` as libbpf requires;
+   * undefined when nothing is pinned there. A pinned map that does not match is an error, as in libbpf.
+   */
+  private reusePinned(m: MapSpec, def: MapDef, path: string): BpfMap | undefined {
+    const pinned = BpfMap.fromPin(path, m.name);
+    if (!pinned) return undefined;
+    let info;
+    try {
+      info = pinned.info();
+    } catch (e) {
+      pinned.close();
+      throw e;
+    }
+    const why = pinnedMismatch(def, info);
+    if (why) {
+      pinned.close();
+      throw new CoreMatrixError(`${this.spec.source}: map '${m.name}': the map pinned at ${path} does not match this definition (${why}); remove the pin or change the map`);
+    }
+    return pinned;
+  }
+
+  /** Pins a newly created map; if another loader pinned one meanwhile (EEXIST), reuses that, as libbpf does. */
+  private pin(m: MapSpec, def: MapDef, map: BpfMap, path: string): void {
+    try {
+      map.pin(path);
+    } catch (e) {
+      if (!(e instanceof SyscallError) || e.errno !== EEXIST) throw e;
+      const pinned = this.reusePinned(m, def, path);
+      if (!pinned) throw e;
+      map.close();
+      this.maps.set(m.name, pinned);
+      this.reusedPins.add(m.name);
+    }
+  }
+
+  /** A map-in-map's `.values = { [slot] = &inner }`: each slot gets its map, as libbpf fills them. */
+  private fillSlots(m: MapSpec): void {
+    const outer = this.maps.get(m.name)!;
+    for (const { slot, target } of m.initValues ?? []) {
+      const inner = this.maps.get(target);
+      if (!inner) throw new CoreMatrixError(`${this.spec.source}: map '${m.name}': slot ${slot} holds map '${target}', which was not created`);
+      try {
+        outer.update(u32(slot), u32(inner.fd));
+      } catch (e) {
+        if (e instanceof SyscallError) e.message = `${this.spec.source}: ${e.message} (slot ${slot} = map '${target}')`;
+        throw e;
+      }
+    }
+  }
+
+  private create(m: MapSpec, def: MapDef, isInner: boolean, innerMapFd?: number): BpfMap {
     const withBtf = this.btfFd >= 0 && m.type !== MapType.RINGBUF && (m.keyTypeId !== 0 || m.valueTypeId !== 0) && !isInner;
     const base = {
-      mapType: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: m.maxEntries, mapFlags: flags,
-      numaNode: m.numaNode, name: kernelMapName(m.name), innerMapFd, mapExtra: m.mapExtra,
+      mapType: def.type, keySize: def.keySize, valueSize: def.valueSize, maxEntries: def.maxEntries, mapFlags: def.flags,
+      numaNode: m.numaNode, name: m.name, innerMapFd, mapExtra: def.mapExtra,
     };
     if (withBtf) {
       try {
@@ -266,7 +370,12 @@ export class Collection {
         // Older kernels refuse BTF for some map types: retry without it, as libbpf does.
       }
     }
-    return BpfMap.create(base);
+    try {
+      return BpfMap.create(base);
+    } catch (e) {
+      if (e instanceof SyscallError && e.errno === EINVAL) e.message += missingMapType(m.type);
+      throw e;
+    }
   }
 
   /** Writes the values whose variable lives in this `.rodata*` map; `load` checks none is left over. */
@@ -476,3 +585,15 @@ export function decodeValue(btf: Btf, typeId: number, bytes: Uint8Array, offset:
   return Buffer.from(bytes.subarray(offset, offset + size)).toString('hex');
 }
 
+/** ': kernel lacks map:BLOOM_FILTER (needs Linux 5.16 or later)' when the running kernel has no such map type, else ''. */
+function missingMapType(type: number): string {
+  const name = (Object.keys(MapType) as MapTypeName[]).find((k) => MapType[k] === type);
+  if (!name) return '';
+  try {
+    requireFeature(`map:${name}`, probeMapType(name));
+  } catch (e) {
+    if (e instanceof FeatureMissingError) return `: ${e.message}`;
+    // No probe for this type, or the probe itself failed: the kernel's errno says enough.
+  }
+  return '';
+}

@@ -123,7 +123,7 @@ export function parseLibbpfRelos(lines: string[]): LibbpfRelo[] {
 /** The part of our ProgramOutcome (harness/loader/collection.ts) the comparison reads. */
 export interface OursLike {
   name: string;
-  status: 'loaded' | 'rejected' | 'relocation-failed' | 'error';
+  status: 'loaded' | 'rejected' | 'relocation-failed' | 'error' | 'not-loaded';
   reason?: string;
   xlated?: string;
   relocations?: RelocationRecord[];
@@ -132,7 +132,7 @@ export interface OursLike {
 /** The part of ReferenceOutcome (harness/reference/libbpf.ts) the comparison reads. */
 export interface TheirsLike {
   name: string;
-  status: 'loaded' | 'rejected' | 'relocation-failed' | 'error';
+  status: 'loaded' | 'rejected' | 'relocation-failed' | 'error' | 'not-loaded';
   reason?: string;
   xlated?: string;
   relocations?: string[];

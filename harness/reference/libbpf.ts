@@ -45,7 +45,8 @@ export interface ReferenceOutcome {
   name: string;
   /** Which libbpf answered, e.g. `libbpf 1.8.0 (linux-source-7.3 7.3.4-1~bpo13+1)` (see libbpfInfo). */
   libbpf: string;
-  status: 'loaded' | 'rejected' | 'relocation-failed' | 'error';
+  /** 'not-loaded': autoload is off (`SEC("?...")`, or the object's config), so libbpf does not load it. */
+  status: 'loaded' | 'rejected' | 'relocation-failed' | 'error' | 'not-loaded';
   reason?: string;
   /** Kernel-translated instructions (hex) from BPF_OBJ_GET_INFO_BY_FD on libbpf's program fd. */
   xlated?: string;
@@ -68,6 +69,23 @@ export interface ReferenceOptions {
   programs?: string[];
   /** Which libbpf loads the object (default SYSTEM_LIBBPF, Debian's libbpf.so.1). */
   library?: ReferenceLibrary;
+  /** What the tool's user space sets between open and load (an object config, as our loader applied it). */
+  configure?: LibbpfSettings;
+}
+
+/**
+ * Settings made between bpf_object__open and bpf_object__load, by libbpf's own setters: the same
+ * configuration our loader applied (harness/loader/object-config.ts), expressed as what changed.
+ */
+export interface LibbpfSettings {
+  /** Program → bpf_program__set_autoload. */
+  autoload?: Record<string, boolean>;
+  /** Program → bpf_program__set_attach_target(prog, 0, name): the BTF target of fentry/fexit/lsm/tp_btf/... */
+  attachTarget?: Record<string, string>;
+  /** Map → bpf_map__set_max_entries. */
+  maxEntries?: Record<string, number>;
+  /** Map (`.rodata`, `.data`, `.bss`, ...) → bpf_map__set_initial_value. */
+  initialValue?: Record<string, Uint8Array>;
 }
 
 /** A libbpf shared library to load objects with. */
@@ -104,9 +122,14 @@ export const LIBBPF_FUNCTIONS = {
   programName: 'const char *bpf_program__name(void *prog)',
   programFd: 'int bpf_program__fd(void *prog)',
   setAutoload: 'int bpf_program__set_autoload(void *prog, bool autoload)',
+  autoload: 'bool bpf_program__autoload(void *prog)',
   setLogBuf: 'int bpf_program__set_log_buf(void *prog, void *buf, size_t size)',
   setLogLevel: 'int bpf_program__set_log_level(void *prog, uint32_t level)',
   strerror: 'int libbpf_strerror(int err, void *buf, size_t size)',
+  setAttachTarget: 'int bpf_program__set_attach_target(void *prog, int attach_prog_fd, const char *attach_func_name)',
+  findMap: 'void *bpf_object__find_map_by_name(void *obj, const char *name)',
+  setMaxEntries: 'int bpf_map__set_max_entries(void *map, uint32_t max_entries)',
+  setInitialValue: 'int bpf_map__set_initial_value(void *map, const void *data, size_t size)',
   version: 'const char *libbpf_version_string(void)',
   major: 'uint32_t libbpf_major_version(void)',
   minor: 'uint32_t libbpf_minor_version(void)',
@@ -132,9 +155,14 @@ interface Lib {
   programName: (prog: bigint) => string;
   programFd: (prog: bigint) => number;
   setAutoload: (prog: bigint, on: boolean) => number;
+  autoload: (prog: bigint) => boolean;
   setLogBuf: (prog: bigint, buf: bigint, size: number) => number;
   setLogLevel: (prog: bigint, level: number) => number;
   strerror: (err: number, buf: bigint, size: number) => number;
+  setAttachTarget: (prog: bigint, fd: number, name: string) => number;
+  findMap: (obj: bigint, name: string) => bigint | null;
+  setMaxEntries: (map: bigint, n: number) => number;
+  setInitialValue: (map: bigint, data: bigint, size: number) => number;
 }
 
 /** Loaded libraries by `so`, each with the address of its version string (its identity). */
@@ -222,9 +250,14 @@ function openLibrary(path: string): Lib {
     programName: fn('programName'),
     programFd: fn('programFd'),
     setAutoload: fn('setAutoload'),
+    autoload: fn('autoload'),
     setLogBuf: fn('setLogBuf'),
     setLogLevel: fn('setLogLevel'),
     strerror: fn('strerror'),
+    setAttachTarget: fn('setAttachTarget'),
+    findMap: fn('findMap'),
+    setMaxEntries: fn('setMaxEntries'),
+    setInitialValue: fn('setInitialValue'),
   };
   libs.set(path, { lib, id });
   return lib;
@@ -285,6 +318,32 @@ class OpenObject {
       throw new CoreMatrixError(`reference: libbpf cannot open ${name}: ${strerrorOf(l, err)} (${err})${warn ? `: ${warn}` : ''}`);
     }
     return new OpenObject(l, ptr, mems);
+  }
+
+  /** Applies `s` with libbpf's setters (before load); a setter's failure is an error naming the setting. */
+  configure(s: LibbpfSettings, progs: { ptr: bigint; name: string }[]): void {
+    const l = this.lib;
+    const check = (rc: number, what: string) => {
+      if (rc < 0) throw new CoreMatrixError(`reference: ${what}: ${strerrorOf(l, -rc)} (${-rc})`);
+    };
+    const prog = (name: string) => {
+      const p = progs.find((x) => x.name === name);
+      if (!p) throw new CoreMatrixError(`reference: configure: no program '${name}'`);
+      return p.ptr;
+    };
+    const map = (name: string) => {
+      const m = l.findMap(this.ptr, name);
+      if (!m) throw new CoreMatrixError(`reference: configure: no map '${name}'`);
+      return m;
+    };
+    for (const [p, on] of Object.entries(s.autoload ?? {})) check(l.setAutoload(prog(p), on), `bpf_program__set_autoload(${p}, ${on})`);
+    for (const [p, target] of Object.entries(s.attachTarget ?? {})) check(l.setAttachTarget(prog(p), 0, target), `bpf_program__set_attach_target(${p}, ${target})`);
+    for (const [m, n] of Object.entries(s.maxEntries ?? {})) check(l.setMaxEntries(map(m), n), `bpf_map__set_max_entries(${m}, ${n})`);
+    for (const [m, bytes] of Object.entries(s.initialValue ?? {})) {
+      const mem = this.alloc(bytes.length);
+      mem.bytes.set(bytes);
+      check(l.setInitialValue(map(m), mem.addr, bytes.length), `bpf_map__set_initial_value(${m}, ${bytes.length} bytes)`);
+    }
   }
 
   programs(): { ptr: bigint; name: string }[] {
@@ -380,6 +439,13 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
       obj = OpenObject.open(l, objectBytes, name, opts);
       const progs = obj.programs();
       const me = progs.find((p) => p.name === target)!;
+      obj.configure(opts.configure ?? {}, progs);
+      // A program whose autoload is off (its SEC's `?`, or the config) is not loaded, as libbpf does.
+      if (!l.autoload(me.ptr)) {
+        out.status = 'not-loaded';
+        out.reason = 'autoload is off';
+        continue;
+      }
       for (const p of progs) l.setAutoload(p.ptr, p === me);
       const vlog = obj.alloc(VERIFIER_LOG_SIZE);
       l.setLogBuf(me.ptr, vlog.addr, VERIFIER_LOG_SIZE);

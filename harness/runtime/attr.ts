@@ -36,6 +36,8 @@ export const BpfCmd = {
   MAP_DELETE_ELEM: 3,
   MAP_GET_NEXT_KEY: 4,
   PROG_LOAD: 5,
+  OBJ_PIN: 6,
+  OBJ_GET: 7,
   PROG_TEST_RUN: 10,
   OBJ_GET_INFO_BY_FD: 15,
   RAW_TRACEPOINT_OPEN: 17,
@@ -128,6 +130,13 @@ export const PROG_TEST_RUN = layout('BPF_PROG_TEST_RUN', ['union bpf_attr', 'tes
   ctx_out: [56, 8],
   flags: [64, 4],
   cpu: [68, 4],
+});
+
+// BPF_OBJ_PIN and BPF_OBJ_GET: { pathname; bpf_fd; file_flags } (path_fd, 6.5+, stays zero).
+export const OBJ_PIN = layout('BPF_OBJ_PIN/BPF_OBJ_GET', ['union bpf_attr', ''], 16, {
+  pathname: [0, 8],
+  bpf_fd: [8, 4],
+  file_flags: [12, 4],
 });
 
 // BPF_OBJ_GET_INFO_BY_FD: struct `info`.
@@ -291,6 +300,7 @@ export const ALL_LAYOUTS: readonly Layout[] = [
   BTF_LOAD,
   PROG_TEST_RUN,
   OBJ_INFO,
+  OBJ_PIN,
   OBJ_ID,
   RAW_TRACEPOINT_OPEN,
   LINK_CREATE,

@@ -2,7 +2,7 @@
 // memory (attr.ts), call sys.bpf and return fds/values; handles (map.ts, program.ts, link.ts) sit
 // on top. Every fd returned here is registered in fds.ts and must be closed with sys.close.
 
-import { BpfCmd, BTF_INFO, BTF_LOAD, LINK_CREATE, MAP_CREATE, MAP_ELEM, MAP_FREEZE, MAP_NEXT_KEY_OFFSET, OBJ_ID, OBJ_INFO, PROG_LOAD, PROG_TEST_RUN, RAW_TRACEPOINT_OPEN, getU32, writeAttr } from './attr.js';
+import { BpfCmd, BTF_INFO, BTF_LOAD, LINK_CREATE, MAP_CREATE, MAP_ELEM, MAP_FREEZE, MAP_NEXT_KEY_OFFSET, OBJ_ID, OBJ_INFO, OBJ_PIN, PROG_LOAD, PROG_TEST_RUN, RAW_TRACEPOINT_OPEN, getU32, writeAttr } from './attr.js';
 import { CoreMatrixError } from '../core/errors.js';
 import { trackFd } from './fds.js';
 import { bpf, bpfRaw, close, errnoNumber, NativeMem, removeMemlockLimit, SyscallError, withScratch } from './sys.js';
@@ -134,6 +134,24 @@ export function mapFreeze(mapFd: number): void {
     const attr = s.alloc(MAP_FREEZE.size);
     writeAttr(MAP_FREEZE, attr, { map_fd: mapFd });
     bpf(BpfCmd.MAP_FREEZE, 'BPF_MAP_FREEZE', attr, MAP_FREEZE.size);
+  });
+}
+
+/** BPF_OBJ_PIN: pins a map/program/link fd at `path` on a bpffs. */
+export function objPin(fd: number, path: string): void {
+  withScratch((s) => {
+    const attr = s.alloc(OBJ_PIN.size);
+    writeAttr(OBJ_PIN, attr, { pathname: s.cstring(path).addr, bpf_fd: fd });
+    bpf(BpfCmd.OBJ_PIN, `BPF_OBJ_PIN ${path}`, attr, OBJ_PIN.size);
+  });
+}
+
+/** BPF_OBJ_GET: an fd for the object pinned at `path` (tracked as a map: only maps are pinned here). */
+export function objGet(path: string): number {
+  return withScratch((s) => {
+    const attr = s.alloc(OBJ_PIN.size);
+    writeAttr(OBJ_PIN, attr, { pathname: s.cstring(path).addr });
+    return trackFd(bpf(BpfCmd.OBJ_GET, `BPF_OBJ_GET ${path}`, attr, OBJ_PIN.size), 'map', path);
   });
 }
 

@@ -2,6 +2,8 @@
 // (CONFIG_* → 'y' | 'm' | string | number), LINUX_KERNEL_VERSION, /proc/kallsyms, CPU lists.
 
 import { existsSync, readFileSync } from 'node:fs';
+import type { Btf } from '../core/btf/btf.js';
+import { Kind } from '../core/btf/kinds.js';
 import { CoreMatrixError, FormatError } from '../core/errors.js';
 
 /**
@@ -111,10 +113,30 @@ export class KernelConfig implements ReadonlyMap<string, KconfigValue> {
 }
 
 /**
- * The `.kconfig` specials (not CONFIG_ options) every kernel of the matrix has, as libbpf fills
- * them: x86-64 kernels since 4.17 enter syscalls through wrappers (LINUX_HAS_SYSCALL_WRAPPER).
+ * The architecture part of syscall wrapper names (`__x64_sys_bpf`), as libbpf spells it for each
+ * architecture; undefined where libbpf knows none (it then reports no wrapper). `arch` is node's
+ * process.arch.
  */
-export const KCONFIG_SPECIALS: Readonly<Record<string, number>> = { LINUX_HAS_SYSCALL_WRAPPER: 1 };
+export function syscallPrefix(arch: string = process.arch): string | undefined {
+  const byArch: Record<string, string> = { x64: 'x64', ia32: 'ia32', s390x: 's390x', arm: 'arm', arm64: 'arm64', mips: 'mips', mipsel: 'mips', riscv64: 'riscv', ppc: 'powerpc', ppc64: 'powerpc' };
+  return byArch[arch];
+}
+
+/**
+ * libbpf's virtual kconfig externs for a kernel known only by its BTF (offline relocation on the
+ * host): the syscall wrapper `__<arch>_sys_bpf` is a function of that BTF exactly when libbpf's
+ * kprobe on it would succeed, and bpf_get_attach_cookie exists when the kernel's `enum
+ * bpf_func_id` names it. The running kernel is probed instead (probe.ts kconfigSpecial).
+ */
+export function kconfigSpecialsFromBtf(btf: Btf, arch: string = process.arch): Record<string, number> {
+  const prefix = syscallPrefix(arch);
+  const wrapper = prefix !== undefined && btf.byName(`__${prefix}_sys_bpf`).some((id) => btf.kind(id) === Kind.FUNC);
+  const cookie = btf.byName('bpf_func_id').some((id) => {
+    const t = btf.type(id);
+    return t.kind === Kind.ENUM && t.values.some((v) => v.name === 'BPF_FUNC_get_attach_cookie');
+  });
+  return { LINUX_HAS_SYSCALL_WRAPPER: wrapper ? 1 : 0, LINUX_HAS_BPF_COOKIE: cookie ? 1 : 0 };
+}
 
 /** Reads the running kernel's config: /boot/config-<release>, else /proc/config.gz. */
 export function readKernelConfig(kernelRelease = unameRelease()): { path: string; config: KernelConfig } {
@@ -183,22 +205,41 @@ export function kallsymsLookup(names: Iterable<string>, text = readFileSync('/pr
   return out;
 }
 
-/** Parses a CPU list such as "0-3,5,7-8". */
-export function parseCpuList(text: string): number[] {
-  const out: number[] = [];
+/**
+ * Parses a CPU list as the kernel prints it ("0-3,5,7-8\n"): the CPUs in ascending order, each
+ * once. A malformed list (a range running backwards, a stray character) throws, naming `source`.
+ */
+export function parseCpuList(text: string, source = 'CPU list'): number[] {
+  const cpus = new Set<number>();
   for (const part of text.trim().split(',')) {
     if (!part) continue;
-    const [a, b] = part.split('-').map(Number) as [number, number | undefined];
-    for (let c = a; c <= (b ?? a); c++) out.push(c);
+    const m = /^\s*(\d+)(?:-(\d+))?\s*$/.exec(part);
+    const a = Number(m?.[1]);
+    const b = Number(m?.[2] ?? m?.[1]);
+    if (!m || b < a) throw new FormatError(`${source}: '${part}' is not a CPU number or a range a-b (in '${text.trim()}')`);
+    for (let c = a; c <= b; c++) cpus.add(c);
   }
-  return out;
+  return [...cpus].sort((x, y) => x - y);
 }
+
+const POSSIBLE = '/sys/devices/system/cpu/possible';
 
 /** CPUs the kernel may ever bring up (per-CPU map value arrays are sized by this). */
 export function possibleCpus(): number[] {
-  return parseCpuList(readFileSync('/sys/devices/system/cpu/possible', 'utf8'));
+  return parseCpuList(readFileSync(POSSIBLE, 'utf8'), POSSIBLE);
+}
+
+let possibleCount: number | undefined;
+/**
+ * How many CPUs are possible, counted as libbpf_num_possible_cpus() counts them (the CPUs set in
+ * the list, not the highest number + 1); read once, as it cannot change while the kernel runs.
+ */
+export function possibleCpuCount(): number {
+  possibleCount ??= possibleCpus().length;
+  if (possibleCount === 0) throw new FormatError(`${POSSIBLE} lists no CPU`);
+  return possibleCount;
 }
 /** CPUs online now. */
 export function onlineCpus(): number[] {
-  return parseCpuList(readFileSync('/sys/devices/system/cpu/online', 'utf8'));
+  return parseCpuList(readFileSync('/sys/devices/system/cpu/online', 'utf8'), '/sys/devices/system/cpu/online');
 }

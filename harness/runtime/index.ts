@@ -2,13 +2,13 @@
 // guest facts. The object loader passes relocated instruction bytes, map definitions and BTF
 // bytes in; nothing here parses ELF or BTF.
 
-export { BpfMap, u32, u64, readU32, readU64, type MapInfo, type MapOptions } from './map.js';
+export { BpfMap, ensureBpffs, isBpffs, u32, u64, readU32, readU64, type MapInfo, type MapOptions } from './map.js';
 export { Program, type ProgramInfo, type ProgramOptions } from './program.js';
 export { Link, attachRawTracepoint, attachTracing, attachTracepoint, attachKprobe, kprobePmu, tracefs, tracepointId, type KprobeOptions } from './link.js';
 export { RingBufReader } from './ringbuf.js';
 export { PerfBufReader, type PerfRecord, type PerfReaderOptions } from './perfbuf.js';
 export { btfLoad, objName, vmlinuxBtf, VerifierError, type ProgLoadAttr, type MapCreateAttr, type TestRunOptions, type TestRunResult } from './bpf.js';
-export { SyscallError, errnoName, close, removeMemlockLimit, finitModule, ioctlBuffer, powerOff } from './sys.js';
+export { SyscallError, errnoName, errnoNumber, close, removeMemlockLimit, finitModule, ioctlBuffer, pageSize, powerOff } from './sys.js';
 export { openFds, openFdCount, type OpenFd } from './fds.js';
 export {
   probeAll,
@@ -19,6 +19,11 @@ export {
   probeMmapableArray,
   probeBpfLink,
   probeKprobePmu,
+  probeSyscallWrapper,
+  probeBpfCookie,
+  kconfigSpecial,
+  kconfigSpecials,
+  KCONFIG_SPECIAL_NAMES,
   featureState,
   requireFeature,
   FeatureMissingError,
@@ -28,7 +33,6 @@ export {
   readKernelConfig,
   unameRelease,
   unameVersion,
-  KCONFIG_SPECIALS,
   KernelConfig,
   parseKernelConfig,
   linuxKernelVersion,
@@ -37,7 +41,11 @@ export {
   kallsymsLookup,
   parseKallsyms,
   possibleCpus,
+  possibleCpuCount,
+  parseCpuList,
   onlineCpus,
+  syscallPrefix,
+  kconfigSpecialsFromBtf,
   type KconfigValue,
   type Ksym,
 } from './facts.js';

@@ -1,13 +1,49 @@
 // BpfMap: a kernel map handle (named BpfMap so it does not shadow JS's Map). Keys and values
 // are Uint8Arrays of exactly keySize/valueSize bytes; per-CPU maps take and return
-// round8(valueSize) * possibleCpus bytes, as the kernel does.
+// round8(valueSize) * possibleCpus bytes, as the kernel does. A failed syscall names the map
+// first: `map 'events': bpf(BPF_MAP_CREATE): EINVAL (Invalid argument)`.
 
-import { UsageError } from '../core/errors.js';
+import { existsSync, statfsSync } from 'node:fs';
+import { CoreMatrixError, UsageError } from '../core/errors.js';
 import { getName, getU32, getU64, MAP_INFO } from './attr.js';
-import { mapCreate, mapDelete, mapFreeze, mapLookup, mapNextKey, mapUpdate, objGetInfo, type MapCreateAttr } from './bpf.js';
+import { mapCreate, mapDelete, mapFreeze, mapLookup, mapNextKey, mapUpdate, objGet, objGetInfo, objPin, type MapCreateAttr } from './bpf.js';
 import { MapFlag, MapType } from './consts.js';
 import { possibleCpus } from './facts.js';
-import { close, Mapping, mmap, NativeMem, pageSize, PROT_READ, PROT_WRITE } from './sys.js';
+import { close, errnoNumber, Mapping, mmap, mount, NativeMem, pageSize, PROT_READ, PROT_WRITE, SyscallError } from './sys.js';
+
+/** Runs a syscall of map `name`; a SyscallError it throws gets the map's name in front. */
+function named<T>(name: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const prefix = `map '${name}': `;
+    if (e instanceof SyscallError && !e.message.startsWith(prefix)) e.message = prefix + e.message;
+    throw e;
+  }
+}
+
+const ENOENT = errnoNumber('ENOENT');
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+/** Is `dir` the root of a bpffs mount (or inside one)? */
+export function isBpffs(dir: string): boolean {
+  try {
+    return statfsSync(dir).type >>> 0 === BPF_FS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes sure `dir` is on a bpffs, mounting one there when it is not (a guest's init may not
+ * have). libbpf itself refuses to pin outside a bpffs; mounting first is ours.
+ */
+export function ensureBpffs(dir: string): void {
+  if (isBpffs(dir)) return;
+  if (!existsSync(dir)) throw new CoreMatrixError(`cannot pin maps under ${dir}: no such directory to mount bpffs on`);
+  mount('bpf', dir, 'bpf');
+  if (!isBpffs(dir)) throw new CoreMatrixError(`cannot pin maps under ${dir}: mounting bpffs there did not give a bpffs`);
+}
 
 const PERCPU_TYPES = new Set<number>([MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH, MapType.PERCPU_CGROUP_STORAGE]);
 
@@ -44,10 +80,41 @@ export class BpfMap {
     this.userValueSize = PERCPU_TYPES.has(type) ? Math.ceil(valueSize / 8) * 8 * possibleCpus().length : valueSize;
   }
 
-  /** BPF_MAP_CREATE. */
+  /**
+   * BPF_MAP_CREATE. `name` is the map's own name, used in messages; the kernel gets it cut to
+   * what it accepts (15 characters of [A-Za-z0-9_.]).
+   */
   static create(o: MapOptions): BpfMap {
-    const fd = mapCreate(o);
-    return new BpfMap(fd, o.mapType, o.keySize, o.valueSize, o.maxEntries, o.mapFlags ?? 0, o.name ?? '');
+    const name = o.name ?? '';
+    const fd = named(name, () => mapCreate(o));
+    return new BpfMap(fd, o.mapType, o.keySize, o.valueSize, o.maxEntries, o.mapFlags ?? 0, name);
+  }
+
+  /**
+   * BPF_OBJ_GET: the map pinned at `path`, its definition read back from the kernel; undefined
+   * when nothing is pinned there. `name` is used in messages.
+   */
+  static fromPin(path: string, name: string): BpfMap | undefined {
+    let fd: number;
+    try {
+      fd = named(name, () => objGet(path));
+    } catch (e) {
+      if (e instanceof SyscallError && e.errno === ENOENT) return undefined;
+      throw e;
+    }
+    try {
+      const i = new BpfMap(fd, MapType.UNSPEC, 0, 0, 0, 0, name).info();
+      return new BpfMap(fd, i.type, i.keySize, i.valueSize, i.maxEntries, i.flags, name);
+    } catch (e) {
+      close(fd);
+      throw e;
+    }
+  }
+
+  /** BPF_OBJ_PIN at `path` (on a bpffs); the pin outlives this handle and the process. */
+  pin(path: string): void {
+    this.check();
+    named(this.name, () => objPin(this.fd, path));
   }
 
   private check(): void {
@@ -60,27 +127,27 @@ export class BpfMap {
   lookup(key: Uint8Array): Uint8Array | undefined {
     this.check();
     this.checkKey(key);
-    return mapLookup(this.fd, key, this.userValueSize);
+    return named(this.name, () => mapLookup(this.fd, key, this.userValueSize));
   }
 
   update(key: Uint8Array, value: Uint8Array, flags = 0): void {
     this.check();
     this.checkKey(key);
     if (value.length !== this.userValueSize) throw new UsageError(`map '${this.name}': value is ${value.length} bytes, expected ${this.userValueSize}`);
-    mapUpdate(this.fd, key, value, flags);
+    named(this.name, () => mapUpdate(this.fd, key, value, flags));
   }
 
   /** false when the key was absent. */
   delete(key: Uint8Array): boolean {
     this.check();
     this.checkKey(key);
-    return mapDelete(this.fd, key);
+    return named(this.name, () => mapDelete(this.fd, key));
   }
 
   /** The key after `key` (first key when undefined), undefined at the end. */
   nextKey(key?: Uint8Array): Uint8Array | undefined {
     this.check();
-    return mapNextKey(this.fd, key, this.keySize);
+    return named(this.name, () => mapNextKey(this.fd, key, this.keySize));
   }
 
   /** Iterates keys (a key deleted meanwhile may restart the walk, as the kernel defines it). */
@@ -103,7 +170,7 @@ export class BpfMap {
   /** BPF_MAP_FREEZE: user space can no longer write (programs still can, unless RDONLY_PROG). */
   freeze(): void {
     this.check();
-    mapFreeze(this.fd);
+    named(this.name, () => mapFreeze(this.fd));
   }
 
   /**
@@ -124,7 +191,7 @@ export class BpfMap {
     this.check();
     const m = new NativeMem(MAP_INFO.size);
     try {
-      const len = objGetInfo(this.fd, m);
+      const len = named(this.name, () => objGetInfo(this.fd, m));
       const info: MapInfo = {
         type: getU32(MAP_INFO, m, 'type'),
         id: getU32(MAP_INFO, m, 'id'),

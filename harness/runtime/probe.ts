@@ -2,14 +2,15 @@
 // A probe asks the kernel directly (load a tiny BTF blob, create a tiny map, load a two-insn
 // program); a feature error names the first kernel version that has the feature.
 
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { CoreMatrixError } from '../core/errors.js';
 import { assemble, call, exit, movImm, R0 } from './asm.js';
-import { BpfCmd, LINK_CREATE, writeAttr } from './attr.js';
+import { BpfCmd, LINK_CREATE, PERF_EVENT_ATTR, writeAttr } from './attr.js';
 import { btfLoad, mapCreate, progLoad, VerifierError, type MapCreateAttr } from './bpf.js';
-import { Helper, MapFlag, MapType, ProgType, type MapTypeName, type ProgTypeName } from './consts.js';
-import { linuxKernelVersion } from './facts.js';
-import { bpfRaw, close, errnoNumber, pageSize, SyscallError, withScratch } from './sys.js';
+import { Helper, MapFlag, MapType, Perf, ProgType, type MapTypeName, type ProgTypeName } from './consts.js';
+import { linuxKernelVersion, syscallPrefix } from './facts.js';
+import { kprobePmu, tracefs } from './link.js';
+import { bpfRaw, close, errnoNumber, pageSize, perfEventOpen, SyscallError, withScratch } from './sys.js';
 
 export type FeatureState = 'unknown' | 'supported' | 'missing';
 
@@ -301,6 +302,100 @@ export function probeKprobePmu(): FeatureState {
   return cached('kprobe_pmu', '4.17', () => existsSync('/sys/bus/event_source/devices/kprobe/type'));
 }
 
+/**
+ * Does the kernel enter syscalls through arch wrappers (`__x64_sys_bpf` and the like)? Asked as
+ * libbpf asks it (LINUX_HAS_SYSCALL_WRAPPER): can a kprobe be created on the wrapper of bpf(2),
+ * through the kprobe PMU, else as a tracefs kprobe event that is removed again. Any failure, or an
+ * architecture libbpf names no prefix for, means no.
+ */
+export function probeSyscallWrapper(): FeatureState {
+  return cached('syscall_wrapper', undefined, () => {
+    const prefix = syscallPrefix();
+    if (!prefix) return false;
+    const func = `__${prefix}_sys_bpf`;
+    const pmu = kprobePmu();
+    if (pmu) {
+      return withScratch((s) => {
+        const attr = s.alloc(PERF_EVENT_ATTR.size);
+        writeAttr(PERF_EVENT_ATTR, attr, { type: pmu.type, size: PERF_EVENT_ATTR.size, config1: s.cstring(func).addr });
+        try {
+          // This process only, any CPU: the probe attaches nothing, it only asks.
+          close(perfEventOpen(attr, process.pid, -1, -1, Perf.FLAG_FD_CLOEXEC, `kprobe ${func}`));
+          return true;
+        } catch (e) {
+          if (e instanceof SyscallError) return false;
+          throw e;
+        }
+      });
+    }
+    let root: string;
+    try {
+      root = tracefs();
+    } catch {
+      return false; // no kprobe PMU and no tracefs: no kprobe can be placed, on the wrapper or elsewhere
+    }
+    const event = `corematrix/cm_probe_${process.pid}`;
+    try {
+      appendFileSync(`${root}/kprobe_events`, `p:${event} ${func}\n`);
+    } catch {
+      return false;
+    }
+    try {
+      appendFileSync(`${root}/kprobe_events`, `-:${event}\n`);
+    } catch {
+      // Best effort, as for attached legacy kprobes: the name carries our pid.
+    }
+    return true;
+  });
+}
+
+/** BPF_FUNC_get_attach_cookie (include/uapi/linux/bpf.h). */
+const FUNC_GET_ATTACH_COOKIE = 174;
+
+/**
+ * bpf_get_attach_cookie() (5.15), asked as libbpf asks it (LINUX_HAS_BPF_COOKIE): does a
+ * tracepoint program that calls it and returns load?
+ */
+export function probeBpfCookie(): FeatureState {
+  return cached('bpf_cookie', '5.15', () => {
+    try {
+      close(progLoad({ progType: ProgType.TRACEPOINT, insns: assemble(call(FUNC_GET_ATTACH_COOKIE), exit()), license: 'GPL', logLevel: 0 }).fd);
+      return true;
+    } catch (e) {
+      if (e instanceof VerifierError || isAbsent(e)) return false;
+      throw e;
+    }
+  });
+}
+
+/** libbpf's virtual kconfig externs other than LINUX_KERNEL_VERSION, each from its probe. */
+const KCONFIG_PROBES: Readonly<Record<string, () => FeatureState>> = {
+  LINUX_HAS_SYSCALL_WRAPPER: probeSyscallWrapper,
+  LINUX_HAS_BPF_COOKIE: probeBpfCookie,
+};
+
+/** The names kconfigSpecial knows (LINUX_KERNEL_VERSION is a fact, facts.ts linuxKernelVersion). */
+export const KCONFIG_SPECIAL_NAMES: readonly string[] = Object.keys(KCONFIG_PROBES);
+
+/**
+ * The value libbpf gives virtual kconfig extern `name` on the running kernel (1 or 0), probed on
+ * first use; undefined for a name libbpf does not fill this way.
+ */
+export function kconfigSpecial(name: string): number | undefined {
+  const probe = KCONFIG_PROBES[name];
+  return probe ? (probe() === 'supported' ? 1 : 0) : undefined;
+}
+
+/**
+ * Every virtual kconfig extern of the running kernel, as getters that probe when first read (an
+ * object without such externs probes nothing). For KconfigFacts.specials.
+ */
+export function kconfigSpecials(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name of KCONFIG_SPECIAL_NAMES) Object.defineProperty(out, name, { enumerable: true, get: () => kconfigSpecial(name) });
+  return out;
+}
+
 /** A probe's cached state without probing. */
 export function featureState(key: string): FeatureState {
   return cache.get(key) ?? 'unknown';
@@ -324,6 +419,8 @@ export function probeAll(): Record<string, FeatureState> {
   probeMmapableArray();
   probeBpfLink();
   probeKprobePmu();
+  probeSyscallWrapper();
+  probeBpfCookie();
   for (const h of ['map_lookup_elem', 'ktime_get_ns', 'ringbuf_output', 'loop'] as const) probeHelper(h, 'SOCKET_FILTER');
   for (const h of ['get_current_pid_tgid', 'perf_event_output', 'probe_read_kernel', 'get_current_task_btf'] as const) probeHelper(h, 'KPROBE');
   return Object.fromEntries([...cache.entries()].sort(([a], [b]) => a.localeCompare(b)));

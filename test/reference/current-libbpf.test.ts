@@ -15,7 +15,7 @@ import { Collection, type ProgramOutcome } from '../../harness/loader/collection
 import { currentLibbpf, LIBBPF_RECIPE, validBuild, type CurrentLibbpf } from '../../harness/reference/build.js';
 import { compareOutcomes } from '../../harness/reference/compare.js';
 import { libbpfInfo, loadWithLibbpf, type ReferenceLibrary, type ReferenceOutcome } from '../../harness/reference/libbpf.js';
-import { KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig } from '../../harness/runtime/index.js';
+import { kallsymsLookup, linuxKernelVersion, readKernelConfig } from '../../harness/runtime/index.js';
 import { compileBpf } from '../helpers/tools.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'cm-current-libbpf-'));
@@ -136,7 +136,7 @@ describe.runIf(existsSync(vmlinux))('host kernel: our loader, libbpf 1.1 and the
       coll.load({
         kernelBtf: btf,
         kernelBtfName: vmlinux,
-        kconfig: { config: readKernelConfig(release()).config, linuxKernelVersion: linuxKernelVersion(), specials: KCONFIG_SPECIALS },
+        kconfig: { config: readKernelConfig(release()).config, linuxKernelVersion: linuxKernelVersion() },
         kallsyms: (names) => kallsymsLookup(names),
       });
       return coll.outcomes.map((o) => ({ ...o }));

@@ -88,5 +88,6 @@ export function discoverExterns(elf: ElfFile, btf: Btf): { externs: ExternSpec[]
     }
     throw new FormatError(`${src}: undefined symbol '${name}' is neither a __kconfig nor a __ksym extern`);
   }
-  return { externs, kconfigSize: kconfigEnd === 0 ? 0 : Math.ceil(kconfigEnd / 8) * 8 };
+  // libbpf sizes the .kconfig map (and its DATASEC) to the end of the last extern, unrounded.
+  return { externs, kconfigSize: kconfigEnd };
 }
