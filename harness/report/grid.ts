@@ -32,8 +32,10 @@ export function buildGrid(run: RunReport, diff: KernelDiff): Grid {
   for (const k of run.kernels) for (const c of k.cells) if (!suites.includes(c.suite)) suites.push(c.suite);
   const flagged = new Set<string>();
   for (const f of [...diff.violations, ...diff.unexpected]) {
-    const suite = f.cell.split('/')[0]!;
-    for (const k of f.kernels) flagged.add(`${k}\0${suite}`);
+    // A finding names `suite/program`; suite names may hold '/' themselves (`object:dir/x.o`), so
+    // the suite is the longest one the label starts with, not the text before the first '/'.
+    const suite = suites.filter((s) => f.cell.startsWith(`${s}/`)).sort((a, b) => b.length - a.length)[0];
+    if (suite !== undefined) for (const k of f.kernels) flagged.add(`${k}\0${suite}`);
   }
   const squares = new Map<string, Square>();
   const totals = { pass: 0, fail: 0, 'expected-skip': 0, skip: 0, error: 0, cells: 0 };

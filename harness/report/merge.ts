@@ -1,54 +1,14 @@
-// Reading saved RunReports (with a one-line error naming the file and the bad field) and merging
-// shards of one matrix run into one report. Different schemas are refused, never guessed.
+// Reading saved RunReports (every field type-checked by validate.ts, a one-line error naming the
+// file and the bad field's JSON path) and merging shards of one matrix run into one report.
+// Different schemas are refused, never guessed.
 
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FormatError, UsageError } from '../core/errors.js';
 import { assertSchema, RESULT_SCHEMA, type CellResult, type GuestVerdict, type KernelRun, type RunReport } from '../results.js';
+import { validateRunReport } from './validate.js';
 
-function need(cond: boolean, file: string, where: string, what: string): asserts cond {
-  if (!cond) throw new FormatError(`${file}: ${where}: ${what}`);
-}
-
-const isStr = (v: unknown): v is string => typeof v === 'string';
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** Checks the shape the diff and the writers rely on; throws FormatError naming file and field. */
-export function validateRunReport(doc: unknown, file: string): RunReport {
-  need(isObj(doc), file, 'top level', 'not a JSON object');
-  assertSchema(doc, file);
-  const d = doc as Record<string, unknown>;
-  for (const f of ['runId', 'startedAt', 'finishedAt']) need(isStr(d[f]), file, f, 'missing or not a string');
-  need(typeof d.complete === 'boolean', file, 'complete', 'missing or not a boolean');
-  need(Array.isArray(d.kernels), file, 'kernels', 'missing or not an array');
-  need(Array.isArray(d.objects ?? []), file, 'objects', 'not an array');
-  need(Array.isArray(d.suites ?? []), file, 'suites', 'not an array');
-  if (d.shard !== undefined) {
-    const sh = d.shard as Record<string, unknown>;
-    need(isObj(sh) && Number.isInteger(sh.index) && Number.isInteger(sh.count) && (sh.index as number) >= 1 && (sh.index as number) <= (sh.count as number), file, 'shard', 'not {index, count} with 1 ≤ index ≤ count');
-  }
-  (d.kernels as unknown[]).forEach((k, i) => {
-    const at = `kernels[${i}]`;
-    need(isObj(k), file, at, 'not an object');
-    need(isObj(k.kernel) && isStr(k.kernel.id), file, `${at}.kernel.id`, 'missing');
-    need(isStr(k.guest), file, `${at}.guest`, 'missing');
-    need(Array.isArray(k.cells), file, `${at}.cells`, 'missing or not an array');
-    (k.cells as unknown[]).forEach((c, j) => {
-      const cat = `${at}.cells[${j}]`;
-      need(isObj(c), file, cat, 'not an object');
-      need(c.schema === RESULT_SCHEMA, file, `${cat}.schema`, `${String(c.schema)} is not ${RESULT_SCHEMA}`);
-      for (const f of ['suite', 'program', 'loader', 'verdict']) need(isStr(c[f]), file, `${cat}.${f}`, 'missing or not a string');
-      need(isObj(c.object) && isStr(c.object.sha256), file, `${cat}.object.sha256`, 'missing');
-      for (const f of ['relocations', 'externs', 'checks']) need(Array.isArray(c[f]), file, `${cat}.${f}`, 'missing or not an array');
-      need(isObj(c.kernel) && isStr(c.kernel.id), file, `${cat}.kernel.id`, 'missing');
-    });
-  });
-  const r = doc as unknown as RunReport;
-  r.objects ??= [];
-  r.suites ??= [];
-  r.host ??= { node: '' };
-  return r;
-}
+export { validateRunReport };
 
 /** Reads and validates a report.json (or a run directory holding one); errors are one line naming the file. */
 export async function readRunReport(path: string): Promise<RunReport> {
