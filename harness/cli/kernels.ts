@@ -53,7 +53,7 @@ async function list(store: KernelStore, offline: boolean): Promise<number> {
   const rows = [['id', 'flavour', 'suites', 'package', 'version', 'cached']];
   let failed = 0;
   for (const e of store.matrix()) {
-    const cached = store.cached(e.id);
+    const cached = store.cached(e.id, { use: [] });
     if (offline) {
       rows.push([e.id, e.flavour, e.suites.join(','), cached?.package ?? '-', cached?.version ?? '-', cached ? 'yes' : 'no']);
       continue;

@@ -37,8 +37,9 @@ export async function loadTarget(spec: string): Promise<{ bytes: Uint8Array; nam
   if (existsSync(spec)) return { bytes: readFileSync(spec), name: spec };
   if (spec.includes('/') || spec.endsWith('.o') || spec.endsWith('.btf')) throw new UsageError(`${spec}: no such file`);
   const { KernelStore } = await import('../kernels/store.js');
-  const store = new KernelStore();
-  const k = await store.fetch(spec);
+  // Only the BTF and config are read here, so only they are hashed; a repair is said on stderr.
+  const store = new KernelStore({ log: (l) => process.stderr.write(`corematrix: ${l}\n`) });
+  const k = await store.fetch(spec, { use: ['btf', 'config'] });
   // Modules of this kernel by name: the .ko files from its package (the store keeps them), in one go.
   const modules = async (names: string[]) => {
     const { moduleKey } = await import('../kernels/modules.js');

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { CoreMatrixError } from '../core/errors.js';
 import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
 import { fileHash } from './base.js';
+import { checkSealedSync, sealOf, writeSeal } from '../seal.js';
 import { emptyManifest } from '../agent/manifest.js';
 
 /**
@@ -36,6 +37,8 @@ export interface AgentCodeCache {
   bytes: number;
   /** True when this call produced it (false: cache hit). */
   built: boolean;
+  /** Why a cached one was produced again (no checksum, corrupt). */
+  rebuilt?: string;
 }
 
 /**
@@ -43,7 +46,8 @@ export interface AgentCodeCache {
  * `flags`. Produced by running the bundle on the host through images/agent-start.cjs in an
  * environment where the agent returns early without effect (results to /dev/null, a manifest
  * with no suites): the cache then holds the start-up's functions, not only the top level.
- * Kept in cacheDir('images', 'codecache') by the hash of the bundle, the launcher, node and flags.
+ * Kept in cacheDir('images', 'codecache') by the hash of the bundle, the launcher, node and flags,
+ * sealed: a cached one whose bytes (~1 MB, hashed in about a millisecond) left its seal is made again.
  * Undefined when the bundle cannot be run that way (not CommonJS, say): the image then goes without.
  */
 export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_NODE_FLAGS): AgentCodeCache | undefined {
@@ -55,7 +59,12 @@ export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_
     .digest('hex')
     .slice(0, 24);
   const path = join(cacheDir('images', 'codecache'), `agent-${key}.cache`);
-  if (existsSync(path)) return { path, bytes: statSync(path).size, built: false };
+  let rebuilt: string | undefined;
+  if (existsSync(path)) {
+    const problem = checkSealedSync(path);
+    if (!problem) return { path, bytes: statSync(path).size, built: false };
+    rebuilt = `cached agent code cache ${problem}`;
+  }
   const work = mkdtempSync(join(tmpdir(), 'corematrix-codecache-'));
   try {
     const manifest = join(work, 'run.json');
@@ -75,9 +84,11 @@ export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_
       // is written on exit all the same. Only a missing cache is an error.
       if (!existsSync(out)) return undefined;
     }
-    writeFileAtomic(path, readFileSync(out));
+    const bytes = readFileSync(out);
+    writeFileAtomic(path, bytes);
+    writeSeal(path, sealOf(bytes));
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  return { path, bytes: statSync(path).size, built: true };
+  return { path, bytes: statSync(path).size, built: true, ...(rebuilt ? { rebuilt } : {}) };
 }

@@ -1,7 +1,8 @@
 // The BASE layer of every guest initramfs: busybox (with applet links), the host's node binary
 // and the shared libraries it needs, koffi pruned to its linux-x64 glibc module, and libbpf.so.1
 // with its dependencies (for the reference loader). It is large (~90 MB) and the same for every
-// run, so it is built once per content hash of its inputs and kept in cacheDir('images').
+// run, so it is built once per content hash of its inputs and kept in cacheDir('images'), sealed
+// (seal.ts): buildImage checks its bytes against the seal as it copies them into an image.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { CoreMatrixError } from '../core/errors.js';
 import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
 import { type CpioEntry, cpioContentKey, writeCpio } from './cpio.js';
 import { type Compression, compressFile } from './compress.js';
+import { hashFile, hashFileSync, readSeal, writeSeal } from '../seal.js';
 
 /** 'busybox': busybox only (fast boot tests); 'full': + node, koffi, libbpf. */
 export type BaseVariant = 'busybox' | 'full';
@@ -20,11 +22,17 @@ const RECIPE_VERSION = 4;
 
 export interface BaseLayer {
   path: string;
+  variant: BaseVariant;
+  /** The key of its inputs (names the file). */
   hash: string;
+  /** sha256 of the layer's bytes (its seal), checked by buildImage as it copies them. */
+  sha256: string;
   bytes: number;
   compression: Compression;
   /** True when this call built it (false: cache hit). */
   built: boolean;
+  /** Why a cached layer was built again (no checksum, corrupt). */
+  rebuilt?: string;
   buildMs: number;
 }
 
@@ -149,10 +157,7 @@ const MEMO_PRUNE_AT = 2000;
 function memoFile(): string {
   return join(cacheDir('images'), 'file-hashes.json');
 }
-/** sha256 of a file's bytes, memoised by (path, size, mtime, inode). */
-export function fileHash(path: string): string {
-  const st = statSync(path);
-  const key = `${realpathSync(path)}:${st.size}:${st.mtimeMs}:${st.ino}`;
+function loadMemo(): HashMemo {
   if (!memo) {
     try {
       memo = JSON.parse(readFileSync(memoFile(), 'utf8')) as HashMemo;
@@ -160,6 +165,16 @@ export function fileHash(path: string): string {
       memo = {};
     }
   }
+  return memo;
+}
+/** The real path a memo key names (keys are `<realpath>:<size>:<mtimeMs>:<ino>`). */
+const memoPath = (key: string) => key.split(':').slice(0, -3).join(':');
+
+/** sha256 of a file's bytes, memoised by (path, size, mtime, inode). */
+export function fileHash(path: string): string {
+  const st = statSync(path);
+  const key = `${realpathSync(path)}:${st.size}:${st.mtimeMs}:${st.ino}`;
+  const memo = loadMemo();
   const hit = memo[key];
   if (hit) return hit;
   const h = createHash('sha256').update(readFileSync(path)).digest('hex');
@@ -167,15 +182,32 @@ export function fileHash(path: string): string {
   // advance by a clock tick): its hash is not remembered until it has been still for a while.
   if (Date.now() - st.mtimeMs < 2000) return h;
   // One entry per file: a file rewritten in place (dist/agent.js at each build) replaces its own.
-  const real = key.split(':').slice(0, -3).join(':');
-  for (const k of Object.keys(memo)) if (k.startsWith(`${real}:`) && k.split(':').slice(0, -3).join(':') === real) delete memo[k];
+  const real = memoPath(key);
+  for (const k of Object.keys(memo)) if (k.startsWith(`${real}:`) && memoPath(k) === real) delete memo[k];
   memo[key] = h;
   // Old entries of files that are gone (run layers name test and temporary files too).
   if (Object.keys(memo).length > MEMO_PRUNE_AT)
-    for (const k of Object.keys(memo)) if (!existsSync(k.split(':').slice(0, -3).join(':'))) delete memo[k];
+    for (const k of Object.keys(memo)) if (!existsSync(memoPath(k))) delete memo[k];
   // Atomic replace: concurrent builders may read this file at any time.
   writeFileAtomic(memoFile(), JSON.stringify(memo));
   return h;
+}
+
+/**
+ * Drops the remembered hash of a file whose bytes were found to differ from it (changed in place
+ * with its size, mtime and inode kept): the next fileHash reads it again.
+ */
+export function forgetFileHash(path: string): void {
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    return; // gone: its entry goes at the next prune
+  }
+  const memo = loadMemo();
+  const stale = Object.keys(memo).filter((k) => memoPath(k) === real);
+  for (const k of stale) delete memo[k];
+  if (stale.length) writeFileAtomic(memoFile(), JSON.stringify(memo));
 }
 
 /** The entries of the base layer, with host sources not yet stripped. */
@@ -213,10 +245,10 @@ export function baseEntries(variant: BaseVariant): { entries: CpioEntry[]; node?
 }
 
 /** The base layer's key: its recipe and what writeCpio would archive from `entries` (node before strip). */
-function inputHash(variant: BaseVariant, compression: Compression, entries: CpioEntry[], strip: boolean): string {
+function inputHash(variant: BaseVariant, compression: Compression, entries: CpioEntry[], strip: boolean, hashFile: (path: string) => string): string {
   return createHash('sha256')
     .update(`corematrix-base v${RECIPE_VERSION} ${variant} ${compression} strip=${strip}\n`)
-    .update(cpioContentKey(entries, fileHash))
+    .update(cpioContentKey(entries, hashFile))
     .digest('hex')
     .slice(0, 24);
 }
@@ -225,11 +257,13 @@ function inputHash(variant: BaseVariant, compression: Compression, entries: Cpio
  * Returns the cached base layer for `variant`, building it when its inputs changed.
  * node is stripped of its symbol table (`strip --strip-unneeded`, dynamic symbols stay for
  * native addons) when `strip` is available: 99 MB → 86 MB.
+ * A cached layer is taken when its seal is there and of its size; its bytes are hashed where
+ * they are used, as buildImage copies them (an image that is reused does not read them at all).
  */
 export async function baseLayer(variant: BaseVariant = 'full', compression: Compression = DEFAULT_BASE_COMPRESSION): Promise<BaseLayer> {
   // One look-up per process: the image builds of a run (one per kernel) share it. Working out
   // the inputs runs ldd three times, busybox and strip once each: ~30 ms of processes per image.
-  const key = `${cacheDir('images')}\n${variant}\n${compression}`;
+  const key = knownKey(variant, compression);
   let p = known.get(key);
   if (!p) {
     p = buildBase(variant, compression);
@@ -238,23 +272,52 @@ export async function baseLayer(variant: BaseVariant = 'full', compression: Comp
     return p;
   }
   const layer = await p;
-  if (existsSync(layer.path)) return { ...layer, built: false, buildMs: 0 };
+  if (existsSync(layer.path)) return { ...layer, built: false, rebuilt: undefined, buildMs: 0 };
   known.delete(key); // removed since (pruned, or a test emptied its cache): look again
   return baseLayer(variant, compression);
 }
 const known = new Map<string, Promise<BaseLayer>>();
+const knownKey = (variant: BaseVariant, compression: Compression) => `${cacheDir('images')}\n${variant}\n${compression}`;
 
-async function buildBase(variant: BaseVariant, compression: Compression): Promise<BaseLayer> {
+/**
+ * Builds `layer` again because its bytes did not hash to its seal (`reason`), replacing the file
+ * (a rename: an image being copied from the old one keeps reading it). Callers in this process that
+ * find it corrupt at the same time share one build.
+ */
+export function rebuildBaseLayer(layer: BaseLayer, reason: string): Promise<BaseLayer> {
+  const key = knownKey(layer.variant, layer.compression);
+  const pending = rebuilding.get(key);
+  if (pending) return pending;
+  const p = buildBase(layer.variant, layer.compression, reason).finally(() => rebuilding.delete(key));
+  rebuilding.set(key, p);
+  known.set(key, p);
+  p.catch(() => known.delete(key));
+  return p;
+}
+const rebuilding = new Map<string, Promise<BaseLayer>>();
+
+async function buildBase(variant: BaseVariant, compression: Compression, rebuild?: string, attempt = 1): Promise<BaseLayer> {
   const t0 = performance.now();
   const { entries, node } = baseEntries(variant);
   const strip = node !== undefined && hasStrip();
-  const hash = inputHash(variant, compression, entries, strip);
+  // The hashes the key is made of, to compare with the bytes archived (below).
+  const used = new Map<string, string>();
+  const hash = inputHash(variant, compression, entries, strip, (p) => {
+    const h = fileHash(p);
+    used.set(p, h);
+    return h;
+  });
   const dir = cacheDir('images');
   const path = join(dir, `base-${variant}-${hash}.cpio${compression === 'none' ? '' : '.' + compression}`);
-  if (existsSync(path)) {
-    return { path, hash, bytes: statSync(path).size, compression, built: false, buildMs: performance.now() - t0 };
+  let why = rebuild;
+  if (!why && existsSync(path)) {
+    const seal = readSeal(path);
+    const bytes = statSync(path).size;
+    if (seal && seal.size === bytes) return { path, variant, hash, sha256: seal.sha256, bytes, compression, built: false, buildMs: performance.now() - t0 };
+    why = seal ? `cached base layer is corrupt: ${bytes} bytes (expected ${seal.size} bytes)` : 'cached base layer has no checksum';
   }
   const work = mkdtempSync(join(tmpdir(), 'corematrix-base-'));
+  let seal;
   try {
     if (strip && node) {
       const stripped = join(work, 'node');
@@ -262,19 +325,32 @@ async function buildBase(variant: BaseVariant, compression: Compression): Promis
       for (const e of entries) if (e.kind === 'file' && 'source' in e && e.path === 'bin/node') e.source = stripped;
     }
     const raw = join(work, 'base.cpio');
-    writeCpio(raw, entries);
+    const written = new Map<string, string>();
+    writeCpio(raw, entries, written);
+    // The layer must hold what its key says: a source whose bytes are not the hash the key used
+    // (a memo fooled by a change in place, or a file rewritten meanwhile) is read again, and the
+    // key made again. node was archived stripped: its own bytes are compared.
+    if (strip && node) written.set(node, hashFileSync(node).sha256);
+    const stale = [...used].filter(([p, h]) => written.has(p) && written.get(p) !== h).map(([p]) => p);
+    if (stale.length) {
+      for (const p of stale) forgetFileHash(p);
+      if (attempt === 3) throw new CoreMatrixError(`image: ${stale[0]} changed while the base layer was written, three times in a row`);
+      return buildBase(variant, compression, rebuild, attempt + 1);
+    }
     const out = compression === 'none' ? raw : await compressFile(raw, compression);
     // The kernel only looks for the next archive's cpio magic at a 4-byte aligned offset
     // (zero bytes between archives are skipped): pad a compressed layer to a multiple of 4.
     const rem = statSync(out).size % 4;
     if (rem) appendFileSync(out, new Uint8Array(4 - rem));
+    seal = await hashFile(out);
     const tmp = `${path}.tmp-${process.pid}`;
     execFileSync('cp', [out, tmp]);
     renameSync(tmp, path);
+    writeSeal(path, seal);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  return { path, hash, bytes: statSync(path).size, compression, built: true, buildMs: performance.now() - t0 };
+  return { path, variant, hash, sha256: seal.sha256, bytes: seal.size, compression, built: true, buildMs: performance.now() - t0, ...(why ? { rebuilt: why } : {}) };
 }
 
 /** Chosen by measurement (see harness/images/README.md). */

@@ -96,9 +96,11 @@ function sourceStat(source: string, path: string, what: string): Stats {
 /**
  * Writes `entries` as one newc archive to `outPath` (truncating it). Later entries with the same
  * path replace earlier ones; parent directories are created (mode 0755) when not listed.
- * Returns the number of bytes written.
+ * Returns the number of bytes written. `written`, when given, receives the sha256 of the bytes
+ * archived from each source file: what the archive holds, to compare with the content key's
+ * (memoised) hashes, which a file changed in place without its mtime moving would fool.
  */
-export function writeCpio(outPath: string, entries: readonly CpioEntry[]): number {
+export function writeCpio(outPath: string, entries: readonly CpioEntry[], written?: Map<string, string>): number {
   const sorted = sortedEntries(entries);
   const fd = openSync(outPath, 'w');
   let offset = 0;
@@ -135,7 +137,12 @@ export function writeCpio(outPath: string, entries: readonly CpioEntry[]): numbe
       } else {
         const st = sourceStat(e.source, e.path, `cpio ${outPath}`);
         entry(ino++, S_IFREG | (e.mode ?? st.mode & 0o7777), 1, e.path, st.size);
-        copyFile(e.source, st.size, write);
+        const h = written ? createHash('sha256') : undefined;
+        copyFile(e.source, st.size, (b) => {
+          h?.update(b);
+          write(b);
+        });
+        if (h) written!.set(e.source, h.digest('hex'));
         pad();
       }
     }

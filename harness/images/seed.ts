@@ -7,24 +7,27 @@ import { join } from 'node:path';
 import { CoreMatrixError } from '../core/errors.js';
 import { cacheDir, repoRoot } from '../paths.js';
 import { CLANG } from '../tools.js';
+import { checkSealedSync, hashFileSync, writeSeal } from '../seal.js';
 
 /** Where /init finds the seed, and the helper that credits it. */
 export const GUEST_SEED_PATH = 'etc/corematrix/seed';
 export const GUEST_SEED_TOOL = 'bin/cm-seed';
 
-/** The compiled images/cm-seed.c (dynamically linked against the host's glibc, which the image carries). */
+/** The compiled images/cm-seed.c (dynamically linked against the host's glibc, which the image carries), sealed. */
 export function seedTool(): string {
   const src = join(repoRoot(), 'images', 'cm-seed.c');
   const hash = createHash('sha256').update(readFileSync(src)).digest('hex').slice(0, 16);
   const out = join(cacheDir('images', 'tools'), `cm-seed-${hash}`);
-  if (existsSync(out)) return out;
+  if (existsSync(out) && checkSealedSync(out) === undefined) return out;
   const tmp = `${out}.tmp-${process.pid}`;
   try {
     execFileSync(CLANG, ['-O2', '-Wall', '-o', tmp, src], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
     throw new CoreMatrixError(`image: cannot compile ${src} with ${CLANG}: ${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().split('\n')[0]}`);
   }
+  const seal = hashFileSync(tmp);
   renameSync(tmp, out);
+  writeSeal(out, seal);
   return out;
 }
 

@@ -3,7 +3,7 @@
 // private apt state (apt.ts); .debs and the decompressed vmlinux are never kept.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type BigIntStats, createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoreMatrixError, FormatError, UsageError } from '../core/errors.js';
 import { cacheDir, writeFileAtomic } from '../paths.js';
@@ -103,8 +103,17 @@ interface ModulesManifest {
 export interface FetchOptions {
   /** Aborting stops a custom kernel build (its whole process group). */
   signal?: AbortSignal;
-  /** Called with each step of a custom kernel build (for a progress line). */
+  /**
+   * Called with each step of a custom kernel build, and when a cached blob is found corrupt or
+   * missing ('cached btf is corrupt: re-extracting it from the vmlinuz'), for a progress line.
+   */
   onStep?: (step: string) => void;
+  /**
+   * The artefacts the caller will read (default all three): only these are hashed before fetch
+   * returns; the others are checked for presence and size. `relocate` reads the BTF and config,
+   * a guest boots the vmlinuz too.
+   */
+  use?: readonly ArtefactKind[];
 }
 
 export interface KernelStoreOptions {
@@ -146,7 +155,8 @@ export function inSeries(upstream: string, series: string): boolean {
 function sha256File(path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const h = createHash('sha256');
-    createReadStream(path)
+    // 4 MB reads: a 15 MB vmlinuz in a few reads (64 KB ones took twice as long).
+    createReadStream(path, { highWaterMark: 4 << 20 })
       .on('data', (b) => h.update(b))
       .on('error', reject)
       .on('end', () => resolve(h.digest('hex')));
@@ -155,6 +165,22 @@ function sha256File(path: string): Promise<string> {
 
 function sha256FileSync(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** Blob path → identity of the file this process hashed there (or put there) and found right. */
+const hashedHere = new Map<string, string>();
+
+/** A blob whose bytes are to be hashed: where, what it should hash to, and its identity now. */
+interface BlobToHash {
+  path: string;
+  sha: string;
+  size: number;
+  id: string;
+}
+
+/** What a change to a file would move: inode, size, mtime, and ctime (which utimes cannot set back). */
+function fileIdentity(st: BigIntStats): string {
+  return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
 
 /** Runs `dpkg-deb --fsys-tarfile deb | tar -x -C dir members...`; members missing from the archive are not an error. */
@@ -236,7 +262,6 @@ export class KernelStore {
   private readonly matrixSource: string | KernelEntry[] | undefined;
   private matrixCache?: KernelEntry[];
   private readonly resolved = new Map<string, Promise<ResolvedKernel>>();
-  private memo: Record<string, { size: number; mtimeMs: number }> | undefined;
   private readonly inflight = new Map<string, Promise<KernelArtifacts>>();
   private readonly byMajor = new Map<string, Promise<AptCandidate[]>>();
   private readonly recipes = new Map<string, Promise<Recipe>>();
@@ -350,56 +375,50 @@ export class KernelStore {
     return join(this.dir, 'blobs', sha);
   }
 
-  private memoFile(): string {
-    return join(this.dir, 'verified.json');
+  /**
+   * Why a blob may not be used, or undefined: missing, of another size, or (with `hash`) bytes
+   * that do not hash to its name. Hashing is what makes it trustworthy (a size and mtime kept
+   * while a byte changed say nothing); a blob hashed by this process is not hashed again while
+   * its inode, size, mtime and ctime stay (ctime cannot be set back by utimes).
+   */
+  private async blobProblem(sha: string, size: number, hash: boolean): Promise<string | undefined> {
+    const c = this.blobCheck(sha, size, hash);
+    return c.hash ? this.judge(c.hash, await sha256File(c.hash.path)) : c.problem;
   }
 
-  private loadMemo(): Record<string, { size: number; mtimeMs: number }> {
-    if (!this.memo) {
-      try {
-        this.memo = JSON.parse(readFileSync(this.memoFile(), 'utf8')) as Record<string, { size: number; mtimeMs: number }>;
-      } catch {
-        this.memo = {};
-      }
-    }
-    return this.memo;
+  private blobProblemSync(sha: string, size: number, hash: boolean): string | undefined {
+    const c = this.blobCheck(sha, size, hash);
+    return c.hash ? this.judge(c.hash, sha256FileSync(c.hash.path)) : c.problem;
   }
 
-  private saveMemo(): void {
-    writeFileAtomic(this.memoFile(), JSON.stringify(this.loadMemo()));
-  }
-
-  /** Checks a blob against its name: size+mtime memo, full sha256 when they changed. Returns a problem or undefined. */
-  private verifyBlob(sha: string, size: number): string | undefined {
+  /** What stat tells of a blob: a problem, nothing wrong, or that its bytes must be hashed to tell. */
+  private blobCheck(sha: string, size: number, hash: boolean): { problem?: string; hash?: BlobToHash } {
     const path = this.blobPath(sha);
     let st;
     try {
-      st = statSync(path);
+      st = statSync(path, { bigint: true });
     } catch {
-      return 'missing';
+      return { problem: 'missing' };
     }
-    const memo = this.loadMemo();
-    const m = memo[sha];
-    if (m && m.size === st.size && m.mtimeMs === st.mtimeMs && st.size === size) return undefined;
-    const actual = sha256FileSync(path);
-    if (actual !== sha || st.size !== size) {
-      delete memo[sha];
-      this.saveMemo();
-      return `sha256 is now ${actual.slice(0, 12)}…, ${st.size} bytes (expected ${sha.slice(0, 12)}…, ${size} bytes)`;
-    }
-    memo[sha] = { size: st.size, mtimeMs: st.mtimeMs };
-    this.saveMemo();
+    if (st.size !== BigInt(size)) return { problem: `size is now ${st.size} bytes (expected ${size} bytes)` };
+    const id = fileIdentity(st);
+    return hash && hashedHere.get(path) !== id ? { hash: { path, sha, size, id } } : {};
+  }
+
+  private judge(b: BlobToHash, actual: string): string | undefined {
+    if (actual !== b.sha) return `sha256 is now ${actual.slice(0, 12)}…, ${b.size} bytes (expected ${b.sha.slice(0, 12)}…, ${b.size} bytes)`;
+    hashedHere.set(b.path, b.id);
     return undefined;
   }
 
+  /** Moves `file` into the store under its sha256 (replacing a corrupt blob of that name atomically). */
   private async putBlob(file: string): Promise<{ sha256: string; size: number }> {
     const sha = await sha256File(file);
     const dest = this.blobPath(sha);
     renameSync(file, dest);
-    const st = statSync(dest);
-    this.loadMemo()[sha] = { size: st.size, mtimeMs: st.mtimeMs };
-    this.saveMemo();
-    return { sha256: sha, size: st.size };
+    const st = statSync(dest, { bigint: true });
+    hashedHere.set(dest, fileIdentity(st));
+    return { sha256: sha, size: Number(st.size) };
   }
 
   // ---- manifests ---------------------------------------------------------------------------
@@ -436,17 +455,77 @@ export class KernelStore {
     };
   }
 
-  /** Verifies every blob of a manifest; logs and returns false on the first problem. */
-  private verified(m: Manifest): boolean {
+  /**
+   * Checks the blobs of a manifest: those in `use` by their sha256, the others by presence and
+   * size. A kernel's BTF that is corrupt or missing is taken again from its intact vmlinuz (no
+   * download). Says each problem once on the log and the progress line (`quiet`: a second look,
+   * under the lock, at what was already reported); false when the kernel must be fetched again.
+   */
+  private async intact(m: Manifest, use: readonly ArtefactKind[], opts: FetchOptions = {}, quiet = false): Promise<boolean> {
     for (const k of KINDS) {
-      const problem = this.verifyBlob(m.artefacts[k].sha256, m.artefacts[k].size);
+      const a = m.artefacts[k];
+      const problem = await this.blobProblem(a.sha256, a.size, use.includes(k));
+      if (!problem) continue;
+      const state = `cached ${k} ${problem === 'missing' ? 'is missing' : 'is corrupt'}`;
+      const line = problem === 'missing' ? state : `${state}: ${problem}`;
+      const step = (doing: string) => {
+        if (!quiet) opts.onStep?.(`${state}: ${doing}`);
+      };
+      const log = (done: string) => {
+        if (!quiet) this.log(`kernel ${m.id} ${m.version}: ${line}; ${done}`);
+      };
+      if (k === 'btf' && (m.btfSource ?? 'kernel') === 'kernel') {
+        step('re-extracting it from the vmlinuz');
+        if (await this.reextractBtf(m)) {
+          log('re-extracted it from the vmlinuz');
+          continue;
+        }
+      }
+      const again = m.flavour === 'custom' ? 'building it again' : 'fetching it again';
+      step(again);
+      log(again);
+      return false;
+    }
+    return true;
+  }
+
+  /** intact() without hashing in the background: for cached() (no repair, no network). */
+  private intactSync(m: Manifest, use: readonly ArtefactKind[]): boolean {
+    for (const k of KINDS) {
+      const problem = this.blobProblemSync(m.artefacts[k].sha256, m.artefacts[k].size, use.includes(k));
       if (problem) {
-        this.log(`kernel ${m.id} ${m.version}: cached ${k} ${problem === 'missing' ? 'is missing' : `is corrupt: ${problem}`}; refetching`);
-        if (problem !== 'missing') rmSync(this.blobPath(m.artefacts[k].sha256), { force: true });
+        this.log(`kernel ${m.id} ${m.version}: cached ${k} ${problem === 'missing' ? 'is missing' : `is corrupt: ${problem}`}`);
         return false;
       }
     }
     return true;
+  }
+
+  /**
+   * Takes a kernel's BTF out of its vmlinuz again (the .BTF section it was extracted from at
+   * fetch time), when the vmlinuz hashes to its name and the section to the BTF's: no download,
+   * and no network needed. False when that cannot be done (the kernel is then fetched again).
+   */
+  private async reextractBtf(m: Manifest): Promise<boolean> {
+    const v = m.artefacts.vmlinuz;
+    const b = m.artefacts.btf;
+    try {
+      const image = readFileSync(this.blobPath(v.sha256));
+      if (createHash('sha256').update(image).digest('hex') !== v.sha256) return false;
+      const { elf } = await extractVmlinux(image, `${m.package}: vmlinuz`);
+      const btf = elfSection(elf, '.BTF', `${m.package}: vmlinux`);
+      if (!btf || createHash('sha256').update(btf).digest('hex') !== b.sha256) return false;
+      const tmp = mkdtempSync(join(this.dir, 'tmp', `${m.id}-btf-`));
+      try {
+        writeFileSync(join(tmp, 'btf'), btf);
+        await this.putBlob(join(tmp, 'btf'));
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+      }
+      return true;
+    } catch {
+      return false; // no vmlinuz, or one that does not decompress: fetch it all again
+    }
   }
 
   /** Manifests of an id, newest version last. */
@@ -461,8 +540,11 @@ export class KernelStore {
       .sort((a, b) => compareDebVersions(sourceVersionOf(a.m.version), sourceVersionOf(b.m.version)) || a.m.fetchedAt.localeCompare(b.m.fetchedAt));
   }
 
-  /** The newest verified cached artefacts of an id (honouring a pin in the matrix), without network. */
-  cached(id: string): KernelArtifacts | undefined {
+  /**
+   * The newest intact cached artefacts of an id (honouring a pin in the matrix), without network:
+   * the blobs in `use` (default all) hashed, the others checked by size (`use: []` for a listing).
+   */
+  cached(id: string, opts: { use?: readonly ArtefactKind[] } = {}): KernelArtifacts | undefined {
     let pin: string | undefined;
     try {
       pin = this.matrix().find((k) => k.id === id)?.version;
@@ -471,7 +553,7 @@ export class KernelStore {
     }
     const all = this.manifestsOf(id).filter((x) => pin === undefined || x.m.version === pin || upstreamOf(x.m.version) === pin);
     const last = all[all.length - 1];
-    if (!last || !this.verified(last.m)) return undefined;
+    if (!last || !this.intactSync(last.m, opts.use ?? KINDS)) return undefined;
     return this.toArtifacts(last.m, last.path);
   }
 
@@ -484,23 +566,25 @@ export class KernelStore {
       r = await this.resolve(e);
     } catch (err) {
       // Offline or a broken mirror: fall back to what is cached (but never hide a missing pin).
-      const fallback = !/pinned version|no package in/.test((err as Error).message) ? this.cachedFor(e) : undefined;
+      const fallback = !/pinned version|no package in/.test((err as Error).message) ? await this.cachedFor(e, opts) : undefined;
       if (!fallback) throw err;
       this.log(`kernel ${e.id}: cannot resolve (${(err as Error).message.split('\n')[0]}); using cached ${fallback.package} ${fallback.version}`);
       return fallback;
     }
     const path = join(this.dir, 'manifests', manifestName(e.id, r.version));
-    const ready = (): KernelArtifacts | undefined => {
+    const use = opts.use ?? KINDS;
+    const ready = async (quiet = false): Promise<KernelArtifacts | undefined> => {
       const m = existsSync(path) ? this.readManifest(path) : undefined;
-      return m && m.package === r.package && this.verified(m) ? this.toArtifacts(m, path) : undefined;
+      return m && m.package === r.package && (await this.intact(m, use, opts, quiet)) ? this.toArtifacts(m, path) : undefined;
     };
-    const have = ready();
+    const have = await ready();
     if (have) return have;
     // One download per kernel: in this process (shared promise) and across processes (lock file).
+    // Under the lock, a quiet second look: another process may have fetched it meanwhile.
     const key = `${e.id}@${r.version}`;
     let p = this.inflight.get(key);
     if (!p) {
-      p = withLock(join(this.dir, 'tmp', `${manifestName(e.id, r.version)}.lock`), async () => ready() ?? this.download(e, r, path));
+      p = withLock(join(this.dir, 'tmp', `${manifestName(e.id, r.version)}.lock`), async () => (await ready(true)) ?? this.download(e, r, path));
       this.inflight.set(key, p);
       p.finally(() => this.inflight.delete(key)).catch(() => {});
     }
@@ -549,46 +633,47 @@ export class KernelStore {
     try {
       r = await this.recipe(e, b);
     } catch (err) {
-      const fallback = !/pinned version|is not in|needs/.test((err as Error).message) ? this.cachedFor(e) : undefined;
+      const fallback = !/pinned version|is not in|needs/.test((err as Error).message) ? await this.cachedFor(e, opts) : undefined;
       if (!fallback) throw err;
       this.log(`kernel ${e.id}: cannot resolve ${b.source} (${(err as Error).message.split('\n')[0]}); using the cached build ${fallback.version}`);
       return fallback;
     }
     const { src, fragment, hash, version } = r;
     const path = join(this.dir, 'manifests', manifestName(e.id, version));
-    const ready = (): KernelArtifacts | undefined => {
+    const use = opts.use ?? KINDS;
+    const ready = async (quiet = false): Promise<KernelArtifacts | undefined> => {
       const m = existsSync(path) ? this.readManifest(path) : undefined;
-      if (m && m.build?.hash === hash && this.verified(m)) return this.toArtifacts(m, path);
+      if (m && m.build?.hash === hash && (await this.intact(m, use, opts, quiet))) return this.toArtifacts(m, path);
       // Another entry with the same recipe (say btf: pahole and btf: none) built it already.
-      const twin = this.sameBuild(hash);
+      const twin = await this.sameBuild(hash, use);
       if (!twin) return undefined;
       const mine: Manifest = { ...twin, id: e.id, series: e.series };
       writeFileAtomic(path, JSON.stringify(mine, null, 2) + '\n');
       this.log(`kernel ${e.id}: same build as ${twin.id} (recipe ${hash.slice(0, 12)})`);
       return this.toArtifacts(mine, path);
     };
-    const have = ready();
+    const have = await ready();
     if (have) return have;
     // One build per recipe, whichever entries ask for it (in this process: one promise; across
     // processes: one lock); each entry then gets its own manifest naming the shared blobs.
     const key = `build-${hash.slice(0, 24)}`;
     let p = this.inflight.get(key);
     if (!p) {
-      p = withLock(join(this.dir, 'tmp', `${key}.lock`), async () => ready() ?? this.build(e, b, src, version, hash, fragment, path, opts), 3 * 3_600_000);
+      p = withLock(join(this.dir, 'tmp', `${key}.lock`), async () => (await ready(true)) ?? this.build(e, b, src, version, hash, fragment, path, opts), 3 * 3_600_000);
       this.inflight.set(key, p);
       p.finally(() => this.inflight.delete(key)).catch(() => {});
     }
     const built = await p;
-    return built.id === e.id ? built : (ready() ?? built);
+    return built.id === e.id ? built : ((await ready(true)) ?? built);
   }
 
-  /** A verified manifest of any id built from this recipe hash. */
-  private sameBuild(hash: string): Manifest | undefined {
+  /** An intact manifest of any id built from this recipe hash. */
+  private async sameBuild(hash: string, use: readonly ArtefactKind[]): Promise<Manifest | undefined> {
     const dir = join(this.dir, 'manifests');
     for (const f of readdirSync(dir)) {
       if (!f.endsWith('.json')) continue;
       const m = this.readManifest(join(dir, f));
-      if (m?.build?.hash === hash && this.verified(m)) return m;
+      if (m?.build?.hash === hash && (await this.intact(m, use, {}, true))) return m;
     }
     return undefined;
   }
@@ -683,7 +768,7 @@ export class KernelStore {
         let ok = intact.get(n);
         if (ok === undefined) {
           const x = m.modules[n];
-          intact.set(n, (ok = x !== undefined && this.verifyBlob(x.sha256, x.size) === undefined));
+          intact.set(n, (ok = x !== undefined && this.blobProblemSync(x.sha256, x.size, true) === undefined));
         }
         return ok;
       };
@@ -714,7 +799,7 @@ export class KernelStore {
       this.log(`kernel ${k.id}: taking modules ${missing.join(', ')} from ${pkg} ${k.version}`);
       const deb = await this.apt.download(pkg, k.version, join(tmp, 'debs'));
       const taken = new Set<string>();
-      const intact = (n: string) => taken.has(n) || (m.modules[n] !== undefined && this.verifyBlob(m.modules[n]!.sha256, m.modules[n]!.size) === undefined);
+      const intact = (n: string) => taken.has(n) || (m.modules[n] !== undefined && this.blobProblemSync(m.modules[n]!.sha256, m.modules[n]!.size, true) === undefined);
       // One pass over the archive per level of dependencies (most modules need none, or one).
       for (let pass = 0; missing.length > 0; pass++) {
         if (pass > 16) throw new CoreMatrixError(`${what}: module dependencies deeper than 16 levels (${missing.join(', ')})`);
@@ -747,10 +832,10 @@ export class KernelStore {
     }
   }
 
-  private cachedFor(e: KernelEntry): KernelArtifacts | undefined {
+  private async cachedFor(e: KernelEntry, opts: FetchOptions): Promise<KernelArtifacts | undefined> {
     const all = this.manifestsOf(e.id).filter((x) => e.version === undefined || x.m.version === e.version || upstreamOf(x.m.version) === e.version);
     const last = all[all.length - 1];
-    return last && this.verified(last.m) ? this.toArtifacts(last.m, last.path) : undefined;
+    return last && (await this.intact(last.m, opts.use ?? KINDS, opts)) ? this.toArtifacts(last.m, last.path) : undefined;
   }
 
   private async download(e: KernelEntry, r: ResolvedKernel, manifestPath: string): Promise<KernelArtifacts> {

@@ -318,7 +318,7 @@ export function versionCodeOfPackage(version: string): number {
  */
 export async function hostTruth(kernelId: string, opts: { specs?: SuiteSpec[]; keys?: string[]; modules?: string[]; store?: KernelStore } = {}): Promise<Record<string, number | string | boolean>> {
   const store = opts.store ?? new KernelStore();
-  const k = await store.fetch(kernelId);
+  const k = await store.fetch(kernelId, { use: ['btf', 'config'] });
   const specs = opts.specs ?? (opts.keys ? [] : listSuites().map((n) => readSpec(join(suitesDir(), n, 'spec.yaml'), `suites/${n}/spec.yaml`, n)));
   const keys = opts.keys ?? hostKeysOf(specs);
   // Module types are looked up in the modules' own BTF (split on the kernel's), as the guest sees them.
