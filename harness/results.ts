@@ -74,6 +74,8 @@ export interface CellResult {
     /** The last lines of the verifier log, on rejection. */
     logTail?: string;
   };
+  /** What the object's config (`<object>.yaml`) set before load on this kernel, one line each (and the facts that decided it). */
+  config?: string[];
   /** Translated instructions as the kernel returns them, hex, when recorded (differential runs). */
   xlated?: string;
   timings: { loadMs: number; runMs: number };

@@ -15,9 +15,11 @@ import type { ObjectSpec } from '../core/object/types.js';
 import { objectsRootNames } from '../core/relo/patch.js';
 import { moduleKey } from '../kernels/modules.js';
 import { Collection, type LoadOptions } from '../loader/collection.js';
+import { applyObjectConfig, kernelFacts, libbpfSettingsFor, type ObjectConfig, type ObjectConfigFacts } from '../loader/object-config.js';
+import type { LibbpfSettings } from '../reference/libbpf.js';
 import { describeStep, encodeMessage, PROTOCOL_VERSION, type AgentStep, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
-import { finitModule, ioctlBuffer, powerOff, unameRelease, vmlinuxBtf, KCONFIG_SPECIALS, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
+import { finitModule, ioctlBuffer, powerOff, unameRelease, unameVersion, vmlinuxBtf, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
 import { moduleNeedOn, moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, STEP_BUDGETS, type RunManifest } from './manifest.js';
 import { Watchdog } from './watchdog.js';
@@ -139,7 +141,8 @@ async function main(): Promise<number> {
     const { config } = readKernelConfig(release);
     mark('config');
     // What the objects' kconfig externs are filled from (every loader, every object in this guest).
-    const kconfig = { config, linuxKernelVersion: linuxKernelVersion(), specials: KCONFIG_SPECIALS };
+    // libbpf's LINUX_HAS_* specials are probed by the loader on this kernel, for objects that declare them.
+    const kconfig = { config, linuxKernelVersion: linuxKernelVersion() };
     // The suites read a few options as text; the config is parsed only where asked (KernelConfig).
     const configText: GuestContext['config'] = {
       get: (name) => {
@@ -285,12 +288,18 @@ async function main(): Promise<number> {
     // `done ok` says the agent did its work; whether each program passed is its cell's verdict
     // (a program the verifier rejects is a result, not a broken guest).
 
+    // What object configs' conditions ask about this kernel (made once, when a config first asks).
+    let facts: ObjectConfigFacts | undefined;
+    const configFacts = () => (facts ??= kernelFacts({
+      btf: kernelBtf, modules: moduleBtfs, config, version: kernelTriple(release), name: `${kernel.id} (${release})`,
+      ksyms: (name) => kallsymsLookup([name]).has(name),
+    }));
     // Users' own objects: every program loaded, its cells sent as soon as the object is done.
     const programCounts = new Map<string, number>();
     manifest.objects.forEach((o, i) => {
       const unit = { unit: `object:${o.name}`, object: o.name, index: states.size + i + 1, total: totalUnits };
       stepTo({ ...unit, phase: 'load' });
-      const cells = objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) });
+      const cells = objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts);
       programCounts.set(o.path, cells.length);
       for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
     });
@@ -316,8 +325,8 @@ async function main(): Promise<number> {
     if (loader !== 'ours') {
       const { referenceCells } = await import('./reference.js');
       const objs = [
-        ...[...states.values()].filter((st) => !st.skipped).map((st) => ({ suite: st.spec.name, path: st.object, name: objectName(st.object), sha256: st.sha256, programs: st.spec.programs, index: st.index, programCount: st.spec.programs?.length ?? st.obj?.programs.length ?? 1 })),
-        ...manifest.objects.map((o, i) => ({ suite: `object:${o.name}`, path: o.path, name: o.name, sha256: o.sha256, programs: undefined, index: states.size + i + 1, programCount: programCounts.get(o.path) ?? 1 })),
+        ...[...states.values()].filter((st) => !st.skipped).map((st) => ({ suite: st.spec.name, path: st.object, name: objectName(st.object), sha256: st.sha256, programs: st.spec.programs, index: st.index, programCount: st.spec.programs?.length ?? st.obj?.programs.length ?? 1, config: undefined as ObjectConfig | undefined })),
+        ...manifest.objects.map((o, i) => ({ suite: `object:${o.name}`, path: o.path, name: o.name, sha256: o.sha256, programs: undefined, index: states.size + i + 1, programCount: programCounts.get(o.path) ?? 1, config: o.config })),
       ];
       // Suites below their minimum kernel: the reference loader skips them too, visibly.
       for (const st of [...states.values()].filter((x) => x.skipped)) {
@@ -332,8 +341,11 @@ async function main(): Promise<number> {
         // Both loaders, every program of the object: one step, budgeted by its program count.
         const s: AgentStep = { unit: o.suite, object: o.name, phase: 'reference', index: o.index, total: totalUnits };
         stepTo(s);
-        const cells = dog.blocking(describeStep(s), budgets.loadMs * 2 * Math.max(1, o.programCount), () =>
-          referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names) }));
+        const cells = dog.blocking(describeStep(s), budgets.loadMs * 2 * Math.max(1, o.programCount), () => {
+          // Both loaders get the same configuration: ours the configured object, libbpf its setters.
+          const configured = o.config ? configuredFor(o.path, o.name, o.config, configFacts()) : undefined;
+          return referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), ...(configured ? { configured } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names) });
+        });
         for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
       }
     }
@@ -357,7 +369,7 @@ async function main(): Promise<number> {
  * The cells of one user object loaded by our loader: one per program, or one `(object)` cell when
  * the object could not be opened or has no program at all (it never silently disappears).
  */
-function objectCells(o: RunManifest['objects'][number], kernel: KernelInfo, opts: Omit<LoadOptions, 'sha256'>): CellResult[] {
+function objectCells(o: RunManifest['objects'][number], kernel: KernelInfo, opts: Omit<LoadOptions, 'sha256'>, facts: () => ObjectConfigFacts): CellResult[] {
   const t = performance.now();
   const object = { name: o.name, sha256: o.sha256 };
   const whole = (reason: string): CellResult[] => [{
@@ -365,17 +377,22 @@ function objectCells(o: RunManifest['objects'][number], kernel: KernelInfo, opts
     verdict: 'fail', reason, relocations: [], externs: [], checks: [], timings: { loadMs: Math.round(performance.now() - t), runMs: 0 },
   }];
   let coll: Collection | undefined;
+  let config: string[] | undefined;
   try {
-    coll = new Collection(loadObjectSpec(readFileSync(o.path), o.name));
-    if (!coll.spec.programs.length) return whole(`${o.name} has no BPF programs (no function in a program section)`);
+    let spec = loadObjectSpec(readFileSync(o.path), o.name);
+    if (!spec.programs.length) return whole(`${o.name} has no BPF programs (no function in a program section)`);
+    // Configured before load as its tool's user space would, with this kernel's facts.
+    if (o.config) ({ spec, applied: config } = applyObjectConfig(spec, o.config, facts()));
+    coll = new Collection(spec);
     coll.load({ ...opts, sha256: o.sha256 });
     return coll.outcomes.map((p) => {
       const cell: CellResult = {
         schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: p.name, loader: 'ours', object,
-        verdict: p.status === 'loaded' ? 'pass' : 'fail', relocations: p.relocations,
+        verdict: p.status === 'loaded' ? 'pass' : p.status === 'not-loaded' ? 'expected-skip' : 'fail', relocations: p.relocations,
         externs: coll!.externs.map((e) => ({ name: e.name, kind: 'kconfig' as const, value: e.value })), checks: [],
         timings: { loadMs: p.loadMs, runMs: 0 },
       };
+      if (config) cell.config = config;
       if (p.status !== 'loaded') cell.reason = `${p.status}: ${p.reason ?? ''}`;
       if (p.insnsProcessed !== undefined || p.verifierLogTail) cell.verifier = { insnsProcessed: p.insnsProcessed, logTail: p.verifierLogTail };
       if (p.xlated) cell.xlated = p.xlated;
@@ -389,6 +406,19 @@ function objectCells(o: RunManifest['objects'][number], kernel: KernelInfo, opts
 }
 
 const objectName = (path: string) => path.split('/').pop()!;
+
+/** The object as its config makes it on this kernel, and the same settings as libbpf's setters (a fresh parse: loading patches a spec in place). */
+function configuredFor(path: string, name: string, config: ObjectConfig, facts: ObjectConfigFacts): { spec: ObjectSpec; settings: LibbpfSettings } {
+  const original = loadObjectSpec(readFileSync(path), name);
+  const { spec } = applyObjectConfig(original, config, facts);
+  return { spec, settings: libbpfSettingsFor(original, spec) };
+}
+
+/** major.minor.patch of the running kernel, with Debian's real patch level (`#1 SMP Debian 5.10.262-1`), not uname's 5.10.0. */
+function kernelTriple(release: string): [number, number, number] {
+  const m = /\bDebian (\d+)\.(\d+)\.(\d+)/.exec(unameVersion()) ?? /^(\d+)\.(\d+)\.(\d+)/.exec(release) ?? /^(\d+)\.(\d+)/.exec(release);
+  return [Number(m?.[1] ?? 0), Number(m?.[2] ?? 0), Number(m?.[3] ?? 0)];
+}
 
 /** TEST-ONLY fault: holds the thread as a syscall would (no timer, no heartbeat), for `ms` or for ever. */
 function blockFor(ms?: number): void {

@@ -23,14 +23,17 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
   try {
     const bytes = readFileSync(o.path);
     if (mode === 'libbpf') {
-      const ref = loadWithLibbpf(bytes, o.name, { programs: o.programs, btfCustomPath: opts.btfCustomPath, ...(opts.library ? { library: opts.library } : {}) });
+      const ref = loadWithLibbpf(bytes, o.name, { programs: o.programs, btfCustomPath: opts.btfCustomPath, ...(opts.library ? { library: opts.library } : {}), ...(opts.configured ? { configure: opts.configured.settings } : {}) });
       ref.close();
       return ref.outcomes.map((r) => {
         const cell = base(r.name);
         cell.timings.loadMs = r.loadMs;
         if (r.xlated) cell.xlated = r.xlated;
         if (r.insnsProcessed !== undefined || r.verifierLog) cell.verifier = { insnsProcessed: r.insnsProcessed, logTail: r.verifierLog?.trimEnd().split('\n').slice(-30).join('\n') };
-        if (r.status !== 'loaded') {
+        if (r.status === 'not-loaded') {
+          cell.verdict = 'expected-skip';
+          cell.reason = `${r.libbpf}: ${r.reason ?? 'not loaded'}`;
+        } else if (r.status !== 'loaded') {
           cell.verdict = 'fail';
           cell.reason = `${r.libbpf}: ${r.status}: ${r.reason ?? ''}`;
         }

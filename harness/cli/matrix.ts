@@ -31,6 +31,11 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                          suite holding prog.bpf.c and spec.yaml; a spec with 'header: joined'
                          compiles against the joined header of the matrix's Debian kernels
                          (corematrix btf join), else against 6.1's vmlinux.h
+  --object-config <file.o>=<config.yaml>
+                         configure that --object before load as its tool would (autoload,
+                         attach targets, map sizes, .rodata/.data/.bss values; conditions on each
+                         kernel): docs/object-config.md. Without it, <file>.yaml beside the
+                         object (x.bpf.o -> x.bpf.yaml) is used when it exists
   --object <file.o>      also load this clang-built object in every guest (repeatable): each
                          program is reported as loaded, rejected (with the verifier log) or
                          relocation failed (which field)
@@ -122,7 +127,7 @@ export const matrixCommand: Command = {
         args,
         options: {
           kernels: { type: 'string' }, suites: { type: 'string' }, jobs: { type: 'string' }, accel: { type: 'string' },
-          timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true }, module: { type: 'string', multiple: true }, 'suites-dir': { type: 'string' },
+          timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true }, 'object-config': { type: 'string', multiple: true }, module: { type: 'string', multiple: true }, 'suites-dir': { type: 'string' },
           shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' }, corpus: { type: 'string', multiple: true },
         },
       });
@@ -181,8 +186,14 @@ export const matrixCommand: Command = {
     const corpora = values.corpus ?? [];
     for (const c of corpora) if (c !== 'core-reloc' && c !== 'debian') throw new UsageError(`--corpus must be core-reloc or debian, not '${c}'`);
     const { runMatrix, runPassed, readUserObjects } = await import('../matrix/run.js');
-    // Bad objects are found here, before a kernel is fetched or a report folder is made.
-    readUserObjects(values.object ?? []);
+    // Bad objects and configs are found here, before a kernel is fetched or a report folder is made.
+    const objectConfigs = new Map<string, string>();
+    for (const pair of values['object-config'] ?? []) {
+      const eq = pair.indexOf('=');
+      if (eq <= 0 || eq === pair.length - 1) throw new UsageError(`--object-config takes <object.o>=<config.yaml>, not '${pair}'`);
+      objectConfigs.set(pair.slice(0, eq), pair.slice(eq + 1));
+    }
+    readUserObjects(values.object ?? [], objectConfigs);
     const objects = [...(values.object ?? [])];
     if (corpora.includes('debian')) {
       const { debianObjects } = await import('../corpus/debian-objects.js');
@@ -228,6 +239,7 @@ export const matrixCommand: Command = {
         ...(shard ? { shard } : {}),
         suites: values.suites === 'none' ? [] : values.suites ? values.suites.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
         objects,
+        objectConfigs,
         ...(values.module?.length ? { modules: values.module } : {}),
         ...(suitesDirOpt !== undefined ? { suitesDir: suitesDirOpt } : {}),
         loader,

@@ -13,13 +13,14 @@ import { BPF_PSEUDO_BTF_ID, LD_IMM64 } from '../core/insn.js';
 import { fillKconfig, type KconfigFacts, type KconfigResolution } from '../core/kconfig.js';
 import { linkProgram } from '../core/object/link.js';
 import { isMapInMap, MapType, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG } from '../core/object/maps.js';
+import { ProgType } from '../core/object/sections.js';
 import type { LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
 import { relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { RelocationRecord } from '../core/relo/report.js';
 import { locateRodata, writeRodata } from '../suites/rodata.js';
 import {
   attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, btfLoad, BpfMap, close as closeFd, ensureBpffs, errnoNumber, FeatureMissingError,
-  kconfigSpecial, Link, pageSize, possibleCpuCount, probeBtfKind, probeMapType, probeMmapableArray, Program, requireFeature,
+  kconfigSpecial, Link, pageSize, syscallPrefix, possibleCpuCount, probeBtfKind, probeMapType, probeMmapableArray, Program, requireFeature,
   SyscallError, u32, VerifierError, type Ksym,
 } from '../runtime/index.js';
 import type { MapTypeName } from '../runtime/consts.js';
@@ -238,6 +239,11 @@ export class Collection {
     const want = opts.programs ? new Set(opts.programs) : undefined;
     for (const p of spec.programs) {
       if (want && !want.has(p.name)) continue;
+      // Autoload off (`SEC("?...")`, or the object's config): libbpf leaves it unloaded, and so do we.
+      if (!p.autoload) {
+        this.outcomes.push({ name: p.name, section: p.section, status: 'not-loaded', reason: 'autoload is off', loadMs: 0, relocations: [] });
+        continue;
+      }
       if (opts.aroundProgram) opts.aroundProgram(p.name, () => this.loadProgram(p, opts));
       else this.loadProgram(p, opts);
     }
@@ -430,6 +436,8 @@ export class Collection {
     const out: ProgramOutcome = { name: p.name, section: p.section, status: 'error', loadMs: 0, relocations: [] };
     this.outcomes.push(out);
     try {
+      // A section libbpf knows no row for: it refuses the program at load, naming the section.
+      if (p.kind === 'unknown') throw new CoreMatrixError(`program '${p.name}': ${p.reason ?? `unknown section '${p.section}'`}`);
       const linked = linkProgram(this.spec, p);
       const mine = new Set(linked.layout.map((l) => `${l.section}\u0000${l.name}`));
       const ranges = this.spec.functions.filter((f) => mine.has(`${f.section}\u0000${f.name}`));
@@ -454,13 +462,17 @@ export class Collection {
       }
       this.resolveExterns(linked, opts);
       opts.mutateInsns?.(p.name, linked.insns);
+      // Rows that load against a BTF target (fentry, fexit, fmod_ret, lsm, tp_btf, iter): the
+      // kernel's type id of the target, as the section table names it (bpf_lsm_x, btf_trace_x, bpf_iter_x).
       let attachBtfId: number | undefined;
-      if (p.expectedAttachType !== undefined && p.attachTo && (p.kind.startsWith('fentry') || p.kind.startsWith('fexit') || p.kind.startsWith('fmod_ret') || p.kind.startsWith('lsm') || p.kind === 'tp_btf')) {
+      if (p.flags.attachBtf && p.type !== ProgType.EXT) {
+        if (p.targetError || p.target?.kind !== 'btf') throw new CoreMatrixError(`program '${p.name}': ${p.targetError ?? `section '${p.section}' names no BTF attach target`}`);
+        const t = p.target;
+        if (t.module) throw new CoreMatrixError(`program '${p.name}': attach target ${t.module}:${t.name} is in a module; module attach targets (attach_btf_obj_fd) are not supported yet`);
         const kb = opts.kernelBtf;
-        const name = p.kind === 'tp_btf' ? `btf_trace_${p.attachTo}` : p.kind.startsWith('lsm') ? `bpf_lsm_${p.attachTo}` : p.attachTo;
-        const want = p.kind === 'tp_btf' ? Kind.TYPEDEF : Kind.FUNC;
-        attachBtfId = kb.byName(name).find((i) => kb.kind(i) === want);
-        if (attachBtfId === undefined) throw new CoreMatrixError(`attach target ${name} is not in the kernel's BTF`);
+        const want = t.btfKind === 'typedef' ? Kind.TYPEDEF : Kind.FUNC;
+        attachBtfId = kb.byName(t.btfName).find((i) => kb.kind(i) === want);
+        if (attachBtfId === undefined) throw new CoreMatrixError(`attach target ${t.btfName} is not in the kernel's BTF`);
       }
       const useBtf = this.btfFd >= 0;
       const prog = Program.load({
@@ -471,7 +483,7 @@ export class Collection {
         expectedAttachType: p.expectedAttachType,
         attachBtfId,
         kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion,
-        progFlags: p.sleepable ? 1 << 4 : 0,
+        progFlags: p.progFlags,
         progBtfFd: useBtf ? this.btfFd : undefined,
         funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined,
         funcInfoRecSize: 8,
@@ -487,7 +499,7 @@ export class Collection {
       if (out.insnsProcessed === undefined) {
         // Before 5.16 the count is only in the verifier log: load once more with a log, to report it.
         try {
-          const again = Program.load({ progType: p.type, insns: linked.insns, license: this.spec.license || 'GPL', name: p.name.slice(0, 15), expectedAttachType: p.expectedAttachType, attachBtfId, kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion, logLevel: 1, logSize: 1 << 20, progBtfFd: useBtf ? this.btfFd : undefined, funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined, lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined });
+          const again = Program.load({ progType: p.type, insns: linked.insns, license: this.spec.license || 'GPL', name: p.name.slice(0, 15), expectedAttachType: p.expectedAttachType, attachBtfId, progFlags: p.progFlags, kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion, logLevel: 1, logSize: 1 << 20, progBtfFd: useBtf ? this.btfFd : undefined, funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined, lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined });
           out.insnsProcessed = processedFromLog(again.verifierLog);
           again.close();
         } catch {
@@ -531,8 +543,16 @@ function attach(p: ProgramSpec, prog: Program): Link | undefined {
   switch (p.kind) {
     case 'kprobe':
     case 'kretprobe':
-      if (!p.attachTo) return undefined;
-      return attachKprobe(prog, p.attachTo, { retprobe: p.kind === 'kretprobe' });
+      if (p.target?.kind !== 'kprobe') return undefined;
+      return attachKprobe(prog, p.target.func, { retprobe: p.target.retprobe, ...(p.target.offset ? { offset: p.target.offset } : {}) });
+    case 'ksyscall':
+    case 'kretsyscall': {
+      // As libbpf: the arch's wrapper (__x64_sys_openat) where the kernel has syscall wrappers, else __se_sys_openat.
+      if (p.target?.kind !== 'ksyscall') return undefined;
+      const prefix = syscallPrefix();
+      const func = prefix && kconfigSpecial('LINUX_HAS_SYSCALL_WRAPPER') === 1 ? `__${prefix}_sys_${p.target.syscall}` : `__se_sys_${p.target.syscall}`;
+      return attachKprobe(prog, func, { retprobe: p.target.retprobe });
+    }
     case 'tracepoint':
     case 'tp': {
       const [group, name] = (p.attachTo ?? '').split('/');

@@ -12,6 +12,7 @@
 // Everything here is pure (no node:*) except `readObjectConfig`, the one function that reads a
 // file, so the guest agent and the host's offline check evaluate a config the same way.
 
+import type { LibbpfSettings } from '../reference/libbpf.js';
 import { readFileSync } from 'node:fs';
 import yaml from 'js-yaml';
 import type { Btf } from '../core/btf/btf.js';
@@ -732,4 +733,26 @@ function encodeValue(btf: Btf, v: VariableLocation, value: VariableValue, fail: 
     return value;
   }
   return fail(`${typeText} cannot be set: only integers, bool, enums and char arrays can`);
+}
+
+/**
+ * The same configuration as libbpf's setters would make it (bpf_program__set_autoload,
+ * bpf_program__set_attach_target, bpf_map__set_max_entries, bpf_map__set_initial_value): what
+ * `configured` (applyObjectConfig's result) changed from `original`, so the reference loader gets
+ * exactly what ours got.
+ */
+export function libbpfSettingsFor(original: ObjectSpec, configured: ObjectSpec): LibbpfSettings {
+  const s: Required<LibbpfSettings> = { autoload: {}, attachTarget: {}, maxEntries: {}, initialValue: {} };
+  for (const p of configured.programs) {
+    const was = original.programs.find((x) => x.name === p.name)!;
+    if (p.autoload !== was.autoload) s.autoload[p.name] = p.autoload;
+    // Only BTF targets are a load-time setting (attach_btf_id); other targets matter at attach.
+    if (p.attachTo !== was.attachTo && p.target?.kind === 'btf') s.attachTarget[p.name] = p.target.name;
+  }
+  for (const m of configured.maps) {
+    const was = original.maps.find((x) => x.name === m.name)!;
+    if (m.maxEntries !== was.maxEntries) s.maxEntries[m.name] = m.maxEntries;
+    if (m.data && was.data && m.kind === 'data' && !Buffer.from(m.data).equals(Buffer.from(was.data))) s.initialValue[m.name] = m.data.slice();
+  }
+  return s;
 }

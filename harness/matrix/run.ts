@@ -17,6 +17,8 @@ import { buildSuites, clangId, hostTruthOf, modulesFor, type BuiltSuite } from '
 import { hostKeysOf } from '../suites/truth.js';
 import { kernelBtfIndexFile } from '../kernels/btf-index.js';
 import { loadObjectSpec } from '../core/object/load.js';
+import type { ObjectSpec } from '../core/object/types.js';
+import { checkObjectConfig, configPathFor, readObjectConfig, type ObjectConfig } from '../loader/object-config.js';
 import { objectsRootNames } from '../core/relo/patch.js';
 import { runGuest, type Accel } from '../vm/qemu.js';
 import { runPool } from '../vm/pool.js';
@@ -36,8 +38,10 @@ export interface MatrixOptions {
   /** Recorded in the report when this run is one shard of a split. */
   shard?: { index: number; count: number };
   suites?: string[];
-  /** Users' own clang-built objects, loaded and reported as-is. */
+  /** Users' own clang-built objects, loaded and reported as-is (configured by `<object>.yaml` beside each, when there is one). */
   objects?: string[];
+  /** Object → config file, for configs that are not `<object>.yaml` beside their object (--object-config). */
+  objectConfigs?: ReadonlyMap<string, string>;
   /**
    * Kernel modules to load in every guest before its BTF is read (for --object files that use a
    * module's types), where the kernel's package has them; kernels without one run without it.
@@ -104,7 +108,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   o.log(`matrix: ${entries.length} kernel(s)${o.shard ? ` (shard ${o.shard.index}/${o.shard.count})` : ''}: ${entries.map((e) => e.id).join(' ')}`);
   // No kernel to boot (an empty shard, nothing newer): no suite to compile either.
   const suites: BuiltSuite[] = o.suites?.length === 0 || entries.length === 0 ? [] : await buildSuites({ names: o.suites, ...(o.suitesDir ? { suitesDir: o.suitesDir } : {}) });
-  const userObjects = readUserObjects(o.objects ?? []);
+  const userObjects = readUserObjects(o.objects ?? [], o.objectConfigs);
   o.log(`matrix: ${suites.length} suite(s) compiled once: ${suites.map((s) => `${s.name} (${s.sha256.slice(0, 12)})`).join(' ')}`);
   // The root type names of the suites' CO-RE relocations: the kernel BTF index answers them, so
   // the agent has them without a walk over the kernel's types.
@@ -205,7 +209,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         schema: MANIFEST_SCHEMA,
         kernel,
         suites: suites.map((s) => ({ spec: s.spec, object: `/cm/objects/${s.name}.bpf.o`, sha256: s.sha256 })),
-        objects: userObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256 })),
+        objects: userObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256, ...(u.config ? { config: u.config } : {}) })),
         // The truth keys of the suites this run compiled (also those of another --suites-dir),
         // module types read from the modules shipped to this guest.
         hostTruth: await hostTruthOf({ ...k, modules: modules.map((m) => m.source) }, truthKeys),
@@ -219,8 +223,8 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ...(o.faults ? { faults: o.faults } : {}),
         ...(o.stepBudgets ? { stepBudgets: o.stepBudgets } : {}),
       };
-      o.progress?.(e.id, 'building image');
       const image = await buildImage({
+        onStep: (step) => o.progress?.(e.id, step),
         files: [
           { path: '/cm/run.json', data: JSON.stringify(manifest) },
           ...suites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
@@ -330,14 +334,20 @@ export interface UserObject {
   path: string;
   sha256: string;
   programs: string[];
+  /** Its config (`<object>.yaml` beside it, or the one --object-config names), checked against it. */
+  config?: ObjectConfig;
 }
 
 /**
  * Reads every --object as `relocate` reads it, before anything boots: a missing or malformed one
  * is one line naming the file and exit 2, not a failure found again inside every guest.
  */
-export function readUserObjects(paths: string[]): UserObject[] {
+export function readUserObjects(paths: string[], configs: ReadonlyMap<string, string> = new Map()): UserObject[] {
   const names = new Set<string>();
+  for (const [object, file] of configs) {
+    if (!paths.includes(object)) throw new UsageError(`--object-config ${object}=${file}: ${object} is not one of the --object files`);
+    if (!existsSync(file)) throw new UsageError(`--object-config ${object}=${file}: no such file`);
+  }
   return paths.map((path, i) => {
     if (!existsSync(path)) throw new UsageError(`${path}: no such object file`);
     const bytes = readFileSync(path);
@@ -346,14 +356,20 @@ export function readUserObjects(paths: string[]): UserObject[] {
     if (names.has(name)) name = `${basename(dirname(path))}/${name}`;
     if (names.has(name)) name = `${name}#${i + 1}`;
     names.add(name);
-    let programs: string[];
+    let spec: ObjectSpec;
     try {
-      programs = loadObjectSpec(bytes, path).programs.map((p) => p.name);
+      spec = loadObjectSpec(bytes, path);
     } catch (err) {
       const line = (err as Error).message.split('\n')[0]!;
       throw new FormatError(line.startsWith(path) ? line : `${path}: ${line}`);
     }
-    return { name, host: path, path: `/cm/user/${i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs };
+    // Its config: named on the command line, or `<object>.yaml` beside it; every name it uses is
+    // checked against the object here (conditions are evaluated in each guest).
+    const file = configs.get(path) ?? (existsSync(configPathFor(path)) ? configPathFor(path) : undefined);
+    const config = file ? readObjectConfig(file) : undefined;
+    if (config) checkObjectConfig(spec, config);
+    const programs = spec.programs.map((p) => p.name);
+    return { name, host: path, path: `/cm/user/${i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs, ...(config ? { config } : {}) };
   });
 }
 

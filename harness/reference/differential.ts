@@ -5,9 +5,10 @@
 import type { Btf } from '../core/btf/btf.js';
 import type { KconfigFacts } from '../core/kconfig.js';
 import { loadObjectSpec } from '../core/object/load.js';
+import type { ObjectSpec } from '../core/object/types.js';
 import { Collection, type LoadOptions, type ProgramOutcome } from '../loader/collection.js';
 import { compareOutcomes, type OutcomeComparison } from './compare.js';
-import { loadWithLibbpf, type ReferenceLibrary, type ReferenceOutcome } from './libbpf.js';
+import { loadWithLibbpf, type LibbpfSettings, type ReferenceLibrary, type ReferenceOutcome } from './libbpf.js';
 
 export interface DifferentialOptions {
   kernelBtf: Btf;
@@ -24,6 +25,8 @@ export interface DifferentialOptions {
   btfCustomPath?: string;
   /** The libbpf to compare with (default: the system's, Debian's libbpf.so.1). */
   library?: ReferenceLibrary;
+  /** The object as its config made it (ours) and the same settings for libbpf's setters. */
+  configured?: { spec: ObjectSpec; settings: LibbpfSettings };
   /** Passed to our loader only (test hook: a deliberately broken loader). */
   mutateInsns?: LoadOptions['mutateInsns'];
 }
@@ -44,7 +47,7 @@ export interface DifferentialResult {
  */
 export function differential(bytes: Uint8Array, name: string, o: DifferentialOptions): DifferentialResult {
   const t0 = performance.now();
-  const spec = loadObjectSpec(bytes, name);
+  const spec = o.configured?.spec ?? loadObjectSpec(bytes, name);
   const coll = new Collection(spec);
   let ours: ProgramOutcome[];
   try {
@@ -59,7 +62,7 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
     coll.close();
   }
   const t1 = performance.now();
-  const ref = loadWithLibbpf(bytes, name, { programs: o.programs, btfCustomPath: o.btfCustomPath, ...(o.library ? { library: o.library } : {}) });
+  const ref = loadWithLibbpf(bytes, name, { programs: o.programs, btfCustomPath: o.btfCustomPath, ...(o.library ? { library: o.library } : {}), ...(o.configured ? { configure: o.configured.settings } : {}) });
   ref.close();
   const t2 = performance.now();
   const comparisons: OutcomeComparison[] = [];
