@@ -13,14 +13,14 @@ import { BPF_PSEUDO_BTF_ID, LD_IMM64 } from '../core/insn.js';
 import { fillKconfig, type KconfigFacts, type KconfigResolution } from '../core/kconfig.js';
 import { linkProgram } from '../core/object/link.js';
 import { isMapInMap, MapType, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG } from '../core/object/maps.js';
-import { ProgType } from '../core/object/sections.js';
+import { AttachType, ProgType } from '../core/object/sections.js';
 import type { LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
 import { relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { RelocationRecord } from '../core/relo/report.js';
 import { locateRodata, writeRodata } from '../suites/rodata.js';
 import {
   attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, btfLoad, BpfMap, close as closeFd, ensureBpffs, errnoNumber, FeatureMissingError,
-  kconfigSpecial, Link, pageSize, syscallPrefix, possibleCpuCount, probeBtfKind, probeMapType, probeMmapableArray, Program, requireFeature,
+  kconfigSpecial, Link, pageSize, probeUprobeMultiLink, syscallPrefix, possibleCpuCount, probeBtfKind, probeMapType, probeMmapableArray, Program, requireFeature,
   SyscallError, u32, VerifierError, type Ksym,
 } from '../runtime/index.js';
 import type { MapTypeName } from '../runtime/consts.js';
@@ -209,7 +209,7 @@ export class Collection {
 
     // 2. The object's BTF, rewritten for what this kernel knows.
     // The kernel is probed (a BTF load each) only for what the object's BTF uses.
-    const sanitized = sanitizeBtf(spec.btf, (f) => probeBtfKind(PROBE_OF[f]) !== 'missing');
+    const sanitized = sanitizeBtf(spec.btf, (f) => probeBtfKind(PROBE_OF[f]) !== 'missing', new Set(spec.functions.filter((f) => f.hidden).map((f) => f.name)));
     this.btfChanges = sanitized.changes;
     try {
       this.btfFd = btfLoad(sanitized.bytes, { label: spec.source }).fd;
@@ -474,13 +474,16 @@ export class Collection {
         attachBtfId = kb.byName(t.btfName).find((i) => kb.kind(i) === want);
         if (attachBtfId === undefined) throw new CoreMatrixError(`attach target ${t.btfName} is not in the kernel's BTF`);
       }
+      // USDT programs are loaded for multi-uprobe links where the kernel has them (as libbpf does:
+      // it changes which bpf_get_attach_cookie the verifier picks, so the translated code too).
+      const expectedAttachType = p.flags.usdt && probeUprobeMultiLink() === 'supported' ? AttachType.TRACE_UPROBE_MULTI : p.expectedAttachType;
       const useBtf = this.btfFd >= 0;
       const prog = Program.load({
         progType: p.type,
         insns: linked.insns,
         license: this.spec.license || 'GPL',
         name: p.name.slice(0, 15),
-        expectedAttachType: p.expectedAttachType,
+        expectedAttachType,
         attachBtfId,
         kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion,
         progFlags: p.progFlags,
@@ -499,7 +502,7 @@ export class Collection {
       if (out.insnsProcessed === undefined) {
         // Before 5.16 the count is only in the verifier log: load once more with a log, to report it.
         try {
-          const again = Program.load({ progType: p.type, insns: linked.insns, license: this.spec.license || 'GPL', name: p.name.slice(0, 15), expectedAttachType: p.expectedAttachType, attachBtfId, progFlags: p.progFlags, kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion, logLevel: 1, logSize: 1 << 20, progBtfFd: useBtf ? this.btfFd : undefined, funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined, lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined });
+          const again = Program.load({ progType: p.type, insns: linked.insns, license: this.spec.license || 'GPL', name: p.name.slice(0, 15), expectedAttachType, attachBtfId, progFlags: p.progFlags, kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion, logLevel: 1, logSize: 1 << 20, progBtfFd: useBtf ? this.btfFd : undefined, funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined, lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined });
           out.insnsProcessed = processedFromLog(again.verifierLog);
           again.close();
         } catch {

@@ -168,6 +168,24 @@ export const LINK_CREATE = layout('BPF_LINK_CREATE', ['union bpf_attr', 'link_cr
   target_btf_id: [16, 4],
 });
 
+// BPF_LINK_CREATE for BPF_TRACE_UPROBE_MULTI (6.6): `link_create.uprobe_multi` after the four
+// common fields. Not in ALL_LAYOUTS: bookworm's linux/bpf.h (6.1) predates it; the offsets are
+// those of include/uapi/linux/bpf.h from 6.6 on (path, offsets, ref_ctr_offsets, cookies: u64; cnt,
+// flags, pid: u32).
+export const LINK_CREATE_UPROBE_MULTI = layout('BPF_LINK_CREATE uprobe_multi', ['union bpf_attr', 'link_create.'], 64, {
+  prog_fd: [0, 4],
+  target_fd: [4, 4],
+  attach_type: [8, 4],
+  flags: [12, 4],
+  'uprobe_multi.path': [16, 8],
+  'uprobe_multi.offsets': [24, 8],
+  'uprobe_multi.ref_ctr_offsets': [32, 8],
+  'uprobe_multi.cookies': [40, 8],
+  'uprobe_multi.cnt': [48, 4],
+  'uprobe_multi.flags': [52, 4],
+  'uprobe_multi.pid': [56, 4],
+});
+
 // struct bpf_prog_info (fields up to attach_btf_id; older kernels return a shorter info_len).
 export const PROG_INFO = layout('struct bpf_prog_info', ['struct bpf_prog_info', ''], 228, {
   type: [0, 4],

@@ -18,6 +18,7 @@ export {
   probeHelper,
   probeMmapableArray,
   probeBpfLink,
+  probeUprobeMultiLink,
   probeKprobePmu,
   probeSyscallWrapper,
   probeBpfCookie,

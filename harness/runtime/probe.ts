@@ -4,8 +4,9 @@
 
 import { appendFileSync, existsSync } from 'node:fs';
 import { CoreMatrixError } from '../core/errors.js';
+import { AttachType } from '../core/uapi.js';
 import { assemble, call, exit, movImm, R0 } from './asm.js';
-import { BpfCmd, LINK_CREATE, PERF_EVENT_ATTR, writeAttr } from './attr.js';
+import { BpfCmd, LINK_CREATE, LINK_CREATE_UPROBE_MULTI, PERF_EVENT_ATTR, writeAttr } from './attr.js';
 import { btfLoad, mapCreate, progLoad, VerifierError, type MapCreateAttr } from './bpf.js';
 import { Helper, MapFlag, MapType, Perf, ProgType, type MapTypeName, type ProgTypeName } from './consts.js';
 import { linuxKernelVersion, syscallPrefix } from './facts.js';
@@ -141,6 +142,7 @@ function cached(key: string, min: string | undefined, fn: () => boolean): Featur
 }
 
 const EINVAL = errnoNumber('EINVAL');
+const EBADF = errnoNumber('EBADF');
 const E2BIG = errnoNumber('E2BIG');
 const ENOTSUPP = 524;
 const EOPNOTSUPP = errnoNumber('EOPNOTSUPP');
@@ -346,6 +348,46 @@ export function probeSyscallWrapper(): FeatureState {
       // Best effort, as for attached legacy kprobes: the name carries our pid.
     }
     return true;
+  });
+}
+
+/** BPF_TRACE_UPROBE_MULTI (include/uapi/linux/bpf.h). */
+const TRACE_UPROBE_MULTI = AttachType.TRACE_UPROBE_MULTI;
+
+/**
+ * Multi-uprobe links that filter by process (libbpf's FEAT_UPROBE_MULTI_LINK, asked as libbpf asks
+ * it): a kprobe program loaded for BPF_TRACE_UPROBE_MULTI, then a link on the directory "/" must
+ * fail EBADF (the link type exists), and with pid -1 fail EINVAL (the PID filter checks its pid:
+ * the first kernels with multi-uprobes filtered by thread, and libbpf treats those as lacking it).
+ * libbpf loads USDT programs for BPF_TRACE_UPROBE_MULTI where this holds.
+ */
+export function probeUprobeMultiLink(): FeatureState {
+  return cached('uprobe_multi_link', '6.6', () => {
+    let prog: number;
+    try {
+      prog = progLoad({ progType: ProgType.KPROBE, insns: assemble(movImm(R0, 0), exit()), license: 'GPL', logLevel: 0, expectedAttachType: TRACE_UPROBE_MULTI }).fd;
+    } catch (e) {
+      if (e instanceof VerifierError || isAbsent(e)) return false;
+      throw e;
+    }
+    try {
+      return withScratch((s) => {
+        const offset = s.alloc(8);
+        const link = (pid: number) => {
+          const attr = s.alloc(LINK_CREATE_UPROBE_MULTI.size);
+          writeAttr(LINK_CREATE_UPROBE_MULTI, attr, {
+            prog_fd: prog, target_fd: 0xffffffff, attach_type: TRACE_UPROBE_MULTI,
+            'uprobe_multi.path': s.cstring('/').addr, 'uprobe_multi.offsets': offset.addr, 'uprobe_multi.cnt': 1, 'uprobe_multi.pid': pid >>> 0,
+          });
+          const { ret, errno } = bpfRaw(BpfCmd.LINK_CREATE, attr, LINK_CREATE_UPROBE_MULTI.size);
+          if (ret >= 0) close(ret);
+          return ret >= 0 ? 0 : errno;
+        };
+        return link(0) === EBADF && link(-1) === EINVAL;
+      });
+    } finally {
+      close(prog);
+    }
   });
 }
 

@@ -10,6 +10,9 @@
 //   global FUNC linkage (5.6) → static
 //   VAR/DATASEC (5.2) → INT / STRUCT
 //
+// Independently of the kernel, FUNCs the caller names as hidden (global functions of STV_HIDDEN
+// or STV_INTERNAL visibility) are loaded static, as libbpf does.
+//
 // String offsets are kept (line_info refers to strings by offset). The kernel versions are
 // when support landed upstream; the runtime probes the running kernel
 // rather than trusting them.
@@ -81,15 +84,21 @@ export function btfFeaturesUsed(btf: Btf): Set<keyof BtfFeatures> {
  * BTF uses, so a loader probes the kernel for those only). Nothing the kernel lacks: the bytes as
  * they are, undecoded, as libbpf loads them.
  */
-export function sanitizeBtf(btf: Btf, has: BtfFeatures | ((f: keyof BtfFeatures) => boolean)): SanitizeResult {
+export function sanitizeBtf(btf: Btf, has: BtfFeatures | ((f: keyof BtfFeatures) => boolean), hiddenFuncs: ReadonlySet<string> = new Set()): SanitizeResult {
   const knows = typeof has === 'function' ? has : (f: keyof BtfFeatures) => has[f];
   const lacks = new Set([...btfFeaturesUsed(btf)].filter((f) => !knows(f)));
-  if (lacks.size === 0) return { bytes: btf.bytes, changes: [] };
+  const hidden = (id: number) => hiddenFuncs.size > 0 && btf.kind(id) === Kind.FUNC && btf.vlen(id) === FUNC_GLOBAL && hiddenFuncs.has(btf.name(id));
+  if (lacks.size === 0 && ![...range(btf)].some(hidden)) return { bytes: btf.bytes, changes: [] };
   const counts = new Map<string, number>();
   const b = new BtfBuilder({ strings: btf.stringSection() });
   for (let id = 1; id < btf.count; id++) {
     const t = btf.type(id);
     const f = featureOf(btf, id);
+    if (hidden(id)) {
+      counts.set('hidden global FUNC→static', (counts.get('hidden global FUNC→static') ?? 0) + 1);
+      b.add({ ...strip(t), linkage: FUNC_STATIC } as TypeSpec);
+      continue;
+    }
     if (!f || !lacks.has(f)) {
       b.add(strip(t));
       continue;
@@ -99,6 +108,10 @@ export function sanitizeBtf(btf: Btf, has: BtfFeatures | ((f: keyof BtfFeatures)
     b.add(out);
   }
   return { bytes: b.bytes(), changes: [...counts].map(([k, n]) => `${k} ×${n}`) };
+}
+
+function* range(btf: Btf): Generator<number> {
+  for (let id = btf.startId; id < btf.count; id++) yield id;
 }
 
 /** What a type whose feature the kernel lacks becomes (same size, same id), and how to say it. */

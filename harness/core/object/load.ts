@@ -5,7 +5,7 @@ import { type BtfExt, parseBtfExt } from '../btf/ext.js';
 import { Kind } from '../btf/kinds.js';
 import {
   type ElfFile, type ElfSection, type ElfSymbol, parseElf, EM_BPF, SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_PROGBITS,
-  SHN_UNDEF, STB_LOCAL, STT_FUNC, STT_SECTION, R_BPF_64_64, R_BPF_64_32, R_BPF_64_ABS64, R_BPF_64_ABS32, R_BPF_64_NODYLD32, R_BPF_NONE,
+  SHN_UNDEF, STB_LOCAL, STT_FUNC, STV_HIDDEN, STV_INTERNAL, STT_SECTION, R_BPF_64_64, R_BPF_64_32, R_BPF_64_ABS64, R_BPF_64_ABS32, R_BPF_64_NODYLD32, R_BPF_NONE,
 } from '../elf.js';
 import { FormatError } from '../errors.js';
 import { INSN_SIZE, LD_IMM64, CALL } from '../insn.js';
@@ -267,7 +267,7 @@ function collectFunctions(elf: ElfFile, execByIndex: Map<number, ElfSection>): F
       if (end % INSN_SIZE !== 0 || end > sec.size || end <= s.value) throw new FormatError(`${where}: bad extent [${s.value}, ${end}) in a ${sec.size}-byte section`);
       const next = syms[i + 1];
       if (next && next.value < end) throw new FormatError(`${where}: overlaps function '${next.name}'`);
-      out.push({ name: s.name, section: sec.name, sectionOffset: s.value / INSN_SIZE, insnCount: (end - s.value) / INSN_SIZE, global: s.bind !== STB_LOCAL });
+      out.push({ name: s.name, section: sec.name, sectionOffset: s.value / INSN_SIZE, insnCount: (end - s.value) / INSN_SIZE, global: s.bind !== STB_LOCAL, hidden: s.bind !== STB_LOCAL && (s.visibility === STV_HIDDEN || s.visibility === STV_INTERNAL) });
     });
   }
   return out;

@@ -15,6 +15,12 @@ export interface FunctionSpec {
   insnCount: number;
   /** STB_GLOBAL / STB_WEAK (true) or STB_LOCAL (false). */
   global: boolean;
+  /**
+   * A global function of restricted visibility (STV_HIDDEN or STV_INTERNAL: `__hidden`, as
+   * usdt.bpf.h's bpf_usdt_arg): libbpf loads its BTF FUNC as static, so the verifier checks it
+   * with its caller's context instead of as an independent global function.
+   */
+  hidden: boolean;
 }
 
 /** Records as the kernel wants them: insnOff is an instruction index. */
