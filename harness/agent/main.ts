@@ -61,6 +61,8 @@ interface SuiteState {
   runMs: number;
   /** Position among the guest's units of work (1-based). */
   index: number;
+  /** Its cells went to the host. */
+  sent?: boolean;
 }
 
 async function main(): Promise<number> {
@@ -184,6 +186,7 @@ async function main(): Promise<number> {
         if (s.file !== s) return;
         const st = states.get(s.name.replace(/^suite:/, ''))!;
         for (const cell of cellsFor(st, kernel, s as File)) send({ t: 'result', kind: 'cell', data: cell });
+        st.sent = true;
         // TEST-ONLY (manifest.faults, set by test/faults only): crash the kernel mid-run.
         if (manifest.faults?.panicAfterSuite === st.spec.name) await crashKernel(st.spec.name);
       },
@@ -285,6 +288,12 @@ async function main(): Promise<number> {
     const files: File[] = await startTests([...states.keys()].map((n) => `suite:${n}`), runner);
     mark('suites');
     send({ t: 'result', kind: 'tasks', data: files.map(plainTask) });
+    // A file whose every test was skipped is not run as a suite (no hook fired): its cells go now.
+    for (const st of states.values()) {
+      if (st.sent) continue;
+      for (const cell of cellsFor(st, kernel, files.find((f) => f.name === `suite:${st.spec.name}`))) send({ t: 'result', kind: 'cell', data: cell });
+      st.sent = true;
+    }
     // `done ok` says the agent did its work; whether each program passed is its cell's verdict
     // (a program the verifier rejects is a result, not a broken guest).
 

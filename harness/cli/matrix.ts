@@ -55,6 +55,9 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                                        linux-source-6.12) with both loaders; a cell per case
                            debian      the BPF objects Debian ships (libxdp1, xdp-tests; newest
                                        version in bookworm, trixie, sid), added as --object files
+                           selftests   the kernel's BPF selftests programs (progs/*.c of the newest
+                                       linux-source-X.Y, compiled with clang-19), as --object files;
+                                       selftests:N/M takes the N-th of M slices (stable by name)
   --jobs <n>             guests in parallel (default: number of cores); kernels are prepared
                          ahead in as many lanes and boot in the order that, by the last run's
                          guest times, finishes soonest (<cache>/matrix/durations.json)
@@ -184,7 +187,7 @@ export const matrixCommand: Command = {
     }
 
     const corpora = values.corpus ?? [];
-    for (const c of corpora) if (c !== 'core-reloc' && c !== 'debian') throw new UsageError(`--corpus must be core-reloc or debian, not '${c}'`);
+    for (const c of corpora) if (c !== 'core-reloc' && c !== 'debian' && !/^selftests(:\d+\/\d+)?$/.test(c)) throw new UsageError(`--corpus must be core-reloc, debian, selftests or selftests:N/M, not '${c}'`);
     const { runMatrix, runPassed, readUserObjects } = await import('../matrix/run.js');
     // Bad objects and configs are found here, before a kernel is fetched or a report folder is made.
     const objectConfigs = new Map<string, string>();
@@ -200,6 +203,16 @@ export const matrixCommand: Command = {
       const d = await debianObjects(sink.log);
       sink.log(`corpus debian: ${d.packages.map((p) => `${p.name} ${p.version} (${p.suite})`).join(', ')}: ${d.objects.length} objects`);
       objects.push(...d.objects.map((o) => o.path));
+    }
+    const selftests = corpora.find((c) => c.startsWith('selftests'));
+    if (selftests) {
+      const { kernelSelftests, sliceOf } = await import('../corpus/kernel-selftests.js');
+      const slice = /^selftests:(\d+)\/(\d+)$/.exec(selftests);
+      const only = slice ? sliceOf(Number(slice[1]), Number(slice[2])) : undefined;
+      if (slice && !(Number(slice[1]) >= 1 && Number(slice[1]) <= Number(slice[2]))) throw new UsageError(`--corpus ${selftests}: the slice must be N/M with 1 <= N <= M`);
+      const c = await kernelSelftests({ log: sink.log, ...(only ? { only } : {}) });
+      sink.log(`corpus selftests: ${c.source}, vmlinux.h of ${c.vmlinux}: ${c.objects.length} objects${slice ? ` (slice ${slice[1]}/${slice[2]} of ${c.sources})` : ''}, ${c.failed.length} did not compile with clang-19`);
+      objects.push(...c.objects.map((o) => o.path));
     }
     const { defaultJobs } = await import('../vm/pool.js');
     const { writeReports, compareRuns, formatComparison } = await import('../report/index.js');

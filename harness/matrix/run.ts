@@ -262,7 +262,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       else if (m.t === 'log' && m.level !== 'info') o.log(`[${e.id}] ${m.msg}`);
     };
     const g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: p.image, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: o.memoryMb ?? 1024, ...(o.heartbeatTimeoutMs ? { heartbeatTimeoutMs: o.heartbeatTimeoutMs } : {}) });
-    if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...notRunCells(kernel, owed, loaders, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `in ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
+    if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...notRunCells(kernel, owed, loaders, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `after the agent's last step: ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
     // What the guest actually relocated against (the agent looks before trusting the matrix).
     if (cells[0]?.kernel.btf) kernel.btf = cells[0].kernel.btf;
     const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
