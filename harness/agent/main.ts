@@ -14,7 +14,7 @@ import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { objectsRootNames } from '../core/relo/patch.js';
 import { moduleKey } from '../kernels/modules.js';
-import { Collection, type LoadOptions } from '../loader/collection.js';
+import { Collection, type LoadOptions, type ProgramOutcome } from '../loader/collection.js';
 import { applyObjectConfig, kernelFacts, libbpfSettingsFor, type ObjectConfig, type ObjectConfigFacts } from '../loader/object-config.js';
 import type { LibbpfSettings } from '../reference/libbpf.js';
 import { describeStep, encodeMessage, PROTOCOL_VERSION, type AgentStep, type GuestMessage } from '../protocol.js';
@@ -393,8 +393,15 @@ function objectCells(o: RunManifest['objects'][number], kernel: KernelInfo, opts
     // Configured before load as its tool's user space would, with this kernel's facts.
     if (o.config) ({ spec, applied: config } = applyObjectConfig(spec, o.config, facts()));
     coll = new Collection(spec);
-    coll.load({ ...opts, sha256: o.sha256 });
-    return coll.outcomes.map((p) => {
+    let outcomes: ProgramOutcome[];
+    try {
+      coll.load({ ...opts, sha256: o.sha256 });
+      outcomes = coll.outcomes;
+    } catch (e) {
+      // Refused as a whole (an extern, a map, its BTF): every program still gets its cell.
+      outcomes = coll.objectFailed(`not loaded: ${(e as Error).message.split('\n')[0]}`);
+    }
+    return outcomes.map((p) => {
       const cell: CellResult = {
         schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: p.name, loader: 'ours', object,
         verdict: p.status === 'loaded' ? 'pass' : p.status === 'not-loaded' ? 'expected-skip' : 'fail', relocations: p.relocations,

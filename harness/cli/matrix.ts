@@ -211,7 +211,7 @@ export const matrixCommand: Command = {
       const only = slice ? sliceOf(Number(slice[1]), Number(slice[2])) : undefined;
       if (slice && !(Number(slice[1]) >= 1 && Number(slice[1]) <= Number(slice[2]))) throw new UsageError(`--corpus ${selftests}: the slice must be N/M with 1 <= N <= M`);
       const c = await kernelSelftests({ log: sink.log, ...(only ? { only } : {}) });
-      sink.log(`corpus selftests: ${c.source}, vmlinux.h of ${c.vmlinux}: ${c.objects.length} objects${slice ? ` (slice ${slice[1]}/${slice[2]} of ${c.sources})` : ''}, ${c.failed.length} did not compile with clang-19`);
+      sink.log(`corpus selftests: ${c.source}, vmlinux.h of ${c.vmlinux}: ${c.objects.length} objects${slice ? ` (slice ${slice[1]}/${slice[2]} of ${c.sources})` : ''}, ${c.btfOnly.length} BTF-only (no program), ${c.failed.length} did not compile with clang-19`);
       objects.push(...c.objects.map((o) => o.path));
     }
     const { defaultJobs } = await import('../vm/pool.js');

@@ -14,6 +14,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { CoreMatrixError } from '../core/errors.js';
+import { loadObjectSpec } from '../core/object/load.js';
 import { AptState } from '../kernels/apt.js';
 import { sourceTarStream } from '../kernels/build.js';
 import { loadMatrix } from '../kernels/matrix.js';
@@ -42,6 +43,8 @@ export interface KernelSelftests {
   objects: SelftestObject[];
   /** Sources clang-19 does not compile, with the first error line. */
   failed: { name: string; error: string }[];
+  /** Objects with no program at all (BTF targets of the CO-RE and btf_dump tests): not loadable, left out. */
+  btfOnly: string[];
   /** Every .c under progs/ (what `only` chose from). */
   sources: number;
 }
@@ -139,9 +142,12 @@ export async function kernelSelftests(o: { log?: (line: string) => void; only?: 
   await Promise.all(Array.from({ length: o.jobs ?? availableParallelism() }, worker));
   const objects: SelftestObject[] = [];
   const failed: KernelSelftests['failed'] = [];
+  const btfOnly: string[] = [];
   for (const n of names) {
-    if (existsSync(join(out, `${n}.bpf.o`))) objects.push({ name: n, path: join(out, `${n}.bpf.o`) });
-    else failed.push({ name: n, error: readFileSync(join(out, `${n}.failed`), 'utf8').trim() });
+    const path = join(out, `${n}.bpf.o`);
+    if (!existsSync(path)) failed.push({ name: n, error: readFileSync(join(out, `${n}.failed`), 'utf8').trim() });
+    else if (loadObjectSpec(readFileSync(path), path).programs.length === 0) btfOnly.push(n);
+    else objects.push({ name: n, path });
   }
-  return { source: libbpf.source, vmlinux: `${entry.id} (${kernel.package} ${kernel.version})`, objects, failed, sources: all.length };
+  return { source: libbpf.source, vmlinux: `${entry.id} (${kernel.package} ${kernel.version})`, objects, failed, btfOnly, sources: all.length };
 }

@@ -120,6 +120,8 @@ export class Collection {
   externs: KconfigResolution[] = [];
   btfChanges: string[] = [];
   btfLoadError?: string;
+  /** Programs named by the object's struct_ops tables, as resolved against the running kernel. */
+  private structOps = new Map<string, { attachBtfId: number; member: number } | 'no-member'>();
   private btfFd = -1;
   private readonly rodataApplied = new Set<string>();
   /** Maps taken over from a pin (left as they are: not filled again). */
@@ -195,6 +197,19 @@ export class Collection {
     this.btfFd = -1;
   }
 
+  /**
+   * The outcome of every program (of `programs`, default all) when the object as a whole was
+   * refused before its programs loaded (an extern, a map, its BTF): as with libbpf, nothing of it
+   * loads; a program whose autoload is off is reported as not loaded, the others carry `reason`.
+   */
+  objectFailed(reason: string, programs?: string[]): ProgramOutcome[] {
+    return this.spec.programs
+      .filter((p) => !programs || programs.includes(p.name))
+      .map((p) => (p.autoload
+        ? { name: p.name, section: p.section, status: 'error' as const, reason, loadMs: 0, relocations: [] }
+        : { name: p.name, section: p.section, status: 'not-loaded' as const, reason: 'autoload is off', loadMs: 0, relocations: [] }));
+  }
+
   /** Loads the object. Program-level failures are recorded in `outcomes`, not thrown. */
   load(opts: LoadOptions): this {
     const spec = this.spec;
@@ -202,6 +217,10 @@ export class Collection {
     // values, the reach analysis prunes the branches the verifier will prune too).
     const kcfgMap = spec.maps.find((m) => m.kind === 'kconfig');
     if (kcfgMap?.data) this.externs = fillKconfig(spec.btf, spec.externs, kcfgMap.data, this.kconfigFacts(opts.kconfig));
+    // ksyms and kfuncs, object-wide and before anything is created (libbpf's order), then the
+    // struct_ops tables against the kernel's.
+    const ksyms = this.resolveKsyms(opts);
+    this.structOps = this.resolveStructOps(opts);
     const tRelo = performance.now();
     const rel = relocateSpec(spec, opts.sha256 ?? '', { vmlinux: opts.kernelBtf, modules: opts.moduleBtfs }, opts.kernelBtfName, { kconfig: kcfgMap?.data });
     this.relocateMs = Math.round(performance.now() - tRelo);
@@ -239,13 +258,14 @@ export class Collection {
     const want = opts.programs ? new Set(opts.programs) : undefined;
     for (const p of spec.programs) {
       if (want && !want.has(p.name)) continue;
-      // Autoload off (`SEC("?...")`, or the object's config): libbpf leaves it unloaded, and so do we.
-      if (!p.autoload) {
+      // Autoload off (`SEC("?...")`, the object's config, or a struct_ops member the kernel lacks):
+      // libbpf leaves it unloaded, and so do we.
+      if (!p.autoload || this.structOps.get(p.name) === 'no-member') {
         this.outcomes.push({ name: p.name, section: p.section, status: 'not-loaded', reason: 'autoload is off', loadMs: 0, relocations: [] });
         continue;
       }
-      if (opts.aroundProgram) opts.aroundProgram(p.name, () => this.loadProgram(p, opts));
-      else this.loadProgram(p, opts);
+      if (opts.aroundProgram) opts.aroundProgram(p.name, () => this.loadProgram(p, opts, ksyms));
+      else this.loadProgram(p, opts, ksyms);
     }
     return this;
   }
@@ -391,53 +411,89 @@ export class Collection {
     for (const k of Object.keys(mine)) this.rodataApplied.add(k);
   }
 
-  private resolveExterns(linked: LinkedProgram, opts: LoadOptions): void {
-    const dv = new DataView(linked.insns.buffer, linked.insns.byteOffset, linked.insns.byteLength);
+  /**
+   * Every ksym extern of the object, resolved once before any program loads, as libbpf resolves
+   * them: object-wide, so a strong extern the kernel lacks fails the whole object (even for
+   * programs that do not use it), and a __weak one stays unresolved (0).
+   */
+  private resolveKsyms(opts: LoadOptions): Map<number, { btfId: number } | { addr: bigint } | undefined> {
     const kb = opts.kernelBtf;
+    const out = new Map<number, { btfId: number } | { addr: bigint } | undefined>();
     let syms: Map<string, Ksym> | undefined;
+    this.spec.externs.forEach((e, i) => {
+      if (e.kind !== 'ksym') return;
+      if (e.func || e.typed) {
+        const id = kb.byName(e.name).find((x) => kb.kind(x) === (e.func ? Kind.FUNC : Kind.VAR));
+        if (id === undefined && !e.weak) throw new CoreMatrixError(`${this.spec.source}: extern (${e.func ? 'func' : 'var'} ksym) '${e.name}': not found in the kernel's BTF`);
+        out.set(i, id === undefined ? undefined : { btfId: id });
+      } else {
+        syms ??= opts.kallsyms?.(this.spec.externs.filter((x) => x.kind === 'ksym').map((x) => x.name)) ?? new Map();
+        const sym = syms.get(e.name);
+        if (!sym && !e.weak) throw new CoreMatrixError(`${this.spec.source}: extern (ksym) '${e.name}': not found in /proc/kallsyms`);
+        out.set(i, sym ? { addr: sym.addr } : undefined);
+      }
+    });
+    return out;
+  }
+
+  /**
+   * What each program a struct_ops table names loads with, as libbpf finds it: attach_btf_id = the
+   * kernel's struct, expected_attach_type = the member's index in it. A kernel without the table's
+   * `bpf_struct_ops_<type>` refuses the whole object; a program whose member the kernel's struct
+   * lacks is not loaded (libbpf turns its autoload off).
+   */
+  private resolveStructOps(opts: LoadOptions): Map<string, { attachBtfId: number; member: number } | 'no-member'> {
+    const kb = opts.kernelBtf;
+    const out = new Map<string, { attachBtfId: number; member: number } | 'no-member'>();
+    const struct = (name: string) => kb.byName(name).find((i) => kb.kind(i) === Kind.STRUCT);
+    for (const so of this.spec.structOps) {
+      if (struct(`bpf_struct_ops_${so.type}`) === undefined) throw new CoreMatrixError(`${this.spec.source}: struct_ops ${so.name}: struct bpf_struct_ops_${so.type} is not found in the kernel's BTF`);
+      const id = struct(so.type);
+      if (id === undefined) throw new CoreMatrixError(`${this.spec.source}: struct_ops ${so.name}: struct ${so.type} is not found in the kernel's BTF`);
+      const t = kb.type(id);
+      const members = t.kind === Kind.STRUCT ? t.members : [];
+      for (const { member, program } of so.programs) {
+        const i = members.findIndex((m) => m.name === member);
+        if (!out.has(program) || out.get(program) === 'no-member') out.set(program, i < 0 ? 'no-member' : { attachBtfId: id, member: i });
+      }
+    }
+    return out;
+  }
+
+  /** Writes the object's resolved ksyms into one linked program's instructions. */
+  private resolveExterns(linked: LinkedProgram, ksyms: Map<number, { btfId: number } | { addr: bigint } | undefined>): void {
+    const dv = new DataView(linked.insns.buffer, linked.insns.byteOffset, linked.insns.byteLength);
     for (const ref of linked.externRefs) {
       const e = this.spec.externs[ref.extern]!;
       if (e.kind !== 'ksym') continue;
       const at = ref.insn * 8;
-      if (e.func) {
-        const id = kb.byName(e.name).find((i) => kb.kind(i) === Kind.FUNC);
-        if (id === undefined) {
-          // A __weak kfunc the kernel lacks stays unresolved (imm 0): guarded by
-          // bpf_ksym_exists() it is dead code; reached, the verifier rejects it.
-          if (!e.weak) throw new CoreMatrixError(`kfunc ${e.name} is not in the kernel's BTF`);
-          continue;
-        }
-        dv.setInt32(at + 4, id, true);
-      } else if (e.typed) {
-        const id = kb.byName(e.name).find((i) => kb.kind(i) === Kind.VAR);
-        if (id === undefined) {
-          if (!e.weak) throw new CoreMatrixError(`ksym ${e.name} is not in the kernel's BTF`);
-          continue;
-        }
-        dv.setUint8(at + 1, (dv.getUint8(at + 1) & 0x0f) | (BPF_PSEUDO_BTF_ID << 4));
-        dv.setInt32(at + 4, id, true);
-        dv.setInt32(at + 12, 0, true);
+      const r = ksyms.get(ref.extern);
+      // A __weak one the kernel lacks stays 0: guarded by bpf_ksym_exists() it is dead code;
+      // reached, the verifier rejects it.
+      if (!r) continue;
+      if ('addr' in r) {
+        dv.setUint32(at + 4, Number(r.addr & 0xffffffffn), true);
+        dv.setUint32(at + 12, Number(r.addr >> 32n), true);
+      } else if (e.func) {
+        dv.setInt32(at + 4, r.btfId, true);
       } else {
-        syms ??= opts.kallsyms?.(this.spec.externs.filter((x) => x.kind === 'ksym').map((x) => x.name)) ?? new Map();
-        const s = syms.get(e.name);
-        if (!s) {
-          if (!e.weak) throw new CoreMatrixError(`ksym ${e.name} is not in /proc/kallsyms`);
-          continue;
-        }
-        const addr = s.addr;
-        dv.setUint32(at + 4, Number(addr & 0xffffffffn), true);
-        dv.setUint32(at + 12, Number(addr >> 32n), true);
+        dv.setUint8(at + 1, (dv.getUint8(at + 1) & 0x0f) | (BPF_PSEUDO_BTF_ID << 4));
+        dv.setInt32(at + 4, r.btfId, true);
+        dv.setInt32(at + 12, 0, true);
       }
     }
   }
 
-  private loadProgram(p: ProgramSpec, opts: LoadOptions): void {
+  private loadProgram(p: ProgramSpec, opts: LoadOptions, ksyms: Map<number, { btfId: number } | { addr: bigint } | undefined>): void {
     const t0 = performance.now();
     const out: ProgramOutcome = { name: p.name, section: p.section, status: 'error', loadMs: 0, relocations: [] };
     this.outcomes.push(out);
     try {
       // A section libbpf knows no row for: it refuses the program at load, naming the section.
       if (p.kind === 'unknown') throw new CoreMatrixError(`program '${p.name}': ${p.reason ?? `unknown section '${p.section}'`}`);
+      // freplace replaces a function of another loaded program, which its tool names at run time
+      // (bpf_program__set_attach_target with that program's fd); without it libbpf refuses the load.
+      if (p.type === ProgType.EXT) throw new CoreMatrixError(`program '${p.name}': freplace needs the program whose function it replaces (attach program fd), which its tool sets at run time`);
       const linked = linkProgram(this.spec, p);
       const mine = new Set(linked.layout.map((l) => `${l.section}\u0000${l.name}`));
       const ranges = this.spec.functions.filter((f) => mine.has(`${f.section}\u0000${f.name}`));
@@ -460,7 +516,7 @@ export class Collection {
           dv.setUint8(at + 1, (dv.getUint8(at + 1) & 0x0f) | (PSEUDO_MAP_FD << 4));
         }
       }
-      this.resolveExterns(linked, opts);
+      this.resolveExterns(linked, ksyms);
       opts.mutateInsns?.(p.name, linked.insns);
       // Rows that load against a BTF target (fentry, fexit, fmod_ret, lsm, tp_btf, iter): the
       // kernel's type id of the target, as the section table names it (bpf_lsm_x, btf_trace_x, bpf_iter_x).
@@ -476,7 +532,10 @@ export class Collection {
       }
       // USDT programs are loaded for multi-uprobe links where the kernel has them (as libbpf does:
       // it changes which bpf_get_attach_cookie the verifier picks, so the translated code too).
-      const expectedAttachType = p.flags.usdt && probeUprobeMultiLink() === 'supported' ? AttachType.TRACE_UPROBE_MULTI : p.expectedAttachType;
+      const ops = this.structOps.get(p.name);
+      if (p.type === ProgType.STRUCT_OPS && typeof ops === 'object') attachBtfId = ops.attachBtfId;
+      const expectedAttachType = typeof ops === 'object' && p.type === ProgType.STRUCT_OPS ? ops.member
+        : p.flags.usdt && probeUprobeMultiLink() === 'supported' ? AttachType.TRACE_UPROBE_MULTI : p.expectedAttachType;
       const useBtf = this.btfFd >= 0;
       const prog = Program.load({
         progType: p.type,

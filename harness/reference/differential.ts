@@ -57,7 +57,7 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
     // Refused before any program load (an extern, a map): every program failed with that reason,
     // and libbpf still gets its turn, so the two can be compared on the refusal too.
     const reason = (err as Error).message.split('\n')[0]!;
-    ours = spec.programs.filter((p) => !o.programs || o.programs.includes(p.name)).map((p) => ({ name: p.name, section: p.section, status: 'error' as const, reason, loadMs: 0, relocations: [] }));
+    ours = coll.objectFailed(reason, o.programs);
   } finally {
     coll.close();
   }

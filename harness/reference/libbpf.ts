@@ -389,6 +389,11 @@ function classify(l: Lib, err: number, log: string[], verifierLog: string, name:
   if (reloErr || text.some((l) => /failed to perform CO-RE relocations/.test(l))) {
     return { status: 'relocation-failed', reason: (reloErr ?? text.find((l) => /CO-RE relocations/.test(l)))!.trim() };
   }
+  // Loaded alone, a program of an object whose prog-array initialiser (`.values`) names other
+  // programs cannot be loaded by libbpf: filling the slot of a program that is not loaded fails the
+  // object after the verifier accepted this one. Say so instead of blaming the verifier.
+  const slot = text.find((l) => /failed to initialize slot/.test(l));
+  if (slot) return { status: 'error', reason: `libbpf cannot load it alone (per-program attribution after the whole object failed): ${slot.trim()}` };
   if (verifierLog.trim()) {
     // The last verifier line that is not the stats footer names the reason.
     const lines = verifierLog.trimEnd().split('\n').filter((l) => l && !/^processed \d+ insns|^verification time|^stack depth/.test(l));
@@ -407,9 +412,61 @@ function classify(l: Lib, err: number, log: string[], verifierLog: string, name:
 }
 
 /**
- * Loads `objectBytes` with libbpf, one program at a time (that program autoloaded, the others
- * not), and reports per program what libbpf did. Loaded programs stay loaded until `close()`.
- * Throws only when libbpf cannot open the object at all.
+ * The whole object loaded at once, as its tool loads it (every program whose autoload is on, the
+ * configuration applied): the outcomes of `names` when that load succeeds; undefined (nothing left
+ * open) when it fails, so the caller can attribute the failure one program at a time.
+ */
+function loadWhole(l: Lib & { label: string }, bytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[]): { obj: OpenObject; outcomes: ReferenceOutcome[] } | undefined {
+  const t0 = performance.now();
+  let obj: OpenObject | undefined;
+  try {
+    obj = OpenObject.open(l, bytes, name, opts);
+    const progs = obj.programs();
+    obj.configure(opts.configure ?? {}, progs);
+    const logs = new Map<string, NativeMem>();
+    for (const p of progs) {
+      if (!names.includes(p.name)) l.setAutoload(p.ptr, false);
+      if (!l.autoload(p.ptr)) continue;
+      const vlog = obj.alloc(VERIFIER_LOG_SIZE);
+      l.setLogBuf(p.ptr, vlog.addr, VERIFIER_LOG_SIZE);
+      l.setLogLevel(p.ptr, LOG_STATS);
+      logs.set(p.name, vlog);
+    }
+    const err = l.load(obj.ptr);
+    const log = takeLines();
+    if (err !== 0) return undefined;
+    const ms = Math.round(performance.now() - t0);
+    const outcomes = names.map((target): ReferenceOutcome => {
+      const me = progs.find((p) => p.name === target)!;
+      const vlog = logs.get(target);
+      if (!vlog) return { name: target, libbpf: l.label, status: 'not-loaded', reason: 'autoload is off', relocations: [], log: [], loadMs: 0 };
+      const verifierLog = cString(vlog).trimEnd();
+      const processed = /processed (\d+) insns/.exec(verifierLog);
+      const info = new Program(l.programFd(me.ptr), 0, target, '').info();
+      const out: ReferenceOutcome = { name: target, libbpf: l.label, status: 'loaded', relocations: reloLines(log, target), log, loadMs: ms };
+      if (verifierLog) out.verifierLog = verifierLog;
+      if (info.xlated.length) out.xlated = Buffer.from(info.xlated).toString('hex');
+      const n = info.verifiedInsns ?? (processed ? Number(processed[1]) : undefined);
+      if (n !== undefined) out.insnsProcessed = n;
+      return out;
+    });
+    const kept = obj;
+    obj = undefined;
+    return { obj: kept, outcomes };
+  } catch (e) {
+    if (!(e instanceof CoreMatrixError)) throw e;
+    takeLines();
+    return undefined;
+  } finally {
+    obj?.close();
+  }
+}
+
+/**
+ * Loads `objectBytes` with libbpf as its tool would: the whole object at once; when that fails,
+ * again one program at a time (that program autoloaded, the others not) to attribute the failure.
+ * Reports per program what libbpf did. Loaded programs stay loaded until `close()`. Throws only
+ * when libbpf cannot open the object at all.
  */
 export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: ReferenceOptions = {}): ReferenceLoad {
   const l = libbpf(opts.library);
@@ -429,6 +486,12 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
   }
 
   const objects: OpenObject[] = [];
+  const whole = loadWhole(l, objectBytes, name, opts, names);
+  if (whole) {
+    objects.push(whole.obj);
+    return { libbpf: l.label, outcomes: whole.outcomes, close: () => whole.obj.close() };
+  }
+  // The whole object did not load: one program at a time, to say which failed and why.
   const outcomes: ReferenceOutcome[] = [];
   for (const target of names) {
     const t0 = performance.now();

@@ -13,7 +13,7 @@ import { type DatasecLayout, fixupDatasecs } from './datasec.js';
 import { discoverExterns } from './externs.js';
 import { BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType, emptyMap, isDataSection, parseBtfMapDef, parseLegacyMapDef } from './maps.js';
 import { classifySection } from './sections.js';
-import type { CodeReloc, FunctionSpec, KernelFuncInfo, KernelLineInfo, MapSpec, ObjectSpec, ProgramSpec } from './types.js';
+import type { StructOpsSpec, CodeReloc, FunctionSpec, KernelFuncInfo, KernelLineInfo, MapSpec, ObjectSpec, ProgramSpec } from './types.js';
 
 const isExec = (s: ElfSection) => s.type === SHT_PROGBITS && (s.flags & SHF_EXECINSTR) !== 0;
 
@@ -134,6 +134,8 @@ export function loadObjectSpec(bytes: Uint8Array, source: string): ObjectSpec {
     }
   }
 
+  const structOps = collectStructOps(elf, rawBtf, source);
+
   // Code relocations, resolved.
   const relocs = new Map<string, CodeReloc[]>();
   const externByName = new Map(externs.map((e, i) => [e.name, i]));
@@ -221,10 +223,44 @@ export function loadObjectSpec(bytes: Uint8Array, source: string): ObjectSpec {
 
   const btf = parseBtf(fixupDatasecs(rawBtf, layout, source), { source: `${source}: .BTF` });
   const obj: ObjectSpec = {
-    source, license: elf.license ?? '', kernVersion: elf.kernVersion ?? 0, btf, programs, functions, maps, externs, sections, relocs,
+    source, license: elf.license ?? '', kernVersion: elf.kernVersion ?? 0, btf, programs, functions, maps, externs, sections, relocs, structOps,
   };
   if (btfExt) obj.btfExt = btfExt;
   return obj;
+}
+
+/**
+ * The struct_ops variables of `.struct_ops*` sections: each variable's struct (from the section's
+ * DATASEC) and, from the section's relocations, which program each function pointer names.
+ */
+function collectStructOps(elf: ElfFile, btf: Btf, source: string): StructOpsSpec[] {
+  const out: StructOpsSpec[] = [];
+  for (const sec of elf.sections) {
+    if (sec.name !== '.struct_ops' && sec.name !== '.struct_ops.link') continue;
+    const ds = findDatasec(btf, sec.name);
+    if (!ds) throw new FormatError(`${source}: section ${sec.name} has no DATASEC in the object's BTF`);
+    const vars = ds.vars.map((v) => {
+      const t = btf.type(v.type);
+      if (t.kind !== Kind.VAR) throw new FormatError(`${source}: ${sec.name}: entry ${v.type} is not a VAR`);
+      const st = btf.skipModsAndTypedefs(t.type);
+      const s = btf.type(st);
+      if (s.kind !== Kind.STRUCT) throw new FormatError(`${source}: ${sec.name}: '${t.name}' is ${btf.typeName(st)}, not a struct`);
+      // clang leaves the DATASEC's offsets to the loader: the ELF symbol says where the variable is.
+      const sym = elf.symbols.find((x) => x.name === t.name && x.shndx === sec.index);
+      if (!sym) throw new FormatError(`${source}: ${sec.name}: no symbol for struct_ops variable '${t.name}'`);
+      return { spec: { name: t.name, section: sec.name, type: s.name, programs: [] } as StructOpsSpec, offset: sym.value, size: sym.size || btf.sizeOf(st), members: s.members };
+    });
+    for (const r of elf.relocationsFor(sec)) {
+      const v = vars.find((x) => r.offset >= x.offset && r.offset < x.offset + x.size);
+      const sym = elf.symbol(r.sym);
+      if (!v) throw new FormatError(`${source}: ${sec.name}: relocation at ${r.offset} (to '${sym.name}') is outside every struct_ops variable`);
+      const m = v.members.find((x) => x.bitOffset / 8 === r.offset - v.offset);
+      if (!m) throw new FormatError(`${source}: ${sec.name}: '${v.spec.name}' has no member at byte ${r.offset - v.offset} (relocation to '${sym.name}')`);
+      v.spec.programs.push({ member: m.name, program: sym.name });
+    }
+    out.push(...vars.map((v) => v.spec));
+  }
+  return out;
 }
 
 function findDatasec(btf: Btf, name: string) {

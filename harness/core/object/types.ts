@@ -127,6 +127,24 @@ export interface ObjectSpec {
   sections: Map<string, Uint8Array>;
   /** ELF relocations of each executable section, resolved (instruction indices within the section). */
   relocs: Map<string, CodeReloc[]>;
+  /** The struct_ops maps (`SEC(".struct_ops")`, `SEC(".struct_ops.link")` variables). */
+  structOps: StructOpsSpec[];
+}
+
+/**
+ * One struct_ops variable: a kernel ops table (`struct tcp_congestion_ops`) whose function
+ * pointers name programs of the object. The kernel's `bpf_struct_ops_<type>` must exist; each
+ * program it names loads with attach_btf_id = the kernel's `<type>` and expected_attach_type = the
+ * member's index in the kernel's struct.
+ */
+export interface StructOpsSpec {
+  /** The variable's name (the map's name). */
+  name: string;
+  section: string;
+  /** Its struct's name (`tcp_congestion_ops`). */
+  type: string;
+  /** Function pointer member → program (function) name, from the section's relocations. */
+  programs: { member: string; program: string }[];
 }
 
 export interface LinkedProgram {
