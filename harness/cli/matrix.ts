@@ -45,10 +45,11 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                          name the modules they need in their spec)
   --loader <ours|libbpf|both>
                          which loader loads the objects in each guest: ours (the suites run
-                         their checks), Debian's libbpf, or both (each program loaded by both
-                         and the kernel's translated instructions compared; a difference fails
-                         the cell and names the first differing instruction). Default: both
-                         when CI is set, else ours
+                         their checks), libbpf (the current one, built from the newest Debian
+                         linux-source), or both (each object loaded by both, the whole object as
+                         its tool would, and the kernel's translated instructions compared per
+                         program; a difference fails the cell and names the first differing
+                         instruction). Default: both when CI is set, else ours
   --corpus <name>        also run a public corpus, fetched at run time (repeatable):
                            core-reloc  the kernel's CO-RE selftest corpus (test_core_reloc_*
                                        against every btf__core_reloc_* target, from Debian's

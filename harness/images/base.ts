@@ -353,5 +353,5 @@ async function buildBase(variant: BaseVariant, compression: Compression, rebuild
   return { path, variant, hash, sha256: seal.sha256, bytes: seal.size, compression, built: true, buildMs: performance.now() - t0, ...(why ? { rebuilt: why } : {}) };
 }
 
-/** Chosen by measurement (see harness/images/README.md). */
+/** Chosen by measurement (see images/README.md). */
 export const DEFAULT_BASE_COMPRESSION: Compression = 'none';

@@ -60,7 +60,8 @@ describe('nightly.yml', () => {
     const cron = (wf.on.schedule as { cron: string }[])[0]!.cron;
     expect(cron.split(/\s+/)).toHaveLength(5);
     expect('workflow_dispatch' in wf.on).toBe(true);
-    expect(Object.keys(wf.jobs).sort()).toEqual(['merge', 'newest', 'shard']);
+    expect(Object.keys(wf.jobs).sort()).toEqual(['corpus', 'merge', 'newest', 'shard']);
+    expect(invocations('corpus')[0]).toContain('--corpus ${{ matrix.corpus }} --loader both');
     expect(wf.jobs.shard!.strategy!.matrix.shard).toEqual(Array.from({ length: SHARDS }, (_, i) => i + 1));
     expect(wf.jobs.merge!.needs).toBe('shard');
     expect(wf.jobs.newest!.needs).toBe('merge');
