@@ -399,7 +399,7 @@ function objectCells(o: RunManifest['objects'][number], kernel: KernelInfo, opts
       outcomes = coll.outcomes;
     } catch (e) {
       // Refused as a whole (an extern, a map, its BTF): every program still gets its cell.
-      outcomes = coll.objectFailed(`not loaded: ${(e as Error).message.split('\n')[0]}`);
+      outcomes = coll.objectFailed((e as Error).message.split('\n')[0]!);
     }
     return outcomes.map((p) => {
       const cell: CellResult = {

@@ -1,11 +1,11 @@
 // A cached image or base layer is used only when its bytes still hash to what was written: a
 // block flipped in place (size and mtime kept) makes the next build rebuild it, and say so.
 // Private caches only (COREMATRIX_CACHE per build): the shared images are never touched.
-import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { corruptInPlace } from '../helpers/corrupt.js';
 import { buildImage, type ImageSpec } from '../../harness/images/initramfs.js';
 import { sealPath } from '../../harness/seal.js';
 
@@ -17,25 +17,6 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-/** XORs a 4 KiB block of `file` at `pos` in place, keeping its size and times to the nanosecond (`touch -r`). */
-function flipBlock(file: string, pos: number): void {
-  const was = statSync(file, { bigint: true });
-  const times = join(tmp, 'times');
-  writeFileSync(times, '');
-  execFileSync('touch', ['-r', file, times]);
-  const fd = openSync(file, 'r+');
-  try {
-    const b = Buffer.alloc(4096);
-    readSync(fd, b, 0, b.length, pos);
-    for (let i = 0; i < b.length; i++) b[i]! ^= 0xa5;
-    writeSync(fd, b, 0, b.length, pos);
-  } finally {
-    closeSync(fd);
-  }
-  execFileSync('touch', ['-r', times, file]);
-  const now = statSync(file, { bigint: true });
-  expect([now.size, now.mtimeNs, now.ino]).toEqual([was.size, was.mtimeNs, was.ino]);
-}
 
 /** Builds in the cache root `root` (a fresh root: a cold build, the witness), recording the progress steps. */
 async function build(root: string, spec: ImageSpec, steps: string[] = []) {
@@ -55,7 +36,7 @@ describe('cached images are checked before use', () => {
     const good = readFileSync(first.path);
     const again = await build('a', spec('one'), steps[1]);
     expect(again.path).toBe(first.path);
-    flipBlock(first.path, Math.floor(good.length / 2));
+    corruptInPlace(first.path, Math.floor(good.length / 2), 4096, 0xa5);
     const third = await build('a', spec('one'), steps[2]);
     expect(readFileSync(third.path).equals(good)).toBe(true);
     const fresh = await build('fresh', spec('one'));
@@ -81,7 +62,7 @@ describe('cached images are checked before use', () => {
     const base = readFileSync(first.path).subarray(0, first.baseBytes);
     const layer = join(tmp, 'b', 'images', readdirSync(join(tmp, 'b', 'images')).find((f) => f.startsWith('base-busybox-') && f.endsWith('.cpio'))!);
     expect(readFileSync(layer).equals(base)).toBe(true);
-    flipBlock(layer, Math.floor(first.baseBytes / 2));
+    corruptInPlace(layer, Math.floor(first.baseBytes / 2), 4096, 0xa5);
     // Another run layer: a new image, made from the base layer.
     const steps: string[] = [];
     const next = await build('b', spec('three'), steps);
