@@ -84,7 +84,9 @@ export interface CellResult {
 /** How a guest ended, from the host's view (harness/vm). */
 export type GuestVerdict = 'ok' | 'no-btf' | 'panic' | 'oops' | 'hung-task' | 'agent-oom' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed' | 'no-kernel'
   /** The host could not prepare this kernel's guest (image, host truth): never booted. */
-  | 'harness-error';
+  | 'harness-error'
+  /** The run was interrupted (SIGINT, SIGTERM) while this guest ran: the cells it sent are kept, the rest not run. */
+  | 'aborted';
 
 export interface KernelRun {
   kernel: KernelInfo;

@@ -199,11 +199,12 @@ export const matrixCommand: Command = {
     }
     readUserObjects(values.object ?? [], objectConfigs);
     const objects = [...(values.object ?? [])];
+    const corpusObjects: string[] = [];
     if (corpora.includes('debian')) {
       const { debianObjects } = await import('../corpus/debian-objects.js');
       const d = await debianObjects(sink.log);
       sink.log(`corpus debian: ${d.packages.map((p) => `${p.name} ${p.version} (${p.suite})`).join(', ')}: ${d.objects.length} objects`);
-      objects.push(...d.objects.map((o) => o.path));
+      corpusObjects.push(...d.objects.map((o) => o.path));
     }
     const selftests = corpora.find((c) => c.startsWith('selftests'));
     if (selftests) {
@@ -213,7 +214,7 @@ export const matrixCommand: Command = {
       if (slice && !(Number(slice[1]) >= 1 && Number(slice[1]) <= Number(slice[2]))) throw new UsageError(`--corpus ${selftests}: the slice must be N/M with 1 <= N <= M`);
       const c = await kernelSelftests({ log: sink.log, ...(only ? { only } : {}) });
       sink.log(`corpus selftests: ${c.source}, vmlinux.h of ${c.vmlinux}: ${c.objects.length} objects${slice ? ` (slice ${slice[1]}/${slice[2]} of ${c.sources})` : ''}, ${c.btfOnly.length} BTF-only (no program), ${c.failed.length} did not compile with clang-19`);
-      objects.push(...c.objects.map((o) => o.path));
+      corpusObjects.push(...c.objects.map((o) => o.path));
     }
     const { defaultJobs } = await import('../vm/pool.js');
     const { writeReports, compareRuns, formatComparison } = await import('../report/index.js');
@@ -254,6 +255,7 @@ export const matrixCommand: Command = {
         suites: values.suites === 'none' ? [] : values.suites ? values.suites.split(',').map((s) => s.trim()).filter(Boolean) : undefined,
         objects,
         objectConfigs,
+        corpusObjects,
         ...(values.module?.length ? { modules: values.module } : {}),
         ...(suitesDirOpt !== undefined ? { suitesDir: suitesDirOpt } : {}),
         loader,

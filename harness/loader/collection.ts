@@ -569,7 +569,12 @@ export class Collection {
         }
       }
     } catch (e) {
-      if (e instanceof VerifierError) {
+      if (e instanceof VerifierError && !e.log.trim()) {
+        // Refused before the verifier said anything (bad attributes: a flag or attach type this
+        // kernel lacks): an error, as libbpf reports it, not a verifier verdict.
+        out.status = 'error';
+        out.reason = e.message.split('\n')[0];
+      } else if (e instanceof VerifierError) {
         out.status = 'rejected';
         out.verifierLogTail = tail(e.log);
         out.insnsProcessed = processedFromLog(e.log);

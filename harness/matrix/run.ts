@@ -43,6 +43,11 @@ export interface MatrixOptions {
   /** Object → config file, for configs that are not `<object>.yaml` beside their object (--object-config). */
   objectConfigs?: ReadonlyMap<string, string>;
   /**
+   * Objects of a public corpus (--corpus): loaded like `objects`, but one our reader refuses is a
+   * failing cell of its own (the reference still loads it) instead of stopping the run.
+   */
+  corpusObjects?: string[];
+  /**
    * Kernel modules to load in every guest before its BTF is read (for --object files that use a
    * module's types), where the kernel's package has them; kernels without one run without it.
    */
@@ -108,7 +113,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   o.log(`matrix: ${entries.length} kernel(s)${o.shard ? ` (shard ${o.shard.index}/${o.shard.count})` : ''}: ${entries.map((e) => e.id).join(' ')}`);
   // No kernel to boot (an empty shard, nothing newer): no suite to compile either.
   const suites: BuiltSuite[] = o.suites?.length === 0 || entries.length === 0 ? [] : await buildSuites({ names: o.suites, ...(o.suitesDir ? { suitesDir: o.suitesDir } : {}) });
-  const userObjects = readUserObjects(o.objects ?? [], o.objectConfigs);
+  const userObjects = [...readUserObjects(o.objects ?? [], o.objectConfigs), ...readUserObjects(o.corpusObjects ?? [], new Map(), { lenient: true, first: o.objects?.length ?? 0 })];
   o.log(`matrix: ${suites.length} suite(s) compiled once: ${suites.map((s) => `${s.name} (${s.sha256.slice(0, 12)})`).join(' ')}`);
   // The root type names of the suites' CO-RE relocations: the kernel BTF index answers them, so
   // the agent has them without a walk over the kernel's types.
@@ -261,7 +266,17 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       else if (m.t === 'result' && m.kind === 'cell') cells.push(m.data as CellResult);
       else if (m.t === 'log' && m.level !== 'info') o.log(`[${e.id}] ${m.msg}`);
     };
-    const g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: p.image, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: o.memoryMb ?? 1024, ...(o.heartbeatTimeoutMs ? { heartbeatTimeoutMs: o.heartbeatTimeoutMs } : {}) });
+    const t0 = performance.now();
+    let g: Awaited<ReturnType<typeof runGuest>>;
+    try {
+      g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: p.image, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: o.memoryMb ?? 1024, ...(o.heartbeatTimeoutMs ? { heartbeatTimeoutMs: o.heartbeatTimeoutMs } : {}) });
+    } catch (err) {
+      if (!signal.aborted) throw err;
+      // Interrupted while this guest ran: what it sent stays in the partial report, the rest is not run.
+      const detail = 'the run was interrupted while this guest ran';
+      o.progress?.(e.id, `aborted: ${cells.length} cell(s) received`);
+      return { kernel, guest: 'aborted', detail, accel: o.accel === 'auto' ? 'none' : o.accel, durationMs: Math.round(performance.now() - t0), cells: [...cells, ...notRunCells(kernel, owed, loaders, cells, `not run: ${detail}`)] };
+    }
     if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...notRunCells(kernel, owed, loaders, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `after the agent's last step: ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
     // What the guest actually relocated against (the agent looks before trusting the matrix).
     if (cells[0]?.kernel.btf) kernel.btf = cells[0].kernel.btf;
@@ -342,7 +357,7 @@ export interface UserObject {
  * Reads every --object as `relocate` reads it, before anything boots: a missing or malformed one
  * is one line naming the file and exit 2, not a failure found again inside every guest.
  */
-export function readUserObjects(paths: string[], configs: ReadonlyMap<string, string> = new Map()): UserObject[] {
+export function readUserObjects(paths: string[], configs: ReadonlyMap<string, string> = new Map(), opts: { lenient?: boolean; first?: number } = {}): UserObject[] {
   const names = new Set<string>();
   for (const [object, file] of configs) {
     if (!paths.includes(object)) throw new UsageError(`--object-config ${object}=${file}: ${object} is not one of the --object files`);
@@ -361,6 +376,8 @@ export function readUserObjects(paths: string[], configs: ReadonlyMap<string, st
       spec = loadObjectSpec(bytes, path);
     } catch (err) {
       const line = (err as Error).message.split('\n')[0]!;
+      // A corpus object our reader refuses still goes to the guests: its (object) cell says why.
+      if (opts.lenient) return { name, host: path, path: `/cm/user/${(opts.first ?? 0) + i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs: ['(object)'] };
       throw new FormatError(line.startsWith(path) ? line : `${path}: ${line}`);
     }
     // Its config: named on the command line, or `<object>.yaml` beside it; every name it uses is
@@ -369,7 +386,7 @@ export function readUserObjects(paths: string[], configs: ReadonlyMap<string, st
     const config = file ? readObjectConfig(file) : undefined;
     if (config) checkObjectConfig(spec, config);
     const programs = spec.programs.map((p) => p.name);
-    return { name, host: path, path: `/cm/user/${i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs, ...(config ? { config } : {}) };
+    return { name, host: path, path: `/cm/user/${(opts.first ?? 0) + i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs, ...(config ? { config } : {}) };
   });
 }
 

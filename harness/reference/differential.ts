@@ -3,6 +3,7 @@
 // decisions). Used by the guest tests and usable by the guest agent.
 
 import type { Btf } from '../core/btf/btf.js';
+import { CoreMatrixError } from '../core/errors.js';
 import type { KconfigFacts } from '../core/kconfig.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
@@ -47,23 +48,43 @@ export interface DifferentialResult {
  */
 export function differential(bytes: Uint8Array, name: string, o: DifferentialOptions): DifferentialResult {
   const t0 = performance.now();
-  const spec = o.configured?.spec ?? loadObjectSpec(bytes, name);
-  const coll = new Collection(spec);
-  let ours: ProgramOutcome[];
+  let spec: ObjectSpec | undefined;
+  let unreadable: string | undefined;
   try {
-    coll.load({ kernelBtf: o.kernelBtf, moduleBtfs: o.moduleBtfs, kernelBtfName: o.kernelBtfName, kconfig: o.kconfig, kallsyms: o.kallsyms, programs: o.programs, mutateInsns: o.mutateInsns });
-    ours = coll.outcomes.map((x) => ({ ...x }));
+    spec = o.configured?.spec ?? loadObjectSpec(bytes, name);
   } catch (err) {
-    // Refused before any program load (an extern, a map): every program failed with that reason,
-    // and libbpf still gets its turn, so the two can be compared on the refusal too.
-    const reason = (err as Error).message.split('\n')[0]!;
-    ours = coll.objectFailed(reason, o.programs);
-  } finally {
-    coll.close();
+    // Our reader refuses the object: libbpf still loads it, and each of its programs is compared
+    // with our refusal (a disagreement wherever libbpf loads one).
+    unreadable = `our loader cannot read the object: ${(err as Error).message.split('\n')[0]}`;
+  }
+  const coll = spec && new Collection(spec);
+  let ours: ProgramOutcome[] = [];
+  if (coll) {
+    try {
+      coll.load({ kernelBtf: o.kernelBtf, moduleBtfs: o.moduleBtfs, kernelBtfName: o.kernelBtfName, kconfig: o.kconfig, kallsyms: o.kallsyms, programs: o.programs, mutateInsns: o.mutateInsns });
+      ours = coll.outcomes.map((x) => ({ ...x }));
+    } catch (err) {
+      // Refused before any program load (an extern, a map): every program failed with that reason,
+      // and libbpf still gets its turn, so the two can be compared on the refusal too.
+      ours = coll.objectFailed((err as Error).message.split('\n')[0]!, o.programs);
+    } finally {
+      coll.close();
+    }
   }
   const t1 = performance.now();
-  const ref = loadWithLibbpf(bytes, name, { programs: o.programs, btfCustomPath: o.btfCustomPath, ...(o.library ? { library: o.library } : {}), ...(o.configured ? { configure: o.configured.settings } : {}) });
-  ref.close();
+  let ref: { outcomes: ReferenceOutcome[] };
+  try {
+    const loaded = loadWithLibbpf(bytes, name, { programs: o.programs, btfCustomPath: o.btfCustomPath, ...(o.library ? { library: o.library } : {}), ...(o.configured ? { configure: o.configured.settings } : {}) });
+    loaded.close();
+    ref = loaded;
+  } catch (err) {
+    // libbpf cannot even open it (legacy `maps` definitions since libbpf 1.0, say): each of our
+    // programs is compared with that refusal.
+    if (!(err instanceof CoreMatrixError)) throw err;
+    const reason = err.message.split('\n')[0]!.replace(/^reference: /, '');
+    const label = o.library ? `libbpf ${o.library.version ?? ''} (${o.library.source ?? o.library.so})` : 'libbpf (system)';
+    ref = { outcomes: ours.map((p) => ({ name: p.name, libbpf: label, status: 'error' as const, reason, relocations: [], log: [], loadMs: 0 })) };
+  }
   const t2 = performance.now();
   const comparisons: OutcomeComparison[] = [];
   for (const p of ours) {
@@ -71,7 +92,7 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
     comparisons.push(compareOutcomes(p, theirs));
   }
   for (const r of ref.outcomes) {
-    if (!ours.some((p) => p.name === r.name)) comparisons.push(compareOutcomes({ name: r.name, status: 'error', reason: 'our loader has no such program' }, r));
+    if (!ours.some((p) => p.name === r.name)) comparisons.push(compareOutcomes({ name: r.name, status: 'error', reason: unreadable ?? 'our loader has no such program' }, r));
   }
   return { object: name, ours, reference: ref.outcomes, comparisons, oursMs: Math.round(t1 - t0), referenceMs: Math.round(t2 - t1) };
 }

@@ -51,7 +51,7 @@ export function missingShards(parts: RunReport[], names: string[] = parts.map((_
 }
 
 const GUEST_RANK: Record<GuestVerdict, number> = {
-  ok: 0, 'no-kernel': 1, 'harness-error': 1, 'no-btf': 2, 'agent-failed': 2, 'no-agent': 3, timeout: 4, 'agent-hang': 5, 'agent-oom': 5, 'hung-task': 6, 'qemu-died': 7, oops: 8, panic: 9,
+  ok: 0, 'no-kernel': 1, 'harness-error': 1, aborted: 2, 'no-btf': 2, 'agent-failed': 2, 'no-agent': 3, timeout: 4, 'agent-hang': 5, 'agent-oom': 5, 'hung-task': 6, 'qemu-died': 7, oops: 8, panic: 9,
 };
 
 function cellKey(c: CellResult): string {

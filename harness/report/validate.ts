@@ -137,7 +137,7 @@ const RELO_STATUS: Record<RelocationRecord['status'], true> = { ok: true, poison
 const ACCELS: Record<KernelRun['accel'], true> = { kvm: true, tcg: true, none: true };
 const GUESTS: Record<GuestVerdict, true> = {
   ok: true, 'no-btf': true, panic: true, oops: true, 'hung-task': true, 'agent-oom': true, 'agent-hang': true, 'no-agent': true,
-  'qemu-died': true, timeout: true, 'agent-failed': true, 'no-kernel': true, 'harness-error': true,
+  'qemu-died': true, timeout: true, 'agent-failed': true, 'no-kernel': true, 'harness-error': true, aborted: true,
 };
 
 // ---- the report, outermost last

@@ -126,19 +126,21 @@ describe('host faults', () => {
     expect(runPassed(r)).toBe(false);
   }, 300_000);
 
-  it('SIGTERM mid-run writes a partial report marked incomplete and exits non-zero', async () => {
+  it('SIGTERM mid-run writes a partial report marked incomplete, lists the interrupted guest as aborted with its cells, and exits non-zero', async () => {
     const { spawn } = await import('node:child_process');
     const { existsSync, readFileSync } = await import('node:fs');
     const dir = out();
     const child = spawn(process.execPath, ['bin/corematrix.js', 'matrix', '--kernels', '6.1,5.10', '--suites', 'kernel-version', '--jobs', '1', '--accel', 'tcg', '--out', dir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: '1' } });
     let err = '';
     // The first kernel to finish (which one depends on the boot order the run picks from its
-    // history); the second is on its way: stop now.
-    const first = await new Promise<string>((resolve) => {
+    // history), then the second guest running: stop now.
+    const [first, second] = await new Promise<[string, string]>((resolve) => {
       child.stderr.on('data', (b: Buffer) => {
         err += b.toString();
         const m = /\[([^\]]+)\] (done|agent-failed) in /.exec(err);
-        if (m) resolve(m[1]!);
+        if (!m) return;
+        const other = m[1] === '6.1' ? '5.10' : '6.1';
+        if (new RegExp(`\\[${other.replace('.', '\\.')}\\] agent up at`).test(err.slice(m.index))) resolve([m[1]!, other]);
       });
     });
     expect(['6.1', '5.10']).toContain(first);
@@ -146,9 +148,13 @@ describe('host faults', () => {
     const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
     expect(code).not.toBe(0);
     expect(existsSync(join(dir, 'report.json'))).toBe(true);
-    const rep = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { complete: boolean; kernels: { kernel: { id: string } }[] };
+    const rep = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as { complete: boolean; kernels: { kernel: { id: string }; guest: string; cells: { verdict: string; reason?: string }[] }[] };
     expect(rep.complete).toBe(false);
-    expect(rep.kernels.map((k) => k.kernel.id)).toEqual([first]);
+    expect(rep.kernels.map((k) => `${k.kernel.id}:${k.guest}`).sort()).toEqual([`${first}:ok`, `${second}:aborted`].sort());
+    // The interrupted guest owed one cell: sent before the signal, or listed as not run.
+    const aborted = rep.kernels.find((k) => k.guest === 'aborted')!;
+    expect(aborted.cells).toHaveLength(1);
+    if (aborted.cells[0]!.verdict !== 'pass') expect(aborted.cells[0]!.reason).toBe('not run: the run was interrupted while this guest ran');
     expect(readFileSync(join(dir, 'summary.md'), 'utf8')).toMatch(/INCOMPLETE|incomplete/);
   }, 300_000);
 

@@ -120,7 +120,9 @@ export function parseBtfMapDef(btf: Btf, structId: number, name: string, where: 
   }
   if (spec.inner || isMapInMap(spec.type)) {
     if (valueSize === undefined && !spec.valueTypeId) spec.valueSize = 4;
-    if (isMapInMap(spec.type) && !spec.inner) throw new FormatError(`${where}: map-in-map without an inner map definition (__array(values, struct ...))`);
+    // Without an inner definition a map-in-map is still a valid object (libbpf opens it; its tool
+    // gives the inner map's fd before load, bpf_map__set_inner_map_fd); creating it without one
+    // fails in the kernel, naming the map.
   }
   // Perf event arrays hold fds: libbpf's documented defaults are 4-byte keys and values.
   if (spec.type === MapType.PERF_EVENT_ARRAY) {
