@@ -5,7 +5,7 @@
 // and stops beating once that step has outlived its budget: a call that never returns still ends
 // as a hang, and the host's detail names the step (the last `step` message and the beats' `busy`).
 //
-// The two threads share four int32 slots; the worker writes whole lines to the result port itself
+// The two threads share three int32 slots and the step's name; the worker writes whole lines to the result port itself
 // (one write(2) each, which the tty layer keeps whole), so it needs nothing from the main thread's
 // event loop.
 
@@ -14,7 +14,6 @@ import { Worker } from 'node:worker_threads';
 const ALIVE = 0; // ms (agent clock) when the main thread last ran its timer
 const SINCE = 1; // ms when the current blocking step began, -1 when none
 const BUDGET = 2; // ms the current step may take
-const SEQ = 3; // step number, so the worker can read the step's name from the label buffer
 const LABEL_BYTES = 512;
 
 /** The worker's whole program: every `periodMs`, beat for a main thread that is blocked within budget. */
@@ -40,7 +39,7 @@ setInterval(() => {
 `;
 
 export class Watchdog {
-  private readonly slots = new SharedArrayBuffer(16);
+  private readonly slots = new SharedArrayBuffer(12);
   private readonly i32 = new Int32Array(this.slots);
   private readonly label = new SharedArrayBuffer(LABEL_BYTES);
   private readonly t0 = Date.now();
@@ -83,7 +82,6 @@ export class Watchdog {
     view.fill(0);
     view.set(b);
     Atomics.store(this.i32, BUDGET, Math.min(budgetMs, 0x7fffffff));
-    Atomics.add(this.i32, SEQ, 1);
     Atomics.store(this.i32, SINCE, this.now());
   }
 
