@@ -24,7 +24,8 @@ export interface Layout<F extends Fields = Fields> {
   cNames?: Partial<Record<keyof F, string | null>>;
 }
 
-function layout<F extends Fields>(name: string, c: readonly [string, string], size: number, fields: F, cNames?: Partial<Record<keyof F, string | null>>): Layout<F> {
+/** A layout (for attribute structs defined next to their only user, as link-create variants are). */
+export function layout<F extends Fields>(name: string, c: readonly [string, string], size: number, fields: F, cNames?: Partial<Record<keyof F, string | null>>): Layout<F> {
   return { name, c, size, fields, cNames };
 }
 

@@ -1,6 +1,8 @@
 // Link: an attachment of a program; close() detaches. Either a bpf_link fd (raw tracepoint,
-// fentry/fexit, LINK_CREATE) or a perf event fd carrying the program (kprobe, tracepoint), with
-// an optional cleanup (removing a legacy tracefs kprobe event).
+// fentry/fexit, LINK_CREATE), a perf event fd carrying the program (kprobe, tracepoint), or a
+// legacy attachment that holds no fd of its own (BPF_PROG_ATTACH to a cgroup or a map, a tc
+// filter made over netlink, XDP set on an interface) and whose cleanup detaches it; each with an
+// optional cleanup (removing a legacy tracefs kprobe event).
 
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { CoreMatrixError, UsageError } from '../core/errors.js';
@@ -11,7 +13,8 @@ import { trackFd } from './fds.js';
 import type { Program } from './program.js';
 import { close, errnoNumber, ioctl, mount, perfEventOpen, SyscallError, withScratch } from './sys.js';
 
-export type LinkKind = 'bpf_link' | 'perf_event';
+/** `legacy`: no fd (fd is -1); close() runs the cleanup, which detaches. */
+export type LinkKind = 'bpf_link' | 'perf_event' | 'legacy';
 
 export class Link {
   private closed = false;
@@ -30,6 +33,7 @@ export class Link {
     if (this.closed) return;
     this.closed = true;
     try {
+      if (this.kind === 'legacy') return;
       if (this.kind === 'perf_event') {
         try {
           ioctl(this.fd, Perf.IOC_DISABLE, 0, `PERF_EVENT_IOC_DISABLE ${this.target}`);
