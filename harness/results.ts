@@ -55,6 +55,29 @@ export interface ExternValue {
   value: string | number | boolean | null;
 }
 
+/** How a program was attached in the guest and what the kernel counted while the workload ran (loader/attach.ts, agent/attach-run.ts). */
+export interface AttachResult {
+  /** attached; failed (the kernel or the target refused); not-attachable (needs something only its tool supplies). */
+  status: 'attached' | 'failed' | 'not-attachable';
+  /** How: "BPF_LINK_CREATE", "kprobe PMU", "perf tracepoint", "BPF_PROG_TEST_RUN", ... */
+  via?: string;
+  /** To what: "kprobe do_sys_openat2", "xdp lo", "cgroup /sys/fs/cgroup connect4". */
+  target?: string;
+  /** One line: why it failed or cannot be attached here. */
+  reason?: string;
+  /** Times the program ran while attached (bpf_prog_info run_cnt, run statistics on). */
+  runCount?: number;
+  /** Total time it ran, ns (run_time_ns). */
+  runTimeNs?: number;
+  /** What exercising it did: an iterator read, a test run. */
+  note?: string;
+}
+
+/** Attached, statistics kept, and it never ran: a finding of its own (the hook did not fire). */
+export function neverRan(a: AttachResult | undefined): boolean {
+  return a?.status === 'attached' && a.runCount === 0;
+}
+
 export interface CellResult {
   schema: typeof RESULT_SCHEMA;
   kernel: KernelInfo;
@@ -78,6 +101,8 @@ export interface CellResult {
   config?: string[];
   /** Translated instructions as the kernel returns them, hex, when recorded (differential runs). */
   xlated?: string;
+  /** Users' objects: how the program was attached and how often it ran under the workload. */
+  attach?: AttachResult;
   timings: { loadMs: number; runMs: number };
 }
 
@@ -94,6 +119,8 @@ export interface KernelRun {
   /** One line when the guest did not end cleanly. */
   detail?: string;
   accel: 'kvm' | 'tcg' | 'none';
+  /** The guest's vCPUs, when more than one. */
+  cpus?: number;
   bootMs?: number;
   durationMs: number;
   /** Last lines of the kernel console, kept when something went wrong. */

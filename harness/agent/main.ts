@@ -18,11 +18,13 @@ import { Collection, type LoadOptions, type ProgramOutcome } from '../loader/col
 import { applyObjectConfig, kernelFacts, libbpfSettingsFor, type ObjectConfig, type ObjectConfigFacts } from '../loader/object-config.js';
 import type { LibbpfSettings } from '../reference/libbpf.js';
 import { describeStep, encodeMessage, PROTOCOL_VERSION, type AgentStep, type GuestMessage } from '../protocol.js';
-import { RESULT_SCHEMA, type CellResult, type Check, type KernelInfo } from '../results.js';
+import { RESULT_SCHEMA, type AttachResult, type CellResult, type Check, type KernelInfo } from '../results.js';
 import { finitModule, ioctlBuffer, powerOff, unameRelease, unameVersion, vmlinuxBtf, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
 import { moduleNeedOn, moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, STEP_BUDGETS, type RunManifest } from './manifest.js';
 import { Watchdog } from './watchdog.js';
+import { attachAndRun, type AttachRunSummary } from './attach-run.js';
+import { runWorkload } from './workload.js';
 
 const PORT = process.env.CM_RESULT_PORT ?? '/dev/ttyS1';
 let portFd = -1;
@@ -238,7 +240,7 @@ async function main(): Promise<number> {
           });
           const tLoaded = performance.now();
           stepTo({ ...unit, phase: 'attach' });
-          st.attachErrors = coll.attachAll();
+          st.attachErrors = coll.attachAll().failures;
           const tAttached = performance.now();
           stepTo({ ...unit, phase: 'run' });
           const bad = coll.outcomes.find((o) => o.status !== 'loaded');
@@ -305,13 +307,24 @@ async function main(): Promise<number> {
     }));
     // Users' own objects: every program loaded, its cells sent as soon as the object is done.
     const programCounts = new Map<string, number>();
-    manifest.objects.forEach((o, i) => {
+    for (const [i, o] of manifest.objects.entries()) {
       const unit = { unit: `object:${o.name}`, object: o.name, index: states.size + i + 1, total: totalUnits };
       stepTo({ ...unit, phase: 'load' });
-      const cells = objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts);
+      const attachRun = async (coll: Collection) => {
+        // Attaching is synchronous syscalls (a kprobe.multi over many functions takes a while
+        // under TCG): one blocking step. The workload is async: heartbeats go on by themselves.
+        const s: AgentStep = { ...unit, phase: 'attach' };
+        stepTo(s);
+        return attachAndRun(coll, async () => {
+          stepTo({ ...unit, phase: 'run' });
+          const w = await runWorkload({ commands: o.config?.workload ?? [] });
+          return `workload ${w.ok ? 'ok' : 'had failures'} in ${w.ms} ms`;
+        }, (attach) => dog.blocking(describeStep(s), budgets.loadMs, attach));
+      };
+      const cells = await objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts, attachRun);
       programCounts.set(o.path, cells.length);
       for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
-    });
+    }
     // The kernel's selftest corpus: every case relocated against its target BTF by both loaders,
     // run, and compared (verdicts, translated instructions, output bytes).
     if (manifest.corpus?.length) {
@@ -378,7 +391,10 @@ async function main(): Promise<number> {
  * The cells of one user object loaded by our loader: one per program, or one `(object)` cell when
  * the object could not be opened or has no program at all (it never silently disappears).
  */
-function objectCells(o: RunManifest['objects'][number], kernel: KernelInfo, opts: Omit<LoadOptions, 'sha256'>, facts: () => ObjectConfigFacts): CellResult[] {
+async function objectCells(
+  o: RunManifest['objects'][number], kernel: KernelInfo, opts: Omit<LoadOptions, 'sha256'>, facts: () => ObjectConfigFacts,
+  attachRun: (coll: Collection) => Promise<{ reports: Map<string, AttachResult>; summary: AttachRunSummary }>,
+): Promise<CellResult[]> {
   const t = performance.now();
   const object = { name: o.name, sha256: o.sha256 };
   const whole = (reason: string): CellResult[] => [{
@@ -401,6 +417,13 @@ function objectCells(o: RunManifest['objects'][number], kernel: KernelInfo, opts
       // Refused as a whole (an extern, a map, its BTF): every program still gets its cell.
       outcomes = coll.objectFailed((e as Error).message.split('\n')[0]!);
     }
+    // Loaded programs are attached as the object's tool would, the workload runs, the kernel counts.
+    let attach: Map<string, AttachResult> | undefined;
+    if (outcomes.some((p) => p.status === 'loaded')) {
+      const r = await attachRun(coll);
+      attach = r.reports;
+      send({ t: 'log', level: 'info', msg: `agent: ${o.name}: ${r.summary.attached} attached; ${r.summary.workload ?? 'no workload (nothing attached)'}; run statistics ${r.summary.statsVia ?? 'unavailable'}; ${r.summary.ms} ms` });
+    }
     return outcomes.map((p) => {
       const cell: CellResult = {
         schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: p.name, loader: 'ours', object,
@@ -410,6 +433,15 @@ function objectCells(o: RunManifest['objects'][number], kernel: KernelInfo, opts
       };
       if (config) cell.config = config;
       if (p.status !== 'loaded') cell.reason = `${p.status}: ${p.reason ?? ''}`;
+      const a = attach?.get(p.name);
+      if (a) {
+        cell.attach = a;
+        // A tool whose attach fails does not work on this kernel: the cell fails, saying why.
+        if (a.status === 'failed') {
+          cell.verdict = 'fail';
+          cell.reason = `attach failed: ${a.reason ?? ''}`;
+        }
+      }
       if (p.insnsProcessed !== undefined || p.verifierLogTail) cell.verifier = { insnsProcessed: p.insnsProcessed, logTail: p.verifierLogTail };
       if (p.xlated) cell.xlated = p.xlated;
       return cell;

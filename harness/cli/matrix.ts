@@ -63,6 +63,8 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                          ahead in as many lanes and boot in the order that, by the last run's
                          guest times, finishes soonest (<cache>/matrix/durations.json)
   --accel <auto|kvm|tcg> acceleration; auto uses KVM only after a probe boot proves it works
+  --cpus <n>             vCPUs per guest where the matrix entry sets no \`cpus:\` (default 1)
+  --memory <MiB>         guest memory (default 1024)
   --timeout <seconds>    per-guest budget (default: 120 s + 60 s per suite + 5 s per program and
                          loader); a guest silent for 30 s is hung, except while the verifier
                          works on one program (up to 300 s, the agent's watchdog beats for it)
@@ -133,6 +135,7 @@ export const matrixCommand: Command = {
           kernels: { type: 'string' }, suites: { type: 'string' }, jobs: { type: 'string' }, accel: { type: 'string' },
           timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true }, 'object-config': { type: 'string', multiple: true }, module: { type: 'string', multiple: true }, 'suites-dir': { type: 'string' },
           shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' }, corpus: { type: 'string', multiple: true },
+          cpus: { type: 'string' }, memory: { type: 'string' },
         },
       });
     } catch (err) {
@@ -146,6 +149,10 @@ export const matrixCommand: Command = {
     const jobs = values.jobs ? Number(values.jobs) : undefined;
     if (jobs !== undefined && (!Number.isInteger(jobs) || jobs < 1)) throw new UsageError(`--jobs must be a positive integer, not '${values.jobs}'`);
     for (const m of values.module ?? []) if (!/^[a-z0-9][a-z0-9_-]*$/.test(m)) throw new UsageError(`--module '${m}' is not a kernel module name (lower case letters, digits, - and _)`);
+    const cpus = values.cpus !== undefined ? Number(values.cpus) : undefined;
+    if (cpus !== undefined && (!Number.isInteger(cpus) || cpus < 1 || cpus > 64)) throw new UsageError(`--cpus must be an integer from 1 to 64, not '${values.cpus}'`);
+    const memoryMb = values.memory !== undefined ? Number(values.memory) : undefined;
+    if (memoryMb !== undefined && (!Number.isInteger(memoryMb) || memoryMb < 256 || memoryMb > 65536)) throw new UsageError(`--memory must be MiB from 256 to 65536, not '${values.memory}'`);
     const timeout = values.timeout ? Number(values.timeout) : undefined;
     if (timeout !== undefined && !(timeout > 0)) throw new UsageError(`--timeout must be a number of seconds, not '${values.timeout}'`);
     const { parseShard, shardOf } = await import('../matrix/shard.js');
@@ -262,6 +269,8 @@ export const matrixCommand: Command = {
         corpus: corpora.includes('core-reloc'),
         jobs: jobs ?? defaultJobs(),
         accel,
+        ...(cpus !== undefined ? { cpus } : {}),
+        ...(memoryMb !== undefined ? { memoryMb } : {}),
         outDir,
         runId,
         timeoutMs: timeout ? timeout * 1000 : undefined,

@@ -183,7 +183,7 @@ const KEY0 = new Uint8Array(4);
 
 /** Our loader: load against the target's BTF, attach, run once; the output bytes. */
 function runOurs(coll: Collection, layout: DataLayout): Uint8Array {
-  const failures = coll.attachAll();
+  const { failures } = coll.attachAll();
   if (failures.length) throw new CoreMatrixError(`our attach of ${failures[0]!.program}: ${failures[0]!.reason}`);
   if (coll.links.length === 0) throw new CoreMatrixError(`${coll.spec.source}: no program was attached`);
   const mapName = coll.locateVar('data').map.name;

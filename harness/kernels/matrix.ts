@@ -1,6 +1,7 @@
 // The kernel matrix (kernels/matrix.yaml): which Debian kernels the harness boots. Parsed with
 // js-yaml's failsafe schema (every scalar stays a string, so `series: 6.10` is not 6.1) and
 // validated field by field; every error is one line: file:line: kernel 'id': field: what is wrong.
+import { globToRegExp } from '../core/glob.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import yaml from 'js-yaml';
@@ -40,9 +41,11 @@ export interface KernelEntry {
   suites: string[];
   version?: string;
   build?: CustomBuild;
+  /** vCPUs of this kernel's guest (default: the run's --cpus, else 1). */
+  cpus?: number;
 }
 
-const FIELDS = ['id', 'series', 'flavour', 'suites', 'version', 'source', 'config', 'btf'] as const;
+const FIELDS = ['id', 'series', 'flavour', 'suites', 'version', 'source', 'config', 'btf', 'cpus'] as const;
 const SOURCE_RE = /^linux-source-(\d+\.\d+)$/;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 const SERIES_RE = /^\d+\.(\d+|x)$/;
@@ -164,6 +167,12 @@ export function parseMatrix(text: string, file = 'matrix.yaml', baseDir = join(r
     if (version !== undefined && series.endsWith('.x')) fail(at('version'), `${name}: a pinned version needs an exact series, not '${series}'`);
     const entry: KernelEntry = { id, series, flavour: flavour as Flavour | 'custom', suites: [...(suites as string[])] };
     if (version !== undefined) entry.version = version;
+    if (e['cpus'] !== undefined) {
+      // Scalars arrive as the YAML text (the loader keeps every scalar a string).
+      const cpus = Number(e['cpus']);
+      if (!/^\d+$/.test(String(e['cpus'])) || cpus < 1 || cpus > 64) fail(at('cpus'), `${name}: cpus must be an integer from 1 to 64, not ${JSON.stringify(e['cpus'])}`);
+      entry.cpus = cpus;
+    }
     if (source !== undefined) {
       const config = str('config', true)!;
       const configPath = isAbsolute(config) ? config : resolve(baseDir, config);
@@ -192,10 +201,6 @@ export function loadMatrix(file?: string): KernelEntry[] {
   return parseMatrix(text, shown && !shown.startsWith('..') ? shown : path, dirname(path));
 }
 
-function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${body}$`);
-}
 
 /** Selects entries by exact ids, globs (`6.1*`) or `all`; unknown selectors are a UsageError. */
 export function selectKernels(entries: KernelEntry[], selectors: string[]): KernelEntry[] {

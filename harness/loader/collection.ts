@@ -18,9 +18,10 @@ import type { LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/ob
 import { relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { RelocationRecord } from '../core/relo/report.js';
 import { locateRodata, writeRodata } from '../suites/rodata.js';
+import { attachProgram, type Attachment } from './attach.js';
 import {
-  attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, btfLoad, BpfMap, close as closeFd, ensureBpffs, errnoNumber, FeatureMissingError,
-  kconfigSpecial, Link, pageSize, probeUprobeMultiLink, syscallPrefix, possibleCpuCount, probeBtfKind, probeMapType, probeMmapableArray, Program, requireFeature,
+  btfLoad, BpfMap, close as closeFd, ensureBpffs, errnoNumber, FeatureMissingError,
+  kconfigSpecial, Link, pageSize, probeUprobeMultiLink, possibleCpuCount, probeBtfKind, probeMapType, probeMmapableArray, Program, requireFeature,
   SyscallError, u32, VerifierError, type Ksym,
 } from '../runtime/index.js';
 import type { MapTypeName } from '../runtime/consts.js';
@@ -589,54 +590,22 @@ export class Collection {
   }
 
   /** Attaches every loaded program that has an attach point; returns what failed. */
-  attachAll(): { program: string; reason: string }[] {
+  /**
+   * Attaches every loaded program (loader/attach.ts); the links stay open until close(). Returns
+   * each program's verdict; the ones that failed are also in `failures` (what suites check).
+   */
+  attachAll(): { verdicts: Map<string, Attachment>; failures: { program: string; reason: string }[] } {
+    const verdicts = new Map<string, Attachment>();
     const failures: { program: string; reason: string }[] = [];
     for (const p of this.spec.programs) {
       const prog = this.programs.get(p.name);
       if (!prog) continue;
-      try {
-        const link = attach(p, prog);
-        if (link) this.links.push(link);
-      } catch (e) {
-        if (!(e instanceof CoreMatrixError)) throw e;
-        failures.push({ program: p.name, reason: e.message.split('\n')[0]! });
-      }
+      const a = attachProgram(p, prog, { maps: this.maps });
+      if (a.link) this.links.push(a.link);
+      verdicts.set(p.name, a);
+      if (a.verdict.status === 'failed') failures.push({ program: p.name, reason: a.verdict.reason ?? 'attach failed' });
     }
-    return failures;
-  }
-}
-
-function attach(p: ProgramSpec, prog: Program): Link | undefined {
-  switch (p.kind) {
-    case 'kprobe':
-    case 'kretprobe':
-      if (p.target?.kind !== 'kprobe') return undefined;
-      return attachKprobe(prog, p.target.func, { retprobe: p.target.retprobe, ...(p.target.offset ? { offset: p.target.offset } : {}) });
-    case 'ksyscall':
-    case 'kretsyscall': {
-      // As libbpf: the arch's wrapper (__x64_sys_openat) where the kernel has syscall wrappers, else __se_sys_openat.
-      if (p.target?.kind !== 'ksyscall') return undefined;
-      const prefix = syscallPrefix();
-      const func = prefix && kconfigSpecial('LINUX_HAS_SYSCALL_WRAPPER') === 1 ? `__${prefix}_sys_${p.target.syscall}` : `__se_sys_${p.target.syscall}`;
-      return attachKprobe(prog, func, { retprobe: p.target.retprobe });
-    }
-    case 'tracepoint':
-    case 'tp': {
-      const [group, name] = (p.attachTo ?? '').split('/');
-      if (!group || !name) return undefined;
-      return attachTracepoint(prog, group, name);
-    }
-    case 'raw_tracepoint':
-    case 'raw_tp':
-      return p.attachTo ? attachRawTracepoint(prog, p.attachTo) : undefined;
-    case 'tp_btf':
-    case 'fentry':
-    case 'fexit':
-    case 'fmod_ret':
-    case 'lsm':
-      return attachTracing(prog, p.expectedAttachType, `${p.kind} ${p.attachTo}`);
-    default:
-      return undefined; // socket filters, xdp, tc: run with BPF_PROG_TEST_RUN
+    return { verdicts, failures };
   }
 }
 

@@ -75,13 +75,15 @@ export interface ObjectConfig {
   maps: Record<string, MapConfig>;
   /** Variable → value; a struct member is `var.member` (written nested in the file). */
   variables: Record<string, VariableValue>;
+  /** Commands the guest runs (`/bin/sh -c`) after the standard workload, to fire the object's hooks. */
+  workload?: string[];
   /** Each key's line in the file (`programs.x.attach` → 7), for the errors found when applied to an object. */
   lines: Record<string, number>;
 }
 
 // ───────────────────────────── parse and validate ─────────────────────────────
 
-const TOP_KEYS = ['programs', 'maps', 'variables'] as const;
+const TOP_KEYS = ['programs', 'maps', 'variables', 'workload'] as const;
 const PROGRAM_KEYS = ['autoload', 'attach'] as const;
 const MAP_KEYS = ['max_entries'] as const;
 const CANDIDATE_KEYS = ['target', 'if'] as const;
@@ -161,7 +163,14 @@ export function validateObjectConfig(doc: unknown, file: string, text: string): 
   if (!isMap(doc)) throw new FormatError(`${file}:1: an object config must be a mapping with keys ${TOP_KEYS.join(', ')}, not ${typeName(doc)}`);
   c.onlyKeys([], doc, TOP_KEYS, 'an object config');
 
-  const section = (key: (typeof TOP_KEYS)[number], what: string): [string, unknown][] => {
+  if ('workload' in doc && doc.workload !== null) {
+    c.note(['workload']);
+    const w = doc.workload;
+    if (Array.isArray(w) && w.every((x) => typeof x === 'string' && x.trim() !== '')) out.workload = w as string[];
+    else c.fail(['workload'], `expected a list of shell commands (strings), not ${typeName(w)}`);
+  }
+
+  const section = (key: Exclude<(typeof TOP_KEYS)[number], 'workload'>, what: string): [string, unknown][] => {
     const v = doc[key];
     if (v === undefined || v === null) return [];
     if (!isMap(v)) {

@@ -20,7 +20,7 @@ import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { checkObjectConfig, configPathFor, readObjectConfig, type ObjectConfig } from '../loader/object-config.js';
 import { objectsRootNames } from '../core/relo/patch.js';
-import { runGuest, type Accel } from '../vm/qemu.js';
+import { bpfLsmAppend, runGuest, type Accel } from '../vm/qemu.js';
 import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
 import { currentLibbpf } from '../reference/build.js';
@@ -68,6 +68,8 @@ export interface MatrixOptions {
   suitesDir?: string;
   /** Guest memory in MiB (default 1024). */
   memoryMb?: number;
+  /** Guest vCPUs where the matrix entry does not say (`cpus:`); default 1. */
+  cpus?: number;
   /** BENCH-ONLY: guests start without the agent's start-up mechanisms (ImageSpec.start). */
   guestStart?: 'tuned' | 'plain';
   /** TEST-ONLY (test/faults): faults the agent injects on purpose; the CLI never sets this. */
@@ -99,6 +101,8 @@ const GUEST_BTF_COPY = '/cm/kernel.btf';
 const GUEST_BTF_INDEX = '/cm/kernel.btf.idx';
 /** Guest budget per program and loader (a generous average; one program may take far longer). */
 const PROGRAM_BUDGET_MS = 5_000;
+/** Attaching one user object's programs and running the workload under them, per loader. */
+const OBJECT_RUN_BUDGET_MS = 15_000;
 
 export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const startedAt = new Date().toISOString();
@@ -162,7 +166,8 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const suiteTimeoutMs = 120_000;
   // The guest's budget grows with its work: a suite's trigger and checks, and each program's load
   // by each loader (the verifier dominates under TCG: ~50 ms a program on 7.3, seconds for large ones).
-  const timeoutMs = o.timeoutMs ?? 120_000 + suites.length * 60_000 + programCount * loaders.length * PROGRAM_BUDGET_MS + (corpus?.files.length ?? 0) * 2 * PROGRAM_BUDGET_MS;
+  // Each user object is also attached and run under the workload (a few seconds under TCG), by each loader.
+  const timeoutMs = o.timeoutMs ?? 120_000 + suites.length * 60_000 + programCount * loaders.length * PROGRAM_BUDGET_MS + userObjects.length * loaders.length * OBJECT_RUN_BUDGET_MS + (corpus?.files.length ?? 0) * 2 * PROGRAM_BUDGET_MS;
 
   // What ran in the guests, for the boot-order history (guest times depend on it).
   const selection = createHash('sha256')
@@ -268,8 +273,16 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     };
     const t0 = performance.now();
     let g: Awaited<ReturnType<typeof runGuest>>;
+    let cpus = 1;
     try {
-      g = await runGuest({ kernelId: e.id, vmlinuz: k.vmlinuz, initrd: p.image, accel: o.accel, logDir, onMessage, signal, timeoutMs, memoryMb: o.memoryMb ?? 1024, ...(o.heartbeatTimeoutMs ? { heartbeatTimeoutMs: o.heartbeatTimeoutMs } : {}) });
+      // The BPF LSM is switched on where the kernel has it built but not in its default list (5.10).
+      const lsm = bpfLsmAppend(readFileSync(k.config, 'utf8'));
+      cpus = e.cpus ?? o.cpus ?? 1;
+      g = await runGuest({
+        kernelId: e.id, vmlinuz: k.vmlinuz, initrd: p.image, accel: o.accel, logDir, onMessage, signal, timeoutMs,
+        memoryMb: o.memoryMb ?? 1024, cpus, ...(lsm ? { append: lsm } : {}),
+        ...(o.heartbeatTimeoutMs ? { heartbeatTimeoutMs: o.heartbeatTimeoutMs } : {}),
+      });
     } catch (err) {
       if (!signal.aborted) throw err;
       // Interrupted while this guest ran: what it sent stays in the partial report, the rest is not run.
@@ -280,7 +293,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...notRunCells(kernel, owed, loaders, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `after the agent's last step: ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
     // What the guest actually relocated against (the agent looks before trusting the matrix).
     if (cells[0]?.kernel.btf) kernel.btf = cells[0].kernel.btf;
-    const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
+    const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, ...(cpus > 1 ? { cpus } : {}), bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
     if (g.verdict !== 'ok') {
       run.detail = g.detail;
       run.consoleTail = g.consoleTail;

@@ -5,7 +5,7 @@
 // reason), and anything else is flagged as unexpected. Plain data in, plain data out.
 
 import type { RelocationRecord } from '../core/relo/report.js';
-import type { CellResult, KernelRun, LoaderName, RunReport } from '../results.js';
+import { neverRan, type CellResult, type KernelRun, type LoaderName, type RunReport } from '../results.js';
 import { compareXlated } from '../reference/compare.js';
 
 export type FindingClass =
@@ -29,7 +29,7 @@ export interface ValueRow {
   suite: string;
   program: string;
   loader: LoaderName;
-  kind: 'relocation' | 'extern' | 'check' | 'verifier' | 'verdict';
+  kind: 'relocation' | 'extern' | 'check' | 'verifier' | 'verdict' | 'attach';
   /** e.g. `task_struct.pid byte_off`, `CONFIG_PREEMPT_RT`, `insns processed`. */
   subject: string;
   /** Relocations: the local (compile-time) value, equal everywhere by construction. */
@@ -315,10 +315,28 @@ export function diffKernels(run: RunReport): KernelDiff {
       rows.push({ ...base, kind: 'verifier', subject: 'insns processed', values, differs: !allEqual(values.map((v) => v.value)) });
     }
 
+    // 7. Attach and run: how each kernel attached the program and how often it ran are expected
+    // to differ; a program that ran on some kernels and stayed silent on others is not (the
+    // "my kprobe target got inlined" case).
+    const withAttach = list.filter(([, c]) => c.attach !== undefined);
+    if (withAttach.length) {
+      const word = (c: CellResult) => {
+        const a = c.attach!;
+        if (a.status !== 'attached') return a.status;
+        return a.runCount === undefined ? 'attached' : a.runCount === 0 ? 'never ran' : `ran ${a.runCount}`;
+      };
+      const values = withAttach.map(([id, c]) => ({ kernel: id, value: word(c), ...(c.attach!.target ? { note: c.attach!.target } : {}) }));
+      rows.push({ ...base, kind: 'attach', subject: 'attach, runs', values, differs: !allEqual(values.map((v) => v.value)) });
+      const ranOn = withAttach.filter(([, c]) => (c.attach!.runCount ?? 0) > 0).map(([id]) => id);
+      const silentOn = withAttach.filter(([, c]) => neverRan(c.attach)).map(([id]) => id);
+      if (ranOn.length && silentOn.length)
+        unexpected.push({ class: 'unexpected', cell, what: `ran on ${ranOn.join(', ')}, attached but never ran on ${silentOn.join(', ')}`, kernels: silentOn });
+    }
+
     out.push({ ...base, kernels: present, sha256: shas, rows });
   }
 
-  // 7. Differential runs: two loaders on the same kernel must produce the same translated program.
+  // 8. Differential runs: two loaders on the same kernel must produce the same translated program.
   for (const k of run.kernels) {
     const byProg = new Map<string, CellResult[]>();
     for (const c of k.cells) if (c.xlated !== undefined) byProg.set(`${c.suite}/${c.program}`, [...(byProg.get(`${c.suite}/${c.program}`) ?? []), c]);

@@ -1,12 +1,13 @@
 // The kernels × suites grid every report format shows, computed once: one state per square from
 // the verdicts of its cells, the guest's fate and the cross-kernel diff.
 
-import type { CellResult, CellVerdict, KernelRun, RunReport } from '../results.js';
+import { neverRan, type AttachResult, type CellResult, type CellVerdict, type KernelRun, type RunReport } from '../results.js';
 import type { KernelDiff } from './diff.js';
 
-export type SquareState = 'pass' | 'fail' | 'skip' | 'warn';
+/** `silent`: everything passed, but a program attached and never ran (its hook did not fire on this kernel). */
+export type SquareState = 'pass' | 'fail' | 'skip' | 'warn' | 'silent';
 
-export const SYMBOL: Record<SquareState, string> = { pass: '✅', fail: '❌', skip: '⏭', warn: '⚠' };
+export const SYMBOL: Record<SquareState, string> = { pass: '✅', fail: '❌', skip: '⏭', warn: '⚠', silent: '💤' };
 
 export interface Square {
   kernel: KernelRun;
@@ -52,6 +53,10 @@ export function buildGrid(run: RunReport, diff: KernelDiff): Grid {
       else if (flagged.has(`${k.kernel.id}\0${suite}`)) {
         state = 'warn';
         note = 'unexpected cross-kernel difference';
+      } else if (cells.some((c) => neverRan(c.attach))) {
+        state = 'silent';
+        const quiet = cells.filter((c) => neverRan(c.attach)).map((c) => c.program);
+        note = `attached, never ran: ${[...new Set(quiet)].join(', ')}`;
       } else state = 'pass';
       squares.set(`${k.kernel.id}\0${suite}`, { kernel: k, suite, cells, state, ...(note ? { note } : {}) });
     }
@@ -115,4 +120,12 @@ export function visible(s: string): string {
 /** Where a kernel's BTF came from, in words (KernelInfo.btf). */
 export function btfWords(b: string): string {
   return b === 'pahole' ? 'pahole (from DWARF)' : b === 'none' ? 'none' : 'kernel';
+}
+
+/** A program's attach result in words: "attached kprobe do_sys_openat2 via kprobe PMU, ran 3 times". */
+export function attachWords(a: AttachResult): string {
+  if (a.status === 'not-attachable') return `not attachable here: ${a.reason ?? ''}`;
+  if (a.status === 'failed') return `attach failed: ${a.reason ?? ''}`;
+  const ran = a.runCount === undefined ? ' (no run statistics)' : a.runCount === 0 ? ', never ran' : `, ran ${a.runCount} time${a.runCount === 1 ? '' : 's'}${a.runTimeNs ? ` (${Math.round(a.runTimeNs / a.runCount)} ns each)` : ''}`;
+  return `attached ${a.target ?? ''} via ${a.via ?? '?'}${ran}${a.note ? `; ${a.note}` : ''}`;
 }

@@ -10,12 +10,12 @@
 // sha256): should anything ever slip through, the browser still runs no other script.
 
 import { createHash } from 'node:crypto';
-import type { CellResult, KernelRun, RunReport } from '../results.js';
+import { neverRan, type CellResult, type KernelRun, type RunReport } from '../results.js';
 import { externValue, reloValue, type KernelDiff, type ValueRow } from './diff.js';
-import { btfWords, buildGrid, failures, ms, show, tail, totalsLine, visible, type Grid, type SquareState } from './grid.js';
+import { attachWords, btfWords, buildGrid, failures, ms, show, tail, totalsLine, visible, type Grid, type SquareState } from './grid.js';
 
 /** Symbols every font has (DejaVu too): colour emoji are missing on headless and server machines. */
-const SYMBOL: Record<SquareState, string> = { pass: '✓', fail: '✗', skip: '↷', warn: '⚠' };
+const SYMBOL: Record<SquareState, string> = { pass: '✓', fail: '✗', skip: '↷', warn: '⚠', silent: '◌' };
 
 /** Text for an element's content or a quoted attribute: control characters made visible, then escaped. */
 function esc(s: string): string {
@@ -58,10 +58,10 @@ const lines = (parts: readonly Html[]): Html => Html.join(parts, '\n');
 
 const CSS = `
 :root{--bg:#fbfbfa;--fg:#1d1f21;--mute:#5f6368;--line:#dadce0;--head:#f1f3f4;--panel:#fff;
---pass:#e6f4ea;--passfg:#0d652d;--fail:#fce8e6;--failfg:#b3261e;--skip:#eceff1;--skipfg:#455a64;--warn:#fef3d6;--warnfg:#8a4b00;
+--pass:#e6f4ea;--passfg:#0d652d;--fail:#fce8e6;--failfg:#b3261e;--skip:#eceff1;--skipfg:#455a64;--warn:#fef3d6;--warnfg:#8a4b00;--silent:#e8eaf6;--silentfg:#303f9f;
 --v0:#e8f0fe;--v1:#fde7d9;--v2:#e6f4ea;--v3:#f3e8fd;--v4:#fff4c2;--v5:#e0f7fa;--link:#1a56c4}
 @media (prefers-color-scheme:dark){:root{--bg:#151719;--fg:#e3e3e3;--mute:#9aa0a6;--line:#3c4043;--head:#202124;--panel:#1b1d1f;
---pass:#123821;--passfg:#81c995;--fail:#4a1612;--failfg:#f28b82;--skip:#2a3136;--skipfg:#b0bec5;--warn:#3e2f07;--warnfg:#fdd663;
+--pass:#123821;--passfg:#81c995;--fail:#4a1612;--failfg:#f28b82;--skip:#2a3136;--skipfg:#b0bec5;--warn:#3e2f07;--warnfg:#fdd663;--silent:#1f2440;--silentfg:#9fa8da;
 --v0:#1e2a44;--v1:#40281a;--v2:#15321f;--v3:#2e1f40;--v4:#3a3412;--v5:#123438;--link:#8ab4f8}}
 *{box-sizing:border-box}
 body{margin:0;background:var(--bg);color:var(--fg);font:13px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
@@ -83,7 +83,7 @@ table.grid td.sq{padding:0;text-align:center}
 table.grid td.sq a{display:block;padding:5px 8px;color:inherit;text-decoration:none;font-weight:600}
 table.grid td.sq a:hover,table.grid td.sq a:focus{outline:2px solid var(--link);outline-offset:-2px}
 .pass{background:var(--pass);color:var(--passfg)}.fail{background:var(--fail);color:var(--failfg)}
-.skip{background:var(--skip);color:var(--skipfg)}.warn{background:var(--warn);color:var(--warnfg)}
+.skip{background:var(--skip);color:var(--skipfg)}.warn{background:var(--warn);color:var(--warnfg)}.silent{background:var(--silent);color:var(--silentfg)}
 .g-fail{color:var(--failfg);font-weight:700}
 .legend{color:var(--mute);margin:6px 0}
 .legend span{display:inline-block;padding:0 6px;margin-right:6px}
@@ -134,7 +134,7 @@ function kernelHead(k: KernelRun): Html {
   const guest = k.guest === 'ok' ? 'ok' : html`<span class="g-fail">${k.guest}</span>`;
   const title = `${k.kernel.package} ${k.kernel.version} (${k.kernel.release})${k.detail ? `: ${k.detail}` : ''}`;
   const btf = k.kernel.btf && k.kernel.btf !== 'kernel' ? html`<small>BTF: ${btfWords(k.kernel.btf)}</small>` : undefined;
-  return html`<th class="k" title="${title}">${k.kernel.id}<small>${guest} · ${ms(k.bootMs)} boot</small><small class="mono">${k.kernel.version}</small>${btf}</th>`;
+  return html`<th class="k" title="${title}">${k.kernel.id}<small>${guest} · ${ms(k.bootMs)} boot${k.cpus ? ` · ${k.cpus} CPUs` : ''}</small><small class="mono">${k.kernel.version}</small>${btf}</th>`;
 }
 
 function gridTable(g: Grid): Html {
@@ -197,6 +197,7 @@ function cellArticle(c: CellResult): Html {
   if (c.reason) out.push(html`<p class="no">${c.reason}</p>`);
   const verifier = c.verifier?.insnsProcessed !== undefined ? ` · verifier ${c.verifier.insnsProcessed} insns processed` : '';
   out.push(html`<p class="meta mono">${c.object.name} sha256 ${c.object.sha256} · load ${c.timings.loadMs} ms · run ${c.timings.runMs} ms${verifier}</p>`);
+  if (c.attach) out.push(html`<p class="${c.attach.status === 'failed' ? 'no' : neverRan(c.attach) ? 'silent' : 'meta'}">${attachWords(c.attach)}</p>`);
   if (c.checks.length) {
     out.push(html`<h4>checks (observed vs ground truth)</h4><table><thead><tr><th></th><th>check</th><th>observed</th><th>truth</th><th>source</th></tr></thead><tbody>`);
     for (const x of c.checks)
@@ -236,7 +237,7 @@ function panels(g: Grid): Html {
       out.push(html`<section class="panel" id="${squareId(ki, si)}" aria-label="${`${k.kernel.id} ${s}`}"><a class="close" href="#grid" title="close (Esc)">×</a>`);
       out.push(html`<h2>${SYMBOL[sq.state]} ${s} on ${k.kernel.id}</h2>`);
       const detail = k.detail ? ` (${k.detail})` : '';
-      out.push(html`<p class="meta mono">${k.kernel.package} ${k.kernel.version} · ${k.kernel.release} · BTF ${btfWords(k.kernel.btf ?? 'kernel')} · guest ${k.guest}${detail} · boot ${ms(k.bootMs)} · ${k.accel}</p>`);
+      out.push(html`<p class="meta mono">${k.kernel.package} ${k.kernel.version} · ${k.kernel.release} · BTF ${btfWords(k.kernel.btf ?? 'kernel')} · guest ${k.guest}${detail} · boot ${ms(k.bootMs)} · ${k.accel}${k.cpus ? ` · ${k.cpus} vCPUs` : ''}</p>`);
       if (sq.note) out.push(html`<p class="banner">${sq.note}</p>`);
       for (const c of sq.cells) out.push(cellArticle(c));
       if (k.consoleTail && (k.guest !== 'ok' || sq.state === 'fail')) out.push(html`<h4>kernel console (tail)</h4><pre>${tail(k.consoleTail, 60)}</pre>`);
@@ -264,7 +265,7 @@ export function renderHtml(run: RunReport, diff: KernelDiff): string {
   body.push(html`<h2 id="grid">Suites × kernels</h2>`);
   body.push(html`<div class="tools" id="only-failures" hidden><label><input type="checkbox"> show only rows with a problem</label></div>`);
   body.push(gridTable(g));
-  body.push(html`<div class="legend"><span class="pass">${SYMBOL.pass} pass</span><span class="fail">${SYMBOL.fail} fail / error</span><span class="skip">${SYMBOL.skip} expected skip</span><span class="warn">${SYMBOL.warn} not run / unexpected difference</span> click a square for its relocations, externs, checks and logs</div>`);
+  body.push(html`<div class="legend"><span class="pass">${SYMBOL.pass} pass</span><span class="fail">${SYMBOL.fail} fail / error</span><span class="skip">${SYMBOL.skip} expected skip</span><span class="warn">${SYMBOL.warn} not run / unexpected difference</span><span class="silent">${SYMBOL.silent} attached, never ran</span> click a square for its relocations, externs, checks and logs</div>`);
   body.push(html`<h2 id="diff">Cross-kernel differences</h2>`);
   body.push(diffSection(diff));
   body.push(panels(g));

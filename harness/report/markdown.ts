@@ -53,7 +53,7 @@ export function renderMarkdown(run: RunReport, diff: KernelDiff): string {
   out.push(`${run.startedAt} → ${run.finishedAt} · node ${run.host.node}${run.host.qemu ? ` · qemu ${run.host.qemu}` : ''}${run.host.clang ? ` · clang ${run.host.clang}` : ''}${objs ? ` · objects ${objs}` : ''}`, '');
 
   // Grid: suites down, kernels across; the header carries each guest's verdict and boot time.
-  const head = g.kernels.map((k) => `${mdCell(k.kernel.id)}<br>${k.guest === 'ok' ? 'ok' : `⚠ ${k.guest}`} · ${ms(k.bootMs)}${k.kernel.btf && k.kernel.btf !== 'kernel' ? `<br>BTF: ${btfWords(k.kernel.btf)}` : ''}`);
+  const head = g.kernels.map((k) => `${mdCell(k.kernel.id)}<br>${k.guest === 'ok' ? 'ok' : `⚠ ${k.guest}`} · ${ms(k.bootMs)}${k.cpus ? ` · ${k.cpus} CPUs` : ''}${k.kernel.btf && k.kernel.btf !== 'kernel' ? `<br>BTF: ${btfWords(k.kernel.btf)}` : ''}`);
   out.push(`| suite | ${head.join(' | ')} |`, `|---|${g.kernels.map(() => ':-:').join('|')}|`);
   for (const s of g.suites) {
     const row = g.kernels.map((k) => {
@@ -64,7 +64,7 @@ export function renderMarkdown(run: RunReport, diff: KernelDiff): string {
     });
     out.push(`| ${mdCell(s)} | ${row.join(' | ')} |`);
   }
-  out.push('', `${SYMBOL.pass} pass · ${SYMBOL.fail} fail/error · ${SYMBOL.skip} expected skip · ${SYMBOL.warn} not run or unexpected difference`, '');
+  out.push('', `${SYMBOL.pass} pass · ${SYMBOL.fail} fail/error · ${SYMBOL.skip} expected skip · ${SYMBOL.warn} not run or unexpected difference · ${SYMBOL.silent} attached, never ran`, '');
 
   // Cross-kernel differences.
   out.push('## Cross-kernel differences', '');

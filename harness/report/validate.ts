@@ -161,6 +161,8 @@ const externValue = obj<ExternValue>({ name: req(str), kind: req(oneOf(keys(EXTE
 // `undefined`, which JSON drops: absent.
 const check = obj<Check>({ name: req(str), observed: maybe(json), truth: maybe(json), ok: req(bool), source: opt(str) });
 
+const count = leaf('a non-negative integer', (v) => Number.isSafeInteger(v) && (v as number) >= 0);
+
 const cell = obj<CellResult>({
   schema: req(oneOf([RESULT_SCHEMA])),
   kernel: req(kernelInfo),
@@ -176,6 +178,10 @@ const cell = obj<CellResult>({
   verifier: opt(obj<NonNullable<CellResult['verifier']>>({ insnsProcessed: opt(num), logTail: opt(str) })),
   config: opt(arrayOf(str)),
   xlated: opt(str),
+  attach: opt(obj<NonNullable<CellResult['attach']>>({
+    status: req(oneOf(['attached', 'failed', 'not-attachable'])), via: opt(str), target: opt(str), reason: opt(str),
+    runCount: opt(count), runTimeNs: opt(count), note: opt(str),
+  })),
   timings: req(obj<CellResult['timings']>({ loadMs: req(num), runMs: req(num) })),
 });
 
@@ -184,6 +190,7 @@ const kernelRun = obj<KernelRun>({
   guest: req(oneOf(keys(GUESTS))),
   detail: opt(str),
   accel: req(oneOf(keys(ACCELS))),
+  cpus: opt(count),
   bootMs: opt(num),
   durationMs: req(num),
   consoleTail: opt(str),

@@ -1,7 +1,7 @@
 // Debug registry of the file descriptors the runtime opened and has not closed yet, so tests
 // (and the guest agent after each suite) can assert that nothing leaked.
 
-export type FdKind = 'map' | 'prog' | 'btf' | 'link' | 'perf_event';
+export type FdKind = 'map' | 'prog' | 'btf' | 'link' | 'perf_event' | 'other';
 
 export interface OpenFd {
   fd: number;

@@ -50,6 +50,8 @@ export interface RunGuestOptions {
   /** Extra kernel command line (appended after `console=ttyS0 panic=-1 …`). */
   append?: string;
   memoryMb?: number;
+  /** vCPUs (default 1; under TCG each is a host thread). */
+  cpus?: number;
   /** Overall budget; default 120 s under KVM, 360 s under TCG. */
   timeoutMs?: number;
   /** Longest silence on ttyS1 once the guest has spoken; default 30 s (the agent beats every 2 s). */
@@ -117,12 +119,12 @@ function fileSafe(id: string): string {
 }
 
 /** The QEMU argument vector for one guest (exported for tests and `--dry-run`). */
-export function qemuArgs(o: { vmlinuz: string; initrd: string; append?: string; memoryMb?: number; accel: Accel }): string[] {
+export function qemuArgs(o: { vmlinuz: string; initrd: string; append?: string; memoryMb?: number; cpus?: number; accel: Accel }): string[] {
   return [
     '-nodefaults', '-no-user-config', '-no-reboot', '-nographic',
     '-accel', o.accel,
     ...(o.accel === 'kvm' ? ['-cpu', 'host'] : []),
-    '-m', String(o.memoryMb ?? 1024), '-smp', '1',
+    '-m', String(o.memoryMb ?? 1024), '-smp', String(o.cpus ?? 1),
     '-kernel', o.vmlinuz, '-initrd', o.initrd,
     '-append', `${BASE_APPEND}${o.append ? ' ' + o.append : ''}`,
     '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
@@ -398,4 +400,17 @@ async function doProbe(vmlinuz: string, initrd: string): Promise<Accel> {
   clearTimeout(overall);
   if (ok) return finish('kvm', 'probe guest reached /init under KVM');
   return finish('tcg', why || `qemu -accel kvm exited with code ${r.exitCode}${stderr.trim() ? ': ' + stderr.trim().split('\n')[0] : ''}`);
+}
+
+/**
+ * The `lsm=` argument that makes the BPF LSM active on a kernel built with CONFIG_BPF_LSM=y whose
+ * default CONFIG_LSM list leaves it out (Debian 5.10): the default list plus `bpf`. Undefined when
+ * the BPF LSM is already active by default or not built.
+ */
+export function bpfLsmAppend(kernelConfig: string): string | undefined {
+  if (!/^CONFIG_BPF_LSM=y$/m.test(kernelConfig)) return undefined;
+  const m = /^CONFIG_LSM="([^"]*)"$/m.exec(kernelConfig);
+  if (!m) return undefined;
+  const list = m[1]!.split(',').filter(Boolean);
+  return list.includes('bpf') ? undefined : `lsm=${[...list, 'bpf'].join(',')}`;
 }

@@ -4,6 +4,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { diffKernels, formatKernelDiff, formatRow, type KernelDiff } from '../../harness/report/diff.js';
 import type { RunReport } from '../../harness/results.js';
+import { buildGrid } from '../../harness/report/grid.js';
 import { clone, KERNELS, realRun, type KernelFacts } from './fixture.js';
 
 let run: RunReport;
@@ -128,5 +129,22 @@ describe('diffKernels flags what it has no reason to expect', () => {
     const r = clone(run);
     r.kernels[3]!.cells[0]!.externs.pop();
     expect(diffKernels(r).unexpected.some((u) => /^extern \w+ resolved on .* missing on 7\.3$/.test(u.what))).toBe(true);
+  });
+
+  it('a program that ran on some kernels and attached but never ran on another; differing run counts are expected', () => {
+    const r = clone(run);
+    r.kernels.forEach((k, i) => (k.cells[0]!.attach = { status: 'attached', via: 'kprobe PMU', target: 'kprobe do_unlinkat', runCount: i + 1 }));
+    const same = diffKernels(r);
+    expect(same.unexpected).toEqual([]);
+    expect(same.expected.find((e) => e.kind === 'attach')!.values.map((v) => v.value)).toEqual(KERNELS.map((_, i) => `ran ${i + 1}`));
+    r.kernels[3]!.cells[0]!.attach!.runCount = 0;
+    const x = diffKernels(r);
+    expect(x.unexpected.map((u) => u.what)).toEqual([`ran on ${KERNELS.slice(0, 3).join(', ')}, attached but never ran on 7.3`]);
+    expect(x.unexpected[0]!.kernels).toEqual(['7.3']);
+    // and the grid shows that square in its own state, naming the program
+    const g = buildGrid(r, diffKernels({ ...r, kernels: r.kernels.slice(3) }));
+    const sq = g.at('7.3', r.kernels[3]!.cells[0]!.suite);
+    expect(sq.state).toBe('silent');
+    expect(sq.note).toBe(`attached, never ran: ${r.kernels[3]!.cells[0]!.program}`);
   });
 });

@@ -49,6 +49,7 @@ function everyField(base: RunReport): RunReport {
   r.kernels.forEach((k, i) => {
     k.kernel.btf = 'kernel';
     k.bootMs = 2100 + i;
+    k.cpus = 2;
     k.detail = `guest detail ${i}`;
     k.consoleTail = `[    2.1] Run /init as init process\n[    2.3] line ${i}`;
     for (const c of k.cells) {
@@ -57,6 +58,7 @@ function everyField(base: RunReport): RunReport {
       c.verifier = { insnsProcessed: 17 + i, logTail: `0: (85) call bpf_probe_read_kernel#113\nprocessed ${17 + i} insns` };
       c.config = [`autoload core_kernel: yes (kernel ${i})`];
       c.xlated = '8500000071000000b7000000000000009500000000000000';
+      c.attach = { status: 'attached', via: 'kprobe PMU', target: 'kprobe do_sys_openat2', reason: `attach reason ${i}`, runCount: 3 + i, runTimeNs: 900 + i, note: `read ${i} bytes` };
     }
   });
   r.kernels[1]!.cells[0]!.verdict = 'fail';

@@ -1,0 +1,178 @@
+// Attaching a loaded program in the running kernel, the way its tool would: what libbpf's
+// auto-attach does for the sections that name their target (kprobes, tracepoints, fentry, ...),
+// and, for the hooks only user space can name (an interface, a cgroup, a map), the defaults a
+// guest has: the loopback, the root cgroup v2, this network namespace, the object's own sockmap.
+// Every program gets a verdict: attached (via what, to what), failed (why), or not attachable
+// here (why: what its tool would have to supply).
+//
+// The section table (core/object/sections.ts) says what a program is; this module only decides
+// where it goes and calls the runtime's attach functions.
+
+import { CoreMatrixError } from '../core/errors.js';
+import { ProgType, AttachType } from '../core/object/sections.js';
+import type { ProgramSpec } from '../core/object/types.js';
+import type { AttachResult } from '../results.js';
+import { attachIter, attachKprobeMulti, attachPerfClock, readIter } from '../runtime/attach-trace.js';
+import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, kconfigSpecial, type Link, type Program, syscallPrefix } from '../runtime/index.js';
+
+/** What happened when the program was attached (the cell's `attach`, before the run counts). */
+export type AttachVerdict = Pick<AttachResult, 'status' | 'via' | 'target' | 'reason'>;
+
+export interface Attachment {
+  verdict: AttachVerdict;
+  link?: Link;
+  /**
+   * Programs that run when asked rather than on an event (iterators are read, syscall programs are
+   * test-run): called after the workload; returns a note on what it did.
+   */
+  exercise?: () => string;
+}
+
+/** Runtime attach functions that live in their own modules (network and cgroup hooks, uprobes): filled in by `registerAttachers`. */
+export type Attacher = (p: ProgramSpec, prog: Program, env: AttachEnv) => Attachment;
+
+export interface AttachEnv {
+  /** The object's maps by name (sockmaps for sk_skb/sk_msg, the USDT spec maps). */
+  maps: ReadonlyMap<string, { fd: number; type: number }>;
+}
+
+const families = new Map<string, Attacher>();
+
+/** Adds the attachers of a family (e.g. 'net', 'uprobe') implemented in other modules. */
+export function registerAttachers(table: Record<string, Attacher>): void {
+  for (const [k, f] of Object.entries(table)) families.set(k, f);
+}
+
+const notAttachable = (reason: string): Attachment => ({ verdict: { status: 'not-attachable', reason } });
+
+/** Attaches one loaded program; never throws for a kernel's refusal (that is a `failed` verdict). */
+export function attachProgram(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
+  try {
+    const a = attachOne(p, prog, env);
+    if (a.link && a.verdict.status === 'attached') {
+      a.verdict.via ??= a.link.via;
+      a.verdict.target ??= a.link.target;
+    }
+    return a;
+  } catch (e) {
+    if (!(e instanceof CoreMatrixError)) throw e;
+    return { verdict: { status: 'failed', reason: e.message.split('\n')[0]! } };
+  }
+}
+
+const attached = (link: Link, exercise?: () => string): Attachment => ({ verdict: { status: 'attached' }, link, ...(exercise ? { exercise } : {}) });
+
+/** The family table's entry for a program, or a reason it has none. */
+function family(name: string, p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
+  const f = families.get(name);
+  if (!f) return notAttachable(`${p.kind} programs: no attacher for '${name}' in this build`);
+  return f(p, prog, env);
+}
+
+function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
+  if (p.targetError) return { verdict: { status: 'failed', reason: p.targetError } };
+  const t = p.target;
+  switch (p.type) {
+    case ProgType.KPROBE:
+      switch (t?.kind) {
+        case 'kprobe':
+          return attached(attachKprobe(prog, t.func, { retprobe: t.retprobe, ...(t.offset ? { offset: t.offset } : {}) }));
+        case 'ksyscall': {
+          // As libbpf: the arch's wrapper (__x64_sys_openat) where the kernel has syscall wrappers, else __se_sys_openat.
+          const prefix = syscallPrefix();
+          const func = prefix && kconfigSpecial('LINUX_HAS_SYSCALL_WRAPPER') === 1 ? `__${prefix}_sys_${t.syscall}` : `__se_sys_${t.syscall}`;
+          return attached(attachKprobe(prog, func, { retprobe: t.retprobe }));
+        }
+        case 'kprobe_multi':
+          return attached(attachKprobeMulti(prog, t.pattern, { retprobe: t.retprobe, session: t.session }));
+        case 'uprobe':
+        case 'uprobe_multi':
+        case 'usdt':
+          return family(t.kind, p, prog, env);
+        default:
+          return notAttachable(`SEC("${p.section}") names no target: its tool attaches it (an object config can name one: programs.${p.name}.attach)`);
+      }
+    case ProgType.TRACEPOINT: {
+      if (t?.kind !== 'tracepoint') return notAttachable(`SEC("${p.section}") names no tracepoint: its tool attaches it (programs.${p.name}.attach in an object config)`);
+      return attached(attachTracepoint(prog, t.category, t.name));
+    }
+    case ProgType.RAW_TRACEPOINT:
+    case ProgType.RAW_TRACEPOINT_WRITABLE:
+      if (t?.kind !== 'raw_tracepoint') return notAttachable(`SEC("${p.section}") names no tracepoint: its tool attaches it`);
+      return attached(attachRawTracepoint(prog, t.name));
+    case ProgType.TRACING:
+      if (p.expectedAttachType === AttachType.TRACE_ITER) return attachIterProgram(p, prog);
+      if (t?.kind === 'tracing_multi') return notAttachable(`${p.kind} (multi-function tracing links): not attached by corematrix yet`);
+      return attached(attachTracing(prog, p.expectedAttachType, `${p.kind} ${p.attachTo ?? ''}`.trim()));
+    case ProgType.LSM:
+      if (p.expectedAttachType === AttachType.LSM_CGROUP) return family('cgroup', p, prog, env);
+      return attached(attachTracing(prog, p.expectedAttachType, `lsm ${p.attachTo ?? ''}`.trim()));
+    case ProgType.PERF_EVENT:
+      return attached(attachPerfClock(prog));
+    case ProgType.SYSCALL:
+      return runOnDemand(prog);
+    case ProgType.XDP:
+      if (p.expectedAttachType === AttachType.XDP_DEVMAP || p.expectedAttachType === AttachType.XDP_CPUMAP)
+        return notAttachable(`${p.kind}: runs from the devmap/cpumap entry its tool fills, not from an interface`);
+      return family('xdp', p, prog, env);
+    case ProgType.SCHED_CLS:
+      return family('tc', p, prog, env);
+    case ProgType.CGROUP_SKB:
+    case ProgType.CGROUP_SOCK:
+    case ProgType.CGROUP_SOCK_ADDR:
+    case ProgType.SOCK_OPS:
+    case ProgType.CGROUP_DEVICE:
+    case ProgType.CGROUP_SYSCTL:
+    case ProgType.CGROUP_SOCKOPT:
+      return family('cgroup', p, prog, env);
+    case ProgType.SK_SKB:
+    case ProgType.SK_MSG:
+      return family('sockmap', p, prog, env);
+    case ProgType.SK_LOOKUP:
+    case ProgType.FLOW_DISSECTOR:
+      return family('netns', p, prog, env);
+    case ProgType.NETFILTER:
+      return family('netfilter', p, prog, env);
+    case ProgType.SOCKET_FILTER:
+      return notAttachable('socket filters attach to a socket of their tool (SO_ATTACH_BPF)');
+    case ProgType.SK_REUSEPORT:
+      return notAttachable('sk_reuseport programs attach to a reuseport socket group of their tool (SO_ATTACH_REUSEPORT_EBPF)');
+    case ProgType.SCHED_ACT:
+      return notAttachable('tc actions run from a tc filter chain their tool builds');
+    case ProgType.LWT_IN:
+    case ProgType.LWT_OUT:
+    case ProgType.LWT_XMIT:
+    case ProgType.LWT_SEG6LOCAL:
+      return notAttachable(`${p.kind}: runs from a route with 'encap bpf' that its tool creates`);
+    case ProgType.LIRC_MODE2:
+      return notAttachable('lirc_mode2 programs need an infrared receiver device');
+    case ProgType.STRUCT_OPS:
+      return notAttachable('struct_ops programs are registered through their struct_ops map (not attached one by one)');
+    case ProgType.EXT:
+      return notAttachable('freplace programs replace a function of a program their tool loads');
+    default:
+      return notAttachable(`program type ${p.type} (SEC("${p.section}")): no attach known`);
+  }
+}
+
+/** Iterators without parameters are attached and read; those over a map or a cgroup need one from their tool. */
+function attachIterProgram(p: ProgramSpec, prog: Program): Attachment {
+  const name = p.attachTo ?? '';
+  if (/^(bpf_map_elem|bpf_sk_storage_map|sockmap)$/.test(name)) return notAttachable(`iter/${name} iterates a map its tool passes (iter_info map_fd)`);
+  const link = attachIter(prog, name);
+  return attached(link, () => {
+    const r = readIter(link);
+    return `read ${r.bytes} byte${r.bytes === 1 ? '' : 's'} from the iterator`;
+  });
+}
+
+/** Syscall programs run when user space asks (BPF_PROG_TEST_RUN), as their tool runs them. */
+function runOnDemand(prog: Program): Attachment {
+  return {
+    verdict: { status: 'attached', via: 'BPF_PROG_TEST_RUN', target: 'run on demand (syscall program)' },
+    exercise: () => {
+      const r = prog.testRun({});
+      return `BPF_PROG_TEST_RUN returned ${r.retval}`;
+    },
+  };
+}

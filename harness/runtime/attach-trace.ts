@@ -1,0 +1,187 @@
+// Attachments of tracing families beyond one kprobe or tracepoint: kprobe.multi and
+// kprobe.session links (a glob resolved against the kernel's traceable functions), BPF
+// iterators (a link, then an iterator fd read to its end), perf_event programs on a software
+// clock on every online CPU, and the kernel's run statistics that say whether any of it ran.
+
+import { globToRegExp } from '../core/glob.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { CoreMatrixError } from '../core/errors.js';
+import { layout, PERF_EVENT_ATTR, writeAttr } from './attr.js';
+import { AttachType, Perf } from './consts.js';
+import { onlineCpus } from './facts.js';
+import { trackFd } from './fds.js';
+import { Link, tracefs } from './link.js';
+import type { Program } from './program.js';
+import { bpf, close, errnoNumber, ioctl, perfEventOpen, read, SyscallError, withScratch } from './sys.js';
+
+const BPF_LINK_CREATE = 28;
+const BPF_ITER_CREATE = 33;
+const BPF_ENABLE_STATS = 32;
+const BPF_F_KPROBE_MULTI_RETURN = 1;
+
+// BPF_LINK_CREATE for BPF_TRACE_KPROBE_MULTI / _SESSION (5.18 / 6.10): `link_create.kprobe_multi`.
+const LINK_CREATE_KPROBE_MULTI = layout('BPF_LINK_CREATE kprobe_multi', ['union bpf_attr', 'link_create.'], 48, {
+  prog_fd: [0, 4],
+  target_fd: [4, 4],
+  attach_type: [8, 4],
+  flags: [12, 4],
+  'kprobe_multi.flags': [16, 4],
+  'kprobe_multi.cnt': [20, 4],
+  'kprobe_multi.syms': [24, 8],
+  'kprobe_multi.addrs': [32, 8],
+  'kprobe_multi.cookies': [40, 8],
+});
+
+// BPF_LINK_CREATE for BPF_TRACE_ITER: `link_create.iter_info`, `iter_info_len`.
+const LINK_CREATE_ITER = layout('BPF_LINK_CREATE iter', ['union bpf_attr', 'link_create.'], 28, {
+  prog_fd: [0, 4],
+  target_fd: [4, 4],
+  attach_type: [8, 4],
+  flags: [12, 4],
+  iter_info: [16, 8],
+  iter_info_len: [24, 4],
+});
+
+const ITER_CREATE = layout('BPF_ITER_CREATE', ['union bpf_attr', 'iter_create.'], 8, { link_fd: [0, 4], flags: [4, 4] });
+const ENABLE_STATS = layout('BPF_ENABLE_STATS', ['union bpf_attr', 'enable_stats.'], 4, { type: [0, 4] });
+
+
+/**
+ * The kernel functions a kprobe.multi pattern names: the traceable functions
+ * (tracefs available_filter_functions, "name" or "name [module]") matching the glob, each once,
+ * as libbpf resolves a pattern.
+ */
+export function kprobeMultiSymbols(pattern: string): string[] {
+  const file = `${tracefs()}/available_filter_functions`;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new CoreMatrixError(`kprobe.multi ${pattern}: cannot read ${file}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const re = globToRegExp(pattern);
+  const seen = new Set<string>();
+  for (const line of text.split('\n')) {
+    const name = line.split(/\s/, 1)[0]!;
+    // Names with a '.' are compiler clones (foo.isra.0) the multi-kprobe interface refuses.
+    if (name && !name.includes('.') && re.test(name)) seen.add(name);
+  }
+  return [...seen];
+}
+
+/** kprobe.multi / kretprobe.multi / kprobe.session on every function the pattern matches, one link. */
+export function attachKprobeMulti(prog: Program, pattern: string, o: { retprobe: boolean; session: boolean }): Link {
+  const kind = o.session ? 'kprobe.session' : o.retprobe ? 'kretprobe.multi' : 'kprobe.multi';
+  const syms = kprobeMultiSymbols(pattern);
+  if (!syms.length) throw new CoreMatrixError(`${kind} ${pattern}: no traceable kernel function matches`);
+  const attachType = o.session ? AttachType.TRACE_KPROBE_SESSION : AttachType.TRACE_KPROBE_MULTI;
+  const fd = withScratch((s) => {
+    const names = syms.map((n) => s.cstring(n).addr);
+    const arr = s.alloc(8 * names.length);
+    names.forEach((a, i) => arr.view.setBigUint64(8 * i, a, true));
+    const attr = s.alloc(LINK_CREATE_KPROBE_MULTI.size);
+    writeAttr(LINK_CREATE_KPROBE_MULTI, attr, {
+      prog_fd: prog.fd, attach_type: attachType,
+      'kprobe_multi.flags': o.retprobe && !o.session ? BPF_F_KPROBE_MULTI_RETURN : 0,
+      'kprobe_multi.cnt': names.length, 'kprobe_multi.syms': arr.addr,
+    });
+    try {
+      return trackFd(bpf(BPF_LINK_CREATE, 'BPF_LINK_CREATE', attr, LINK_CREATE_KPROBE_MULTI.size), 'link', `${kind} ${pattern}`);
+    } catch (e) {
+      if (e instanceof SyscallError && (e.errno === errnoNumber('EINVAL') || e.errno === errnoNumber('EOPNOTSUPP')))
+        throw new CoreMatrixError(`${kind} ${pattern} (${syms.length} functions): BPF_LINK_CREATE: ${e.code} (${o.session ? 'kprobe.session links need Linux 6.10' : 'kprobe.multi links need Linux 5.18 with CONFIG_FPROBE'})`);
+      throw e;
+    }
+  });
+  return new Link(fd, 'bpf_link', `${kind} ${pattern} (${syms.length} function${syms.length === 1 ? '' : 's'})`, 'BPF_LINK_CREATE kprobe_multi');
+}
+
+/** An iterator link (BPF_TRACE_ITER) for iterators that need no parameter (task, task_file, tcp, ...). */
+export function attachIter(prog: Program, name: string): Link {
+  const fd = withScratch((s) => {
+    const attr = s.alloc(LINK_CREATE_ITER.size);
+    writeAttr(LINK_CREATE_ITER, attr, { prog_fd: prog.fd, attach_type: AttachType.TRACE_ITER });
+    return trackFd(bpf(BPF_LINK_CREATE, 'BPF_LINK_CREATE', attr, LINK_CREATE_ITER.size), 'link', `iter ${name}`);
+  });
+  return new Link(fd, 'bpf_link', `iter ${name}`, 'BPF_LINK_CREATE iter');
+}
+
+/** Creates an iterator from an iter link and reads it to its end: the bytes the program wrote. */
+export function readIter(link: Link, limit = 16 << 20): { bytes: number; text: string } {
+  const fd = withScratch((s) => {
+    const attr = s.alloc(ITER_CREATE.size);
+    writeAttr(ITER_CREATE, attr, { link_fd: link.fd });
+    return trackFd(bpf(BPF_ITER_CREATE, 'BPF_ITER_CREATE', attr, ITER_CREATE.size), 'other', link.target);
+  });
+  try {
+    const chunks: Uint8Array[] = [];
+    let bytes = 0;
+    for (;;) {
+      const b = read(fd, 64 << 10);
+      if (!b.length) break;
+      bytes += b.length;
+      if (bytes <= limit) chunks.push(b);
+      else break;
+    }
+    return { bytes, text: Buffer.concat(chunks).subarray(0, 4096).toString('utf8') };
+  } finally {
+    close(fd);
+  }
+}
+
+/** One software cpu-clock perf event per online CPU carrying the program (every `periodNs` of CPU time). */
+export function attachPerfClock(prog: Program, periodNs = 10_000_000): Link {
+  const PERF_COUNT_SW_CPU_CLOCK = 0;
+  const fds: number[] = [];
+  try {
+    for (const cpu of onlineCpus()) {
+      const fd = withScratch((s) => {
+        const attr = s.alloc(PERF_EVENT_ATTR.size);
+        writeAttr(PERF_EVENT_ATTR, attr, { size: PERF_EVENT_ATTR.size, type: Perf.TYPE_SOFTWARE, config: PERF_COUNT_SW_CPU_CLOCK, sample_period: periodNs });
+        return trackFd(perfEventOpen(attr, -1, cpu, -1, Perf.FLAG_FD_CLOEXEC, `cpu-clock on CPU ${cpu}`), 'perf_event', `cpu-clock ${cpu}`);
+      });
+      fds.push(fd);
+      ioctl(fd, Perf.IOC_SET_BPF, prog.fd, `PERF_EVENT_IOC_SET_BPF cpu-clock on CPU ${cpu}`);
+      ioctl(fd, Perf.IOC_ENABLE, 0, `PERF_EVENT_IOC_ENABLE cpu-clock on CPU ${cpu}`);
+    }
+  } catch (e) {
+    for (const fd of fds) close(fd);
+    throw e;
+  }
+  const [first, ...rest] = fds;
+  const closeRest = () => {
+    for (const fd of rest) {
+      try {
+        ioctl(fd, Perf.IOC_DISABLE, 0, 'PERF_EVENT_IOC_DISABLE cpu-clock');
+      } finally {
+        close(fd);
+      }
+    }
+  };
+  return new Link(first!, 'perf_event', `cpu-clock every ${periodNs / 1e6} ms on ${fds.length} CPU${fds.length === 1 ? '' : 's'}`, 'perf_event_open software cpu-clock', closeRest);
+}
+
+/**
+ * Turns on the kernel's per-program run statistics (run_cnt, run_time_ns): BPF_ENABLE_STATS
+ * (5.8+; on while the returned fd stays open), else the kernel.bpf_stats_enabled sysctl (5.1+).
+ * Returns how, and a function that turns them off again.
+ */
+export function enableRunStats(): { via: string; disable: () => void } {
+  try {
+    const fd = withScratch((s) => {
+      const attr = s.alloc(ENABLE_STATS.size);
+      writeAttr(ENABLE_STATS, attr, { type: 0 /* BPF_STATS_RUN_TIME */ });
+      return trackFd(bpf(BPF_ENABLE_STATS, 'BPF_ENABLE_STATS', attr, ENABLE_STATS.size), 'other', 'run statistics');
+    });
+    return { via: 'BPF_ENABLE_STATS', disable: () => close(fd) };
+  } catch (e) {
+    if (!(e instanceof SyscallError)) throw e;
+    const sysctl = '/proc/sys/kernel/bpf_stats_enabled';
+    try {
+      writeFileSync(sysctl, '1');
+    } catch (e2) {
+      throw new CoreMatrixError(`run statistics: BPF_ENABLE_STATS failed (${e.code}) and ${sysctl} cannot be written (${(e2 as Error).message.split('\n')[0]})`);
+    }
+    return { via: 'kernel.bpf_stats_enabled', disable: () => writeFileSync(sysctl, '0') };
+  }
+}
