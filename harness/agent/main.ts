@@ -27,6 +27,8 @@ import { attachAndRun, type AttachRunSummary } from './attach-run.js';
 import { runWorkload } from './workload.js';
 
 const PORT = process.env.CM_RESULT_PORT ?? '/dev/ttyS1';
+/** The workload's longest wait on the loopback or a child under TCG: what a program under test blocks (XDP_DROP) fails fast. */
+const WORKLOAD_WAIT_MS = 2000;
 let portFd = -1;
 function send(m: GuestMessage): void {
   const line = encodeMessage(m);
@@ -307,6 +309,8 @@ async function main(): Promise<number> {
     }));
     // Users' own objects: every program loaded, its cells sent as soon as the object is done.
     const programCounts = new Map<string, number>();
+    /** Our attach results per object path, program: what libbpf's attach is held against. */
+    const oursAttach = new Map<string, Map<string, AttachResult>>();
     for (const [i, o] of manifest.objects.entries()) {
       const unit = { unit: `object:${o.name}`, object: o.name, index: states.size + i + 1, total: totalUnits };
       stepTo({ ...unit, phase: 'load' });
@@ -317,12 +321,13 @@ async function main(): Promise<number> {
         stepTo(s);
         return attachAndRun(coll, async () => {
           stepTo({ ...unit, phase: 'run' });
-          const w = await runWorkload({ commands: o.config?.workload ?? [] });
+          const w = await runWorkload({ commands: o.config?.workload ?? [], timeoutMs: WORKLOAD_WAIT_MS });
           return `workload ${w.ok ? 'ok' : 'had failures'} in ${w.ms} ms`;
         }, (attach) => dog.blocking(describeStep(s), budgets.loadMs, attach));
       };
       const cells = await objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts, attachRun);
       programCounts.set(o.path, cells.length);
+      oursAttach.set(o.path, new Map(cells.flatMap((c) => (c.attach ? [[c.program, c.attach] as const] : []))));
       for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
     }
     // The kernel's selftest corpus: every case relocated against its target BTF by both loaders,
@@ -345,7 +350,7 @@ async function main(): Promise<number> {
     // The reference loader: the same objects loaded by libbpf in this guest, compared with ours.
     const loader = manifest.loader ?? 'ours';
     if (loader !== 'ours') {
-      const { referenceCells } = await import('./reference.js');
+      const { referenceCells, libbpfAttachRun } = await import('./reference.js');
       const objs = [
         ...[...states.values()].filter((st) => !st.skipped).map((st) => ({ suite: st.spec.name, path: st.object, name: objectName(st.object), sha256: st.sha256, programs: st.spec.programs, index: st.index, programCount: st.spec.programs?.length ?? st.obj?.programs.length ?? 1, config: undefined as ObjectConfig | undefined })),
         ...manifest.objects.map((o, i) => ({ suite: `object:${o.name}`, path: o.path, name: o.name, sha256: o.sha256, programs: undefined, index: states.size + i + 1, programCount: programCounts.get(o.path) ?? 1, config: o.config })),
@@ -363,11 +368,32 @@ async function main(): Promise<number> {
         // Both loaders, every program of the object: one step, budgeted by its program count.
         const s: AgentStep = { unit: o.suite, object: o.name, phase: 'reference', index: o.index, total: totalUnits };
         stepTo(s);
-        const cells = dog.blocking(describeStep(s), budgets.loadMs * 2 * Math.max(1, o.programCount), () => {
+        // Users' objects stay loaded by libbpf, to be attached and run like ours were.
+        const user = o.suite.startsWith('object:');
+        let configured: ReturnType<typeof configuredFor> | undefined;
+        const { cells, live } = dog.blocking(describeStep(s), budgets.loadMs * 2 * Math.max(1, o.programCount), () => {
           // Both loaders get the same configuration: ours the configured object, libbpf its setters.
-          const configured = o.config ? configuredFor(o.path, o.name, o.config, configFacts()) : undefined;
-          return referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), ...(configured ? { configured } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names) });
+          configured = o.config ? configuredFor(o.path, o.name, o.config, configFacts()) : undefined;
+          return referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), ...(configured ? { configured } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names), keepReference: user });
         });
+        if (live) {
+          try {
+            const spec = configured?.spec ?? tryParse(o.path, o.name);
+            if (spec) {
+              const a: AgentStep = { ...s, phase: 'attach' };
+              stepTo(a);
+              await libbpfAttachRun(live, spec.programs, cells, oursAttach.get(o.path), {
+                around: (f) => dog.blocking(describeStep(a), budgets.loadMs, f),
+                workload: async () => {
+                  stepTo({ ...s, phase: 'run' });
+                  await runWorkload({ commands: o.config?.workload ?? [], timeoutMs: WORKLOAD_WAIT_MS });
+                },
+              });
+            }
+          } finally {
+            live.close();
+          }
+        }
         for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
       }
     }
@@ -454,6 +480,15 @@ async function objectCells(
 }
 
 const objectName = (path: string) => path.split('/').pop()!;
+
+/** The object parsed by our reader, or undefined when it cannot be (its cells already say why). */
+function tryParse(path: string, name: string): ObjectSpec | undefined {
+  try {
+    return loadObjectSpec(readFileSync(path), name);
+  } catch {
+    return undefined;
+  }
+}
 
 /** The object as its config makes it on this kernel, and the same settings as libbpf's setters (a fresh parse: loading patches a spec in place). */
 function configuredFor(path: string, name: string, config: ObjectConfig, facts: ObjectConfigFacts): { spec: ObjectSpec; settings: LibbpfSettings } {

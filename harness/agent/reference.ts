@@ -4,8 +4,11 @@
 // differing instruction and both loaders' relocation decisions.
 import { readFileSync } from 'node:fs';
 import { differential, type DifferentialOptions } from '../reference/differential.js';
-import { loadWithLibbpf } from '../reference/libbpf.js';
-import { RESULT_SCHEMA, type CellResult, type KernelInfo } from '../results.js';
+import { loadWithLibbpf, type ReferenceLoad } from '../reference/libbpf.js';
+import type { ProgramSpec } from '../core/object/types.js';
+import { attachCheck, attachWithLibbpf, libbpfRunCounts } from '../reference/libbpf-attach.js';
+import { RESULT_SCHEMA, type AttachResult, type CellResult, type KernelInfo } from '../results.js';
+import { DEFAULT_CGROUP } from '../runtime/attach-net.js';
 
 export interface ReferenceObject {
   suite: string;
@@ -15,7 +18,11 @@ export interface ReferenceObject {
   programs?: string[];
 }
 
-export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'libbpf' | 'both', opts: Omit<DifferentialOptions, 'programs'>): CellResult[] {
+/**
+ * The libbpf cells of one object. With `keepReference`, libbpf's load stays open and is returned
+ * as `live` (the caller attaches, runs and closes it); otherwise everything is closed.
+ */
+export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'libbpf' | 'both', opts: Omit<DifferentialOptions, 'programs'>): { cells: CellResult[]; live?: ReferenceLoad } {
   const base = (program: string): CellResult => ({
     schema: RESULT_SCHEMA, kernel, suite: o.suite, program, loader: 'libbpf', object: { name: o.name, sha256: o.sha256 },
     verdict: 'pass', relocations: [], externs: [], checks: [], timings: { loadMs: 0, runMs: 0 },
@@ -24,8 +31,8 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
     const bytes = readFileSync(o.path);
     if (mode === 'libbpf') {
       const ref = loadWithLibbpf(bytes, o.name, { programs: o.programs, btfCustomPath: opts.btfCustomPath, ...(opts.library ? { library: opts.library } : {}), ...(opts.configured ? { configure: opts.configured.settings } : {}) });
-      ref.close();
-      return ref.outcomes.map((r) => {
+      if (!opts.keepReference) ref.close();
+      const cells = ref.outcomes.map((r) => {
         const cell = base(r.name);
         cell.timings.loadMs = r.loadMs;
         if (r.xlated) cell.xlated = r.xlated;
@@ -39,9 +46,10 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
         }
         return cell;
       });
+      return { cells, ...(opts.keepReference ? { live: ref } : {}) };
     }
     const d = differential(bytes, o.name, { ...opts, programs: o.programs });
-    return d.comparisons.map((c) => {
+    const cells = d.comparisons.map((c) => {
       const ours = d.ours.find((x) => x.name === c.program);
       const theirs = d.reference.find((x) => x.name === c.program);
       const cell = base(c.program);
@@ -56,10 +64,58 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
       }
       return cell;
     });
+    return { cells, ...(d.live ? { live: d.live } : {}) };
   } catch (e) {
     const cell = base('(object)');
     cell.verdict = 'error';
     cell.reason = `reference loader: ${(e as Error).message.split('\n')[0]}`;
-    return [cell];
+    return { cells: [cell] };
+  }
+}
+
+/**
+ * libbpf attaches what it loaded (reference/libbpf-attach.ts), the workload runs once under it,
+ * and each libbpf cell gets its attach result with libbpf's run counts and a check against our
+ * attach verdict for the same program; a disagreement fails the cell. `live` stays open (the caller closes it).
+ */
+export async function libbpfAttachRun(
+  live: ReferenceLoad, programs: readonly ProgramSpec[], cells: CellResult[], ours: ReadonlyMap<string, AttachResult> | undefined,
+  o: { around: (attach: () => void) => void; workload: () => Promise<void> },
+): Promise<void> {
+  let att: ReturnType<typeof attachWithLibbpf> | undefined;
+  o.around(() => {
+    att = attachWithLibbpf(live, programs, { ifindexLo: () => 1, cgroupDir: DEFAULT_CGROUP });
+  });
+  try {
+    const { attachments } = att!;
+    if ([...attachments.values()].some((x) => x.verdict.status === 'attached')) await o.workload();
+    const notes = new Map<string, string>();
+    for (const [name, x] of attachments) {
+      if (!x.exercise || x.verdict.status !== 'attached') continue;
+      try {
+        notes.set(name, x.exercise());
+      } catch (e) {
+        notes.set(name, `running it failed: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+    const counts = libbpfRunCounts(live);
+    for (const cell of cells) {
+      const x = attachments.get(cell.program);
+      if (!x) continue;
+      const a: AttachResult = { ...x.verdict };
+      if (x.verdict.status === 'attached') Object.assign(a, counts.get(cell.program));
+      const note = notes.get(cell.program) ?? x.notCompared;
+      if (note) a.note = note;
+      cell.attach = a;
+      const check = attachCheck(ours?.get(cell.program), a, x.notCompared);
+      if (!check) continue;
+      cell.checks.push(check);
+      if (!check.ok && cell.verdict === 'pass') {
+        cell.verdict = 'fail';
+        cell.reason = `attach differs: libbpf ${check.observed}${a.reason ? ` (${a.reason})` : ''}, ours ${check.truth}${ours?.get(cell.program)?.reason ? ` (${ours.get(cell.program)!.reason})` : ''}`;
+      }
+    }
+  } finally {
+    att?.detach();
   }
 }

@@ -128,8 +128,10 @@ export interface WorkloadOptions {
   dir?: string;
   /** Run after the standard steps, each through `/bin/sh -c` with the timeout. */
   commands?: string[];
-  /** Deadline of each network step, child process and command (default 5000 ms). */
+  /** Deadline of each network wait and child process (default 5000 ms); a wait that times out ends its step (the path is blocked). */
   timeoutMs?: number;
+  /** Deadline of each of `commands` (default 30 s). */
+  commandTimeoutMs?: number;
   /** Tests only: connect to this port instead of the workload's own listener (a closed one makes tcp-connect fail). */
   tcpConnectPort?: number;
   /** Tests only: the block device to write (default BLOCK_DEVICE). */
@@ -386,9 +388,10 @@ async function tcpSteps(timeoutMs: number, connectPort?: number): Promise<Worklo
       try {
         await before(once(c, 'connect'), deadline, `connect ${target}`);
       } catch (e) {
+        // The path is blocked (a program under test drops or refuses): the rest would wait as long.
         connectError ??= `tcp-connect ${target}: ${errorText(e)}`;
         c.destroy();
-        continue;
+        break;
       }
       try {
         const s = await before(acceptedOne, deadline, `accept on 127.0.0.1:${port}`);
@@ -422,6 +425,7 @@ async function tcpSteps(timeoutMs: number, connectPort?: number): Promise<Worklo
           count++;
         } catch (e) {
           error ??= `${step} ${target}: ${errorText(e)}`;
+          break;
         }
       }
       steps.push(record(step, count, t1, { target, bytes: pairs.reduce((n, _, i) => n + text(i).length, 0), ...(error ? { error } : {}) }));
@@ -441,6 +445,7 @@ async function tcpSteps(timeoutMs: number, connectPort?: number): Promise<Worklo
         closed++;
       } catch (e) {
         closeError ??= `tcp-close ${target}: ${errorText(e)}`;
+        break;
       }
     }
     steps.push(record('tcp-close', closed, t, { target, ...(closeError ? { error: closeError } : {}) }));
@@ -500,7 +505,9 @@ async function udpSteps(timeoutMs: number): Promise<WorkloadStep[]> {
         const arrived = inbox.length > i ? Promise.resolve() : new Promise<void>((r) => (wake = r));
         await before(arrived, deadline, `datagram ${i + 1} on ${target}`);
       } catch (e) {
+        // Lost (dropped by a program under test): the next ones would be too; stop waiting.
         receiveError ??= `udp-receive ${target}: ${errorText(e)}`;
+        break;
       } finally {
         wake = undefined;
       }
@@ -626,7 +633,7 @@ export async function runWorkload(o: WorkloadOptions = {}): Promise<WorkloadRepo
   steps.push(pageFaultStep());
   steps.push(await signalStep(timeoutMs));
   steps.push(...blockSteps(o.blockDevice ?? BLOCK_DEVICE));
-  for (const c of o.commands ?? []) steps.push(await commandStep(c, timeoutMs));
+  for (const c of o.commands ?? []) steps.push(await commandStep(c, o.commandTimeoutMs ?? 30_000));
   return { pid: process.pid, dir, steps, ok: steps.every((s) => s.status !== 'failed'), ms: since(t0) };
 }
 

@@ -82,3 +82,14 @@ export function loadOrder(wanted: string[], depsOf: (name: string) => string[]):
   for (const w of wanted) visit(w, []);
   return order;
 }
+
+/**
+ * Modules that attaching users' objects and the standard workload need where a kernel builds them
+ * as modules: legacy tc on the loopback (clsact lives in sch_ingress, the filter in cls_bpf) on
+ * kernels without tcx links, and null_blk (with configfs) for the workload's block I/O.
+ * `config` is the kernel's config text; only options set to `m` count.
+ */
+export function attachModules(config: string): string[] {
+  const wanted: [string, string][] = [['CONFIG_NET_SCH_INGRESS', 'sch_ingress'], ['CONFIG_NET_CLS_BPF', 'cls_bpf'], ['CONFIG_CONFIGFS_FS', 'configfs'], ['CONFIG_BLK_DEV_NULL_BLK', 'null_blk']];
+  return wanted.filter(([option]) => new RegExp(`^${option}=m$`, 'm').test(config)).map(([, name]) => name);
+}

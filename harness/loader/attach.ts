@@ -12,8 +12,16 @@ import { CoreMatrixError } from '../core/errors.js';
 import { ProgType, AttachType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
 import type { AttachResult } from '../results.js';
+import { MapType } from '../core/object/maps.js';
+import { attachCgroup, attachNetfilter, attachNetns, attachSockmap, attachTc, attachXdp, DEFAULT_CGROUP, ensureCgroup2, NFPROTO_IPV4, NfHook } from '../runtime/attach-net.js';
 import { attachIter, attachKprobeMulti, attachPerfClock, readIter } from '../runtime/attach-trace.js';
-import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, kconfigSpecial, type Link, type Program, syscallPrefix } from '../runtime/index.js';
+import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, type BpfMap, kconfigSpecial, type Link, probeUprobeMultiLink, type Program, syscallPrefix } from '../runtime/index.js';
+import { attachUprobe, attachUprobeMulti } from '../runtime/uprobe.js';
+import { attachUsdt } from '../runtime/usdt.js';
+
+/** The maps usdt.bpf.h declares: spec id → spec, and (without BPF cookies) ip → spec id. */
+const USDT_SPECS = '__bpf_usdt_specs';
+const USDT_IP_TO_SPEC_ID = '__bpf_usdt_ip_to_spec_id';
 
 /** What happened when the program was attached (the cell's `attach`, before the run counts). */
 export type AttachVerdict = Pick<AttachResult, 'status' | 'via' | 'target' | 'reason'>;
@@ -28,20 +36,15 @@ export interface Attachment {
   exercise?: () => string;
 }
 
-/** Runtime attach functions that live in their own modules (network and cgroup hooks, uprobes): filled in by `registerAttachers`. */
-export type Attacher = (p: ProgramSpec, prog: Program, env: AttachEnv) => Attachment;
-
 export interface AttachEnv {
   /** The object's maps by name (sockmaps for sk_skb/sk_msg, the USDT spec maps). */
-  maps: ReadonlyMap<string, { fd: number; type: number }>;
+  maps: ReadonlyMap<string, BpfMap>;
+  /** The object was loaded with LINUX_HAS_BPF_COOKIE = 1 (usdt.bpf.h then reads spec ids from cookies). */
+  cookies: boolean;
 }
 
-const families = new Map<string, Attacher>();
-
-/** Adds the attachers of a family (e.g. 'net', 'uprobe') implemented in other modules. */
-export function registerAttachers(table: Record<string, Attacher>): void {
-  for (const [k, f] of Object.entries(table)) families.set(k, f);
-}
+/** Where hooks that only user space can name are attached in a guest. */
+export const DEFAULTS = { interface: 'lo', cgroup: DEFAULT_CGROUP, netfilter: { pf: NFPROTO_IPV4, hooknum: NfHook.LOCAL_IN, priority: 1000 } } as const;
 
 const notAttachable = (reason: string): Attachment => ({ verdict: { status: 'not-attachable', reason } });
 
@@ -62,12 +65,6 @@ export function attachProgram(p: ProgramSpec, prog: Program, env: AttachEnv): At
 
 const attached = (link: Link, exercise?: () => string): Attachment => ({ verdict: { status: 'attached' }, link, ...(exercise ? { exercise } : {}) });
 
-/** The family table's entry for a program, or a reason it has none. */
-function family(name: string, p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
-  const f = families.get(name);
-  if (!f) return notAttachable(`${p.kind} programs: no attacher for '${name}' in this build`);
-  return f(p, prog, env);
-}
 
 function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
   if (p.targetError) return { verdict: { status: 'failed', reason: p.targetError } };
@@ -86,9 +83,15 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
         case 'kprobe_multi':
           return attached(attachKprobeMulti(prog, t.pattern, { retprobe: t.retprobe, session: t.session }));
         case 'uprobe':
+          return attached(attachUprobe(prog, { binary: t.binary, func: t.func, offset: t.offset, retprobe: t.retprobe }));
         case 'uprobe_multi':
+          return attached(attachUprobeMulti(prog, { binary: t.binary, pattern: t.pattern, retprobe: t.retprobe, session: t.session }));
         case 'usdt':
-          return family(t.kind, p, prog, env);
+          return attached(attachUsdt(prog, { specs: env.maps.get(USDT_SPECS), ipToSpecId: env.maps.get(USDT_IP_TO_SPEC_ID) }, { binary: t.binary, provider: t.provider, name: t.name }, {
+            cookies: env.cookies,
+            // The same decision the load made (collection.ts): usdt programs load as uprobe_multi where the kernel has those links.
+            multi: p.flags.usdt && probeUprobeMultiLink() === 'supported',
+          }));
         default:
           return notAttachable(`SEC("${p.section}") names no target: its tool attaches it (an object config can name one: programs.${p.name}.attach)`);
       }
@@ -105,7 +108,7 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
       if (t?.kind === 'tracing_multi') return notAttachable(`${p.kind} (multi-function tracing links): not attached by corematrix yet`);
       return attached(attachTracing(prog, p.expectedAttachType, `${p.kind} ${p.attachTo ?? ''}`.trim()));
     case ProgType.LSM:
-      if (p.expectedAttachType === AttachType.LSM_CGROUP) return family('cgroup', p, prog, env);
+      if (p.expectedAttachType === AttachType.LSM_CGROUP) return attachToCgroup(p, prog);
       return attached(attachTracing(prog, p.expectedAttachType, `lsm ${p.attachTo ?? ''}`.trim()));
     case ProgType.PERF_EVENT:
       return attached(attachPerfClock(prog));
@@ -114,9 +117,9 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
     case ProgType.XDP:
       if (p.expectedAttachType === AttachType.XDP_DEVMAP || p.expectedAttachType === AttachType.XDP_CPUMAP)
         return notAttachable(`${p.kind}: runs from the devmap/cpumap entry its tool fills, not from an interface`);
-      return family('xdp', p, prog, env);
+      return attached(attachXdp(prog, DEFAULTS.interface));
     case ProgType.SCHED_CLS:
-      return family('tc', p, prog, env);
+      return attachSchedCls(p, prog);
     case ProgType.CGROUP_SKB:
     case ProgType.CGROUP_SOCK:
     case ProgType.CGROUP_SOCK_ADDR:
@@ -124,15 +127,16 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
     case ProgType.CGROUP_DEVICE:
     case ProgType.CGROUP_SYSCTL:
     case ProgType.CGROUP_SOCKOPT:
-      return family('cgroup', p, prog, env);
+      return attachToCgroup(p, prog);
     case ProgType.SK_SKB:
     case ProgType.SK_MSG:
-      return family('sockmap', p, prog, env);
+      return attachToSockmap(p, prog, env);
     case ProgType.SK_LOOKUP:
+      return attached(attachNetns(prog, AttachType.SK_LOOKUP));
     case ProgType.FLOW_DISSECTOR:
-      return family('netns', p, prog, env);
+      return attached(attachNetns(prog, AttachType.FLOW_DISSECTOR));
     case ProgType.NETFILTER:
-      return family('netfilter', p, prog, env);
+      return attached(attachNetfilter(prog, DEFAULTS.netfilter));
     case ProgType.SOCKET_FILTER:
       return notAttachable('socket filters attach to a socket of their tool (SO_ATTACH_BPF)');
     case ProgType.SK_REUSEPORT:
@@ -175,4 +179,27 @@ function runOnDemand(prog: Program): Attachment {
       return `BPF_PROG_TEST_RUN returned ${r.retval}`;
     },
   };
+}
+
+/** cgroup programs (and lsm_cgroup) on the root cgroup v2, which every guest process is in. */
+function attachToCgroup(p: ProgramSpec, prog: Program): Attachment {
+  ensureCgroup2(DEFAULTS.cgroup);
+  // `cgroup/skb` and friends name no attach type: 0 is BPF_CGROUP_INET_INGRESS, as libbpf takes it.
+  return attached(attachCgroup(prog, p.expectedAttachType ?? AttachType.CGROUP_INET_INGRESS, DEFAULTS.cgroup));
+}
+
+/** tc/tcx programs on the loopback (tcx link where the kernel has it, else clsact + cls_bpf); netkit needs a device its tool creates. */
+function attachSchedCls(p: ProgramSpec, prog: Program): Attachment {
+  if (p.expectedAttachType === AttachType.NETKIT_PRIMARY || p.expectedAttachType === AttachType.NETKIT_PEER)
+    return notAttachable(`${p.kind}: runs on a netkit device its tool creates`);
+  const direction = p.expectedAttachType === AttachType.TCX_EGRESS || /egress/.test(p.section) ? 'egress' : 'ingress';
+  return attached(attachTc(prog, DEFAULTS.interface, direction));
+}
+
+/** sk_skb / sk_msg programs on the object's own sockmap or sockhash (their tool adds the sockets). */
+function attachToSockmap(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
+  const map = [...env.maps.values()].find((m) => m.type === MapType.SOCKMAP || m.type === MapType.SOCKHASH);
+  if (!map) return notAttachable(`${p.kind}: attaches to a sockmap or sockhash, and the object has none`);
+  const type = p.expectedAttachType ?? (p.type === ProgType.SK_MSG ? AttachType.SK_MSG_VERDICT : AttachType.SK_SKB_STREAM_VERDICT);
+  return attached(attachSockmap(prog, { fd: map.fd, name: map.name }, type));
 }

@@ -600,7 +600,7 @@ export class Collection {
     for (const p of this.spec.programs) {
       const prog = this.programs.get(p.name);
       if (!prog) continue;
-      const a = attachProgram(p, prog, { maps: this.maps });
+      const a = attachProgram(p, prog, { maps: this.maps, cookies: this.externs.some((e) => e.name === 'LINUX_HAS_BPF_COOKIE' && (e.value === 1 || e.value === true)) });
       if (a.link) this.links.push(a.link);
       verdicts.set(p.name, a);
       if (a.verdict.status === 'failed') failures.push({ program: p.name, reason: a.verdict.reason ?? 'attach failed' });

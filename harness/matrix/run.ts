@@ -21,6 +21,7 @@ import type { ObjectSpec } from '../core/object/types.js';
 import { checkObjectConfig, configPathFor, readObjectConfig, type ObjectConfig } from '../loader/object-config.js';
 import { objectsRootNames } from '../core/relo/patch.js';
 import { bpfLsmAppend, runGuest, type Accel } from '../vm/qemu.js';
+import { attachModules } from '../kernels/modules.js';
 import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
 import { currentLibbpf } from '../reference/build.js';
@@ -208,7 +209,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     const kernel = kernelInfo(e, k);
     try {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
-      const wanted = [...modulesFor(suites.map((s) => s.spec), k.config, kernel.btf === 'kernel'), ...(await userModules(k))];
+      // Users' objects are attached and run under the workload: tc on lo and null_blk need theirs.
+      const forAttach = userObjects.length ? attachModules(readFileSync(k.config, 'utf8')) : [];
+      const wanted = [...new Set([...modulesFor(suites.map((s) => s.spec), k.config, kernel.btf === 'kernel'), ...(await userModules(k)), ...forAttach])];
       const modules = wanted.length ? (await store.modules(k, wanted)).map((m) => ({ name: m.name, path: `/cm/modules/${m.name}.ko`, source: m.path })) : [];
       // The BTF the agent relocates against, indexed here: the package's (compared in the guest
       // with /sys/kernel/btf/vmlinux), or the pahole-made file it is given.

@@ -9,7 +9,7 @@ import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { Collection, type LoadOptions, type ProgramOutcome } from '../loader/collection.js';
 import { compareOutcomes, type OutcomeComparison } from './compare.js';
-import { loadWithLibbpf, type LibbpfSettings, type ReferenceLibrary, type ReferenceOutcome } from './libbpf.js';
+import { loadWithLibbpf, type LibbpfSettings, type ReferenceLibrary, type ReferenceLoad, type ReferenceOutcome } from './libbpf.js';
 
 export interface DifferentialOptions {
   kernelBtf: Btf;
@@ -30,6 +30,8 @@ export interface DifferentialOptions {
   configured?: { spec: ObjectSpec; settings: LibbpfSettings };
   /** Passed to our loader only (test hook: a deliberately broken loader). */
   mutateInsns?: LoadOptions['mutateInsns'];
+  /** Leave libbpf's load open (returned as `live`) for the caller to attach, run and close. */
+  keepReference?: boolean;
 }
 
 export interface DifferentialResult {
@@ -39,6 +41,8 @@ export interface DifferentialResult {
   comparisons: OutcomeComparison[];
   oursMs: number;
   referenceMs: number;
+  /** libbpf's load, still open, when `keepReference` was asked and libbpf could open the object. */
+  live?: ReferenceLoad;
 }
 
 /**
@@ -73,9 +77,11 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
   }
   const t1 = performance.now();
   let ref: { outcomes: ReferenceOutcome[] };
+  let live: ReferenceLoad | undefined;
   try {
     const loaded = loadWithLibbpf(bytes, name, { programs: o.programs, btfCustomPath: o.btfCustomPath, ...(o.library ? { library: o.library } : {}), ...(o.configured ? { configure: o.configured.settings } : {}) });
-    loaded.close();
+    if (o.keepReference) live = loaded;
+    else loaded.close();
     ref = loaded;
   } catch (err) {
     // libbpf cannot even open it (legacy `maps` definitions since libbpf 1.0, say): each of our
@@ -94,5 +100,5 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
   for (const r of ref.outcomes) {
     if (!ours.some((p) => p.name === r.name)) comparisons.push(compareOutcomes({ name: r.name, status: 'error', reason: unreadable ?? 'our loader has no such program' }, r));
   }
-  return { object: name, ours, reference: ref.outcomes, comparisons, oursMs: Math.round(t1 - t0), referenceMs: Math.round(t2 - t1) };
+  return { object: name, ours, reference: ref.outcomes, comparisons, oursMs: Math.round(t1 - t0), referenceMs: Math.round(t2 - t1), ...(live ? { live } : {}) };
 }

@@ -104,7 +104,11 @@ export const SYSTEM_LIBBPF: ReferenceLibrary = { so: 'libbpf.so.1', source: 'sys
 export interface ReferenceLoad {
   /** Which libbpf answered (as in each outcome). */
   libbpf: string;
+  /** The library file (or soname) that loaded it, for binding more of its API (attach). */
+  so: string;
   outcomes: ReferenceOutcome[];
+  /** libbpf's `struct bpf_program *` of every program it loaded, valid until close(). */
+  loaded: { name: string; prog: bigint }[];
   /** Closes every bpf_object (and so every program and map) libbpf opened. */
   close(): void;
 }
@@ -492,10 +496,13 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
   }
 
   const objects: OpenObject[] = [];
+  const loaded: ReferenceLoad['loaded'] = [];
   const whole = loadWhole(l, objectBytes, name, opts, names);
   if (whole) {
     objects.push(whole.obj);
-    return { libbpf: l.label, outcomes: whole.outcomes, close: () => whole.obj.close() };
+    const progs = whole.obj.programs();
+    for (const o of whole.outcomes) if (o.status === 'loaded') loaded.push({ name: o.name, prog: progs.find((p) => p.name === o.name)!.ptr });
+    return { libbpf: l.label, so: l.info.so, outcomes: whole.outcomes, loaded, close: () => whole.obj.close() };
   }
   // The whole object did not load: one program at a time, to say which failed and why.
   const outcomes: ReferenceOutcome[] = [];
@@ -531,6 +538,7 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
         const info = new Program(l.programFd(me.ptr), 0, target, '').info();
         if (info.xlated.length) out.xlated = Buffer.from(info.xlated).toString('hex');
         out.insnsProcessed = info.verifiedInsns ?? (processed ? Number(processed[1]) : undefined);
+        loaded.push({ name: target, prog: me.ptr });
         objects.push(obj);
         obj = undefined;
       } else {
@@ -549,7 +557,9 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
   }
   return {
     libbpf: l.label,
+    so: l.info.so,
     outcomes,
+    loaded,
     close() {
       for (const o of objects.splice(0)) o.close();
     },

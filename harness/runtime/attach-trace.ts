@@ -108,10 +108,15 @@ export function attachIter(prog: Program, name: string): Link {
 
 /** Creates an iterator from an iter link and reads it to its end: the bytes the program wrote. */
 export function readIter(link: Link, limit = 16 << 20): { bytes: number; text: string } {
+  return readIterFd(link.fd, link.target, limit);
+}
+
+/** readIter for an iter link fd held by someone else (libbpf's bpf_link__fd). */
+export function readIterFd(linkFd: number, label: string, limit = 16 << 20): { bytes: number; text: string } {
   const fd = withScratch((s) => {
     const attr = s.alloc(ITER_CREATE.size);
-    writeAttr(ITER_CREATE, attr, { link_fd: link.fd });
-    return trackFd(bpf(BPF_ITER_CREATE, 'BPF_ITER_CREATE', attr, ITER_CREATE.size), 'other', link.target);
+    writeAttr(ITER_CREATE, attr, { link_fd: linkFd });
+    return trackFd(bpf(BPF_ITER_CREATE, 'BPF_ITER_CREATE', attr, ITER_CREATE.size), 'other', label);
   });
   try {
     const chunks: Uint8Array[] = [];
@@ -129,17 +134,22 @@ export function readIter(link: Link, limit = 16 << 20): { bytes: number; text: s
   }
 }
 
+/** A software cpu-clock perf event on `cpu` for all tasks, sampling every `periodNs` of CPU time (not yet carrying a program). */
+export function openCpuClock(cpu: number, periodNs = 10_000_000): number {
+  const PERF_COUNT_SW_CPU_CLOCK = 0;
+  return withScratch((s) => {
+    const attr = s.alloc(PERF_EVENT_ATTR.size);
+    writeAttr(PERF_EVENT_ATTR, attr, { size: PERF_EVENT_ATTR.size, type: Perf.TYPE_SOFTWARE, config: PERF_COUNT_SW_CPU_CLOCK, sample_period: periodNs });
+    return trackFd(perfEventOpen(attr, -1, cpu, -1, Perf.FLAG_FD_CLOEXEC, `cpu-clock on CPU ${cpu}`), 'perf_event', `cpu-clock ${cpu}`);
+  });
+}
+
 /** One software cpu-clock perf event per online CPU carrying the program (every `periodNs` of CPU time). */
 export function attachPerfClock(prog: Program, periodNs = 10_000_000): Link {
-  const PERF_COUNT_SW_CPU_CLOCK = 0;
   const fds: number[] = [];
   try {
     for (const cpu of onlineCpus()) {
-      const fd = withScratch((s) => {
-        const attr = s.alloc(PERF_EVENT_ATTR.size);
-        writeAttr(PERF_EVENT_ATTR, attr, { size: PERF_EVENT_ATTR.size, type: Perf.TYPE_SOFTWARE, config: PERF_COUNT_SW_CPU_CLOCK, sample_period: periodNs });
-        return trackFd(perfEventOpen(attr, -1, cpu, -1, Perf.FLAG_FD_CLOEXEC, `cpu-clock on CPU ${cpu}`), 'perf_event', `cpu-clock ${cpu}`);
-      });
+      const fd = openCpuClock(cpu, periodNs);
       fds.push(fd);
       ioctl(fd, Perf.IOC_SET_BPF, prog.fd, `PERF_EVENT_IOC_SET_BPF cpu-clock on CPU ${cpu}`);
       ioctl(fd, Perf.IOC_ENABLE, 0, `PERF_EVENT_IOC_ENABLE cpu-clock on CPU ${cpu}`);

@@ -1,5 +1,6 @@
-// The ONE module that touches koffi: libc's syscall(2), close, mmap/munmap, ioctl, read, mount,
-// errno, and native memory for everything a syscall reads through a pointer.
+// The module that touches koffi for the runtime: libc's syscall(2), close, mmap/munmap, ioctl, read,
+// mount, errno, and native memory for everything a syscall reads through a pointer. (The socket
+// calls live in socket.ts, libbpf's API in reference/; both bind through koffi themselves.)
 //
 // Why native memory: `union bpf_attr` holds u64 pointers to other buffers (instructions, license,
 // log, keys, values). A V8 typed array may live on the JS heap and move, so every buffer the

@@ -8,8 +8,9 @@
 //    runs on the first and fails there, naming the function;
 //  - vfs_fsync_range is in 7.3's BTF and traceable, but fsync(2) no longer reaches it there: the
 //    fentry, fexit and kprobe.multi on it attach and never run, while they run on 5.10.
-// Then the matrix itself (both kernels in one run): the cells carry the same attach verdicts and
-// the cross-kernel diff shows how each kernel attached and ran each program.
+// Then the matrix itself (both kernels in one run, both loaders): the cells carry the same attach
+// verdicts, libbpf attaching the same object in the same guest agrees with each, and the
+// cross-kernel diff shows how each kernel attached and ran each program.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -32,7 +33,7 @@ let object: string;
 /** The fixture's enum order: calls[i] is the count of PROGRAMS[i]. */
 const PROGRAMS = [
   'tp_openat', 'kp_openat2', 'kretp_openat2', 'ksyscall_openat', 'raw_sys_enter', 'fentry_fsync', 'fexit_fsync', 'tp_btf_exec',
-  'iter_task', 'perf_clock', 'lsm_file_open', 'syscall_prog', 'kprobe_multi_fsync', 'kp_missing', 'kp_unlinkat',
+  'iter_task', 'perf_clock', 'lsm_file_open', 'syscall_prog', 'kprobe_multi_fsync', 'kp_missing', 'kp_unlinkat', 'up_fsync', 'uret_fsync',
 ];
 
 interface GuestResult {
@@ -81,12 +82,15 @@ function expectCommon(g: GuestResult, kernelId: string): void {
     expect(g.final[p], `${kernelId} ${p}: kernel run_cnt vs the program's own count`).toBe(g.calls[i]);
     expect(a.runCount!, `${kernelId} ${p}: run count read while attached ≤ the final one`).toBeLessThanOrEqual(g.calls[i]!);
   }
-  for (const p of ['tp_openat', 'kp_openat2', 'kretp_openat2', 'ksyscall_openat', 'raw_sys_enter', 'fentry_fsync', 'fexit_fsync', 'tp_btf_exec', 'iter_task', 'perf_clock', 'lsm_file_open'])
+  for (const p of ['tp_openat', 'kp_openat2', 'kretp_openat2', 'ksyscall_openat', 'raw_sys_enter', 'fentry_fsync', 'fexit_fsync', 'tp_btf_exec', 'iter_task', 'perf_clock', 'lsm_file_open', 'up_fsync', 'uret_fsync'])
     expect(g.attach[p]?.status, `${kernelId} ${p}: ${g.attach[p]?.reason ?? ''}`).toBe('attached');
   const at = (p: string) => g.calls[PROGRAMS.indexOf(p)]!;
   for (const p of ['tp_openat', 'kp_openat2', 'kretp_openat2', 'ksyscall_openat', 'raw_sys_enter', 'tp_btf_exec', 'iter_task', 'perf_clock', 'lsm_file_open'])
     expect(g.attach[p]!.runCount, `${kernelId} ${p}: ran while attached`).toBeGreaterThan(0);
   expect(at('tp_btf_exec'), 'sched_process_exec ran at least for the workload\'s execs').toBeGreaterThanOrEqual(WORKLOAD_COUNTS.exec);
+  // libc's fsync() was called for the workload's fsyncs: the uprobe and the uretprobe saw each.
+  expect(at('up_fsync'), 'uprobe libc.so.6:fsync ran for the workload\'s fsyncs').toBeGreaterThanOrEqual(WORKLOAD_COUNTS.fsync);
+  expect(at('uret_fsync')).toBe(at('up_fsync'));
   expect(g.iterTasks, 'the task iterator saw tasks').toBeGreaterThan(0);
   expect(g.attach.iter_task!.note, 'reading the iterator returned what the program wrote (2 bytes a task)').toBe(`read ${2 * g.iterTasks} bytes from the iterator`);
   expect(g.attach.kp_missing).toMatchObject({ status: 'failed' });
@@ -117,9 +121,22 @@ describe('attach and run in guests (TCG)', () => {
   });
 
   it('the matrix on 5.10 and 7.3: cells carry attach and run counts; the diff shows where do_unlinkat went', async () => {
-    const run = await runMatrix({ kernels: ['5.10', '7.3'], jobs: 2, accel: 'tcg', outDir: join(tmp, 'matrix'), runId: 'attach-run', log: () => {}, suites: [], objects: [object], loader: 'ours' });
+    const run = await runMatrix({ kernels: ['5.10', '7.3'], jobs: 2, accel: 'tcg', outDir: join(tmp, 'matrix'), runId: 'attach-run', log: () => {}, suites: [], objects: [object], loader: 'both' });
     for (const k of run.kernels) expect(k.guest, `${k.kernel.id}: ${k.detail}`).toBe('ok');
-    const cell = (kernel: string, program: string) => run.kernels.find((k) => k.kernel.id === kernel)!.cells.find((c) => c.program === program)!;
+    const cell = (kernel: string, program: string, loader = 'ours') => run.kernels.find((k) => k.kernel.id === kernel)!.cells.find((c) => c.program === program && c.loader === loader)!;
+    // libbpf, in the same guests, attached the same programs (bpf_program__attach, or its API for
+    // the default hooks) and agrees with every one of our verdicts.
+    for (const k of run.kernels) {
+      // (programs neither loader loaded, syscall_prog on 5.10, have nothing to compare)
+      for (const c of k.cells.filter((x) => x.loader === 'libbpf' && cell(k.kernel.id, x.program).attach)) {
+        const check = c.checks.find((x) => x.name === 'same attach verdict as our loader');
+        expect(check, `${k.kernel.id} ${c.program}: libbpf's attach was compared`).toBeDefined();
+        expect(check!.ok, `${k.kernel.id} ${c.program}: libbpf ${String(check!.observed)}, ours ${String(check!.truth)}`).toBe(true);
+      }
+    }
+    // and libbpf, too, finds vfs_fsync_range silent on 7.3 while it ran on 5.10
+    expect(cell('7.3', 'fentry_fsync', 'libbpf').attach).toMatchObject({ status: 'attached', runCount: 0 });
+    expect(cell('5.10', 'fentry_fsync', 'libbpf').attach!.runCount).toBeGreaterThanOrEqual(WORKLOAD_COUNTS.fsync);
     for (const kernel of ['5.10', '7.3']) {
       expect(cell(kernel, 'tp_openat').attach).toMatchObject({ status: 'attached', via: 'perf tracepoint', target: 'tracepoint syscalls:sys_enter_openat' });
       expect(cell(kernel, 'tp_openat').attach!.runCount).toBeGreaterThanOrEqual(WORKLOAD_COUNTS.open);
@@ -133,6 +150,6 @@ describe('attach and run in guests (TCG)', () => {
     expect(row.differs).toBe(true);
     expect(row.values.map((v) => v.value)).toEqual([expect.stringMatching(/^ran \d+$/), 'failed']);
     // Ran on 5.10, attached and silent on 7.3: an unexpected difference, and the square says so.
-    expect(diff.unexpected.map((f) => `${f.cell}: ${f.what}`)).toContain(`object:${basename(object)}/fentry_fsync: ran on 5.10, attached but never ran on 7.3`);
+    expect(diff.unexpected.map((f) => `${f.cell}: ${f.what}`)).toContain(`object:${basename(object)}/fentry_fsync[ours]: ran on 5.10, attached but never ran on 7.3`);
   });
 });
