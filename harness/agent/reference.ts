@@ -8,7 +8,8 @@ import { loadWithLibbpf, type ReferenceLoad } from '../reference/libbpf.js';
 import type { ProgramSpec } from '../core/object/types.js';
 import { attachCheck, attachWithLibbpf, libbpfRunCounts } from '../reference/libbpf-attach.js';
 import { RESULT_SCHEMA, type AttachResult, type CellResult, type KernelInfo } from '../results.js';
-import { DEFAULT_CGROUP } from '../runtime/attach-net.js';
+import { DEFAULTS } from '../loader/attach.js';
+import { interfaceIndex } from '../runtime/netlink.js';
 
 export interface ReferenceObject {
   suite: string;
@@ -84,7 +85,8 @@ export async function libbpfAttachRun(
 ): Promise<void> {
   let att: ReturnType<typeof attachWithLibbpf> | undefined;
   o.around(() => {
-    att = attachWithLibbpf(live, programs, { ifindexLo: () => 1, cgroupDir: DEFAULT_CGROUP });
+    // The same defaults our attacher uses (loader/attach.ts), through libbpf's own API.
+    att = attachWithLibbpf(live, programs, { ifindexLo: () => interfaceIndex(DEFAULTS.interface), cgroupDir: DEFAULTS.cgroup, netfilter: DEFAULTS.netfilter });
   });
   try {
     const { attachments } = att!;

@@ -14,7 +14,7 @@
 // a failure is recorded in the step and the workload goes on with the next one.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -26,6 +26,8 @@ export const MARKER_FILE = 'cm-workload-marker';
 export const MARKER_RENAMED = `${MARKER_FILE}.renamed`;
 /** Where the marker lives unless `dir` says otherwise. */
 export const WORKLOAD_DIR = '/tmp/cm-workload';
+/** The sysctl the workload reads (harmless, present on every kernel). */
+export const SYSCTL_FILE = '/proc/sys/kernel/ostype';
 /** The block device written when it exists (null_blk's first device). */
 export const BLOCK_DEVICE = '/dev/nullb0';
 /** Payload prefixes: a witness (strace, a probe reading the buffer) finds the workload's own bytes by them. */
@@ -73,6 +75,8 @@ export const WORKLOAD_COUNTS = {
   'page-fault': 64,
   /** SIGTERM sent to a child `busybox sleep 5`, which dies of it. */
   signal: 1,
+  /** Reads of SYSCTL_FILE through /proc/sys (cgroup/sysctl programs run on each). */
+  sysctl: 2,
   /** One write(2) of BLOCK_BYTES to BLOCK_DEVICE at offset 0. */
   'block-write': 1,
   /** fsync(2) of BLOCK_DEVICE: the written pages go to the device as write requests. */
@@ -542,6 +546,21 @@ async function sleepStep(timeoutMs: number): Promise<WorkloadStep> {
  * of this process at an address in `target` (the range), none of them merged or read ahead (write
  * faults of a shared mapping are taken a page at a time; shmem takes no huge pages by default).
  */
+/** Reads of SYSCTL_FILE, each one open + read + close of /proc/sys (a sysctl access in the kernel). */
+function sysctlStep(): WorkloadStep {
+  const t0 = now();
+  let count = 0;
+  try {
+    for (let i = 0; i < WORKLOAD_COUNTS.sysctl; i++) {
+      readFileSync(SYSCTL_FILE, 'utf8');
+      count++;
+    }
+  } catch (e) {
+    return record('sysctl', count, t0, { target: SYSCTL_FILE, error: `read ${SYSCTL_FILE}: ${errorText(e)}` });
+  }
+  return record('sysctl', count, t0, { target: SYSCTL_FILE });
+}
+
 function pageFaultStep(): WorkloadStep {
   const pages = WORKLOAD_COUNTS['page-fault'];
   const t0 = now();
@@ -632,6 +651,7 @@ export async function runWorkload(o: WorkloadOptions = {}): Promise<WorkloadRepo
   steps.push(await sleepStep(timeoutMs));
   steps.push(pageFaultStep());
   steps.push(await signalStep(timeoutMs));
+  steps.push(sysctlStep());
   steps.push(...blockSteps(o.blockDevice ?? BLOCK_DEVICE));
   for (const c of o.commands ?? []) steps.push(await commandStep(c, o.commandTimeoutMs ?? 30_000));
   return { pid: process.pid, dir, steps, ok: steps.every((s) => s.status !== 'failed'), ms: since(t0) };

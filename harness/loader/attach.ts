@@ -188,12 +188,17 @@ function attachToCgroup(p: ProgramSpec, prog: Program): Attachment {
   return attached(attachCgroup(prog, p.expectedAttachType ?? AttachType.CGROUP_INET_INGRESS, DEFAULTS.cgroup));
 }
 
-/** tc/tcx programs on the loopback (tcx link where the kernel has it, else clsact + cls_bpf); netkit needs a device its tool creates. */
+/**
+ * tc programs on the loopback, the way their tool attaches them with libbpf: `SEC("tcx/…")` through
+ * a tcx link (bpf_program__attach_tcx: Linux 6.6+, and nothing else), `SEC("tc")` and the classifier
+ * names through clsact + cls_bpf (bpf_tc_attach), on every kernel. netkit needs a device its tool creates.
+ */
 function attachSchedCls(p: ProgramSpec, prog: Program): Attachment {
   if (p.expectedAttachType === AttachType.NETKIT_PRIMARY || p.expectedAttachType === AttachType.NETKIT_PEER)
     return notAttachable(`${p.kind}: runs on a netkit device its tool creates`);
+  const tcx = p.expectedAttachType === AttachType.TCX_INGRESS || p.expectedAttachType === AttachType.TCX_EGRESS;
   const direction = p.expectedAttachType === AttachType.TCX_EGRESS || /egress/.test(p.section) ? 'egress' : 'ingress';
-  return attached(attachTc(prog, DEFAULTS.interface, direction));
+  return attached(attachTc(prog, DEFAULTS.interface, direction, { via: tcx ? 'link' : 'legacy' }));
 }
 
 /** sk_skb / sk_msg programs on the object's own sockmap or sockhash (their tool adds the sockets). */

@@ -8,14 +8,16 @@
 import { openSync, closeSync } from 'node:fs';
 import koffi from 'koffi';
 import { CoreMatrixError } from '../core/errors.js';
+import { MapType } from '../core/object/maps.js';
 import { AttachType, ProgType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
 import type { AttachVerdict } from '../loader/attach.js';
+import { ensureCgroup2 } from '../runtime/attach-net.js';
 import { openCpuClock, readIterFd } from '../runtime/attach-trace.js';
 import { onlineCpus } from '../runtime/facts.js';
 import { Program } from '../runtime/program.js';
 import { untrackFd } from '../runtime/fds.js';
-import { close, errnoName } from '../runtime/sys.js';
+import { close, errnoName, errnoNumber, NativeMem } from '../runtime/sys.js';
 import type { AttachResult, Check } from '../results.js';
 import type { ReferenceLoad } from './libbpf.js';
 
@@ -35,7 +37,26 @@ interface AttachApi {
   linkFd: (link: bigint) => number;
   destroy: (link: bigint) => number;
   programFd: (prog: bigint) => number;
+  progAttach: (progFd: number, targetFd: number, type: number, flags: number) => number;
+  progDetach2: (progFd: number, targetFd: number, type: number) => number;
+  tcHookCreate: (hook: bigint) => number;
+  tcAttach: (hook: bigint, opts: bigint) => number;
+  tcDetach: (hook: bigint, opts: bigint) => number;
+  /** libbpf ≥ 1.3 only. */
+  attachTcx?: (prog: bigint, ifindex: number, opts: bigint | null) => bigint | null;
+  /** libbpf ≥ 1.2 only. */
+  attachNetfilter?: (prog: bigint, opts: bigint) => bigint | null;
 }
+
+/** `struct bpf_tc_hook` (libbpf.h): checked against both headers by test/reference/libbpf-layout.test.ts. */
+export const TC_HOOK = { size: 24, fields: { sz: [0, 8], ifindex: [8, 4], attach_point: [12, 4], parent: [16, 4] } } as const;
+/** `struct bpf_tc_opts`. */
+export const TC_OPTS = { size: 32, fields: { sz: [0, 8], prog_fd: [8, 4], flags: [12, 4], prog_id: [16, 4], handle: [20, 4], priority: [24, 4] } } as const;
+/** `struct bpf_netfilter_opts` (libbpf ≥ 1.2). */
+export const NETFILTER_OPTS = { size: 24, fields: { sz: [0, 8], pf: [8, 4], hooknum: [12, 4], priority: [16, 4], flags: [20, 4] } } as const;
+/** enum bpf_tc_attach_point. */
+const BPF_TC_INGRESS = 1;
+const BPF_TC_EGRESS = 2;
 
 const apis = new Map<string, AttachApi>();
 function api(so: string): AttachApi {
@@ -51,7 +72,22 @@ function api(so: string): AttachApi {
     linkFd: lib.func('int bpf_link__fd(void *link)'),
     destroy: lib.func('int bpf_link__destroy(void *link)'),
     programFd: lib.func('int bpf_program__fd(void *prog)'),
+    progAttach: lib.func('int bpf_prog_attach(int prog_fd, int attachable_fd, int type, unsigned int flags)'),
+    progDetach2: lib.func('int bpf_prog_detach2(int prog_fd, int attachable_fd, int type)'),
+    tcHookCreate: lib.func('int bpf_tc_hook_create(void *hook)'),
+    tcAttach: lib.func('int bpf_tc_attach(void *hook, void *opts)'),
+    tcDetach: lib.func('int bpf_tc_detach(void *hook, void *opts)'),
   };
+  // Functions newer than Debian's libbpf 1.1: bound where the library has them.
+  const optional = <T>(proto: string): T | undefined => {
+    try {
+      return lib.func(proto) as T;
+    } catch {
+      return undefined;
+    }
+  };
+  a.attachTcx = optional('void *bpf_program__attach_tcx(void *prog, int ifindex, void *opts)');
+  a.attachNetfilter = optional('void *bpf_program__attach_netfilter(void *prog, void *opts)');
   apis.set(so, a);
   return a;
 }
@@ -65,6 +101,7 @@ function failure(call: string): string {
 export interface LibbpfAttachEnv {
   ifindexLo: () => number;
   cgroupDir: string;
+  netfilter: { pf: number; hooknum: number; priority: number };
 }
 
 /**
@@ -75,6 +112,9 @@ export interface LibbpfAttachEnv {
 export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec[], env: LibbpfAttachEnv): { attachments: Map<string, LibbpfAttachment>; detach: () => void } {
   const a = api(ref.so);
   const links: bigint[] = [];
+  /** Attachments that are not libbpf links (tc filters, sockmap attachments): their detach. */
+  const undo: (() => void)[] = [];
+  const mems: NativeMem[] = [];
   const attachments = new Map<string, LibbpfAttachment>();
   const keep = (link: bigint | null, call: string, target: string): LibbpfAttachment => {
     if (!link) {
@@ -86,9 +126,11 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
     links.push(link);
     return { verdict: { status: 'attached', via: call, target } };
   };
+  let current = '';
   for (const { name, prog } of ref.loaded) {
     const p = specs.find((s) => s.name === name);
     if (!p) continue;
+    current = name;
     let r: LibbpfAttachment;
     try {
       r = attachOne(p, prog);
@@ -102,8 +144,51 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
     attachments,
     detach() {
       for (const l of links.splice(0)) a.destroy(l);
+      for (const u of undo.splice(0)) u();
+      for (const m of mems.splice(0)) m.free();
     },
   };
+
+  function alloc(size: number): NativeMem {
+    const m = new NativeMem(size);
+    mems.push(m);
+    return m;
+  }
+
+  /** The object's sockmap or sockhash as libbpf created it. */
+  function sockmapOf(): { fd: number; name: string } | undefined {
+    const names = ref.maps.filter((m) => m.type === MapType.SOCKMAP || m.type === MapType.SOCKHASH).map((m) => m.name);
+    const name = names[0];
+    const fd = name === undefined ? undefined : ref.mapFd(current, name);
+    return fd === undefined || fd < 0 ? undefined : { fd, name: name! };
+  }
+
+  /** tc on lo: `SEC("tcx/…")` through bpf_program__attach_tcx, `SEC("tc")` through libbpf's clsact hook + cls_bpf filter (as their tools do). */
+  function attachTc(p: ProgramSpec, prog: bigint): LibbpfAttachment {
+    const egress = p.expectedAttachType === AttachType.TCX_EGRESS || /egress/.test(p.section);
+    if (p.expectedAttachType === AttachType.TCX_INGRESS || p.expectedAttachType === AttachType.TCX_EGRESS) {
+      if (!a.attachTcx) return { verdict: { status: 'not-attachable', reason: `${ref.libbpf} has no bpf_program__attach_tcx` }, notCompared: 'libbpf before 1.3 cannot attach tcx links' };
+      return keep(a.attachTcx(prog, env.ifindexLo(), null), 'bpf_program__attach_tcx', `tc lo ${egress ? 'egress' : 'ingress'}`);
+    }
+    const hook = alloc(TC_HOOK.size);
+    hook.view.setBigUint64(TC_HOOK.fields.sz[0], BigInt(TC_HOOK.size), true);
+    hook.view.setInt32(TC_HOOK.fields.ifindex[0], env.ifindexLo(), true);
+    hook.view.setUint32(TC_HOOK.fields.attach_point[0], egress ? BPF_TC_EGRESS : BPF_TC_INGRESS, true);
+    const created = a.tcHookCreate(hook.addr);
+    if (created < 0 && -created !== errnoNumber('EEXIST')) return { verdict: { status: 'failed', via: 'bpf_tc_hook_create', reason: `bpf_tc_hook_create lo: ${errnoName(-created)}` } };
+    const opts = alloc(TC_OPTS.size);
+    opts.view.setBigUint64(TC_OPTS.fields.sz[0], BigInt(TC_OPTS.size), true);
+    opts.view.setInt32(TC_OPTS.fields.prog_fd[0], a.programFd(prog), true);
+    const rc = a.tcAttach(hook.addr, opts.addr);
+    if (rc < 0) return { verdict: { status: 'failed', via: 'bpf_tc_attach', reason: `bpf_tc_attach lo: ${errnoName(-rc)}` } };
+    undo.push(() => {
+      // Detach names the filter by handle and priority only (what attach filled in).
+      opts.view.setInt32(TC_OPTS.fields.prog_fd[0], 0, true);
+      opts.view.setUint32(TC_OPTS.fields.prog_id[0], 0, true);
+      a.tcDetach(hook.addr, opts.addr);
+    });
+    return { verdict: { status: 'attached', via: 'bpf_tc_attach', target: `tc lo ${egress ? 'egress' : 'ingress'}` } };
+  }
 
   function attachOne(p: ProgramSpec, prog: bigint): LibbpfAttachment {
     if (p.attachFn) {
@@ -147,6 +232,7 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
       case ProgType.CGROUP_DEVICE:
       case ProgType.CGROUP_SYSCTL:
       case ProgType.CGROUP_SOCKOPT: {
+        ensureCgroup2(env.cgroupDir);
         const fd = openSync(env.cgroupDir, 'r');
         try {
           return keep(a.attachCgroup(prog, fd), 'bpf_program__attach_cgroup', `cgroup ${env.cgroupDir}`);
@@ -164,10 +250,29 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
         }
       }
       case ProgType.SCHED_CLS:
+        if (p.expectedAttachType === AttachType.NETKIT_PRIMARY || p.expectedAttachType === AttachType.NETKIT_PEER) break;
+        return attachTc(p, prog);
       case ProgType.SK_SKB:
-      case ProgType.SK_MSG:
-      case ProgType.NETFILTER:
-        return { verdict: { status: 'not-attachable', reason: 'not attached with libbpf by corematrix yet' }, notCompared: `${p.kind}: libbpf's attach for this family is not driven yet` };
+      case ProgType.SK_MSG: {
+        const map = sockmapOf();
+        if (!map) break;
+        const type = p.expectedAttachType ?? (p.type === ProgType.SK_MSG ? AttachType.SK_MSG_VERDICT : AttachType.SK_SKB_STREAM_VERDICT);
+        const progFd = a.programFd(prog);
+        const rc = a.progAttach(progFd, map.fd, type, 0);
+        if (rc < 0) return { verdict: { status: 'failed', via: 'bpf_prog_attach', reason: `bpf_prog_attach to map ${map.name}: ${errnoName(-rc)}` } };
+        undo.push(() => a.progDetach2(progFd, map.fd, type));
+        return { verdict: { status: 'attached', via: 'bpf_prog_attach', target: `sockmap ${map.name}` } };
+      }
+      case ProgType.NETFILTER: {
+        if (!a.attachNetfilter) return { verdict: { status: 'not-attachable', reason: `${ref.libbpf} has no bpf_program__attach_netfilter` }, notCompared: 'libbpf before 1.2 cannot attach netfilter programs' };
+        const o = alloc(NETFILTER_OPTS.size);
+        const f = NETFILTER_OPTS.fields;
+        o.view.setBigUint64(f.sz[0], BigInt(NETFILTER_OPTS.size), true);
+        o.view.setUint32(f.pf[0], env.netfilter.pf, true);
+        o.view.setUint32(f.hooknum[0], env.netfilter.hooknum, true);
+        o.view.setInt32(f.priority[0], env.netfilter.priority, true);
+        return keep(a.attachNetfilter(prog, o.addr), 'bpf_program__attach_netfilter', 'netfilter ipv4 local_in');
+      }
     }
     return { verdict: { status: 'not-attachable', reason: 'needs what only its tool supplies (ours does not attach it either)' } };
   }

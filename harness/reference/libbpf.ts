@@ -109,6 +109,10 @@ export interface ReferenceLoad {
   outcomes: ReferenceOutcome[];
   /** libbpf's `struct bpf_program *` of every program it loaded, valid until close(). */
   loaded: { name: string; prog: bigint }[];
+  /** The object's maps (name, type) as libbpf sees them. */
+  maps: { name: string; type: number }[];
+  /** The fd of map `map` in the bpf_object that loaded `program` (whole load: one object for all). */
+  mapFd(program: string, map: string): number | undefined;
   /** Closes every bpf_object (and so every program and map) libbpf opened. */
   close(): void;
 }
@@ -132,6 +136,10 @@ export const LIBBPF_FUNCTIONS = {
   strerror: 'int libbpf_strerror(int err, void *buf, size_t size)',
   setAttachTarget: 'int bpf_program__set_attach_target(void *prog, int attach_prog_fd, const char *attach_func_name)',
   findMap: 'void *bpf_object__find_map_by_name(void *obj, const char *name)',
+  mapFd: 'int bpf_map__fd(void *map)',
+  nextMap: 'void *bpf_object__next_map(void *obj, void *prev)',
+  mapName: 'const char *bpf_map__name(void *map)',
+  mapType: 'int bpf_map__type(void *map)',
   setMaxEntries: 'int bpf_map__set_max_entries(void *map, uint32_t max_entries)',
   setInitialValue: 'int bpf_map__set_initial_value(void *map, const void *data, size_t size)',
   version: 'const char *libbpf_version_string(void)',
@@ -165,6 +173,10 @@ interface Lib {
   strerror: (err: number, buf: bigint, size: number) => number;
   setAttachTarget: (prog: bigint, fd: number, name: string) => number;
   findMap: (obj: bigint, name: string) => bigint | null;
+  mapFd: (map: bigint) => number;
+  nextMap: (obj: bigint, prev: bigint | null) => bigint | null;
+  mapName: (map: bigint) => string;
+  mapType: (map: bigint) => number;
   setMaxEntries: (map: bigint, n: number) => number;
   setInitialValue: (map: bigint, data: bigint, size: number) => number;
 }
@@ -260,6 +272,10 @@ function openLibrary(path: string): Lib {
     strerror: fn('strerror'),
     setAttachTarget: fn('setAttachTarget'),
     findMap: fn('findMap'),
+    mapFd: fn('mapFd'),
+    nextMap: fn('nextMap'),
+    mapName: fn('mapName'),
+    mapType: fn('mapType'),
     setMaxEntries: fn('setMaxEntries'),
     setInitialValue: fn('setInitialValue'),
   };
@@ -355,6 +371,19 @@ class OpenObject {
     const out: { ptr: bigint; name: string }[] = [];
     for (let p = l.nextProgram(this.ptr, null); p; p = l.nextProgram(this.ptr, p)) out.push({ ptr: p, name: l.programName(p) });
     return out;
+  }
+
+  maps(): { name: string; type: number }[] {
+    const l = this.lib;
+    const out: { name: string; type: number }[] = [];
+    for (let m = l.nextMap(this.ptr, null); m; m = l.nextMap(this.ptr, m)) out.push({ name: l.mapName(m), type: l.mapType(m) });
+    return out;
+  }
+
+  /** The fd of a created map, or undefined when the object has no such map. */
+  mapFd(name: string): number | undefined {
+    const m = this.lib.findMap(this.ptr, name);
+    return m ? this.lib.mapFd(m) : undefined;
   }
 
   /** Native memory owned by this object (freed on close). */
@@ -502,10 +531,11 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
     objects.push(whole.obj);
     const progs = whole.obj.programs();
     for (const o of whole.outcomes) if (o.status === 'loaded') loaded.push({ name: o.name, prog: progs.find((p) => p.name === o.name)!.ptr });
-    return { libbpf: l.label, so: l.info.so, outcomes: whole.outcomes, loaded, close: () => whole.obj.close() };
+    return { libbpf: l.label, so: l.info.so, outcomes: whole.outcomes, loaded, maps: whole.obj.maps(), mapFd: (_p, m) => whole.obj.mapFd(m), close: () => whole.obj.close() };
   }
   // The whole object did not load: one program at a time, to say which failed and why.
   const outcomes: ReferenceOutcome[] = [];
+  const byProgram = new Map<string, OpenObject>();
   for (const target of names) {
     const t0 = performance.now();
     const out: ReferenceOutcome = { name: target, libbpf: l.label, status: 'error', relocations: [], log: [], loadMs: 0 };
@@ -539,6 +569,7 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
         if (info.xlated.length) out.xlated = Buffer.from(info.xlated).toString('hex');
         out.insnsProcessed = info.verifiedInsns ?? (processed ? Number(processed[1]) : undefined);
         loaded.push({ name: target, prog: me.ptr });
+        byProgram.set(target, obj);
         objects.push(obj);
         obj = undefined;
       } else {
@@ -560,6 +591,8 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
     so: l.info.so,
     outcomes,
     loaded,
+    maps: objects[0]?.maps() ?? [],
+    mapFd: (program, map) => byProgram.get(program)?.mapFd(map),
     close() {
       for (const o of objects.splice(0)) o.close();
     },

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   MARKER_FILE,
-  MARKER_RENAMED,
+  MARKER_RENAMED, SYSCTL_FILE,
   TCP_REPLY,
   TCP_REQUEST,
   UDP_DATAGRAM,
@@ -158,6 +158,10 @@ describe('standard workload (host)', () => {
     expect(onMarker('read').length).toBe(step(r, 'read').count);
     expect(onMarker('write').length).toBe(step(r, 'write').count);
     expect(onMarker('fsync').length).toBe(step(r, 'fsync').count);
+    // The sysctl reads: one open of the /proc/sys file each, by the workload's own process.
+    const sysctlOpens = ours.filter((c) => c.name === 'openat' && c.text.includes(`"${SYSCTL_FILE}"`));
+    expect(sysctlOpens.length).toBe(step(r, 'sysctl').count);
+    expect(sysctlOpens.length).toBe(WORKLOAD_COUNTS.sysctl);
     expect(calls.filter((c) => /^rename(at2?)?\(/.test(c.text) && c.text.includes(`"${marker}"`) && c.text.includes(`"${renamed}"`) && succeeded(c)).length).toBe(1);
     expect(calls.filter((c) => /^unlink(at)?\(/.test(c.text) && c.text.includes(`"${renamed}"`) && succeeded(c)).length).toBe(1);
     expect(calls.filter((c) => /^unlink(at)?\(/.test(c.text) && c.text.includes(`"${marker}"`)).length).toBe(0);

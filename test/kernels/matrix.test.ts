@@ -41,6 +41,13 @@ describe('kernel matrix', () => {
     expect(m.find((e) => e.id === '5.10')).toEqual({ id: '5.10', series: '5.10', flavour: 'generic', suites: ['bullseye-security'] });
     expect(m.find((e) => e.id === '6.1-rt')?.flavour).toBe('rt');
     expect(m.find((e) => e.id === '7.x')?.series).toBe('7.x');
+    // at least one kernel of the default matrix runs with more than one vCPU
+    expect(m.filter((e) => (e.cpus ?? 1) > 1).map((e) => e.id)).toEqual(['6.12']);
+  });
+
+  it('reads cpus as a vCPU count from 1 to 64, naming the line of anything else', () => {
+    expect(parseMatrix(good.replace('flavour: rt', 'flavour: rt\n    cpus: 2'), 'm.yaml')[1]!.cpus).toBe(2);
+    for (const bad of ['0', '65', '1.5', 'two']) expect(errorOf(good.replace('flavour: rt', `flavour: rt\n    cpus: ${bad}`)).message).toBe(`m.yaml:9: kernel '6.10': cpus must be an integer from 1 to 64, not "${bad}"`);
   });
 
   it('keeps every scalar a string (6.10 is not 6.1) and accepts a single suite', () => {
@@ -55,7 +62,7 @@ describe('kernel matrix', () => {
   });
 
   it('reports unknown fields, missing fields, duplicates, bad series and suites on their lines', () => {
-    expect(errorOf(good.replace('    suites: trixie', '    suite: trixie')).message).toBe("m.yaml:9: kernel '6.10': unknown field 'suite' (allowed: id, series, flavour, suites, version, source, config, btf)");
+    expect(errorOf(good.replace('    suites: trixie', '    suite: trixie')).message).toBe("m.yaml:9: kernel '6.10': unknown field 'suite' (allowed: id, series, flavour, suites, version, source, config, btf, cpus)");
     expect(errorOf(good.replace('    suites: [bookworm]\n', '')).message).toMatch(/^m\.yaml:2: kernel '6\.1': missing field 'suites'/);
     expect(errorOf(good.replace('id: 6.10', 'id: "6.1"')).message).toBe("m.yaml:6: kernel '6.1': duplicate id (first at line 2)");
     expect(errorOf(good.replace('series: 6.10', 'series: six')).message).toMatch(/^m\.yaml:7: kernel '6\.10': series 'six' must be MAJOR\.MINOR/);

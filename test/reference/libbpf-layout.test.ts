@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { currentLibbpf, type CurrentLibbpf } from '../../harness/reference/build.js';
 import { LIBBPF_FUNCTIONS, OPEN_OPTS, PrintLevel } from '../../harness/reference/libbpf.js';
+import { NETFILTER_OPTS, TC_HOOK, TC_OPTS } from '../../harness/reference/libbpf-attach.js';
 
 /** Compiles and runs a small C program with `-I include` first on the header search path. */
 function compileAndRun(src: string, include?: string): string {
@@ -37,6 +38,16 @@ function headerFacts(include?: string): string[] {
   return out.trim().split('\n');
 }
 
+/** The attach option structs libbpf-attach.ts writes: each field's offset and size, and the struct's size, per the header. */
+function attachStructFacts(structs: [string, { size: number; fields: Record<string, readonly [number, number]> }][], include?: string): string[] {
+  const lines = structs.flatMap(([name, l]) => [
+    ...Object.keys(l.fields).map((f) => `  printf("${name}.${f} %zu %zu\\n", offsetof(struct ${name}, ${f}), sizeof(((struct ${name} *)0)->${f}));`),
+    `  printf("${name} size %zu\\n", sizeof(struct ${name}));`,
+  ]);
+  return compileAndRun(`#include <stdio.h>\n#include <stddef.h>\n#include <bpf/libbpf.h>\nint main(void) {\n${lines.join('\n')}\n  return 0;\n}\n`, include).trim().split('\n');
+}
+const expectedStruct = (name: string, l: { size: number; fields: Record<string, readonly [number, number]> }) => [...Object.entries(l.fields).map(([f, [o, z]]) => `${name}.${f} ${o} ${z}`), `${name} size ${l.size}`];
+
 const expectedFields = Object.entries(OPEN_OPTS.fields).map(([f, [off, size]]) => `${f} ${off} ${size}`);
 const expectedTail = [`levels ${PrintLevel.WARN} ${PrintLevel.INFO} ${PrintLevel.DEBUG}`, `functions ${Object.keys(LIBBPF_FUNCTIONS).length}`];
 
@@ -45,11 +56,23 @@ describe('libbpf ABI as used by harness/reference', () => {
     expect(headerFacts()).toEqual([...expectedFields, `size ${OPEN_OPTS.size}`, ...expectedTail]);
   });
 
+  it('the tc hook and tc options libbpf-attach writes match <bpf/libbpf.h> (libbpf 1.1)', () => {
+    expect(attachStructFacts([['bpf_tc_hook', TC_HOOK], ['bpf_tc_opts', TC_OPTS]])).toEqual([...expectedStruct('bpf_tc_hook', TC_HOOK), ...expectedStruct('bpf_tc_opts', TC_OPTS)]);
+  });
+
   describe('the current libbpf (built from the newest linux-source)', () => {
     let cur: CurrentLibbpf;
     beforeAll(async () => {
       cur = await currentLibbpf((l) => console.log(`[build] ${l}`));
     }, 20 * 60_000);
+
+    it('has the same tc structs, and the netfilter options as libbpf-attach writes them', () => {
+      const structs: [string, typeof NETFILTER_OPTS | typeof TC_HOOK | typeof TC_OPTS][] = [['bpf_tc_hook', TC_HOOK], ['bpf_tc_opts', TC_OPTS], ['bpf_netfilter_opts', NETFILTER_OPTS]];
+      // Same fields at the same offsets; a struct may have grown (we pass `sz`, libbpf reads no further).
+      const facts = attachStructFacts(structs, cur.include);
+      expect(facts.filter((l) => !l.includes(' size '))).toEqual(structs.flatMap(([n, l]) => expectedStruct(n, l).slice(0, -1)));
+      for (const [n, l] of structs) expect(Number(/ size (\d+)$/.exec(facts.find((x) => x.startsWith(`${n} size `))!)![1])).toBeGreaterThanOrEqual(l.size);
+    });
 
     it('keeps every field OPEN_OPTS writes at the same offset and size; its struct is at least as large (sz says how much we pass)', () => {
       const facts = headerFacts(cur.include);
