@@ -287,10 +287,17 @@ export const matrixCommand: Command = {
     const { files } = await writeReports(report, outDir);
     const cells = report.kernels.flatMap((k) => k.cells);
     const count = (v: string) => cells.filter((c) => c.verdict === v).length;
+    // A kernel that could not be fetched has no cells: its reason is said here, or the counts
+    // alone ("0 fail, 0 error") would read as a clean run.
+    const unfetched = report.kernels.filter((k) => k.guest === 'no-kernel');
+    const notFetched = unfetched.length
+      ? `${unfetched.length === report.kernels.length ? 'no kernel could be fetched' : `${unfetched.length} of ${report.kernels.length} kernels could not be fetched`}: ` +
+        `${unfetched.map((k) => `${k.kernel.id}: ${k.detail ?? 'no reason recorded'}`).join('; ')}\n`
+      : '';
     process.stdout.write(
       `${report.complete ? '' : 'INCOMPLETE '}run ${runId}${shard ? ` (shard ${shard.index}/${shard.count})` : ''}: ${report.kernels.length} kernels, ${cells.length} cells: ` +
         `${count('pass')} pass, ${count('fail')} fail, ${count('error')} error, ${count('skip')} skip, ${count('expected-skip')} expected skip ` +
-        `in ${((performance.now() - t0) / 1000).toFixed(1)} s\n${files.map((f) => `  ${f}`).join('\n')}\n`,
+        `in ${((performance.now() - t0) / 1000).toFixed(1)} s\n${notFetched}${files.map((f) => `  ${f}`).join('\n')}\n`,
     );
     // The cross-kernel diff is part of the verdict: a broken invariant (one object, one truth) or
     // an unexpected difference fails the run like a failed cell does.

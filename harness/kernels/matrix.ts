@@ -1,6 +1,7 @@
 // The kernel matrix (kernels/matrix.yaml): which Debian kernels the harness boots. Parsed with
 // js-yaml's failsafe schema (every scalar stays a string, so `series: 6.10` is not 6.1) and
 // validated field by field; every error is one line: file:line: kernel 'id': field: what is wrong.
+import { yamlErrorAt } from '../core/yaml-error.js';
 import { globToRegExp } from '../core/glob.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
@@ -97,8 +98,9 @@ function loadWithLines(text: string, file: string): { doc: unknown; where: WeakM
     });
   } catch (err) {
     if (err instanceof yaml.YAMLException) {
-      const line = err.mark ? err.mark.line + 1 : 0;
-      throw new FormatError(`${file}:${line}: invalid YAML: ${err.reason}`);
+      // The line of the mistake (an unclosed bracket or quote), not where js-yaml noticed it.
+      const at = yamlErrorAt(text, err);
+      throw new FormatError(`${file}:${at.line}: invalid YAML: ${at.reason}`);
     }
     throw err;
   }

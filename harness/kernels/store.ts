@@ -152,6 +152,22 @@ export function inSeries(upstream: string, series: string): boolean {
   return new RegExp(`^${major}\\.${minor}(?:[.~]|$)`).test(upstream);
 }
 
+/** "a", "a and b", "a, b and c" (or with `or`). */
+function spoken(items: string[], and = 'and'): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} ${and} ${items[items.length - 1]}`;
+}
+
+/**
+ * A pin its suites do not have, and the versions they do have (ascending). It says only that: an
+ * archive keeps the current versions, so whether the pin was there once cannot be told from it
+ * (and a typo such as 6.1.999-1 never was).
+ */
+function pinNotInSuites(what: string, pin: string, suites: string[], versions: string[], newest: string): CoreMatrixError {
+  const unique = [...new Set(versions)];
+  const have = unique.length <= 6 ? spoken(unique) : `${unique.length} versions, ${unique[0]} to ${unique[unique.length - 1]}`;
+  return new CoreMatrixError(`${what}: pinned version ${pin} is not in ${spoken(suites, 'or')}, which ${suites.length > 1 ? 'have' : 'has'} ${have} (newest: ${newest})`);
+}
+
 function sha256File(path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const h = createHash('sha256');
@@ -363,7 +379,7 @@ export class KernelStore {
     if (e.version !== undefined) {
       const pin = e.version;
       const hits = rows.filter((r) => r.version === pin || upstreamOf(r.version) === pin || compareDebVersions(r.version, pin) === 0);
-      if (hits.length === 0) throw new CoreMatrixError(`${what}: pinned version ${pin} is not in ${e.suites.join(', ')} any more (newest available: ${newest.version}, ${newest.name})`);
+      if (hits.length === 0) throw pinNotInSuites(what, pin, e.suites, rows.map((r) => r.version), `${newest.name} ${newest.version}`);
       pick = hits[hits.length - 1]!;
     }
     return { package: pick.name, version: pick.version, release: pick.release, suite: pick.suite };
@@ -603,7 +619,7 @@ export class KernelStore {
     const newest = rows[rows.length - 1]!;
     if (e.version === undefined) return newest;
     const hit = rows.filter((r) => r.version === e.version || upstreamOf(r.version) === e.version).pop();
-    if (!hit) throw new CoreMatrixError(`${what}: pinned version ${e.version} is not in ${e.suites.join(', ')} any more (newest available: ${newest.version})`);
+    if (!hit) throw pinNotInSuites(what, e.version, e.suites, rows.map((r) => r.version), `${b.source} ${newest.version}`);
     return hit;
   }
 

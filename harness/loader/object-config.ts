@@ -18,6 +18,7 @@ import yaml from 'js-yaml';
 import type { Btf } from '../core/btf/btf.js';
 import { Kind } from '../core/btf/kinds.js';
 import { CoreMatrixError, FormatError } from '../core/errors.js';
+import { yamlErrorMessage } from '../core/yaml-error.js';
 import { MapType } from '../core/object/maps.js';
 import { classifySection } from '../core/object/sections.js';
 import type { MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
@@ -149,8 +150,7 @@ export function parseObjectConfig(text: string, file: string): ObjectConfig {
     // JSON_SCHEMA: `y`, `n`, `yes`, `0x10` stay strings, as a kernel config writes them.
     doc = yaml.load(text, { filename: file, schema: yaml.JSON_SCHEMA });
   } catch (e) {
-    const err = e as { mark?: { line: number }; reason?: string; message: string };
-    throw new FormatError(`${file}:${(err.mark?.line ?? 0) + 1}: YAML error: ${err.reason ?? err.message.split('\n')[0]}`);
+    throw new FormatError(yamlErrorMessage(file, text, e));
   }
   return validateObjectConfig(doc, file, text);
 }

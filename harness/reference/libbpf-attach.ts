@@ -18,7 +18,7 @@ import { onlineCpus } from '../runtime/facts.js';
 import { Program } from '../runtime/program.js';
 import { untrackFd } from '../runtime/fds.js';
 import { close, errnoName, errnoNumber, NativeMem } from '../runtime/sys.js';
-import type { AttachResult, Check } from '../results.js';
+import { ATTACH_CHECK, type AttachResult, type Check } from '../results.js';
 import type { ReferenceLoad } from './libbpf.js';
 
 export interface LibbpfAttachment {
@@ -299,7 +299,7 @@ export function attachCheck(ours: AttachResult | undefined, theirs: AttachResult
   if (!ours || notCompared) return undefined;
   const word = (a: AttachResult) => `${a.status}${a.status === 'attached' && a.runCount !== undefined ? (a.runCount ? ', ran' : ', never ran') : ''}`;
   return {
-    name: 'same attach verdict as our loader',
+    name: ATTACH_CHECK,
     observed: word(theirs),
     truth: word(ours),
     ok: ours.status === theirs.status,

@@ -194,14 +194,14 @@ export function validateAgainstObject(spec: SuiteSpec, obj: ObjectSpec, display:
 }
 
 /**
- * How a suite's files are named in messages: suites/<name>/… for the project's suites and for
- * folders outside the working directory, the relative path for another folder inside it
- * (test/btfjoin/suites/renamed-field/spec.yaml).
+ * How a suite's folder is named in messages: a path to the real files, relative to the working
+ * directory when it is inside it (suites/globals, test/btfjoin/suites/renamed-field), else
+ * absolute (a --suites-dir elsewhere: /tmp/mine/globals, never a suites/globals that is not there).
  */
 function displayDir(dir: string, name: string): string {
-  if (resolve(dir) === resolve(suitesDir())) return `suites/${name}`;
-  const rel = relative(process.cwd(), resolve(dir, name));
-  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : `suites/${name}`;
+  const abs = resolve(dir, name);
+  const rel = relative(process.cwd(), abs);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : abs;
 }
 
 /** Compiles the suites and validates their specs. */
@@ -319,7 +319,7 @@ export function versionCodeOfPackage(version: string): number {
 export async function hostTruth(kernelId: string, opts: { specs?: SuiteSpec[]; keys?: string[]; modules?: string[]; store?: KernelStore } = {}): Promise<Record<string, number | string | boolean>> {
   const store = opts.store ?? new KernelStore();
   const k = await store.fetch(kernelId, { use: ['btf', 'config'] });
-  const specs = opts.specs ?? (opts.keys ? [] : listSuites().map((n) => readSpec(join(suitesDir(), n, 'spec.yaml'), `suites/${n}/spec.yaml`, n)));
+  const specs = opts.specs ?? (opts.keys ? [] : listSuites().map((n) => readSpec(join(suitesDir(), n, 'spec.yaml'), `${displayDir(suitesDir(), n)}/spec.yaml`, n)));
   const keys = opts.keys ?? hostKeysOf(specs);
   // Module types are looked up in the modules' own BTF (split on the kernel's), as the guest sees them.
   const names = [...new Set([...(opts.modules ?? []).map(moduleKey), ...modulesFor(specs, k.config)])];

@@ -1,9 +1,10 @@
-// Reading and validating suites/<name>/spec.yaml. Every problem is ONE line naming
-// `suites/<name>/spec.yaml:<line>`, what is wrong, and the allowed values.
+// Reading and validating suites/<name>/spec.yaml. Every problem is ONE line naming the file
+// (`suites/<name>/spec.yaml:<line>`, or the --suites-dir path), what is wrong, and the allowed values.
 
 import { readFileSync } from 'node:fs';
 import yaml from 'js-yaml';
 import { FormatError } from '../core/errors.js';
+import { yamlErrorMessage } from '../core/yaml-error.js';
 import type { SuiteSpec, TriggerKind } from './types.js';
 import { parseObserve, parseTruth } from './truth.js';
 
@@ -168,15 +169,14 @@ export function validateSpec(doc: unknown, file: string, text: string, dirName?:
   return doc as unknown as SuiteSpec;
 }
 
-/** Reads and validates one spec file. `display` is the path used in messages (suites/<name>/spec.yaml). */
+/** Reads and validates one spec file. `display` is the path used in messages (suites/<name>/spec.yaml, or where the file is). */
 export function readSpec(file: string, display = file, dirName?: string): SuiteSpec {
   const text = readFileSync(file, 'utf8');
   let doc: unknown;
   try {
     doc = yaml.load(text, { filename: display, schema: yaml.JSON_SCHEMA });
   } catch (e) {
-    const err = e as { mark?: { line: number }; reason?: string; message: string };
-    throw new FormatError(`${display}:${(err.mark?.line ?? 0) + 1}: YAML error: ${err.reason ?? err.message.split('\n')[0]}`);
+    throw new FormatError(yamlErrorMessage(display, text, e));
   }
   return validateSpec(doc, display, text, dirName);
 }

@@ -101,7 +101,7 @@ describe('parsing', () => {
     ['a string where a condition goes', ['programs:', '  handle_exec:', '    autoload: yes'],
       'x.yaml:3: programs.handle_exec.autoload: expected a boolean or a condition (a mapping with one of btf-function, kallsyms, kconfig, kernel, all, any, not), not string "yes"'],
     ['an unknown top-level key', ['maps: {}', 'program:', '  a: {}'],
-      "x.yaml:2: program: unknown key 'program' in an object config (allowed: programs, maps, variables)"],
+      "x.yaml:2: program: unknown key 'program' in an object config (allowed: programs, maps, variables, workload)"],
     ['an unknown program key', ['programs:', '  a:', '    autoload: true', '    autolaod: false'],
       "x.yaml:4: programs.a.autolaod: unknown key 'autolaod' in program 'a' (allowed: autoload, attach)"],
     ['a program without settings', ['programs:', '  a:', '  b: { autoload: true }'],
@@ -142,9 +142,13 @@ describe('parsing', () => {
   });
 
   it('reports YAML syntax errors and duplicate keys at their line', () => {
-    expect(() => parseObjectConfig('programs:\n  a: { autoload: true\nmaps: {}\n', 'x.yaml')).toThrow(/^x\.yaml:3: YAML error: /);
+    // The unclosed { is on line 2; js-yaml notices it on line 3.
+    expect(() => parseObjectConfig('programs:\n  a: { autoload: true\nmaps: {}\n', 'x.yaml')).toThrow(/^x\.yaml:2: YAML error: a ',' is missing after this entry, or the '\{' of line 2 is not closed \(js-yaml: missed comma between flow collection entries, at line 3\)$/);
     expect(() => parseObjectConfig('maps:\n  a: { max_entries: 1 }\n  a: { max_entries: 2 }\n', 'x.yaml')).toThrow('x.yaml:3: YAML error: duplicated mapping key');
-    expect(() => parseObjectConfig('- programs\n', 'x.yaml')).toThrow('x.yaml:1: an object config must be a mapping with keys programs, maps, variables, not a list');
+    expect(() => parseObjectConfig('- programs\n', 'x.yaml')).toThrow('x.yaml:1: an object config must be a mapping with keys programs, maps, variables, workload, not a list');
+    // workload: shell commands the guest runs while the programs are attached
+    expect(parseObjectConfig('workload:\n  - cat /proc/net/tcp\n  - ping -c 1 127.0.0.1\n', 'x.yaml').workload).toEqual(['cat /proc/net/tcp', 'ping -c 1 127.0.0.1']);
+    expect(() => parseObjectConfig('workload: ls\n', 'x.yaml')).toThrow('x.yaml:1: workload: expected a list of shell commands (strings), not');
   });
 
   it('reads a file, and names it when it cannot', () => {

@@ -1,11 +1,12 @@
 // Bad input to `corematrix matrix` is found before any kernel is fetched or any report folder is
 // made, and said in one line naming what is wrong, exit 2: --object files are read on the host as
-// `relocate` reads them; --out is checked before it is created.
+// `relocate` reads them; --out is checked before it is created; a --suites-dir spec's mistakes name
+// the file where it is. A kernel that cannot be fetched is said on stdout with its reason.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { compileBpf } from '../helpers/tools.js';
 
 const matrix = (args: string[]) => spawnSync(process.execPath, ['bin/corematrix.js', 'matrix', '--kernels', '6.1', '--suites', 'none', ...args], { encoding: 'utf8' });
@@ -51,5 +52,60 @@ describe('matrix --object, checked on the host first', () => {
     const r = matrix(['--out', join(file, 'sub')]);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`corematrix: --out ${join(file, 'sub')}: cannot create ${join(file, 'sub')} (a part of the path is a file)\n`);
+  });
+});
+
+describe('matrix --suites-dir: spec errors name the real file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cm-suites-dir-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** A copy of suites/globals named `name`, its spec changed by `edit`. */
+  const suite = (name: string, edit: (spec: string) => string): string => {
+    mkdirSync(join(dir, name), { recursive: true });
+    cpSync('suites/globals/prog.bpf.c', join(dir, name, 'prog.bpf.c'));
+    const spec = join(dir, name, 'spec.yaml');
+    writeFileSync(spec, edit(readFileSync('suites/globals/spec.yaml', 'utf8').replace('name: globals', `name: ${name}`)));
+    return spec;
+  };
+  const lineOfText = (file: string, text: string) => readFileSync(file, 'utf8').split('\n').findIndex((l) => l.includes(text)) + 1;
+
+  it('a spec mistake names <dir>/<suite>/spec.yaml, a file that exists, at the line of the mistake', () => {
+    const spec = suite('misspelt', (s) => s.replace('minKernel:', 'minkernel:'));
+    const r = matrix(['--suites-dir', dir, '--suites', 'misspelt', '--out', join(dir, 'out')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(`corematrix: ${spec}:${lineOfText(spec, 'minkernel:')}: unknown key 'minkernel' (allowed: `);
+    expect(existsSync(spec)).toBe(true);
+    expect(existsSync(join(dir, 'out'))).toBe(false);
+  });
+
+  it('a YAML syntax error names the real file and the line of the unclosed bracket', () => {
+    const spec = suite('unclosed', (s) => s.replace('1015, 1500]', '1015, 1500\n  # packets\n'));
+    const r = matrix(['--suites-dir', dir, '--suites', 'unclosed', '--out', join(dir, 'out')]);
+    expect(r.status).toBe(2);
+    const line = lineOfText(spec, '1015, 1500');
+    expect(r.stderr).toContain(`corematrix: ${spec}:${line}: YAML error: a ',' is missing after this entry, or the '[' of line ${line} is not closed (js-yaml: missed comma between flow collection entries, at line ${line + 3})\n`);
+  });
+});
+
+describe('a run where no kernel could be fetched', () => {
+  // A copy of the CLI whose kernels/matrix.yaml pins a version Debian never had; the package
+  // index comes from the shared apt cache (no network once cached).
+  const repo = mkdtempSync(join(tmpdir(), 'cm-repo-'));
+  afterAll(() => rmSync(repo, { recursive: true, force: true }));
+  mkdirSync(join(repo, 'dist'));
+  mkdirSync(join(repo, 'kernels'));
+  for (const f of ['bin', 'images', 'package.json']) cpSync(f, join(repo, f), { recursive: true });
+  for (const f of ['dist/corematrix.cjs', 'dist/agent.js']) cpSync(f, join(repo, f));
+  symlinkSync(join(process.cwd(), 'node_modules'), join(repo, 'node_modules'));
+  writeFileSync(join(repo, 'kernels/matrix.yaml'), 'kernels:\n  - id: "6.1"\n    series: "6.1"\n    flavour: generic\n    suites: [bookworm]\n    version: 6.1.999-1\n');
+
+  it('says why on stdout, with each kernel and its reason, and exits non-zero', () => {
+    const out = join(repo, 'out');
+    const r = spawnSync(process.execPath, [join(repo, 'bin/corematrix.js'), 'matrix', '--kernels', '6.1', '--suites', 'none', '--out', out], { encoding: 'utf8', cwd: repo, timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(1);
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toMatch(/^run \S+: 1 kernels, 0 cells: 0 pass, 0 fail, 0 error, 0 skip, 0 expected skip in [\d.]+ s$/);
+    expect(lines[1]).toMatch(/^no kernel could be fetched: 6\.1: kernel '6\.1' \(6\.1 generic\): pinned version 6\.1\.999-1 is not in bookworm, which has [\d.\-, and]+ \(newest: linux-image-6\.1\.0-\d+-amd64-unsigned 6\.1\.\d+-\d+\)$/);
+    expect(r.stdout).not.toContain('any more');
+    expect(lines[2]).toBe(`  ${join(out, 'junit.xml')}`);
   });
 });
