@@ -254,6 +254,7 @@ export const matrixCommand: Command = {
     process.on('SIGTERM', () => stop('SIGTERM'));
     const t0 = performance.now();
     let report: RunReport;
+    let early: Promise<void> = Promise.resolve();
     try {
       report = await runMatrix({
         kernels: selectors,
@@ -277,7 +278,15 @@ export const matrixCommand: Command = {
         signal: ctl.signal,
         log: sink.log,
         progress: sink.progress,
+        // The finished kernels' report is written as each one ends (marked incomplete), one write at a time.
+        onKernelDone: (partial) => {
+          early = early.then(() => writeReports(partial, outDir)).then(
+            () => sink.log(`matrix: ${partial.kernels.length} kernel(s) done, report so far: ${join(outDir, 'index.html')}`),
+            (err) => sink.log(`matrix: writing the report so far failed: ${(err as Error).message.split('\n')[0]}`),
+          );
+        },
       });
+      await early;
     } catch (err) {
       if (made) removeUnusedRunDir(outDir);
       throw err;

@@ -71,6 +71,11 @@ export interface MatrixOptions {
   memoryMb?: number;
   /** Guest vCPUs where the matrix entry does not say (`cpus:`); default 1. */
   cpus?: number;
+  /**
+   * Called as each kernel finishes, with the report so far (incomplete, kernels in matrix order):
+   * the CLI writes it, so finished kernels can be read while a slow one (a custom build) goes on.
+   */
+  onKernelDone?: (partial: RunReport) => void;
   /** BENCH-ONLY: guests start without the agent's start-up mechanisms (ImageSpec.start). */
   guestStart?: 'tuned' | 'plain';
   /** TEST-ONLY (test/faults): faults the agent injects on purpose; the CLI never sets this. */
@@ -340,6 +345,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     await runPool(order, slots, async (e, signal) => {
       const r = await boot(e, await prepared.get(e.id)!.promise, signal);
       finished.set(e.id, r);
+      if (finished.size < order.length) o.onKernelDone?.({ ...report, complete: false, finishedAt: new Date().toISOString(), kernels: entries.filter((x) => finished.has(x.id)).map((x) => finished.get(x.id)!) });
       return r;
     }, o.signal);
     report.complete = true;

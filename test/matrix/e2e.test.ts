@@ -15,11 +15,12 @@ const SUITES = ['task-fields', 'kconfig', 'globals', 'renamed-field', 'kernel-ve
 
 let report: RunReport;
 let out: string;
+const partials: RunReport[] = [];
 beforeAll(async () => {
   out = mkdtempSync(join(tmpdir(), 'cm-e2e-'));
   report = await runMatrix({
     kernels: KERNELS, suites: SUITES, jobs: 2, accel: 'tcg', outDir: out, runId: 'e2e', loader: 'both',
-    log: (l) => console.log(l), progress: (k, s) => console.log(`[${k}] ${s}`),
+    log: (l) => console.log(l), progress: (k, s) => console.log(`[${k}] ${s}`), onKernelDone: (p) => partials.push(p),
   });
 }, 1_500_000);
 
@@ -39,6 +40,15 @@ describe('matrix on 5.10 and 6.1 (TCG)', () => {
       for (const c of ref.filter((x) => x.verdict !== 'expected-skip')) expect(c.checks[0]?.ok, `${k.kernel.id} ${c.suite}: ${c.reason}`).toBe(true);
     }
     expect(runPassed(report)).toBe(true);
+  });
+
+  it('hands over the report so far when the first kernel finishes: incomplete, that kernel only, its final cells', () => {
+    expect(partials).toHaveLength(1);
+    const [p] = partials;
+    expect(p!.complete).toBe(false);
+    expect(p!.kernels).toHaveLength(1);
+    const done = p!.kernels[0]!;
+    expect(report.kernels.find((k) => k.kernel.id === done.kernel.id)!.cells).toEqual(done.cells);
   });
 
   it('loads the same object bytes everywhere and relocates them differently', () => {
