@@ -11,7 +11,7 @@ import { AptState, type AptCandidate } from './apt.js';
 import { pidAlive, withLock } from '../lock.js';
 import { compareDebVersions, upstreamOf } from './debversion.js';
 import { decompress, extractVmlinux, elfSection, parseBzImage } from './extract.js';
-import { buildKernel, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions } from './build.js';
+import { buildKernel, compileSteps, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions, TYPICAL_COMPILE_STEPS } from './build.js';
 import { loadMatrix, selectKernels, type CustomBuild, type Flavour, type KernelEntry } from './matrix.js';
 import { loadOrder, moduleCompression, moduleInfo, moduleKey, moduleNameOfFile, modulePattern, modulesPackage } from './modules.js';
 
@@ -708,12 +708,25 @@ export class KernelStore {
       // The progress line names the step and how long the build has run, refreshed every 10 s.
       const t0Build = Date.now();
       let step = 'starting';
-      const tell = () => opts.onStep?.(`building ${b.source}: ${step} (${Math.round((Date.now() - t0Build) / 1000)} s)`);
+      // How far the compile is, against the largest earlier build of this source (else a measured typical one).
+      const expected = previousCompileSteps(logDir, b.source) ?? TYPICAL_COMPILE_STEPS;
+      let compiled = 0;
+      let compileStart = 0;
+      const left = () => {
+        if (!compiled || !compileStart) return '';
+        const share = Math.min(0.99, compiled / expected);
+        const elapsed = (Date.now() - compileStart) / 1000;
+        return `; ~${Math.round(share * 100)} % compiled, about ${Math.max(1, Math.round((elapsed * (1 - share)) / share / 60))} min left`;
+      };
+      const tell = () => opts.onStep?.(`building ${b.source}: ${step} (${Math.round((Date.now() - t0Build) / 1000)} s${left()})`);
       const ticker = opts.onStep ? setInterval(tell, 10_000) : undefined;
       ticker?.unref();
       let out: Awaited<ReturnType<typeof buildKernel>>;
       try {
-        out = await buildKernel({ deb, build: b, fragment, work: tmp, logFile, what, signal: opts.signal, onLog: (l) => {
+        out = await buildKernel({ deb, build: b, fragment, work: tmp, logFile, what, signal: opts.signal, onCompileSteps: (n) => {
+          compileStart ||= Date.now();
+          compiled = n;
+        }, onLog: (l) => {
           this.log(`kernel ${e.id}: ${l}`);
           step = l.replace(/ \(log: .*\)$/, '');
           tell();
@@ -934,4 +947,21 @@ export class KernelStore {
       rmSync(tmp, { recursive: true, force: true });
     }
   }
+}
+
+/** The compile steps of the largest logged earlier build of `source` (its logs name the source in their header), if any. */
+function previousCompileSteps(logDir: string, source: string): number | undefined {
+  let best: number | undefined;
+  for (const f of existsSync(logDir) ? readdirSync(logDir) : []) {
+    if (!f.endsWith('.log')) continue;
+    try {
+      const text = readFileSync(join(logDir, f), 'utf8');
+      if (!text.includes(source)) continue;
+      const n = compileSteps(text);
+      if (n > (best ?? 0)) best = n;
+    } catch {
+      /* a log being written or removed: skip it */
+    }
+  }
+  return best;
 }
