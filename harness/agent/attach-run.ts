@@ -8,6 +8,7 @@
 import type { AttachResult } from '../results.js';
 import type { Attachment } from '../loader/attach.js';
 import type { Collection } from '../loader/collection.js';
+import { tcpCongestionControls, withDefaultCongestionControl } from '../loader/struct-ops.js';
 import { enableRunStats } from '../runtime/attach-trace.js';
 
 /** A program's attach verdict with what the kernel counted while the workload ran. */
@@ -51,7 +52,9 @@ export async function attachAndRun(
   let workloadNote: string | undefined;
   if ([...verdicts.values()].some((a) => a.verdict.status === 'attached')) {
     try {
-      workloadNote = await workload();
+      // A TCP congestion control the object registered carries the workload's connections.
+      const [cc] = tcpCongestionControls(coll.structOpsPlans);
+      workloadNote = await (cc ? withDefaultCongestionControl(cc, workload) : workload());
     } catch (e) {
       workloadNote = `workload failed: ${(e as Error).message.split('\n')[0]}`;
     }

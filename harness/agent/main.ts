@@ -28,7 +28,7 @@ import { runWorkload } from './workload.js';
 
 const PORT = process.env.CM_RESULT_PORT ?? '/dev/ttyS1';
 /** The workload's longest wait on the loopback or a child under TCG: what a program under test blocks (XDP_DROP) fails fast. */
-const WORKLOAD_WAIT_MS = 2000;
+const WORKLOAD_WAIT_MS = 1000;
 let portFd = -1;
 function send(m: GuestMessage): void {
   const line = encodeMessage(m);
@@ -382,7 +382,7 @@ async function main(): Promise<number> {
             if (spec) {
               const a: AgentStep = { ...s, phase: 'attach' };
               stepTo(a);
-              await libbpfAttachRun(live, spec.programs, cells, oursAttach.get(o.path), {
+              await libbpfAttachRun(live, spec, cells, oursAttach.get(o.path), {
                 around: (f) => dog.blocking(describeStep(a), budgets.loadMs, f),
                 workload: async () => {
                   stepTo({ ...s, phase: 'run' });

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { differential, type DifferentialOptions } from '../reference/differential.js';
 import { loadWithLibbpf, type ReferenceLoad } from '../reference/libbpf.js';
-import type { ProgramSpec } from '../core/object/types.js';
+import type { ObjectSpec } from '../core/object/types.js';
+import { withDefaultCongestionControl } from '../loader/struct-ops.js';
 import { attachCheck, attachWithLibbpf, libbpfRunCounts } from '../reference/libbpf-attach.js';
 import { RESULT_SCHEMA, type AttachResult, type CellResult, type KernelInfo } from '../results.js';
 import { DEFAULTS } from '../loader/attach.js';
@@ -80,17 +81,22 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
  * attach verdict for the same program; a disagreement fails the cell. `live` stays open (the caller closes it).
  */
 export async function libbpfAttachRun(
-  live: ReferenceLoad, programs: readonly ProgramSpec[], cells: CellResult[], ours: ReadonlyMap<string, AttachResult> | undefined,
+  live: ReferenceLoad, spec: ObjectSpec, cells: CellResult[], ours: ReadonlyMap<string, AttachResult> | undefined,
   o: { around: (attach: () => void) => void; workload: () => Promise<void> },
 ): Promise<void> {
   let att: ReturnType<typeof attachWithLibbpf> | undefined;
+  const before = availableCongestionControls();
   o.around(() => {
     // The same defaults our attacher uses (loader/attach.ts), through libbpf's own API.
-    att = attachWithLibbpf(live, programs, { ifindexLo: () => interfaceIndex(DEFAULTS.interface), cgroupDir: DEFAULTS.cgroup, netfilter: DEFAULTS.netfilter });
+    att = attachWithLibbpf(live, spec.programs, { structOps: spec.structOps, ifindexLo: () => interfaceIndex(DEFAULTS.interface), cgroupDir: DEFAULTS.cgroup, netfilter: DEFAULTS.netfilter });
   });
   try {
     const { attachments } = att!;
-    if ([...attachments.values()].some((x) => x.verdict.status === 'attached')) await o.workload();
+    if ([...attachments.values()].some((x) => x.verdict.status === 'attached')) {
+      // A TCP congestion control libbpf registered (new in the kernel's list) carries the workload's connections.
+      const [cc] = registeredCongestionControls(before);
+      await (cc ? withDefaultCongestionControl(cc, o.workload) : o.workload());
+    }
     const notes = new Map<string, string>();
     for (const [name, x] of attachments) {
       if (!x.exercise || x.verdict.status !== 'attached') continue;
@@ -120,4 +126,18 @@ export async function libbpfAttachRun(
   } finally {
     att?.detach();
   }
+}
+
+const AVAILABLE_CC = '/proc/sys/net/ipv4/tcp_available_congestion_control';
+/** The kernel's registered TCP congestion controls. */
+function availableCongestionControls(): string[] {
+  try {
+    return readFileSync(AVAILABLE_CC, 'utf8').trim().split(/\s+/);
+  } catch {
+    return [];
+  }
+}
+/** Congestion controls registered since `before` was read. */
+function registeredCongestionControls(before: readonly string[]): string[] {
+  return availableCongestionControls().filter((c) => !before.includes(c));
 }

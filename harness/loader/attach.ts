@@ -39,6 +39,11 @@ export interface Attachment {
 export interface AttachEnv {
   /** The object's maps by name (sockmaps for sk_skb/sk_msg, the USDT spec maps). */
   maps: ReadonlyMap<string, BpfMap>;
+  /**
+   * Hooks that hold one program only (XDP on an interface, a namespace's flow dissector) → the
+   * program of this object already there: a second one is not attachable beside it.
+   */
+  exclusive: Map<string, string>;
   /** The object was loaded with LINUX_HAS_BPF_COOKIE = 1 (usdt.bpf.h then reads spec ids from cookies). */
   cookies: boolean;
 }
@@ -117,7 +122,7 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
     case ProgType.XDP:
       if (p.expectedAttachType === AttachType.XDP_DEVMAP || p.expectedAttachType === AttachType.XDP_CPUMAP)
         return notAttachable(`${p.kind}: runs from the devmap/cpumap entry its tool fills, not from an interface`);
-      return attached(attachXdp(prog, DEFAULTS.interface));
+      return exclusively(`xdp ${DEFAULTS.interface}`, p, env, () => attached(attachXdp(prog, DEFAULTS.interface)));
     case ProgType.SCHED_CLS:
       return attachSchedCls(p, prog);
     case ProgType.CGROUP_SKB:
@@ -134,7 +139,7 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
     case ProgType.SK_LOOKUP:
       return attached(attachNetns(prog, AttachType.SK_LOOKUP));
     case ProgType.FLOW_DISSECTOR:
-      return attached(attachNetns(prog, AttachType.FLOW_DISSECTOR));
+      return exclusively('flow_dissector netns', p, env, () => attached(attachNetns(prog, AttachType.FLOW_DISSECTOR)));
     case ProgType.NETFILTER:
       return attached(attachNetfilter(prog, DEFAULTS.netfilter));
     case ProgType.SOCKET_FILTER:
@@ -159,11 +164,19 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
   }
 }
 
-/** Iterators without parameters are attached and read; those over a map or a cgroup need one from their tool. */
+/**
+ * Iterators are attached as libbpf's auto-attach does (no iter_info) and read. One over a map
+ * (bpf_map_elem, sk_storage, sockmap) fails there as under libbpf: its tool passes the map.
+ */
 function attachIterProgram(p: ProgramSpec, prog: Program): Attachment {
   const name = p.attachTo ?? '';
-  if (/^(bpf_map_elem|bpf_sk_storage_map|sockmap)$/.test(name)) return notAttachable(`iter/${name} iterates a map its tool passes (iter_info map_fd)`);
-  const link = attachIter(prog, name);
+  let link: Link;
+  try {
+    link = attachIter(prog, name);
+  } catch (e) {
+    if (e instanceof CoreMatrixError && /^(bpf_map_elem|bpf_sk_storage_map|sockmap)$/.test(name)) throw new CoreMatrixError(`${e.message.split('\n')[0]} (iter/${name} iterates a map its tool passes in iter_info)`);
+    throw e;
+  }
   return attached(link, () => {
     const r = readIter(link);
     return `read ${r.bytes} byte${r.bytes === 1 ? '' : 's'} from the iterator`;
@@ -207,4 +220,13 @@ function attachToSockmap(p: ProgramSpec, prog: Program, env: AttachEnv): Attachm
   if (!map) return notAttachable(`${p.kind}: attaches to a sockmap or sockhash, and the object has none`);
   const type = p.expectedAttachType ?? (p.type === ProgType.SK_MSG ? AttachType.SK_MSG_VERDICT : AttachType.SK_SKB_STREAM_VERDICT);
   return attached(attachSockmap(prog, { fd: map.fd, name: map.name }, type));
+}
+
+/** Attaches to a hook that holds one program, unless another program of the object holds it already. */
+export function exclusively(hook: string, p: ProgramSpec, env: Pick<AttachEnv, 'exclusive'>, attach: () => Attachment): Attachment {
+  const holder = env.exclusive.get(hook);
+  if (holder) return notAttachable(`${hook} holds one program, and ${holder} of this object is attached there`);
+  const a = attach();
+  if (a.verdict.status === 'attached') env.exclusive.set(hook, p.name);
+  return a;
 }

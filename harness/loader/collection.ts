@@ -19,6 +19,7 @@ import { relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { RelocationRecord } from '../core/relo/report.js';
 import { locateRodata, writeRodata } from '../suites/rodata.js';
 import { attachProgram, type Attachment } from './attach.js';
+import { registerStructOps } from './struct-ops.js';
 import {
   btfLoad, BpfMap, close as closeFd, ensureBpffs, errnoNumber, FeatureMissingError,
   kconfigSpecial, Link, pageSize, probeUprobeMultiLink, possibleCpuCount, probeBtfKind, probeMapType, probeMmapableArray, Program, requireFeature,
@@ -26,6 +27,7 @@ import {
 } from '../runtime/index.js';
 import type { MapTypeName } from '../runtime/consts.js';
 import { createMaxEntries, pinnedMismatch, pinPath, PIN_BY_NAME, type HostFacts, type MapDef } from './mapdef.js';
+import { createStructOpsMap, planStructOps, type StructOpsPlan } from './struct-ops.js';
 
 /** The kernel probe for each BTF feature an object may use. */
 const PROBE_OF: Record<keyof BtfFeatures, Parameters<typeof probeBtfKind>[0]> = {
@@ -123,6 +125,11 @@ export class Collection {
   btfLoadError?: string;
   /** Programs named by the object's struct_ops tables, as resolved against the running kernel. */
   private structOps = new Map<string, { attachBtfId: number; member: number } | 'no-member'>();
+  /**
+   * struct_ops: each table laid out against the running kernel (its map is in `maps` under the
+   * table's name); registerStructOps (struct-ops.ts) registers them at attach.
+   */
+  structOpsPlans: StructOpsPlan[] = [];
   private btfFd = -1;
   private readonly rodataApplied = new Set<string>();
   /** Maps taken over from a pin (left as they are: not filled again). */
@@ -222,6 +229,8 @@ export class Collection {
     // struct_ops tables against the kernel's.
     const ksyms = this.resolveKsyms(opts);
     this.structOps = this.resolveStructOps(opts);
+    // struct_ops: each table's value laid out against the kernel's struct (member errors refuse the object, as in libbpf).
+    this.structOpsPlans = spec.structOps.map((t) => planStructOps(t, spec.btf, opts.kernelBtf, spec.source));
     const tRelo = performance.now();
     const rel = relocateSpec(spec, opts.sha256 ?? '', { vmlinux: opts.kernelBtf, modules: opts.moduleBtfs }, opts.kernelBtfName, { kconfig: kcfgMap?.data });
     this.relocateMs = Math.round(performance.now() - tRelo);
@@ -268,6 +277,10 @@ export class Collection {
       if (opts.aroundProgram) opts.aroundProgram(p.name, () => this.loadProgram(p, opts, ksyms));
       else this.loadProgram(p, opts, ksyms);
     }
+    // struct_ops: their maps, after the programs: 5.10 finds its struct_ops types only once it has
+    // parsed its own BTF, at the first verifier run (before that, BPF_MAP_CREATE answers ENOTSUPP).
+    // Each map is filled with its programs' fds when registered (struct-ops.ts registerStructOps).
+    for (const plan of this.structOpsPlans) this.maps.set(plan.name, createStructOpsMap(plan, this.btfFd, spec.source));
     return this;
   }
 
@@ -448,9 +461,11 @@ export class Collection {
     const out = new Map<string, { attachBtfId: number; member: number } | 'no-member'>();
     const struct = (name: string) => kb.byName(name).find((i) => kb.kind(i) === Kind.STRUCT);
     for (const so of this.spec.structOps) {
-      if (struct(`bpf_struct_ops_${so.type}`) === undefined) throw new CoreMatrixError(`${this.spec.source}: struct_ops ${so.name}: struct bpf_struct_ops_${so.type} is not found in the kernel's BTF`);
-      const id = struct(so.type);
-      if (id === undefined) throw new CoreMatrixError(`${this.spec.source}: struct_ops ${so.name}: struct ${so.type} is not found in the kernel's BTF`);
+      // A local flavour (tcp_congestion_ops___x) names the kernel's struct by its base name, as libbpf reads it.
+      const type = so.type.replace(/___.*$/, '');
+      if (struct(`bpf_struct_ops_${type}`) === undefined) throw new CoreMatrixError(`${this.spec.source}: struct_ops ${so.name}: struct bpf_struct_ops_${type} is not found in the kernel's BTF`);
+      const id = struct(type);
+      if (id === undefined) throw new CoreMatrixError(`${this.spec.source}: struct_ops ${so.name}: struct ${type} is not found in the kernel's BTF`);
       const t = kb.type(id);
       const members = t.kind === Kind.STRUCT ? t.members : [];
       for (const { member, program } of so.programs) {
@@ -597,10 +612,19 @@ export class Collection {
   attachAll(): { verdicts: Map<string, Attachment>; failures: { program: string; reason: string }[] } {
     const verdicts = new Map<string, Attachment>();
     const failures: { program: string; reason: string }[] = [];
+    const env = { maps: this.maps, cookies: this.externs.some((e) => e.name === 'LINUX_HAS_BPF_COOKIE' && (e.value === 1 || e.value === true)), exclusive: new Map<string, string>() };
+    // struct_ops: registered per map (struct-ops.ts); every program of a table gets its map's verdict.
+    for (const r of registerStructOps(this.structOpsPlans, this.maps, this.programs)) {
+      if (r.link) this.links.push(r.link);
+      for (const p of r.programs) {
+        verdicts.set(p, { verdict: { ...r.verdict } });
+        if (r.verdict.status === 'failed') failures.push({ program: p, reason: r.verdict.reason ?? 'struct_ops registration failed' });
+      }
+    }
     for (const p of this.spec.programs) {
       const prog = this.programs.get(p.name);
-      if (!prog) continue;
-      const a = attachProgram(p, prog, { maps: this.maps, cookies: this.externs.some((e) => e.name === 'LINUX_HAS_BPF_COOKIE' && (e.value === 1 || e.value === true)) });
+      if (!prog || verdicts.has(p.name)) continue;
+      const a = attachProgram(p, prog, env);
       if (a.link) this.links.push(a.link);
       verdicts.set(p.name, a);
       if (a.verdict.status === 'failed') failures.push({ program: p.name, reason: a.verdict.reason ?? 'attach failed' });

@@ -11,7 +11,7 @@ import { CoreMatrixError } from '../core/errors.js';
 import { MapType } from '../core/object/maps.js';
 import { AttachType, ProgType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
-import type { AttachVerdict } from '../loader/attach.js';
+import { exclusively, type AttachVerdict } from '../loader/attach.js';
 import { ensureCgroup2 } from '../runtime/attach-net.js';
 import { openCpuClock, readIterFd } from '../runtime/attach-trace.js';
 import { onlineCpus } from '../runtime/facts.js';
@@ -46,6 +46,7 @@ interface AttachApi {
   attachTcx?: (prog: bigint, ifindex: number, opts: bigint | null) => bigint | null;
   /** libbpf ≥ 1.2 only. */
   attachNetfilter?: (prog: bigint, opts: bigint) => bigint | null;
+  attachStructOps: (map: bigint) => bigint | null;
 }
 
 /** `struct bpf_tc_hook` (libbpf.h): checked against both headers by test/reference/libbpf-layout.test.ts. */
@@ -77,6 +78,7 @@ function api(so: string): AttachApi {
     tcHookCreate: lib.func('int bpf_tc_hook_create(void *hook)'),
     tcAttach: lib.func('int bpf_tc_attach(void *hook, void *opts)'),
     tcDetach: lib.func('int bpf_tc_detach(void *hook, void *opts)'),
+    attachStructOps: lib.func('void *bpf_map__attach_struct_ops(void *map)'),
   };
   // Functions newer than Debian's libbpf 1.1: bound where the library has them.
   const optional = <T>(proto: string): T | undefined => {
@@ -99,6 +101,8 @@ function failure(call: string): string {
 }
 
 export interface LibbpfAttachEnv {
+  /** The object's struct_ops tables (our reader's ObjectSpec.structOps): each registered as one map. */
+  structOps: readonly { name: string; programs: readonly { program: string }[] }[];
   ifindexLo: () => number;
   cgroupDir: string;
   netfilter: { pf: number; hooknum: number; priority: number };
@@ -116,21 +120,32 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
   const undo: (() => void)[] = [];
   const mems: NativeMem[] = [];
   const attachments = new Map<string, LibbpfAttachment>();
+  let current: ProgramSpec | undefined;
   const keep = (link: bigint | null, call: string, target: string): LibbpfAttachment => {
     if (!link) {
       const reason = failure(call);
-      // libbpf's answer for a section without an auto-attach target (SEC("kprobe")), as ours says not-attachable.
-      if (/EOPNOTSUPP/.test(reason) && call === 'bpf_program__attach') return { verdict: { status: 'not-attachable', via: call, reason } };
+      // libbpf's answer for a section without an auto-attach target (SEC("kprobe")): as ours, not attachable.
+      if (/\bE(OPNOTSUPP|NOTSUP)\b/.test(reason) && call === 'bpf_program__attach' && current && !current.autoAttach) return { verdict: { status: 'not-attachable', via: call, reason } };
       return { verdict: { status: 'failed', via: call, reason } };
     }
     links.push(link);
     return { verdict: { status: 'attached', via: call, target } };
   };
-  let current = '';
+  const exclusive = new Map<string, string>();
+  // struct_ops tables: each map registered once (bpf_map__attach_struct_ops); its programs share its verdict.
+  for (const table of env.structOps) {
+    const owner = ref.loaded.find((l) => table.programs.some((x) => x.program === l.name));
+    if (!owner) continue;
+    const map = ref.mapHandle(owner.name, table.name);
+    const r: LibbpfAttachment = map
+      ? keep(a.attachStructOps(map), 'bpf_map__attach_struct_ops', `struct_ops ${table.name}`)
+      : { verdict: { status: 'failed', reason: `libbpf has no map '${table.name}'` } };
+    for (const x of table.programs) if (ref.loaded.some((l) => l.name === x.program)) attachments.set(x.program, { verdict: { ...r.verdict } });
+  }
   for (const { name, prog } of ref.loaded) {
     const p = specs.find((s) => s.name === name);
-    if (!p) continue;
-    current = name;
+    if (!p || attachments.has(name)) continue;
+    current = p;
     let r: LibbpfAttachment;
     try {
       r = attachOne(p, prog);
@@ -159,7 +174,7 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
   function sockmapOf(): { fd: number; name: string } | undefined {
     const names = ref.maps.filter((m) => m.type === MapType.SOCKMAP || m.type === MapType.SOCKHASH).map((m) => m.name);
     const name = names[0];
-    const fd = name === undefined ? undefined : ref.mapFd(current, name);
+    const fd = name === undefined || !current ? undefined : ref.mapFd(current.name, name);
     return fd === undefined || fd < 0 ? undefined : { fd, name: name! };
   }
 
@@ -224,7 +239,7 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
         };
       case ProgType.XDP:
         if (p.expectedAttachType === AttachType.XDP_DEVMAP || p.expectedAttachType === AttachType.XDP_CPUMAP) break;
-        return keep(a.attachXdp(prog, env.ifindexLo()), 'bpf_program__attach_xdp', 'xdp lo');
+        return asLibbpf(exclusively('xdp lo', p, { exclusive }, () => fromLibbpf(keep(a.attachXdp(prog, env.ifindexLo()), 'bpf_program__attach_xdp', 'xdp lo'))));
       case ProgType.CGROUP_SKB:
       case ProgType.CGROUP_SOCK:
       case ProgType.CGROUP_SOCK_ADDR:
@@ -242,12 +257,15 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
       }
       case ProgType.SK_LOOKUP:
       case ProgType.FLOW_DISSECTOR: {
-        const fd = openSync('/proc/self/ns/net', 'r');
-        try {
-          return keep(a.attachNetns(prog, fd), 'bpf_program__attach_netns', 'netns /proc/self/ns/net');
-        } finally {
-          closeSync(fd);
-        }
+        const netns = () => {
+          const fd = openSync('/proc/self/ns/net', 'r');
+          try {
+            return keep(a.attachNetns(prog, fd), 'bpf_program__attach_netns', 'netns /proc/self/ns/net');
+          } finally {
+            closeSync(fd);
+          }
+        };
+        return p.type === ProgType.FLOW_DISSECTOR ? asLibbpf(exclusively('flow_dissector netns', p, { exclusive }, () => fromLibbpf(netns()))) : netns();
       }
       case ProgType.SCHED_CLS:
         if (p.expectedAttachType === AttachType.NETKIT_PRIMARY || p.expectedAttachType === AttachType.NETKIT_PEER) break;
@@ -277,6 +295,10 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
     return { verdict: { status: 'not-attachable', reason: 'needs what only its tool supplies (ours does not attach it either)' } };
   }
 }
+
+/** The shared one-program-per-hook rule (loader/attach.ts) speaks Attachment; these two carry a libbpf verdict through it. */
+const fromLibbpf = (x: LibbpfAttachment) => ({ verdict: x.verdict, ...(x.exercise ? { exercise: x.exercise } : {}) });
+const asLibbpf = (x: { verdict: AttachVerdict; exercise?: () => string }): LibbpfAttachment => x;
 
 /** How often each program libbpf loaded has run (bpf_prog_info run_cnt / run_time_ns). */
 export function libbpfRunCounts(ref: ReferenceLoad): Map<string, { runCount?: number; runTimeNs?: number }> {

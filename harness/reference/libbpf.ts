@@ -113,6 +113,8 @@ export interface ReferenceLoad {
   maps: { name: string; type: number }[];
   /** The fd of map `map` in the bpf_object that loaded `program` (whole load: one object for all). */
   mapFd(program: string, map: string): number | undefined;
+  /** libbpf's `struct bpf_map *` of map `map`, in the object that loaded `program`. */
+  mapHandle(program: string, map: string): bigint | undefined;
   /** Closes every bpf_object (and so every program and map) libbpf opened. */
   close(): void;
 }
@@ -380,6 +382,11 @@ class OpenObject {
     return out;
   }
 
+  /** libbpf's handle of a map, or undefined when the object has no such map. */
+  mapHandle(name: string): bigint | undefined {
+    return this.lib.findMap(this.ptr, name) ?? undefined;
+  }
+
   /** The fd of a created map, or undefined when the object has no such map. */
   mapFd(name: string): number | undefined {
     const m = this.lib.findMap(this.ptr, name);
@@ -531,7 +538,7 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
     objects.push(whole.obj);
     const progs = whole.obj.programs();
     for (const o of whole.outcomes) if (o.status === 'loaded') loaded.push({ name: o.name, prog: progs.find((p) => p.name === o.name)!.ptr });
-    return { libbpf: l.label, so: l.info.so, outcomes: whole.outcomes, loaded, maps: whole.obj.maps(), mapFd: (_p, m) => whole.obj.mapFd(m), close: () => whole.obj.close() };
+    return { libbpf: l.label, so: l.info.so, outcomes: whole.outcomes, loaded, maps: whole.obj.maps(), mapFd: (_p, m) => whole.obj.mapFd(m), mapHandle: (_p, m) => whole.obj.mapHandle(m), close: () => whole.obj.close() };
   }
   // The whole object did not load: one program at a time, to say which failed and why.
   const outcomes: ReferenceOutcome[] = [];
@@ -593,6 +600,7 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
     loaded,
     maps: objects[0]?.maps() ?? [],
     mapFd: (program, map) => byProgram.get(program)?.mapFd(map),
+    mapHandle: (program, map) => byProgram.get(program)?.mapHandle(map),
     close() {
       for (const o of objects.splice(0)) o.close();
     },

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { debianObjects, isBpfObject, type DebianObjects } from '../../harness/corpus/debian-objects.js';
 import { loadObjectSpec } from '../../harness/core/object/load.js';
-import type { RunReport } from '../../harness/results.js';
+import { ATTACH_CHECK, type RunReport } from '../../harness/results.js';
 
 let corpus: DebianObjects;
 let report: RunReport;
@@ -62,6 +62,25 @@ describe('Debian-shipped BPF objects (libxdp1, xdp-tests), both loaders, 5.10 an
         expect(libbpf.checks[0]!.observed, 'libbpf refused it too').not.toBe('loaded');
       }
       expect(k.cells.filter((c) => c.loader === 'ours' && c.verdict === 'pass').length).toBeGreaterThanOrEqual(18);
+    }
+  });
+
+  it('attaches what it loaded on lo, one XDP program per object (the hook holds one), libbpf agreeing; every attached program ran under the workload', () => {
+    for (const k of report.kernels) {
+      const loaded = k.cells.filter((c) => c.loader === 'ours' && c.verdict === 'pass');
+      for (const c of loaded) {
+        expect(c.attach, `${k.kernel.id} ${c.object.name} ${c.program}`).toBeDefined();
+        const a = c.attach!;
+        if (a.status === 'not-attachable') expect(a.reason, `${k.kernel.id} ${c.object.name} ${c.program}`).toMatch(/^xdp lo holds one program, and \w+ of this object is attached there$/);
+        else {
+          expect(a, `${k.kernel.id} ${c.object.name} ${c.program}`).toMatchObject({ status: 'attached', target: 'xdp lo' });
+          // The workload's loopback traffic passes through lo's XDP hook: every attached program ran.
+          expect(a.runCount, `${k.kernel.id} ${c.object.name} ${c.program}`).toBeGreaterThan(0);
+        }
+        const libbpf = k.cells.find((x) => x.loader === 'libbpf' && x.suite === c.suite && x.program === c.program)!;
+        expect(libbpf.checks.find((x) => x.name === ATTACH_CHECK)?.ok, `${k.kernel.id} ${c.object.name} ${c.program}: libbpf's attach`).toBe(true);
+      }
+      expect(loaded.filter((c) => c.attach?.status === 'attached').length, k.kernel.id).toBeGreaterThanOrEqual(15);
     }
   });
 });

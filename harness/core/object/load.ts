@@ -248,7 +248,10 @@ function collectStructOps(elf: ElfFile, btf: Btf, source: string): StructOpsSpec
       // clang leaves the DATASEC's offsets to the loader: the ELF symbol says where the variable is.
       const sym = elf.symbols.find((x) => x.name === t.name && x.shndx === sec.index);
       if (!sym) throw new FormatError(`${source}: ${sec.name}: no symbol for struct_ops variable '${t.name}'`);
-      return { spec: { name: t.name, section: sec.name, type: s.name, programs: [] } as StructOpsSpec, offset: sym.value, size: sym.size || btf.sizeOf(st), members: s.members };
+      const size = sym.size || btf.sizeOf(st);
+      if (sym.value + size > sec.size) throw new FormatError(`${source}: ${sec.name}: struct_ops variable '${t.name}' extends past the end of the section`);
+      const data = new Uint8Array(elf.data(sec).subarray(sym.value, sym.value + size));
+      return { spec: { name: t.name, section: sec.name, type: s.name, typeId: st, data, programs: [] } as StructOpsSpec, offset: sym.value, size, members: s.members };
     });
     for (const r of elf.relocationsFor(sec)) {
       const v = vars.find((x) => r.offset >= x.offset && r.offset < x.offset + x.size);

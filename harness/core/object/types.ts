@@ -143,6 +143,10 @@ export interface StructOpsSpec {
   section: string;
   /** Its struct's name (`tcp_congestion_ops`). */
   type: string;
+  /** The struct's id in the object's BTF (typedefs and modifiers skipped). */
+  typeId: number;
+  /** A copy of the variable's initial bytes (its data members; function pointer slots are 0, see `programs`). */
+  data: Uint8Array;
   /** Function pointer member → program (function) name, from the section's relocations. */
   programs: { member: string; program: string }[];
 }
