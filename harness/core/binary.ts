@@ -21,17 +21,14 @@ export const PF_X = 1;
 export const PF_W = 2;
 export const PF_R = 4;
 
-export const SHT_SYMTAB = 2;
+// The ELF constants a relocatable object shares with an executable come from elf.ts.
+export { SHT_NOBITS, SHT_SYMTAB, STB_GLOBAL, STB_LOCAL, STB_WEAK, STT_FUNC } from './elf.js';
+import { SHT_NOBITS, SHT_SYMTAB, STB_GLOBAL, STB_LOCAL, STB_WEAK, STT_FUNC } from './elf.js';
 export const SHT_NOTE = 7;
-export const SHT_NOBITS = 8;
 export const SHT_DYNSYM = 11;
 export const SHT_GNU_VERDEF = 0x6ffffffd;
 export const SHT_GNU_VERSYM = 0x6fffffff;
 
-export const STB_LOCAL = 0;
-export const STB_GLOBAL = 1;
-export const STB_WEAK = 2;
-export const STT_FUNC = 2;
 
 const SHN_UNDEF = 0;
 const SHN_LORESERVE = 0xff00;

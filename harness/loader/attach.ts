@@ -48,6 +48,11 @@ export interface AttachEnv {
   cookies: boolean;
 }
 
+/** Program types that attach to a cgroup (every `cgroup/*`, `cgroup_skb/*`, `sockops`). */
+export const CGROUP_PROGRAM_TYPES: ReadonlySet<number> = new Set([
+  ProgType.CGROUP_SKB, ProgType.CGROUP_SOCK, ProgType.CGROUP_SOCK_ADDR, ProgType.SOCK_OPS, ProgType.CGROUP_DEVICE, ProgType.CGROUP_SYSCTL, ProgType.CGROUP_SOCKOPT,
+]);
+
 /** Where hooks that only user space can name are attached in a guest. */
 export const DEFAULTS = { interface: 'lo', cgroup: DEFAULT_CGROUP, netfilter: { pf: NFPROTO_IPV4, hooknum: NfHook.LOCAL_IN, priority: 1000 } } as const;
 
@@ -74,6 +79,7 @@ const attached = (link: Link, exercise?: () => string): Attachment => ({ verdict
 function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
   if (p.targetError) return { verdict: { status: 'failed', reason: p.targetError } };
   const t = p.target;
+  if (CGROUP_PROGRAM_TYPES.has(p.type)) return attachToCgroup(p, prog);
   switch (p.type) {
     case ProgType.KPROBE:
       switch (t?.kind) {
@@ -125,14 +131,6 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
       return exclusively(`xdp ${DEFAULTS.interface}`, p, env, () => attached(attachXdp(prog, DEFAULTS.interface)));
     case ProgType.SCHED_CLS:
       return attachSchedCls(p, prog);
-    case ProgType.CGROUP_SKB:
-    case ProgType.CGROUP_SOCK:
-    case ProgType.CGROUP_SOCK_ADDR:
-    case ProgType.SOCK_OPS:
-    case ProgType.CGROUP_DEVICE:
-    case ProgType.CGROUP_SYSCTL:
-    case ProgType.CGROUP_SOCKOPT:
-      return attachToCgroup(p, prog);
     case ProgType.SK_SKB:
     case ProgType.SK_MSG:
       return attachToSockmap(p, prog, env);

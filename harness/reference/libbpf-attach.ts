@@ -11,7 +11,7 @@ import { CoreMatrixError } from '../core/errors.js';
 import { MapType } from '../core/object/maps.js';
 import { AttachType, ProgType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
-import { exclusively, type AttachVerdict } from '../loader/attach.js';
+import { CGROUP_PROGRAM_TYPES, exclusively, type AttachVerdict } from '../loader/attach.js';
 import { ensureCgroup2 } from '../runtime/attach-net.js';
 import { openCpuClock, readIterFd } from '../runtime/attach-trace.js';
 import { onlineCpus } from '../runtime/facts.js';
@@ -217,6 +217,15 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
       }
       return r;
     }
+    if (CGROUP_PROGRAM_TYPES.has(p.type) || p.expectedAttachType === AttachType.LSM_CGROUP) {
+      ensureCgroup2(env.cgroupDir);
+      const fd = openSync(env.cgroupDir, 'r');
+      try {
+        return keep(a.attachCgroup(prog, fd), 'bpf_program__attach_cgroup', `cgroup ${env.cgroupDir}`);
+      } finally {
+        closeSync(fd);
+      }
+    }
     switch (p.type) {
       case ProgType.PERF_EVENT: {
         let last: LibbpfAttachment | undefined;
@@ -240,21 +249,6 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
       case ProgType.XDP:
         if (p.expectedAttachType === AttachType.XDP_DEVMAP || p.expectedAttachType === AttachType.XDP_CPUMAP) break;
         return asLibbpf(exclusively('xdp lo', p, { exclusive }, () => fromLibbpf(keep(a.attachXdp(prog, env.ifindexLo()), 'bpf_program__attach_xdp', 'xdp lo'))));
-      case ProgType.CGROUP_SKB:
-      case ProgType.CGROUP_SOCK:
-      case ProgType.CGROUP_SOCK_ADDR:
-      case ProgType.SOCK_OPS:
-      case ProgType.CGROUP_DEVICE:
-      case ProgType.CGROUP_SYSCTL:
-      case ProgType.CGROUP_SOCKOPT: {
-        ensureCgroup2(env.cgroupDir);
-        const fd = openSync(env.cgroupDir, 'r');
-        try {
-          return keep(a.attachCgroup(prog, fd), 'bpf_program__attach_cgroup', `cgroup ${env.cgroupDir}`);
-        } finally {
-          closeSync(fd);
-        }
-      }
       case ProgType.SK_LOOKUP:
       case ProgType.FLOW_DISSECTOR: {
         const netns = () => {
