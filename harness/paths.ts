@@ -3,13 +3,29 @@ import { mkdirSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, utime
 import { homedir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { UsageError } from './core/errors.js';
 
 /** The cache root (COREMATRIX_CACHE, else ~/.cache/corematrix), created on first use. */
 export function cacheDir(...sub: string[]): string {
   const root = process.env.COREMATRIX_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'corematrix');
   const dir = join(root, ...sub);
-  mkdirSync(dir, { recursive: true });
+  // Under /proc or /sys Node's recursive mkdir never returns: refuse them before trying.
+  if (/^\/(proc|sys)(\/|$)/.test(resolve(root))) throw new UsageError(`cache ${root}: ${resolve(root).split('/')[1]} is a kernel file system, not a place for a cache (set COREMATRIX_CACHE)`);
+  ensureDir(dir, `cache ${root}`, 'set COREMATRIX_CACHE to a writable folder');
   return dir;
+}
+
+const MKDIR_WHY: Record<string, string> = { EROFS: 'the file system is read-only', EACCES: 'permission denied', EPERM: 'permission denied', ENOTDIR: 'a part of the path is a file', ENOSPC: 'no space left', EEXIST: 'a file of that name exists' };
+
+/** mkdir -p, with a failure as one line: which folder, why, and what to do. */
+export function ensureDir(dir: string, what: string, hint: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (!e.code) throw err;
+    throw new UsageError(`${what}: cannot create ${e.path ?? dir} (${MKDIR_WHY[e.code] ?? e.code}); ${hint}`);
+  }
 }
 
 /** The repository root (works from harness/*.ts under vitest and from the dist/ bundles). */

@@ -53,6 +53,18 @@ describe('matrix --object, checked on the host first', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`corematrix: --out ${join(file, 'sub')}: cannot create ${join(file, 'sub')} (a part of the path is a file)\n`);
   });
+
+  it('a cache that cannot be made says which folder, why and what to set (under /proc: refused at once)', () => {
+    const file = join(dir, 'cache-file');
+    writeFileSync(file, '');
+    const withCache = (cache: string) => spawnSync(process.execPath, ['bin/corematrix.js', 'matrix', '--kernels', '6.1', '--suites', 'none', '--out', join(dir, 'out-cache')], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, COREMATRIX_CACHE: cache } });
+    const r = withCache(join(file, 'c'));
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(new RegExp(`^corematrix: cache ${join(file, 'c')}: cannot create ${join(file, 'c')}/\\S+ \\(a part of the path is a file\\); set COREMATRIX_CACHE to a writable folder\n$`));
+    const p = withCache('/proc/cm-cache');
+    expect(p.status).toBe(2);
+    expect(p.stderr).toBe('corematrix: cache /proc/cm-cache: proc is a kernel file system, not a place for a cache (set COREMATRIX_CACHE)\n');
+  });
 });
 
 describe('matrix --suites-dir: spec errors name the real file', () => {
