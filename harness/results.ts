@@ -106,7 +106,19 @@ export interface CellResult {
   xlated?: string;
   /** Users' objects: how the program was attached and how often it ran under the workload. */
   attach?: AttachResult;
+  /** A command run in the guest (`matrix --exec`): how it ended and the tail of its stdout+stderr. */
+  output?: CommandOutput;
   timings: { loadMs: number; runMs: number };
+}
+
+/** How a command run in a guest ended (harness/agent/exec.ts); its duration is the cell's timings.runMs. */
+export interface CommandOutput {
+  /** The exit status, or null when a signal ended it (a timeout's SIGKILL). */
+  exitCode: number | null;
+  /** The signal that ended it (`SIGKILL`), when one did. */
+  signal?: string;
+  /** The last lines of its stdout and stderr, interleaved as they arrived. */
+  tail: string;
 }
 
 /** How a guest ended, from the host's view (harness/vm). */

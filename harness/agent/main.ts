@@ -398,6 +398,15 @@ async function main(): Promise<number> {
       }
     }
     mark('rest');
+    // The user's command (--exec), last: exit status, duration and output tail as one cell.
+    // It runs as a child process, so the heartbeats go on while it does.
+    if (manifest.exec) {
+      const { runExec } = await import('./exec.js');
+      stepTo({ unit: manifest.exec.suite, object: manifest.exec.object.name, phase: 'run', index: totalUnits + 1, total: totalUnits + 1 });
+      const cell = await runExec(manifest.exec, manifest.net, kernel, (level, msg) => send({ t: 'log', level, msg }));
+      send({ t: 'result', kind: 'cell', data: cell });
+      mark('exec');
+    }
     // Where the agent's time went (for start-up and matrix benchmarks), one line.
     send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote}; ${suitePhases.join('; ')}` });
     send({ t: 'done', ok: true, ms: Math.round(performance.now() - t0) });

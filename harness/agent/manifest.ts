@@ -48,6 +48,36 @@ export interface RunManifest {
    * stop and the host calls the guest hung, naming the step. Defaults: STEP_BUDGETS.
    */
   stepBudgets?: { loadMs?: number; runMs?: number };
+  /** The user's command (`matrix --exec`), run after everything else: one cell (harness/agent/exec.ts). */
+  exec?: ExecPlan;
+  /** A network for the command (`--net user`): QEMU's user-mode net, brought up before the command runs. */
+  net?: NetPlan;
+}
+
+/** A command run in the guest after the agent's work, and how its one cell is named. */
+export interface ExecPlan {
+  /** Run as `/bin/sh -c <command>` (absolute host paths inside --files already rewritten to the guest's). */
+  command: string;
+  /** The cell's suite (`exec:<short command>`); its program is `(command)`. */
+  suite: string;
+  /** The program the command names: its shipped file's sha256, else the command text's. */
+  object: { name: string; sha256: string };
+  /** Working directory: /cm/files/<first folder>, else /cm/files or /tmp. */
+  cwd: string;
+  /** After this the command's process group is killed (SIGKILL) and its cell fails, saying so. */
+  timeoutMs: number;
+  /** PATH for the command (/cm/files first, then busybox's). */
+  path: string;
+}
+
+/** QEMU's user-mode network as the guest sees it: an e1000 NIC, a static address. */
+export interface NetPlan {
+  /** The NIC driver's modules, in load order (none when it is built in). */
+  modules: { name: string; path: string }[];
+  /** `10.0.2.15/24`, gateway 10.0.2.2 (QEMU's host side), DNS 10.0.2.3. */
+  address: string;
+  gateway: string;
+  dns: string;
 }
 
 /** Default step budgets: the verifier on a large program under TCG, a BPF_PROG_TEST_RUN. */

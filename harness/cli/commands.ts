@@ -10,5 +10,6 @@ export const commands: CommandEntry[] = [
   { name: 'diff', summary: 'compare a baseline report.json with a new one (exit 1 on regression)', load: async () => (await import('./diff.js')).diffCommand },
   { name: 'report', summary: 'merge shards, render report.json/junit.xml/summary.md/index.html, show the diff', load: async () => (await import('./report.js')).reportCommand },
   { name: 'btf', summary: 'join kernels\' BTF into one C header; minimize a BTF to what objects\' CO-RE relocations need', load: async () => (await import('./btf.js')).btfCommand },
+  { name: 'shell', summary: 'an interactive shell in a guest booted with the matrix image of one kernel', load: async () => (await import('../vm/shell-command.js')).shellCommand },
   { name: 'boot', summary: 'boot kernels with the guest image and print verdicts', load: async () => (await import('../vm/boot-command.js')).bootCommand },
 ];

@@ -59,6 +59,18 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                            selftests   the kernel's BPF selftests programs (progs/*.c of the newest
                                        linux-source-X.Y, compiled with clang-19), as --object files;
                                        selftests:N/M takes the N-th of M slices (stable by name)
+  --exec <command>       after the agent's work, run this command in every guest (/bin/sh -c, as
+                         root, PATH /cm/files first): its exit status, duration and output tail
+                         are one cell per kernel, suite exec:<command>, passing on exit 0.
+                         docs/exec.md
+  --files <path>         a host folder or file to ship for --exec (repeatable): it is
+                         /cm/files/<basename> in the guest, the command runs in the first folder;
+                         the libraries its ELF executables need are shipped with it, and an
+                         absolute host path to a shipped program in the command is run from there
+  --exec-timeout <s>     the command's limit (default 300): then its processes are killed and its
+                         cell fails, saying so; added to the guest's budget
+  --net <user|none>      user: the guests get QEMU's user-mode network for the command
+                         (10.0.2.15/24; the host is 10.0.2.2, DNS 10.0.2.3). Default none
   --jobs <n>             guests in parallel (default: number of cores); kernels are prepared
                          ahead in as many lanes and boot in the order that, by the last run's
                          guest times, finishes soonest (<cache>/matrix/durations.json)
@@ -66,8 +78,9 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
   --cpus <n>             vCPUs per guest where the matrix entry sets no \`cpus:\` (default 1)
   --memory <MiB>         guest memory (default 1024)
   --timeout <seconds>    per-guest budget (default: 120 s + 60 s per suite + 5 s per program and
-                         loader); a guest silent for 30 s is hung, except while the verifier
-                         works on one program (up to 300 s, the agent's watchdog beats for it)
+                         loader; --exec adds its --exec-timeout + 30 s to it); a guest silent for
+                         30 s is hung, except while the verifier works on one program (up to
+                         300 s, the agent's watchdog beats for it)
   --out <dir>            report directory (default: reports/<run-id>, a new folder per run even
                          when two runs start in the same millisecond); a folder another live
                          run is writing is refused
@@ -136,6 +149,7 @@ export const matrixCommand: Command = {
           timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true }, 'object-config': { type: 'string', multiple: true }, module: { type: 'string', multiple: true }, 'suites-dir': { type: 'string' },
           shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' }, corpus: { type: 'string', multiple: true },
           cpus: { type: 'string' }, memory: { type: 'string' },
+          exec: { type: 'string' }, files: { type: 'string', multiple: true }, 'exec-timeout': { type: 'string' }, net: { type: 'string' },
         },
       });
     } catch (err) {
@@ -155,6 +169,8 @@ export const matrixCommand: Command = {
     if (memoryMb !== undefined && (!Number.isInteger(memoryMb) || memoryMb < 256 || memoryMb > 65536)) throw new UsageError(`--memory must be MiB from 256 to 65536, not '${values.memory}'`);
     const timeout = values.timeout ? Number(values.timeout) : undefined;
     if (timeout !== undefined && !(timeout > 0)) throw new UsageError(`--timeout must be a number of seconds, not '${values.timeout}'`);
+    const { checkExecOptions } = await import('../matrix/exec.js');
+    const { exec, net } = checkExecOptions({ exec: values.exec, files: values.files, execTimeout: values['exec-timeout'], net: values.net });
     const { parseShard, shardOf } = await import('../matrix/shard.js');
     const shard = values.shard !== undefined ? parseShard(values.shard) : undefined;
     const selectors = values.kernels ? values.kernels.split(',').map((s) => s.trim()).filter(Boolean) : ['all'];
@@ -272,6 +288,8 @@ export const matrixCommand: Command = {
         accel,
         ...(cpus !== undefined ? { cpus } : {}),
         ...(memoryMb !== undefined ? { memoryMb } : {}),
+        ...(exec ? { exec } : {}),
+        ...(net ? { net } : {}),
         outDir,
         runId,
         timeoutMs: timeout ? timeout * 1000 : undefined,

@@ -26,6 +26,7 @@ import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
 import { currentLibbpf } from '../reference/build.js';
 import { bootOrder, DurationHistory } from './schedule.js';
+import { EXEC_OVERHEAD_MS, netPlan, planExec, SHELL_RC, shellRc, type ExecOptions } from './exec.js';
 
 export interface MatrixOptions {
   /** Matrix ids, globs or `all`; ignored when `entries` is given. */
@@ -86,6 +87,32 @@ export interface MatrixOptions {
   stepBudgets?: RunManifest['stepBudgets'];
   /** Per-kernel progress (booting / running suite k of n / verdict). */
   progress?: (kernel: string, state: string) => void;
+  /**
+   * The user's command (--exec), run in every guest after the agent's work with the --files
+   * shipped to /cm/files: one cell per kernel (harness/matrix/exec.ts).
+   */
+  exec?: ExecOptions;
+  /** `user`: the guests get QEMU's user-mode network (brought up before the command). */
+  net?: 'user';
+  /**
+   * `corematrix shell`: instead of running the agent, each prepared guest is handed to this
+   * (booted with `cm.init=shell` and the shell's profile): the same image a matrix run boots.
+   */
+  shell?: (guest: ShellGuest) => Promise<void>;
+}
+
+/** A guest prepared for an interactive shell (MatrixOptions.shell). */
+export interface ShellGuest {
+  kernel: KernelInfo;
+  vmlinuz: string;
+  initrd: string;
+  /** The kernel command line to add (the shell's init mode and profile, the BPF LSM where needed). */
+  append: string;
+  cpus: number;
+  memoryMb: number;
+  accel: 'auto' | Accel;
+  net?: 'user';
+  signal: AbortSignal;
 }
 
 function toolVersion(cmd: string, args: string[]): string | undefined {
@@ -138,6 +165,8 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     ...userObjects.map((u) => ({ unit: `object:${u.name}`, object: u.name, sha256: u.sha256, programs: u.programs.length ? u.programs : ['(object)'] })),
   ];
   const programCount = owed.reduce((n, u) => n + u.programs.length, 0);
+  // The user's command: its files and libraries found once, the same in every guest.
+  const exec = o.exec ? planExec(o.exec, o.log) : undefined;
 
   // The corpus: fetched and compiled once on the host, the same objects in every guest.
   let corpus: { cases: NonNullable<RunManifest['corpus']>; files: { path: string; source: string }[] } | undefined;
@@ -163,7 +192,8 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     schema: RESULT_SCHEMA, runId: o.runId, startedAt, finishedAt: startedAt, complete: false,
     host: { node: process.version, qemu: toolVersion('qemu-system-x86_64', ['--version']), clang: await clangId(), ...(libbpf ? { libbpf: `libbpf ${libbpf.version} (${libbpf.source})` } : {}) },
     suites: suites.map((s) => s.name),
-    objects: [...suites.map((s) => ({ name: `${s.name}.bpf.o`, sha256: s.sha256 })), ...userObjects.map((u) => ({ name: u.name, sha256: u.sha256 }))],
+    // The command's program too: a baseline comparison names a tool that changed.
+    objects: [...suites.map((s) => ({ name: `${s.name}.bpf.o`, sha256: s.sha256 })), ...userObjects.map((u) => ({ name: u.name, sha256: u.sha256 })), ...(exec ? [exec.plan.object] : [])],
     kernels: [],
     ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count } } : {}),
   };
@@ -173,11 +203,13 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   // The guest's budget grows with its work: a suite's trigger and checks, and each program's load
   // by each loader (the verifier dominates under TCG: ~50 ms a program on 7.3, seconds for large ones).
   // Each user object is also attached and run under the workload (a few seconds under TCG), by each loader.
-  const timeoutMs = o.timeoutMs ?? 120_000 + suites.length * 60_000 + programCount * loaders.length * PROGRAM_BUDGET_MS + userObjects.length * loaders.length * OBJECT_RUN_BUDGET_MS + (corpus?.files.length ?? 0) * 2 * PROGRAM_BUDGET_MS;
+  // The command's own limit comes on top (also of a --timeout, which budgets the agent's work).
+  const timeoutMs = (o.timeoutMs ?? 120_000 + suites.length * 60_000 + programCount * loaders.length * PROGRAM_BUDGET_MS + userObjects.length * loaders.length * OBJECT_RUN_BUDGET_MS + (corpus?.files.length ?? 0) * 2 * PROGRAM_BUDGET_MS) +
+    (exec ? exec.plan.timeoutMs + EXEC_OVERHEAD_MS : 0);
 
   // What ran in the guests, for the boot-order history (guest times depend on it).
   const selection = createHash('sha256')
-    .update(JSON.stringify({ suites: suites.map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), modules: o.modules ?? [], corpus: !!corpus, loader: o.loader ?? 'ours', start: o.guestStart ?? 'tuned' }))
+    .update(JSON.stringify({ suites: suites.map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), modules: o.modules ?? [], corpus: !!corpus, loader: o.loader ?? 'ours', start: o.guestStart ?? 'tuned', ...(exec ? { exec: exec.plan.command, program: exec.plan.object.sha256 } : {}), ...(o.net ? { net: o.net } : {}) }))
     .digest('hex')
     .slice(0, 16);
   const history = new DurationHistory();
@@ -218,6 +250,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       const forAttach = userObjects.length ? attachModules(readFileSync(k.config, 'utf8')) : [];
       const wanted = [...new Set([...modulesFor(suites.map((s) => s.spec), k.config, kernel.btf === 'kernel'), ...(await userModules(k)), ...forAttach])];
       const modules = wanted.length ? (await store.modules(k, wanted)).map((m) => ({ name: m.name, path: `/cm/modules/${m.name}.ko`, source: m.path })) : [];
+      const net = o.net === 'user' ? await netPlan(store, k, o.log) : undefined;
       // The BTF the agent relocates against, indexed here: the package's (compared in the guest
       // with /sys/kernel/btf/vmlinux), or the pahole-made file it is given.
       const shipBtf = e.build?.btf !== 'none';
@@ -240,6 +273,8 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ...(corpus ? { corpus: corpus.cases } : {}),
         ...(o.faults ? { faults: o.faults } : {}),
         ...(o.stepBudgets ? { stepBudgets: o.stepBudgets } : {}),
+        ...(exec ? { exec: exec.plan } : {}),
+        ...(net ? { net: net.plan } : {}),
       };
       const image = await buildImage({
         onStep: (step) => o.progress?.(e.id, step),
@@ -252,6 +287,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
           ...modules.map((m) => ({ path: m.path, source: m.source })),
           ...(indexFile ? [{ path: GUEST_BTF_INDEX, source: indexFile }, ...(btfIndex!.btf === GUEST_BTF_COPY ? [{ path: GUEST_BTF_COPY, source: k.btf }] : [])] : []),
           ...(e.build?.btf === 'pahole' ? [{ path: GUEST_BTF, source: k.btf }] : []),
+          ...(exec?.files ?? []),
+          ...(net?.files ?? []),
+          ...(o.shell ? [{ path: SHELL_RC, data: shellRc({ kernelId: e.id, ...(exec ? { exec: exec.plan } : {}), ...(net ? { net: net.plan } : {}) }) }] : []),
         ],
         kernelConfig: k.config,
         release: k.release,
@@ -268,9 +306,26 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     }
   };
 
+  /** The cells a guest owed and never sent: every loader's for the objects, ours for the command. */
+  const owedCells = (kernel: KernelInfo, sent: CellResult[], reason: string): CellResult[] => [
+    ...notRunCells(kernel, owed, loaders, sent, reason),
+    ...(exec ? notRunCells(kernel, [exec.owed], ['ours'], sent, reason) : []),
+  ];
+
   const boot = async (e: KernelEntry, p: Prepared, signal: AbortSignal): Promise<KernelRun> => {
     if ('run' in p) return p.run;
     const { k, kernel } = p;
+    if (o.shell) {
+      const t0 = performance.now();
+      const lsm = bpfLsmAppend(readFileSync(k.config, 'utf8'));
+      const cpus = e.cpus ?? o.cpus ?? 1;
+      o.progress?.(e.id, 'shell');
+      await o.shell({
+        kernel, vmlinuz: k.vmlinuz, initrd: p.image, append: [lsm, 'cm.init=shell', `ENV=${SHELL_RC}`].filter(Boolean).join(' '),
+        cpus, memoryMb: o.memoryMb ?? 1024, accel: o.accel, ...(o.net ? { net: o.net } : {}), signal,
+      });
+      return { kernel, guest: 'ok', accel: o.accel === 'auto' ? 'none' : o.accel, durationMs: Math.round(performance.now() - t0), cells: [] };
+    }
     o.progress?.(e.id, 'booting');
     const cells: CellResult[] = [];
     const onMessage = (m: GuestMessage) => {
@@ -288,7 +343,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       cpus = e.cpus ?? o.cpus ?? 1;
       g = await runGuest({
         kernelId: e.id, vmlinuz: k.vmlinuz, initrd: p.image, accel: o.accel, logDir, onMessage, signal, timeoutMs,
-        memoryMb: o.memoryMb ?? 1024, cpus, ...(lsm ? { append: lsm } : {}),
+        memoryMb: o.memoryMb ?? 1024, cpus, ...(lsm ? { append: lsm } : {}), ...(o.net ? { net: o.net } : {}),
         ...(o.heartbeatTimeoutMs ? { heartbeatTimeoutMs: o.heartbeatTimeoutMs } : {}),
       });
     } catch (err) {
@@ -296,9 +351,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       // Interrupted while this guest ran: what it sent stays in the partial report, the rest is not run.
       const detail = 'the run was interrupted while this guest ran';
       o.progress?.(e.id, `aborted: ${cells.length} cell(s) received`);
-      return { kernel, guest: 'aborted', detail, accel: o.accel === 'auto' ? 'none' : o.accel, durationMs: Math.round(performance.now() - t0), cells: [...cells, ...notRunCells(kernel, owed, loaders, cells, `not run: ${detail}`)] };
+      return { kernel, guest: 'aborted', detail, accel: o.accel === 'auto' ? 'none' : o.accel, durationMs: Math.round(performance.now() - t0), cells: [...cells, ...owedCells(kernel, cells, `not run: ${detail}`)] };
     }
-    if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...notRunCells(kernel, owed, loaders, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `after the agent's last step: ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
+    if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...owedCells(kernel, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `after the agent's last step: ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
     // What the guest actually relocated against (the agent looks before trusting the matrix).
     if (cells[0]?.kernel.btf) kernel.btf = cells[0].kernel.btf;
     const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, ...(cpus > 1 ? { cpus } : {}), bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
@@ -358,7 +413,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     o.signal?.removeEventListener('abort', onAbort);
     await lanesDone;
   }
-  history.record(selection, new Map([...finished].filter(([, r]) => r.guest === 'ok').map(([id, r]) => [id, r.durationMs])));
+  if (!o.shell) history.record(selection, new Map([...finished].filter(([, r]) => r.guest === 'ok').map(([id, r]) => [id, r.durationMs])));
   report.kernels = entries.filter((e) => finished.has(e.id)).map((e) => finished.get(e.id)!);
   report.finishedAt = new Date().toISOString();
   return report;

@@ -223,6 +223,7 @@ function cellArticle(c: CellResult): Html {
     for (const x of c.externs) out.push(html`<tr><td class="mono">${x.name}</td><td class="muted">${x.kind}</td><td class="v mono">${externValue(x.name, x.value)}</td></tr>`);
     out.push(html`</tbody></table>`);
   }
+  if (c.output) out.push(html`<h4>output (tail) · ${c.output.exitCode === null ? `killed by ${c.output.signal ?? 'a signal'}` : `exit ${c.output.exitCode}`}</h4><pre>${c.output.tail || '(no output)'}</pre>`);
   if (c.verifier?.logTail) out.push(html`<h4>verifier log (tail)</h4><pre>${tail(c.verifier.logTail, 80)}</pre>`);
   if (c.xlated) out.push(html`<details><summary class="muted">translated instructions (${c.xlated.length / 16} insns)</summary><pre>${c.xlated.replace(/(.{16})/g, '$1\n')}</pre></details>`);
   out.push(html`</article>`);

@@ -58,8 +58,8 @@ function testcase(k: KernelRun, c: CellResult): string {
   const head = `    <testcase${attrs({ classname: `${k.kernel.id}.${c.suite}`, name, time: secs(c.timings.loadMs + c.timings.runMs) })}>`;
   const body: string[] = [];
   const message = c.reason ?? c.verdict;
-  if (c.verdict === 'error') body.push(`      <error${attrs({ message, type: c.verdict })}>${xmlText(tail(c.verifier?.logTail, 60))}</error>`);
-  else if (FAILING.has(c.verdict)) body.push(`      <failure${attrs({ message, type: c.verdict })}>${xmlText(tail(c.verifier?.logTail, 60))}</failure>`);
+  if (c.verdict === 'error') body.push(`      <error${attrs({ message, type: c.verdict })}>${xmlText(tail(c.verifier?.logTail ?? c.output?.tail, 60))}</error>`);
+  else if (FAILING.has(c.verdict)) body.push(`      <failure${attrs({ message, type: c.verdict })}>${xmlText(tail(c.verifier?.logTail ?? c.output?.tail, 60))}</failure>`);
   else if (c.verdict === 'expected-skip') body.push(`      <skipped${attrs({ message })}/>`);
   body.push(`      <system-out>${xmlText(cellOut(c))}</system-out>`);
   return [head, ...body, '    </testcase>'].join('\n');

@@ -104,7 +104,8 @@ export function renderMarkdown(run: RunReport, diff: KernelDiff): string {
       if (bad.length) out.push(...bad.map((x) => `- check ${mdCode(x.name)}: observed ${mdCode(show(x.observed))}, truth ${mdCode(show(x.truth))}`), '');
       const relErr = c.relocations.filter((r) => r.status === 'error' || (r.status === 'poisoned' && (r as { reachable?: boolean }).reachable));
       if (relErr.length) out.push(...relErr.map((r) => `- relocation ${mdCode(`${r.kind} ${r.type} ${r.spec}`)}: ${mdCell(r.error ?? r.status)}`), '');
-      const log = c.verifier?.logTail ? tail(c.verifier.logTail, 40) : tail(f.kernel.consoleTail, 30);
+      if (c.output) out.push(`output (tail), ${c.output.exitCode === null ? `killed by ${c.output.signal ?? 'a signal'}` : `exit ${c.output.exitCode}`}:`, '', fence(tail(c.output.tail, 40) || '(no output)'), '');
+      const log = c.verifier?.logTail ? tail(c.verifier.logTail, 40) : c.output ? '' : tail(f.kernel.consoleTail, 30);
       if (log) out.push(c.verifier?.logTail ? 'verifier log (tail):' : 'console (tail):', '', fence(log), '');
       out.push('</details>', '');
     }

@@ -163,6 +163,9 @@ const check = obj<Check>({ name: req(str), observed: maybe(json), truth: maybe(j
 
 const count = leaf('a non-negative integer', (v) => Number.isSafeInteger(v) && (v as number) >= 0);
 
+/** A command's exit status, or null when a signal ended it. */
+const exitStatus = anyOf(leaf('an integer', (v) => Number.isSafeInteger(v)), nul);
+
 const cell = obj<CellResult>({
   schema: req(oneOf([RESULT_SCHEMA])),
   kernel: req(kernelInfo),
@@ -182,6 +185,7 @@ const cell = obj<CellResult>({
     status: req(oneOf(['attached', 'failed', 'not-attachable'])), via: opt(str), target: opt(str), reason: opt(str),
     runCount: opt(count), runTimeNs: opt(count), note: opt(str),
   })),
+  output: opt(obj<NonNullable<CellResult['output']>>({ exitCode: req(exitStatus), signal: opt(str), tail: req(str) })),
   timings: req(obj<CellResult['timings']>({ loadMs: req(num), runMs: req(num) })),
 });
 

@@ -59,6 +59,8 @@ export interface RunGuestOptions {
   /** Longest wait for the first ttyS1 line (/init starting); default 30 s KVM, 90 s TCG. */
   bootTimeoutMs?: number;
   accel?: 'auto' | Accel;
+  /** `user`: QEMU's user-mode network on an e1000 NIC (the guest brings it up: harness/agent/exec.ts). Default: no NIC. */
+  net?: 'user';
   logDir: string;
   onMessage?: (m: GuestMessage) => void;
   signal?: AbortSignal;
@@ -118,8 +120,25 @@ function fileSafe(id: string): string {
   return id.replace(/[^A-Za-z0-9._+-]/g, '_');
 }
 
+/** What qemuArgs needs to know. */
+export interface QemuArgsOptions {
+  vmlinuz: string;
+  initrd: string;
+  append?: string;
+  memoryMb?: number;
+  cpus?: number;
+  accel: Accel;
+  /** `user`: QEMU's user-mode network (slirp: the guest is 10.0.2.15, the host 10.0.2.2) on an e1000 NIC. */
+  net?: 'user';
+  /**
+   * Where ttyS1, the result channel, goes: `fd3` (default) a socket on the child's fd 3, read by
+   * runGuest; `none` a port that leads nowhere (an interactive guest: nobody reads results).
+   */
+  results?: 'fd3' | 'none';
+}
+
 /** The QEMU argument vector for one guest (exported for tests and `--dry-run`). */
-export function qemuArgs(o: { vmlinuz: string; initrd: string; append?: string; memoryMb?: number; cpus?: number; accel: Accel }): string[] {
+export function qemuArgs(o: QemuArgsOptions): string[] {
   return [
     '-nodefaults', '-no-user-config', '-no-reboot', '-nographic',
     '-accel', o.accel,
@@ -128,7 +147,10 @@ export function qemuArgs(o: { vmlinuz: string; initrd: string; append?: string; 
     '-kernel', o.vmlinuz, '-initrd', o.initrd,
     '-append', `${BASE_APPEND}${o.append ? ' ' + o.append : ''}`,
     '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
-    '-chardev', 'socket,id=res,fd=3', '-serial', 'chardev:res',
+    ...(o.results === 'none' ? ['-serial', 'null'] : ['-chardev', 'socket,id=res,fd=3', '-serial', 'chardev:res']),
+    // e1000: built in or a module in every Debian kernel (virtio-net needs virtio_pci and
+    // net_failover as modules on 5.10). No option ROM: the firmware would scan it for iPXE.
+    ...(o.net === 'user' ? ['-netdev', 'user,id=net0', '-device', 'e1000,netdev=net0,romfile='] : []),
   ];
 }
 
@@ -296,6 +318,43 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   else set('agent-failed', lastError(messages) ?? 'agent stopped without sending done');
   if (killed?.verdict === 'poweroff-grace' && run.verdict === 'ok') run.detail = killed.detail;
   return run;
+}
+
+/** An interactive guest (`corematrix shell`): the console on this process's terminal. */
+export interface InteractiveGuestOptions {
+  vmlinuz: string;
+  initrd: string;
+  append?: string;
+  memoryMb?: number;
+  cpus?: number;
+  accel?: 'auto' | Accel;
+  net?: 'user';
+  /** Killed after this long (default: never). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Boots a guest whose console (ttyS0) is this process's stdin and stdout: QEMU puts a terminal in
+ * raw mode itself, and with `signal=off` Ctrl-C goes to the guest. Returns QEMU's exit status
+ * (0 when the guest powered off), or 124 when the time limit killed it.
+ */
+export async function runInteractiveGuest(o: InteractiveGuestOptions): Promise<number> {
+  checkFile('kernel image', 'shell', o.vmlinuz);
+  checkFile('initramfs', 'shell', o.initrd);
+  checkQemu();
+  const accel: Accel = !o.accel || o.accel === 'auto' ? await probeAccel(o.vmlinuz, o.initrd) : o.accel;
+  const argv = [...pdeathsigPrefix(), QEMU, ...qemuArgs({ ...o, accel, results: 'none' })];
+  const child = execa(argv[0]!, argv.slice(1), { stdio: 'inherit', reject: false, cleanup: true });
+  let timedOut = false;
+  const timer = o.timeoutMs ? setTimeout(() => ((timedOut = true), child.kill('SIGKILL')), o.timeoutMs) : undefined;
+  const onAbort = () => child.kill('SIGKILL');
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  const r = await child;
+  clearTimeout(timer);
+  o.signal?.removeEventListener('abort', onAbort);
+  if (timedOut) return 124;
+  return typeof r.exitCode === 'number' ? r.exitCode : 1;
 }
 
 /** The error lines the guest sent (agent's first, then init's), joined into one line. */

@@ -59,6 +59,7 @@ function everyField(base: RunReport): RunReport {
       c.config = [`autoload core_kernel: yes (kernel ${i})`];
       c.xlated = '8500000071000000b7000000000000009500000000000000';
       c.attach = { status: 'attached', via: 'kprobe PMU', target: 'kprobe do_sys_openat2', reason: `attach reason ${i}`, runCount: 3 + i, runTimeNs: 900 + i, note: `read ${i} bytes` };
+      c.output = { exitCode: 3 + i, signal: 'SIGKILL', tail: `output ${i}` };
     }
   });
   r.kernels[1]!.cells[0]!.verdict = 'fail';

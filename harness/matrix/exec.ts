@@ -1,0 +1,292 @@
+// Host side of `matrix --exec '<command>' [--files <path>]… [--net user]`: what the guests need to
+// run the user's own command after the agent's work. The listed host files and folders are
+// shipped in the image under /cm/files/<basename> (measured against a read-only 9p share:
+// docs/exec.md), with the shared libraries of every ELF executable among them (found with ldd, as
+// the base layer finds node's), and the command becomes one cell per kernel: suite
+// `exec:<short command>`, program `(command)`.
+
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
+import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { UsageError } from '../core/errors.js';
+import { baseEntries, fileHash, sharedLibraries } from '../images/base.js';
+import type { ImageFile } from '../images/initramfs.js';
+import { normalizeGuestPath } from '../images/cpio.js';
+import type { KernelArtifacts, KernelStore } from '../kernels/store.js';
+import type { ExecPlan, NetPlan } from '../agent/manifest.js';
+
+/** Where the --files land in the guest. */
+export const GUEST_FILES = '/cm/files';
+/** The guest's PATH for the command: the shipped files first, then busybox's applets. */
+export const GUEST_PATH = `${GUEST_FILES}:/bin:/sbin:/usr/bin:/usr/sbin`;
+/** The command of an exec that only ships files (`corematrix shell --files` without --exec): never run. */
+export const NO_COMMAND = ':';
+/** The command's default time limit (`--exec-timeout`). */
+export const DEFAULT_EXEC_TIMEOUT_MS = 300_000;
+/** What the guest needs around the command (network up, output drained, the kill's grace) on top of its limit. */
+export const EXEC_OVERHEAD_MS = 30_000;
+/** The file an interactive `corematrix shell` sources (ENV= on the kernel command line). */
+export const SHELL_RC = '/cm/shell.rc';
+/** QEMU's user-mode network: the guest's address, QEMU's host side, its DNS forwarder. */
+export const USER_NET = { address: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } as const;
+/** A ceiling on what is shipped: it lives in the guest's RAM (tmpfs) beside node and the agent. */
+const MAX_SHIPPED_BYTES = 512 << 20;
+
+export interface ExecOptions {
+  command: string;
+  /** Host files and folders, shipped to /cm/files/<basename>. */
+  files: string[];
+  timeoutMs: number;
+}
+
+/** The exec as the host prepared it once for every guest. */
+export interface PlannedExec {
+  plan: ExecPlan;
+  /** What the image carries for it: the shipped files and the libraries they need. */
+  files: ImageFile[];
+  /** Host paths of the libraries added (beyond the base layer's). */
+  libraries: string[];
+  /** Bytes of the shipped files and libraries. */
+  bytes: number;
+  /** The unit the guest owes (a 'not run' cell when the guest ends before it). */
+  owed: { unit: string; object: string; sha256: string; programs: string[] };
+}
+
+/**
+ * Checks the --exec options before anything is fetched or a report folder made; throws a
+ * UsageError naming the option. `files` must exist and have distinct base names (each becomes
+ * /cm/files/<basename>).
+ */
+export function checkExecOptions(o: { exec?: string; files?: string[]; execTimeout?: string; net?: string }, allowWithoutExec = false): { exec?: ExecOptions; files: string[]; net?: 'user' } {
+  const net = o.net ?? 'none';
+  if (net !== 'user' && net !== 'none') throw new UsageError(`--net must be user or none, not '${o.net}'`);
+  if (o.exec === undefined) {
+    if (!allowWithoutExec) {
+      if (o.files?.length) throw new UsageError('--files ships folders for --exec: give the command too');
+      if (o.execTimeout !== undefined) throw new UsageError('--exec-timeout is the limit of --exec: give the command too');
+      if (net === 'user') throw new UsageError('--net user gives the --exec command a network: give the command too');
+    }
+  } else if (o.exec.trim() === '') throw new UsageError('--exec needs a command');
+  let timeoutMs = DEFAULT_EXEC_TIMEOUT_MS;
+  if (o.execTimeout !== undefined) {
+    const s = Number(o.execTimeout);
+    if (!(s > 0 && s <= 86_400)) throw new UsageError(`--exec-timeout must be seconds from 0 to 86400, not '${o.execTimeout}'`);
+    timeoutMs = Math.round(s * 1000);
+  }
+  const names = new Map<string, string>();
+  const files = (o.files ?? []).map((f) => {
+    const abs = resolve(f);
+    if (!existsSync(abs)) throw new UsageError(`--files ${f}: no such file or folder`);
+    const st = statSync(abs);
+    if (!st.isDirectory() && !st.isFile()) throw new UsageError(`--files ${f}: not a file or a folder`);
+    const name = basename(abs);
+    if (name === '' || name === '/') throw new UsageError(`--files ${f}: the root folder cannot be shipped`);
+    const other = names.get(name);
+    if (other !== undefined) throw new UsageError(`--files ${f} and ${other} would both be ${GUEST_FILES}/${name}: rename one`);
+    names.set(name, f);
+    return abs;
+  });
+  return { ...(o.exec !== undefined ? { exec: { command: o.exec, files, timeoutMs } } : {}), files, ...(net === 'user' ? { net: 'user' as const } : {}) };
+}
+
+/** `exec:` and the command, whitespace collapsed, cut after a word to at most 48 characters: the cell's suite. */
+export function execSuiteName(command: string): string {
+  const flat = command.trim().replace(/\s+/g, ' ');
+  if (flat.length <= 48) return `exec:${flat}`;
+  const cut = flat.slice(0, 47);
+  const space = cut.lastIndexOf(' ');
+  return `exec:${space >= 24 ? cut.slice(0, space) : cut}…`;
+}
+
+/** A regular file's first bytes are an ELF header. */
+function isElf(file: string): boolean {
+  const fd = openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(4);
+    return readSync(fd, b, 0, 4, 0) === 4 && b.toString('latin1') === '\x7fELF';
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Every regular file under `root` (symbolic links followed, each real folder once), with its
+ * guest path. Sockets, pipes and devices are left out; an empty folder is not made.
+ */
+function walkShipped(root: string, guestRoot: string): { host: string; guest: string }[] {
+  const out: { host: string; guest: string }[] = [];
+  const seen = new Set<string>();
+  const rec = (host: string, guest: string) => {
+    const st = statSync(host);
+    if (st.isFile()) {
+      out.push({ host, guest });
+      return;
+    }
+    if (!st.isDirectory()) return;
+    const real = realpathSync(host);
+    if (seen.has(real)) return;
+    seen.add(real);
+    for (const name of readdirSync(host).sort()) {
+      const p = join(host, name);
+      try {
+        rec(p, `${guest}/${name}`);
+      } catch (err) {
+        // A dangling link is not shipped; anything else (no permission) is the user's to fix.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' && lstatSync(p).isSymbolicLink()) continue;
+        throw new UsageError(`--files: ${p}: ${(err as Error).message.split('\n')[0]}`);
+      }
+    }
+  };
+  rec(root, guestRoot);
+  return out;
+}
+
+/**
+ * The program a command names (its first word after any `NAME=value`), for libraries and the
+ * cell's identity. Quotes are not interpreted: a program path with spaces is not found here (it
+ * still runs; only its libraries are not looked up).
+ */
+export function commandProgram(command: string): { word: string; start: number } | undefined {
+  const re = /\S+/g;
+  for (let m = re.exec(command); m; m = re.exec(command)) {
+    if (/^[A-Za-z_][A-Za-z0-9_]*=/.test(m[0])) continue;
+    return { word: m[0], start: m.index };
+  }
+  return undefined;
+}
+
+/**
+ * Plans the exec for every guest: walks the --files, finds the libraries the ELF executables
+ * among them need that the base layer does not carry, rewrites an absolute host path to a shipped
+ * program into its guest path, and names the cell. `log` is told what was shipped.
+ */
+export function planExec(o: ExecOptions, log: (line: string) => void = () => {}): PlannedExec {
+  const shipped: { host: string; guest: string }[] = [];
+  for (const f of o.files) shipped.push(...walkShipped(f, `${GUEST_FILES}/${basename(f)}`));
+  const guestOf = (host: string): string | undefined => {
+    for (const f of o.files) {
+      if (host === f) return `${GUEST_FILES}/${basename(f)}`;
+      const rel = relative(f, host);
+      if (rel && !rel.startsWith('..') && !isAbsolute(rel)) return `${GUEST_FILES}/${basename(f)}/${rel.split(sep).join('/')}`;
+    }
+    return undefined;
+  };
+  const firstFolder = o.files.find((f) => statSync(f).isDirectory());
+  const cwd = firstFolder ? `${GUEST_FILES}/${basename(firstFolder)}` : o.files.length ? GUEST_FILES : '/tmp';
+
+  // The program: an absolute host path inside the --files runs from where it was shipped.
+  let command = o.command;
+  let program: { name: string; host?: string } | undefined;
+  const first = commandProgram(o.command);
+  if (first) {
+    const w = first.word;
+    let host: string | undefined;
+    if (isAbsolute(w)) host = guestOf(resolve(w)) ? resolve(w) : undefined;
+    else if (w.includes('/')) host = firstFolder && existsSync(join(firstFolder, w)) ? join(firstFolder, w) : undefined;
+    else host = o.files.find((f) => basename(f) === w && statSync(f).isFile());
+    if (host && isAbsolute(w)) {
+      const guest = guestOf(host)!;
+      command = `${o.command.slice(0, first.start)}${guest}${o.command.slice(first.start + w.length)}`;
+      log(`exec: ${w} is shipped as ${guest}`);
+    }
+    program = { name: basename(w), ...(host && existsSync(host) && statSync(host).isFile() ? { host } : {}) };
+  }
+
+  // Libraries: of every ELF file that can be executed (and the named program), not already in
+  // the base layer nor inside the shipped folders themselves (found there through their RPATH).
+  const inBase = new Set(baseEntries('full').entries.filter((e) => e.kind === 'file').map((e) => normalizeGuestPath(e.path)));
+  const libraries = new Set<string>();
+  for (const s of shipped) {
+    const st = statSync(s.host);
+    if (!((st.mode & 0o111) || s.host === program?.host) || !isElf(s.host)) continue;
+    let libs: string[];
+    try {
+      libs = sharedLibraries(s.host);
+    } catch (err) {
+      // A library ldd cannot find is not shipped: the guest's loader then says which one.
+      log(`exec: ${(err as Error).message.split('\n')[0]}: its libraries are not shipped`);
+      continue;
+    }
+    for (const lib of libs) if (!inBase.has(normalizeGuestPath(lib)) && !guestOf(resolve(lib))) libraries.add(lib);
+  }
+  const files: ImageFile[] = [
+    ...shipped.map((s) => ({ path: s.guest, source: s.host })),
+    ...[...libraries].sort().map((lib) => ({ path: lib, source: lib })),
+  ];
+  const bytes = files.reduce((n, f) => n + statSync(f.source!).size, 0);
+  if (bytes > MAX_SHIPPED_BYTES) throw new UsageError(`--files: ${(bytes / 2 ** 20).toFixed(0)} MiB to ship, more than ${MAX_SHIPPED_BYTES >> 20} MiB (every guest holds them in RAM)`);
+  if (o.files.length || libraries.size)
+    log(`exec: shipping ${shipped.length} file(s) from ${o.files.length} --files path(s)${libraries.size ? ` and ${libraries.size} librar${libraries.size === 1 ? 'y' : 'ies'} (${[...libraries].map((l) => basename(l)).join(', ')})` : ''}: ${(bytes / 2 ** 20).toFixed(1)} MiB`);
+
+  const sha256 = program?.host ? fileHash(program.host) : createHash('sha256').update(o.command).digest('hex');
+  const suite = execSuiteName(o.command);
+  const object = { name: program?.name ?? '(command)', sha256 };
+  return {
+    plan: { command, suite, object, cwd, timeoutMs: o.timeoutMs, path: GUEST_PATH },
+    files,
+    libraries: [...libraries].sort(),
+    bytes,
+    owed: { unit: suite, object: object.name, sha256, programs: ['(command)'] },
+  };
+}
+
+/**
+ * The NIC driver a kernel needs for QEMU's e1000 (`-device e1000`), with the image files it takes:
+ * nothing when the driver is built in, the module (from the kernel's package) when it is one. A
+ * kernel without it, or whose modules cannot be had (a custom build), gets a plan without modules
+ * and a warning: its guest has no network, and a command that needs one fails saying so.
+ */
+export async function netPlan(store: KernelStore, k: KernelArtifacts, log: (line: string) => void): Promise<{ plan: NetPlan; files: ImageFile[] }> {
+  const none = { plan: { modules: [], ...USER_NET }, files: [] };
+  const option = /^CONFIG_E1000=([ym])$/m.exec(readFileSync(k.config, 'utf8'))?.[1];
+  if (option === 'y') return none;
+  if (option !== 'm') {
+    log(`[${k.id}] --net user: CONFIG_E1000 is not set in this kernel: its guest has no network`);
+    return none;
+  }
+  try {
+    const mods = await store.modules(k, ['e1000']);
+    const guest = (name: string) => `/cm/modules/${name}.ko`;
+    return { plan: { ...none.plan, modules: mods.map((m) => ({ name: m.name, path: guest(m.name) })) }, files: mods.map((m) => ({ path: guest(m.name), source: m.path })) };
+  } catch (err) {
+    log(`[${k.id}] --net user: e1000 module not available (${(err as Error).message.split('\n')[0]}): its guest has no network`);
+    return none;
+  }
+}
+
+/** Single-quotes a string for sh. */
+const shQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * The profile an interactive `corematrix shell` reads (busybox sh reads $ENV, set on the kernel
+ * command line): the command's PATH and folder, the network brought up as the agent would, and
+ * a banner saying how to leave. Guarded so a nested sh does not redo it.
+ */
+export function shellRc(o: { kernelId: string; exec?: ExecPlan; net?: NetPlan }): string {
+  const lines = [
+    '# corematrix shell: read by the interactive sh ($ENV from the kernel command line)',
+    'if [ -z "$CM_SHELL" ]; then',
+    '  export CM_SHELL=1',
+    `  export PATH=${GUEST_PATH} CM_FILES=${GUEST_FILES} CM_KERNEL=${shQuote(o.kernelId)}`,
+  ];
+  if (o.net) {
+    for (const m of o.net.modules) lines.push(`  insmod ${m.path} 2>/dev/null`);
+    lines.push(
+      '  for d in /sys/class/net/*; do n=${d##*/}; [ "$n" != lo ] && { cm_if=$n; break; }; done',
+      `  if [ -n "$cm_if" ] && ip link set "$cm_if" up && ip addr add ${o.net.address} dev "$cm_if" && ip route add default via ${o.net.gateway}; then`,
+      // The link comes up a moment later (e1000 under TCG: ~2 s); a packet sent before is lost.
+      '    i=0; while [ "$(cat /sys/class/net/$cm_if/carrier 2>/dev/null)" != 1 ] && [ $i -lt 200 ]; do usleep 50000; i=$((i+1)); done',
+      `    echo "nameserver ${o.net.dns}" > /etc/resolv.conf; echo "corematrix shell: $cm_if ${o.net.address}, gateway ${o.net.gateway} (QEMU user net)"`,
+      '  else echo "corematrix shell: no network interface came up"; fi',
+    );
+  }
+  if (o.exec) lines.push(`  cd ${shQuote(o.exec.cwd)} 2>/dev/null`);
+  if (o.exec && o.exec.command !== NO_COMMAND) lines.push(`  echo "corematrix shell: the --exec command: "${shQuote(o.exec.command)}`);
+  lines.push(
+    '  echo "corematrix shell: the agent: CM_RESULT_PORT=/dev/stdout node /agent.js (results as JSON lines)"',
+    '  echo "corematrix shell: Ctrl-D or poweroff -f powers the guest off"',
+    'fi',
+    '',
+  );
+  return lines.join('\n');
+}
