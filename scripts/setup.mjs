@@ -37,8 +37,8 @@ const needs = [
   ['binutils', '/usr/bin/objcopy'],
 ];
 // Only the tests need a browser (the HTML report is checked in headless Chromium).
-// Tests only: the report page's witness browser, strace (the workload's witness) and sys/sdt.h (USDT targets).
-if (process.argv.includes('--test')) needs.push(['chromium', '/usr/bin/chromium'], ['strace', '/usr/bin/strace'], ['systemtap-sdt-dev', '/usr/include/x86_64-linux-gnu/sys/sdt.h']);
+// Tests only: the report page's witness browser, strace (the workload's witness), sys/sdt.h (USDT targets) and the arm64 guests' QEMU.
+if (process.argv.includes('--test')) needs.push(['chromium', '/usr/bin/chromium'], ['strace', '/usr/bin/strace'], ['systemtap-sdt-dev', '/usr/include/x86_64-linux-gnu/sys/sdt.h'], ['qemu-system-arm', '/usr/bin/qemu-system-aarch64']);
 const quiet = process.argv.includes('--quiet');
 // busybox-static provides /bin/busybox, but so does plain busybox (dynamic): require static.
 const isStaticBusybox = () => {

@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { CoreMatrixError } from '../core/errors.js';
 import { cacheDir, writeFileAtomic } from '../paths.js';
 import { withLock } from '../lock.js';
+import { DEFAULT_ARCH, type DebianArch } from './arch.js'; // arm64 (issue 19)
 
 const run = promisify(execFile);
 
@@ -166,12 +167,12 @@ export function isSecuritySuite(suite: string): boolean {
   return suiteBase(suite).security;
 }
 
-/** The private sources.list for these suites (main only, amd64, signed by the Debian archive keyring). */
-export function privateSourcesList(mirrors: DebianMirrors, suites: string[]): string {
+/** The private sources.list for these suites (main only, one arch, signed by the Debian archive keyring). */
+export function privateSourcesList(mirrors: DebianMirrors, suites: string[], arch: DebianArch = DEFAULT_ARCH): string {
   const lines = ['# Written by corematrix (harness/kernels/apt.ts) for its private apt state. Not the machine\'s apt sources.'];
   for (const suite of [...new Set(suites)].sort()) {
     const uri = isSecuritySuite(suite) ? mirrors.security : mirrors.archive;
-    lines.push(`deb [arch=amd64 signed-by=${DEBIAN_KEYRING}] ${uri} ${suite} main`);
+    lines.push(`deb [arch=${arch} signed-by=${DEBIAN_KEYRING}] ${uri} ${suite} main`);
   }
   return lines.join('\n') + '\n';
 }
@@ -188,6 +189,12 @@ export interface AptStateOptions {
   etcApt?: string;
   maxAgeHours?: number;
   log?: (line: string) => void;
+  /**
+   * arm64 (issue 19): the Debian arch whose Packages lists this state reads (default amd64). A
+   * state holds one arch (its own dir: cacheDir('apt') for amd64, cacheDir('apt-<arch>') else),
+   * so apt-cache and apt-get download answer for that arch as if it were the machine's own.
+   */
+  arch?: DebianArch;
 }
 
 function lastErrorLine(out: string): string {
@@ -200,13 +207,15 @@ function lastErrorLine(out: string): string {
 export class AptState {
   readonly dir: string;
   readonly maxAgeHours: number;
+  readonly arch: DebianArch; // arm64 (issue 19)
   private readonly etcApt: string;
   private readonly log: (line: string) => void;
   private mirrors?: DebianMirrors;
   private fresh = new Set<string>();
 
   constructor(opts: AptStateOptions = {}) {
-    this.dir = opts.dir ?? cacheDir('apt');
+    this.arch = opts.arch ?? DEFAULT_ARCH; // arm64 (issue 19)
+    this.dir = opts.dir ?? (this.arch === DEFAULT_ARCH ? cacheDir('apt') : cacheDir(`apt-${this.arch}`));
     this.etcApt = opts.etcApt ?? '/etc/apt';
     this.maxAgeHours = opts.maxAgeHours ?? Number(process.env.COREMATRIX_APT_MAX_AGE_HOURS ?? 12);
     this.log = opts.log ?? (() => {});
@@ -233,6 +242,9 @@ export class AptState {
       'Acquire::Languages=none',
       'Acquire::PDiffs=false',
       'APT::Get::List-Cleanup=true',
+      // arm64 (issue 19): this state's one arch is its native one, whatever the machine's is.
+      `APT::Architecture=${this.arch}`,
+      `APT::Architectures=${this.arch}`,
     ];
     return o.flatMap((x) => ['-o', x]);
   }
@@ -259,7 +271,7 @@ export class AptState {
         stamp = undefined;
       }
       const all = [...new Set([...previous, ...suites])].sort();
-      const text = privateSourcesList(this.getMirrors(), all);
+      const text = privateSourcesList(this.getMirrors(), all, this.arch);
       const hash = createHash('sha256').update(text).digest('hex');
       const ageH = stamp ? (Date.now() - stamp.time) / 3_600_000 : Infinity;
       if (!force && stamp && stamp.sources === hash && ageH < this.maxAgeHours) return;

@@ -14,6 +14,10 @@ import { decompress, extractVmlinux, elfSection, parseBzImage } from './extract.
 import { buildKernel, compileSteps, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions, TYPICAL_COMPILE_STEPS } from './build.js';
 import { loadMatrix, selectKernels, type CustomBuild, type Flavour, type KernelEntry } from './matrix.js';
 import { loadOrder, moduleCompression, moduleInfo, moduleKey, moduleNameOfFile, modulePattern, modulesPackage } from './modules.js';
+// arm64 (issue 19): an entry's arch (`arch` on the entry, amd64 without it) picks the apt state,
+// the flavour suffixes and how the image and BTF are taken out of the package.
+import { archOf, flavourOfRelease, type DebianArch } from './arch.js';
+import { extractArm64Kernel, findImageBtf } from './extract-arm64.js';
 
 export { loadMatrix, selectKernels, parseMatrix, defaultMatrixFile, FLAVOURS } from './matrix.js';
 export type { KernelEntry, Flavour, CustomBuild, BtfMode } from './matrix.js';
@@ -30,6 +34,8 @@ export interface ResolvedKernel {
 
 export interface KernelArtifacts {
   id: string;
+  /** The Debian arch the kernel is built for (arm64: `vmlinuz` is the raw arm64 Image). */
+  arch: DebianArch;
   package: string;
   version: string;
   release: string;
@@ -55,6 +61,8 @@ export interface KernelArtifacts {
 interface Manifest {
   schema: 1;
   id: string;
+  /** arm64 (issue 19): absent for amd64 (every manifest written before arches were known). */
+  arch?: DebianArch;
   series: string;
   flavour: Flavour | 'custom';
   suite: string;
@@ -124,15 +132,6 @@ export interface KernelStoreOptions {
   matrix?: string | KernelEntry[];
   /** The private apt state (default: one under cacheDir('apt')). */
   apt?: AptState;
-}
-
-const FLAVOUR_SUFFIX: Record<Flavour, string> = { generic: '-amd64', cloud: '-cloud-amd64', rt: '-rt-amd64' };
-
-function flavourOfRelease(rel: string): Flavour | undefined {
-  if (rel.endsWith(FLAVOUR_SUFFIX.cloud)) return 'cloud';
-  if (rel.endsWith(FLAVOUR_SUFFIX.rt)) return 'rt';
-  if (rel.endsWith(FLAVOUR_SUFFIX.generic)) return 'generic';
-  return undefined;
 }
 
 /** The `uname -r` of a kernel package name, or undefined for packages that are not kernel images. */
@@ -281,6 +280,8 @@ export class KernelStore {
   private readonly inflight = new Map<string, Promise<KernelArtifacts>>();
   private readonly byMajor = new Map<string, Promise<AptCandidate[]>>();
   private readonly recipes = new Map<string, Promise<Recipe>>();
+  /** arm64 (issue 19): one private apt state per arch other than `apt`'s, made when first needed. */
+  private readonly aptByArch = new Map<DebianArch, AptState>();
 
   constructor(opts: KernelStoreOptions = {}) {
     this.dir = opts.cache ?? cacheDir('kernels');
@@ -289,6 +290,14 @@ export class KernelStore {
     this.matrixSource = opts.matrix;
     this.apt = opts.apt ?? new AptState({ log: this.log });
     this.sweep();
+  }
+
+  /** arm64 (issue 19): the private apt state reading `arch`'s package lists. */
+  aptFor(arch: DebianArch): AptState {
+    if (arch === this.apt.arch) return this.apt;
+    let apt = this.aptByArch.get(arch);
+    if (!apt) this.aptByArch.set(arch, (apt = new AptState({ arch, log: this.log })));
+    return apt;
   }
 
   /** Removes work directories left by killed runs (older than an hour). */
@@ -326,7 +335,7 @@ export class KernelStore {
   private allSuites(e: KernelEntry): string[] {
     let fromMatrix: string[] = [];
     try {
-      fromMatrix = this.matrix().flatMap((k) => k.suites);
+      fromMatrix = this.matrix().filter((k) => archOf(k) === archOf(e)).flatMap((k) => k.suites); // arm64 (issue 19): one arch's state
     } catch {
       /* no matrix file: only this entry's suites */
     }
@@ -335,21 +344,24 @@ export class KernelStore {
 
   /** Every package version of the entry's series and flavour in its suites, oldest first. */
   async candidates(e: KernelEntry): Promise<(AptCandidate & { release: string })[]> {
-    await this.apt.ensure(this.allSuites(e));
+    const arch = archOf(e); // arm64 (issue 19)
+    const apt = this.aptFor(arch);
+    await apt.ensure(this.allSuites(e));
     const major = e.series.split('.')[0]!;
-    // One search and one madison per major version, shared by every entry (all flavours, all suites).
-    let all = this.byMajor.get(major);
+    // One search and one madison per arch and major version, shared by every entry (all flavours, all suites).
+    const key = `${arch} ${major}`;
+    let all = this.byMajor.get(key);
     if (!all) {
       all = (async () => {
-        const names = (await this.apt.search(`^linux-(image|binary)-${major}\\.`)).filter((n) => releaseOfPackage(n) !== undefined);
-        return this.apt.madison(names);
+        const names = (await apt.search(`^linux-(image|binary)-${major}\\.`)).filter((n) => releaseOfPackage(n) !== undefined);
+        return apt.madison(names);
       })();
-      all.catch(() => this.byMajor.delete(major));
-      this.byMajor.set(major, all);
+      all.catch(() => this.byMajor.delete(key));
+      this.byMajor.set(key, all);
     }
     const rows = (await all)
       .map((r) => ({ ...r, release: releaseOfPackage(r.name)! }))
-      .filter((r) => flavourOfRelease(r.release) === e.flavour && e.suites.includes(r.suite) && inSeries(upstreamOf(r.version), e.series));
+      .filter((r) => flavourOfRelease(r.release, arch) === e.flavour && e.suites.includes(r.suite) && inSeries(upstreamOf(r.version), e.series));
     rows.sort((a, b) => compareDebVersions(a.version, b.version) || e.suites.indexOf(b.suite) - e.suites.indexOf(a.suite));
     return rows;
   }
@@ -452,6 +464,7 @@ export class KernelStore {
     const a = m.artefacts;
     return {
       id: m.id,
+      arch: m.arch ?? 'amd64',
       package: m.package,
       version: m.version,
       release: m.release,
@@ -528,8 +541,8 @@ export class KernelStore {
     try {
       const image = readFileSync(this.blobPath(v.sha256));
       if (createHash('sha256').update(image).digest('hex') !== v.sha256) return false;
-      const { elf } = await extractVmlinux(image, `${m.package}: vmlinuz`);
-      const btf = elfSection(elf, '.BTF', `${m.package}: vmlinux`);
+      // arm64 (issue 19): the stored vmlinuz is the raw Image, the BTF a range of it.
+      const btf = m.arch === 'arm64' ? findImageBtf(image, `${m.package}: Image`).btf : elfSection((await extractVmlinux(image, `${m.package}: vmlinuz`)).elf, '.BTF', `${m.package}: vmlinux`);
       if (!btf || createHash('sha256').update(btf).digest('hex') !== b.sha256) return false;
       const tmp = mkdtempSync(join(this.dir, 'tmp', `${m.id}-btf-`));
       try {
@@ -576,6 +589,7 @@ export class KernelStore {
   /** Resolves and, unless cached and intact, downloads and extracts a kernel. */
   async fetch(idOrEntry: string | KernelEntry, opts: FetchOptions = {}): Promise<KernelArtifacts> {
     const e = typeof idOrEntry === 'string' ? this.entry(idOrEntry) : idOrEntry;
+    if (e.build && archOf(e) !== 'amd64') throw new UsageError(`kernel '${e.id}': kernels built from source are amd64 only for now (arch ${archOf(e)})`); // arm64 (issue 19)
     if (e.build) return this.fetchBuilt(e, e.build, opts);
     let r: ResolvedKernel;
     try {
@@ -826,7 +840,7 @@ export class KernelStore {
     const tmp = mkdtempSync(join(this.dir, 'tmp', `${k.id}-modules-`));
     try {
       this.log(`kernel ${k.id}: taking modules ${missing.join(', ')} from ${pkg} ${k.version}`);
-      const deb = await this.apt.download(pkg, k.version, join(tmp, 'debs'));
+      const deb = await this.aptFor(k.arch).download(pkg, k.version, join(tmp, 'debs')); // arm64 (issue 19): the kernel's arch
       const taken = new Set<string>();
       const intact = (n: string) => taken.has(n) || (m.modules[n] !== undefined && this.blobProblemSync(m.modules[n]!.sha256, m.modules[n]!.size, true) === undefined);
       // One pass over the archive per level of dependencies (most modules need none, or one).
@@ -871,10 +885,12 @@ export class KernelStore {
     const t0 = Date.now();
     const tmp = mkdtempSync(join(this.dir, 'tmp', `${e.id}-`));
     const what = `kernel '${e.id}' (${r.package} ${r.version})`;
+    const arch = archOf(e); // arm64 (issue 19)
+    const apt = this.aptFor(arch);
     try {
-      this.log(`kernel ${e.id}: downloading ${r.package} ${r.version} from ${r.suite}`);
+      this.log(`kernel ${e.id}: downloading ${r.package} ${r.version}${arch !== 'amd64' ? ` (${arch})` : ''} from ${r.suite}`);
       const packages: KernelArtifacts['packages'] = [];
-      const deb = await this.apt.download(r.package, r.version, join(tmp, 'debs'));
+      const deb = await apt.download(r.package, r.version, join(tmp, 'debs'));
       const rel = r.release;
       const out = join(tmp, 'x');
       mkdirSync(out);
@@ -892,12 +908,12 @@ export class KernelStore {
       packages.push({ name: r.package, version: r.version, suite: r.suite, holds: config ? ['vmlinuz', 'config'] : ['vmlinuz'] });
       if (!config) {
         // Split layout (7.x): the config is in a package this one depends on; find it by file list.
-        const show = await this.apt.show(r.package, r.version);
+        const show = await apt.show(r.package, r.version);
         const deps = (show['Depends'] ?? '').split(',').map((d) => /^\s*(linux-\S+)\s*(?:\(\s*=\s*([^)\s]+)\s*\))?/.exec(d)).filter((m): m is RegExpExecArray => m !== null);
         for (const d of deps) {
           const name = d[1]!;
           const version = d[2] ?? r.version;
-          const depDeb = await this.apt.download(name, version, join(tmp, 'debs'));
+          const depDeb = await apt.download(name, version, join(tmp, 'debs'));
           const list = await listMembers(depDeb);
           const member = list.find((l) => configMembers.includes(l));
           if (member) {
@@ -911,22 +927,36 @@ export class KernelStore {
         if (!config) throw new CoreMatrixError(`${what}: no config-${rel} in it nor in its dependencies (${deps.map((d) => d[1]).join(', ') || 'none'})`);
       }
       const image = readFileSync(vmlinuz);
-      const { info, elf } = await extractVmlinux(image, `${r.package}: vmlinuz`);
+      // arm64 (issue 19): the raw Image is what is kept and booted (a gzip'd or zboot one unpacked),
+      // and its BTF is found in the Image itself (no ELF around it).
+      let info: { banner: string; format: string };
+      let btf: Buffer | undefined;
+      let bootable = vmlinuz;
+      if (arch === 'arm64') {
+        const k = await extractArm64Kernel(image, `${r.package}: vmlinuz`);
+        info = k;
+        btf = k.btf;
+        if (k.format !== 'Image') writeFileSync((bootable = join(tmp, 'Image')), k.image);
+      } else {
+        const x = await extractVmlinux(image, `${r.package}: vmlinuz`);
+        info = x.info;
+        btf = elfSection(x.elf, '.BTF', `${r.package}: vmlinux`);
+      }
       const bannerRel = info.banner.split(' ')[0];
       if (bannerRel !== rel) throw new FormatError(`${what}: vmlinuz says it is '${bannerRel}', package name says '${rel}'`);
-      const btf = elfSection(elf, '.BTF', `${r.package}: vmlinux`);
       if (!btf) throw new FormatError(`${what}: vmlinux has no .BTF section (kernel built without CONFIG_DEBUG_INFO_BTF?)`);
       if (btf.length < 24 || btf.readUInt16LE(0) !== 0xeb9f) throw new FormatError(`${what}: .BTF section does not start with the BTF magic 0xeB9F`);
       const btfFile = join(tmp, 'btf');
       writeFileSync(btfFile, btf);
       const artefacts = {
-        vmlinuz: await this.putBlob(vmlinuz),
+        vmlinuz: await this.putBlob(bootable),
         config: await this.putBlob(config),
         btf: await this.putBlob(btfFile),
       };
       const manifest: Manifest = {
         schema: 1,
         id: e.id,
+        ...(arch !== 'amd64' ? { arch } : {}), // arm64 (issue 19)
         series: e.series,
         flavour: e.flavour,
         suite: r.suite,
