@@ -13,7 +13,7 @@
 //
 // `bootGuest` is a small runner (console, result lines, deadlines) for tests and measurements of
 // arches qemu.ts does not boot yet; qemu.ts's runGuest remains the orchestrator's.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,6 +22,7 @@ import { CoreMatrixError } from '../core/errors.js';
 import type { DebianArch } from '../kernels/arch.js';
 import { decodeMessage, type GuestMessage } from '../protocol.js';
 import { ConsoleScanner, type Splat } from './console.js';
+import { pdeathsigPrefix } from './qemu.js';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -143,19 +144,6 @@ export function findQemu(arch: DebianArch): string {
   throw new CoreMatrixError(`${m.qemu} not found on PATH (apt-get install ${m.qemuPackage})`);
 }
 
-let setprivOk: boolean | undefined;
-/** `setpriv --pdeathsig KILL --` when there is one: QEMU dies with the host process. */
-function pdeathsig(): string[] {
-  if (setprivOk === undefined) {
-    try {
-      setprivOk = execFileSync('setpriv', ['--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('--pdeathsig');
-    } catch {
-      setprivOk = false;
-    }
-  }
-  return setprivOk ? ['setpriv', '--pdeathsig', 'KILL', '--'] : [];
-}
-
 export interface BootOptions extends Omit<ArchQemuOptions, 'accel' | 'results'> {
   arch: DebianArch;
   accel?: Accel;
@@ -191,7 +179,7 @@ export interface BootResult {
 /** Boots one guest of any arch and reads its result port until it powers off (or a deadline). */
 export async function bootGuest(o: BootOptions): Promise<BootResult> {
   const accel = o.accel ?? 'tcg';
-  const argv = [...pdeathsig(), findQemu(o.arch), ...archQemuArgs(o.arch, { ...o, accel })];
+  const argv = [...pdeathsigPrefix(), findQemu(o.arch), ...archQemuArgs(o.arch, { ...o, accel })];
   const t0 = performance.now();
   // An extra 'pipe' is a socketpair: QEMU's `-chardev socket,fd=3` takes it as a connected socket.
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });

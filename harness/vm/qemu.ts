@@ -78,7 +78,8 @@ const OOM_KILL = /Out of memory(?: \(oom_kill_allocating_task\))?: Kill(?:ed)? p
 const AGENT_COMM = 'node';
 
 let setprivOk: boolean | undefined;
-function pdeathsigPrefix(): string[] {
+/** `setpriv --pdeathsig KILL --` when there is one: QEMU dies with the host process. */
+export function pdeathsigPrefix(): string[] {
   if (setprivOk === undefined) {
     try {
       setprivOk = execFileSync('setpriv', ['--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('--pdeathsig');
