@@ -37,8 +37,8 @@ export interface AgentStep {
   /** The object file this unit loads. */
   object: string;
   program?: string;
-  /** load (relocate + verifier), attach, run (trigger and checks), reference (libbpf), corpus. */
-  phase: 'load' | 'attach' | 'run' | 'reference' | 'corpus';
+  /** load (relocate + verifier), attach, run (trigger and checks, or the workload), reference (libbpf), corpus, exec (the user's --exec command). */
+  phase: 'load' | 'attach' | 'run' | 'reference' | 'corpus' | 'exec';
   /** Position of the unit among the guest's units (1-based), for progress lines. */
   index: number;
   total: number;

@@ -402,7 +402,7 @@ async function main(): Promise<number> {
     // It runs as a child process, so the heartbeats go on while it does.
     if (manifest.exec) {
       const { runExec } = await import('./exec.js');
-      stepTo({ unit: manifest.exec.suite, object: manifest.exec.object.name, phase: 'run', index: totalUnits + 1, total: totalUnits + 1 });
+      stepTo({ unit: manifest.exec.suite, object: manifest.exec.object.name, phase: 'exec', index: totalUnits + 1, total: totalUnits + 1 });
       const cell = await runExec(manifest.exec, manifest.net, kernel, (level, msg) => send({ t: 'log', level, msg }));
       send({ t: 'result', kind: 'cell', data: cell });
       mark('exec');
