@@ -7,6 +7,8 @@
 
 import type { AttachResult } from '../results.js';
 import type { Attachment } from '../loader/attach.js';
+import { MapType } from '../core/object/maps.js';
+import type { WorkloadOptions } from './workload.js';
 import type { Collection } from '../loader/collection.js';
 import { tcpCongestionControls, withDefaultCongestionControl } from '../loader/struct-ops.js';
 import { enableRunStats } from '../runtime/attach-trace.js';
@@ -41,7 +43,7 @@ function runStats(): string | undefined {
  * each program's report with the kernel's run counts.
  */
 export async function attachAndRun(
-  coll: Collection, workload: () => Promise<string>, around: (attach: () => void) => void = (f) => f(),
+  coll: Collection, workload: (o: { onTcpConnection?: WorkloadOptions['onTcpConnection'] }) => Promise<string>, around: (attach: () => void) => void = (f) => f(),
 ): Promise<{ reports: Map<string, AttachReport>; summary: AttachRunSummary }> {
   const t0 = performance.now();
   const statsVia = runStats();
@@ -54,7 +56,10 @@ export async function attachAndRun(
     try {
       // A TCP congestion control the object registered carries the workload's connections.
       const [cc] = tcpCongestionControls(coll.structOpsPlans);
-      workloadNote = await (cc ? withDefaultCongestionControl(cc, workload) : workload());
+      // The workload's TCP connections go into the sockmaps programs were attached to (sk_skb, sk_msg).
+      const feeds = sockmapFeeds(coll, verdicts);
+      const run = () => workload(feeds.length ? { onTcpConnection: (a, b, i) => feeds.forEach((feed) => feed(a, b, i)) } : {});
+      workloadNote = await (cc ? withDefaultCongestionControl(cc, run) : run());
     } catch (e) {
       workloadNote = `workload failed: ${(e as Error).message.split('\n')[0]}`;
     }
@@ -78,4 +83,26 @@ export async function attachAndRun(
   }
   const attached = [...reports.values()].filter((r) => r.status === 'attached').length;
   return { reports, summary: { attached, ...(workloadNote ? { workload: workloadNote } : {}), ...(statsVia ? { statsVia } : {}), ms: Math.round(performance.now() - t0) } };
+}
+
+/**
+ * For each sockmap or sockhash a program was attached to: a function putting a connection's two
+ * sockets into it (keys 2i and 2i+1), as the object's tool puts its own sockets there.
+ */
+export function sockmapFeeds(coll: Collection, verdicts: ReadonlyMap<string, Attachment>): ((clientFd: number, serverFd: number, index: number) => void)[] {
+  const used = new Set([...verdicts.values()].flatMap((a) => (a.verdict.status === 'attached' && a.verdict.target?.startsWith('sockmap ') ? [a.verdict.target.split(' ')[1]!] : [])));
+  return [...coll.maps.values()].filter((m) => used.has(m.name) && (m.type === MapType.SOCKMAP || m.type === MapType.SOCKHASH)).map((m) => feedInto(m));
+}
+
+/** A feed for one map: socket fds as values (4 or 8 bytes), consecutive integers as keys. */
+export function feedInto(m: { keySize: number; valueSize: number; update: (k: Uint8Array, v: Uint8Array) => void }): (clientFd: number, serverFd: number, index: number) => void {
+  const bytes = (n: number, size: number) => {
+    const b = new Uint8Array(size);
+    new DataView(b.buffer).setUint32(0, n, true);
+    return b;
+  };
+  return (clientFd, serverFd, index) => {
+    m.update(bytes(2 * index, m.keySize), bytes(clientFd, m.valueSize));
+    m.update(bytes(2 * index + 1, m.keySize), bytes(serverFd, m.valueSize));
+  };
 }

@@ -319,9 +319,9 @@ async function main(): Promise<number> {
         // under TCG): one blocking step. The workload is async: heartbeats go on by themselves.
         const s: AgentStep = { ...unit, phase: 'attach' };
         stepTo(s);
-        return attachAndRun(coll, async () => {
+        return attachAndRun(coll, async (hooks) => {
           stepTo({ ...unit, phase: 'run' });
-          const w = await runWorkload({ commands: o.config?.workload ?? [], timeoutMs: WORKLOAD_WAIT_MS });
+          const w = await runWorkload({ commands: o.config?.workload ?? [], timeoutMs: WORKLOAD_WAIT_MS, ...hooks });
           return `workload ${w.ok ? 'ok' : 'had failures'} in ${w.ms} ms`;
         }, (attach) => dog.blocking(describeStep(s), budgets.loadMs, attach));
       };
@@ -384,9 +384,9 @@ async function main(): Promise<number> {
               stepTo(a);
               await libbpfAttachRun(live, spec, cells, oursAttach.get(o.path), {
                 around: (f) => dog.blocking(describeStep(a), budgets.loadMs, f),
-                workload: async () => {
+                workload: async (hooks) => {
                   stepTo({ ...s, phase: 'run' });
-                  await runWorkload({ commands: o.config?.workload ?? [], timeoutMs: WORKLOAD_WAIT_MS });
+                  await runWorkload({ commands: o.config?.workload ?? [], timeoutMs: WORKLOAD_WAIT_MS, ...hooks });
                 },
               });
             }

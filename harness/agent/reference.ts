@@ -7,6 +7,9 @@ import { differential, type DifferentialOptions } from '../reference/differentia
 import { loadWithLibbpf, type ReferenceLoad } from '../reference/libbpf.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { withDefaultCongestionControl } from '../loader/struct-ops.js';
+import { BpfMap, MapType } from '../runtime/index.js';
+import { feedInto } from './attach-run.js';
+import type { WorkloadOptions } from './workload.js';
 import { attachCheck, attachWithLibbpf, libbpfRunCounts } from '../reference/libbpf-attach.js';
 import { RESULT_SCHEMA, type AttachResult, type CellResult, type KernelInfo } from '../results.js';
 import { DEFAULTS } from '../loader/attach.js';
@@ -82,7 +85,7 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
  */
 export async function libbpfAttachRun(
   live: ReferenceLoad, spec: ObjectSpec, cells: CellResult[], ours: ReadonlyMap<string, AttachResult> | undefined,
-  o: { around: (attach: () => void) => void; workload: () => Promise<void> },
+  o: { around: (attach: () => void) => void; workload: (hooks: { onTcpConnection?: WorkloadOptions['onTcpConnection'] }) => Promise<void> },
 ): Promise<void> {
   let att: ReturnType<typeof attachWithLibbpf> | undefined;
   const before = availableCongestionControls();
@@ -95,7 +98,17 @@ export async function libbpfAttachRun(
     if ([...attachments.values()].some((x) => x.verdict.status === 'attached')) {
       // A TCP congestion control libbpf registered (new in the kernel's list) carries the workload's connections.
       const [cc] = registeredCongestionControls(before);
-      await (cc ? withDefaultCongestionControl(cc, o.workload) : o.workload());
+      // The workload's TCP connections go into the sockmaps libbpf attached programs to, as ours did.
+      const feeds = [...attachments].flatMap(([program, x]) => {
+        const name = x.verdict.status === 'attached' && x.verdict.target?.startsWith('sockmap ') ? x.verdict.target.split(' ')[1]! : undefined;
+        const fd = name ? live.mapFd(program, name) : undefined;
+        if (fd === undefined || fd < 0) return [];
+        // A view of libbpf's map for its sizes and updates; libbpf owns the fd (never closed here).
+        const i = new BpfMap(fd, MapType.UNSPEC, 0, 0, 0, 0, name!).info();
+        return [feedInto(new BpfMap(fd, i.type, i.keySize, i.valueSize, i.maxEntries, i.flags, name!))];
+      });
+      const run = () => o.workload(feeds.length ? { onTcpConnection: (a, b, n) => feeds.forEach((f) => f(a, b, n)) } : {});
+      await (cc ? withDefaultCongestionControl(cc, run) : run());
     }
     const notes = new Map<string, string>();
     for (const [name, x] of attachments) {

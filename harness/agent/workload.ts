@@ -140,6 +140,12 @@ export interface WorkloadOptions {
   tcpConnectPort?: number;
   /** Tests only: the block device to write (default BLOCK_DEVICE). */
   blockDevice?: string;
+  /**
+   * Called with each TCP connection's two socket fds once it is accepted, before any data moves:
+   * the attacher puts them into an object's sockmap, as the object's tool would its own sockets.
+   * A failure is recorded on the tcp-accept step; the workload goes on.
+   */
+  onTcpConnection?: (clientFd: number, serverFd: number, index: number) => void;
 }
 
 const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim();
@@ -346,7 +352,10 @@ function receive(s: Socket, bytes: number): Promise<string> {
   });
 }
 
-async function tcpSteps(timeoutMs: number, connectPort?: number): Promise<WorkloadStep[]> {
+/** The kernel fd under a node socket (libuv's handle), or -1. */
+const socketFd = (s: Socket): number => (s as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+
+async function tcpSteps(timeoutMs: number, connectPort?: number, onConnection?: WorkloadOptions['onTcpConnection']): Promise<WorkloadStep[]> {
   const N = WORKLOAD_COUNTS['tcp-connect'];
   const steps: WorkloadStep[] = [];
   const server: Server = createServer({ pauseOnConnect: false });
@@ -401,6 +410,11 @@ async function tcpSteps(timeoutMs: number, connectPort?: number): Promise<Worklo
         const s = await before(acceptedOne, deadline, `accept on 127.0.0.1:${port}`);
         acceptedCount++;
         pairs.push([c, s]);
+        try {
+          onConnection?.(socketFd(c), socketFd(s), pairs.length - 1);
+        } catch (e) {
+          acceptError ??= `tcp-accept 127.0.0.1:${port}: handing the connection over failed: ${errorText(e)}`;
+        }
       } catch (e) {
         acceptError ??= `tcp-accept 127.0.0.1:${port}: ${errorText(e)}`;
       }
@@ -645,7 +659,7 @@ export async function runWorkload(o: WorkloadOptions = {}): Promise<WorkloadRepo
   const steps: WorkloadStep[] = [];
   steps.push(await execSteps(timeoutMs));
   steps.push(...fileSteps(dir));
-  steps.push(...(await tcpSteps(timeoutMs, o.tcpConnectPort)));
+  steps.push(...(await tcpSteps(timeoutMs, o.tcpConnectPort, o.onTcpConnection)));
   steps.push(...(await udpSteps(timeoutMs)));
   steps.push(await timerStep());
   steps.push(await sleepStep(timeoutMs));

@@ -8,7 +8,8 @@
 //    runs on the first and fails there, naming the function;
 //  - vfs_fsync_range is in 7.3's BTF and traceable, but fsync(2) no longer reaches it there: the
 //    fentry, fexit and kprobe.multi on it attach and never run, while they run on 5.10.
-// Then the matrix itself (both kernels in one run, both loaders): the cells carry the same attach
+// Then the matrix itself (both kernels in one run, both loaders, with the network fixture too: its
+// sk_msg and sk_skb programs run on the workload's connections): the cells carry the same attach
 // verdicts, libbpf attaching the same object in the same guest agrees with each, and the
 // cross-kernel diff shows how each kernel attached and ran each program.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -29,6 +30,7 @@ import { compileBpf } from '../helpers/tools.js';
 const tmp = mkdtempSync(join(tmpdir(), 'cm-attach-run-'));
 let agent: string;
 let object: string;
+let netObject: string;
 
 /** The fixture's enum order: calls[i] is the count of PROGRAMS[i]. */
 const PROGRAMS = [
@@ -50,6 +52,7 @@ interface GuestResult {
 
 beforeAll(async () => {
   object = compileBpf(fileURLToPath(new URL('fixtures/attach_trace.bpf.c', import.meta.url)), ['-D__TARGET_ARCH_x86']);
+  netObject = compileBpf(fileURLToPath(new URL('../runtime/fixtures/net_attach.bpf.c', import.meta.url)));
   agent = await bundleGuestScript(fileURLToPath(new URL('fixtures/guest-attach-run.ts', import.meta.url)), join(tmp, 'attach-run.mjs'));
 }, 120_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -121,9 +124,17 @@ describe('attach and run in guests (TCG)', () => {
   });
 
   it('the matrix on 5.10 and 7.3: cells carry attach and run counts; the diff shows where do_unlinkat went', async () => {
-    const run = await runMatrix({ kernels: ['5.10', '7.3'], jobs: 2, accel: 'tcg', outDir: join(tmp, 'matrix'), runId: 'attach-run', log: () => {}, suites: [], objects: [object], loader: 'both' });
+    const run = await runMatrix({ kernels: ['5.10', '7.3'], jobs: 2, accel: 'tcg', outDir: join(tmp, 'matrix'), runId: 'attach-run', log: () => {}, suites: [], objects: [object, netObject], loader: 'both' });
     for (const k of run.kernels) expect(k.guest, `${k.kernel.id}: ${k.detail}`).toBe('ok');
     const cell = (kernel: string, program: string, loader = 'ours') => run.kernels.find((k) => k.kernel.id === kernel)!.cells.find((c) => c.program === program && c.loader === loader)!;
+    // The workload's TCP connections were put into the object's sockmap (as its tool would put its
+    // own sockets): sk_msg ran once per message sent, the stream verdict once per message received.
+    const messages = WORKLOAD_COUNTS['tcp-send'] + WORKLOAD_COUNTS['tcp-reply'];
+    for (const kernel of ['5.10', '7.3']) {
+      expect(cell(kernel, 'msg_verdict').attach, `${kernel} sk_msg`).toMatchObject({ status: 'attached', target: 'sockmap sock_map sk_msg', runCount: messages });
+      expect(cell(kernel, 'skb_verdict').attach, `${kernel} sk_skb`).toMatchObject({ status: 'attached', runCount: messages });
+      expect(cell(kernel, 'msg_verdict', 'libbpf').attach, `${kernel} libbpf sk_msg`).toMatchObject({ status: 'attached', runCount: messages });
+    }
     // libbpf, in the same guests, attached the same programs (bpf_program__attach, or its API for
     // the default hooks) and agrees with every one of our verdicts.
     for (const k of run.kernels) {
