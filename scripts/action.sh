@@ -110,10 +110,11 @@ install_packages() {
   act node "$setup"
 }
 
-# The action's own dependencies, in the action's own folder (the `prepare` script builds dist/).
+# The action's own dependencies, in the action's own folder; npm runs no install scripts (.npmrc),
+# so dist/ is built here, from the action's folder (the build resolves its entries from there).
 install_node_modules() {
   act npm --prefix "$ACTION_PATH" ci --no-audit --no-fund
-  if [ -z "$DRY_RUN" ] && [ ! -f "$ACTION_PATH/dist/corematrix.cjs" ]; then node "$ACTION_PATH/scripts/build.mjs"; fi
+  if [ -z "$DRY_RUN" ] && [ ! -f "$ACTION_PATH/dist/corematrix.cjs" ]; then (cd "$ACTION_PATH" && node scripts/build.mjs); fi
 }
 
 cache_dir() { printf '%s' "${COREMATRIX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/corematrix}"; }
