@@ -73,9 +73,6 @@ export interface AttachResult {
   note?: string;
 }
 
-/** The check a libbpf cell carries when both loaders attached (or tried to attach) the program. */
-export const ATTACH_CHECK = 'same attach verdict as our loader';
-
 /** Attached, statistics kept, and it never ran: a finding of its own (the hook did not fire). */
 export function neverRan(a: AttachResult | undefined): boolean {
   return a?.status === 'attached' && a.runCount === 0;

@@ -14,6 +14,7 @@ import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { objectsRootNames } from '../core/relo/patch.js';
 import { moduleKey } from '../kernels/modules.js';
+import { attachFailures } from '../loader/attach.js';
 import { Collection, type LoadOptions, type ProgramOutcome } from '../loader/collection.js';
 import { applyObjectConfig, kernelFacts, libbpfSettingsFor, type ObjectConfig, type ObjectConfigFacts } from '../loader/object-config.js';
 import type { LibbpfSettings } from '../reference/libbpf.js';
@@ -23,7 +24,7 @@ import { finitModule, ioctlBuffer, powerOff, unameRelease, unameVersion, vmlinux
 import { moduleNeedOn, moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, STEP_BUDGETS, type RunManifest } from './manifest.js';
 import { Watchdog } from './watchdog.js';
-import { attachAndRun, type AttachRunSummary } from './attach-run.js';
+import { attachAndRun, type AttachRunSummary, type Workload } from './attach-run.js';
 import { runWorkload } from './workload.js';
 
 const PORT = process.env.CM_RESULT_PORT ?? '/dev/ttyS1';
@@ -99,6 +100,17 @@ async function main(): Promise<number> {
         if (manifest.faults?.blockInLoad?.program === program) blockFor(manifest.faults.blockInLoad.ms);
         load();
       });
+    };
+    /** A synchronous attach as a named step the watchdog beats for (a kprobe.multi over many functions takes a while under TCG). */
+    const attachStep = (s: AgentStep) => (attach: () => void) => {
+      stepTo(s);
+      dog.blocking(describeStep(s), budgets.loadMs, attach);
+    };
+    /** The standard workload with an object's config commands, as a named step (async: heartbeats go on by themselves). */
+    const workloadFor = (s: AgentStep, commands: string[] = []): Workload => async (hooks) => {
+      stepTo(s);
+      const w = await runWorkload({ commands, timeoutMs: WORKLOAD_WAIT_MS, ...hooks });
+      return `workload ${w.ok ? 'ok' : 'had failures'} in ${w.ms} ms`;
     };
     const kernel: KernelInfo = { ...manifest.kernel, release };
     // The kernel's own BTF, else the file the host made from its DWARF (btf_custom_path style).
@@ -242,7 +254,7 @@ async function main(): Promise<number> {
           });
           const tLoaded = performance.now();
           stepTo({ ...unit, phase: 'attach' });
-          st.attachErrors = coll.attachAll().failures;
+          st.attachErrors = attachFailures(coll.attachAll());
           const tAttached = performance.now();
           stepTo({ ...unit, phase: 'run' });
           const bad = coll.outcomes.find((o) => o.status !== 'loaded');
@@ -314,17 +326,7 @@ async function main(): Promise<number> {
     for (const [i, o] of manifest.objects.entries()) {
       const unit = { unit: `object:${o.name}`, object: o.name, index: states.size + i + 1, total: totalUnits };
       stepTo({ ...unit, phase: 'load' });
-      const attachRun = async (coll: Collection) => {
-        // Attaching is synchronous syscalls (a kprobe.multi over many functions takes a while
-        // under TCG): one blocking step. The workload is async: heartbeats go on by themselves.
-        const s: AgentStep = { ...unit, phase: 'attach' };
-        stepTo(s);
-        return attachAndRun(coll, async (hooks) => {
-          stepTo({ ...unit, phase: 'run' });
-          const w = await runWorkload({ commands: o.config?.workload ?? [], timeoutMs: WORKLOAD_WAIT_MS, ...hooks });
-          return `workload ${w.ok ? 'ok' : 'had failures'} in ${w.ms} ms`;
-        }, (attach) => dog.blocking(describeStep(s), budgets.loadMs, attach));
-      };
+      const attachRun = (coll: Collection) => attachAndRun(coll, workloadFor({ ...unit, phase: 'run' }, o.config?.workload), attachStep({ ...unit, phase: 'attach' }));
       const cells = await objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts, attachRun);
       programCounts.set(o.path, cells.length);
       oursAttach.set(o.path, new Map(cells.flatMap((c) => (c.attach ? [[c.program, c.attach] as const] : []))));
@@ -370,26 +372,16 @@ async function main(): Promise<number> {
         stepTo(s);
         // Users' objects stay loaded by libbpf, to be attached and run like ours were.
         const user = o.suite.startsWith('object:');
-        let configured: ReturnType<typeof configuredFor> | undefined;
-        const { cells, live } = dog.blocking(describeStep(s), budgets.loadMs * 2 * Math.max(1, o.programCount), () => {
+        const { cells, live, spec } = dog.blocking(describeStep(s), budgets.loadMs * 2 * Math.max(1, o.programCount), () => {
           // Both loaders get the same configuration: ours the configured object, libbpf its setters.
-          configured = o.config ? configuredFor(o.path, o.name, o.config, configFacts()) : undefined;
+          const configured = o.config ? configuredFor(o.path, o.name, o.config, configFacts()) : undefined;
           return referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), ...(configured ? { configured } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names), keepReference: user });
         });
         if (live) {
           try {
-            const spec = configured?.spec ?? tryParse(o.path, o.name);
-            if (spec) {
-              const a: AgentStep = { ...s, phase: 'attach' };
-              stepTo(a);
-              await libbpfAttachRun(live, spec, cells, oursAttach.get(o.path), {
-                around: (f) => dog.blocking(describeStep(a), budgets.loadMs, f),
-                workload: async (hooks) => {
-                  stepTo({ ...s, phase: 'run' });
-                  await runWorkload({ commands: o.config?.workload ?? [], timeoutMs: WORKLOAD_WAIT_MS, ...hooks });
-                },
-              });
-            }
+            // The object as our reader parsed it for the comparison (libbpf-only runs parse it here).
+            const parsed = spec ?? tryParse(o.path, o.name);
+            if (parsed) await libbpfAttachRun(live, parsed, cells, oursAttach.get(o.path), { around: attachStep({ ...s, phase: 'attach' }), workload: workloadFor({ ...s, phase: 'run' }, o.config?.workload) });
           } finally {
             live.close();
           }
@@ -428,7 +420,7 @@ async function main(): Promise<number> {
  */
 async function objectCells(
   o: RunManifest['objects'][number], kernel: KernelInfo, opts: Omit<LoadOptions, 'sha256'>, facts: () => ObjectConfigFacts,
-  attachRun: (coll: Collection) => Promise<{ reports: Map<string, AttachResult>; summary: AttachRunSummary }>,
+  attachRun: (coll: Collection) => Promise<{ results: Map<string, AttachResult>; summary: AttachRunSummary }>,
 ): Promise<CellResult[]> {
   const t = performance.now();
   const object = { name: o.name, sha256: o.sha256 };
@@ -456,7 +448,7 @@ async function objectCells(
     let attach: Map<string, AttachResult> | undefined;
     if (outcomes.some((p) => p.status === 'loaded')) {
       const r = await attachRun(coll);
-      attach = r.reports;
+      attach = r.results;
       send({ t: 'log', level: 'info', msg: `agent: ${o.name}: ${r.summary.attached} attached; ${r.summary.workload ?? 'no workload (nothing attached)'}; run statistics ${r.summary.statsVia ?? 'unavailable'}; ${r.summary.ms} ms` });
     }
     return outcomes.map((p) => {

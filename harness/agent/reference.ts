@@ -6,11 +6,8 @@ import { readFileSync } from 'node:fs';
 import { differential, type DifferentialOptions } from '../reference/differential.js';
 import { loadWithLibbpf, type ReferenceLoad } from '../reference/libbpf.js';
 import type { ObjectSpec } from '../core/object/types.js';
-import { withDefaultCongestionControl } from '../loader/struct-ops.js';
-import { BpfMap, MapType } from '../runtime/index.js';
-import { feedInto } from './attach-run.js';
-import type { WorkloadOptions } from './workload.js';
-import { attachCheck, attachWithLibbpf, libbpfRunCounts } from '../reference/libbpf-attach.js';
+import { runUnder, type Workload } from './attach-run.js';
+import { attachWithLibbpf, libbpfProgramInfo } from '../reference/libbpf-attach.js';
 import { RESULT_SCHEMA, type AttachResult, type CellResult, type KernelInfo } from '../results.js';
 import { DEFAULTS } from '../loader/attach.js';
 import { interfaceIndex } from '../runtime/netlink.js';
@@ -27,7 +24,7 @@ export interface ReferenceObject {
  * The libbpf cells of one object. With `keepReference`, libbpf's load stays open and is returned
  * as `live` (the caller attaches, runs and closes it); otherwise everything is closed.
  */
-export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'libbpf' | 'both', opts: Omit<DifferentialOptions, 'programs'>): { cells: CellResult[]; live?: ReferenceLoad } {
+export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'libbpf' | 'both', opts: Omit<DifferentialOptions, 'programs'>): { cells: CellResult[]; live?: ReferenceLoad; spec?: ObjectSpec } {
   const base = (program: string): CellResult => ({
     schema: RESULT_SCHEMA, kernel, suite: o.suite, program, loader: 'libbpf', object: { name: o.name, sha256: o.sha256 },
     verdict: 'pass', relocations: [], externs: [], checks: [], timings: { loadMs: 0, runMs: 0 },
@@ -69,7 +66,7 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
       }
       return cell;
     });
-    return { cells, ...(d.live ? { live: d.live } : {}) };
+    return { cells, ...(d.live ? { live: d.live } : {}), ...(d.spec ? { spec: d.spec } : {}) };
   } catch (e) {
     const cell = base('(object)');
     cell.verdict = 'error';
@@ -79,78 +76,37 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
 }
 
 /**
- * libbpf attaches what it loaded (reference/libbpf-attach.ts), the workload runs once under it,
- * and each libbpf cell gets its attach result with libbpf's run counts and a check against our
- * attach verdict for the same program; a disagreement fails the cell. `live` stays open (the caller closes it).
+ * libbpf attaches what it loaded (reference/libbpf-attach.ts) and the workload runs under it, as
+ * under ours (attach-run.ts); each libbpf cell gets libbpf's attach result, and a verdict that
+ * differs from ours for the same program fails the cell, naming both. `live` stays open (the
+ * caller closes it).
  */
 export async function libbpfAttachRun(
   live: ReferenceLoad, spec: ObjectSpec, cells: CellResult[], ours: ReadonlyMap<string, AttachResult> | undefined,
-  o: { around: (attach: () => void) => void; workload: (hooks: { onTcpConnection?: WorkloadOptions['onTcpConnection'] }) => Promise<void> },
+  o: { around: (attach: () => void) => void; workload: Workload },
 ): Promise<void> {
   let att: ReturnType<typeof attachWithLibbpf> | undefined;
-  const before = availableCongestionControls();
-  o.around(() => {
-    // The same defaults our attacher uses (loader/attach.ts), through libbpf's own API.
-    att = attachWithLibbpf(live, spec.programs, { structOps: spec.structOps, ifindexLo: () => interfaceIndex(DEFAULTS.interface), cgroupDir: DEFAULTS.cgroup, netfilter: DEFAULTS.netfilter });
-  });
   try {
-    const { attachments } = att!;
-    if ([...attachments.values()].some((x) => x.verdict.status === 'attached')) {
-      // A TCP congestion control libbpf registered (new in the kernel's list) carries the workload's connections.
-      const [cc] = registeredCongestionControls(before);
-      // The workload's TCP connections go into the sockmaps libbpf attached programs to, as ours did.
-      const feeds = [...attachments].flatMap(([program, x]) => {
-        const name = x.verdict.status === 'attached' && x.verdict.target?.startsWith('sockmap ') ? x.verdict.target.split(' ')[1]! : undefined;
-        const fd = name ? live.mapFd(program, name) : undefined;
-        if (fd === undefined || fd < 0) return [];
-        // A view of libbpf's map for its sizes and updates; libbpf owns the fd (never closed here).
-        const i = new BpfMap(fd, MapType.UNSPEC, 0, 0, 0, 0, name!).info();
-        return [feedInto(new BpfMap(fd, i.type, i.keySize, i.valueSize, i.maxEntries, i.flags, name!))];
+    const { results } = await runUnder(() => {
+      o.around(() => {
+        // The same defaults our attacher uses (loader/attach.ts), through libbpf's own API.
+        att = attachWithLibbpf(live, spec.programs, { structOps: spec.structOps, ifindexLo: () => interfaceIndex(DEFAULTS.interface), cgroupDir: DEFAULTS.cgroup, netfilter: DEFAULTS.netfilter });
       });
-      const run = () => o.workload(feeds.length ? { onTcpConnection: (a, b, n) => feeds.forEach((f) => f(a, b, n)) } : {});
-      await (cc ? withDefaultCongestionControl(cc, run) : run());
-    }
-    const notes = new Map<string, string>();
-    for (const [name, x] of attachments) {
-      if (!x.exercise || x.verdict.status !== 'attached') continue;
-      try {
-        notes.set(name, x.exercise());
-      } catch (e) {
-        notes.set(name, `running it failed: ${(e as Error).message.split('\n')[0]}`);
-      }
-    }
-    const counts = libbpfRunCounts(live);
+      return att!.attachments;
+    }, (name) => libbpfProgramInfo(live, name), o.workload);
     for (const cell of cells) {
-      const x = attachments.get(cell.program);
-      if (!x) continue;
-      const a: AttachResult = { ...x.verdict };
-      if (x.verdict.status === 'attached') Object.assign(a, counts.get(cell.program));
-      const note = notes.get(cell.program) ?? x.notCompared;
-      if (note) a.note = note;
+      const a = results.get(cell.program);
+      if (!a) continue;
+      const notCompared = att!.attachments.get(cell.program)?.notCompared;
+      if (notCompared) a.note ??= notCompared;
       cell.attach = a;
-      const check = attachCheck(ours?.get(cell.program), a, x.notCompared);
-      if (!check) continue;
-      cell.checks.push(check);
-      if (!check.ok && cell.verdict === 'pass') {
+      const mine = ours?.get(cell.program);
+      if (mine && !notCompared && mine.status !== a.status && cell.verdict === 'pass') {
         cell.verdict = 'fail';
-        cell.reason = `attach differs: libbpf ${check.observed}${a.reason ? ` (${a.reason})` : ''}, ours ${check.truth}${ours?.get(cell.program)?.reason ? ` (${ours.get(cell.program)!.reason})` : ''}`;
+        cell.reason = `attach differs: libbpf ${a.status}${a.reason ? ` (${a.reason})` : ''}, ours ${mine.status}${mine.reason ? ` (${mine.reason})` : ''}`;
       }
     }
   } finally {
     att?.detach();
   }
-}
-
-const AVAILABLE_CC = '/proc/sys/net/ipv4/tcp_available_congestion_control';
-/** The kernel's registered TCP congestion controls. */
-function availableCongestionControls(): string[] {
-  try {
-    return readFileSync(AVAILABLE_CC, 'utf8').trim().split(/\s+/);
-  } catch {
-    return [];
-  }
-}
-/** Congestion controls registered since `before` was read. */
-function registeredCongestionControls(before: readonly string[]): string[] {
-  return availableCongestionControls().filter((c) => !before.includes(c));
 }

@@ -15,6 +15,7 @@ import { CoreMatrixError } from '../core/errors.js';
 import type { KconfigFacts } from '../core/kconfig.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import { readTargetBtf } from '../core/relocate.js';
+import { attachFailures } from '../loader/attach.js';
 import { Collection, type ProgramOutcome } from '../loader/collection.js';
 import { compareOutcomes, type XlatedDiff } from '../reference/compare.js';
 import { loadWithLibbpf, OPEN_OPTS, type ReferenceOutcome } from '../reference/libbpf.js';
@@ -183,7 +184,7 @@ const KEY0 = new Uint8Array(4);
 
 /** Our loader: load against the target's BTF, attach, run once; the output bytes. */
 function runOurs(coll: Collection, layout: DataLayout): Uint8Array {
-  const { failures } = coll.attachAll();
+  const failures = attachFailures(coll.attachAll());
   if (failures.length) throw new CoreMatrixError(`our attach of ${failures[0]!.program}: ${failures[0]!.reason}`);
   if (coll.links.length === 0) throw new CoreMatrixError(`${coll.spec.source}: no program was attached`);
   const mapName = coll.locateVar('data').map.name;

@@ -34,6 +34,21 @@ export interface Attachment {
    * test-run): called after the workload; returns a note on what it did.
    */
   exercise?: () => string;
+  /** The sockmap or sockhash an sk_skb/sk_msg program was attached to: the workload puts its connections there. */
+  sockmap?: SocketMap;
+}
+
+/** A map the workload's TCP sockets can be put into (fds as values, consecutive integers as keys). */
+export interface SocketMap {
+  name: string;
+  keySize: number;
+  valueSize: number;
+  update(key: Uint8Array, value: Uint8Array): void;
+}
+
+/** The attach failures among `verdicts` (what suites check). */
+export function attachFailures(verdicts: ReadonlyMap<string, Attachment>): { program: string; reason: string }[] {
+  return [...verdicts].filter(([, a]) => a.verdict.status === 'failed').map(([program, a]) => ({ program, reason: a.verdict.reason ?? 'attach failed' }));
 }
 
 export interface AttachEnv {
@@ -217,11 +232,11 @@ function attachToSockmap(p: ProgramSpec, prog: Program, env: AttachEnv): Attachm
   const map = [...env.maps.values()].find((m) => m.type === MapType.SOCKMAP || m.type === MapType.SOCKHASH);
   if (!map) return notAttachable(`${p.kind}: attaches to a sockmap or sockhash, and the object has none`);
   const type = p.expectedAttachType ?? (p.type === ProgType.SK_MSG ? AttachType.SK_MSG_VERDICT : AttachType.SK_SKB_STREAM_VERDICT);
-  return attached(attachSockmap(prog, { fd: map.fd, name: map.name }, type));
+  return { ...attached(attachSockmap(prog, { fd: map.fd, name: map.name }, type)), sockmap: map };
 }
 
 /** Attaches to a hook that holds one program, unless another program of the object holds it already. */
-export function exclusively(hook: string, p: ProgramSpec, env: Pick<AttachEnv, 'exclusive'>, attach: () => Attachment): Attachment {
+export function exclusively<A extends Attachment>(hook: string, p: ProgramSpec, env: Pick<AttachEnv, 'exclusive'>, attach: () => A): A | Attachment {
   const holder = env.exclusive.get(hook);
   if (holder) return notAttachable(`${hook} holds one program, and ${holder} of this object is attached there`);
   const a = attach();

@@ -605,21 +605,14 @@ export class Collection {
   }
 
   /** Attaches every loaded program that has an attach point; returns what failed. */
-  /**
-   * Attaches every loaded program (loader/attach.ts); the links stay open until close(). Returns
-   * each program's verdict; the ones that failed are also in `failures` (what suites check).
-   */
-  attachAll(): { verdicts: Map<string, Attachment>; failures: { program: string; reason: string }[] } {
+  /** Attaches every loaded program (loader/attach.ts); the links stay open until close(). Returns each program's verdict. */
+  attachAll(): Map<string, Attachment> {
     const verdicts = new Map<string, Attachment>();
-    const failures: { program: string; reason: string }[] = [];
     const env = { maps: this.maps, cookies: this.externs.some((e) => e.name === 'LINUX_HAS_BPF_COOKIE' && (e.value === 1 || e.value === true)), exclusive: new Map<string, string>() };
     // struct_ops: registered per map (struct-ops.ts); every program of a table gets its map's verdict.
     for (const r of registerStructOps(this.structOpsPlans, this.maps, this.programs)) {
       if (r.link) this.links.push(r.link);
-      for (const p of r.programs) {
-        verdicts.set(p, { verdict: { ...r.verdict } });
-        if (r.verdict.status === 'failed') failures.push({ program: p, reason: r.verdict.reason ?? 'struct_ops registration failed' });
-      }
+      for (const p of r.programs) verdicts.set(p, { verdict: { ...r.verdict } });
     }
     for (const p of this.spec.programs) {
       const prog = this.programs.get(p.name);
@@ -627,9 +620,8 @@ export class Collection {
       const a = attachProgram(p, prog, env);
       if (a.link) this.links.push(a.link);
       verdicts.set(p.name, a);
-      if (a.verdict.status === 'failed') failures.push({ program: p.name, reason: a.verdict.reason ?? 'attach failed' });
     }
-    return { verdicts, failures };
+    return verdicts;
   }
 }
 

@@ -49,11 +49,6 @@ export interface StructOpsPlan {
   skipped: string[];
   /** The kernel has struct_ops links (its BTF has `struct bpf_struct_ops_link`, 6.4+). */
   kernelHasLinks: boolean;
-  /**
-   * The ops' own `name` member, when the kernel's struct has one (a TCP congestion control's name:
-   * what tcp_available_congestion_control lists and TCP_CONGESTION selects once it is registered).
-   */
-  opsName?: string;
 }
 
 function structByName(btf: Btf, name: string): number | undefined {
@@ -138,19 +133,7 @@ export function planStructOps(table: StructOpsSpec, objBtf: Btf, kernelBtf: Btf,
     }
     template.set(bytes, kOff);
   }
-  // The ops' name, as the kernel will read it from the value.
-  const nameMember = kernelStruct.members.find((k) => k.name === 'name');
-  let opsName: string | undefined;
-  if (nameMember) {
-    const t = kb.type(kb.skipModsAndTypedefs(nameMember.type));
-    if (t.kind === Kind.ARRAY && kb.sizeOf(t.type) === 1) {
-      const raw = template.subarray(dataOffset + nameMember.bitOffset / 8, dataOffset + nameMember.bitOffset / 8 + t.nelems);
-      const end = raw.indexOf(0);
-      opsName = new TextDecoder().decode(end < 0 ? raw : raw.subarray(0, end));
-    }
-  }
   return {
-    ...(opsName ? { opsName } : {}),
     name: table.name, struct, link: table.section === '.struct_ops.link',
     valueTypeId, valueSize, kernelStructId, dataOffset, template, slots, skipped,
     kernelHasLinks: structByName(kb, 'bpf_struct_ops_link') !== undefined,
@@ -244,9 +227,20 @@ function register(plan: StructOpsPlan, map: BpfMap, programs: ReadonlyMap<string
 
 const DEFAULT_CONGESTION_CONTROL = '/proc/sys/net/ipv4/tcp_congestion_control';
 
-/** The TCP congestion controls among `plans` (their ops names), for a workload to run them. */
-export function tcpCongestionControls(plans: readonly StructOpsPlan[]): string[] {
-  return plans.filter((p) => p.struct === 'tcp_congestion_ops' && p.opsName).map((p) => p.opsName!);
+const AVAILABLE_CONGESTION_CONTROL = '/proc/sys/net/ipv4/tcp_available_congestion_control';
+
+/** The TCP congestion controls the kernel has registered (what TCP_CONGESTION can select). */
+export function availableCongestionControls(): string[] {
+  try {
+    return readFileSync(AVAILABLE_CONGESTION_CONTROL, 'utf8').trim().split(/\s+/);
+  } catch {
+    return [];
+  }
+}
+
+/** Congestion controls registered since `before` was read: the kernel's own word on what an attach registered. */
+export function registeredCongestionControls(before: readonly string[]): string[] {
+  return availableCongestionControls().filter((c) => !before.includes(c));
 }
 
 /**

@@ -43,6 +43,8 @@ export interface DifferentialResult {
   referenceMs: number;
   /** libbpf's load, still open, when `keepReference` was asked and libbpf could open the object. */
   live?: ReferenceLoad;
+  /** The object as our reader parsed it (and our loader loaded it), when it could. */
+  spec?: ObjectSpec;
 }
 
 /**
@@ -100,5 +102,5 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
   for (const r of ref.outcomes) {
     if (!ours.some((p) => p.name === r.name)) comparisons.push(compareOutcomes({ name: r.name, status: 'error', reason: unreadable ?? 'our loader has no such program' }, r));
   }
-  return { object: name, ours, reference: ref.outcomes, comparisons, oursMs: Math.round(t1 - t0), referenceMs: Math.round(t2 - t1), ...(live ? { live } : {}) };
+  return { object: name, ours, reference: ref.outcomes, comparisons, oursMs: Math.round(t1 - t0), referenceMs: Math.round(t2 - t1), ...(live ? { live } : {}), ...(spec ? { spec } : {}) };
 }

@@ -11,21 +11,20 @@ import { CoreMatrixError } from '../core/errors.js';
 import { MapType } from '../core/object/maps.js';
 import { AttachType, ProgType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
-import { CGROUP_PROGRAM_TYPES, exclusively, type AttachVerdict } from '../loader/attach.js';
+import { CGROUP_PROGRAM_TYPES, exclusively, type Attachment } from '../loader/attach.js';
 import { ensureCgroup2 } from '../runtime/attach-net.js';
 import { openCpuClock, readIterFd } from '../runtime/attach-trace.js';
 import { onlineCpus } from '../runtime/facts.js';
+import { BpfMap } from '../runtime/map.js';
 import { Program } from '../runtime/program.js';
 import { untrackFd } from '../runtime/fds.js';
 import { close, errnoName, errnoNumber, NativeMem } from '../runtime/sys.js';
-import { ATTACH_CHECK, type AttachResult, type Check } from '../results.js';
 import type { ReferenceLoad } from './libbpf.js';
 
-export interface LibbpfAttachment {
-  verdict: AttachVerdict;
+/** An attachment made by libbpf (what ours makes, loader/attach.ts), maybe marked as not comparable. */
+export interface LibbpfAttachment extends Attachment {
   /** Set when libbpf's version offers no API for this family: the verdict is not a comparison. */
   notCompared?: string;
-  exercise?: () => string;
 }
 
 interface AttachApi {
@@ -170,12 +169,13 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
     return m;
   }
 
-  /** The object's sockmap or sockhash as libbpf created it. */
-  function sockmapOf(): { fd: number; name: string } | undefined {
-    const names = ref.maps.filter((m) => m.type === MapType.SOCKMAP || m.type === MapType.SOCKHASH).map((m) => m.name);
-    const name = names[0];
+  /** The object's sockmap or sockhash as libbpf created it: a view over libbpf's fd (libbpf owns it: never closed here). */
+  function sockmapOf(): BpfMap | undefined {
+    const name = ref.maps.find((m) => m.type === MapType.SOCKMAP || m.type === MapType.SOCKHASH)?.name;
     const fd = name === undefined || !current ? undefined : ref.mapFd(current.name, name);
-    return fd === undefined || fd < 0 ? undefined : { fd, name: name! };
+    if (fd === undefined || fd < 0) return undefined;
+    const i = new BpfMap(fd, MapType.UNSPEC, 0, 0, 0, 0, name!).info();
+    return new BpfMap(fd, i.type, i.keySize, i.valueSize, i.maxEntries, i.flags, name!);
   }
 
   /** tc on lo: `SEC("tcx/…")` through bpf_program__attach_tcx, `SEC("tc")` through libbpf's clsact hook + cls_bpf filter (as their tools do). */
@@ -248,7 +248,7 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
         };
       case ProgType.XDP:
         if (p.expectedAttachType === AttachType.XDP_DEVMAP || p.expectedAttachType === AttachType.XDP_CPUMAP) break;
-        return asLibbpf(exclusively('xdp lo', p, { exclusive }, () => fromLibbpf(keep(a.attachXdp(prog, env.ifindexLo()), 'bpf_program__attach_xdp', 'xdp lo'))));
+        return exclusively('xdp lo', p, { exclusive }, () => keep(a.attachXdp(prog, env.ifindexLo()), 'bpf_program__attach_xdp', 'xdp lo'));
       case ProgType.SK_LOOKUP:
       case ProgType.FLOW_DISSECTOR: {
         const netns = () => {
@@ -259,7 +259,7 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
             closeSync(fd);
           }
         };
-        return p.type === ProgType.FLOW_DISSECTOR ? asLibbpf(exclusively('flow_dissector netns', p, { exclusive }, () => fromLibbpf(netns()))) : netns();
+        return p.type === ProgType.FLOW_DISSECTOR ? exclusively('flow_dissector netns', p, { exclusive }, netns) : netns();
       }
       case ProgType.SCHED_CLS:
         if (p.expectedAttachType === AttachType.NETKIT_PRIMARY || p.expectedAttachType === AttachType.NETKIT_PEER) break;
@@ -273,7 +273,7 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
         const rc = a.progAttach(progFd, map.fd, type, 0);
         if (rc < 0) return { verdict: { status: 'failed', via: 'bpf_prog_attach', reason: `bpf_prog_attach to map ${map.name}: ${errnoName(-rc)}` } };
         undo.push(() => a.progDetach2(progFd, map.fd, type));
-        return { verdict: { status: 'attached', via: 'bpf_prog_attach', target: `sockmap ${map.name}` } };
+        return { verdict: { status: 'attached', via: 'bpf_prog_attach', target: `sockmap ${map.name}` }, sockmap: map };
       }
       case ProgType.NETFILTER: {
         if (!a.attachNetfilter) return { verdict: { status: 'not-attachable', reason: `${ref.libbpf} has no bpf_program__attach_netfilter` }, notCompared: 'libbpf before 1.2 cannot attach netfilter programs' };
@@ -290,35 +290,9 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
   }
 }
 
-/** The shared one-program-per-hook rule (loader/attach.ts) speaks Attachment; these two carry a libbpf verdict through it. */
-const fromLibbpf = (x: LibbpfAttachment) => ({ verdict: x.verdict, ...(x.exercise ? { exercise: x.exercise } : {}) });
-const asLibbpf = (x: { verdict: AttachVerdict; exercise?: () => string }): LibbpfAttachment => x;
-
-/** How often each program libbpf loaded has run (bpf_prog_info run_cnt / run_time_ns). */
-export function libbpfRunCounts(ref: ReferenceLoad): Map<string, { runCount?: number; runTimeNs?: number }> {
-  const a = api(ref.so);
-  const out = new Map<string, { runCount?: number; runTimeNs?: number }>();
-  for (const { name, prog } of ref.loaded) {
-    // A handle over libbpf's fd for BPF_OBJ_GET_INFO_BY_FD only: never closed here (libbpf owns it).
-    const info = new Program(a.programFd(prog), 0, name, '').info();
-    out.set(name, { ...(info.runCnt !== undefined ? { runCount: Number(info.runCnt) } : {}), ...(info.runTimeNs !== undefined ? { runTimeNs: Number(info.runTimeNs) } : {}) });
-  }
-  return out;
-}
-
-/**
- * libbpf's attach verdict held against ours for the same program in the same guest: a check on the
- * libbpf cell, on the status (attached, failed, not attachable). Whether each ran under its own
- * run of the workload is in each cell's attach result and the diff's rows, not judged here (a hook
- * may fire in one run and not the other).
- */
-export function attachCheck(ours: AttachResult | undefined, theirs: AttachResult, notCompared?: string): Check | undefined {
-  if (!ours || notCompared) return undefined;
-  return {
-    name: ATTACH_CHECK,
-    observed: theirs.status,
-    truth: ours.status,
-    ok: ours.status === theirs.status,
-    source: `libbpf ${theirs.via ?? ''} vs our ${ours.via ?? 'attacher'}, in this guest`.replace(/\s+/g, ' '),
-  };
+/** The kernel's info on a program libbpf loaded (its run counts among it), or undefined. */
+export function libbpfProgramInfo(ref: ReferenceLoad, program: string): ReturnType<Program['info']> | undefined {
+  const loaded = ref.loaded.find((l) => l.name === program);
+  // A handle over libbpf's fd for BPF_OBJ_GET_INFO_BY_FD only: never closed here (libbpf owns it).
+  return loaded ? new Program(api(ref.so).programFd(loaded.prog), 0, program, '').info() : undefined;
 }

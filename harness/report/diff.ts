@@ -5,7 +5,7 @@
 // reason), and anything else is flagged as unexpected. Plain data in, plain data out.
 
 import type { RelocationRecord } from '../core/relo/report.js';
-import { ATTACH_CHECK, neverRan, type CellResult, type KernelRun, type LoaderName, type RunReport } from '../results.js';
+import { neverRan, type CellResult, type KernelRun, type LoaderName, type RunReport } from '../results.js';
 import { compareXlated } from '../reference/compare.js';
 
 export type FindingClass =
@@ -305,8 +305,7 @@ export function diffKernels(run: RunReport): KernelDiff {
     rows.push(...checkRows.values());
     const ran = list.filter(([, c]) => c.verdict === 'pass' || c.verdict === 'fail').map(([id]) => id);
     for (const [name, ids] of checkNames) {
-      // The attach comparison exists only where a program was loaded and attached.
-      const off = ran.filter((id) => !ids.includes(id) && !(name === ATTACH_CHECK && !cells.get(id)!.attach));
+      const off = ran.filter((id) => !ids.includes(id));
       if (off.length) unexpected.push({ class: 'unexpected', cell, what: `check ${name} ran on ${ids.join(', ')} only, not on ${off.join(', ')}`, kernels: off });
     }
 
