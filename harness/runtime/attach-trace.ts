@@ -46,27 +46,37 @@ const ITER_CREATE = layout('BPF_ITER_CREATE', ['union bpf_attr', 'iter_create.']
 const ENABLE_STATS = layout('BPF_ENABLE_STATS', ['union bpf_attr', 'enable_stats.'], 4, { type: [0, 4] });
 
 
+let traceable: string[] | undefined;
 /**
- * The kernel functions a kprobe.multi pattern names: the traceable functions
- * (tracefs available_filter_functions, "name" or "name [module]") matching the glob, each once,
- * as libbpf resolves a pattern.
+ * The kernel's traceable functions (tracefs available_filter_functions, "name" or "name [module]"),
+ * each once, read once per process: the file is megabytes, and an object may hold many multi-probes.
+ * Names with a '.' are compiler clones (foo.isra.0), which the multi-kprobe interface refuses.
  */
-export function kprobeMultiSymbols(pattern: string): string[] {
+function traceableFunctions(): string[] {
+  if (traceable) return traceable;
   const file = `${tracefs()}/available_filter_functions`;
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new CoreMatrixError(`kprobe.multi ${pattern}: cannot read ${file}: ${(e as Error).message.split('\n')[0]}`);
+    throw new CoreMatrixError(`cannot read ${file}: ${(e as Error).message.split('\n')[0]}`);
   }
-  const re = globToRegExp(pattern);
-  const seen = new Set<string>();
+  const names = new Set<string>();
   for (const line of text.split('\n')) {
     const name = line.split(/\s/, 1)[0]!;
-    // Names with a '.' are compiler clones (foo.isra.0) the multi-kprobe interface refuses.
-    if (name && !name.includes('.') && re.test(name)) seen.add(name);
+    if (name && !name.includes('.')) names.add(name);
   }
-  return [...seen];
+  return (traceable = [...names]);
+}
+
+/** The kernel functions a kprobe.multi pattern names, as libbpf resolves a pattern. */
+export function kprobeMultiSymbols(pattern: string): string[] {
+  const re = globToRegExp(pattern);
+  try {
+    return traceableFunctions().filter((n) => re.test(n));
+  } catch (e) {
+    throw new CoreMatrixError(`kprobe.multi ${pattern}: ${(e as Error).message.split('\n')[0]}`);
+  }
 }
 
 /** kprobe.multi / kretprobe.multi / kprobe.session on every function the pattern matches, one link. */
