@@ -17,15 +17,20 @@ export function cacheDir(...sub: string[]): string {
 
 const MKDIR_WHY: Record<string, string> = { EROFS: 'the file system is read-only', EACCES: 'permission denied', EPERM: 'permission denied', ENOTDIR: 'a part of the path is a file', ENOSPC: 'no space left', EEXIST: 'a file of that name exists' };
 
-/** mkdir -p, with a failure as one line: which folder, why, and what to do. */
-export function ensureDir(dir: string, what: string, hint: string): void {
+/** mkdir -p, with a failure as one line: which folder, why (and what to do). Returns the first folder it made, if any. */
+export function ensureDir(dir: string, what: string, hint?: string): string | undefined {
   try {
-    mkdirSync(dir, { recursive: true });
+    return mkdirSync(dir, { recursive: true });
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (!e.code) throw err;
-    throw new UsageError(`${what}: cannot create ${e.path ?? dir} (${MKDIR_WHY[e.code] ?? e.code}); ${hint}`);
+    throw mkdirFailure(err, what, dir, hint);
   }
+}
+
+/** A failed mkdir as one line naming `what`, the folder and why; anything but an errno error is returned as it is. */
+export function mkdirFailure(err: unknown, what: string, dir: string, hint?: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (!e.code) return err;
+  return new UsageError(`${what}: cannot create ${e.path ?? dir} (${MKDIR_WHY[e.code] ?? e.code})${hint ? `; ${hint}` : ''}`);
 }
 
 /** The repository root (works from harness/*.ts under vitest and from the dist/ bundles). */

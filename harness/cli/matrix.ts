@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../core/errors.js';
-import { repoRoot, writeFileAtomic } from '../paths.js';
+import { ensureDir, mkdirFailure, repoRoot, writeFileAtomic } from '../paths.js';
 import type { RunReport } from '../results.js';
 import type { Command } from './command.js';
 import { tryLock } from '../lock.js';
@@ -250,13 +250,10 @@ export const matrixCommand: Command = {
         // Node's recursive mkdir never returns under /proc (it spins at 100 % CPU): refuse both
         // kernel file systems before touching them.
         if (/^\/(proc|sys)(\/|$)/.test(outDir)) throw new UsageError(`--out ${values.out}: ${outDir.split('/')[1]} is a kernel file system, not a place for reports`);
-        made = mkdirSync(outDir, { recursive: true }) !== undefined;
+        made = ensureDir(outDir, `--out ${values.out}`) !== undefined;
       } else ({ dir: outDir, runId } = claimRunDir(join(repoRoot(), 'reports'), runId));
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      if (!e.code) throw err;
-      const why = { EROFS: 'the file system is read-only', EACCES: 'permission denied', EPERM: 'permission denied', ENOTDIR: 'a part of the path is a file', ENOSPC: 'no space left', EEXIST: 'a file of that name exists' }[e.code] ?? e.code;
-      throw new UsageError(`${values.out !== undefined ? `--out ${values.out}` : 'reports folder'}: cannot create ${e.path ?? 'it'} (${why})`);
+      throw mkdirFailure(err, 'reports folder', join(repoRoot(), 'reports'));
     }
     // Held until the process exits (also after an error or a signal); a killed run's lock is stale.
     process.on('exit', lockOutDir(outDir));
