@@ -210,11 +210,12 @@ export function forgetFileHash(path: string): void {
   if (stale.length) writeFileAtomic(memoFile(), JSON.stringify(memo));
 }
 
-/** The entries of the base layer, with host sources not yet stripped. */
-export function baseEntries(variant: BaseVariant): { entries: CpioEntry[]; node?: string } {
-  const entries: CpioEntry[] = [];
-  for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'run', 'root', 'etc', 'usr', 'lib', 'lib64', 'boot'])
-    entries.push({ kind: 'dir', path: d });
+/**
+ * The skeleton every guest root starts from: `dirs`, /tmp sticky, sbin and usr/{bin,sbin} as links
+ * to bin (busybox's applets live there), a root user and the hostname.
+ */
+export function rootSkeleton(dirs: readonly string[]): CpioEntry[] {
+  const entries: CpioEntry[] = dirs.map((d): CpioEntry => ({ kind: 'dir', path: d }));
   entries.push({ kind: 'dir', path: 'tmp', mode: 0o1777 });
   entries.push({ kind: 'symlink', path: 'sbin', target: 'bin' });
   entries.push({ kind: 'symlink', path: 'usr/bin', target: '../bin' });
@@ -222,6 +223,12 @@ export function baseEntries(variant: BaseVariant): { entries: CpioEntry[]; node?
   entries.push({ kind: 'file', path: 'etc/passwd', data: 'root:x:0:0:root:/root:/bin/sh\n' });
   entries.push({ kind: 'file', path: 'etc/group', data: 'root:x:0:\n' });
   entries.push({ kind: 'file', path: 'etc/hostname', data: 'corematrix\n' });
+  return entries;
+}
+
+/** The entries of the base layer, with host sources not yet stripped. */
+export function baseEntries(variant: BaseVariant): { entries: CpioEntry[]; node?: string } {
+  const entries = rootSkeleton(['bin', 'dev', 'proc', 'sys', 'tmp', 'run', 'root', 'etc', 'usr', 'lib', 'lib64', 'boot']);
 
   const busybox = findBusybox();
   entries.push({ kind: 'file', path: 'bin/busybox', source: busybox, mode: 0o755 });

@@ -13,6 +13,7 @@ import { withLock } from '../lock.js';
 import { cacheDir, writeFileAtomic } from '../paths.js';
 import { AptState } from '../kernels/apt.js';
 import { ARCH_FACTS, type DebianArch } from '../kernels/arch.js';
+import { rootSkeleton } from './base.js';
 import { compareDebVersions } from '../kernels/debversion.js';
 import type { CpioEntry } from './cpio.js';
 import { findBusybox } from './base.js';
@@ -159,17 +160,10 @@ export async function archBusybox(arch: DebianArch, opts: ArchBusyboxOptions = {
 
 /**
  * A busybox root for a guest: the directories /init mounts on, the sbin and usr links, a minimal
- * /etc, /bin/busybox and a link per applet. The same skeleton base.ts lays under the amd64 images.
+ * /etc (base.ts's rootSkeleton, as under the amd64 images), /bin/busybox and a link per applet.
  */
 export function busyboxRootEntries(bb: ArchBusybox): CpioEntry[] {
-  const entries: CpioEntry[] = ['bin', 'dev', 'proc', 'sys', 'run', 'root', 'etc', 'usr', 'lib', 'boot'].map((d): CpioEntry => ({ kind: 'dir', path: d }));
-  entries.push({ kind: 'dir', path: 'tmp', mode: 0o1777 });
-  entries.push({ kind: 'symlink', path: 'sbin', target: 'bin' });
-  entries.push({ kind: 'symlink', path: 'usr/bin', target: '../bin' });
-  entries.push({ kind: 'symlink', path: 'usr/sbin', target: '../bin' });
-  entries.push({ kind: 'file', path: 'etc/passwd', data: 'root:x:0:0:root:/root:/bin/sh\n' });
-  entries.push({ kind: 'file', path: 'etc/group', data: 'root:x:0:\n' });
-  entries.push({ kind: 'file', path: 'etc/hostname', data: 'corematrix\n' });
+  const entries = rootSkeleton(['bin', 'dev', 'proc', 'sys', 'run', 'root', 'etc', 'usr', 'lib', 'boot']);
   entries.push({ kind: 'file', path: 'bin/busybox', source: bb.path, mode: 0o755 });
   for (const a of bb.applets) entries.push({ kind: 'symlink', path: `bin/${a}`, target: 'busybox' });
   return entries;

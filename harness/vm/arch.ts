@@ -13,7 +13,7 @@
 //
 // `bootGuest` is a small runner (console, result lines, deadlines) for tests and measurements of
 // arches qemu.ts does not boot yet; qemu.ts's runGuest remains the orchestrator's.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -22,7 +22,6 @@ import { CoreMatrixError } from '../core/errors.js';
 import type { DebianArch } from '../kernels/arch.js';
 import { decodeMessage, type GuestMessage } from '../protocol.js';
 import { ConsoleScanner, type Splat } from './console.js';
-import { pdeathsigPrefix } from './qemu.js';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -142,6 +141,19 @@ export function findQemu(arch: DebianArch): string {
     }
   }
   throw new CoreMatrixError(`${m.qemu} not found on PATH (apt-get install ${m.qemuPackage})`);
+}
+
+let setprivOk: boolean | undefined;
+/** `setpriv --pdeathsig KILL --` when there is one: QEMU dies with the host process. */
+export function pdeathsigPrefix(): string[] {
+  if (setprivOk === undefined) {
+    try {
+      setprivOk = execFileSync('setpriv', ['--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('--pdeathsig');
+    } catch {
+      setprivOk = false;
+    }
+  }
+  return setprivOk ? ['setpriv', '--pdeathsig', 'KILL', '--'] : [];
 }
 
 export interface BootOptions extends Omit<ArchQemuOptions, 'accel' | 'results'> {

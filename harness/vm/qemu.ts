@@ -6,7 +6,6 @@
 // (chardev file on /dev/fd/3), stderr carries QEMU's own errors. QEMU runs under
 // `setpriv --pdeathsig KILL` when available, so even a SIGKILLed host leaves no guest behind;
 // execa's cleanup kills it on exit, SIGINT and SIGTERM.
-import { execFileSync } from 'node:child_process';
 import { accessSync, constants, createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -17,7 +16,8 @@ import { decodeMessage, describeStep, type AgentStep, type GuestMessage } from '
 import { ConsoleScanner, type Splat } from './console.js';
 
 export type Verdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-oom' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed' | 'no-btf';
-export type Accel = 'kvm' | 'tcg';
+export type { Accel } from './arch.js';
+import { archQemuArgs, ARCH_MACHINES, pdeathsigPrefix, type Accel, type ArchQemuOptions } from './arch.js';
 
 export interface GuestRun {
   kernelId: string;
@@ -68,7 +68,7 @@ export interface RunGuestOptions {
 
 export const QEMU = 'qemu-system-x86_64';
 /** Base kernel command line: console on ttyS0, reboot (= QEMU exit, -no-reboot) at once on panic. */
-export const BASE_APPEND = 'console=ttyS0 panic=-1';
+export const BASE_APPEND = ARCH_MACHINES.amd64.baseAppend;
 const TAIL_LINES = 40;
 const PANIC_GRACE_MS = 10_000;
 const POWEROFF_GRACE_MS = 15_000;
@@ -77,18 +77,6 @@ const OOM_KILL = /Out of memory(?: \(oom_kill_allocating_task\))?: Kill(?:ed)? p
 /** The agent's process name as the kernel reports it (comm of `node /agent.js`). */
 const AGENT_COMM = 'node';
 
-let setprivOk: boolean | undefined;
-/** `setpriv --pdeathsig KILL --` when there is one: QEMU dies with the host process. */
-export function pdeathsigPrefix(): string[] {
-  if (setprivOk === undefined) {
-    try {
-      setprivOk = execFileSync('setpriv', ['--help'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('--pdeathsig');
-    } catch {
-      setprivOk = false;
-    }
-  }
-  return setprivOk ? ['setpriv', '--pdeathsig', 'KILL', '--'] : [];
-}
 
 let qemuFound: string | undefined;
 /** Finds qemu-system-x86_64 on PATH once; a missing QEMU is a setup error, not a verdict. */
@@ -122,37 +110,12 @@ function fileSafe(id: string): string {
 }
 
 /** What qemuArgs needs to know. */
-export interface QemuArgsOptions {
-  vmlinuz: string;
-  initrd: string;
-  append?: string;
-  memoryMb?: number;
-  cpus?: number;
-  accel: Accel;
-  /** `user`: QEMU's user-mode network (slirp: the guest is 10.0.2.15, the host 10.0.2.2) on an e1000 NIC. */
-  net?: 'user';
-  /**
-   * Where ttyS1, the result channel, goes: `fd3` (default) a socket on the child's fd 3, read by
-   * runGuest; `none` a port that leads nowhere (an interactive guest: nobody reads results).
-   */
-  results?: 'fd3' | 'none';
-}
+/** A guest's QEMU options (the amd64 case of the per-arch ones, harness/vm/arch.ts). */
+export type QemuArgsOptions = Omit<ArchQemuOptions, 'cpu'>;
 
-/** The QEMU argument vector for one guest (exported for tests and `--dry-run`). */
+/** The QEMU argument vector for one amd64 guest (exported for tests and `--dry-run`). */
 export function qemuArgs(o: QemuArgsOptions): string[] {
-  return [
-    '-nodefaults', '-no-user-config', '-no-reboot', '-nographic',
-    '-accel', o.accel,
-    ...(o.accel === 'kvm' ? ['-cpu', 'host'] : []),
-    '-m', String(o.memoryMb ?? 1024), '-smp', String(o.cpus ?? 1),
-    '-kernel', o.vmlinuz, '-initrd', o.initrd,
-    '-append', `${BASE_APPEND}${o.append ? ' ' + o.append : ''}`,
-    '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
-    ...(o.results === 'none' ? ['-serial', 'null'] : ['-chardev', 'socket,id=res,fd=3', '-serial', 'chardev:res']),
-    // e1000: built in or a module in every Debian kernel (virtio-net needs virtio_pci and
-    // net_failover as modules on 5.10). No option ROM: the firmware would scan it for iPXE.
-    ...(o.net === 'user' ? ['-netdev', 'user,id=net0', '-device', 'e1000,netdev=net0,romfile='] : []),
-  ];
+  return archQemuArgs('amd64', o);
 }
 
 type KillReason = { verdict: 'timeout' | 'agent-hang' | 'no-agent'; detail: string } | { verdict: 'panic-grace' | 'poweroff-grace' | 'aborted'; detail: string };
