@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { differential, type DifferentialOptions } from '../reference/differential.js';
 import { loadWithLibbpf, type ReferenceLoad } from '../reference/libbpf.js';
+import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { runUnder, type Workload } from './attach-run.js';
 import { attachWithLibbpf, libbpfProgramInfo } from '../reference/libbpf-attach.js';
@@ -50,7 +51,14 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
       });
       return { cells, ...(opts.keepReference ? { live: ref } : {}) };
     }
-    const d = differential(bytes, o.name, { ...opts, programs: o.programs });
+    // Parsed once here: the differential loads it, and the caller attaches libbpf's load by its programs.
+    let parsed: ObjectSpec | undefined;
+    try {
+      parsed = opts.configured?.spec ?? loadObjectSpec(bytes, o.name);
+    } catch {
+      // unreadable by ours: the differential says so, program by program
+    }
+    const d = differential(bytes, o.name, { ...opts, programs: o.programs, ...(parsed ? { parsed } : {}) });
     const cells = d.comparisons.map((c) => {
       const ours = d.ours.find((x) => x.name === c.program);
       const theirs = d.reference.find((x) => x.name === c.program);
@@ -66,7 +74,7 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
       }
       return cell;
     });
-    return { cells, ...(d.live ? { live: d.live } : {}), ...(d.spec ? { spec: d.spec } : {}) };
+    return { cells, ...(d.live ? { live: d.live } : {}), ...(parsed ? { spec: parsed } : {}) };
   } catch (e) {
     const cell = base('(object)');
     cell.verdict = 'error';

@@ -32,6 +32,8 @@ export interface DifferentialOptions {
   mutateInsns?: LoadOptions['mutateInsns'];
   /** Leave libbpf's load open (returned as `live`) for the caller to attach, run and close. */
   keepReference?: boolean;
+  /** The object already parsed by the caller (not yet loaded), instead of parsing `bytes` again. */
+  parsed?: ObjectSpec;
 }
 
 export interface DifferentialResult {
@@ -43,8 +45,6 @@ export interface DifferentialResult {
   referenceMs: number;
   /** libbpf's load, still open, when `keepReference` was asked and libbpf could open the object. */
   live?: ReferenceLoad;
-  /** The object as our reader parsed it (and our loader loaded it), when it could. */
-  spec?: ObjectSpec;
 }
 
 /**
@@ -57,7 +57,7 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
   let spec: ObjectSpec | undefined;
   let unreadable: string | undefined;
   try {
-    spec = o.configured?.spec ?? loadObjectSpec(bytes, name);
+    spec = o.configured?.spec ?? o.parsed ?? loadObjectSpec(bytes, name);
   } catch (err) {
     // Our reader refuses the object: libbpf still loads it, and each of its programs is compared
     // with our refusal (a disagreement wherever libbpf loads one).
@@ -102,5 +102,5 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
   for (const r of ref.outcomes) {
     if (!ours.some((p) => p.name === r.name)) comparisons.push(compareOutcomes({ name: r.name, status: 'error', reason: unreadable ?? 'our loader has no such program' }, r));
   }
-  return { object: name, ours, reference: ref.outcomes, comparisons, oursMs: Math.round(t1 - t0), referenceMs: Math.round(t2 - t1), ...(live ? { live } : {}), ...(spec ? { spec } : {}) };
+  return { object: name, ours, reference: ref.outcomes, comparisons, oursMs: Math.round(t1 - t0), referenceMs: Math.round(t2 - t1), ...(live ? { live } : {}) };
 }
