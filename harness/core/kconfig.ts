@@ -98,10 +98,11 @@ export function fillKconfig(btf: Btf, externs: readonly ExternSpec[], data: Uint
       if (!writeInt(dv, off, t.size, big)) throw fail(`integer of ${t.size} bytes`);
       written = Number(big);
     } else if (t.kind === Kind.ARRAY && btf.sizeOf(t.type) === 1) {
-      const s = new TextEncoder().encode(String(raw));
-      if (s.length >= t.nelems) throw fail(`string '${raw}' does not fit char[${t.nelems}]`);
+      // As libbpf: a string longer than the array is truncated to nelems - 1 bytes, NUL-terminated.
+      const s = new TextEncoder().encode(String(raw)).subarray(0, Math.max(0, t.nelems - 1));
       data.set(s, off);
-      written = String(raw);
+      data[off + s.length] = 0;
+      written = new TextDecoder().decode(s);
     } else {
       throw fail(`unsupported type ${btf.typeName(tid)}`);
     }

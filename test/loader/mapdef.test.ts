@@ -4,6 +4,7 @@
 // libbpf_num_possible_cpus() reads this machine's CPU list), bpftool's dump of kernel BTF.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 import { describe, expect, it } from 'vitest';
 import { parseBtf } from '../../harness/core/btf/btf.js';
@@ -131,4 +132,15 @@ describe("libbpf's virtual kconfig externs", () => {
     expect(() => fillKconfig(spec.btf, strong, data, facts)).toThrow(/extern LINUX_COREMATRIX_NO_SUCH_EXTERN \(kconfig\): only CONFIG_\* options and the LINUX_\* externs libbpf fills are known/);
     expect(() => fillKconfig(spec.btf, spec.externs, data, { ...facts, specials: { ...facts.specials, LINUX_HAS_BPF_COOKIE: 2 } })).toThrow(/LINUX_HAS_BPF_COOKIE \(kconfig\): value '2' for a bool/);
   }, 60_000);
+
+  it('a string longer than its char[N] extern is cut to N-1 bytes and a NUL, as libbpf does (not refused)', () => {
+    const spec = loadObjectSpec(readFileSync(compileBpf(fileURLToPath(new URL('../runtime/fixtures/kconfig_string.bpf.c', import.meta.url)))), 'kconfig_string.bpf.o');
+    const data = new Uint8Array(spec.maps.find((m) => m.kind === 'kconfig')!.data!).fill(0xee);
+    const config = new Map([['CONFIG_DEFAULT_HOSTNAME', '(none)'], ['CONFIG_LOCALVERSION', '-cloud']]);
+    const got = fillKconfig(spec.btf, spec.externs, data, { config, linuxKernelVersion: 0 });
+    expect(Object.fromEntries(got.map((g) => [g.name, g.value]))).toEqual({ CONFIG_DEFAULT_HOSTNAME: '(no', CONFIG_LOCALVERSION: '-cloud' });
+    const at = (n: string) => spec.externs.find((e) => e.name === n)!.offset!;
+    expect([...data.subarray(at('CONFIG_DEFAULT_HOSTNAME'), at('CONFIG_DEFAULT_HOSTNAME') + 4)]).toEqual([...new TextEncoder().encode('(no'), 0]);
+    expect([...data.subarray(at('CONFIG_LOCALVERSION'), at('CONFIG_LOCALVERSION') + 7)]).toEqual([...new TextEncoder().encode('-cloud'), 0]);
+  });
 });
