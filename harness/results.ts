@@ -8,6 +8,9 @@ import type { RelocationRecord } from './core/relo/report.js';
 
 export const RESULT_SCHEMA = 1;
 
+/** The program name of a cell about an object as a whole (refused before any program, or with none). */
+export const WHOLE_OBJECT = '(object)';
+
 export type CellVerdict =
   /** Loaded, ran, and every check matched its ground truth. */
   | 'pass'

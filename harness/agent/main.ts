@@ -19,7 +19,7 @@ import { Collection, type LoadOptions, type ProgramOutcome } from '../loader/col
 import { applyObjectConfig, kernelFacts, libbpfSettingsFor, type ObjectConfig, type ObjectConfigFacts } from '../loader/object-config.js';
 import type { LibbpfSettings } from '../reference/libbpf.js';
 import { describeStep, encodeMessage, PROTOCOL_VERSION, type AgentStep, type GuestMessage } from '../protocol.js';
-import { RESULT_SCHEMA, type AttachResult, type CellResult, type Check, type KernelInfo } from '../results.js';
+import { RESULT_SCHEMA, WHOLE_OBJECT, type AttachResult, type CellResult, type Check, type KernelInfo } from '../results.js';
 import { finitModule, ioctlBuffer, powerOff, unameRelease, unameVersion, vmlinuxBtf, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
 import { moduleNeedOn, moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, STEP_BUDGETS, type RunManifest } from './manifest.js';
@@ -425,7 +425,7 @@ async function objectCells(
   const t = performance.now();
   const object = { name: o.name, sha256: o.sha256 };
   const whole = (reason: string): CellResult[] => [{
-    schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: '(object)', loader: 'ours', object,
+    schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: WHOLE_OBJECT, loader: 'ours', object,
     verdict: 'fail', reason, relocations: [], externs: [], checks: [], timings: { loadMs: Math.round(performance.now() - t), runMs: 0 },
   }];
   let coll: Collection | undefined;
@@ -672,7 +672,7 @@ function programNames(object: string): string[] {
   try {
     return loadObjectSpec(readFileSync(object), object).programs.map((p) => p.name);
   } catch {
-    return ['(object)'];
+    return [WHOLE_OBJECT];
   }
 }
 

@@ -9,7 +9,7 @@ import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { runUnder, type Workload } from './attach-run.js';
 import { attachWithLibbpf, libbpfProgramInfo } from '../reference/libbpf-attach.js';
-import { RESULT_SCHEMA, type AttachResult, type CellResult, type KernelInfo } from '../results.js';
+import { RESULT_SCHEMA, WHOLE_OBJECT, type AttachResult, type CellResult, type KernelInfo } from '../results.js';
 import { DEFAULTS } from '../loader/attach.js';
 import { interfaceIndex } from '../runtime/netlink.js';
 
@@ -76,7 +76,7 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
     });
     return { cells, ...(d.live ? { live: d.live } : {}), ...(parsed ? { spec: parsed } : {}) };
   } catch (e) {
-    const cell = base('(object)');
+    const cell = base(WHOLE_OBJECT);
     cell.verdict = 'error';
     cell.reason = `reference loader: ${(e as Error).message.split('\n')[0]}`;
     return { cells: [cell] };

@@ -12,7 +12,7 @@ import { KernelStore, type KernelArtifacts } from '../kernels/store.js';
 import { loadMatrix, type KernelEntry } from '../kernels/matrix.js';
 import { repoRoot } from '../paths.js';
 import { describeStep, type GuestMessage } from '../protocol.js';
-import { RESULT_SCHEMA, type CellResult, type KernelInfo, type KernelRun, type LoaderName, type RunReport } from '../results.js';
+import { RESULT_SCHEMA, WHOLE_OBJECT, type CellResult, type KernelInfo, type KernelRun, type LoaderName, type RunReport } from '../results.js';
 import { buildSuites, clangId, hostTruthOf, modulesFor, type BuiltSuite } from '../suites/build.js';
 import { hostKeysOf } from '../suites/truth.js';
 import { kernelBtfIndexFile } from '../kernels/btf-index.js';
@@ -162,7 +162,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const loaders: LoaderName[] = o.loader === 'both' ? ['ours', 'libbpf'] : [o.loader ?? 'ours'];
   const owed = [
     ...suites.map((s, i) => ({ unit: s.name, object: `${s.name}.bpf.o`, sha256: s.sha256, programs: s.spec.programs ?? suiteSpecs[i]!.programs.map((p) => p.name) })),
-    ...userObjects.map((u) => ({ unit: `object:${u.name}`, object: u.name, sha256: u.sha256, programs: u.programs.length ? u.programs : ['(object)'] })),
+    ...userObjects.map((u) => ({ unit: `object:${u.name}`, object: u.name, sha256: u.sha256, programs: u.programs.length ? u.programs : [WHOLE_OBJECT] })),
   ];
   const programCount = owed.reduce((n, u) => n + u.programs.length, 0);
   // The user's command: its files and libraries found once, the same in every guest.
@@ -454,7 +454,7 @@ export function readUserObjects(paths: string[], configs: ReadonlyMap<string, st
     } catch (err) {
       const line = (err as Error).message.split('\n')[0]!;
       // A corpus object our reader refuses still goes to the guests: its (object) cell says why.
-      if (opts.lenient) return { name, host: path, path: `/cm/user/${(opts.first ?? 0) + i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs: ['(object)'] };
+      if (opts.lenient) return { name, host: path, path: `/cm/user/${(opts.first ?? 0) + i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs: [WHOLE_OBJECT] };
       throw new FormatError(line.startsWith(path) ? line : `${path}: ${line}`);
     }
     // Its config: named on the command line, or `<object>.yaml` beside it; every name it uses is
@@ -473,8 +473,8 @@ export function readUserObjects(paths: string[], configs: ReadonlyMap<string, st
  */
 export function notRunCells(kernel: KernelInfo, owed: { unit: string; object: string; sha256: string; programs: string[] }[], loaders: LoaderName[], sent: CellResult[], reason: string): CellResult[] {
   const have = new Set(sent.map((c) => `${c.loader}\u0000${c.suite}\u0000${c.program}`));
-  // A unit that failed whole sends one '(object)' cell instead of its programs.
-  const whole = new Set(sent.filter((c) => c.program === '(object)').map((c) => `${c.loader}\u0000${c.suite}`));
+  // A unit that failed whole sends one WHOLE_OBJECT cell instead of its programs.
+  const whole = new Set(sent.filter((c) => c.program === WHOLE_OBJECT).map((c) => `${c.loader}\u0000${c.suite}`));
   const out: CellResult[] = [];
   for (const loader of loaders) {
     for (const u of owed) {

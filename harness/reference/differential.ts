@@ -10,6 +10,7 @@ import type { ObjectSpec } from '../core/object/types.js';
 import { Collection, type LoadOptions, type ProgramOutcome } from '../loader/collection.js';
 import { compareOutcomes, type OutcomeComparison } from './compare.js';
 import { loadWithLibbpf, type LibbpfSettings, type ReferenceLibrary, type ReferenceLoad, type ReferenceOutcome } from './libbpf.js';
+import { WHOLE_OBJECT } from '../results.js';
 
 export interface DifferentialOptions {
   kernelBtf: Btf;
@@ -91,7 +92,10 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
     if (!(err instanceof CoreMatrixError)) throw err;
     const reason = err.message.split('\n')[0]!.replace(/^reference: /, '');
     const label = o.library ? `libbpf ${o.library.version ?? ''} (${o.library.source ?? o.library.so})` : 'libbpf (system)';
-    ref = { outcomes: ours.map((p) => ({ name: p.name, libbpf: label, status: 'error' as const, reason, relocations: [], log: [], loadMs: 0 })) };
+    // When our reader refused it too, the two refusals are compared on the object itself, so the
+    // report still shows libbpf's word on it.
+    const names = unreadable ? [WHOLE_OBJECT] : ours.map((p) => p.name);
+    ref = { outcomes: names.map((n) => ({ name: n, libbpf: label, status: 'error' as const, reason, relocations: [], log: [], loadMs: 0 })) };
   }
   const t2 = performance.now();
   const comparisons: OutcomeComparison[] = [];
