@@ -56,6 +56,8 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                                        linux-source-6.12) with both loaders; a cell per case
                            debian      the BPF objects Debian ships (libxdp1, xdp-tests; newest
                                        version in bookworm, trixie, sid), added as --object files
+                           cilium      cilium/ebpf's testdata/*.c (Debian's golang-github-cilium-ebpf-dev,
+                                       newest in sid, trixie, bookworm), compiled with clang-19
                            selftests   the kernel's BPF selftests programs (progs/*.c of the newest
                                        linux-source-X.Y, compiled with clang-19), as --object files;
                                        selftests:N/M takes the N-th of M slices (stable by name)
@@ -211,7 +213,7 @@ export const matrixCommand: Command = {
     }
 
     const corpora = values.corpus ?? [];
-    for (const c of corpora) if (c !== 'core-reloc' && c !== 'debian' && !/^selftests(:\d+\/\d+)?$/.test(c)) throw new UsageError(`--corpus must be core-reloc, debian, selftests or selftests:N/M, not '${c}'`);
+    for (const c of corpora) if (c !== 'core-reloc' && c !== 'debian' && c !== 'cilium' && !/^selftests(:\d+\/\d+)?$/.test(c)) throw new UsageError(`--corpus must be core-reloc, debian, cilium, selftests or selftests:N/M, not '${c}'`);
     const { runMatrix, runPassed, readUserObjects } = await import('../matrix/run.js');
     // Bad objects and configs are found here, before a kernel is fetched or a report folder is made.
     const objectConfigs = new Map<string, string>();
@@ -228,6 +230,12 @@ export const matrixCommand: Command = {
       const d = await debianObjects(sink.log);
       sink.log(`corpus debian: ${d.packages.map((p) => `${p.name} ${p.version} (${p.suite})`).join(', ')}: ${d.objects.length} objects`);
       corpusObjects.push(...d.objects.map((o) => o.path));
+    }
+    if (corpora.includes('cilium')) {
+      const { ciliumTestdata } = await import('../corpus/cilium-testdata.js');
+      const c = await ciliumTestdata(sink.log);
+      sink.log(`corpus cilium: ${c.source}: ${c.objects.length} testdata objects, ${c.failed.length} did not compile with clang-19${c.failed.length ? ` (${c.failed.map((f) => f.name).join(', ')})` : ''}`);
+      corpusObjects.push(...c.objects.map((o) => o.path));
     }
     const selftests = corpora.find((c) => c.startsWith('selftests'));
     if (selftests) {

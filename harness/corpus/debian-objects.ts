@@ -47,6 +47,13 @@ export function isBpfObject(file: string): boolean {
   return h.readUInt32BE(0) === 0x7f454c46 && h[4] === 2 && h[5] === 1 && h.readUInt16LE(16) === 1 && h.readUInt16LE(18) === EM_BPF;
 }
 
+/** The newest version of package `name` among apt's rows (madison), or an error naming the suites looked in. */
+export function newestOf<R extends { name: string; version: string }>(rows: readonly R[], name: string, suites: readonly string[]): R {
+  const newest = rows.filter((r) => r.name === name).sort((a, b) => compareDebVersions(a.version, b.version)).pop();
+  if (!newest) throw new CoreMatrixError(`${name} is not in ${suites.join(', ')} of the private apt state`);
+  return newest;
+}
+
 function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = join(dir, e.name);
@@ -62,9 +69,7 @@ export async function debianObjects(log: (line: string) => void = () => {}): Pro
   const objects: DebianObject[] = [];
   const packages: DebianObjects['packages'] = [];
   for (const name of DEBIAN_OBJECT_PACKAGES) {
-    const mine = rows.filter((r) => r.name === name).sort((a, b) => compareDebVersions(a.version, b.version));
-    const newest = mine.pop();
-    if (!newest) throw new CoreMatrixError(`${name} is not in ${SUITES.join(', ')} of the private apt state`);
+    const newest = newestOf(rows, name, SUITES);
     packages.push({ name, version: newest.version, suite: newest.suite });
     const dir = cacheDir('corpus', 'debian-objects', `${name}_${newest.version.replace(/:/g, '%3a')}`);
     if (!existsSync(join(dir, '.complete'))) {
