@@ -81,6 +81,13 @@ export async function runUnder(
       const c = statsVia ? runCounts(name) : undefined;
       if (c?.runCnt !== undefined) r.runCount = Number(c.runCnt);
       if (c?.runTimeNs !== undefined) r.runTimeNs = Number(c.runTimeNs);
+      if (a.runsInside && !(r.runCount! > 0)) {
+        // A replacement is jumped into from its target, which is where the kernel counts: say how often that ran.
+        const host = statsVia ? runCounts(a.runsInside) : undefined;
+        delete r.runCount;
+        delete r.runTimeNs;
+        r.note = `runs inside ${a.runsInside}, which the kernel counts instead (it ran ${host?.runCnt ?? 'an unknown number of'} times)`;
+      }
     }
     results.set(name, r);
   }

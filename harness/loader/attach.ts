@@ -36,6 +36,11 @@ export interface Attachment {
   exercise?: () => string;
   /** The sockmap or sockhash an sk_skb/sk_msg program was attached to: the workload puts its connections there. */
   sockmap?: SocketMap;
+  /**
+   * freplace: the program it runs inside of. The kernel jumps into a replacement from its target
+   * and keeps no run statistics for it, so its runs are told by the target's.
+   */
+  runsInside?: string;
 }
 
 /** A map the workload's TCP sockets can be put into (fds as values, consecutive integers as keys). */
@@ -171,7 +176,9 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
     case ProgType.STRUCT_OPS:
       return notAttachable('struct_ops programs are registered through their struct_ops map (not attached one by one)');
     case ProgType.EXT:
-      return notAttachable('freplace programs replace a function of a program their tool loads');
+      // Loaded against its target program (an object config's target-program): the link replaces the function there.
+      if (!p.attachProgram) return notAttachable('freplace programs replace a function of a program their tool loads');
+      return { ...attached(attachTracing(prog, 0, `freplace ${p.attachTo ?? ''} in ${p.attachProgram}`)), runsInside: p.attachProgram };
     default:
       return notAttachable(`program type ${p.type} (SEC("${p.section}")): no attach known`);
   }

@@ -264,9 +264,10 @@ export class Collection {
     const unknown = Object.keys(opts.rodata ?? {}).filter((k) => !this.rodataApplied.has(k));
     if (unknown.length) throw new CoreMatrixError(`${spec.source}: no .rodata variable named ${unknown.join(', ')}`);
 
-    // 4. Programs.
+    // 4. Programs; freplace programs after the programs whose functions they replace.
     const want = opts.programs ? new Set(opts.programs) : undefined;
-    for (const p of spec.programs) {
+    const replaces = (p: ProgramSpec) => p.type === ProgType.EXT && p.attachProgram !== undefined;
+    for (const p of [...spec.programs.filter((x) => !replaces(x)), ...spec.programs.filter(replaces)]) {
       if (want && !want.has(p.name)) continue;
       // Autoload off (`SEC("?...")`, the object's config, or a struct_ops member the kernel lacks):
       // libbpf leaves it unloaded, and so do we.
@@ -500,6 +501,20 @@ export class Collection {
     }
   }
 
+  /**
+   * What a freplace program replaces: its target program's fd and the BTF id of the function in
+   * that program's BTF (this object's, as loaded: sanitizing keeps type ids).
+   */
+  private replacedFunction(p: ProgramSpec): { progFd: number; btfId: number } {
+    if (!p.attachProgram) throw new CoreMatrixError(`program '${p.name}': freplace needs the program whose function it replaces, which its tool sets at run time (an object config names it: programs.${p.name}.target-program)`);
+    const target = this.programs.get(p.attachProgram);
+    if (!target) throw new CoreMatrixError(`program '${p.name}': the program it replaces a function of, '${p.attachProgram}', did not load`);
+    const fn = p.attachTo ?? '';
+    const btfId = this.spec.btf.byName(fn).find((i) => this.spec.btf.kind(i) === Kind.FUNC);
+    if (!fn || btfId === undefined) throw new CoreMatrixError(`program '${p.name}': no function '${fn}' in ${this.spec.source}'s BTF to replace`);
+    return { progFd: target.fd, btfId };
+  }
+
   private loadProgram(p: ProgramSpec, opts: LoadOptions, ksyms: Map<number, { btfId: number } | { addr: bigint } | undefined>): void {
     const t0 = performance.now();
     const out: ProgramOutcome = { name: p.name, section: p.section, status: 'error', loadMs: 0, relocations: [] };
@@ -509,7 +524,7 @@ export class Collection {
       if (p.kind === 'unknown') throw new CoreMatrixError(`program '${p.name}': ${p.reason ?? `unknown section '${p.section}'`}`);
       // freplace replaces a function of another loaded program, which its tool names at run time
       // (bpf_program__set_attach_target with that program's fd); without it libbpf refuses the load.
-      if (p.type === ProgType.EXT) throw new CoreMatrixError(`program '${p.name}': freplace needs the program whose function it replaces (attach program fd), which its tool sets at run time`);
+      const replaced = p.type === ProgType.EXT ? this.replacedFunction(p) : undefined;
       const linked = linkProgram(this.spec, p);
       const mine = new Set(linked.layout.map((l) => `${l.section}\u0000${l.name}`));
       const ranges = this.spec.functions.filter((f) => mine.has(`${f.section}\u0000${f.name}`));
@@ -559,7 +574,8 @@ export class Collection {
         license: this.spec.license || 'GPL',
         name: p.name.slice(0, 15),
         expectedAttachType,
-        attachBtfId,
+        attachBtfId: replaced?.btfId ?? attachBtfId,
+        ...(replaced ? { attachProgFd: replaced.progFd } : {}),
         kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion,
         progFlags: p.progFlags,
         progBtfFd: useBtf ? this.btfFd : undefined,
@@ -577,7 +593,7 @@ export class Collection {
       if (out.insnsProcessed === undefined) {
         // Before 5.16 the count is only in the verifier log: load once more with a log, to report it.
         try {
-          const again = Program.load({ progType: p.type, insns: linked.insns, license: this.spec.license || 'GPL', name: p.name.slice(0, 15), expectedAttachType, attachBtfId, progFlags: p.progFlags, kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion, logLevel: 1, logSize: 1 << 20, progBtfFd: useBtf ? this.btfFd : undefined, funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined, lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined });
+          const again = Program.load({ progType: p.type, insns: linked.insns, license: this.spec.license || 'GPL', name: p.name.slice(0, 15), expectedAttachType, attachBtfId: replaced?.btfId ?? attachBtfId, ...(replaced ? { attachProgFd: replaced.progFd } : {}), progFlags: p.progFlags, kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion, logLevel: 1, logSize: 1 << 20, progBtfFd: useBtf ? this.btfFd : undefined, funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined, lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined });
           out.insnsProcessed = processedFromLog(again.verifierLog);
           again.close();
         } catch {

@@ -20,7 +20,7 @@ import { Kind } from '../core/btf/kinds.js';
 import { CoreMatrixError, FormatError } from '../core/errors.js';
 import { yamlErrorMessage } from '../core/yaml-error.js';
 import { MapType } from '../core/object/maps.js';
-import { classifySection } from '../core/object/sections.js';
+import { classifySection, ProgType } from '../core/object/sections.js';
 import type { MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
 import { writeRodata } from '../suites/rodata.js';
 import { lineOf } from '../suites/spec.js';
@@ -60,6 +60,8 @@ export interface ProgramConfig {
   autoload?: Condition;
   /** The first candidate whose condition holds is the target; none holding leaves the object's own. */
   attach?: AttachCandidate[];
+  /** freplace: the program of this object whose function it replaces (`target-program`). */
+  targetProgram?: string;
 }
 
 export interface MapConfig {
@@ -85,7 +87,7 @@ export interface ObjectConfig {
 // ───────────────────────────── parse and validate ─────────────────────────────
 
 const TOP_KEYS = ['programs', 'maps', 'variables', 'workload'] as const;
-const PROGRAM_KEYS = ['autoload', 'attach'] as const;
+const PROGRAM_KEYS = ['autoload', 'attach', 'target-program'] as const;
 const MAP_KEYS = ['max_entries'] as const;
 const CANDIDATE_KEYS = ['target', 'if'] as const;
 const CONDITION_KEYS = ['btf-function', 'kallsyms', 'kconfig', 'kernel', 'all', 'any', 'not'] as const;
@@ -198,6 +200,12 @@ export function validateObjectConfig(doc: unknown, file: string, text: string): 
       c.note([...path, 'attach']);
       const cands = parseAttach(c, [...path, 'attach'], v.attach);
       if (cands) pc.attach = cands;
+    }
+    if ('target-program' in v) {
+      c.note([...path, 'target-program']);
+      const t = v['target-program'];
+      if (typeof t === 'string' && IDENT.test(t)) pc.targetProgram = t;
+      else c.fail([...path, 'target-program'], `expected the name of a program of this object, not ${typeName(t)}`);
     }
     out.programs[name] = pc;
   }
@@ -524,6 +532,10 @@ export function applyObjectConfig(spec: ObjectSpec, config: ObjectConfig, facts:
       const what = was === p.attachTo ? `stays ${was}` : `${was ?? 'unset'} → ${p.attachTo}`;
       applied.push(`program ${name}: attach ${what}${which || trace.length ? ` [${[which, ...trace].filter(Boolean).join('; ')}]` : ''}`);
     }
+    if (pc.targetProgram) {
+      p.attachProgram = pc.targetProgram;
+      applied.push(`program ${name}: replaces ${p.attachTo} of program ${pc.targetProgram}`);
+    }
   }
 
   for (const { name, m, mc } of maps) {
@@ -566,6 +578,14 @@ function resolveConfig(out: ObjectSpec, spec: ObjectSpec, config: ObjectConfig) 
     const p = out.programs.find((x) => x.name === name);
     if (!p) return fail(`programs.${name}`, `no program '${name}' in ${spec.source} (programs: ${listSome(out.programs.map((x) => x.name))})`);
     const targets = (pc.attach ?? []).map((c, i) => ({ ...c, parsed: attachKind(p, c.target, (msg) => fail(`programs.${name}.attach`, pc.attach!.length > 1 ? `candidate ${i + 1}: ${msg}` : msg)) }));
+    if (pc.targetProgram !== undefined) {
+      const key = `programs.${name}.target-program`;
+      if (p.type !== ProgType.EXT) fail(key, `only freplace programs replace a function of another program ('${name}' is ${p.kind}, section '${p.section}')`);
+      const t = out.programs.find((x) => x.name === pc.targetProgram);
+      if (!t) fail(key, `no program '${pc.targetProgram}' in ${spec.source} (programs: ${listSome(out.programs.map((x) => x.name))})`);
+      else if (t.type === ProgType.EXT) fail(key, `'${pc.targetProgram}' is a freplace program itself`);
+      if (!p.attachTo && !targets.length) fail(key, `name the function it replaces: SEC("freplace/<function>") or programs.${name}.attach`);
+    }
     return { name, p, pc, targets };
   });
   const maps = Object.entries(config.maps).map(([name, mc]) => {
@@ -751,12 +771,13 @@ function encodeValue(btf: Btf, v: VariableLocation, value: VariableValue, fail: 
  * exactly what ours got.
  */
 export function libbpfSettingsFor(original: ObjectSpec, configured: ObjectSpec): LibbpfSettings {
-  const s: Required<LibbpfSettings> = { autoload: {}, attachTarget: {}, maxEntries: {}, initialValue: {} };
+  const s: Required<LibbpfSettings> = { autoload: {}, attachTarget: {}, attachProgram: {}, maxEntries: {}, initialValue: {} };
   for (const p of configured.programs) {
     const was = original.programs.find((x) => x.name === p.name)!;
     if (p.autoload !== was.autoload) s.autoload[p.name] = p.autoload;
     // Only BTF targets are a load-time setting (attach_btf_id); other targets matter at attach.
-    if (p.attachTo !== was.attachTo && p.target?.kind === 'btf') s.attachTarget[p.name] = p.target.name;
+    if (p.attachProgram) s.attachProgram[p.name] = { program: p.attachProgram, function: p.attachTo ?? '' };
+    else if (p.attachTo !== was.attachTo && p.target?.kind === 'btf') s.attachTarget[p.name] = p.target.name;
   }
   for (const m of configured.maps) {
     const was = original.maps.find((x) => x.name === m.name)!;

@@ -152,6 +152,7 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
       if (!(e instanceof CoreMatrixError)) throw e;
       r = { verdict: { status: 'failed', reason: e.message.split('\n')[0]! } };
     }
+    if (p.attachProgram && r.verdict.status === 'attached') r.runsInside = p.attachProgram;
     attachments.set(name, r);
   }
   return {

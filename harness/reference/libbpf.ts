@@ -82,6 +82,12 @@ export interface LibbpfSettings {
   autoload?: Record<string, boolean>;
   /** Program → bpf_program__set_attach_target(prog, 0, name): the BTF target of fentry/fexit/lsm/tp_btf/... */
   attachTarget?: Record<string, string>;
+  /**
+   * freplace program → the program of the same object whose function it replaces. A tool loads the
+   * target first and then sets bpf_program__set_attach_target(prog, target's fd, function): libbpf
+   * loads these in a second bpf_object of the same file, after the first one loaded.
+   */
+  attachProgram?: Record<string, { program: string; function: string }>;
   /** Map → bpf_map__set_max_entries. */
   maxEntries?: Record<string, number>;
   /** Map (`.rodata`, `.data`, `.bss`, ...) → bpf_map__set_initial_value. */
@@ -530,7 +536,100 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
     if (missing.length) throw new CoreMatrixError(`reference: ${name} has no program named ${missing.map((m) => `'${m}'`).join(', ')}`);
     names = names.filter((n) => opts.programs!.includes(n));
   }
+  // freplace programs whose target is a program of this object: loaded after it, each in a bpf_object of its own.
+  const replacing = opts.configure?.attachProgram ?? {};
+  const first = loadPrograms(l, objectBytes, name, opts, names.filter((n) => !(n in replacing)));
+  const second = names.filter((n) => n in replacing);
+  if (second.length === 0) return first;
+  const objects = new Map<string, OpenObject>();
+  const outcomes = [...first.outcomes];
+  const loaded = [...first.loaded];
+  for (const ext of second) {
+    const { program, function: fn } = replacing[ext]!;
+    const target = first.loaded.find((x) => x.name === program);
+    const r = loadOne(l, objectBytes, name, opts, ext, (me) => {
+      if (!target) throw new CoreMatrixError(`reference: program '${ext}': the program it replaces a function of, '${program}', did not load`);
+      const rc = l.setAttachTarget(me, l.programFd(target.prog), fn);
+      if (rc < 0) throw new CoreMatrixError(`reference: bpf_program__set_attach_target(${ext}, ${program}'s fd, ${fn}): ${strerrorOf(l, -rc)} (${-rc})`);
+    });
+    outcomes.push(r.out);
+    if (r.obj) {
+      objects.set(ext, r.obj);
+      loaded.push(r.obj.loaded);
+    }
+  }
+  return {
+    ...first,
+    outcomes: names.map((n) => outcomes.find((o) => o.name === n)!),
+    loaded,
+    // A replacement's maps are its own bpf_object's (a tool would share them with bpf_map__reuse_fd).
+    mapFd: (program, map) => (objects.has(program) ? objects.get(program)!.mapFd(map) : first.mapFd(program, map)),
+    mapHandle: (program, map) => (objects.has(program) ? objects.get(program)!.mapHandle(map) : first.mapHandle(program, map)),
+    close() {
+      for (const o of objects.values()) o.close();
+      objects.clear();
+      first.close();
+    },
+  };
+}
 
+/**
+ * One libbpf load of `object` with only `target` autoloaded (the rest of the configuration as
+ * given); `beforeLoad` may set more on the program. The object stays open when the program loaded.
+ */
+function loadOne(l: Lib & { label: string }, objectBytes: Uint8Array, name: string, opts: ReferenceOptions, target: string, beforeLoad?: (prog: bigint) => void): { out: ReferenceOutcome; obj?: OpenObject & { loaded: { name: string; prog: bigint } } } {
+  const t0 = performance.now();
+  const out: ReferenceOutcome = { name: target, libbpf: l.label, status: 'error', relocations: [], log: [], loadMs: 0 };
+  let obj: OpenObject | undefined;
+  try {
+    obj = OpenObject.open(l, objectBytes, name, opts);
+    const progs = obj.programs();
+    const me = progs.find((p) => p.name === target)!;
+    obj.configure(opts.configure ?? {}, progs);
+    // A program whose autoload is off (its SEC's `?`, or the config) is not loaded, as libbpf does.
+    if (!l.autoload(me.ptr)) {
+      out.status = 'not-loaded';
+      out.reason = 'autoload is off';
+      return { out };
+    }
+    for (const p of progs) l.setAutoload(p.ptr, p === me);
+    beforeLoad?.(me.ptr);
+    const vlog = obj.alloc(VERIFIER_LOG_SIZE);
+    l.setLogBuf(me.ptr, vlog.addr, VERIFIER_LOG_SIZE);
+    l.setLogLevel(me.ptr, LOG_STATS);
+    const err = l.load(obj.ptr);
+    out.log = takeLines();
+    out.relocations = reloLines(out.log, target);
+    const verifierLog = cString(vlog);
+    if (verifierLog.trim()) out.verifierLog = verifierLog.trimEnd();
+    const processed = /processed (\d+) insns/.exec(verifierLog);
+    if (err !== 0) {
+      Object.assign(out, classify(l, err, out.log, verifierLog, target));
+      if (processed) out.insnsProcessed = Number(processed[1]);
+      return { out };
+    }
+    out.status = 'loaded';
+    // A handle over libbpf's fd for BPF_OBJ_GET_INFO_BY_FD only: never closed here (libbpf owns it).
+    const info = new Program(l.programFd(me.ptr), 0, target, '').info();
+    if (info.xlated.length) out.xlated = Buffer.from(info.xlated).toString('hex');
+    out.insnsProcessed = info.verifiedInsns ?? (processed ? Number(processed[1]) : undefined);
+    const kept = Object.assign(obj, { loaded: { name: target, prog: me.ptr } });
+    obj = undefined;
+    return { out, obj: kept };
+  } catch (e) {
+    if (!(e instanceof CoreMatrixError)) throw e;
+    out.log.push(...takeLines());
+    out.status = 'error';
+    out.reason = e.message.split('\n')[0];
+    return { out };
+  } finally {
+    obj?.close();
+    out.loadMs = Math.round(performance.now() - t0);
+  }
+}
+
+/** The whole object (`names` autoloaded) as its tool loads it; else one program at a time, to attribute the failure. */
+function loadPrograms(l: Lib & { label: string }, objectBytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[]): ReferenceLoad {
   const objects: OpenObject[] = [];
   const loaded: ReferenceLoad['loaded'] = [];
   const whole = loadWhole(l, objectBytes, name, opts, names);
@@ -544,53 +643,12 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
   const outcomes: ReferenceOutcome[] = [];
   const byProgram = new Map<string, OpenObject>();
   for (const target of names) {
-    const t0 = performance.now();
-    const out: ReferenceOutcome = { name: target, libbpf: l.label, status: 'error', relocations: [], log: [], loadMs: 0 };
-    outcomes.push(out);
-    let obj: OpenObject | undefined;
-    try {
-      obj = OpenObject.open(l, objectBytes, name, opts);
-      const progs = obj.programs();
-      const me = progs.find((p) => p.name === target)!;
-      obj.configure(opts.configure ?? {}, progs);
-      // A program whose autoload is off (its SEC's `?`, or the config) is not loaded, as libbpf does.
-      if (!l.autoload(me.ptr)) {
-        out.status = 'not-loaded';
-        out.reason = 'autoload is off';
-        continue;
-      }
-      for (const p of progs) l.setAutoload(p.ptr, p === me);
-      const vlog = obj.alloc(VERIFIER_LOG_SIZE);
-      l.setLogBuf(me.ptr, vlog.addr, VERIFIER_LOG_SIZE);
-      l.setLogLevel(me.ptr, LOG_STATS);
-      const err = l.load(obj.ptr);
-      out.log = takeLines();
-      out.relocations = reloLines(out.log, target);
-      const verifierLog = cString(vlog);
-      if (verifierLog.trim()) out.verifierLog = verifierLog.trimEnd();
-      const processed = /processed (\d+) insns/.exec(verifierLog);
-      if (err === 0) {
-        out.status = 'loaded';
-        // A handle over libbpf's fd for BPF_OBJ_GET_INFO_BY_FD only: never closed here (libbpf owns it).
-        const info = new Program(l.programFd(me.ptr), 0, target, '').info();
-        if (info.xlated.length) out.xlated = Buffer.from(info.xlated).toString('hex');
-        out.insnsProcessed = info.verifiedInsns ?? (processed ? Number(processed[1]) : undefined);
-        loaded.push({ name: target, prog: me.ptr });
-        byProgram.set(target, obj);
-        objects.push(obj);
-        obj = undefined;
-      } else {
-        Object.assign(out, classify(l, err, out.log, verifierLog, target));
-        if (processed) out.insnsProcessed = Number(processed[1]);
-      }
-    } catch (e) {
-      if (!(e instanceof CoreMatrixError)) throw e;
-      out.log.push(...takeLines());
-      out.status = 'error';
-      out.reason = e.message.split('\n')[0];
-    } finally {
-      obj?.close();
-      out.loadMs = Math.round(performance.now() - t0);
+    const r = loadOne(l, objectBytes, name, opts, target);
+    outcomes.push(r.out);
+    if (r.obj) {
+      loaded.push(r.obj.loaded);
+      byProgram.set(target, r.obj);
+      objects.push(r.obj);
     }
   }
   return {

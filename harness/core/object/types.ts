@@ -46,6 +46,11 @@ export interface ProgramSpec extends FunctionSpec, ProgramKind {
   funcInfo: KernelFuncInfo[];
   /** The program's own line_info (insnOff relative to its first instruction, in instructions). */
   lineInfo: KernelLineInfo[];
+  /**
+   * freplace only: the program of this object whose function it replaces (set by an object config;
+   * libbpf: bpf_program__set_attach_target with that program's fd). Loaded after it.
+   */
+  attachProgram?: string;
 }
 
 export type MapKind = 'btf' | 'legacy' | 'data' | 'kconfig';
