@@ -137,6 +137,11 @@ export function lockOutDir(dir: string): () => void {
   return got.release;
 }
 
+/** A `--corpus` value the matrix knows. */
+export function isCorpusName(c: string): boolean {
+  return c === 'core-reloc' || c === 'debian' || c === 'cilium' || /^selftests(:\d+\/\d+)?$/.test(c);
+}
+
 export const matrixCommand: Command = {
   name: 'matrix',
   summary: 'boot the kernel matrix and run every suite in each guest',
@@ -213,7 +218,7 @@ export const matrixCommand: Command = {
     }
 
     const corpora = values.corpus ?? [];
-    for (const c of corpora) if (c !== 'core-reloc' && c !== 'debian' && c !== 'cilium' && !/^selftests(:\d+\/\d+)?$/.test(c)) throw new UsageError(`--corpus must be core-reloc, debian, cilium, selftests or selftests:N/M, not '${c}'`);
+    for (const c of corpora) if (!isCorpusName(c)) throw new UsageError(`--corpus must be core-reloc, debian, cilium, selftests or selftests:N/M, not '${c}'`);
     const { runMatrix, runPassed, readUserObjects } = await import('../matrix/run.js');
     // Bad objects and configs are found here, before a kernel is fetched or a report folder is made.
     const objectConfigs = new Map<string, string>();

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import yaml from 'js-yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { isCorpusName } from '../../harness/cli/matrix.js';
 import { loadMatrix } from '../../harness/kernels/matrix.js';
 import { shardOf } from '../../harness/matrix/shard.js';
 import type { RunReport } from '../../harness/results.js';
@@ -30,7 +31,7 @@ async function cli(args: string[], cwd = ROOT): Promise<{ code: number; stdout: 
 }
 
 interface Step { name?: string; id?: string; uses?: string; run?: string; if?: string; with?: Record<string, unknown> }
-interface Job { 'runs-on': string; needs?: string | string[]; if?: string; strategy?: { matrix: { shard: number[] } }; steps: Step[] }
+interface Job { 'runs-on': string; needs?: string | string[]; if?: string; strategy?: { matrix: { shard: number[]; include?: unknown[] } }; steps: Step[] }
 interface Workflow { name: string; on: Record<string, unknown>; env: Record<string, unknown>; jobs: Record<string, Job> }
 
 const text = readFileSync(join(ROOT, '.github/workflows/nightly.yml'), 'utf8');
@@ -62,6 +63,9 @@ describe('nightly.yml', () => {
     expect('workflow_dispatch' in wf.on).toBe(true);
     expect(Object.keys(wf.jobs).sort()).toEqual(['corpus', 'merge', 'newest', 'shard']);
     expect(invocations('corpus')[0]).toContain('--corpus ${{ matrix.corpus }} --loader both');
+    const corpora = (wf.jobs.corpus!.strategy!.matrix.include as { corpus: string }[]).map((x) => x.corpus);
+    expect(corpora).toEqual(['debian', 'cilium', 'selftests:1/4', 'selftests:2/4', 'selftests:3/4', 'selftests:4/4']);
+    for (const c of corpora) expect(isCorpusName(c), c).toBe(true);
     expect(wf.jobs.shard!.strategy!.matrix.shard).toEqual(Array.from({ length: SHARDS }, (_, i) => i + 1));
     expect(wf.jobs.merge!.needs).toBe('shard');
     expect(wf.jobs.newest!.needs).toBe('merge');
