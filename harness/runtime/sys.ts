@@ -9,6 +9,7 @@
 import koffi from 'koffi';
 import { CoreMatrixError } from '../core/errors.js';
 import { untrackFd } from './fds.js';
+import { syscallNumbers } from './arch-syscalls.js';
 
 const libc = koffi.load('libc.so.6');
 // long syscall(long number, ...): variadic; koffi wants a (type, value) pair per extra argument.
@@ -26,11 +27,12 @@ const cSysconf = libc.func('long sysconf(int name)');
 const cGetrlimit = libc.func('int getrlimit(int resource, void *rlim)');
 const cSetrlimit = libc.func('int setrlimit(int resource, void *rlim)');
 
-/** x86-64 syscall numbers (the only architecture the matrix runs). */
-export const SYS_bpf = 321;
-export const SYS_perf_event_open = 298;
-export const SYS_finit_module = 313;
-export const SYS_reboot = 169;
+// System call numbers of the arch this runs on (x86-64 or arm64): arch-syscalls.ts.
+const NR = syscallNumbers();
+export const SYS_bpf = NR.bpf;
+export const SYS_perf_event_open = NR.perf_event_open;
+export const SYS_finit_module = NR.finit_module;
+export const SYS_reboot = NR.reboot;
 
 const ERRNO_NAMES = new Map<number, string>();
 for (const [name, num] of Object.entries(koffi.os.errno)) if (!ERRNO_NAMES.has(num)) ERRNO_NAMES.set(num, name);
@@ -143,7 +145,7 @@ export function withScratch<T>(fn: (s: Scratch) => T): T {
   }
 }
 
-const SYS_rt_sigprocmask = 14;
+const SYS_rt_sigprocmask = NR.rt_sigprocmask;
 const SIG_BLOCK = 0;
 const SIG_SETMASK = 2;
 /**
@@ -240,8 +242,8 @@ export function finitModule(fd: number, what: string): 'loaded' | 'present' {
   }
 }
 
-const SYS_sched_setaffinity = 203;
-const SYS_sched_getaffinity = 204;
+const SYS_sched_setaffinity = NR.sched_setaffinity;
+const SYS_sched_getaffinity = NR.sched_getaffinity;
 /** Bytes of a CPU mask passed to the kernel: room for 1,024 CPUs. */
 const CPU_MASK_BYTES = 128;
 
