@@ -6,6 +6,7 @@ import type { CommandEntry } from './command.js';
 export const commands: CommandEntry[] = [
   { name: 'matrix', summary: 'boot the kernel matrix and run every suite in each guest', load: async () => (await import('./matrix.js')).matrixCommand },
   { name: 'relocate', summary: "apply an object's CO-RE relocations against one BTF, offline", load: async () => (await import('./relocate.js')).relocateCommand },
+  { name: 'link', summary: 'link BPF objects built from several .c files into one, as bpftool gen object does', load: async () => (await import('./link.js')).linkCommand },
   { name: 'kernels', summary: 'list, fetch and locate the matrix kernels (vmlinuz, config, BTF)', load: async () => (await import('./kernels.js')).kernelsCommand },
   { name: 'diff', summary: 'compare a baseline report.json with a new one (exit 1 on regression)', load: async () => (await import('./diff.js')).diffCommand },
   { name: 'report', summary: 'merge shards, render report.json/junit.xml/summary.md/index.html, show the diff', load: async () => (await import('./report.js')).reportCommand },
