@@ -38,7 +38,8 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                          object (x.bpf.o -> x.bpf.yaml) is used when it exists
   --object <file.o>      also load this clang-built object in every guest (repeatable): each
                          program is reported as loaded, rejected (with the verifier log) or
-                         relocation failed (which field)
+                         relocation failed (which field); a.o+b.o links the objects first, as
+                         bpftool gen object does (corematrix link)
   --module <name>        load this kernel module in every guest whose kernel package has it,
                          before the agent reads BTF (repeatable): an --object that uses types
                          only a module has relocates against /sys/kernel/btf/<module> (suites
@@ -227,8 +228,20 @@ export const matrixCommand: Command = {
       if (eq <= 0 || eq === pair.length - 1) throw new UsageError(`--object-config takes <object.o>=<config.yaml>, not '${pair}'`);
       objectConfigs.set(pair.slice(0, eq), pair.slice(eq + 1));
     }
-    readUserObjects(values.object ?? [], objectConfigs);
-    const objects = [...(values.object ?? [])];
+    // `--object a.o+b.o`: linked here first (its config, if given, is keyed by what was written).
+    const { isLinkSpec, linkedObject } = await import('../matrix/linked-objects.js');
+    const objects = (values.object ?? []).map((o) => {
+      if (!isLinkSpec(o)) return o;
+      const linked = linkedObject(o);
+      const config = objectConfigs.get(o);
+      if (config !== undefined) {
+        objectConfigs.delete(o);
+        objectConfigs.set(linked, config);
+      }
+      sink.log(`--object ${o}: linked into ${linked}`);
+      return linked;
+    });
+    readUserObjects(objects, objectConfigs);
     const corpusObjects: string[] = [];
     if (corpora.includes('debian')) {
       const { debianObjects } = await import('../corpus/debian-objects.js');
