@@ -1,133 +1,94 @@
-// index.html: ONE self-contained file (inline CSS and a little inline JS, no external asset, no
-// network). The suites × kernels grid is plain HTML; each square links to a panel (shown with
-// CSS :target, so it works with JS off) holding every cell's relocations, externs, checks,
-// verifier stats and logs. JS only adds keyboard closing and a failures-only filter.
+// index.html: the suites × kernels grid, one row per suite (one of ours, or one user or corpus
+// object) and one column per kernel; a square counts its cells by verdict (✓ pass, ◌ attached
+// but never ran, ✗ fail, ⊗ error, ⊘ skip, ↷ expected skip, – not run). A row expands (JS) to its
+// programs, one mark per loader; every square and mark opens the cells' detail: relocations,
+// externs, checks, verifier statistics and logs (detail.ts).
 //
-// A report.json may come from anywhere (a CI artifact, a shard), so every value from it is
-// escaped, numbers included: markup is built ONLY with the `html` tag below, which escapes each
-// `${…}` unless it is markup the tag itself made. No string concatenation builds markup here.
-// The page's Content-Security-Policy then allows exactly its own <style> and <script> (by their
-// sha256): should anything ever slip through, the browser still runs no other script.
+// Where that detail lives depends on its size. A small run (our default matrix) keeps it inline:
+// one self-contained file, each square's panel shown with CSS :target, so it works with JS off. A
+// corpus run (tens of thousands of cells, ~1.6 KB of detail each) would make a page of 100+ MB,
+// so its detail goes to one page per suite under cells/ next to index.html, opened in a drawer
+// (an <iframe>: it works from file://, where fetch() of local files is refused) or, with JS off,
+// as a page of its own. The index then stays at ~100 bytes a cell (docs/reports.md).
+//
+// Every value is escaped (markup.ts). Each page's Content-Security-Policy allows exactly its own
+// <style> and <script> by sha256 (the cells/ pages have no script at all) and, when there are
+// cells/ pages, frames from the report's own folder: should anything ever slip through, the
+// browser still runs no other script.
 
-import { createHash } from 'node:crypto';
-import { neverRan, type CellResult, type KernelRun, type RunReport } from '../results.js';
-import { externValue, reloValue, type KernelDiff, type ValueRow } from './diff.js';
-import { attachWords, btfWords, buildGrid, failures, ms, show, tail, totalsLine, visible, type Grid, type SquareState } from './grid.js';
+import type { KernelRun, RunReport } from '../results.js';
+import type { Finding, KernelDiff, ValueRow } from './diff.js';
+import { cellId, diffSection, expectedTable, findingsList, squareBody, squareId } from './detail.js';
+import { btfWords, countsWords, failures, markOf, MARKS, ms, noCounts, totalsLine, type Counts, type Grid, type Mark, type SquareState, buildGrid } from './grid.js';
+import { Html, html, lines, sha256Source } from './markup.js';
+import { STYLE, STYLE_SOURCE } from './style.js';
 
 /** Symbols every font has (DejaVu too): colour emoji are missing on headless and server machines. */
 const SYMBOL: Record<SquareState, string> = { pass: '✓', fail: '✗', skip: '↷', warn: '⚠', silent: '◌' };
+const MARK_SYMBOL: Record<Mark, string> = { pass: '✓', silent: '◌', fail: '✗', error: '⊗', skip: '⊘', 'expected-skip': '↷', 'not-run': '–' };
 
-/** Text for an element's content or a quoted attribute: control characters made visible, then escaped. */
-function esc(s: string): string {
-  return visible(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
-}
+/** Detail of more than this many bytes goes to cells/ pages instead of into index.html. */
+export const INLINE_DETAIL_BYTES = 2_000_000;
+/** With cells/ pages, index.html lists at most this many findings of each class and expected-difference rows (each suite's page has all of its own). */
+const MAX_FINDINGS = 200;
+const MAX_DIFF_ROWS = 300;
+/** Objects named in the header. */
+const MAX_OBJECTS = 8;
 
-/** Markup made by the `html` tag (or this file's own CSS/JS constants): inserted as is. */
-class Html {
-  private constructor(readonly markup: string) {}
-  /** For the `html` tag's own output and this file's constants (policy, <style>, <script>): never for report data. */
-  static constant(markup: string): Html {
-    return new Html(markup);
-  }
-  static join(parts: readonly Html[], sep = ''): Html {
-    return new Html(parts.map((p) => p.markup).join(sep));
-  }
-}
+/** The folder the suites' pages go in, next to index.html. */
+export const PAGES_DIR = 'cells';
 
-/** What `${…}` may hold in `html`: markup from this tag, or a value (escaped); `undefined` is nothing. */
-type Value = Html | string | number | undefined | readonly Value[];
-
-function insert(v: Value): string {
-  if (v instanceof Html) return v.markup;
-  if (v === undefined) return '';
-  if (Array.isArray(v)) return v.map(insert).join('');
-  return esc(String(v));
-}
-
-/** The one way to make markup here: every interpolated value is escaped, numbers too. */
-function html(parts: TemplateStringsArray, ...values: Value[]): Html {
-  let out = parts[0]!;
-  values.forEach((v, i) => {
-    out += insert(v) + parts[i + 1]!;
-  });
-  return Html.constant(out);
-}
-
-/** Lines of markup, one per line in the file (easier to read and diff). */
-const lines = (parts: readonly Html[]): Html => Html.join(parts, '\n');
-
-const CSS = `
-:root{--bg:#fbfbfa;--fg:#1d1f21;--mute:#5f6368;--line:#dadce0;--head:#f1f3f4;--panel:#fff;
---pass:#e6f4ea;--passfg:#0d652d;--fail:#fce8e6;--failfg:#b3261e;--skip:#eceff1;--skipfg:#455a64;--warn:#fef3d6;--warnfg:#8a4b00;--silent:#e8eaf6;--silentfg:#303f9f;
---v0:#e8f0fe;--v1:#fde7d9;--v2:#e6f4ea;--v3:#f3e8fd;--v4:#fff4c2;--v5:#e0f7fa;--link:#1a56c4}
-@media (prefers-color-scheme:dark){:root{--bg:#151719;--fg:#e3e3e3;--mute:#9aa0a6;--line:#3c4043;--head:#202124;--panel:#1b1d1f;
---pass:#123821;--passfg:#81c995;--fail:#4a1612;--failfg:#f28b82;--skip:#2a3136;--skipfg:#b0bec5;--warn:#3e2f07;--warnfg:#fdd663;--silent:#1f2440;--silentfg:#9fa8da;
---v0:#1e2a44;--v1:#40281a;--v2:#15321f;--v3:#2e1f40;--v4:#3a3412;--v5:#123438;--link:#8ab4f8}}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--fg);font:13px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-main{padding:14px 20px 40px;max-width:1800px}
-h1{font-size:18px;margin:0 0 2px}h2{font-size:15px;margin:22px 0 8px;border-bottom:1px solid var(--line);padding-bottom:3px}
-h3{font-size:14px;margin:0}h4{font-size:12px;margin:12px 0 4px;color:var(--mute);text-transform:uppercase;letter-spacing:.04em}
-h4 .mono{text-transform:none;letter-spacing:0}
-a{color:var(--link)}
-.mono,code,pre,td.v{font-family:ui-monospace,"JetBrains Mono","DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px}
-.meta{color:var(--mute)}
-.banner{background:var(--warn);color:var(--warnfg);border:1px solid var(--warnfg);padding:6px 10px;margin:8px 0;font-weight:600}
-.bad{background:var(--fail);color:var(--failfg);border:1px solid var(--failfg);padding:6px 10px;margin:8px 0}
-table{border-collapse:collapse}
-th,td{border:1px solid var(--line);padding:3px 7px;text-align:left;vertical-align:top}
-thead th{background:var(--head);font-weight:600}
-table.grid th.k{text-align:center;min-width:92px}
-table.grid th.k small{display:block;font-weight:400;color:var(--mute)}
-table.grid td.sq{padding:0;text-align:center}
-table.grid td.sq a{display:block;padding:5px 8px;color:inherit;text-decoration:none;font-weight:600}
-table.grid td.sq a:hover,table.grid td.sq a:focus{outline:2px solid var(--link);outline-offset:-2px}
-.pass{background:var(--pass);color:var(--passfg)}.fail{background:var(--fail);color:var(--failfg)}
-.skip{background:var(--skip);color:var(--skipfg)}.warn{background:var(--warn);color:var(--warnfg)}.silent{background:var(--silent);color:var(--silentfg)}
-.g-fail{color:var(--failfg);font-weight:700}
-.legend{color:var(--mute);margin:6px 0}
-.legend span{display:inline-block;padding:0 6px;margin-right:6px}
-table.diff td.v{text-align:right;white-space:nowrap}
-table.diff td.cellname{color:var(--mute)}
-.v0{background:var(--v0)}.v1{background:var(--v1)}.v2{background:var(--v2)}.v3{background:var(--v3)}.v4{background:var(--v4)}.v5{background:var(--v5)}
-ul.findings{margin:4px 0;padding-left:18px}
-ul.findings li.violation{color:var(--failfg)}ul.findings li.unexpected{color:var(--warnfg)}
-.panel{display:none}
-.panel:target{display:block;position:fixed;top:0;right:0;bottom:0;width:min(1180px,82vw);overflow:auto;background:var(--panel);
-border-left:1px solid var(--line);box-shadow:-8px 0 24px rgba(0,0,0,.18);padding:12px 18px 40px;z-index:10}
-.panel .close{float:right;font-size:18px;text-decoration:none;padding:0 6px}
-.cell{border:1px solid var(--line);margin:10px 0;padding:8px 10px}
-.verdict{display:inline-block;padding:0 6px;font-weight:700;margin-right:6px}
-table.relos td{white-space:nowrap}table.relos{font-size:12px}
-pre{background:var(--head);padding:6px 8px;overflow:auto;max-height:340px;white-space:pre-wrap;margin:4px 0}
-.muted{color:var(--mute)}
-.ok{color:var(--passfg)}.no{color:var(--failfg);font-weight:700}
-body.only-failures tr.allpass{display:none}
-.tools{margin:6px 0}
-.tools label{color:var(--mute)}
-@media print{.panel{display:block!important;position:static!important;width:auto!important;box-shadow:none!important}}
-`;
+/** Which mark a symbol in a collapsed program row stands for (the page's script reads it back). */
+const SYMBOL_MARK = Object.fromEntries(MARKS.map((m) => [MARK_SYMBOL[m], m]));
 
 const JS = `
-document.addEventListener('keydown',e=>{if(e.key==='Escape'&&location.hash.startsWith('#sq-'))location.hash='#grid'});
-const f=document.getElementById('only-failures');if(f){f.hidden=false;f.querySelector('input').addEventListener('change',e=>document.body.classList.toggle('only-failures',e.target.checked))}
+const d=document,b=d.body,dr=d.getElementById('drawer'),fr=dr&&dr.querySelector('iframe');b.classList.add('js');
+const M=${JSON.stringify(SYMBOL_MARK)};
+const f=d.getElementById('only-failures');if(f){f.hidden=false;f.querySelector('input').addEventListener('change',e=>b.classList.toggle('only-failures',e.target.checked))}
+function links(rows,si){[...rows.children].forEach((r,pi)=>[...r.cells].slice(1).forEach((td,ki)=>{const s=[...td.textContent];td.textContent='';
+s.forEach((ch,li)=>{const m=M[ch];if(!m)return;const a=d.createElement(m==='not-run'?'span':'a');a.className='m-'+m;a.textContent=ch;
+if(m!=='not-run')a.href=(dr?'${PAGES_DIR}/'+si+'.html':'')+'#c-'+ki+'-'+si+'-'+pi+'-'+li;td.append(a)})}));return rows}
+function expand(tr){const open=tr.classList.toggle('open');tr.querySelector('button.x').setAttribute('aria-expanded',String(open));
+if(!open){for(let n=tr.nextElementSibling;n&&n.classList.contains('prog');){const m=n.nextElementSibling;n.remove();n=m}return}
+const t=d.getElementById('p-'+tr.dataset.o);if(t)tr.after(links(t.content.cloneNode(true),tr.dataset.o))}
+function shut(){if(!dr||dr.hidden)return false;dr.hidden=true;return true}
+d.addEventListener('click',e=>{const x=e.target.closest('button.x');if(x){expand(x.closest('tr'));return}
+if(!dr)return;if(e.target.closest('#drawer a.close')){e.preventDefault();shut();return}
+const a=e.target.closest('a[href^="${PAGES_DIR}/"]');if(!a||e.button||e.ctrlKey||e.metaKey||e.shiftKey||e.altKey||a.closest('#drawer'))return;
+e.preventDefault();fr.src=a.getAttribute('href');dr.querySelector('a.open').setAttribute('href',a.getAttribute('href'));dr.hidden=false;dr.querySelector('a.close').focus()});
+d.addEventListener('keydown',e=>{if(e.key!=='Escape'||shut())return;if(/^#(sq|c)-/.test(location.hash))location.hash='#grid'});
 `;
-
-const VERDICT_CLASS: Record<string, string> = { pass: 'pass', fail: 'fail', error: 'fail', skip: 'fail', 'expected-skip': 'skip' };
-
-// The <style> and <script> bodies exactly as written into the page: the policy names their hashes.
-const STYLE = Html.constant(CSS);
 const SCRIPT = Html.constant(JS);
-const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`;
-/**
- * Nothing loads from anywhere (default-src 'none'); the only style and script are the page's own
- * blocks, by hash: no other inline <script>, no on* attribute, no style attribute, no <base>.
- */
-export const CSP = `default-src 'none'; style-src ${sha256(CSS)}; script-src ${sha256(JS)}; base-uri 'none'; form-action 'none'`;
-const POLICY = Html.constant(CSP);
 
-function squareId(ki: number, si: number): string {
-  return `sq-${ki}-${si}`;
+const POLICY_BASE = `default-src 'none'; style-src ${STYLE_SOURCE}; script-src ${sha256Source(JS)}; base-uri 'none'; form-action 'none'`;
+/**
+ * index.html's policy when its detail is inline: nothing loads from anywhere (default-src 'none');
+ * the only style and script are the page's own blocks, by hash: no other inline <script>, no on*
+ * attribute, no style attribute, no <base>.
+ */
+export const CSP = POLICY_BASE;
+/** index.html's policy when its detail is in cells/ pages: the same, and frames from its own folder. */
+export const CSP_WITH_PAGES = `${POLICY_BASE}; frame-src 'self'`;
+/** A cells/ page's policy: its style, no script at all. */
+export const PAGE_CSP = `default-src 'none'; style-src ${STYLE_SOURCE}; base-uri 'none'; form-action 'none'`;
+
+export interface HtmlOptions {
+  /** Where the cells' detail goes: inline, cells/ pages, or by size (INLINE_DETAIL_BYTES; the default). */
+  detail?: 'inline' | 'pages' | 'auto';
+}
+
+export interface HtmlReport {
+  /** index.html */
+  index: string;
+  /** cells/<suite index>.html, when the detail is not inline (names relative to the report folder). */
+  pages: { name: string; data: string }[];
+}
+
+const pageName = (si: number) => `${PAGES_DIR}/${si}.html`;
+
+/** `✓12 ✗1 –2`: a square's counts, marks with a count only. */
+function countsLabel(n: Counts): string {
+  return MARKS.filter((m) => n[m]).map((m) => `${MARK_SYMBOL[m]}${n[m]}`).join(' ') || '–';
 }
 
 function kernelHead(k: KernelRun): Html {
@@ -137,144 +98,173 @@ function kernelHead(k: KernelRun): Html {
   return html`<th class="k" title="${title}">${k.kernel.id}<small>${guest} · ${ms(k.bootMs)} boot${k.cpus ? ` · ${k.cpus} CPUs` : ''}</small><small class="mono">${k.kernel.version}</small>${btf}</th>`;
 }
 
-function gridTable(g: Grid): Html {
+/** Where a square or a cell opens: an anchor in this page, or in the suite's page. */
+type Href = (si: number, anchor: string) => string;
+
+function clip(s: string, n = 300): string {
+  return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+}
+
+function allPass(g: Grid, s: string): boolean {
+  return g.kernels.every((k) => g.at(k.kernel.id, s).state === 'pass' || g.at(k.kernel.id, s).state === 'skip');
+}
+
+function gridTable(g: Grid, href: Href): Html {
   const rows = g.suites.map((s, si) => {
-    const all = g.kernels.every((k) => g.at(k.kernel.id, s).state === 'pass' || g.at(k.kernel.id, s).state === 'skip');
     const tds = g.kernels.map((k, ki) => {
       const sq = g.at(k.kernel.id, s);
-      const n = sq.cells.length;
-      const passed = sq.cells.filter((c) => c.verdict === 'pass').length;
-      const label = `${SYMBOL[sq.state]} ${sq.state === 'skip' ? 'skip' : n ? `${passed}/${n}` : '–'}`;
-      const title = `${k.kernel.id} · ${s}: ${sq.note ?? sq.cells.map((c) => `${c.program} ${c.verdict}`).join(', ')}`;
-      return html`<td class="sq ${sq.state}"><a href="#${squareId(ki, si)}" title="${title}">${label}</a></td>`;
+      const label = `${sq.state === 'warn' ? '⚠ ' : ''}${countsLabel(sq.counts)}`;
+      const title = clip(`${countsWords(sq.counts)}${sq.note ? ` — ${sq.note}` : ''}`);
+      return html`<td class="sq ${sq.state}"><a href="${href(si, squareId(ki, si))}" title="${title}">${label}</a></td>`;
     });
-    return html`<tr${all ? html` class="allpass"` : undefined}><th>${s}</th>${tds}</tr>`;
+    const n = g.programs.get(s)!.length;
+    return html`<tr class="obj${allPass(g, s) ? ' allpass' : ''}" id="o-${si}" data-o="${si}"><th><button class="x" type="button" aria-expanded="false" title="${`${n} program${n === 1 ? '' : 's'}`}">${s}</button></th>${tds}</tr>`;
   });
-  return html`<table class="grid"><thead><tr><th>suite \\ kernel</th>${g.kernels.map(kernelHead)}</tr></thead><tbody>${rows}</tbody></table>`;
+  const foot = g.kernels.map((_, ki) => html`<td title="${countsWords(g.kernelTotals[ki]!)}">${countsLabel(g.kernelTotals[ki]!)}</td>`);
+  return html`<table class="grid"><thead><tr><th>suite \\ kernel</th>${g.kernels.map(kernelHead)}</tr></thead><tbody>${rows}</tbody><tfoot><tr><th>all ${g.suites.length} suites</th>${foot}</tr></tfoot></table>`;
 }
 
-function valueClasses(r: ValueRow): Map<string, string> {
-  const distinct = [...new Set(r.values.map((v) => v.value))];
-  return new Map(distinct.map((v, i) => [v, distinct.length > 1 ? `v${i % 6}` : '']));
-}
-
-function diffSection(d: KernelDiff): Html {
+/**
+ * Each suite's program rows, inert until its row is expanded: a <template> is parsed but never
+ * rendered, and holds only markup the html tag made. A row holds one mark symbol per loader and
+ * kernel (a few bytes a cell); on expanding, the page's script turns each into a link to the cell
+ * (`cellId` from the mark's position), so a corpus of 40 000 cells adds well under 1 MB here.
+ */
+function programTemplates(g: Grid, ids: CellIds): Html {
   const out: Html[] = [];
-  out.push(html`<p>Must be equal on every kernel (object sha256, each relocation's local side, checks = ground truth): <b>${d.invariants.held}/${d.invariants.checked}</b> held.</p>`);
-  if (d.violations.length || d.unexpected.length) {
-    out.push(html`<ul class="findings">`);
-    for (const v of d.violations) out.push(html`<li class="violation"><b>violation</b> <code>${v.cell}</code>: ${v.what}</li>`);
-    for (const u of d.unexpected) out.push(html`<li class="unexpected"><b>unexpected</b> <code>${u.cell}</code>: ${u.what}</li>`);
-    out.push(html`</ul>`);
-  } else out.push(html`<p class="ok">No unexpected difference.</p>`);
-  if (!d.expected.length) {
-    out.push(html`<p class="muted">No value differs across kernels.</p>`);
-    return lines(out);
-  }
-  out.push(html`<p class="muted">Expected to differ: relocated targets, kconfig externs, verifier counts, observed values (✓ = equals its ground truth). In each row, kernels with the same value share a colour; hover a value for the matched target type id.</p>`);
-  out.push(html`<table class="diff"><thead><tr><th>cell</th><th>what</th><th>local</th>${d.kernels.map((k) => html`<th>${k}</th>`)}</tr></thead><tbody>`);
-  let last = '';
-  for (const r of d.expected) {
-    const cls = valueClasses(r);
-    const tds = d.kernels.map((id) => {
-      const v = r.values.find((x) => x.kernel === id);
-      if (!v) return html`<td class="v muted">—</td>`;
-      const t = [v.typeId !== undefined ? `type id ${v.typeId}` : '', v.note ?? ''].filter(Boolean).join(' · ');
-      return html`<td class="v ${cls.get(v.value)}"${t ? html` title="${t}"` : undefined}>${v.value}</td>`;
+  g.suites.forEach((s, si) => {
+    const programs = g.programs.get(s)!;
+    if (!programs.length) return;
+    const cls = allPass(g, s) ? 'prog allpass' : 'prog';
+    const rows = programs.map((_, pi) => {
+      const tds = g.kernels.map((_k, ki) => html`<td>${g.loaders.map((_l, li) => MARK_SYMBOL[ids.markAt(si, ki, pi, li)])}</td>`);
+      return html`<tr class="${cls}"><th>${programs[pi]}</th>${tds}</tr>`;
     });
-    const name = r.cell === last ? '' : r.cell;
-    last = r.cell;
-    out.push(html`<tr><td class="cellname mono">${name}</td><td class="mono">${r.subject}</td><td class="v">${r.local}</td>${tds}</tr>`);
-  }
-  out.push(html`</tbody></table>`);
-  return lines(out);
-}
-
-function cellArticle(c: CellResult): Html {
-  const out: Html[] = [];
-  const loader = c.loader !== 'ours' ? html` <span class="muted">[${c.loader}]</span>` : undefined;
-  out.push(html`<article class="cell"><h3><span class="verdict ${VERDICT_CLASS[c.verdict] ?? 'warn'}">${c.verdict}</span>${c.program}${loader}</h3>`);
-  if (c.reason) out.push(html`<p class="no">${c.reason}</p>`);
-  const verifier = c.verifier?.insnsProcessed !== undefined ? ` · verifier ${c.verifier.insnsProcessed} insns processed` : '';
-  out.push(html`<p class="meta mono">${c.object.name} sha256 ${c.object.sha256} · load ${c.timings.loadMs} ms · run ${c.timings.runMs} ms${verifier}</p>`);
-  if (c.attach) out.push(html`<p class="${c.attach.status === 'failed' ? 'no' : neverRan(c.attach) ? 'silent' : 'meta'}">${attachWords(c.attach)}</p>`);
-  if (c.checks.length) {
-    out.push(html`<h4>checks (observed vs ground truth)</h4><table><thead><tr><th></th><th>check</th><th>observed</th><th>truth</th><th>source</th></tr></thead><tbody>`);
-    for (const x of c.checks)
-      out.push(html`<tr><td class="${x.ok ? 'ok' : 'no'}">${x.ok ? '✓' : '✗'}</td><td class="mono">${x.name}</td><td class="v mono">${show(x.observed)}</td><td class="v mono">${show(x.truth)}</td><td class="muted">${x.source}</td></tr>`);
-    out.push(html`</tbody></table>`);
-  }
-  if (c.relocations.length) {
-    const sections = [...new Set(c.relocations.map((r) => r.section))];
-    out.push(html`<h4>CO-RE relocations <span class="mono">${sections.join(', ')}</span></h4><table class="relos"><thead><tr><th>insn</th><th>kind</th><th>local type</th><th>spec</th><th>local → target</th><th>target type (id)</th><th>access</th></tr></thead><tbody>`);
-    for (const r of c.relocations) {
-      const cls = r.status === 'ok' ? '' : r.status === 'poisoned' && !(r as { reachable?: boolean }).reachable ? 'muted' : 'no';
-      const where = `${sections.length > 1 ? `${r.section}+` : '#'}${r.insn}`;
-      const targetType = `${r.targetType ?? ''}${r.targetTypeId !== undefined ? ` (${r.targetTypeId})` : ''}`;
-      const access = `${r.access}${r.targetAccess !== undefined ? ` → ${r.targetAccess}` : ''}`;
-      out.push(
-        html`<tr><td class="mono" title="${r.section}">${where}</td><td class="mono">${r.kind}</td><td class="mono">${r.type}</td><td class="mono">${r.spec}</td><td class="v mono ${cls}">${r.local} → ${reloValue(r)}</td><td class="mono muted">${targetType}</td><td class="mono muted">${access}</td></tr>`,
-      );
-    }
-    out.push(html`</tbody></table>`);
-  }
-  if (c.externs.length) {
-    out.push(html`<h4>externs</h4><table><tbody>`);
-    for (const x of c.externs) out.push(html`<tr><td class="mono">${x.name}</td><td class="muted">${x.kind}</td><td class="v mono">${externValue(x.name, x.value)}</td></tr>`);
-    out.push(html`</tbody></table>`);
-  }
-  if (c.output) out.push(html`<h4>output (tail) · ${c.output.exitCode === null ? `killed by ${c.output.signal ?? 'a signal'}` : `exit ${c.output.exitCode}`}</h4><pre>${c.output.tail || '(no output)'}</pre>`);
-  if (c.verifier?.logTail) out.push(html`<h4>verifier log (tail)</h4><pre>${tail(c.verifier.logTail, 80)}</pre>`);
-  if (c.xlated) out.push(html`<details><summary class="muted">translated instructions (${c.xlated.length / 16} insns)</summary><pre>${c.xlated.replace(/(.{16})/g, '$1\n')}</pre></details>`);
-  out.push(html`</article>`);
-  return lines(out);
-}
-
-function panels(g: Grid): Html {
-  const out: Html[] = [];
-  g.kernels.forEach((k, ki) => {
-    g.suites.forEach((s, si) => {
-      const sq = g.at(k.kernel.id, s);
-      out.push(html`<section class="panel" id="${squareId(ki, si)}" aria-label="${`${k.kernel.id} ${s}`}"><a class="close" href="#grid" title="close (Esc)">×</a>`);
-      out.push(html`<h2>${SYMBOL[sq.state]} ${s} on ${k.kernel.id}</h2>`);
-      const detail = k.detail ? ` (${k.detail})` : '';
-      out.push(html`<p class="meta mono">${k.kernel.package} ${k.kernel.version} · ${k.kernel.release} · BTF ${btfWords(k.kernel.btf ?? 'kernel')} · guest ${k.guest}${detail} · boot ${ms(k.bootMs)} · ${k.accel}${k.cpus ? ` · ${k.cpus} vCPUs` : ''}</p>`);
-      if (sq.note) out.push(html`<p class="banner">${sq.note}</p>`);
-      for (const c of sq.cells) out.push(cellArticle(c));
-      if (k.consoleTail && (k.guest !== 'ok' || sq.state === 'fail')) out.push(html`<h4>kernel console (tail)</h4><pre>${tail(k.consoleTail, 60)}</pre>`);
-      out.push(html`</section>`);
-    });
+    out.push(html`<template id="p-${si}">${rows}</template>`);
   });
   return lines(out);
 }
 
-export function renderHtml(run: RunReport, diff: KernelDiff): string {
+/** Each cell's anchor (by program and loader index), and the mark at each position of an expanded row. */
+interface CellIds {
+  /** Anchors of a square's cells, in the square's cell order. */
+  of(si: number, ki: number): string[];
+  markAt(si: number, ki: number, pi: number, li: number): Mark;
+}
+
+function cellIds(g: Grid): CellIds {
+  const anchors: string[][][] = [];
+  const marks = new Map<string, Mark>();
+  g.suites.forEach((s, si) => {
+    const pIndex = new Map(g.programs.get(s)!.map((p, i) => [p, i]));
+    anchors.push(
+      g.kernels.map((k, ki) => {
+        const seen = new Set<string>();
+        return g.at(k.kernel.id, s).cells.map((c, n) => {
+          const pi = pIndex.get(c.program)!;
+          const li = g.loaders.indexOf(c.loader);
+          const id = cellId(ki, si, pi, li);
+          // The same cell reported twice (the diff flags it): the first one is the one linked to.
+          if (seen.has(id)) return `${id}-${n}`;
+          seen.add(id);
+          marks.set(id, markOf(c));
+          return id;
+        });
+      }),
+    );
+  });
+  return {
+    of: (si, ki) => anchors[si]![ki]!,
+    markAt: (si, ki, pi, li) => marks.get(cellId(ki, si, pi, li)) ?? 'not-run',
+  };
+}
+
+function legend(g: Grid): Html {
+  const loaders = g.loaders.length > 1 ? ` · an expanded row has one mark per loader (${g.loaders.join(', ')})` : '';
+  return html`<div class="legend"><span class="pass">${MARK_SYMBOL.pass} pass</span><span class="silent">${MARK_SYMBOL.silent} attached, never ran</span><span class="fail">${MARK_SYMBOL.fail} fail ${MARK_SYMBOL.error} error ${MARK_SYMBOL.skip} could not run</span><span class="skip">${MARK_SYMBOL['expected-skip']} expected skip</span><span class="warn">${MARK_SYMBOL['not-run']} not run · ${SYMBOL.warn} unexpected difference</span> click a square for its relocations, externs, checks and logs; a suite's name lists its programs${loaders}</div>`;
+}
+
+/** Findings and expected rows per suite (a finding names `suite/program[loader]`). */
+function bySuite(g: Grid, diff: KernelDiff): Map<string, { violations: Finding[]; unexpected: Finding[]; rows: ValueRow[] }> {
+  const out = new Map(g.suites.map((s) => [s, { violations: [] as Finding[], unexpected: [] as Finding[], rows: [] as ValueRow[] }]));
+  for (const v of diff.violations) out.get(g.suiteOf(v.cell) ?? '')?.violations.push(v);
+  for (const u of diff.unexpected) out.get(g.suiteOf(u.cell) ?? '')?.unexpected.push(u);
+  for (const r of diff.expected) out.get(r.suite)?.rows.push(r);
+  return out;
+}
+
+/** One suite on every kernel, as a page of its own under cells/ (no script; links back to the grid). */
+function suitePage(run: RunReport, g: Grid, diff: KernelDiff, si: number, bodies: Html[], own: { violations: Finding[]; unexpected: Finding[]; rows: ValueRow[] }): string {
+  const s = g.suites[si]!;
+  const total = noCounts();
+  for (const k of g.kernels) for (const m of MARKS) total[m] += g.at(k.kernel.id, s).counts[m];
+  const n = g.programs.get(s)!.length;
+  const sections = g.kernels.map((_, ki) => html`<section class="kernel" id="${squareId(ki, si)}">${bodies[ki]}</section>`);
+  return html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="${Html.constant(PAGE_CSP)}"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>${s} · corematrix ${run.runId}</title>
+<style>${STYLE}</style></head>
+<body><main>
+<p class="meta"><a href="../index.html#o-${si}" target="_top">corematrix ${run.runId}</a> · ${totalsLine(g)}</p>
+<h1>${s}</h1>
+<div class="meta">${n} program${n === 1 ? '' : 's'} × ${g.kernels.length} kernels: ${countsWords(total)}</div>
+<h2>Cross-kernel differences</h2>
+${findingsList(own.violations, own.unexpected)}
+${expectedTable(diff.kernels, own.rows)}
+${lines(sections)}
+</main></body></html>
+`.markup;
+}
+
+export function renderHtml(run: RunReport, diff: KernelDiff, opts: HtmlOptions = {}): HtmlReport {
   const g = buildGrid(run, diff);
   const fails = failures(run);
+  // Every square's detail, rendered once; where it goes is decided by its size.
+  const ids = cellIds(g);
+  const bodies = g.suites.map((s, si) => g.kernels.map((k, ki) => squareBody(k, g.at(k.kernel.id, s), ids.of(si, ki), SYMBOL[g.at(k.kernel.id, s).state])));
+  const detailBytes = bodies.reduce((n, row) => row.reduce((m, b) => m + b.markup.length, n), 0);
+  const inline = opts.detail === 'inline' || (opts.detail !== 'pages' && detailBytes <= INLINE_DETAIL_BYTES);
+  const href: Href = inline ? (_si, anchor) => `#${anchor}` : (si, anchor) => `${pageName(si)}#${anchor}`;
+
   const title = `corematrix ${run.runId}${run.complete ? '' : ' (INCOMPLETE)'}`;
-  const objects = run.objects.map((o, i) => html`${i ? ', ' : ''}${o.name} <span class="mono">${o.sha256.slice(0, 16)}</span>`);
+  const shown = run.objects.slice(0, MAX_OBJECTS);
+  const objects = shown.map((o, i) => html`${i ? ', ' : ''}${o.name} <span class="mono">${o.sha256.slice(0, 16)}</span>`);
+  const moreObjects = run.objects.length > shown.length ? ` and ${run.objects.length - shown.length} more` : '';
   const host = `node ${run.host.node}${run.host.qemu ? ` · qemu ${run.host.qemu}` : ''}${run.host.clang ? ` · clang ${run.host.clang}` : ''}`;
   const failed = fails.slice(0, 12).map((f) => (f.cell ? `${f.kernel.kernel.id} ${f.cell.suite}/${f.cell.program}` : `${f.kernel.kernel.id} guest ${f.kernel.guest}`));
   const body: Html[] = [];
   body.push(html`<main><header><h1>${title}</h1>`);
   body.push(html`<div class="meta">${totalsLine(g)} · ${run.startedAt} → ${run.finishedAt} · ${host}</div>`);
-  if (objects.length) body.push(html`<div class="meta">objects: ${objects}</div>`);
+  if (objects.length) body.push(html`<div class="meta">objects: ${objects}${moreObjects}</div>`);
   if (!run.complete) body.push(html`<div class="banner" id="incomplete">INCOMPLETE RUN — interrupted or a shard is missing; these results are partial.</div>`);
   if (fails.length) body.push(html`<div class="bad">${fails.length} failure(s): ${failed.join(', ')}${fails.length > 12 ? ', …' : ''}</div>`);
   if (!diff.ok) body.push(html`<div class="bad">cross-kernel diff: ${diff.violations.length} violation(s) of what must be equal, ${diff.unexpected.length} unexpected difference(s) — <a href="#diff">see below</a></div>`);
   body.push(html`</header>`);
   body.push(html`<h2 id="grid">Suites × kernels</h2>`);
   body.push(html`<div class="tools" id="only-failures" hidden><label><input type="checkbox"> show only rows with a problem</label></div>`);
-  body.push(gridTable(g));
-  body.push(html`<div class="legend"><span class="pass">${SYMBOL.pass} pass</span><span class="fail">${SYMBOL.fail} fail / error</span><span class="skip">${SYMBOL.skip} expected skip</span><span class="warn">${SYMBOL.warn} not run / unexpected difference</span><span class="silent">${SYMBOL.silent} attached, never ran</span> click a square for its relocations, externs, checks and logs</div>`);
+  body.push(gridTable(g, href));
+  body.push(legend(g));
+  body.push(programTemplates(g, ids));
   body.push(html`<h2 id="diff">Cross-kernel differences</h2>`);
-  body.push(diffSection(diff));
-  body.push(panels(g));
+  body.push(diffSection(diff, inline ? undefined : { findings: MAX_FINDINGS, rows: MAX_DIFF_ROWS }));
+  const pages: HtmlReport['pages'] = [];
+  if (inline) {
+    g.suites.forEach((s, si) =>
+      g.kernels.forEach((k, ki) => body.push(html`<section class="panel" id="${squareId(ki, si)}" aria-label="${`${k.kernel.id} ${s}`}"><a class="close" href="#grid" title="close (Esc)">×</a>
+${bodies[si]![ki]}
+</section>`)),
+    );
+  } else {
+    const own = bySuite(g, diff);
+    g.suites.forEach((s, si) => pages.push({ name: pageName(si), data: suitePage(run, g, diff, si, bodies[si]!, own.get(s)!) }));
+    body.push(html`<aside id="drawer" hidden aria-label="cell detail"><div class="bar"><a class="close" href="#grid" title="close (Esc)">×</a><a class="open" href="#grid" target="_blank" rel="noopener">open as a page ↗</a></div><iframe name="detail" title="cell detail"></iframe></aside>`);
+  }
   body.push(html`</main>`);
   // The policy comes first in <head>: it must be in force before the <style> and <script> it names.
-  return html`<!doctype html>
+  const index = html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="${POLICY}"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="${Html.constant(inline ? CSP : CSP_WITH_PAGES)}"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${title}</title>
 <style>${STYLE}</style></head>
 <body>
@@ -282,4 +272,5 @@ ${lines(body)}
 <script>${SCRIPT}</script>
 </body></html>
 `.markup;
+  return { index, pages };
 }

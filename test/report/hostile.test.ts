@@ -6,11 +6,12 @@
 //   declares another type (the declarations are read from results.ts by the TypeScript checker,
 //   not restated here);
 // - wherever a string is allowed, and wherever anything is put when reading is bypassed, the page
-//   holds exactly as many < > " ' as with harmless text there (escaped text holds none).
+//   holds exactly as many < > " ' as with harmless text there (escaped text holds none), and so do
+//   the cells/ pages a corpus-sized run gets instead of inline detail.
 // Headless Chromium is the witness: it parses and runs the pages (every string field holding a
 // payload at once), and shows that the page's policy runs its own script and no injected one.
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,9 +20,9 @@ import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FormatError } from '../../harness/core/errors.js';
 import { diffKernels } from '../../harness/report/diff.js';
-import { CSP, renderHtml } from '../../harness/report/html.js';
+import { CSP, CSP_WITH_PAGES, PAGE_CSP, renderHtml } from '../../harness/report/html.js';
 import { readRunReport, validateRunReport } from '../../harness/report/merge.js';
-import { writeReports } from '../../harness/report/write.js';
+import { nodeIO, writeReports } from '../../harness/report/write.js';
 import type { RunReport } from '../../harness/results.js';
 import ts from 'typescript';
 import { declaredLeaves, type DeclaredLeaf } from './declared.js';
@@ -267,41 +268,58 @@ describe('index.html escapes every value it shows', () => {
     const full = everyField(run);
     const all = leaves(full);
     const shownIn = new Set<string>();
+    const shownInPages = new Set<string>();
+    const shown = '&#39;&quot;&gt;&lt;img src=x onerror=&quot;document.documentElement.dataset.pwned=&#39;img&#39;&quot;&gt;&lt;/title&gt;';
     for (const { path } of all) {
-      const page = (doc: RunReport) => renderHtml(doc, diffKernels(doc));
-      const hostile = withLeafIn(full, path, PAYLOAD, () => page(full));
-      const plain = withLeafIn(full, path, harmless(PAYLOAD), () => page(full));
-      expect(markupChars(hostile), path).toEqual(markupChars(plain));
-      expect(hostile.includes('<img'), path).toBe(false);
-      expect(hostile.match(/<script/g), path).toHaveLength(1);
-      if (hostile.includes('&#39;&quot;&gt;&lt;img src=x onerror=&quot;document.documentElement.dataset.pwned=&#39;img&#39;&quot;&gt;&lt;/title&gt;')) shownIn.add(path.replace(/\[\d+\]/g, '[]'));
+      const page = (doc: RunReport) => renderHtml(doc, diffKernels(doc), { detail: 'inline' }).index;
+      // The same run with its detail in cells/ pages (what a corpus run gets): index.html and every page.
+      const pages = (doc: RunReport) => {
+        const r = renderHtml(doc, diffKernels(doc), { detail: 'pages' });
+        return [r.index, ...r.pages.map((p) => p.data)].join('\n');
+      };
+      for (const [render, seen] of [[page, shownIn], [pages, shownInPages]] as const) {
+        const hostile = withLeafIn(full, path, PAYLOAD, () => render(full));
+        const plain = withLeafIn(full, path, harmless(PAYLOAD), () => render(full));
+        expect(markupChars(hostile), path).toEqual(markupChars(plain));
+        expect(hostile.includes('<img'), path).toBe(false);
+        expect(hostile.match(/<script/g), path).toHaveLength(1);
+        if (hostile.includes(shown)) seen.add(path.replace(/\[\d+\]/g, '[]'));
+      }
     }
     // the payload was on the page, as text, for fields of every kind: strings, numbers, enums
-    for (const p of ['runId', 'kernels[].kernel.id', 'kernels[].cells[].reason', 'kernels[].cells[].relocations[].local', 'kernels[].cells[].relocations[].insn', 'kernels[].cells[].timings.loadMs', 'kernels[].cells[].verifier.insnsProcessed', 'kernels[].cells[].relocations[].targetTypeId', 'kernels[].guest', 'kernels[].accel', 'kernels[].cells[].verdict', 'kernels[].cells[].checks[].observed', 'kernels[].cells[].externs[].value', 'kernels[].consoleTail'])
+    for (const p of ['runId', 'kernels[].kernel.id', 'kernels[].cells[].reason', 'kernels[].cells[].relocations[].local', 'kernels[].cells[].relocations[].insn', 'kernels[].cells[].timings.loadMs', 'kernels[].cells[].verifier.insnsProcessed', 'kernels[].cells[].relocations[].targetTypeId', 'kernels[].guest', 'kernels[].accel', 'kernels[].cells[].verdict', 'kernels[].cells[].checks[].observed', 'kernels[].cells[].externs[].value', 'kernels[].consoleTail']) {
       expect(shownIn, p).toContain(p);
+      expect(shownInPages, p).toContain(p);
+    }
     expect(shownIn.size).toBeGreaterThan(40);
+    expect([...shownIn].filter((p) => !shownInPages.has(p))).toEqual([]);
   });
 
   it('has no style attribute (the policy would block it) and makes markup only with the html tag', () => {
-    const page = renderHtml(everyField(run), diffKernels(everyField(run)));
-    expect(page).not.toMatch(/<[^>]*\sstyle=/);
-    // html.ts, read by the TypeScript parser: every literal holding a tag is the template of an
-    // html`…`, and raw markup (Html.constant) is made only by that tag and from the file's constants.
-    const file = 'harness/report/html.ts';
-    const src = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
+    for (const detail of ['inline', 'pages'] as const) {
+      const r = renderHtml(everyField(run), diffKernels(everyField(run)), { detail });
+      for (const page of [r.index, ...r.pages.map((p) => p.data)]) expect(page).not.toMatch(/<[^>]*\sstyle=/);
+    }
+    // Every module that makes markup, read by the TypeScript parser: every literal holding a tag is
+    // the template of an html`…`, and raw markup (Html.constant) is made only by that tag and from
+    // the modules' constants (the policies, the stylesheet, the script). The markup once all in
+    // html.ts is now in markup.ts (the tag), style.ts, detail.ts and html.ts.
     const untagged: string[] = [];
     const constants: string[] = [];
-    const visit = (n: ts.Node): void => {
-      if ((ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n) || ts.isTemplateExpression(n)) && /<\/?[a-z!]/i.test(n.getText())) {
-        const p = n.parent;
-        if (!(ts.isTaggedTemplateExpression(p) && p.tag.getText() === 'html')) untagged.push(n.getText().slice(0, 60));
-      }
-      if (ts.isCallExpression(n) && n.expression.getText() === 'Html.constant') constants.push(n.arguments.map((a) => a.getText()).join());
-      ts.forEachChild(n, visit);
-    };
-    visit(src);
+    for (const file of ['harness/report/markup.ts', 'harness/report/style.ts', 'harness/report/detail.ts', 'harness/report/html.ts']) {
+      const src = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
+      const visit = (n: ts.Node): void => {
+        if ((ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n) || ts.isTemplateExpression(n)) && /<\/?[a-z!]/i.test(n.getText())) {
+          const p = n.parent;
+          if (!(ts.isTaggedTemplateExpression(p) && p.tag.getText() === 'html')) untagged.push(`${file}: ${n.getText().slice(0, 60)}`);
+        }
+        if (ts.isCallExpression(n) && n.expression.getText() === 'Html.constant') constants.push(n.arguments.map((a) => a.getText()).join());
+        ts.forEachChild(n, visit);
+      };
+      visit(src);
+    }
     expect(untagged).toEqual([]);
-    expect(constants.sort()).toEqual(['CSP', 'CSS', 'JS', 'out']);
+    expect(constants.sort()).toEqual(['CSS', 'JS', 'PAGE_CSP', 'inline ? CSP : CSP_WITH_PAGES', 'out']);
   });
 });
 
@@ -339,13 +357,14 @@ const PROBE = `setTimeout(()=>{const r=document.documentElement,t=document.getEl
 r.dataset.probe=JSON.stringify({title:document.title,elements:[...document.querySelectorAll('*')].map(e=>[e.tagName.toLowerCase(),...e.getAttributeNames().sort()].join(' ')),
 scripts:document.scripts.length,ownScriptRan:!!t&&!t.hidden,panelDisplay:p?getComputedStyle(p).display:'',pwned:r.dataset.pwned??null})},500)`;
 
-function probed(page: string, name: string): Probe {
+function probed(page: string, name: string, policy = CSP): Probe {
   const hash = `'sha256-${createHash('sha256').update(PROBE).digest('base64')}'`;
   let html = page.replace(/<\/body><\/html>\n$/, `<script>${PROBE}</script></body></html>\n`);
   expect(html).not.toBe(page);
-  const meta = `<meta http-equiv="Content-Security-Policy" content="${CSP}">`;
+  const meta = `<meta http-equiv="Content-Security-Policy" content="${policy}">`;
   expect(html.indexOf(meta)).toBeGreaterThan(0);
-  html = html.replace(meta, meta.replace('script-src ', `script-src ${hash} `));
+  // a cells/ page has no script-src at all (default-src 'none' forbids every script): the probe's is added
+  html = html.replace(meta, policy.includes('script-src ') ? meta.replace('script-src ', `script-src ${hash} `) : meta.replace(policy, `${policy}; script-src ${hash}`));
   const file = join(dir, name);
   writeFileSync(file, html);
   const dom = chromium(pathToFileURL(file).href);
@@ -413,6 +432,33 @@ describe('index.html in headless Chromium: hostile values stay text; only the pa
     expect(got.ownScriptRan).toBe(true);
     expect(got.scripts).toBe(2);
     expect(got.elements).toEqual(plain.elements);
+  });
+
+  it('with a payload in every string field at once, the corpus layout (index.html and its cells/ pages) is the one of harmless text', async () => {
+    const probeAll = async (doc: RunReport, name: string) => {
+      const out = join(dir, name);
+      await writeReports(validateRunReport(clone(doc), `${name}.json`), out, nodeIO, { detail: 'pages' });
+      const pages = readdirSync(join(out, 'cells')).sort();
+      expect(pages.length).toBeGreaterThan(0);
+      return {
+        index: probed(readFileSync(join(out, 'index.html'), 'utf8'), `${name}-index.html`, CSP_WITH_PAGES),
+        pages: pages.map((p) => probed(readFileSync(join(out, 'cells', p), 'utf8'), `${name}-${p}`, PAGE_CSP)),
+      };
+    };
+    const { doc, runId } = everyStringField(full, (n) => `${PAYLOAD} ${n}`);
+    const plainPages = await probeAll(everyStringField(full, (n) => `${harmless(PAYLOAD)} ${n}`).doc, 'plain-pages');
+    const got = await probeAll(doc, 'hostile-pages');
+    expect(got.index.pwned).toBeNull();
+    expect(got.index.title).toBe(`corematrix ${runId}`);
+    expect(got.index.ownScriptRan).toBe(true);
+    expect(got.index.scripts).toBe(2);
+    expect(got.index.elements).toEqual(plainPages.index.elements);
+    for (const [i, p] of got.pages.entries()) {
+      expect(p.pwned).toBeNull();
+      expect(p.scripts).toBe(1); // the probe's only: a page has none of its own
+      expect(p.elements).toEqual(plainPages.pages[i]!.elements);
+      expect(p.elements.length).toBeGreaterThan(100);
+    }
   });
 
   it('Chromium runs the page as written: its own script runs; markup that did get in (a renderer bug) does not run, and runs without the policy', async () => {
