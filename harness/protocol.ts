@@ -65,3 +65,25 @@ export function decodeMessage(line: string): GuestMessage | undefined {
     return undefined;
   }
 }
+
+/**
+ * `result` payloads with the agent's load timings (read by `npm run bench`, harness/bench/corpus.ts).
+ * Kind 'load-timing', one per user object our loader loaded: open (parse), config and the load of
+ * every program, not the attach or the workload; and the part of it spent inside
+ * bpf(BPF_PROG_LOAD) (the verifier). Kind 'prog-load-total', once before `done`: every
+ * BPF_PROG_LOAD our runtime made in this guest (loads, log retries, probes; libbpf's own calls
+ * are not seen).
+ */
+export const LOAD_TIMING = 'load-timing';
+export const PROG_LOAD_TOTAL = 'prog-load-total';
+export interface LoadTiming {
+  /** As in CellResult.suite: `object:<file>`. */
+  unit: string;
+  loadMs: number;
+  progLoadMs: number;
+  progLoads: number;
+}
+export interface ProgLoadTotal {
+  ms: number;
+  calls: number;
+}

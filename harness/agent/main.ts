@@ -18,9 +18,10 @@ import { attachFailures } from '../loader/attach.js';
 import { Collection, type LoadOptions, type ProgramOutcome } from '../loader/collection.js';
 import { applyObjectConfig, kernelFacts, libbpfSettingsFor, type ObjectConfig, type ObjectConfigFacts } from '../loader/object-config.js';
 import type { LibbpfSettings } from '../reference/libbpf.js';
-import { describeStep, encodeMessage, PROTOCOL_VERSION, type AgentStep, type GuestMessage } from '../protocol.js';
+import { describeStep, encodeMessage, LOAD_TIMING, PROG_LOAD_TOTAL, PROTOCOL_VERSION, type AgentStep, type GuestMessage, type LoadTiming, type ProgLoadTotal } from '../protocol.js';
 import { RESULT_SCHEMA, WHOLE_OBJECT, type AttachResult, type CellResult, type Check, type KernelInfo } from '../results.js';
 import { finitModule, ioctlBuffer, powerOff, unameRelease, unameVersion, vmlinuxBtf, kallsymsLookup, linuxKernelVersion, readKernelConfig, RingBufReader } from '../runtime/index.js';
+import { progLoadStats } from '../runtime/bpf.js';
 import { moduleNeedOn, moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, STEP_BUDGETS, type RunManifest } from './manifest.js';
 import { Watchdog } from './watchdog.js';
@@ -78,7 +79,7 @@ async function main(): Promise<number> {
     portFd = -1; // host tests run the agent without a serial port: results go to stdout
   }
   const release = unameRelease();
-  send({ t: 'hello', v: PROTOCOL_VERSION, release, machine: process.arch === 'x64' ? 'x86_64' : process.arch, bootMs: uptimeMs() });
+  send({ t: 'hello', v: PROTOCOL_VERSION, release, machine: process.arch === 'x64' ? 'x86_64' : process.arch === 'arm64' ? 'aarch64' : process.arch, bootMs: uptimeMs() });
   const dog = new Watchdog(portFd);
   const beat = setInterval(() => {
     dog.alive();
@@ -327,7 +328,8 @@ async function main(): Promise<number> {
       const unit = { unit: `object:${o.name}`, object: o.name, index: states.size + i + 1, total: totalUnits };
       stepTo({ ...unit, phase: 'load' });
       const attachRun = (coll: Collection) => attachAndRun(coll, workloadFor({ ...unit, phase: 'run' }, o.config?.workload), attachStep({ ...unit, phase: 'attach' }));
-      const cells = await objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts, attachRun);
+      const onLoaded = (t: LoadTiming) => send({ t: 'result', kind: LOAD_TIMING, data: t });
+      const cells = await objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts, attachRun, onLoaded);
       programCounts.set(o.path, cells.length);
       oursAttach.set(o.path, new Map(cells.flatMap((c) => (c.attach ? [[c.program, c.attach] as const] : []))));
       for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
@@ -400,6 +402,7 @@ async function main(): Promise<number> {
       mark('exec');
     }
     // Where the agent's time went (for start-up and matrix benchmarks), one line.
+    send({ t: 'result', kind: PROG_LOAD_TOTAL, data: { ms: Math.round(progLoadStats.ms), calls: progLoadStats.calls } satisfies ProgLoadTotal });
     send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote}; ${suitePhases.join('; ')}` });
     send({ t: 'done', ok: true, ms: Math.round(performance.now() - t0) });
     return 0;
@@ -421,8 +424,10 @@ async function main(): Promise<number> {
 async function objectCells(
   o: RunManifest['objects'][number], kernel: KernelInfo, opts: Omit<LoadOptions, 'sha256'>, facts: () => ObjectConfigFacts,
   attachRun: (coll: Collection) => Promise<{ results: Map<string, AttachResult>; summary: AttachRunSummary }>,
+  onLoaded: (t: LoadTiming) => void,
 ): Promise<CellResult[]> {
   const t = performance.now();
+  const verifier0 = { ...progLoadStats };
   const object = { name: o.name, sha256: o.sha256 };
   const whole = (reason: string): CellResult[] => [{
     schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: WHOLE_OBJECT, loader: 'ours', object,
@@ -444,6 +449,8 @@ async function objectCells(
       // Refused as a whole (an extern, a map, its BTF): every program still gets its cell.
       outcomes = coll.objectFailed((e as Error).message.split('\n')[0]!);
     }
+    // What the whole load took (as libbpf's open + load) and the verifier's part of it: for the bench.
+    onLoaded({ unit: `object:${o.name}`, loadMs: Math.round(performance.now() - t), progLoadMs: Math.round(progLoadStats.ms - verifier0.ms), progLoads: progLoadStats.calls - verifier0.calls });
     // Loaded programs are attached as the object's tool would, the workload runs, the kernel counts.
     let attach: Map<string, AttachResult> | undefined;
     if (outcomes.some((p) => p.status === 'loaded')) {

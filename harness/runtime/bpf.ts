@@ -198,6 +198,12 @@ function logText(mem: NativeMem): string {
 }
 
 /**
+ * Time this process spent inside bpf(BPF_PROG_LOAD), cumulative (every call: loads, retries for
+ * the log, probes): the verifier's share of a load, read as a difference before and after.
+ */
+export const progLoadStats = { calls: 0, ms: 0 };
+
+/**
  * BPF_PROG_LOAD → prog fd. On EACCES/EINVAL throws VerifierError with the full log (a load
  * without log is retried once with log level 1 to obtain it); ENOSPC grows the log buffer.
  */
@@ -236,7 +242,10 @@ export function progLoad(a: ProgLoadAttr): ProgLoadResult {
         attach_prog_fd: a.attachProgFd ?? 0,
         fd_array: fdArr ? fdArr.addr : 0n,
       });
+      const t0 = performance.now();
       const { ret, errno } = bpfRaw(BpfCmd.PROG_LOAD, attr, PROG_LOAD.size);
+      progLoadStats.ms += performance.now() - t0;
+      progLoadStats.calls++;
       return { ret, errno, log: log ? logText(log) : '' };
     });
     if (r.ret >= 0) return { fd: trackFd(r.ret, 'prog', a.name ?? `type ${a.progType}`), log: r.log };
