@@ -479,6 +479,7 @@ export class Btf {
 
   private scans = 0;
   private readonly essCache = new Map<string, number[]>();
+  private readonly nameCache = new Map<string, number[]>();
   /**
    * The first few look-ups scan the names in place (a relocation typically asks for a handful of
    * root types); later ones build a hash index. `prefetchEssential` answers many names in one scan.
@@ -489,8 +490,23 @@ export class Btf {
     if (essential) {
       const hit = this.essCache.get(name);
       if (hit) return hit;
+    } else {
+      const hit = this.nameCache.get(name);
+      if (hit) return hit;
+      // A name without a ___flavour is its own essential name: its exact matches are among the
+      // essential answers already at hand (the host's index, a prefetch), no walk needed.
+      const ess = name.includes('___') ? undefined : (this.essIdx?.lookup(name) ?? this.essCache.get(name));
+      if (ess) {
+        const exact = ess.filter((id) => this.name(id) === name);
+        this.nameCache.set(name, exact);
+        return exact;
+      }
     }
-    if (++this.scans <= 8) return this.scan([name], essential).get(name) ?? [];
+    if (++this.scans <= 8) {
+      const found = this.scan([name], essential).get(name) ?? [];
+      (essential ? this.essCache : this.nameCache).set(name, found);
+      return found;
+    }
     if (essential) return (this.essIdx = new NameIndex(this, true)).lookup(name);
     return (this.nameIdx = new NameIndex(this, false)).lookup(name);
   }
