@@ -138,6 +138,9 @@ export function lockOutDir(dir: string): () => void {
   return got.release;
 }
 
+/** Lines per section of comparison.md (and the terminal): CI appends it to step summaries, capped at 1 MiB. */
+const COMPARISON_LINES = 200;
+
 /** A `--corpus` value the matrix knows. */
 export function isCorpusName(c: string): boolean {
   return c === 'core-reloc' || c === 'debian' || c === 'cilium' || /^selftests(:\d+\/\d+)?$/.test(c);
@@ -359,7 +362,7 @@ export const matrixCommand: Command = {
       const { baselineFor, baselineForNew } = await import('../matrix/newest.js');
       const base = newest ? baselineForNew(baseline, shard ? found.filter((n) => entries.includes(n.entry)) : found) : baselineFor(baseline, entries.map((e) => e.id));
       const cmp = compareRuns(base, report);
-      const text = formatComparison(cmp);
+      const text = formatComparison(cmp, { limit: COMPARISON_LINES });
       writeFileAtomic(join(outDir, 'comparison.md'), `# Comparison with ${values.baseline}\n\n\`\`\`\n${text}\n\`\`\`\n`);
       writeFileAtomic(join(outDir, 'comparison.json'), JSON.stringify(cmp, null, 2) + '\n');
       process.stdout.write(`${text}\n  ${join(outDir, 'comparison.md')}\n  ${join(outDir, 'comparison.json')}\n`);

@@ -166,14 +166,18 @@ function cellName(r: CellRef): string {
 }
 
 /** The comparison as text for a terminal or a CI log. */
-export function formatComparison(c: RunComparison): string {
+export function formatComparison(c: RunComparison, o: { limit?: number } = {}): string {
   const lines: string[] = [];
   const mark = (x: { complete: boolean }) => (x.complete ? '' : ' (INCOMPLETE)');
   lines.push(`baseline ${c.base.runId}${mark(c.base)} → ${c.head.runId}${mark(c.head)}: ${c.regression ? 'REGRESSION' : 'no regression'}`);
+  // `limit`: at most that many lines per section (a corpus run's comparison goes into CI step
+  // summaries, which GitHub caps at 1 MiB); comparison.json always has every item.
+  const limit = o.limit ?? Infinity;
   const section = <T>(title: string, items: T[], fmt: (x: T) => string) => {
     if (!items.length) return;
     lines.push(`${title} (${items.length}):`);
-    for (const x of items) lines.push(`  ${fmt(x)}`);
+    for (const x of items.slice(0, limit)) lines.push(`  ${fmt(x)}`);
+    if (items.length > limit) lines.push(`  … and ${items.length - limit} more (comparison.json lists them all)`);
   };
   section('new guest failures', c.newGuestFailures, (g) => `${g.kernel}: ${g.from} → ${g.to}${g.detail ? ` (${g.detail})` : ''}`);
   section('new failures', c.newFailures, (f) => `${cellName(f)}: ${f.from} → ${f.to}${f.reason ? `: ${f.reason}` : ''}`);

@@ -27,6 +27,12 @@ describe('compareRuns', () => {
     expect(c.regression).toBe(true);
     expect(c.newFailures).toEqual([{ kernel: '6.1', suite: 'core-kernel', program: 'core_kernel', loader: 'ours', from: 'pass', to: 'fail', reason: expect.stringContaining('observed 0') }]);
     expect(formatComparison(c)).toContain('new failures (1):\n  6.1 core-kernel/core_kernel: pass → fail: check offsetof');
+    // Capped per section on request (comparison.md), the count still the whole.
+    const many = { ...c, newFailures: Array.from({ length: 5 }, () => c.newFailures[0]!) };
+    const capped = formatComparison(many, { limit: 2 });
+    expect(capped).toContain('new failures (5):');
+    expect(capped.split('\n').filter((l) => l.startsWith('  6.1 core-kernel/core_kernel: pass → fail'))).toHaveLength(2);
+    expect(capped).toContain('  … and 3 more (comparison.json lists them all)');
     // the other way round it is a fix, not a regression
     const back = compareRuns(head, run);
     expect(back.regression).toBe(false);
