@@ -33,6 +33,8 @@ export interface KernelInfo {
   /** `uname -r` */
   release: string;
   flavour: string;
+  /** The kernel's Debian arch when it is not amd64 (`arm64`): its cells hold that arch's objects. */
+  arch?: string;
   /**
    * Where the BTF this kernel's cells were relocated against came from: the kernel's own
    * /sys/kernel/btf/vmlinux, a file pahole generated from the kernel's DWARF on the host and

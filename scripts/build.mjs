@@ -1,5 +1,6 @@
 // Bundles the host CLI (dist/corematrix.cjs), the benchmark, the fuzzer and the guest agent with esbuild. The guest agent is one
-// self-contained file (koffi's native module ships in the image's node_modules).
+// self-contained file (koffi's native module ships in the image's node_modules: x86-64's in amd64
+// images, arm64's in arm64 images, harness/images/arm64-image.ts).
 import { build } from 'esbuild';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -20,8 +21,12 @@ const entries = [
 // koffi's JavaScript is bundled too, so the code cache holds it (as a file of its own it was compiled
 // in every guest, and its platform package read node's ELF header to choose between the glibc and
 // musl builds). The image carries the glibc build only, next to the glibc it runs on, so the
-// platform package resolves here to that native module, which stays a file in the image.
+// platform package resolves here to that native module, which stays a file in the image. Both
+// platforms the guests run on (linux-x64, linux-arm64) resolve so, whether or not the host has
+// the other's package installed (npm installs only the host's).
 const koffiVersion = JSON.parse(readFileSync(join(dirname(createRequire(import.meta.url).resolve('koffi')), 'package.json'), 'utf8')).version;
+/** koffi's platform packages the guests load, by the name koffi's loadStatic asks for. */
+const KOFFI_PLATFORMS = { 'linux-x64': '@koromix/koffi-linux-x64', 'linux-arm64': '@koromix/koffi-linux-arm64' };
 const koffiNative = {
   name: 'koffi-native',
   setup(b) {
@@ -31,19 +36,23 @@ const koffiNative = {
     // that finds nothing in a bundle: this one lets a failing dlopen say why.
     b.onLoad({ filter: /koffi[\\/]src[\\/]koffi[\\/]src[\\/]static\.cjs$/ }, () => ({
       loader: 'js',
-      contents: "module.exports = { loadStatic: (pkg) => (pkg === 'linux-x64' ? require('@koromix/koffi-linux-x64') : null) };",
+      contents: `module.exports = { loadStatic: (pkg) => (${Object.entries(KOFFI_PLATFORMS).map(([pkg, name]) => `pkg === '${pkg}' ? require('${name}') : `).join('')}null) };`,
     }));
     b.onResolve({ filter: /^@koromix\/koffi-/ }, (args) =>
-      args.path === '@koromix/koffi-linux-x64' ? { path: args.path, namespace: 'koffi-native' } : { path: args.path, external: true });
+      Object.values(KOFFI_PLATFORMS).includes(args.path) ? { path: args.path, namespace: 'koffi-native' } : { path: args.path, external: true });
     // In the image the module sits in /node_modules beside /agent.js and is opened directly,
     // without node's package resolution (a package.json read and a realpath walk: ~20 ms under
     // TCG); an agent run from dist/ on a host resolves it as usual.
-    b.onLoad({ filter: /.*/, namespace: 'koffi-native' }, () => ({
-      loader: 'js',
-      contents: `const file = require('node:path').join(__dirname, 'node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node');
+    b.onLoad({ filter: /.*/, namespace: 'koffi-native' }, (args) => {
+      // @koromix/koffi-linux-arm64 → its glibc build, linux_arm64/koffi.node.
+      const native = `${args.path}/linux_${args.path.split('-').pop()}/koffi.node`;
+      return {
+        loader: 'js',
+        contents: `const file = require('node:path').join(__dirname, 'node_modules/${native}');
         if (require('node:fs').existsSync(file)) process.dlopen(module, file);
-        else module.exports = require('@koromix/koffi-linux-x64/linux_x64/koffi.node');`,
-    }));
+        else module.exports = require('${native}');`,
+      };
+    });
   },
 };
 const agent = { ...common, format: 'cjs', entryPoints: ['harness/agent/main.ts'], outfile: 'dist/agent.js', plugins: [koffiNative],

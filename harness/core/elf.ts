@@ -1,5 +1,5 @@
-// ELF64 little-endian reader for BPF relocatable objects (EM_BPF) and, for extracting `.BTF`,
-// x86-64 vmlinux images. Only what a BPF loader needs: section headers and names, the symbol
+// ELF64 little-endian reader for BPF relocatable objects (EM_BPF) and, for extracting `.BTF` and
+// `.modinfo`, the kernel's own files: x86-64 vmlinux images and kernel modules of x86-64 and arm64. Only what a BPF loader needs: section headers and names, the symbol
 // table, REL sections, and the `license`/`version` sections. Every read is bounds-checked
 // first, so malformed input raises a FormatError naming the file, what is wrong and the offset,
 // never a RangeError from a DataView.
@@ -7,7 +7,10 @@
 import { FormatError } from './errors.js';
 
 export const EM_X86_64 = 62;
+export const EM_AARCH64 = 183;
 export const EM_BPF = 247;
+/** The machines read here: BPF objects, and the kernel files (vmlinux, modules) of the arches booted. */
+const MACHINES: ReadonlyMap<number, string> = new Map([[EM_BPF, 'BPF'], [EM_X86_64, 'x86-64'], [EM_AARCH64, 'AArch64']]);
 
 export const ET_REL = 1;
 export const ET_EXEC = 2;
@@ -137,7 +140,8 @@ export class ElfFile {
     const dv = this.dv;
     this.type = dv.getUint16(16, true);
     this.machine = dv.getUint16(18, true);
-    if (this.machine !== EM_BPF && this.machine !== EM_X86_64) throw new FormatError(`${src}: unsupported ELF machine ${this.machine} (want BPF ${EM_BPF} or x86-64 ${EM_X86_64})`, 18);
+    // Which machine a BPF object must be is the object reader's check (core/object/load.ts).
+    if (!MACHINES.has(this.machine)) throw new FormatError(`${src}: unsupported ELF machine ${this.machine} (want ${[...MACHINES].map(([n, name]) => `${name} ${n}`).join(', ')})`, 18);
     const shoff = this.u64(40);
     const shentsize = dv.getUint16(58, true);
     let shnum = dv.getUint16(60, true);

@@ -9,6 +9,7 @@ import yaml from 'js-yaml';
 import { FormatError, UsageError } from '../core/errors.js';
 import { repoRoot } from '../paths.js';
 import { parseDebVersion } from './debversion.js';
+import { DEBIAN_ARCHES, DEFAULT_ARCH, isDebianArch, type DebianArch } from './arch.js';
 
 export type Flavour = 'generic' | 'cloud' | 'rt';
 export const FLAVOURS: readonly Flavour[] = ['generic', 'cloud', 'rt'];
@@ -44,9 +45,11 @@ export interface KernelEntry {
   build?: CustomBuild;
   /** vCPUs of this kernel's guest (default: the run's --cpus, else 1). */
   cpus?: number;
+  /** The Debian arch of the kernel (default amd64): arm64 kernels boot under qemu-system-aarch64 (docs/arm64.md). */
+  arch?: DebianArch;
 }
 
-const FIELDS = ['id', 'series', 'flavour', 'suites', 'version', 'source', 'config', 'btf', 'cpus'] as const;
+const FIELDS = ['id', 'series', 'flavour', 'suites', 'version', 'source', 'config', 'btf', 'cpus', 'arch'] as const;
 const SOURCE_RE = /^linux-source-(\d+\.\d+)$/;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 const SERIES_RE = /^\d+\.(\d+|x)$/;
@@ -169,6 +172,12 @@ export function parseMatrix(text: string, file = 'matrix.yaml', baseDir = join(r
     if (version !== undefined && series.endsWith('.x')) fail(at('version'), `${name}: a pinned version needs an exact series, not '${series}'`);
     const entry: KernelEntry = { id, series, flavour: flavour as Flavour | 'custom', suites: [...(suites as string[])] };
     if (version !== undefined) entry.version = version;
+    const arch = str('arch', false);
+    if (arch !== undefined) {
+      if (!isDebianArch(arch)) fail(at('arch'), `${name}: arch '${arch}' is not one of ${DEBIAN_ARCHES.join(', ')}`);
+      if (source !== undefined && arch !== DEFAULT_ARCH) fail(at('arch'), `${name}: kernels built from source are ${DEFAULT_ARCH} only for now, not ${arch}`);
+      entry.arch = arch as DebianArch;
+    }
     if (e['cpus'] !== undefined) {
       // Scalars arrive as the YAML text (the loader keeps every scalar a string).
       const cpus = Number(e['cpus']);
@@ -204,15 +213,51 @@ export function loadMatrix(file?: string): KernelEntry[] {
 }
 
 
-/** Selects entries by exact ids, globs (`6.1*`) or `all`; unknown selectors are a UsageError. */
+/**
+ * The entry `e` (a Debian kernel of the default arch) built for `arch`: the same series, flavour,
+ * suites, pin and vCPUs, id `<id>-<arch>` (`6.1-arm64`). What `--kernels 6.1-arm64` boots when the
+ * matrix has no entry of that id. Undefined for a kernel built from source (amd64 only) or one that
+ * already names an arch.
+ */
+export function archVariant(e: KernelEntry, arch: DebianArch): KernelEntry | undefined {
+  if (e.build || e.arch !== undefined || arch === DEFAULT_ARCH) return undefined;
+  return { ...e, id: `${e.id}-${arch}`, suites: [...e.suites], arch };
+}
+
+/** The entry of this id: the matrix's own, else the arch variant `<id>-<arch>` of one of its entries. */
+export function findKernel(entries: KernelEntry[], id: string): KernelEntry | undefined {
+  const exact = entries.find((e) => e.id === id);
+  if (exact) return exact;
+  for (const arch of DEBIAN_ARCHES) {
+    if (!id.endsWith(`-${arch}`)) continue;
+    const base = entries.find((e) => e.id === id.slice(0, -arch.length - 1));
+    const variant = base && archVariant(base, arch);
+    if (variant) return variant;
+  }
+  return undefined;
+}
+
+/**
+ * Selects entries by exact ids, globs (`6.1*`, matrix entries only), `all`, or an arch variant of
+ * an entry (`6.1-arm64`, see archVariant); unknown selectors are a UsageError. Matrix order, each
+ * variant right after its entry.
+ */
 export function selectKernels(entries: KernelEntry[], selectors: string[]): KernelEntry[] {
   if (selectors.length === 0 || selectors.includes('all')) return entries;
   const chosen = new Set<KernelEntry>();
+  const variants = new Map<string, KernelEntry[]>();
   for (const sel of selectors.flatMap((s) => s.split(',')).filter(Boolean)) {
-    const exact = entries.find((e) => e.id === sel);
-    const hits = exact ? [exact] : /[*?]/.test(sel) ? entries.filter((e) => globToRegExp(sel).test(e.id)) : [];
-    if (hits.length === 0) throw new UsageError(`no kernel matches '${sel}' (known: ${entries.map((e) => e.id).join(', ')})`);
-    for (const h of hits) chosen.add(h);
+    const found = /[*?]/.test(sel) ? undefined : findKernel(entries, sel);
+    const hits = found ? [found] : /[*?]/.test(sel) ? entries.filter((e) => globToRegExp(sel).test(e.id)) : [];
+    if (hits.length === 0) throw new UsageError(`no kernel matches '${sel}' (known: ${entries.map((e) => e.id).join(', ')}; an entry on another arch: <id>-${DEBIAN_ARCHES.filter((a) => a !== DEFAULT_ARCH).join('|')})`);
+    for (const h of hits) {
+      if (entries.includes(h)) chosen.add(h);
+      else {
+        const base = h.id.slice(0, -h.arch!.length - 1);
+        const list = variants.get(base) ?? [];
+        if (!list.some((v) => v.id === h.id)) variants.set(base, [...list, h]);
+      }
+    }
   }
-  return entries.filter((e) => chosen.has(e));
+  return entries.flatMap((e) => [...(chosen.has(e) ? [e] : []), ...(variants.get(e.id) ?? [])]);
 }

@@ -12,7 +12,7 @@ import { pidAlive, withLock } from '../lock.js';
 import { compareDebVersions, upstreamOf } from './debversion.js';
 import { decompress, extractVmlinux, elfSection, parseBzImage } from './extract.js';
 import { buildKernel, compileSteps, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions, TYPICAL_COMPILE_STEPS } from './build.js';
-import { loadMatrix, selectKernels, type CustomBuild, type Flavour, type KernelEntry } from './matrix.js';
+import { findKernel, loadMatrix, selectKernels, type CustomBuild, type Flavour, type KernelEntry } from './matrix.js';
 import { loadOrder, moduleCompression, moduleInfo, moduleKey, moduleNameOfFile, modulePattern, modulesPackage } from './modules.js';
 // arm64 (issue 19): an entry's arch (`arch` on the entry, amd64 without it) picks the apt state,
 // the flavour suffixes and how the image and BTF are taken out of the package.
@@ -327,7 +327,8 @@ export class KernelStore {
   }
 
   entry(id: string): KernelEntry {
-    const e = this.matrix().find((k) => k.id === id);
+    // `6.1-arm64` is entry 6.1 built for arm64 when the matrix has no entry of that id (findKernel).
+    const e = findKernel(this.matrix(), id);
     if (!e) throw new UsageError(`unknown kernel '${id}' (known: ${this.matrix().map((k) => k.id).join(', ')})`);
     return e;
   }

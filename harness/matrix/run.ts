@@ -1,19 +1,26 @@
-// One matrix run: kernels × suites. Fetch kernels, compile suites once, build one image per
-// kernel (same object bytes everywhere), boot the guests in parallel under QEMU, collect the
-// agent's cell results, and hand a RunReport to the report writers.
+// One matrix run: kernels × suites. Fetch kernels, compile suites once per arch, build one image
+// per kernel (same object bytes on every kernel of an arch), boot the guests in parallel under
+// QEMU, collect the agent's cell results, and hand a RunReport to the report writers.
+//
+// arm64 kernels (an entry's `arch: arm64`, or `<id>-arm64`: docs/arm64.md) get the suites compiled
+// for arm64 (harness/images/arm64-objects.ts), an arm64 image (harness/images/arm64-image.ts) and
+// qemu-system-aarch64 under TCG; the reference loader (libbpf) is amd64 only for now.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { CoreMatrixError, FormatError, UsageError } from '../core/errors.js';
-import { buildImage } from '../images/initramfs.js';
+import { buildImage, type ImageFile } from '../images/initramfs.js';
+import { buildArchImage } from '../images/arm64-image.js';
+import { buildSuiteForArch } from '../images/arm64-objects.js';
 import { KernelStore, type KernelArtifacts } from '../kernels/store.js';
-import { loadMatrix, type KernelEntry } from '../kernels/matrix.js';
+import { findKernel, loadMatrix, type KernelEntry } from '../kernels/matrix.js';
+import { archOf, DEFAULT_ARCH, type DebianArch } from '../kernels/arch.js';
 import { repoRoot } from '../paths.js';
 import { describeStep, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, WHOLE_OBJECT, type CellResult, type KernelInfo, type KernelRun, type LoaderName, type RunReport } from '../results.js';
-import { buildSuites, clangId, hostTruthOf, modulesFor, type BuiltSuite } from '../suites/build.js';
+import { buildSuites, clangId, DEFAULT_HEADER_KERNEL, hostTruthOf, listSuites, modulesFor, suitesDir, type BuiltSuite } from '../suites/build.js';
 import { hostKeysOf } from '../suites/truth.js';
 import { kernelBtfIndexFile } from '../kernels/btf-index.js';
 import { loadObjectSpec } from '../core/object/load.js';
@@ -21,6 +28,7 @@ import type { ObjectSpec } from '../core/object/types.js';
 import { checkObjectConfig, configPathFor, readObjectConfig, type ObjectConfig } from '../loader/object-config.js';
 import { objectsRootNames } from '../core/relo/patch.js';
 import { bpfLsmAppend, runGuest, type Accel } from '../vm/qemu.js';
+import { ARCH_MACHINES, kvmCapable } from '../vm/arch.js';
 import { attachModules } from '../kernels/modules.js';
 import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
@@ -104,6 +112,8 @@ export interface MatrixOptions {
 /** A guest prepared for an interactive shell (MatrixOptions.shell). */
 export interface ShellGuest {
   kernel: KernelInfo;
+  /** The kernel's arch: which QEMU boots it. */
+  arch: DebianArch;
   vmlinuz: string;
   initrd: string;
   /** The kernel command line to add (the shell's init mode and profile, the BPF LSM where needed). */
@@ -124,7 +134,34 @@ function toolVersion(cmd: string, args: string[]): string | undefined {
 }
 
 function kernelInfo(e: KernelEntry, k?: KernelArtifacts): KernelInfo {
-  return { id: e.id, package: k?.package ?? '', version: k?.version ?? '', release: k?.release ?? '', flavour: e.flavour, btf: e.build ? e.build.btf : 'kernel' };
+  const arch = archOf(e);
+  return { id: e.id, package: k?.package ?? '', version: k?.version ?? '', release: k?.release ?? '', flavour: e.flavour, ...(arch !== DEFAULT_ARCH ? { arch } : {}), btf: e.build ? e.build.btf : 'kernel' };
+}
+
+/** Why a kernel of `arch` has no reference (libbpf) cells: the current libbpf the host builds is x86-64. */
+export function noReferenceOn(arch: DebianArch): string {
+  return `the reference loader (libbpf) is not available on ${arch} guests yet (the current libbpf is built for x86-64; docs/arm64.md)`;
+}
+
+/** How an object is named in the report's list: amd64's as the cells name them, another arch's with the arch (its bytes differ). */
+function objectName(name: string, arch: DebianArch): string {
+  return arch === DEFAULT_ARCH ? name : `${name} (${arch})`;
+}
+
+/**
+ * The suites compiled for `arch` (not amd64: buildSuites compiles those), each against the
+ * vmlinux.h of that arch's build of the header kernel (6.1), as amd64's are against 6.1's.
+ */
+async function buildSuitesForArch(arch: DebianArch, store: KernelStore, names: string[] | undefined, dir = suitesDir()): Promise<BuiltSuite[]> {
+  const entry = findKernel(store.matrix(), `${DEFAULT_HEADER_KERNEL}-${arch}`);
+  if (!entry) throw new CoreMatrixError(`suites for ${arch}: the matrix has no kernel ${DEFAULT_HEADER_KERNEL} to take the ${arch} header from`);
+  const btf = (await store.fetch(entry)).btf;
+  const built: BuiltSuite[] = [];
+  for (const name of names ?? listSuites(dir)) {
+    const s = await buildSuiteForArch(name, arch, btf, dir);
+    built.push({ name, spec: s.spec, object: s.object, sha256: s.sha256, source: join(dir, name, 'prog.bpf.c') });
+  }
+  return built;
 }
 
 /** Where a custom kernel's pahole-made BTF sits in the guest. */
@@ -148,23 +185,44 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   if (!existsSync(agent)) throw new CoreMatrixError(`${agent} is missing: run npm run build`);
 
   o.log(`matrix: ${entries.length} kernel(s)${o.shard ? ` (shard ${o.shard.index}/${o.shard.count})` : ''}: ${entries.map((e) => e.id).join(' ')}`);
+  // The arches of the run's kernels, in matrix order: the suites are compiled once for each.
+  const arches = [...new Set(entries.map(archOf))];
   // No kernel to boot (an empty shard, nothing newer): no suite to compile either.
-  const suites: BuiltSuite[] = o.suites?.length === 0 || entries.length === 0 ? [] : await buildSuites({ names: o.suites, ...(o.suitesDir ? { suitesDir: o.suitesDir } : {}) });
+  const suitesByArch = new Map<DebianArch, BuiltSuite[]>();
+  for (const arch of o.suites?.length === 0 ? [] : arches) {
+    suitesByArch.set(arch, arch === DEFAULT_ARCH
+      ? await buildSuites({ names: o.suites, ...(o.suitesDir ? { suitesDir: o.suitesDir } : {}) })
+      : await buildSuitesForArch(arch, store, o.suites, o.suitesDir));
+  }
+  // Names, specs and programs are the same on every arch (one source, one spec); the bytes are not.
+  const suites: BuiltSuite[] = suitesByArch.get(arches[0]!) ?? [];
   const userObjects = [...readUserObjects(o.objects ?? [], o.objectConfigs), ...readUserObjects(o.corpusObjects ?? [], new Map(), { lenient: true, first: o.objects?.length ?? 0 })];
-  o.log(`matrix: ${suites.length} suite(s) compiled once: ${suites.map((s) => `${s.name} (${s.sha256.slice(0, 12)})`).join(' ')}`);
-  // The root type names of the suites' CO-RE relocations: the kernel BTF index answers them, so
-  // the agent has them without a walk over the kernel's types.
+  for (const [arch, list] of suitesByArch) o.log(`matrix: ${list.length} suite(s) compiled once${arches.length > 1 || arch !== DEFAULT_ARCH ? ` for ${arch}` : ''}: ${list.map((s) => `${s.name} (${s.sha256.slice(0, 12)})`).join(' ')}`);
+  if (suitesByArch.size === 0) o.log('matrix: 0 suite(s) compiled once: ');
   const truthKeys = hostKeysOf(suites.map((s) => s.spec));
-  const suiteSpecs = suites.map((s) => loadObjectSpec(readFileSync(s.object), `${s.name}.bpf.o`));
-  const roots = objectsRootNames(suiteSpecs);
   // The cells every guest owes: one per unit (suite or object), program and loader. A guest that
   // ends early gets a 'not run' cell for each one it never sent, saying where it stopped.
   const loaders: LoaderName[] = o.loader === 'both' ? ['ours', 'libbpf'] : [o.loader ?? 'ours'];
-  const owed = [
-    ...suites.map((s, i) => ({ unit: s.name, object: `${s.name}.bpf.o`, sha256: s.sha256, programs: s.spec.programs ?? suiteSpecs[i]!.programs.map((p) => p.name) })),
-    ...userObjects.map((u) => ({ unit: `object:${u.name}`, object: u.name, sha256: u.sha256, programs: u.programs.length ? u.programs : [WHOLE_OBJECT] })),
-  ];
-  const programCount = owed.reduce((n, u) => n + u.programs.length, 0);
+  const userOwed = userObjects.map((u) => ({ unit: `object:${u.name}`, object: u.name, sha256: u.sha256, programs: u.programs.length ? u.programs : [WHOLE_OBJECT] }));
+  /** Per arch: the suites' objects, the root type names of their CO-RE relocations (the kernel BTF index answers them, so the agent has them without a walk over the kernel's types), the cells owed. */
+  const perArch = new Map([...suitesByArch].map(([arch, list]) => {
+    const specs = list.map((s) => loadObjectSpec(readFileSync(s.object), `${s.name}.bpf.o`));
+    const owed = [...list.map((s, i) => ({ unit: s.name, object: `${s.name}.bpf.o`, sha256: s.sha256, programs: s.spec.programs ?? specs[i]!.programs.map((p) => p.name) })), ...userOwed];
+    return [arch, { suites: list, roots: objectsRootNames(specs), owed }] as const;
+  }));
+  const forArch = (arch: DebianArch) => perArch.get(arch) ?? { suites: [] as BuiltSuite[], roots: objectsRootNames([]), owed: userOwed };
+  const programCount = forArch(arches[0] ?? DEFAULT_ARCH).owed.reduce((n, u) => n + u.programs.length, 0);
+  // Which loaders a guest of each arch runs: the reference (libbpf) only where it is built.
+  const loadersOn = (arch: DebianArch): LoaderName[] => (arch === DEFAULT_ARCH ? loaders : loaders.filter((l) => l !== 'libbpf'));
+  const withoutReference = entries.filter((e) => loaders.includes('libbpf') && archOf(e) !== DEFAULT_ARCH);
+  if (withoutReference.length) {
+    const arch = archOf(withoutReference[0]!);
+    o.log(`matrix: ${noReferenceOn(arch)}: ${withoutReference.map((e) => e.id).join(', ')} ${loadersOn(arch).length ? 'run ours only, their libbpf cells are expected skips' : 'are not booted (--loader libbpf)'}`);
+  }
+  // KVM runs only the host's own arch: a kernel of another arch runs under TCG even with --accel kvm.
+  const accelOf = (arch: DebianArch): 'auto' | Accel => (o.accel === 'kvm' && !kvmCapable(arch) ? 'tcg' : o.accel);
+  const tcgOnly = entries.filter((e) => accelOf(archOf(e)) !== o.accel);
+  if (tcgOnly.length) o.log(`matrix: KVM runs only the host's arch (${process.arch}): ${tcgOnly.map((e) => e.id).join(', ')} run under TCG`);
   // The user's command: its files and libraries found once, the same in every guest.
   const exec = o.exec ? planExec(o.exec, o.log) : undefined;
 
@@ -186,14 +244,17 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
 
   // The reference loader: the current libbpf, built from the newest linux-source (Debian's 1.1 is
   // older than the objects people build today), shipped beside Debian's in every image.
-  const libbpf = loaders.includes('libbpf') ? await currentLibbpf(o.log) : undefined;
+  const libbpf = loaders.includes('libbpf') && arches.includes(DEFAULT_ARCH) ? await currentLibbpf(o.log) : undefined;
   const guestLibbpf = libbpf && { so: `/usr/lib/corematrix/libbpf/libbpf.so.${libbpf.version}`, version: libbpf.version, source: libbpf.source };
   const report: RunReport = {
     schema: RESULT_SCHEMA, runId: o.runId, startedAt, finishedAt: startedAt, complete: false,
-    host: { node: process.version, qemu: toolVersion('qemu-system-x86_64', ['--version']), clang: await clangId(), ...(libbpf ? { libbpf: `libbpf ${libbpf.version} (${libbpf.source})` } : {}) },
+    host: { node: process.version, qemu: toolVersion(ARCH_MACHINES[arches[0] ?? DEFAULT_ARCH].qemu, ['--version']), clang: await clangId(), ...(libbpf ? { libbpf: `libbpf ${libbpf.version} (${libbpf.source})` } : {}) },
     suites: suites.map((s) => s.name),
     // The command's program too: a baseline comparison names a tool that changed.
-    objects: [...suites.map((s) => ({ name: `${s.name}.bpf.o`, sha256: s.sha256 })), ...userObjects.map((u) => ({ name: u.name, sha256: u.sha256 })), ...(exec ? [exec.plan.object] : [])],
+    objects: [
+      ...[...suitesByArch].flatMap(([arch, list]) => list.map((s) => ({ name: objectName(`${s.name}.bpf.o`, arch), sha256: s.sha256 }))),
+      ...userObjects.map((u) => ({ name: u.name, sha256: u.sha256 })), ...(exec ? [exec.plan.object] : []),
+    ],
     kernels: [],
     ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count } } : {}),
   };
@@ -209,7 +270,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
 
   // What ran in the guests, for the boot-order history (guest times depend on it).
   const selection = createHash('sha256')
-    .update(JSON.stringify({ suites: suites.map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), modules: o.modules ?? [], corpus: !!corpus, loader: o.loader ?? 'ours', start: o.guestStart ?? 'tuned', ...(exec ? { exec: exec.plan.command, program: exec.plan.object.sha256 } : {}), ...(o.net ? { net: o.net } : {}) }))
+    .update(JSON.stringify({ suites: [...suitesByArch.values()].flat().map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), modules: o.modules ?? [], corpus: !!corpus, loader: o.loader ?? 'ours', start: o.guestStart ?? 'tuned', ...(exec ? { exec: exec.plan.command, program: exec.plan.object.sha256 } : {}), ...(o.net ? { net: o.net } : {}) }))
     .digest('hex')
     .slice(0, 16);
   const history = new DurationHistory();
@@ -230,6 +291,11 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     return have;
   };
   type Prepared = { k: KernelArtifacts; kernel: KernelInfo; image: string } | { run: KernelRun };
+  /** A kernel whose guest would have nothing to do: only the reference was asked for, and its arch has none. */
+  const nothingToRun = (e: KernelEntry, kernel: KernelInfo): KernelRun | undefined =>
+    loadersOn(archOf(e)).length === 0
+      ? { kernel, guest: 'harness-error', detail: `${noReferenceOn(archOf(e))}: not booted (--loader libbpf)`, accel: 'none', durationMs: 0, cells: [] }
+      : undefined;
   /** Everything a guest needs before it boots: the kernel, its host truth and manifest, its image. */
   const prepare = async (e: KernelEntry, signal: AbortSignal): Promise<Prepared> => {
     const t0 = performance.now();
@@ -244,6 +310,12 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       return { run: { kernel: kernelInfo(e), guest: 'no-kernel', detail, accel: 'none', durationMs: Math.round(performance.now() - t0), cells: [] } };
     }
     const kernel = kernelInfo(e, k);
+    const arch = archOf(e);
+    const skipped = nothingToRun(e, kernel);
+    if (skipped) return { run: skipped };
+    const { suites: archSuites, roots } = forArch(arch);
+    // The current libbpf is built for x86-64: only amd64 images carry it.
+    const reference = arch === DEFAULT_ARCH ? libbpf : undefined;
     try {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
       // Users' objects are attached and run under the workload: tc on lo and null_blk need theirs.
@@ -259,15 +331,16 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       const manifest: RunManifest = {
         schema: MANIFEST_SCHEMA,
         kernel,
-        suites: suites.map((s) => ({ spec: s.spec, object: `/cm/objects/${s.name}.bpf.o`, sha256: s.sha256 })),
+        suites: archSuites.map((s) => ({ spec: s.spec, object: `/cm/objects/${s.name}.bpf.o`, sha256: s.sha256 })),
         objects: userObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256, ...(u.config ? { config: u.config } : {}) })),
         // The truth keys of the suites this run compiled (also those of another --suites-dir),
         // module types read from the modules shipped to this guest.
         hostTruth: await hostTruthOf({ ...k, modules: modules.map((m) => m.source) }, truthKeys),
         suiteTimeoutMs,
         ...(e.build?.btf === 'pahole' ? { btf: { path: GUEST_BTF, source: 'pahole' as const } } : {}),
-        loader: o.loader ?? 'ours',
-        ...(guestLibbpf ? { libbpf: guestLibbpf } : {}),
+        // Where the reference is not built (arm64), `both` runs ours only (the libbpf cells are the host's expected skips).
+        loader: o.loader === 'both' && !reference ? 'ours' : (o.loader ?? 'ours'),
+        ...(reference && guestLibbpf ? { libbpf: guestLibbpf } : {}),
         ...(modules.length ? { modules: modules.map((m) => ({ name: m.name, path: m.path })) } : {}),
         ...(btfIndex ? { btfIndex } : {}),
         ...(corpus ? { corpus: corpus.cases } : {}),
@@ -276,25 +349,22 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ...(exec ? { exec: exec.plan } : {}),
         ...(net ? { net: net.plan } : {}),
       };
-      const image = await buildImage({
-        onStep: (step) => o.progress?.(e.id, step),
-        files: [
-          { path: '/cm/run.json', data: JSON.stringify(manifest) },
-          ...suites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
-          ...userObjects.map((u) => ({ path: u.path, source: u.host })),
-          ...(libbpf ? [{ path: guestLibbpf!.so, source: libbpf.so }] : []),
-          ...(corpus?.files ?? []),
-          ...modules.map((m) => ({ path: m.path, source: m.source })),
-          ...(indexFile ? [{ path: GUEST_BTF_INDEX, source: indexFile }, ...(btfIndex!.btf === GUEST_BTF_COPY ? [{ path: GUEST_BTF_COPY, source: k.btf }] : [])] : []),
-          ...(e.build?.btf === 'pahole' ? [{ path: GUEST_BTF, source: k.btf }] : []),
-          ...(exec?.files ?? []),
-          ...(net?.files ?? []),
-          ...(o.shell ? [{ path: SHELL_RC, data: shellRc({ kernelId: e.id, ...(exec ? { exec: exec.plan } : {}), ...(net ? { net: net.plan } : {}) }) }] : []),
-        ],
-        kernelConfig: k.config,
-        release: k.release,
-        ...(o.guestStart ? { start: o.guestStart } : {}),
-      });
+      const files: ImageFile[] = [
+        { path: '/cm/run.json', data: JSON.stringify(manifest) },
+        ...archSuites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
+        ...userObjects.map((u) => ({ path: u.path, source: u.host })),
+        ...(reference ? [{ path: guestLibbpf!.so, source: reference.so }] : []),
+        ...(corpus?.files ?? []),
+        ...modules.map((m) => ({ path: m.path, source: m.source })),
+        ...(indexFile ? [{ path: GUEST_BTF_INDEX, source: indexFile }, ...(btfIndex!.btf === GUEST_BTF_COPY ? [{ path: GUEST_BTF_COPY, source: k.btf }] : [])] : []),
+        ...(e.build?.btf === 'pahole' ? [{ path: GUEST_BTF, source: k.btf }] : []),
+        ...(exec?.files ?? []),
+        ...(net?.files ?? []),
+        ...(o.shell ? [{ path: SHELL_RC, data: shellRc({ kernelId: e.id, ...(exec ? { exec: exec.plan } : {}), ...(net ? { net: net.plan } : {}) }) }] : []),
+      ];
+      const image = arch === DEFAULT_ARCH
+        ? await buildImage({ onStep: (step) => o.progress?.(e.id, step), files, kernelConfig: k.config, release: k.release, ...(o.guestStart ? { start: o.guestStart } : {}) })
+        : await buildArchImage({ arch, files, kernelConfig: k.config, release: k.release, log: (line) => o.log(`[${e.id}] ${line}`) });
       if (signal.aborted) throw signal.reason;
       o.progress?.(e.id, 'ready, waiting for a guest slot');
       return { k, kernel, image: image.path };
@@ -306,15 +376,20 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     }
   };
 
-  /** The cells a guest owed and never sent: every loader's for the objects, ours for the command. */
-  const owedCells = (kernel: KernelInfo, sent: CellResult[], reason: string): CellResult[] => [
-    ...notRunCells(kernel, owed, loaders, sent, reason),
+  /** The cells a guest owed and never sent: every loader's (of its arch) for the objects, ours for the command. */
+  const owedCells = (arch: DebianArch, kernel: KernelInfo, sent: CellResult[], reason: string): CellResult[] => [
+    ...notRunCells(kernel, forArch(arch).owed, loadersOn(arch), sent, reason),
     ...(exec ? notRunCells(kernel, [exec.owed], ['ours'], sent, reason) : []),
   ];
+  /** The libbpf cells of a kernel whose arch has no reference: expected skips saying so. */
+  const noReferenceCells = (arch: DebianArch, kernel: KernelInfo): CellResult[] =>
+    loaders.includes('libbpf') && !loadersOn(arch).includes('libbpf') ? notRunCells(kernel, forArch(arch).owed, ['libbpf'], [], noReferenceOn(arch), 'expected-skip') : [];
 
   const boot = async (e: KernelEntry, p: Prepared, signal: AbortSignal): Promise<KernelRun> => {
     if ('run' in p) return p.run;
     const { k, kernel } = p;
+    const arch = archOf(e);
+    const accel = accelOf(arch);
     if (o.shell) {
       const t0 = performance.now();
       const lsm = bpfLsmAppend(readFileSync(k.config, 'utf8'));
@@ -322,9 +397,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       o.progress?.(e.id, 'shell');
       await o.shell({
         kernel, vmlinuz: k.vmlinuz, initrd: p.image, append: [lsm, 'cm.init=shell', `ENV=${SHELL_RC}`].filter(Boolean).join(' '),
-        cpus, memoryMb: o.memoryMb ?? 1024, accel: o.accel, ...(o.net ? { net: o.net } : {}), signal,
+        cpus, memoryMb: o.memoryMb ?? 1024, accel, arch, ...(o.net ? { net: o.net } : {}), signal,
       });
-      return { kernel, guest: 'ok', accel: o.accel === 'auto' ? 'none' : o.accel, durationMs: Math.round(performance.now() - t0), cells: [] };
+      return { kernel, guest: 'ok', accel: accel === 'auto' ? 'none' : accel, durationMs: Math.round(performance.now() - t0), cells: [] };
     }
     o.progress?.(e.id, 'booting');
     const cells: CellResult[] = [];
@@ -342,7 +417,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       const lsm = bpfLsmAppend(readFileSync(k.config, 'utf8'));
       cpus = e.cpus ?? o.cpus ?? 1;
       g = await runGuest({
-        kernelId: e.id, vmlinuz: k.vmlinuz, initrd: p.image, accel: o.accel, logDir, onMessage, signal, timeoutMs,
+        kernelId: e.id, arch, vmlinuz: k.vmlinuz, initrd: p.image, accel, logDir, onMessage, signal, timeoutMs,
         memoryMb: o.memoryMb ?? 1024, cpus, ...(lsm ? { append: lsm } : {}), ...(o.net ? { net: o.net } : {}),
         ...(o.heartbeatTimeoutMs ? { heartbeatTimeoutMs: o.heartbeatTimeoutMs } : {}),
       });
@@ -351,9 +426,10 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       // Interrupted while this guest ran: what it sent stays in the partial report, the rest is not run.
       const detail = 'the run was interrupted while this guest ran';
       o.progress?.(e.id, `aborted: ${cells.length} cell(s) received`);
-      return { kernel, guest: 'aborted', detail, accel: o.accel === 'auto' ? 'none' : o.accel, durationMs: Math.round(performance.now() - t0), cells: [...cells, ...owedCells(kernel, cells, `not run: ${detail}`)] };
+      return { kernel, guest: 'aborted', detail, accel: accel === 'auto' ? 'none' : accel, durationMs: Math.round(performance.now() - t0), cells: [...cells, ...owedCells(arch, kernel, cells, `not run: ${detail}`), ...noReferenceCells(arch, kernel)] };
     }
-    if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...owedCells(kernel, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `after the agent's last step: ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
+    if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...owedCells(arch, kernel, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `after the agent's last step: ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
+    cells.push(...noReferenceCells(arch, kernel));
     // What the guest actually relocated against (the agent looks before trusting the matrix).
     if (cells[0]?.kernel.btf) kernel.btf = cells[0].kernel.btf;
     const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, ...(cpus > 1 ? { cpus } : {}), bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
@@ -469,9 +545,10 @@ export function readUserObjects(paths: string[], configs: ReadonlyMap<string, st
 
 /**
  * A cell for every (unit, program, loader) the guest owed and never sent, carrying why: a hung,
- * crashed or timed-out guest keeps the cells it sent, and the rest are listed, not lost.
+ * crashed or timed-out guest keeps the cells it sent, and the rest are listed, not lost
+ * (`error`). Also the cells a guest could not owe (`expected-skip`: no reference on arm64).
  */
-export function notRunCells(kernel: KernelInfo, owed: { unit: string; object: string; sha256: string; programs: string[] }[], loaders: LoaderName[], sent: CellResult[], reason: string): CellResult[] {
+export function notRunCells(kernel: KernelInfo, owed: { unit: string; object: string; sha256: string; programs: string[] }[], loaders: LoaderName[], sent: CellResult[], reason: string, verdict: 'error' | 'expected-skip' = 'error'): CellResult[] {
   const have = new Set(sent.map((c) => `${c.loader}\u0000${c.suite}\u0000${c.program}`));
   // A unit that failed whole sends one WHOLE_OBJECT cell instead of its programs.
   const whole = new Set(sent.filter((c) => c.program === WHOLE_OBJECT).map((c) => `${c.loader}\u0000${c.suite}`));
@@ -483,7 +560,7 @@ export function notRunCells(kernel: KernelInfo, owed: { unit: string; object: st
         if (have.has(`${loader}\u0000${u.unit}\u0000${program}`)) continue;
         out.push({
           schema: RESULT_SCHEMA, kernel, suite: u.unit, program, loader, object: { name: u.object, sha256: u.sha256 },
-          verdict: 'error', reason, relocations: [], externs: [], checks: [], timings: { loadMs: 0, runMs: 0 },
+          verdict, reason, relocations: [], externs: [], checks: [], timings: { loadMs: 0, runMs: 0 },
         });
       }
     }

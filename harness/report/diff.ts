@@ -133,8 +133,14 @@ function allEqual(values: string[]): boolean {
   return values.every((v) => v === values[0]);
 }
 
+/** The arch of a cell's kernel (amd64 when the report names none): each arch's guests load that arch's objects. */
+function archOfKernel(k: { arch?: string }): string {
+  return k.arch ?? 'amd64';
+}
+
+/** Cells compare with the cells of the same suite, program and loader on kernels of the same arch. */
 function groupKey(c: CellResult): string {
-  return `${c.suite}\0${c.program}\0${c.loader}`;
+  return `${c.suite}\0${c.program}\0${c.loader}\0${archOfKernel(c.kernel)}`;
 }
 
 /** Whether a kernel's missing results are explained by its guest (crashed, hung, not booted). */
@@ -145,6 +151,9 @@ function guestExplains(k: KernelRun): boolean {
 export function diffKernels(run: RunReport): KernelDiff {
   const kernels = run.kernels.map((k) => k.kernel.id);
   const multiLoader = new Set(run.kernels.flatMap((k) => k.cells.map((c) => c.loader))).size > 1;
+  // With kernels of several arches, a cell's label names the arch of any but amd64: `task-fields/set_task_comm (arm64)`.
+  const multiArch = new Set(run.kernels.map((k) => archOfKernel(k.kernel))).size > 1;
+  const label = (c: CellResult) => `${cellLabel(c, multiLoader)}${multiArch && archOfKernel(c.kernel) !== 'amd64' ? ` (${archOfKernel(c.kernel)})` : ''}`;
   const violations: Finding[] = [];
   const unexpected: Finding[] = [];
   let checked = 0;
@@ -170,7 +179,7 @@ export function diffKernels(run: RunReport): KernelDiff {
       let g = groups.get(key);
       if (!g) groups.set(key, (g = { cells: new Map(), first: c }));
       if (g.cells.has(k.kernel.id)) {
-        unexpected.push({ class: 'unexpected', cell: cellLabel(c, multiLoader), what: `two results for the same cell on ${k.kernel.id}`, kernels: [k.kernel.id] });
+        unexpected.push({ class: 'unexpected', cell: label(c), what: `two results for the same cell on ${k.kernel.id}`, kernels: [k.kernel.id] });
         continue;
       }
       g.cells.set(k.kernel.id, c);
@@ -179,14 +188,14 @@ export function diffKernels(run: RunReport): KernelDiff {
 
   const out: CellGroup[] = [];
   for (const { cells, first } of groups.values()) {
-    const cell = cellLabel(first, multiLoader);
+    const cell = label(first);
     const base = { cell, suite: first.suite, program: first.program, loader: first.loader };
     const present = kernels.filter((id) => cells.has(id));
     const list = present.map((id) => [id, cells.get(id)!] as const);
     const rows: ValueRow[] = [];
 
     // Missing on some kernels: fine when that guest crashed or never booted (reported per kernel).
-    const missing = run.kernels.filter((k) => !cells.has(k.kernel.id));
+    const missing = run.kernels.filter((k) => archOfKernel(k.kernel) === archOfKernel(first.kernel) && !cells.has(k.kernel.id));
     const unexplained = missing.filter((k) => !guestExplains(k)).map((k) => k.kernel.id);
     if (unexplained.length) unexpected.push({ class: 'unexpected', cell, what: `no result on ${unexplained.join(', ')} although the guest ended ok`, kernels: unexplained });
 

@@ -143,7 +143,7 @@ const GUESTS: Record<GuestVerdict, true> = {
 // ---- the report, outermost last
 
 const kernelInfo = obj<KernelInfo>({
-  id: req(str), package: req(str), version: req(str), release: req(str), flavour: req(str), btf: opt(oneOf(keys(BTF_ORIGINS))),
+  id: req(str), package: req(str), version: req(str), release: req(str), flavour: req(str), arch: opt(str), btf: opt(oneOf(keys(BTF_ORIGINS))),
 });
 
 const objectRef = obj<{ name: string; sha256: string }>({ name: req(str), sha256: req(str) });

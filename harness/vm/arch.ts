@@ -11,8 +11,8 @@
 //          The guest sees it as /dev/ttyS0 (the first 8250 port with a real UART; ttyS1..3 are
 //          the driver's empty placeholders), told to /init as cm.result=/dev/ttyS0.
 //
-// `bootGuest` is a small runner (console, result lines, deadlines) for tests and measurements of
-// arches qemu.ts does not boot yet; qemu.ts's runGuest remains the orchestrator's.
+// qemu.ts's runGuest boots every arch with these arguments (the orchestrator's runner, verdicts and
+// all); `bootGuest` is a small runner (console, result lines, deadlines) for tests and measurements.
 import { execFileSync, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';

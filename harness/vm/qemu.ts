@@ -1,9 +1,10 @@
-// Runs one guest: qemu-system-x86_64 boots a kernel with our initramfs, the console (ttyS0) goes
-// to a per-guest log file, the result channel (ttyS1) is read live as JSON lines. Every run ends
-// with a verdict and the console tail; QEMU never outlives its deadline or the host process.
+// Runs one guest: QEMU of the kernel's arch (qemu-system-x86_64, or qemu-system-aarch64 for arm64:
+// harness/vm/arch.ts) boots a kernel with our initramfs, the console goes to a per-guest log file,
+// the result port (ttyS1 on amd64, a PCI 16550 on arm64) is read live as JSON lines. Every run
+// ends with a verdict and the console tail; QEMU never outlives its deadline or the host process.
 //
-// Plumbing: QEMU's stdout carries ttyS0 (chardev stdio), an extra pipe on fd 3 carries ttyS1
-// (chardev file on /dev/fd/3), stderr carries QEMU's own errors. QEMU runs under
+// Plumbing: QEMU's stdout carries the console (chardev stdio), an extra pipe on fd 3 (a socket)
+// carries the result port, stderr carries QEMU's own errors. QEMU runs under
 // `setpriv --pdeathsig KILL` when available, so even a SIGKILLed host leaves no guest behind;
 // execa's cleanup kills it on exit, SIGINT and SIGTERM.
 import { accessSync, constants, createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
@@ -17,12 +18,13 @@ import { ConsoleScanner, type Splat } from './console.js';
 
 export type Verdict = 'ok' | 'panic' | 'oops' | 'hung-task' | 'agent-oom' | 'agent-hang' | 'no-agent' | 'qemu-died' | 'timeout' | 'agent-failed' | 'no-btf';
 export type { Accel } from './arch.js';
-import { archQemuArgs, ARCH_MACHINES, pdeathsigPrefix, type Accel, type ArchQemuOptions } from './arch.js';
+import { archQemuArgs, ARCH_MACHINES, findQemu, kvmCapable, pdeathsigPrefix, type Accel, type ArchQemuOptions } from './arch.js';
+import { DEFAULT_ARCH, type DebianArch } from '../kernels/arch.js';
 
 export interface GuestRun {
   kernelId: string;
   verdict: Verdict;
-  /** Everything decoded from ttyS1 except heartbeats (those only reach onMessage). */
+  /** Everything decoded from the result port except heartbeats (those only reach onMessage). */
   messages: GuestMessage[];
   /** Path of the full console log. */
   consoleLog: string;
@@ -45,6 +47,8 @@ export interface GuestRun {
 
 export interface RunGuestOptions {
   kernelId: string;
+  /** The kernel's arch (default amd64): which QEMU, machine, console and result port (harness/vm/arch.ts). */
+  arch?: DebianArch;
   vmlinuz: string;
   initrd: string;
   /** Extra kernel command line (appended after `console=ttyS0 panic=-1 …`). */
@@ -54,9 +58,9 @@ export interface RunGuestOptions {
   cpus?: number;
   /** Overall budget; default 120 s under KVM, 360 s under TCG. */
   timeoutMs?: number;
-  /** Longest silence on ttyS1 once the guest has spoken; default 30 s (the agent beats every 2 s). */
+  /** Longest silence on the result port once the guest has spoken; default 30 s (the agent beats every 2 s). */
   heartbeatTimeoutMs?: number;
-  /** Longest wait for the first ttyS1 line (/init starting); default 30 s KVM, 90 s TCG. */
+  /** Longest wait for the first result-port line (/init starting); default 30 s KVM, 90 s TCG. */
   bootTimeoutMs?: number;
   accel?: 'auto' | Accel;
   /** `user`: QEMU's user-mode network on an e1000 NIC (the guest brings it up: harness/agent/exec.ts). Default: no NIC. */
@@ -66,8 +70,9 @@ export interface RunGuestOptions {
   signal?: AbortSignal;
 }
 
-export const QEMU = 'qemu-system-x86_64';
-/** Base kernel command line: console on ttyS0, reboot (= QEMU exit, -no-reboot) at once on panic. */
+/** amd64's QEMU (every arch's: ARCH_MACHINES[arch].qemu). */
+export const QEMU = ARCH_MACHINES.amd64.qemu;
+/** amd64's base kernel command line: console on ttyS0, reboot (= QEMU exit, -no-reboot) at once on panic. */
 export const BASE_APPEND = ARCH_MACHINES.amd64.baseAppend;
 const TAIL_LINES = 40;
 const PANIC_GRACE_MS = 10_000;
@@ -78,21 +83,12 @@ const OOM_KILL = /Out of memory(?: \(oom_kill_allocating_task\))?: Kill(?:ed)? p
 const AGENT_COMM = 'node';
 
 
-let qemuFound: string | undefined;
-/** Finds qemu-system-x86_64 on PATH once; a missing QEMU is a setup error, not a verdict. */
-function checkQemu(): void {
-  if (qemuFound) return;
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const p = join(dir || '.', QEMU);
-    try {
-      accessSync(p, constants.X_OK);
-      qemuFound = p;
-      return;
-    } catch {
-      /* next */
-    }
-  }
-  throw new CoreMatrixError(`${QEMU} not found on PATH (apt-get install qemu-system-x86)`);
+const qemuFound = new Map<DebianArch, string>();
+/** The arch's QEMU, found on PATH once; a missing QEMU is a setup error naming its package, not a verdict. */
+function checkQemu(arch: DebianArch): string {
+  let p = qemuFound.get(arch);
+  if (!p) qemuFound.set(arch, (p = findQemu(arch)));
+  return p;
 }
 
 function checkFile(what: string, kernelId: string, path: string): void {
@@ -109,7 +105,6 @@ function fileSafe(id: string): string {
   return id.replace(/[^A-Za-z0-9._+-]/g, '_');
 }
 
-/** What qemuArgs needs to know. */
 /** A guest's QEMU options (the amd64 case of the per-arch ones, harness/vm/arch.ts). */
 export type QemuArgsOptions = Omit<ArchQemuOptions, 'cpu'>;
 
@@ -123,19 +118,21 @@ type KillReason = { verdict: 'timeout' | 'agent-hang' | 'no-agent'; detail: stri
 /** Boots one guest and returns its verdict. Throws only for bad input (missing files) or abort. */
 export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   const { kernelId } = opts;
+  const arch = opts.arch ?? DEFAULT_ARCH;
   checkFile('kernel image', kernelId, opts.vmlinuz);
   checkFile('initramfs', kernelId, opts.initrd);
-  checkQemu();
+  const qemu = checkQemu(arch);
   opts.signal?.throwIfAborted();
-  const accel: Accel = !opts.accel || opts.accel === 'auto' ? await probeAccel(opts.vmlinuz, opts.initrd) : opts.accel;
+  const accel: Accel = !opts.accel || opts.accel === 'auto' ? await probeAccel(opts.vmlinuz, opts.initrd, arch) : opts.accel;
   const timeoutMs = opts.timeoutMs ?? (accel === 'tcg' ? 360_000 : 120_000);
   const heartbeatMs = opts.heartbeatTimeoutMs ?? 30_000;
   const bootTimeoutMs = opts.bootTimeoutMs ?? (accel === 'tcg' ? 90_000 : 30_000);
   mkdirSync(opts.logDir, { recursive: true });
   const consoleLog = join(opts.logDir, `${fileSafe(kernelId)}.console.log`);
+  // The result port's lines (named after amd64's ttyS1 on every arch: harness/bench/corpus.ts reads them).
   const channelLog = join(opts.logDir, `${fileSafe(kernelId)}.ttyS1.log`);
 
-  const argv = [...pdeathsigPrefix(), QEMU, ...qemuArgs({ ...opts, accel })];
+  const argv = [...pdeathsigPrefix(), qemu, ...archQemuArgs(arch, { ...opts, accel })];
   const t0 = performance.now();
   const child = execa(argv[0]!, argv.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
@@ -171,7 +168,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   };
   later(timeoutMs, () => kill({ verdict: 'timeout', detail: `guest still running after ${Math.round(timeoutMs / 1000)} s (${accel})` }));
   let silence = later(bootTimeoutMs, () =>
-    kill({ verdict: 'no-agent', detail: `nothing on ttyS1 within ${Math.round(bootTimeoutMs / 1000)} s of boot (/init never started?)` }),
+    kill({ verdict: 'no-agent', detail: `nothing on the result port within ${Math.round(bootTimeoutMs / 1000)} s of boot (/init never started?)` }),
   );
   const heard = () => {
     clearTimeout(silence);
@@ -278,7 +275,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   else if (done && !done.ok) set('agent-failed', lastError(messages) ?? 'agent reported done with ok=false');
   else if (done) {
     /* ok */
-  } else if (!hello) set('no-agent', lastError(messages) ?? (spoken ? 'the guest powered off without an agent hello' : 'the guest powered off without a word on ttyS1'));
+  } else if (!hello) set('no-agent', lastError(messages) ?? (spoken ? 'the guest powered off without an agent hello' : 'the guest powered off without a word on the result port'));
   else set('agent-failed', lastError(messages) ?? 'agent stopped without sending done');
   if (killed?.verdict === 'poweroff-grace' && run.verdict === 'ok') run.detail = killed.detail;
   return run;
@@ -286,6 +283,8 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
 
 /** An interactive guest (`corematrix shell`): the console on this process's terminal. */
 export interface InteractiveGuestOptions {
+  /** The kernel's arch (default amd64). */
+  arch?: DebianArch;
   vmlinuz: string;
   initrd: string;
   append?: string;
@@ -304,11 +303,12 @@ export interface InteractiveGuestOptions {
  * (0 when the guest powered off), or 124 when the time limit killed it.
  */
 export async function runInteractiveGuest(o: InteractiveGuestOptions): Promise<number> {
+  const arch = o.arch ?? DEFAULT_ARCH;
   checkFile('kernel image', 'shell', o.vmlinuz);
   checkFile('initramfs', 'shell', o.initrd);
-  checkQemu();
-  const accel: Accel = !o.accel || o.accel === 'auto' ? await probeAccel(o.vmlinuz, o.initrd) : o.accel;
-  const argv = [...pdeathsigPrefix(), QEMU, ...qemuArgs({ ...o, accel, results: 'none' })];
+  const qemu = checkQemu(arch);
+  const accel: Accel = !o.accel || o.accel === 'auto' ? await probeAccel(o.vmlinuz, o.initrd, arch) : o.accel;
+  const argv = [...pdeathsigPrefix(), qemu, ...archQemuArgs(arch, { ...o, accel, results: 'none' })];
   const child = execa(argv[0]!, argv.slice(1), { stdio: 'inherit', reject: false, cleanup: true });
   let timedOut = false;
   const timer = o.timeoutMs ? setTimeout(() => ((timedOut = true), child.kill('SIGKILL')), o.timeoutMs) : undefined;
@@ -341,8 +341,11 @@ function lines(stream: Readable, f: (line: string) => void): Promise<void> {
 
 // ---- accelerator probe ----
 
+/** The probe's answer, for the one arch KVM can run here (the host's own). */
 let probe: Promise<Accel> | undefined;
 let said = false;
+/** Another arch than the host's never runs under KVM: TCG without a probe. */
+const FOREIGN_ARCH: Promise<Accel> = Promise.resolve('tcg');
 
 /** How long a KVM probe guest may stay silent on the console before we call KVM broken. */
 export const KVM_PROBE_SILENCE_MS = 4_000;
@@ -353,9 +356,11 @@ const KVM_PROBE_TIMEOUT_MS = 20_000;
  * kernel under KVM must reach /init (cm.init=hello) — on some hosts a KVM guest hangs right
  * after decompression, silently. The probe is killed as soon as the console stays silent for
  * KVM_PROBE_SILENCE_MS. COREMATRIX_ACCEL=kvm|tcg skips the probe. The fallback is said once.
+ * A kernel of another arch than the host's (arm64 on x86-64) is TCG, without a probe.
  */
-export function probeAccel(vmlinuz: string, initrd: string): Promise<Accel> {
-  probe ??= doProbe(vmlinuz, initrd);
+export function probeAccel(vmlinuz: string, initrd: string, arch: DebianArch = DEFAULT_ARCH): Promise<Accel> {
+  if (!kvmCapable(arch)) return FOREIGN_ARCH;
+  probe ??= doProbe(vmlinuz, initrd, arch);
   return probe;
 }
 
@@ -376,7 +381,7 @@ export function lastProbe(): ProbeOutcome | undefined {
   return lastOutcome;
 }
 
-async function doProbe(vmlinuz: string, initrd: string): Promise<Accel> {
+async function doProbe(vmlinuz: string, initrd: string, arch: DebianArch): Promise<Accel> {
   const t0 = performance.now();
   const env = process.env.COREMATRIX_ACCEL;
   const finish = (accel: Accel, reason: string): Accel => {
@@ -395,8 +400,8 @@ async function doProbe(vmlinuz: string, initrd: string): Promise<Accel> {
   }
   checkFile('kernel image', 'kvm-probe', vmlinuz);
   checkFile('initramfs', 'kvm-probe', initrd);
-  checkQemu();
-  const argv = [...pdeathsigPrefix(), QEMU, ...qemuArgs({ vmlinuz, initrd, append: 'cm.init=hello', memoryMb: 512, accel: 'kvm' })];
+  const qemu = checkQemu(arch);
+  const argv = [...pdeathsigPrefix(), qemu, ...archQemuArgs(arch, { vmlinuz, initrd, append: 'cm.init=hello', memoryMb: 512, accel: 'kvm' })];
   const child = execa(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], buffer: false, reject: false, cleanup: true });
   let why = '';
   let ok = false;

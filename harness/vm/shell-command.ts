@@ -105,7 +105,7 @@ export const shellCommand: Command = {
         shell: async (g) => {
           log(`shell: booting ${g.kernel.id} (${g.kernel.release}); Ctrl-D powers it off`);
           status = await runInteractiveGuest({
-            vmlinuz: g.vmlinuz, initrd: g.initrd, append: `quiet ${g.append}`, cpus: g.cpus, memoryMb: g.memoryMb, accel: g.accel,
+            vmlinuz: g.vmlinuz, initrd: g.initrd, append: `quiet ${g.append}`, cpus: g.cpus, memoryMb: g.memoryMb, accel: g.accel, arch: g.arch,
             ...(g.net ? { net: g.net } : {}), ...(timeout !== undefined ? { timeoutMs: timeout * 1000 } : {}), signal: g.signal,
           });
         },

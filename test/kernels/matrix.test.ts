@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FormatError, UsageError } from '../../harness/core/errors.js';
-import { loadMatrix, parseMatrix, selectKernels } from '../../harness/kernels/matrix.js';
+import { archVariant, findKernel, loadMatrix, parseMatrix, selectKernels } from '../../harness/kernels/matrix.js';
 
 function errorOf(text: string): Error {
   try {
@@ -62,7 +62,7 @@ describe('kernel matrix', () => {
   });
 
   it('reports unknown fields, missing fields, duplicates, bad series and suites on their lines', () => {
-    expect(errorOf(good.replace('    suites: trixie', '    suite: trixie')).message).toBe("m.yaml:9: kernel '6.10': unknown field 'suite' (allowed: id, series, flavour, suites, version, source, config, btf, cpus)");
+    expect(errorOf(good.replace('    suites: trixie', '    suite: trixie')).message).toBe("m.yaml:9: kernel '6.10': unknown field 'suite' (allowed: id, series, flavour, suites, version, source, config, btf, cpus, arch)");
     expect(errorOf(good.replace('    suites: [bookworm]\n', '')).message).toMatch(/^m\.yaml:2: kernel '6\.1': missing field 'suites'/);
     expect(errorOf(good.replace('id: 6.10', 'id: "6.1"')).message).toBe("m.yaml:6: kernel '6.1': duplicate id (first at line 2)");
     expect(errorOf(good.replace('series: 6.10', 'series: six')).message).toMatch(/^m\.yaml:7: kernel '6\.10': series 'six' must be MAJOR\.MINOR/);
@@ -94,6 +94,43 @@ describe('kernel matrix', () => {
     expect(selectKernels(m, ['6.1-*', '7.?']).map((e) => e.id)).toEqual(['6.1-cloud', '6.1-rt', '7.2', '7.3', '7.x']);
     expect(selectKernels(m, ['all'])).toHaveLength(m.length);
     expect(() => selectKernels(m, ['4.19'])).toThrow(/no kernel matches '4\.19'/);
+  });
+});
+
+describe('arch', () => {
+  it('an entry may name its arch (amd64, arm64); anything else is named on its line', () => {
+    const m = parseMatrix(good.replace('flavour: rt', 'flavour: rt\n    arch: arm64'), 'm.yaml');
+    expect(m[1]).toEqual({ id: '6.10', series: '6.10', flavour: 'rt', suites: ['trixie'], version: '6.10.3-1', arch: 'arm64' });
+    // Without it, no arch field: the store, the orchestrator and the report read that as amd64.
+    expect(m[0]!.arch).toBeUndefined();
+    expect(parseMatrix(good.replace('flavour: rt', 'flavour: rt\n    arch: amd64'), 'm.yaml')[1]!.arch).toBe('amd64');
+    expect(errorOf(good.replace('flavour: rt', 'flavour: rt\n    arch: aarch64')).message).toBe("m.yaml:9: kernel '6.10': arch 'aarch64' is not one of amd64, arm64");
+  });
+
+  it('<id>-arm64 is entry <id> built for arm64, right after its entry; an exact id wins; globs match the matrix only', () => {
+    const m = loadMatrix();
+    const base = m.find((e) => e.id === '6.1')!;
+    expect(archVariant(base, 'arm64')).toEqual({ ...base, id: '6.1-arm64', arch: 'arm64' });
+    expect(selectKernels(m, ['7.3-arm64,6.1-arm64']).map((e) => [e.id, e.arch, e.series, e.suites])).toEqual([
+      ['6.1-arm64', 'arm64', '6.1', ['bookworm']],
+      ['7.3-arm64', 'arm64', '7.3', ['trixie-backports']],
+    ]);
+    expect(selectKernels(m, ['6.1-arm64', '6.1', '6.1-arm64']).map((e) => e.id)).toEqual(['6.1', '6.1-arm64']);
+    expect(selectKernels(m, ['6.1*']).map((e) => e.id)).not.toContain('6.1-arm64');
+    // A kernel built from source is amd64 only; no variant of a variant; amd64 is no variant.
+    expect(() => selectKernels(m, ['6.12-nonetns-arm64'])).toThrow(/no kernel matches '6\.12-nonetns-arm64' \(known: .*; an entry on another arch: <id>-arm64\)/);
+    expect(findKernel([{ ...base, id: 'x', arch: 'arm64' }], 'x-arm64')).toBeUndefined();
+    expect(findKernel(m, '6.1-amd64')).toBeUndefined();
+    // An entry of that id in the matrix is taken as it is.
+    const own = parseMatrix(good.replace('id: 6.10', 'id: 6.1-arm64').replace('flavour: rt', 'flavour: rt\n    arch: arm64'), 'm.yaml');
+    expect(findKernel(own, '6.1-arm64')).toBe(own[1]);
+  });
+
+  it('a kernel built from source is amd64 only', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cm-matrix-'));
+    writeFileSync(join(dir, 'f.config'), '\n');
+    const text = 'kernels:\n  - id: mine\n    source: linux-source-6.12\n    suites: [trixie]\n    config: f.config\n    arch: arm64\n';
+    expect(() => parseMatrix(text, 'm.yaml', dir)).toThrow("m.yaml:6: kernel 'mine': kernels built from source are amd64 only for now, not arm64");
   });
 });
 

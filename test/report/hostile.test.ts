@@ -49,12 +49,14 @@ function everyField(base: RunReport): RunReport {
   r.shard = { index: 1, count: 1 };
   r.kernels.forEach((k, i) => {
     k.kernel.btf = 'kernel';
+    k.kernel.arch = 'amd64';
     k.bootMs = 2100 + i;
     k.cpus = 2;
     k.detail = `guest detail ${i}`;
     k.consoleTail = `[    2.1] Run /init as init process\n[    2.3] line ${i}`;
     for (const c of k.cells) {
       c.kernel.btf = 'kernel';
+      c.kernel.arch = 'amd64';
       c.reason = `reason ${i}`;
       c.verifier = { insnsProcessed: 17 + i, logTail: `0: (85) call bpf_probe_read_kernel#113\nprocessed ${17 + i} insns` };
       c.config = [`autoload core_kernel: yes (kernel ${i})`];

@@ -28,7 +28,6 @@ import { SYSCALL_NUMBERS } from '../../harness/runtime/arch-syscalls.js';
 import { hostTruthOf } from '../../harness/suites/build.js';
 import { hostKeysOf } from '../../harness/suites/truth.js';
 import { type BootResult, bootGuest } from '../../harness/vm/arch.js';
-import { resultPortInit } from '../helpers/arch-guest.js';
 
 type ArchEntry = KernelEntry & { arch: DebianArch };
 const ARM64_61: ArchEntry = { id: '6.1-arm64', series: '6.1', flavour: 'generic', suites: ['bookworm'], arch: 'arm64' };
@@ -127,7 +126,7 @@ describe('the agent in arm64 guests: one arm64 object, our loader, cells on the 
       btfIndex: { btf: '/cm/kernel.btf', index: '/cm/kernel.btf.idx' },
     };
     const image = await buildArchImage({
-      arch: 'arm64', init: resultPortInit(), kernelConfig: k.config, release: k.release,
+      arch: 'arm64', kernelConfig: k.config, release: k.release,
       files: [
         { path: '/cm/run.json', data: JSON.stringify(manifest) },
         { path: `/cm/objects/${SUITE}.bpf.o`, source: suite.object },
@@ -145,6 +144,8 @@ describe('the agent in arm64 guests: one arm64 object, our loader, cells on the 
     const why = `${r.detail ?? ''}\n${r.messages.filter((m) => m.t === 'log').map((m) => JSON.stringify(m)).join('\n')}\n${r.console.slice(-30).join('\n')}`;
     expect(r.verdict, why).toBe('ok');
     expect(r.release).toBe(k.release);
+    // The agent says what `uname -m` says (the arm64 node's process.arch is 'arm64').
+    expect(r.machine).toBe('aarch64');
     expect(cells, why).toHaveLength(1);
     const c = cells[0]!;
     expect(c.reason, why).toBeUndefined();

@@ -12,6 +12,7 @@ import { type ArchBusybox, archBusybox, busyboxApplets } from '../../harness/ima
 import type { DebianArch } from '../../harness/kernels/arch.js';
 import { type KernelArtifacts, type KernelEntry, KernelStore } from '../../harness/kernels/store.js';
 import { ARCH_MACHINES, archQemuArgs, type BootResult, bootGuest } from '../../harness/vm/arch.js';
+import { probeAccel, runGuest } from '../../harness/vm/qemu.js';
 import { busyboxInitramfs } from '../helpers/arch-guest.js';
 
 type ArchEntry = KernelEntry & { arch: DebianArch };
@@ -87,6 +88,25 @@ describe('Debian arm64 kernels boot under qemu-system-aarch64 (TCG)', () => {
     const r = await boot(k);
     expectHello(r, k);
     console.log(measure(`${k.package} ${k.version} (neoverse-n1)`, r));
+  }, 300_000);
+
+  it("6.1 arm64 through the orchestrator's runGuest: TCG without a KVM probe, the result port read, verdict ok", async () => {
+    const k = await store.fetch(ARM64_61);
+    const saved = process.env.COREMATRIX_ACCEL;
+    delete process.env.COREMATRIX_ACCEL;
+    try {
+      // No probe guest for another arch than the host's: the answer is there at once, for files that do not even exist.
+      const t0 = performance.now();
+      expect(await probeAccel('/nonexistent/Image', '/nonexistent/initrd', 'arm64')).toBe('tcg');
+      expect(performance.now() - t0).toBeLessThan(50);
+      const r = await runGuest({ kernelId: '6.1-arm64', arch: 'arm64', vmlinuz: k.vmlinuz, initrd, append: 'cm.init=hello', accel: 'auto', logDir: join(tmp, 'logs'), timeoutMs: 240_000 });
+      expect([r.verdict, r.accel, r.detail], r.consoleTail).toEqual(['ok', 'tcg', undefined]);
+      expect(r.messages.find((m) => m.t === 'hello')).toMatchObject({ machine: 'aarch64', release: k.release });
+      expect(readFileSync(r.consoleLog, 'utf8')).toMatch(/Machine model: linux,dummy-virt/);
+      console.log(`[measure] runGuest 6.1 arm64 hello: /init at ${r.initMs} ms guest uptime, ${r.durationMs} ms wall`);
+    } finally {
+      if (saved !== undefined) process.env.COREMATRIX_ACCEL = saved;
+    }
   }, 300_000);
 
   it('6.1 arm64: a guest told another port (ttyS1, an empty 8250 slot) says nothing on the result port', async () => {
