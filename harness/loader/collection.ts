@@ -5,24 +5,29 @@
 //
 // Everything opened here is closed by `Collection.close()`.
 
-import { Btf } from '../core/btf/btf.js';
+import { Btf, essentialName, parseBtf } from '../core/btf/btf.js';
 import { Kind } from '../core/btf/kinds.js';
 import { sanitizeBtf, type BtfFeatures } from '../core/btf/sanitize.js';
-import { CoreMatrixError } from '../core/errors.js';
-import { BPF_PSEUDO_BTF_ID, LD_IMM64 } from '../core/insn.js';
+import { CoreMatrixError, RelocationError } from '../core/errors.js';
+import { BPF_PSEUDO_BTF_ID, CALL, LD_IMM64 } from '../core/insn.js';
 import { fillKconfig, type KconfigFacts, type KconfigResolution } from '../core/kconfig.js';
+import { arenaDataOffset, arenaMmapSize, MAP_TYPE_ARENA } from '../core/object/arena.js';
+import { libbpfExternOrder, POISON_CALL_KFUNC_BASE } from '../core/object/externs.js';
 import { linkProgram } from '../core/object/link.js';
 import { isMapInMap, MapType, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG } from '../core/object/maps.js';
 import { AttachType, ProgType } from '../core/object/sections.js';
-import type { LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
+import type { ExternSpec, LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
+import { typesCompatible } from '../core/relo/spec.js';
 import { relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { RelocationRecord } from '../core/relo/report.js';
 import { locateRodata, writeRodata } from '../suites/rodata.js';
+import { btfObjectBytes, mmapArena, moduleBtfObjects } from '../runtime/bpf.js';
+import type { Mapping } from '../runtime/sys.js';
 import { attachProgram, type Attachment } from './attach.js';
 import { registerStructOps } from './struct-ops.js';
 import {
   btfLoad, BpfMap, close as closeFd, ensureBpffs, errnoNumber, FeatureMissingError,
-  kconfigSpecial, Link, pageSize, probeUprobeMultiLink, possibleCpuCount, probeBtfKind, probeMapType, probeMmapableArray, Program, requireFeature,
+  kconfigSpecial, Link, pageSize, probeUprobeMultiLink, possibleCpuCount, probeBtfKind, probeMapType, probeMmapableArray, probeLdimm64FullRangeOffsets, Program, requireFeature,
   SyscallError, u32, VerifierError, type Ksym,
 } from '../runtime/index.js';
 import type { MapTypeName } from '../runtime/consts.js';
@@ -74,6 +79,26 @@ export interface ProgramOutcome {
 }
 
 const PSEUDO_MAP_FD = 1;
+
+/**
+ * A ksym as the running kernel resolved it: a typed one (a kfunc or a variable) by its BTF id in
+ * vmlinux's or a module's BTF (btfObjFd: that module's BTF object fd, 0 for vmlinux; fdIndex: its
+ * slot in the fd_array the programs load with, 0 for vmlinux), a typeless one by its kallsyms
+ * address. Undefined in the map: a __weak one the kernel lacks.
+ */
+type ResolvedKsym = { btfId: number; btfObjFd: number; fdIndex: number } | { addr: bigint };
+type Ksyms = Map<number, ResolvedKsym | undefined>;
+
+/** A loaded module's kernel BTF object: its fd, its BTF (split on vmlinux's; parsed when first searched) and, once a kfunc of it resolves, its fd_array slot. */
+interface ModuleBtf {
+  name: string;
+  fd: number;
+  btf?: Btf;
+  fdIndex?: number;
+}
+
+/** libbpf's limit: a kfunc call's `off` (an s16) holds the module's fd_array index. */
+const MAX_FD_ARRAY = 0x7fff;
 
 function tail(log: string, lines = 30): string {
   const l = log.trimEnd().split('\n');
@@ -134,6 +159,17 @@ export class Collection {
   private readonly rodataApplied = new Set<string>();
   /** Maps taken over from a pin (left as they are: not filled again). */
   private readonly reusedPins = new Set<string>();
+  /** The loaded modules' BTFs, read the first time a ksym is not in vmlinux's (libbpf's order: by BTF object id). */
+  private moduleBtfList?: ModuleBtf[];
+  /**
+   * fd_array for every program of the object, as libbpf builds it: slot 0 unused, then the BTF
+   * object fd of each module a kfunc is called from, in the order the kfuncs were resolved.
+   */
+  private readonly fdArray: number[] = [];
+  /** Where the `__arena` globals start inside the arena map (see core/object/arena.ts). */
+  private arenaOffset = 0;
+  /** Arena maps stay mapped while the object lives, as libbpf keeps them. */
+  private readonly arenaMappings: Mapping[] = [];
 
   constructor(readonly spec: ObjectSpec) {}
 
@@ -199,10 +235,14 @@ export class Collection {
     for (const l of this.links.splice(0)) l.close();
     for (const p of this.programs.values()) p.close();
     this.programs.clear();
+    for (const a of this.arenaMappings.splice(0)) a.close();
     for (const m of this.maps.values()) m.close();
     this.maps.clear();
     if (this.btfFd >= 0) closeFd(this.btfFd);
     this.btfFd = -1;
+    for (const m of this.moduleBtfList ?? []) closeFd(m.fd);
+    this.moduleBtfList = undefined;
+    this.fdArray.length = 0;
   }
 
   /**
@@ -251,6 +291,10 @@ export class Collection {
     // 3. Maps.
     const mmapable = probeMmapableArray() === 'supported';
     const facts: HostFacts = { pageSize: pageSize(), possibleCpus: possibleCpuCount };
+    if (spec.arena) {
+      const m = spec.maps[spec.arena.map]!;
+      this.arenaOffset = arenaDataOffset({ name: m.name, maxEntries: m.maxEntries, dataSize: spec.arena.data.length, pageSize: facts.pageSize, fullRangeOffsets: probeLdimm64FullRangeOffsets() === 'supported', source: spec.source });
+    }
     for (const m of spec.maps) {
       try {
         this.createMap(m, mmapable, opts, facts);
@@ -329,6 +373,7 @@ export class Collection {
     try {
       const map = this.create(m, def, false, inner?.fd);
       this.maps.set(m.name, map);
+      if (m.type === MAP_TYPE_ARENA) this.mapArena(m, map, def, facts);
       if (m.data) {
         const data = new Uint8Array(m.data);
         if (m.section.startsWith('.rodata') && opts.rodata) this.applyRodata(m, data, opts.rodata);
@@ -344,6 +389,18 @@ export class Collection {
   /** What BPF_MAP_CREATE gets for `m`: sizes as libbpf finalizes them (ring buffers, perf event arrays). */
   private definition(m: MapSpec, flags: number, facts: HostFacts): MapDef {
     return { type: m.type, keySize: m.keySize, valueSize: m.valueSize, maxEntries: createMaxEntries(m, facts), flags, mapExtra: m.mapExtra };
+  }
+
+  /**
+   * An arena as libbpf sets it up right after creating it: mapped read-write (at its map_extra
+   * when that fixes the arena's user address, else where the kernel chooses, which then becomes
+   * it), with the object's `__arena` globals copied to their place.
+   */
+  private mapArena(m: MapSpec, map: BpfMap, def: MapDef, facts: HostFacts): void {
+    const mapping = mmapArena(map.fd, arenaMmapSize(def.maxEntries, facts.pageSize), def.mapExtra ?? 0n, `map '${m.name}'`);
+    this.arenaMappings.push(mapping);
+    const arena = this.spec.arena;
+    if (arena && this.spec.maps[arena.map] === m) mapping.bytes.set(arena.data, this.arenaOffset);
   }
 
   /**
@@ -428,27 +485,99 @@ export class Collection {
 
   /**
    * Every ksym extern of the object, resolved once before any program loads, as libbpf resolves
-   * them: object-wide, so a strong extern the kernel lacks fails the whole object (even for
-   * programs that do not use it), and a __weak one stays unresolved (0).
+   * them: object-wide and in libbpf's extern order, so a strong extern the kernel lacks fails the
+   * whole object (even for programs that do not use it), and a __weak one stays unresolved. Typed
+   * ones are looked up in vmlinux's BTF, then in each loaded module's (a kfunc by its name
+   * without a `___flavour` suffix); typeless ones in /proc/kallsyms.
    */
-  private resolveKsyms(opts: LoadOptions): Map<number, { btfId: number } | { addr: bigint } | undefined> {
-    const kb = opts.kernelBtf;
-    const out = new Map<number, { btfId: number } | { addr: bigint } | undefined>();
+  private resolveKsyms(opts: LoadOptions): Ksyms {
+    const out: Ksyms = new Map();
     let syms: Map<string, Ksym> | undefined;
-    this.spec.externs.forEach((e, i) => {
-      if (e.kind !== 'ksym') return;
-      if (e.func || e.typed) {
-        const id = kb.byName(e.name).find((x) => kb.kind(x) === (e.func ? Kind.FUNC : Kind.VAR));
-        if (id === undefined && !e.weak) throw new CoreMatrixError(`${this.spec.source}: extern (${e.func ? 'func' : 'var'} ksym) '${e.name}': not found in the kernel's BTF`);
-        out.set(i, id === undefined ? undefined : { btfId: id });
-      } else {
+    for (const i of libbpfExternOrder(this.spec.externs)) {
+      const e = this.spec.externs[i]!;
+      if (e.kind !== 'ksym') continue;
+      if (e.func) out.set(i, this.resolveKfunc(e, opts));
+      else if (e.typed) out.set(i, this.resolveKsymVar(e, opts));
+      else {
         syms ??= opts.kallsyms?.(this.spec.externs.filter((x) => x.kind === 'ksym').map((x) => x.name)) ?? new Map();
         const sym = syms.get(e.name);
         if (!sym && !e.weak) throw new CoreMatrixError(`${this.spec.source}: extern (ksym) '${e.name}': not found in /proc/kallsyms`);
         out.set(i, sym ? { addr: sym.addr } : undefined);
       }
-    });
+    }
     return out;
+  }
+
+  /**
+   * A kfunc: its FUNC in the kernel's BTF (vmlinux's, else a module's) whose prototype is
+   * compatible with the object's, as bpf_core_types_are_compat judges it. A module's BTF object
+   * gets an fd_array slot, which the calls' `off` names (Linux 5.16+ reads it; on older kernels
+   * the verifier refuses the call, as it does libbpf's).
+   */
+  private resolveKfunc(e: ExternSpec, opts: LoadOptions): ResolvedKsym | undefined {
+    const where = `${this.spec.source}: extern (func ksym) '${e.name}'`;
+    const found = this.findKernelType(essentialName(e.name), Kind.FUNC, opts);
+    if (!found) {
+      if (e.weak) return undefined;
+      throw new CoreMatrixError(`${where}: not found in the kernel's or its modules' BTF`);
+    }
+    const proto = found.btf.sizeOrType(found.id);
+    if (!compatible(this.spec.btf, e.valueTypeId, found.btf, proto)) {
+      if (e.weak) return undefined;
+      throw new CoreMatrixError(`${where}: its prototype [${e.valueTypeId}] is incompatible with ${found.module?.name ?? 'vmlinux'}'s [${proto}]`);
+    }
+    return { btfId: found.id, btfObjFd: found.module?.fd ?? 0, fdIndex: found.module ? this.fdArraySlot(found.module, where) : 0 };
+  }
+
+  /** A typed ksym variable: its VAR in the kernel's BTF (vmlinux's, else a module's), of a compatible type even when __weak, as libbpf requires. */
+  private resolveKsymVar(e: ExternSpec, opts: LoadOptions): ResolvedKsym | undefined {
+    const where = `${this.spec.source}: extern (var ksym) '${e.name}'`;
+    const found = this.findKernelType(e.name, Kind.VAR, opts);
+    if (!found) {
+      if (e.weak) return undefined;
+      throw new CoreMatrixError(`${where}: not found in the kernel's BTF`);
+    }
+    const local = this.spec.btf.skipModsAndTypedefs(e.valueTypeId);
+    const target = found.btf.skipModsAndTypedefs(found.btf.typeOf(found.id, Kind.VAR).type);
+    if (!compatible(this.spec.btf, local, found.btf, target)) {
+      throw new CoreMatrixError(`${where}: incompatible types, expected [${local}] ${this.spec.btf.typeName(local)}, but ${found.module?.name ?? 'the kernel'} has [${target}] ${found.btf.typeName(target)}`);
+    }
+    return { btfId: found.id, btfObjFd: found.module?.fd ?? 0, fdIndex: 0 };
+  }
+
+  /** The first type of `kind` named `name` in vmlinux's BTF, else in the loaded modules' own types (by module BTF id, as libbpf searches). */
+  private findKernelType(name: string, kind: Kind, opts: LoadOptions): { btf: Btf; id: number; module?: ModuleBtf } | undefined {
+    const kb = opts.kernelBtf;
+    const id = kb.byName(name).find((x) => kb.kind(x) === kind);
+    if (id !== undefined) return { btf: kb, id };
+    for (const m of this.moduleBtfs(opts)) {
+      const btf = (m.btf ??= parseBtf(btfObjectBytes(m.fd), { source: `BTF of module ${m.name}`, base: kb }));
+      const own = btf.byName(name).find((x) => x >= btf.startId && btf.kind(x) === kind);
+      if (own !== undefined) return { btf, id: own, module: m };
+    }
+    return undefined;
+  }
+
+  /**
+   * The loaded modules' BTF objects, kept open until close() (their fds go into ld_imm64s and the
+   * fd_array), each with the caller's parsed /sys/kernel/btf/<module> where it gave one.
+   */
+  private moduleBtfs(opts: LoadOptions): ModuleBtf[] {
+    if (!this.moduleBtfList) {
+      const given = new Map((opts.moduleBtfs ?? []).map((b) => [b.source.split('/').pop()!, b]));
+      this.moduleBtfList = moduleBtfObjects().map((o) => ({ name: o.name, fd: o.fd, btf: given.get(o.name) }));
+    }
+    return this.moduleBtfList;
+  }
+
+  /** The module's fd_array slot, taken the first time one of its kfuncs resolves (slot 0 stays unused: `off` 0 means vmlinux). */
+  private fdArraySlot(m: ModuleBtf, where: string): number {
+    if (m.fdIndex !== undefined) return m.fdIndex;
+    if (this.fdArray.length === 0) this.fdArray.push(0);
+    if (this.fdArray.length >= MAX_FD_ARRAY) throw new CoreMatrixError(`${where}: module BTF fd index ${this.fdArray.length} does not fit a call's offset`);
+    m.fdIndex = this.fdArray.length;
+    this.fdArray.push(m.fd);
+    return m.fdIndex;
   }
 
   /**
@@ -477,26 +606,43 @@ export class Collection {
     return out;
   }
 
-  /** Writes the object's resolved ksyms into one linked program's instructions. */
-  private resolveExterns(linked: LinkedProgram, ksyms: Map<number, { btfId: number } | { addr: bigint } | undefined>): void {
+  /**
+   * Writes the object's resolved ksyms into one linked program's instructions, as libbpf does:
+   * a kfunc call gets the FUNC's BTF id and its module's fd_array slot; a ld_imm64 of a typed
+   * ksym (a variable, or a kfunc's address) becomes BPF_PSEUDO_BTF_ID with the module's BTF fd
+   * in its second half; a typeless one gets its address. A call to a __weak kfunc the kernel
+   * lacks becomes an invalid helper call, #(2002000000 + the extern's position in libbpf's
+   * order), which the verifier names if the call is reached and bpf_ksym_exists() guards never
+   * reach; other __weak ones the kernel lacks stay 0.
+   */
+  private resolveExterns(linked: LinkedProgram, ksyms: Ksyms): void {
     const dv = new DataView(linked.insns.buffer, linked.insns.byteOffset, linked.insns.byteLength);
+    let order: number[] | undefined;
     for (const ref of linked.externRefs) {
       const e = this.spec.externs[ref.extern]!;
       if (e.kind !== 'ksym') continue;
       const at = ref.insn * 8;
       const r = ksyms.get(ref.extern);
-      // A __weak one the kernel lacks stays 0: guarded by bpf_ksym_exists() it is dead code;
-      // reached, the verifier rejects it.
+      if (dv.getUint8(at) === CALL) {
+        if (r && 'btfId' in r) {
+          dv.setInt32(at + 4, r.btfId, true);
+          dv.setInt16(at + 2, r.fdIndex, true);
+        } else {
+          order ??= libbpfExternOrder(this.spec.externs);
+          dv.setUint8(at + 1, 0);
+          dv.setInt16(at + 2, 0, true);
+          dv.setInt32(at + 4, POISON_CALL_KFUNC_BASE + order.indexOf(ref.extern), true);
+        }
+        continue;
+      }
       if (!r) continue;
       if ('addr' in r) {
         dv.setUint32(at + 4, Number(r.addr & 0xffffffffn), true);
         dv.setUint32(at + 12, Number(r.addr >> 32n), true);
-      } else if (e.func) {
-        dv.setInt32(at + 4, r.btfId, true);
       } else {
         dv.setUint8(at + 1, (dv.getUint8(at + 1) & 0x0f) | (BPF_PSEUDO_BTF_ID << 4));
         dv.setInt32(at + 4, r.btfId, true);
-        dv.setInt32(at + 12, 0, true);
+        dv.setInt32(at + 12, r.btfObjFd, true);
       }
     }
   }
@@ -515,7 +661,7 @@ export class Collection {
     return { progFd: target.fd, btfId };
   }
 
-  private loadProgram(p: ProgramSpec, opts: LoadOptions, ksyms: Map<number, { btfId: number } | { addr: bigint } | undefined>): void {
+  private loadProgram(p: ProgramSpec, opts: LoadOptions, ksyms: Ksyms): void {
     const t0 = performance.now();
     const out: ProgramOutcome = { name: p.name, section: p.section, status: 'error', loadMs: 0, relocations: [] };
     this.outcomes.push(out);
@@ -525,7 +671,7 @@ export class Collection {
       // freplace replaces a function of another loaded program, which its tool names at run time
       // (bpf_program__set_attach_target with that program's fd); without it libbpf refuses the load.
       const replaced = p.type === ProgType.EXT ? this.replacedFunction(p) : undefined;
-      const linked = linkProgram(this.spec, p);
+      const linked = linkProgram(this.spec, p, { arenaDataOffset: this.arenaOffset });
       const mine = new Set(linked.layout.map((l) => `${l.section}\u0000${l.name}`));
       const ranges = this.spec.functions.filter((f) => mine.has(`${f.section}\u0000${f.name}`));
       out.relocations = this.relocations.filter((r) => ranges.some((f) => f.section === r.section && r.insn >= f.sectionOffset && r.insn < f.sectionOffset + f.insnCount));
@@ -579,6 +725,7 @@ export class Collection {
         kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion,
         progFlags: p.progFlags,
         progBtfFd: useBtf ? this.btfFd : undefined,
+        fdArray: this.fdArray.length ? this.fdArray : undefined,
         funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined,
         funcInfoRecSize: 8,
         lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined,
@@ -610,7 +757,7 @@ export class Collection {
         out.status = 'rejected';
         out.verifierLogTail = tail(e.log);
         out.insnsProcessed = processedFromLog(e.log);
-        out.reason = `verifier rejected it: ${e.log.trimEnd().split('\n').filter(Boolean).slice(-2, -1)[0] ?? e.message}`;
+        out.reason = `verifier rejected it: ${this.unresolvedKfunc(e.log) ?? e.log.trimEnd().split('\n').filter(Boolean).slice(-2, -1)[0] ?? e.message}`;
       } else if (e instanceof CoreMatrixError) {
         out.status = 'error';
         out.reason = e.message.split('\n')[0];
@@ -618,6 +765,18 @@ export class Collection {
     } finally {
       out.loadMs = Math.round(performance.now() - t0);
     }
+  }
+
+  /**
+   * A reached call to a __weak kfunc the kernel lacks, named as libbpf names it in its log
+   * ("kfunc 'x' is referenced but wasn't resolved"), from the poisoned call the verifier quotes.
+   */
+  private unresolvedKfunc(log: string): string | undefined {
+    const m = /invalid func unknown#(\d+)/.exec(log);
+    if (!m) return undefined;
+    const order = libbpfExternOrder(this.spec.externs);
+    const e = this.spec.externs[order[Number(m[1]) - POISON_CALL_KFUNC_BASE] ?? -1];
+    return e ? `kfunc '${e.name}' is referenced but wasn't resolved (invalid func unknown#${m[1]})` : undefined;
   }
 
   /** Attaches every loaded program that has an attach point; returns what failed. */
@@ -671,6 +830,16 @@ export function decodeValue(btf: Btf, typeId: number, bytes: Uint8Array, offset:
   }
   const size = btf.sizeOf(id);
   return Buffer.from(bytes.subarray(offset, offset + size)).toString('hex');
+}
+
+/** bpf_core_types_are_compat; types nested too deep to compare count as incompatible, as libbpf's error answer does. */
+function compatible(lb: Btf, lid: number, tb: Btf, tid: number): boolean {
+  try {
+    return typesCompatible(lb, lid, tb, tid);
+  } catch (e) {
+    if (e instanceof RelocationError) return false;
+    throw e;
+  }
 }
 
 /** ': kernel lacks map:BLOOM_FILTER (needs Linux 5.16 or later)' when the running kernel has no such map type, else ''. */

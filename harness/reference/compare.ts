@@ -26,7 +26,17 @@ export interface XlatedComparison {
   /** Instruction slots compared (the shorter stream's length when they differ in length). */
   insns: number;
   firstDiff?: XlatedDiff;
+  /**
+   * Equal but for user-space addresses in `ld_imm64` (src 0), all moved by this one page-aligned
+   * distance (theirs − ours, hex, signed): an arena's globals, addressed where each load's mmap put the arena
+   * when the object leaves the address to the kernel (map_extra 0). Per load, like map ids.
+   */
+  userAddressDelta?: string;
 }
+
+/** x86-64 and arm64 (48-bit) user space ends here; kernel addresses (0xffff…) are never normalised. */
+const USER_ADDRESS_END = 0x0000_8000_0000_0000n;
+const PAGE = 4096n;
 
 const MAP_SRCS = new Set([BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE]);
 
@@ -61,6 +71,15 @@ class Normaliser {
     }
     return { key: [...raw].map((x) => x.toString(16).padStart(2, '0')).join('') };
   }
+  /** A `ld_imm64` with src 0 and a user-space 64-bit value: that value (the rest of the pair in `rest`). */
+  userAddress(i: number): { value: bigint; rest: string } | undefined {
+    if (this.width(i) !== 2 || readInsn(this.bytes, i).src !== 0) return undefined;
+    const dv = new DataView(this.bytes.buffer, this.bytes.byteOffset + i * INSN_SIZE, 2 * INSN_SIZE);
+    const value = BigInt(dv.getUint32(4, true)) | (BigInt(dv.getUint32(12, true)) << 32n);
+    if (value === 0n || value >= USER_ADDRESS_END) return undefined;
+    const raw = this.bytes.subarray(i * INSN_SIZE, (i + 2) * INSN_SIZE);
+    return { value, rest: [...raw.subarray(0, 4), ...raw.subarray(8, 12)].join(',') };
+  }
   text(i: number, map?: number): string {
     const t = formatInsn(this.bytes, i);
     return map === undefined ? t : `${t} (map #${map} of this load)`;
@@ -75,10 +94,18 @@ export function compareXlated(ours: string, theirs: string): XlatedComparison {
   const a = new Normaliser(hexBytes(ours));
   const b = new Normaliser(hexBytes(theirs));
   let i = 0;
+  let delta: bigint | undefined;
   while (i < a.slots && i < b.slots) {
     const ka = a.key(i);
     const kb = b.key(i);
-    if (ka.key !== kb.key) return { equal: false, insns: i, firstDiff: { insn: i, ours: a.text(i, ka.map), theirs: b.text(i, kb.map) } };
+    if (ka.key !== kb.key) {
+      // An arena address: the same instruction, the value moved by the one distance every such pair moved by.
+      const ua = a.userAddress(i);
+      const ub = b.userAddress(i);
+      const d = ua && ub && ua.rest === ub.rest ? ub.value - ua.value : undefined;
+      if (d === undefined || d % PAGE !== 0n || (delta !== undefined && d !== delta)) return { equal: false, insns: i, firstDiff: { insn: i, ours: a.text(i, ka.map), theirs: b.text(i, kb.map) } };
+      delta = d;
+    }
     i += a.width(i);
   }
   if (a.slots !== b.slots) {
@@ -88,7 +115,7 @@ export function compareXlated(ours: string, theirs: string): XlatedComparison {
       firstDiff: { insn: i, ours: i < a.slots ? a.text(i) : `<end: ${a.slots} insns>`, theirs: i < b.slots ? b.text(i) : `<end: ${b.slots} insns>` },
     };
   }
-  return { equal: true, insns: a.slots };
+  return { equal: true, insns: a.slots, ...(delta !== undefined ? { userAddressDelta: `${delta < 0n ? '-' : ''}0x${(delta < 0n ? -delta : delta).toString(16)}` } : {}) };
 }
 
 /** One CO-RE decision libbpf logged: `prog 'p': relo #N: patched insn #I (...) imm A -> B` or poisoned. */
@@ -189,7 +216,7 @@ export function compareOutcomes(ours: OursLike, theirs: TheirsLike): OutcomeComp
       return { ...base, verdict: 'differs', line: `${program}: both loaded, but ${ours.xlated === undefined ? 'our' : "libbpf's"} xlated instructions are missing${reloText}` };
     }
     const x = compareXlated(ours.xlated, theirs.xlated);
-    if (x.equal) return { ...base, verdict: 'same', xlated: x, line: `${program}: same (${x.insns} xlated insns identical${reloText})` };
+    if (x.equal) return { ...base, verdict: 'same', xlated: x, line: `${program}: same (${x.insns} xlated insns identical${x.userAddressDelta !== undefined ? `, arena addresses moved by ${x.userAddressDelta} where each load mapped its arena` : ''}${reloText})` };
     const d = x.firstDiff!;
     return { ...base, verdict: 'differs', xlated: x, line: `${program}: differs at xlated insn ${d.insn}: ours \`${d.ours}\`, libbpf \`${d.theirs}\`${reloText}` };
   }

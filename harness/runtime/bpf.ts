@@ -2,10 +2,11 @@
 // memory (attr.ts), call sys.bpf and return fds/values; handles (map.ts, program.ts, link.ts) sit
 // on top. Every fd returned here is registered in fds.ts and must be closed with sys.close.
 
+import koffi from 'koffi';
 import { BpfCmd, BTF_INFO, BTF_LOAD, LINK_CREATE, MAP_CREATE, MAP_ELEM, MAP_FREEZE, MAP_NEXT_KEY_OFFSET, OBJ_ID, OBJ_INFO, OBJ_PIN, PROG_LOAD, PROG_TEST_RUN, RAW_TRACEPOINT_OPEN, getU32, writeAttr } from './attr.js';
 import { CoreMatrixError } from '../core/errors.js';
 import { trackFd } from './fds.js';
-import { bpf, bpfRaw, close, errnoNumber, NativeMem, removeMemlockLimit, SyscallError, withScratch } from './sys.js';
+import { bpf, bpfRaw, close, errnoNumber, MAP_SHARED, Mapping, NativeMem, PROT_READ, PROT_WRITE, removeMemlockLimit, SyscallError, withScratch } from './sys.js';
 
 /** The kernel rejected a program (or BTF) and explained why in its log. */
 export class VerifierError extends SyscallError {
@@ -380,6 +381,107 @@ function btfById(want: 'next' | 'fd', id: number): number | undefined {
   });
 }
 
+const BTF_NAME_LEN = 64;
+
+/**
+ * A kernel BTF object's name ('vmlinux' or a module's) when it is the kernel's own, undefined for
+ * one a program loaded, null when the kernel's bpf_btf_info has no name (before 5.11: no module BTF).
+ */
+function kernelBtfName(fd: number): string | undefined | null {
+  return withScratch((s) => {
+    const info = s.alloc(BTF_INFO.size);
+    // First with every pointer zero: a kernel before 5.11 knows 16 bytes of bpf_btf_info,
+    // accepts a longer tail only when it is zero (E2BIG otherwise), and says so in info_len.
+    if (objGetInfo(fd, info) < BTF_INFO.size) return null;
+    if (getU32(BTF_INFO, info, 'kernel_btf') !== 1) return undefined;
+    const name = s.alloc(BTF_NAME_LEN);
+    info.bytes.fill(0);
+    writeAttr(BTF_INFO, info, { name: name.addr, name_len: BTF_NAME_LEN });
+    objGetInfo(fd, info);
+    return new TextDecoder().decode(name.bytes.subarray(0, name.bytes.indexOf(0)));
+  });
+}
+
+/** A kernel module's BTF object, with an fd the caller closes. */
+export interface ModuleBtfObject {
+  id: number;
+  /** The module's name (`nf_conntrack`). */
+  name: string;
+  fd: number;
+}
+
+const EPERM = errnoNumber('EPERM');
+
+/** The next BTF object id, as btfById('next'), or undefined where walking them is not allowed (EPERM): libbpf then goes on without module BTF. */
+function nextBtfIdIfAllowed(id: number): number | undefined {
+  try {
+    return btfById('next', id);
+  } catch (e) {
+    if (e instanceof SyscallError && e.errno === EPERM) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The loaded modules' BTF objects in id order, as libbpf walks them (BPF_BTF_GET_NEXT_ID, then
+ * each one's name). Empty on a kernel whose bpf_btf_info has no name (before 5.11, which has no
+ * module BTF: libbpf's FEAT_MODULE_BTF probe), and without the privilege to walk them.
+ */
+export function moduleBtfObjects(): ModuleBtfObject[] {
+  const out: ModuleBtfObject[] = [];
+  for (let id: number | undefined = 0, seen = 0; (id = nextBtfIdIfAllowed(id)) !== undefined && seen < 65536; seen++) {
+    const fd = btfById('fd', id);
+    if (fd === undefined) continue; // unloaded meanwhile
+    let keep = false;
+    try {
+      const name = kernelBtfName(fd);
+      if (name === null) return out;
+      if (name !== undefined && name !== 'vmlinux') {
+        out.push({ id, name, fd });
+        keep = true;
+      }
+    } catch (e) {
+      for (const o of out) close(o.fd);
+      throw e;
+    } finally {
+      if (!keep) close(fd);
+    }
+  }
+  return out;
+}
+
+/** The raw bytes of a BTF object (BPF_OBJ_GET_INFO_BY_FD with a buffer): a module's split BTF, as /sys/kernel/btf/<module> holds it. */
+export function btfObjectBytes(fd: number): Uint8Array {
+  return withScratch((s) => {
+    const info = s.alloc(BTF_INFO.size);
+    objGetInfo(fd, info);
+    const size = getU32(BTF_INFO, info, 'btf_size');
+    const data = s.alloc(size);
+    info.bytes.fill(0);
+    writeAttr(BTF_INFO, info, { btf: data.addr, btf_size: size });
+    objGetInfo(fd, info);
+    return data.copy();
+  });
+}
+
+// mmap with an address: an arena whose map_extra fixed its user address must be mapped exactly
+// there. (sys.ts's mmap always passes NULL; this belongs beside it once it takes an address.)
+const cMmapAt = koffi.load('libc.so.6').func('void *mmap(uintptr_t addr, size_t length, int prot, int flags, int fd, int64_t offset)');
+const MAP_FIXED = 0x10;
+
+/**
+ * mmap()s an arena map read-write, as libbpf does right after creating it: at `userAddr` (the
+ * map's map_extra, which fixed where user space sees it) with MAP_FIXED, or where the kernel
+ * chooses when 0 (the kernel then takes that address as the arena's user start). `length` is one
+ * page per max_entries.
+ */
+export function mmapArena(mapFd: number, length: number, userAddr: bigint, what: string): Mapping {
+  const p = cMmapAt(userAddr, length, PROT_READ | PROT_WRITE, userAddr ? MAP_SHARED | MAP_FIXED : MAP_SHARED, mapFd, 0) as unknown;
+  const addr = p === null ? 0n : BigInt(koffi.address(p));
+  if (addr === 0xffffffffffffffffn || addr === 0n) throw new SyscallError(`mmap(${what})`, koffi.errno());
+  return new Mapping(addr, length);
+}
+
 /**
  * The running kernel's own BTF (vmlinux), which the kernel copies out in one
  * bpf(BPF_OBJ_GET_INFO_BY_FD) call. /sys/kernel/btf/vmlinux holds the same bytes but hands them
@@ -390,23 +492,17 @@ function btfById(want: 'next' | 'fd', id: number): number | undefined {
  * the file then.
  */
 export function vmlinuxBtf(): Uint8Array | undefined {
-  const NAME_LEN = 64;
   for (let id: number | undefined = 0, seen = 0; (id = btfById('next', id)) !== undefined && seen < 65536; seen++) {
     const fd = btfById('fd', id);
     if (fd === undefined) continue;
     try {
       const found = withScratch((s) => {
+        const name = kernelBtfName(fd);
+        if (name === null) return null;
+        if (name !== 'vmlinux') return undefined;
         const info = s.alloc(BTF_INFO.size);
-        // First with every pointer zero: a kernel before 5.11 knows 16 bytes of bpf_btf_info,
-        // accepts a longer tail only when it is zero (E2BIG otherwise), and says so in info_len.
-        if (objGetInfo(fd, info) < BTF_INFO.size) return null;
-        if (getU32(BTF_INFO, info, 'kernel_btf') !== 1) return undefined;
-        const size = getU32(BTF_INFO, info, 'btf_size');
-        const name = s.alloc(NAME_LEN);
-        info.bytes.fill(0);
-        writeAttr(BTF_INFO, info, { name: name.addr, name_len: NAME_LEN });
         objGetInfo(fd, info);
-        if (new TextDecoder().decode(name.bytes.subarray(0, name.bytes.indexOf(0))) !== 'vmlinux') return undefined;
+        const size = getU32(BTF_INFO, info, 'btf_size');
         // Native memory the caller keeps (never freed: the kernel's BTF is used to the end); a
         // copy into the JS heap would cost another pass over 5 MB under TCG.
         const data = new NativeMem(size);

@@ -17,6 +17,7 @@ export {
   probeProgType,
   probeHelper,
   probeMmapableArray,
+  probeLdimm64FullRangeOffsets,
   probeBpfLink,
   probeUprobeMultiLink,
   probeKprobePmu,

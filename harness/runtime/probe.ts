@@ -5,7 +5,8 @@
 import { appendFileSync, existsSync } from 'node:fs';
 import { CoreMatrixError } from '../core/errors.js';
 import { AttachType } from '../core/uapi.js';
-import { assemble, call, exit, movImm, R0 } from './asm.js';
+import { BPF_PSEUDO_MAP_VALUE, LD_IMM64 } from '../core/insn.js';
+import { assemble, call, exit, insn, movImm, R0 } from './asm.js';
 import { BpfCmd, LINK_CREATE, LINK_CREATE_UPROBE_MULTI, PERF_EVENT_ATTR, writeAttr } from './attr.js';
 import { btfLoad, mapCreate, progLoad, VerifierError, type MapCreateAttr } from './bpf.js';
 import { Helper, MapFlag, MapType, Perf, ProgType, type MapTypeName, type ProgTypeName } from './consts.js';
@@ -205,6 +206,29 @@ export function probeMapType(name: MapTypeName): FeatureState {
 /** Array maps with BPF_F_MMAPABLE (5.5). */
 export function probeMmapableArray(): FeatureState {
   return cached('map_flag:MMAPABLE', '5.5', () => tryMap({ mapType: MapType.ARRAY, keySize: 4, valueSize: 4, maxEntries: 1, mapFlags: MapFlag.MMAPABLE }));
+}
+
+/**
+ * A map-value offset anywhere in an arena (Linux 6.13, "Do not limit maximum direct offset into
+ * arena map"), probed as libbpf probes FEAT_LDIMM64_FULL_RANGE_OFF: a program whose ld_imm64
+ * points 1 GiB into a one-byte array's value must be refused for the access itself ("invalid
+ * access to map value pointer"), not for the offset ("direct value offset of ..."); any other
+ * answer counts as missing, as libbpf counts it.
+ */
+export function probeLdimm64FullRangeOffsets(): FeatureState {
+  return cached('ldimm64:full_range_off', '6.13', () => {
+    const map = mapCreate({ mapType: MapType.ARRAY, keySize: 4, valueSize: 1, maxEntries: 1, name: 'arr' });
+    try {
+      const insns = assemble(insn(LD_IMM64, 1, BPF_PSEUDO_MAP_VALUE, 0, map), insn(0, 0, 0, 0, 1 << 30), exit());
+      close(progLoad({ progType: ProgType.SOCKET_FILTER, insns, license: 'GPL', name: 'global_reloc', logLevel: 1 }).fd);
+      return false; // loaded: not the kernel libbpf's probe expects
+    } catch (e) {
+      if (!(e instanceof VerifierError)) throw e;
+      return !e.log.includes('direct value offset of') && e.log.includes('invalid access to map value pointer');
+    } finally {
+      close(map);
+    }
+  });
 }
 
 /** Extra load attributes some program types need for a trivial program. */

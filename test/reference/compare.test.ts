@@ -120,6 +120,31 @@ describe('compareXlated on real loads', () => {
     expect(r.firstDiff).toEqual({ insn: n - 1, ours: `<end: ${n - 1} insns>`, theirs: 'exit' });
   });
 
+  it("arena addresses (ld_imm64 src 0, user space) moved by one page-aligned distance are per load; anything else differs", () => {
+    /** `r1 = <value> ll; r2 = <value> ll; exit` */
+    const prog = (...values: bigint[]) => {
+      const b = new Uint8Array((values.length * 2 + 1) * 8);
+      const dv = new DataView(b.buffer);
+      values.forEach((v, k) => {
+        b[k * 16] = 0x18;
+        b[k * 16 + 1] = k + 1;
+        dv.setUint32(k * 16 + 4, Number(v & 0xffffffffn), true);
+        dv.setUint32(k * 16 + 12, Number(v >> 32n), true);
+      });
+      b[values.length * 16] = 0x95;
+      return hex(b);
+    };
+    const base = 0x1_0000_0000n;
+    const ours = prog(base + 8n, base + 0x6000n);
+    expect(compareXlated(ours, prog(base + 0x5000n + 8n, base + 0xb000n))).toEqual({ equal: true, insns: 5, userAddressDelta: '0x5000' });
+    expect(compareXlated(ours, ours)).toEqual({ equal: true, insns: 5 });
+    // Two distances, a distance that is no whole page, a kernel address: real differences.
+    expect(compareXlated(ours, prog(base + 0x5000n + 8n, base + 0xc000n)).firstDiff?.insn).toBe(2);
+    expect(compareXlated(ours, prog(base + 0x10n, base + 0x6008n)).firstDiff?.insn).toBe(0);
+    const kernel = 0xffff_8880_0000_0000n;
+    expect(compareXlated(prog(kernel), prog(kernel + 0x1000n)).equal).toBe(false);
+  });
+
   it('rejects malformed hex', () => {
     expect(() => compareXlated('abc', load('6.1', 'core_kernel').libbpf.xlated)).toThrow(/not a hex string/);
   });

@@ -32,6 +32,34 @@ function datasec(btf: Btf, name: string) {
   return undefined;
 }
 
+/** strcmp order (names are ASCII identifiers). */
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The externs in the order libbpf keeps them after it sorts them (cmp_externs): kconfig ones first
+ * (larger alignment, then smaller size, then name), then ksyms by name. libbpf resolves ksyms in
+ * this order (so module BTFs get their fd_array slots in it), and the immediate it writes into a
+ * call to an unresolved weak kfunc is a position in it (POISON_CALL_KFUNC_BASE). Returns indices into `externs`.
+ */
+export function libbpfExternOrder(externs: readonly ExternSpec[]): number[] {
+  const rank = (e: ExternSpec) => (e.kind === 'kconfig' ? 0 : 1);
+  return externs.map((_, i) => i).sort((i, j) => {
+    const a = externs[i]!;
+    const b = externs[j]!;
+    if (rank(a) !== rank(b)) return rank(a) - rank(b);
+    // Kconfig externs are already laid out in libbpf's order: their offsets say it.
+    if (a.kind === 'kconfig') return (a.offset ?? 0) - (b.offset ?? 0);
+    return byName(a.name, b.name);
+  });
+}
+
+/**
+ * libbpf's POISON_CALL_KFUNC_BASE: a call to a __weak kfunc the kernel lacks becomes a call of
+ * helper #(base + the extern's position in libbpf's order), which the verifier names if the call
+ * is reached (`invalid func unknown#2002000003`) and bpf_ksym_exists()-guarded code never reaches.
+ */
+export const POISON_CALL_KFUNC_BASE = 2002000000;
+
 /** Finds every extern, lays out `.kconfig`, and returns the externs plus the `.kconfig` value size (0 = none). */
 /** Bound on the .kconfig map value: its externs are integers, bools, tristates and short strings. */
 const MAX_KCONFIG = 1 << 20;
@@ -46,15 +74,15 @@ export function discoverExterns(elf: ElfFile, btf: Btf): { externs: ExternSpec[]
   const externs: ExternSpec[] = [];
   let kconfigEnd = 0;
   const kc = datasec(btf, '.kconfig');
-  // Layout: larger alignment first, then by name, so the offsets (and thus the relocated
-  // instructions) match what libbpf produces for the same object.
+  // Layout: larger alignment first, then smaller size, then by name (libbpf's cmp_externs), so the
+  // offsets (and thus the relocated instructions) match what libbpf produces for the same object.
   const kconf: { v: { id: number; name: string; type: number }; size: number; align: number }[] = [];
   for (const v of kc?.vars ?? []) {
     const vt = btf.type(v.type);
     if (vt.kind !== Kind.VAR) throw new FormatError(`${src}: .kconfig entry type #${v.type} is ${btf.typeName(v.type)}, expected a variable`);
     kconf.push({ v: vt, size: btf.sizeOf(vt.type), align: alignOf(btf, vt.type) });
   }
-  kconf.sort((a, b) => b.align - a.align || (a.v.name < b.v.name ? -1 : a.v.name > b.v.name ? 1 : 0));
+  kconf.sort((a, b) => b.align - a.align || a.size - b.size || byName(a.v.name, b.v.name));
   for (const { v: vt, size, align } of kconf) {
     const sym = undef.get(vt.name);
     if (sym) sym.used = true;

@@ -5,3 +5,4 @@ export { linkProgram, type LinkOptions } from './link.js';
 export { fixupDatasecs, type DatasecLayout } from './datasec.js';
 export { classifySection, ProgType, AttachType, type ProgramKind } from './sections.js';
 export { MapType, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, BPF_F_MMAPABLE, isMapInMap, isDataSection } from './maps.js';
+export { ARENA_SECTION, MAP_TYPE_ARENA, arenaDataOffset, arenaMmapSize, type ArenaSpec } from './arena.js';

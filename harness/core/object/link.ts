@@ -13,6 +13,11 @@ import type { CodeReloc, FunctionSpec, KernelFuncInfo, KernelLineInfo, LinkedPro
 export interface LinkOptions {
   /** Instruction bytes to read instead of `obj.sections` (same keys). */
   sections?: ReadonlyMap<string, Uint8Array>;
+  /**
+   * Where the `__arena` globals start inside the arena (arena.ts arenaDataOffset): added to every
+   * value reference into the arena map, as libbpf adds it. Default 0.
+   */
+  arenaDataOffset?: number;
 }
 
 interface Placed {
@@ -135,12 +140,14 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
           setImm(i + 1, 0);
           mapRefs.push({ insn: i, map: r.map });
           break;
-        case 'data':
+        case 'data': {
+          const off = r.offset + (r.map === obj.arena?.map ? (opts.arenaDataOffset ?? 0) : 0);
           setSrc(i, BPF_PSEUDO_MAP_VALUE);
           setImm(i, r.map);
-          setImm(i + 1, r.offset);
-          mapRefs.push({ insn: i, map: r.map, offset: r.offset });
+          setImm(i + 1, off);
+          mapRefs.push({ insn: i, map: r.map, offset: off });
           break;
+        }
         case 'extern': {
           const e = obj.externs[r.extern]!;
           externRefs.push({ insn: i, extern: r.extern });

@@ -9,6 +9,7 @@ import {
 } from '../elf.js';
 import { FormatError } from '../errors.js';
 import { INSN_SIZE, LD_IMM64, CALL } from '../insn.js';
+import { ARENA_SECTION, type ArenaSpec, MAP_TYPE_ARENA } from './arena.js';
 import { type DatasecLayout, fixupDatasecs } from './datasec.js';
 import { discoverExterns } from './externs.js';
 import { BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType, emptyMap, isDataSection, parseBtfMapDef, parseLegacyMapDef } from './maps.js';
@@ -101,6 +102,8 @@ export function loadObjectSpec(bytes: Uint8Array, source: string): ObjectSpec {
     spec.data = s.type === SHT_NOBITS ? new Uint8Array(s.size) : new Uint8Array(elf.data(s));
     dataMapBySection.set(s.index, maps.push(spec) - 1);
   }
+
+  const arena = findArena(elf, maps, source);
 
   const { externs, kconfigSize } = discoverExterns(elf, rawBtf);
   if (kconfigSize > 0) {
@@ -195,6 +198,14 @@ export function loadObjectSpec(bytes: Uint8Array, source: string): ObjectSpec {
         list.push({ kind: 'map', insn, map: idx });
         continue;
       }
+      if (arena && tsec.index === arena.sectionIndex) {
+        // An `__arena` global: a value reference into the arena map (libbpf adds where in the
+        // arena the globals go when it links the program: link.ts arenaDataOffset).
+        const off = symOff + imm;
+        if (off < 0 || off > tsec.size) throw new FormatError(`${where}: offset ${off} is outside ${tsec.name} (${tsec.size} bytes)`);
+        list.push({ kind: 'data', insn, map: arena.spec.map, offset: off });
+        continue;
+      }
       const dm = dataMapBySection.get(tsec.index);
       if (dm !== undefined) {
         const off = symOff + imm;
@@ -226,7 +237,22 @@ export function loadObjectSpec(bytes: Uint8Array, source: string): ObjectSpec {
     source, license: elf.license ?? '', kernVersion: elf.kernVersion ?? 0, btf, programs, functions, maps, externs, sections, relocs, structOps,
   };
   if (btfExt) obj.btfExt = btfExt;
+  if (arena) obj.arena = arena.spec;
   return obj;
+}
+
+/**
+ * The object's arena, as libbpf reads it: at most one BPF_MAP_TYPE_ARENA map, and `__arena`
+ * globals (`.addr_space.1`) only with one declared in `.maps`.
+ */
+function findArena(elf: ElfFile, maps: MapSpec[], source: string): { spec: ArenaSpec; sectionIndex: number } | undefined {
+  const arenas = maps.flatMap((m, i) => (m.kind === 'btf' && m.type === MAP_TYPE_ARENA ? [i] : []));
+  if (arenas.length > 1) throw new FormatError(`${source}: map '${maps[arenas[1]!]!.name}': only one ARENA map per object is supported (map '${maps[arenas[0]!]!.name}' is also one)`);
+  const sec = elf.section(ARENA_SECTION);
+  if (!sec || sec.index === 0 || !(sec.type === SHT_PROGBITS || sec.type === SHT_NOBITS)) return undefined;
+  if (arenas.length === 0) throw new FormatError(`${source}: section ${ARENA_SECTION}: global __arena variables need an ARENA map declared in SEC(".maps")`);
+  const data = sec.type === SHT_NOBITS ? new Uint8Array(sec.size) : new Uint8Array(elf.data(sec));
+  return { spec: { map: arenas[0]!, data }, sectionIndex: sec.index };
 }
 
 /**

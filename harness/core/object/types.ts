@@ -4,6 +4,7 @@
 
 import type { Btf } from '../btf/btf.js';
 import type { BtfExt } from '../btf/ext.js';
+import type { ArenaSpec } from './arena.js';
 import type { ProgramKind } from './sections.js';
 
 /** One function symbol (STT_FUNC) in an executable section: a program or a subprogram. */
@@ -134,6 +135,11 @@ export interface ObjectSpec {
   relocs: Map<string, CodeReloc[]>;
   /** The struct_ops maps (`SEC(".struct_ops")`, `SEC(".struct_ops.link")` variables). */
   structOps: StructOpsSpec[];
+  /**
+   * The arena map and the `__arena` globals' initial bytes, when the object has `.addr_space.1`
+   * (references to those globals are 'data' relocations against the arena map).
+   */
+  arena?: ArenaSpec;
 }
 
 /**
