@@ -26,6 +26,7 @@ import { kernelBtfIndexFile } from '../kernels/btf-index.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { checkObjectConfig, configPathFor, readObjectConfig, type ObjectConfig } from '../loader/object-config.js';
+import { kernelLookupNames } from '../loader/kernel-names.js';
 import { objectsRootNames } from '../core/relo/patch.js';
 import { bpfLsmAppend, runGuest, type Accel } from '../vm/qemu.js';
 import { ARCH_MACHINES, kvmCapable } from '../vm/arch.js';
@@ -204,13 +205,15 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   // ends early gets a 'not run' cell for each one it never sent, saying where it stopped.
   const loaders: LoaderName[] = o.loader === 'both' ? ['ours', 'libbpf'] : [o.loader ?? 'ours'];
   const userOwed = userObjects.map((u) => ({ unit: `object:${u.name}`, object: u.name, sha256: u.sha256, programs: u.programs.length ? u.programs : [WHOLE_OBJECT] }));
+  // What the user objects look up in a kernel's BTF, answered by the index shipped with it too.
+  const userNames = new Set(userObjects.flatMap((u) => u.kernelNames ?? []));
   /** Per arch: the suites' objects, the root type names of their CO-RE relocations (the kernel BTF index answers them, so the agent has them without a walk over the kernel's types), the cells owed. */
   const perArch = new Map([...suitesByArch].map(([arch, list]) => {
     const specs = list.map((s) => loadObjectSpec(readFileSync(s.object), `${s.name}.bpf.o`));
     const owed = [...list.map((s, i) => ({ unit: s.name, object: `${s.name}.bpf.o`, sha256: s.sha256, programs: s.spec.programs ?? specs[i]!.programs.map((p) => p.name) })), ...userOwed];
-    return [arch, { suites: list, roots: objectsRootNames(specs), owed }] as const;
+    return [arch, { suites: list, roots: new Set([...objectsRootNames(specs), ...userNames]), owed }] as const;
   }));
-  const forArch = (arch: DebianArch) => perArch.get(arch) ?? { suites: [] as BuiltSuite[], roots: objectsRootNames([]), owed: userOwed };
+  const forArch = (arch: DebianArch) => perArch.get(arch) ?? { suites: [] as BuiltSuite[], roots: userNames, owed: userOwed };
   const programCount = forArch(arches[0] ?? DEFAULT_ARCH).owed.reduce((n, u) => n + u.programs.length, 0);
   // Which loaders a guest of each arch runs: the reference (libbpf) only where it is built.
   const loadersOn = (arch: DebianArch): LoaderName[] => (arch === DEFAULT_ARCH ? loaders : loaders.filter((l) => l !== 'libbpf'));
@@ -504,6 +507,8 @@ export interface UserObject {
   programs: string[];
   /** Its config (`<object>.yaml` beside it, or the one --object-config names), checked against it. */
   config?: ObjectConfig;
+  /** What loading it looks up in a kernel's BTF (loader/kernel-names.ts): the kernel BTF index the host ships answers these. */
+  kernelNames?: string[];
 }
 
 /**
@@ -539,7 +544,7 @@ export function readUserObjects(paths: string[], configs: ReadonlyMap<string, st
     const config = file ? readObjectConfig(file) : undefined;
     if (config) checkObjectConfig(spec, config);
     const programs = spec.programs.map((p) => p.name);
-    return { name, host: path, path: `/cm/user/${(opts.first ?? 0) + i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs, ...(config ? { config } : {}) };
+    return { name, host: path, path: `/cm/user/${(opts.first ?? 0) + i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs, ...(config ? { config } : {}), kernelNames: [...kernelLookupNames(spec)] };
   });
 }
 
