@@ -20,6 +20,7 @@ import { remapType } from '../../harness/core/btf/writer.js';
 import { parseElf, SHT_NOBITS, SHT_PROGBITS } from '../../harness/core/elf.js';
 import { ciliumTestdata } from '../../harness/corpus/cilium-testdata.js';
 import { linkCommand } from '../../harness/cli/link.js';
+import { loadObjectSpec } from '../../harness/core/object/load.js';
 import { KernelStore } from '../../harness/kernels/store.js';
 import { bpftoolDump, compileBpf } from '../helpers/tools.js';
 import { libbpfOpen, libbpfVersionOf } from './libbpf-native.js';
@@ -86,6 +87,10 @@ describe('linking like libbpf: the outputs read back the same', () => {
     it(`${name}: every DATASEC lists the variables at the offsets and sizes libbpf's relinked output has`, () => {
       const s = set(name);
       expect(datasecs(read(s.ours))).toEqual(datasecs(read(s.relinked)));
+      // What our loader gives the kernel keeps them (statics of two files may share a name: linked_funcs).
+      const loaded = loadObjectSpec(read(s.ours), 'linked.o').btf;
+      const kept = datasecsOf(loaded);
+      for (const [sec, d] of Object.entries(datasecs(read(s.ours)))) if (sec !== '.kconfig' && sec !== '.ksyms') expect(kept[sec], `${name} ${sec}`).toEqual(d);
     });
   }
 
@@ -131,7 +136,10 @@ describe('linking like libbpf: the outputs read back the same', () => {
 
 /** DATASEC name → its size and `name@offset+size` entries, sorted (libbpf does not sort them; its loader does). */
 function datasecs(bytes: Uint8Array): Record<string, { size: number; vars: string[] }> {
-  const btf = parseBtf(parseElfBtf(bytes));
+  return datasecsOf(parseBtf(parseElfBtf(bytes)));
+}
+
+function datasecsOf(btf: Btf): Record<string, { size: number; vars: string[] }> {
   const out: Record<string, { size: number; vars: string[] }> = {};
   for (let id = 1; id < btf.count; id++) {
     const t = btf.type(id);

@@ -129,6 +129,10 @@ export function fixupDatasecs(btf: Btf, layout: DatasecLayout, source: string): 
     } else {
       const sec = layout.sections.get(name);
       if (!sec) continue;
+      // A linked object (bpftool gen object, corematrix link) has its DATASECs sized and its
+      // offsets set, statics of several files included (two may share a name): kept as they are,
+      // as libbpf fixes up only a DATASEC clang left at size 0.
+      if (size !== 0) continue;
       size = sec.size;
       for (const e of entries) {
         const vname = btf.name(e.type);
