@@ -30,8 +30,8 @@ import { AptState } from '../kernels/apt.js';
 import { GUEST_NODE_FLAGS } from './agent-cache.js';
 import { fileHash, guestKoffiManifest, koffiFiles } from './base.js';
 import { archBusybox, busyboxRootEntries, hostArch, type ArchBusybox } from './busybox-arch.js';
-import { type CpioEntry, cpioContentKey, normalizeGuestPath, writeCpio } from './cpio.js';
-import { initScript, type ImageFile } from './initramfs.js';
+import { type CpioEntry, cpioContentKey, writeCpio } from './cpio.js';
+import { configAndFiles, initScript, type ImageFile } from './initramfs.js';
 import { archKoffi, type ArchKoffi } from './arm64-koffi.js';
 import { archUserland, DEFAULT_USERLAND_SUITES, MULTIARCH, type ArchUserland } from './arm64-userland.js';
 
@@ -153,19 +153,7 @@ function archRunEntries(spec: ArchImageSpec): CpioEntry[] {
     if (existsSync(`${agent}.map`)) run.push({ kind: 'file', path: 'agent.js.map', source: `${agent}.map`, mode: 0o644 });
   }
   run.push({ kind: 'file', path: 'etc/corematrix/node-flags', data: `${(spec.nodeFlags ?? GUEST_NODE_FLAGS).join(' ')}\n`, mode: 0o644 });
-  if (spec.kernelConfig !== undefined) {
-    if (!spec.release) throw new UsageError(`image: kernelConfig ${spec.kernelConfig} given without release`);
-    if (!existsSync(spec.kernelConfig)) throw new CoreMatrixError(`image: kernel config ${spec.kernelConfig} not found`);
-    run.push({ kind: 'file', path: `boot/config-${spec.release}`, source: spec.kernelConfig, mode: 0o644 });
-  }
-  for (const f of spec.files) {
-    const path = normalizeGuestPath(f.path);
-    if (f.data !== undefined) run.push({ kind: 'file', path, data: f.data, mode: f.mode ?? 0o644 });
-    else if (f.source !== undefined) {
-      if (!existsSync(f.source)) throw new CoreMatrixError(`image: file for guest '/${path}': ${f.source} not found`);
-      run.push(f.mode === undefined ? { kind: 'file', path, source: f.source } : { kind: 'file', path, source: f.source, mode: f.mode });
-    } else throw new UsageError(`image: file for guest '/${path}' has neither source nor data`);
-  }
+  run.push(...configAndFiles(spec));
   return run;
 }
 

@@ -150,6 +150,13 @@ function runEntries(spec: ImageSpec, variant: BaseVariant, step: (s: string) => 
     run.push({ kind: 'file', path: 'etc/corematrix/node-flags', data: plain ? '\n' : `${GUEST_NODE_FLAGS.join(' ')}\n`, mode: 0o644 });
     run.push({ kind: 'file', path: GUEST_SEED_TOOL, source: seedTool(), mode: 0o755 });
   }
+  run.push(...configAndFiles(spec));
+  return run;
+}
+
+/** The run layer's last entries, for every arch: the kernel's config (/boot/config-<release>) and the caller's files. */
+export function configAndFiles(spec: { kernelConfig?: string; release?: string; files: readonly ImageFile[] }): CpioEntry[] {
+  const run: CpioEntry[] = [];
   if (spec.kernelConfig !== undefined) {
     if (!spec.release) throw new UsageError(`image: kernelConfig ${spec.kernelConfig} given without release`);
     if (!existsSync(spec.kernelConfig)) throw new CoreMatrixError(`image: kernel config ${spec.kernelConfig} not found`);
