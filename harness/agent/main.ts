@@ -217,6 +217,12 @@ async function main(): Promise<number> {
           test.skip(`needs ${spec.minKernel}`, () => {});
           return;
         }
+        const unset = (spec.kconfig ?? []).filter((o) => !['y', 'm'].includes(String(configText.get(o) ?? '')));
+        if (unset.length) {
+          st.skipped = `needs ${unset.join(', ')}, not set in this kernel's config`;
+          test.skip(`needs ${unset.join(', ')}`, () => {});
+          return;
+        }
         // BTF from a file relocates CO-RE, but attaching by BTF id (fentry, kfuncs) needs the
         // kernel's own: without CONFIG_DEBUG_INFO_BTF the kernel cannot do it at all.
         const needs = kernel.btf !== 'kernel' && st.obj ? needsKernelBtf(st.obj) : undefined;

@@ -76,18 +76,20 @@ export async function discoverNewest(o: DiscoverOptions): Promise<NewKernel[]> {
       }
     }
     // Matrix suites first, so that of two suites with the same version the matrix's one is used.
-    const wide: KernelEntry = { id: e.id, series: e.series, flavour: e.flavour, suites: [...e.suites, ...suites.filter((s) => !e.suites.includes(s))] };
+    // An arm64 entry is superseded by a newer arm64 build (its own package names, its own apt state).
+    const arch = e.arch && e.arch !== 'amd64' ? e.arch : undefined;
+    const wide: KernelEntry = { id: e.id, series: e.series, flavour: e.flavour, suites: [...e.suites, ...suites.filter((s) => !e.suites.includes(s))], ...(arch ? { arch } : {}) };
     const rows = await o.store.candidates(wide);
     const top = rows.at(-1);
     if (!top || compareDebVersions(top.version, was) <= 0) continue;
     const key = `${top.name}=${top.version}`;
     if (byPackage.has(key)) continue;
     const [major, minor] = upstreamOf(top.version).split(/[.~+-]/);
-    let id = newKernelId(top.version, e.flavour);
+    let id = `${newKernelId(top.version, e.flavour)}${arch ? `-${arch}` : ''}`;
     while (taken.has(id)) id += '-new';
     taken.add(id);
     byPackage.set(key, {
-      entry: { id, series: `${major}.${minor}`, flavour: e.flavour, suites: [top.suite], version: top.version },
+      entry: { id, series: `${major}.${minor}`, flavour: e.flavour, suites: [top.suite], version: top.version, ...(arch ? { arch } : {}) },
       package: top.name,
       supersedes: e.id,
       was,

@@ -8,7 +8,7 @@ import { yamlErrorMessage } from '../core/yaml-error.js';
 import type { SuiteSpec, TriggerKind } from './types.js';
 import { parseObserve, parseTruth } from './truth.js';
 
-const TOP_KEYS = ['name', 'description', 'header', 'programs', 'minKernel', 'modules', 'rodata', 'trigger', 'checks'] as const;
+const TOP_KEYS = ['name', 'description', 'header', 'programs', 'minKernel', 'kconfig', 'modules', 'rodata', 'trigger', 'checks'] as const;
 /** What a suite compiles against: one kernel's vmlinux.h, or the joined header of the whole matrix. */
 export const HEADERS = ['vmlinux', 'joined'] as const;
 const REQUIRED_TOP = ['name', 'description', 'trigger', 'checks'] as const;
@@ -97,6 +97,12 @@ export function validateSpec(doc: unknown, file: string, text: string, dirName?:
   if ('header' in doc && !(HEADERS as readonly unknown[]).includes(doc.header)) c.fail(['header'], `unknown header ${JSON.stringify(doc.header)} (allowed: ${HEADERS.join(', ')})`);
   if ('minKernel' in doc && (typeof doc.minKernel !== 'string' || !/^\d+\.\d+$/.test(doc.minKernel)))
     c.fail(['minKernel'], `minKernel must be a quoted "MAJOR.MINOR" string such as "5.8", not ${typeName(doc.minKernel)}`);
+  if ('kconfig' in doc) {
+    if (!Array.isArray(doc.kconfig) || doc.kconfig.length === 0) c.fail(['kconfig'], `kconfig must be a non-empty list of CONFIG_ options the programs need, not ${typeName(doc.kconfig)}`);
+    else doc.kconfig.forEach((o, i) => {
+      if (typeof o !== 'string' || !/^CONFIG_[A-Z0-9_]+$/.test(o)) c.fail(['kconfig', i], `kconfig[${i}] must be a CONFIG_ option name such as CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, not ${typeName(o)}`);
+    });
+  }
   if ('programs' in doc) {
     if (!Array.isArray(doc.programs) || doc.programs.length === 0) c.fail(['programs'], `programs must be a non-empty list of program names, not ${typeName(doc.programs)}`);
     else doc.programs.forEach((p, i) => str(['programs', i], p, `programs[${i}]`));

@@ -21,6 +21,11 @@ export interface SuiteSpec {
   /** Below this kernel (`5.13`), the suite is an expected skip; at or above it, a skip fails. */
   minKernel?: string;
   /**
+   * Kernel config options the programs need beyond the kernel version (`CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS`
+   * for fentry: Debian's arm64 6.1 lacks it): an expected skip where one is not set (y or m).
+   */
+  kconfig?: string[];
+  /**
    * Kernel modules the programs need, each with the config option that builds it
    * (`{ null_blk: CONFIG_BLK_DEV_NULL_BLK }`), or `{ option, btf: true }` when the programs
    * relocate against the module's own types. Where the option is `m` the host ships the module
