@@ -34,6 +34,8 @@ export function lineOf(text: string, path: PathSeg[]): number {
   let end = lines.length;
   for (const seg of path) {
     if (typeof seg === 'number') {
+      // A flow list (`key: [a, b]`): its items are on the key's line.
+      if (/:\s*\[/.test(lines[line] ?? '')) continue;
       let seen = -1;
       let indent = -1;
       for (let i = line + 1; i < end; i++) {

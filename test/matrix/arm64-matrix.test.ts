@@ -95,6 +95,16 @@ describe('corematrix matrix --kernels 7.3-arm64,6.1-arm64 (qemu-system-aarch64, 
     }
   });
 
+  it("ringbuf-fentry on 6.1-arm64: an expected skip naming the option its spec needs and the kernel's config lacks", async () => {
+    const f = await matrix('fentry', ['--kernels', '6.1-arm64', '--suites', 'ringbuf-fentry', '--loader', 'ours']);
+    expect(f.status, why(f)).toBe(0);
+    const c = cellOf(kernelOf(f, '6.1-arm64'), 'ringbuf-fentry');
+    expect([c.verdict, c.reason]).toEqual(['expected-skip', "needs CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, not set in this kernel's config"]);
+    // The witness: the kernel package's own config file.
+    expect(readFileSync(kernels.get('6.1-arm64')!.config, 'utf8')).not.toMatch(/^CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS=[ym]$/m);
+    expect(readFileSync(kernels.get('7.3-arm64')!.config, 'utf8')).toMatch(/^CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS=y$/m);
+  }, 600_000);
+
   it('the guests were arm64 machines: the kernel names QEMU\'s virt board, the agent says aarch64', () => {
     for (const id of ARM64) {
       expect(readFileSync(join(r.out, 'guests', `${id}.console.log`), 'utf8')).toMatch(/Machine model: linux,dummy-virt/);

@@ -77,6 +77,12 @@ describe('bad specs give file:line errors', () => {
     expect(errorOf(GOOD.replace('"5.8"', '5.8'))).toBe('suites/demo/spec.yaml:3: minKernel must be a quoted "MAJOR.MINOR" string such as "5.8", not number 5.8');
   });
 
+  it('kconfig: a list of CONFIG_ option names', () => {
+    expect(errorOf(GOOD.replace('minKernel: "5.8"', 'minKernel: "5.8"\nkconfig: [CONFIG_BPF_SYSCALL]'))).toBe('ok');
+    expect(errorOf(GOOD.replace('minKernel: "5.8"', 'minKernel: "5.8"\nkconfig: [bpf_syscall]'))).toBe('suites/demo/spec.yaml:4: kconfig[0] must be a CONFIG_ option name such as CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, not string "bpf_syscall"');
+    expect(errorOf(GOOD.replace('minKernel: "5.8"', 'minKernel: "5.8"\nkconfig: CONFIG_BPF'))).toBe('suites/demo/spec.yaml:4: kconfig must be a non-empty list of CONFIG_ options the programs need, not string "CONFIG_BPF"');
+  });
+
   it('unknown trigger kind names the allowed kinds', () => {
     expect(errorOf(GOOD.replace('kind: prctl-set-name', 'kind: getpid'))).toBe(`suites/demo/spec.yaml:7: unknown trigger kind "getpid" (allowed: ${TRIGGER_KINDS.join(', ')})`);
   });
