@@ -13,6 +13,8 @@ const needs = [
   ['libbpf1', '/usr/lib/x86_64-linux-gnu/libbpf.so.1'],
   ['libelf1', '/usr/lib/x86_64-linux-gnu/libelf.so.1'],
   ['qemu-system-x86', '/usr/bin/qemu-system-x86_64'],
+  // The default matrix's arm64 kernels boot under qemu-system-aarch64 (docs/arm64.md).
+  ['qemu-system-arm', '/usr/bin/qemu-system-aarch64'],
   ['busybox-static', '/bin/busybox'],
   ['cpio', '/usr/bin/cpio'],
   ['zstd', '/usr/bin/zstd'],
@@ -37,8 +39,8 @@ const needs = [
   ['binutils', '/usr/bin/objcopy'],
 ];
 // Only the tests need a browser (the HTML report is checked in headless Chromium).
-// Tests only: the report page's witness browser, strace (the workload's witness), sys/sdt.h (USDT targets) and the arm64 guests' QEMU.
-if (process.argv.includes('--test')) needs.push(['chromium', '/usr/bin/chromium'], ['strace', '/usr/bin/strace'], ['systemtap-sdt-dev', '/usr/include/x86_64-linux-gnu/sys/sdt.h'], ['qemu-system-arm', '/usr/bin/qemu-system-aarch64']);
+// Tests only: the report page's witness browser, strace (the workload's witness) and sys/sdt.h (USDT targets).
+if (process.argv.includes('--test')) needs.push(['chromium', '/usr/bin/chromium'], ['strace', '/usr/bin/strace'], ['systemtap-sdt-dev', '/usr/include/x86_64-linux-gnu/sys/sdt.h']);
 const quiet = process.argv.includes('--quiet');
 // busybox-static provides /bin/busybox, but so does plain busybox (dynamic): require static.
 const isStaticBusybox = () => {
