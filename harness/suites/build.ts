@@ -103,7 +103,8 @@ export function clangId(): Promise<string> {
  * compile, and their trimmed configs (tinyconfig-based) are not layouts a distribution ships.
  */
 export async function joinedHeader(store: KernelStore, log?: (line: string) => void): Promise<{ dir: string; sha256: string; kernels: string[] }> {
-  const entries = store.select(['all']).filter((e) => !('build' in e && e.build));
+  // The amd64 kernels' layouts: suites for arm64 are built against an arm64 vmlinux.h (images/arm64-objects.ts).
+  const entries = store.select(['all']).filter((e) => !('build' in e && e.build) && (e.arch ?? 'amd64') === 'amd64');
   const btfs: string[] = [];
   for (const e of entries) btfs.push((await store.fetch(e.id)).sha256.btf);
   const ids = entries.map((e) => e.id);

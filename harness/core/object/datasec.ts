@@ -9,8 +9,12 @@ import { Kind, VAR_GLOBAL_ALLOCATED, VAR_GLOBAL_EXTERN, FUNC_GLOBAL, FUNC_EXTERN
 import { FormatError } from '../errors.js';
 
 export interface DatasecLayout {
-  /** DATASEC name → its size and each VAR's offset by name (sections present in the ELF). */
-  sections: Map<string, { size: number; offsets: Map<string, number> }>;
+  /**
+   * DATASEC name → its size and each VAR's offset by name (sections present in the ELF); names
+   * that several symbols of the section carry (statics of several files in a linked object) are
+   * in `ambiguous` instead, and keep the offset the linker wrote in the DATASEC.
+   */
+  sections: Map<string, { size: number; offsets: Map<string, number>; ambiguous?: Set<string> }>;
   /** `.kconfig` externs: name → offset, and the map value size. */
   kconfig?: { size: number; offsets: Map<string, number> };
 }
@@ -129,13 +133,13 @@ export function fixupDatasecs(btf: Btf, layout: DatasecLayout, source: string): 
     } else {
       const sec = layout.sections.get(name);
       if (!sec) continue;
-      // A linked object (bpftool gen object, corematrix link) has its DATASECs sized and its
-      // offsets set, statics of several files included (two may share a name): kept as they are,
-      // as libbpf fixes up only a DATASEC clang left at size 0.
-      if (size !== 0) continue;
       size = sec.size;
       for (const e of entries) {
         const vname = btf.name(e.type);
+        // Statics of several files sharing a name (a linked object): the linker's offset is the
+        // only one that tells them apart. Every other VAR is placed by its symbol, which also
+        // mends a linker's stale offsets (bpftool's when an extern map came first).
+        if (sec.ambiguous?.has(vname)) continue;
         const off = sec.offsets.get(vname);
         if (off === undefined) throw new FormatError(`${where}: variable '${vname}' has no symbol in section ${name}`);
         if (off + e.size > size) throw new FormatError(`${where}: variable '${vname}' (${e.size} bytes at ${off}) extends past the section (${size} bytes)`);

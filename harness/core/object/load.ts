@@ -51,8 +51,15 @@ export function loadObjectSpec(bytes: Uint8Array, source: string): ObjectSpec {
   for (const s of elf.sections) {
     if (s.index === 0 || !(s.type === SHT_PROGBITS || s.type === SHT_NOBITS) || isExec(s)) continue;
     const offsets = new Map<string, number>();
-    for (const sym of elf.symbols) if (sym.shndx === s.index && sym.type !== STT_SECTION && sym.name) offsets.set(sym.name, sym.value);
-    layout.sections.set(s.name, { size: s.size, offsets });
+    const ambiguous = new Set<string>();
+    for (const sym of elf.symbols) {
+      if (sym.shndx !== s.index || sym.type === STT_SECTION || !sym.name) continue;
+      // Two symbols of one name in a section: statics of several files in a linked object.
+      if (offsets.has(sym.name) && offsets.get(sym.name) !== sym.value) ambiguous.add(sym.name);
+      offsets.set(sym.name, sym.value);
+    }
+    for (const n of ambiguous) offsets.delete(n);
+    layout.sections.set(s.name, { size: s.size, offsets, ambiguous });
   }
   const valuesOffsets = new Map<number, number>(); // map index → offset of `values` in .maps
   const mapsSec = elf.section('.maps');
