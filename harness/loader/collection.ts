@@ -545,12 +545,17 @@ export class Collection {
     return { btfId: found.id, btfObjFd: found.module?.fd ?? 0, fdIndex: 0 };
   }
 
-  /** The first type of `kind` named `name` in vmlinux's BTF, else in the loaded modules' own types (by module BTF id, as libbpf searches). */
-  private findKernelType(name: string, kind: Kind, opts: LoadOptions): { btf: Btf; id: number; module?: ModuleBtf } | undefined {
+  /**
+   * The first type of `kind` named `name` in vmlinux's BTF, else in the loaded modules' own types
+   * (by module BTF id, as libbpf searches); only in module `inModule`'s when one is named
+   * (`fentry/nf_conntrack:nf_confirm`).
+   */
+  private findKernelType(name: string, kind: Kind, opts: LoadOptions, inModule?: string): { btf: Btf; id: number; module?: ModuleBtf } | undefined {
     const kb = opts.kernelBtf;
-    const id = kb.byName(name).find((x) => kb.kind(x) === kind);
+    const id = inModule === undefined ? kb.byName(name).find((x) => kb.kind(x) === kind) : undefined;
     if (id !== undefined) return { btf: kb, id };
     for (const m of this.moduleBtfs(opts)) {
+      if (inModule !== undefined && m.name !== inModule) continue;
       const btf = (m.btf ??= parseBtf(btfObjectBytes(m.fd), { source: `BTF of module ${m.name}`, base: kb }));
       const own = btf.byName(name).find((x) => x >= btf.startId && btf.kind(x) === kind);
       if (own !== undefined) return { btf, id: own, module: m };
@@ -698,14 +703,19 @@ export class Collection {
       // Rows that load against a BTF target (fentry, fexit, fmod_ret, lsm, tp_btf, iter): the
       // kernel's type id of the target, as the section table names it (bpf_lsm_x, btf_trace_x, bpf_iter_x).
       let attachBtfId: number | undefined;
+      let attachBtfObjFd: number | undefined;
       if (p.flags.attachBtf && p.type !== ProgType.EXT) {
         if (p.targetError || p.target?.kind !== 'btf') throw new CoreMatrixError(`program '${p.name}': ${p.targetError ?? `section '${p.section}' names no BTF attach target`}`);
         const t = p.target;
-        if (t.module) throw new CoreMatrixError(`program '${p.name}': attach target ${t.module}:${t.name} is in a module; module attach targets (attach_btf_obj_fd) are not supported yet`);
-        const kb = opts.kernelBtf;
-        const want = t.btfKind === 'typedef' ? Kind.TYPEDEF : Kind.FUNC;
-        attachBtfId = kb.byName(t.btfName).find((i) => kb.kind(i) === want);
-        if (attachBtfId === undefined) throw new CoreMatrixError(`attach target ${t.btfName} is not in the kernel's BTF`);
+        const found = this.findKernelType(t.btfName, t.btfKind === 'typedef' ? Kind.TYPEDEF : Kind.FUNC, opts, t.module);
+        if (!found) {
+          const where = t.module ? `BTF of module ${t.module}` : "kernel's or its loaded modules' BTF";
+          const why = this.moduleBtfs(opts).length === 0 ? ' (this kernel exposes no module BTF)' : '';
+          throw new CoreMatrixError(`program '${p.name}': attach target ${t.module ? `${t.module}:` : ''}${t.btfName} is not in the ${where}${why}`);
+        }
+        attachBtfId = found.id;
+        // A module's function: the kernel finds the id in that module's BTF object (attach_btf_obj_fd).
+        if (found.module) attachBtfObjFd = found.module.fd;
       }
       // USDT programs are loaded for multi-uprobe links where the kernel has them (as libbpf does:
       // it changes which bpf_get_attach_cookie the verifier picks, so the translated code too).
@@ -721,7 +731,7 @@ export class Collection {
         name: p.name.slice(0, 15),
         expectedAttachType,
         attachBtfId: replaced?.btfId ?? attachBtfId,
-        ...(replaced ? { attachProgFd: replaced.progFd } : {}),
+        ...(replaced ? { attachProgFd: replaced.progFd } : attachBtfObjFd !== undefined ? { attachProgFd: attachBtfObjFd } : {}),
         kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion,
         progFlags: p.progFlags,
         progBtfFd: useBtf ? this.btfFd : undefined,
@@ -740,7 +750,7 @@ export class Collection {
       if (out.insnsProcessed === undefined) {
         // Before 5.16 the count is only in the verifier log: load once more with a log, to report it.
         try {
-          const again = Program.load({ progType: p.type, insns: linked.insns, license: this.spec.license || 'GPL', name: p.name.slice(0, 15), expectedAttachType, attachBtfId: replaced?.btfId ?? attachBtfId, ...(replaced ? { attachProgFd: replaced.progFd } : {}), progFlags: p.progFlags, kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion, logLevel: 1, logSize: 1 << 20, progBtfFd: useBtf ? this.btfFd : undefined, funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined, lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined });
+          const again = Program.load({ progType: p.type, insns: linked.insns, license: this.spec.license || 'GPL', name: p.name.slice(0, 15), expectedAttachType, attachBtfId: replaced?.btfId ?? attachBtfId, ...(replaced ? { attachProgFd: replaced.progFd } : attachBtfObjFd !== undefined ? { attachProgFd: attachBtfObjFd } : {}), progFlags: p.progFlags, kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion, logLevel: 1, logSize: 1 << 20, progBtfFd: useBtf ? this.btfFd : undefined, funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined, lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined });
           out.insnsProcessed = processedFromLog(again.verifierLog);
           again.close();
         } catch {
