@@ -4,6 +4,7 @@
 // for an ack (and extended acks, whose text the kernel adds to an error); a failure is one line
 // naming the operation, the errno and the kernel's message.
 
+import { concatBytes } from '../core/bytes.js';
 import { CoreMatrixError } from '../core/errors.js';
 import {
   AF_NETLINK, bind, closeSocket, ifNameToIndex, recv, sendTo, setReceiveTimeout, setsockoptInt, sockaddrNl, socket, SOCK_RAW, SOL_NETLINK,
@@ -155,15 +156,7 @@ function tcmsg(o: { ifindex: number; handle?: number; parent?: number; info?: nu
   return b;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
+const concat = (...parts: Uint8Array[]): Uint8Array => concatBytes(parts);
 
 // ---- message parsing ----------------------------------------------------------------------------
 

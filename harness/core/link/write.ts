@@ -2,6 +2,7 @@
 // its alignment, then the section header table. One `.strtab` names both sections and symbols,
 // as LLVM's own objects do.
 
+import { concatBytes } from '../bytes.js';
 import { EM_BPF, ET_REL, SHN_LORESERVE, SHT_NOBITS } from '../elf.js';
 import { LinkError } from './errors.js';
 
@@ -28,13 +29,7 @@ export class StringTable {
   }
 
   bytes(): Uint8Array {
-    const out = new Uint8Array(this.size);
-    let p = 0;
-    for (const c of this.chunks) {
-      out.set(c, p);
-      p += c.length;
-    }
-    return out;
+    return concatBytes(this.chunks);
   }
 }
 
