@@ -39,75 +39,148 @@ function runStats(): string | undefined {
 
 const firstLine = (e: unknown) => (e as Error).message.split('\n')[0]!;
 
+/** One object's part in a run of the workload: how to attach it and how to read its programs' counts. */
+export interface RunMember {
+  /** Makes the attachments (run statistics are on before it runs). */
+  attach: () => ReadonlyMap<string, Attachment>;
+  /** A program's run count and time, from the kernel. */
+  runCounts: (program: string) => { runCnt?: bigint; runTimeNs?: bigint } | undefined;
+}
+
+export interface RunOutcome {
+  results: Map<string, AttachResult>;
+  summary: AttachRunSummary;
+}
+
 /**
  * Runs the workload under `attachments` (one loader's, for one object), then the on-demand
- * programs, and returns each program's result with the kernel's run counts. `attach` makes the
- * attachments (run statistics are on before it runs); `runCounts` reads a program's counts.
+ * programs, and returns each program's result with the kernel's run counts.
  */
-export async function runUnder(
-  attach: () => ReadonlyMap<string, Attachment>,
-  runCounts: (program: string) => { runCnt?: bigint; runTimeNs?: bigint } | undefined,
-  workload: Workload,
-): Promise<{ results: Map<string, AttachResult>; summary: AttachRunSummary }> {
+export async function runUnder(attach: RunMember['attach'], runCounts: RunMember['runCounts'], workload: Workload): Promise<RunOutcome> {
+  const [only] = await runTogether([{ attach, runCounts }], workload);
+  if (only instanceof Error) throw only;
+  return only!;
+}
+
+/**
+ * Attaches every member in turn, runs the workload once under all of them, then each member's
+ * on-demand programs and run counts: one outcome per member, or the error its attach threw (the
+ * others go on). Several members share a run only when each merely observes (agent/observers.ts).
+ */
+export async function runTogether(members: readonly RunMember[], workload: Workload): Promise<(RunOutcome | Error)[]> {
   const t0 = performance.now();
   const statsVia = runStats();
   // A TCP congestion control the attach registered is what the kernel lists afterwards and did not before.
   const before = availableCongestionControls();
-  const attachments = attach();
+  const attached = members.map((m) => {
+    try {
+      return m.attach();
+    } catch (e) {
+      return e as Error;
+    }
+  });
+  const all = attached.flatMap((a) => (a instanceof Error ? [] : [...a.values()]));
   let workloadNote: string | undefined;
-  if ([...attachments.values()].some((a) => a.verdict.status === 'attached')) {
+  if (all.some((a) => a.verdict.status === 'attached')) {
     try {
       const [cc] = registeredCongestionControls(before);
       // The workload's TCP connections go into the sockmaps programs were attached to (sk_skb, sk_msg).
-      const maps = new Map([...attachments.values()].flatMap((a) => (a.sockmap && a.verdict.status === 'attached' ? [[a.sockmap.name, a.sockmap] as const] : [])));
+      const maps = new Map(all.flatMap((a) => (a.sockmap && a.verdict.status === 'attached' ? [[a.sockmap.name, a.sockmap] as const] : [])));
       const feeds = [...maps.values()].map(feedInto);
       const run = () => workload(feeds.length ? { onTcpConnection: (a, b, i) => feeds.forEach((feed) => feed(a, b, i)) } : {});
       workloadNote = await (cc ? withDefaultCongestionControl(cc, run) : run());
+      if (members.length > 1) workloadNote += `, shared by ${members.length} objects that only observe`;
     } catch (e) {
       workloadNote = `workload failed: ${firstLine(e)}`;
     }
   }
-  const results = new Map<string, AttachResult>();
-  for (const [name, a] of attachments) {
-    const r: AttachResult = { ...a.verdict };
-    if (a.verdict.status === 'attached') {
-      if (a.exercise) {
-        try {
-          r.note = a.exercise();
-        } catch (e) {
-          r.note = `running it failed: ${firstLine(e)}`;
-        }
-      }
-      const c = statsVia ? runCounts(name) : undefined;
-      if (c?.runCnt !== undefined) r.runCount = Number(c.runCnt);
-      if (c?.runTimeNs !== undefined) r.runTimeNs = Number(c.runTimeNs);
-      if (a.runsInside && !(r.runCount! > 0)) {
-        // A replacement is jumped into from its target, which is where the kernel counts: say how often that ran.
-        const host = statsVia ? runCounts(a.runsInside) : undefined;
-        delete r.runCount;
-        delete r.runTimeNs;
-        r.note = `runs inside ${a.runsInside}, which the kernel counts instead (it ran ${host?.runCnt ?? 'an unknown number of'} times)`;
-      }
+  return members.map((m, i) => {
+    const attachments = attached[i]!;
+    if (attachments instanceof Error) return attachments;
+    const results = new Map<string, AttachResult>();
+    for (const [name, a] of attachments) results.set(name, counted(a, name, statsVia ? m.runCounts : undefined));
+    const n = [...results.values()].filter((r) => r.status === 'attached').length;
+    return { results, summary: { attached: n, ...(workloadNote && n ? { workload: workloadNote } : {}), ...(statsVia ? { statsVia } : {}), ms: Math.round(performance.now() - t0) } };
+  });
+}
+
+/** An attachment's result after the workload: its on-demand run (iterators, syscall programs) and the kernel's counts. */
+function counted(a: Attachment, name: string, runCounts: RunMember['runCounts'] | undefined): AttachResult {
+  const r: AttachResult = { ...a.verdict };
+  if (a.verdict.status !== 'attached') return r;
+  if (a.exercise) {
+    try {
+      r.note = a.exercise();
+    } catch (e) {
+      r.note = `running it failed: ${firstLine(e)}`;
     }
-    results.set(name, r);
   }
-  const attached = [...results.values()].filter((r) => r.status === 'attached').length;
-  return { results, summary: { attached, ...(workloadNote ? { workload: workloadNote } : {}), ...(statsVia ? { statsVia } : {}), ms: Math.round(performance.now() - t0) } };
+  const c = runCounts?.(name);
+  if (c?.runCnt !== undefined) r.runCount = Number(c.runCnt);
+  if (c?.runTimeNs !== undefined) r.runTimeNs = Number(c.runTimeNs);
+  if (a.runsInside && !(r.runCount! > 0)) {
+    // A replacement is jumped into from its target, which is where the kernel counts: say how often that ran.
+    const host = runCounts?.(a.runsInside);
+    delete r.runCount;
+    delete r.runTimeNs;
+    r.note = `runs inside ${a.runsInside}, which the kernel counts instead (it ran ${host?.runCnt ?? 'an unknown number of'} times)`;
+  }
+  return r;
 }
 
 /**
- * Our loader: attaches every loaded program of a collection (its links stay open until the
- * collection closes; `around` wraps the synchronous attach, the agent's watchdog step) and runs
- * the workload under them.
+ * Objects that only observe, queued to share one run of the workload: `join` takes an object's
+ * attach-and-run and answers when `flush` has run the workload under every queued object. The
+ * objects stay loaded (not attached) while they wait: a program that is not attached never runs.
  */
-export function attachAndRun(coll: Collection, workload: Workload, around: (attach: () => void) => void = (f) => f()) {
-  return runUnder(() => {
-    let verdicts = new Map<string, Attachment>();
-    around(() => {
-      verdicts = coll.attachAll();
-    });
-    return verdicts;
-  }, (name) => coll.programs.get(name)?.info(), workload);
+export class SharedRun {
+  private queue: { member: RunMember; done: (o: RunOutcome | Error) => void }[] = [];
+
+  constructor(readonly limit: number) {}
+
+  get size(): number {
+    return this.queue.length;
+  }
+
+  join(member: RunMember): Promise<RunOutcome> {
+    return new Promise((resolve, reject) => this.queue.push({ member, done: (o) => (o instanceof Error ? reject(o) : resolve(o)) }));
+  }
+
+  /** Runs the workload once under every queued object and answers each. */
+  async flush(workload: Workload): Promise<void> {
+    const queued = this.queue.splice(0);
+    if (!queued.length) return;
+    let outcomes: (RunOutcome | Error)[];
+    try {
+      outcomes = await runTogether(queued.map((q) => q.member), workload);
+    } catch (e) {
+      outcomes = queued.map(() => e as Error); // nobody waits for ever
+    }
+    queued.forEach((q, i) => q.done(outcomes[i]!));
+  }
+}
+
+/**
+ * Our loader's part in a run: attaches every loaded program of a collection (its links stay open
+ * until the collection closes; `around` wraps the synchronous attach, the agent's watchdog step).
+ */
+export function collectionMember(coll: Collection, around: (attach: () => void) => void = (f) => f()): RunMember {
+  return {
+    attach: () => {
+      let verdicts = new Map<string, Attachment>();
+      around(() => {
+        verdicts = coll.attachAll();
+      });
+      return verdicts;
+    },
+    runCounts: (name) => coll.programs.get(name)?.info(),
+  };
+}
+
+/** Our loader, alone: attaches a collection and runs the workload under it. */
+export function attachAndRun(coll: Collection, workload: Workload, around?: (attach: () => void) => void): Promise<RunOutcome> {
+  const m = collectionMember(coll, around);
+  return runUnder(m.attach, m.runCounts, workload);
 }
 
 /** Puts a connection's two sockets into a socket map (keys 2i and 2i+1), as an object's tool puts its own sockets there. */

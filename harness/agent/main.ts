@@ -25,12 +25,15 @@ import { progLoadStats } from '../runtime/bpf.js';
 import { moduleNeedOn, moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, STEP_BUDGETS, type RunManifest } from './manifest.js';
 import { Watchdog } from './watchdog.js';
-import { attachAndRun, type AttachRunSummary, type Workload } from './attach-run.js';
+import { attachAndRun, collectionMember, SharedRun, type RunMember, type RunOutcome, type Workload } from './attach-run.js';
+import { mustRunAlone } from './observers.js';
 import { runWorkload } from './workload.js';
 
 const PORT = process.env.CM_RESULT_PORT ?? '/dev/ttyS1';
 /** The workload's longest wait on the loopback or a child under TCG: what a program under test blocks (XDP_DROP) fails fast. */
 const WORKLOAD_WAIT_MS = 1000;
+/** At most this many observing objects stay loaded, waiting to share a run of the workload. */
+const OBSERVER_BATCH = 16;
 let portFd = -1;
 function send(m: GuestMessage): void {
   const line = encodeMessage(m);
@@ -330,16 +333,39 @@ async function main(): Promise<number> {
     const programCounts = new Map<string, number>();
     /** Our attach results per object path, program: what libbpf's attach is held against. */
     const oursAttach = new Map<string, Map<string, AttachResult>>();
+    /** Our outcomes per object path: the differential compares libbpf's load with them (ours is not loaded twice). */
+    const oursOutcomes = new Map<string, ProgramOutcome[]>();
+    // Objects that only observe share one run of the workload, a batch at a time (agent/observers.ts).
+    const shared = new SharedRun(OBSERVER_BATCH);
+    const waiting: Promise<void>[] = [];
+    let lastUnit: Omit<AgentStep, 'phase'> | undefined;
+    const flushShared = async () => {
+      if (shared.size && lastUnit) await shared.flush(workloadFor({ ...lastUnit, phase: 'run' }));
+      await Promise.all(waiting.splice(0));
+    };
     for (const [i, o] of manifest.objects.entries()) {
       const unit = { unit: `object:${o.name}`, object: o.name, index: states.size + i + 1, total: totalUnits };
       stepTo({ ...unit, phase: 'load' });
-      const attachRun = (coll: Collection) => attachAndRun(coll, workloadFor({ ...unit, phase: 'run' }, o.config?.workload), attachStep({ ...unit, phase: 'attach' }));
+      const attachRun = (coll: Collection) => {
+        const around = attachStep({ ...unit, phase: 'attach' });
+        if (mustRunAlone(coll.spec, o.config?.workload)) return attachAndRun(coll, workloadFor({ ...unit, phase: 'run' }, o.config?.workload), around);
+        lastUnit = unit;
+        return shared.join(collectionMember(coll, around));
+      };
       const onLoaded = (t: LoadTiming) => send({ t: 'result', kind: LOAD_TIMING, data: t });
-      const cells = await objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts, attachRun, onLoaded);
-      programCounts.set(o.path, cells.length);
-      oursAttach.set(o.path, new Map(cells.flatMap((c) => (c.attach ? [[c.program, c.attach] as const] : []))));
-      for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
+      const before = shared.size;
+      // Synchronous up to the attach: an observer is queued by the time this returns.
+      const done = objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts, attachRun, onLoaded).then(({ cells, outcomes }) => {
+        programCounts.set(o.path, cells.length);
+        if (outcomes) oursOutcomes.set(o.path, outcomes);
+        oursAttach.set(o.path, new Map(cells.flatMap((c) => (c.attach ? [[c.program, c.attach] as const] : []))));
+        for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
+      });
+      if (shared.size > before) waiting.push(done);
+      else await done;
+      if (shared.size >= OBSERVER_BATCH) await flushShared();
     }
+    await flushShared();
     // The kernel's selftest corpus: every case relocated against its target BTF by both loaders,
     // run, and compared (verdicts, translated instructions, output bytes).
     if (manifest.corpus?.length) {
@@ -374,28 +400,48 @@ async function main(): Promise<number> {
           } satisfies CellResult });
         }
       }
+      // libbpf's loads of observing objects share runs of the workload too, as ours did.
+      const sharedRef = new SharedRun(OBSERVER_BATCH);
+      const waitingRef: Promise<void>[] = [];
+      let lastRef: AgentStep | undefined;
+      const flushRef = async () => {
+        if (sharedRef.size && lastRef) await sharedRef.flush(workloadFor({ ...lastRef, phase: 'run' }));
+        await Promise.all(waitingRef.splice(0));
+      };
       for (const o of objs) {
         // Both loaders, every program of the object: one step, budgeted by its program count.
         const s: AgentStep = { unit: o.suite, object: o.name, phase: 'reference', index: o.index, total: totalUnits };
         stepTo(s);
         // Users' objects stay loaded by libbpf, to be attached and run like ours were.
         const user = o.suite.startsWith('object:');
+        const ours = oursOutcomes.get(o.path);
         const { cells, live, spec } = dog.blocking(describeStep(s), budgets.loadMs * 2 * Math.max(1, o.programCount), () => {
           // Both loaders get the same configuration: ours the configured object, libbpf its setters.
           const configured = o.config ? configuredFor(o.path, o.name, o.config, configFacts()) : undefined;
-          return referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), ...(configured ? { configured } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names), keepReference: user });
+          return referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), ...(configured ? { configured } : {}), ...(ours ? { oursOutcomes: ours } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names), keepReference: user });
         });
-        if (live) {
-          try {
-            // The object as our reader parsed it for the comparison (libbpf-only runs parse it here).
-            const parsed = spec ?? tryParse(o.path, o.name);
-            if (parsed) await libbpfAttachRun(live, parsed, cells, oursAttach.get(o.path), { around: attachStep({ ...s, phase: 'attach' }), workload: workloadFor({ ...s, phase: 'run' }, o.config?.workload) });
-          } finally {
-            live.close();
+        const finish = async () => {
+          if (live) {
+            try {
+              // The object as our reader parsed it for the comparison (libbpf-only runs parse it here).
+              const parsed = spec ?? tryParse(o.path, o.name);
+              const alone = !parsed || mustRunAlone(parsed, o.config?.workload) !== undefined;
+              if (!alone) lastRef = s;
+              if (parsed) await libbpfAttachRun(live, parsed, cells, oursAttach.get(o.path), { around: attachStep({ ...s, phase: 'attach' }), workload: workloadFor({ ...s, phase: 'run' }, o.config?.workload), ...(alone ? {} : { join: (m: RunMember) => sharedRef.join(m) }) });
+            } finally {
+              live.close();
+            }
           }
-        }
-        for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
+          for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
+        };
+        const before = sharedRef.size;
+        // Synchronous up to the attach: an observing object is queued by the time this returns.
+        const done = finish();
+        if (sharedRef.size > before) waitingRef.push(done);
+        else await done;
+        if (sharedRef.size >= OBSERVER_BATCH) await flushRef();
       }
+      await flushRef();
     }
     mark('rest');
     // The user's command (--exec), last: exit status, duration and output tail as one cell.
@@ -429,16 +475,16 @@ async function main(): Promise<number> {
  */
 async function objectCells(
   o: RunManifest['objects'][number], kernel: KernelInfo, opts: Omit<LoadOptions, 'sha256'>, facts: () => ObjectConfigFacts,
-  attachRun: (coll: Collection) => Promise<{ results: Map<string, AttachResult>; summary: AttachRunSummary }>,
+  attachRun: (coll: Collection) => Promise<RunOutcome>,
   onLoaded: (t: LoadTiming) => void,
-): Promise<CellResult[]> {
+): Promise<{ cells: CellResult[]; outcomes?: ProgramOutcome[] }> {
   const t = performance.now();
   const verifier0 = { ...progLoadStats };
   const object = { name: o.name, sha256: o.sha256 };
-  const whole = (reason: string): CellResult[] => [{
+  const whole = (reason: string): { cells: CellResult[] } => ({ cells: [{
     schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: WHOLE_OBJECT, loader: 'ours', object,
     verdict: 'fail', reason, relocations: [], externs: [], checks: [], timings: { loadMs: Math.round(performance.now() - t), runMs: 0 },
-  }];
+  }] });
   let coll: Collection | undefined;
   let config: string[] | undefined;
   try {
@@ -464,7 +510,7 @@ async function objectCells(
       attach = r.results;
       send({ t: 'log', level: 'info', msg: `agent: ${o.name}: ${r.summary.attached} attached; ${r.summary.workload ?? 'no workload (nothing attached)'}; run statistics ${r.summary.statsVia ?? 'unavailable'}; ${r.summary.ms} ms` });
     }
-    return outcomes.map((p) => {
+    const cells = outcomes.map((p) => {
       const cell: CellResult = {
         schema: RESULT_SCHEMA, kernel, suite: `object:${o.name}`, program: p.name, loader: 'ours', object,
         verdict: p.status === 'loaded' ? 'pass' : p.status === 'not-loaded' ? 'expected-skip' : 'fail', relocations: p.relocations,
@@ -486,6 +532,8 @@ async function objectCells(
       if (p.xlated) cell.xlated = p.xlated;
       return cell;
     });
+    // Copies for the differential: what the cells were made from, before the collection closes.
+    return { cells, outcomes: outcomes.map((x) => ({ ...x })) };
   } catch (e) {
     return whole((e as Error).message.split('\n')[0]!);
   } finally {

@@ -7,7 +7,7 @@ import { differential, type DifferentialOptions } from '../reference/differentia
 import { loadWithLibbpf, type ReferenceLoad } from '../reference/libbpf.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
-import { runUnder, type Workload } from './attach-run.js';
+import { runUnder, type RunMember, type RunOutcome, type Workload } from './attach-run.js';
 import { attachWithLibbpf, libbpfProgramInfo } from '../reference/libbpf-attach.js';
 import { RESULT_SCHEMA, WHOLE_OBJECT, type AttachResult, type CellResult, type KernelInfo } from '../results.js';
 import { DEFAULTS } from '../loader/attach.js';
@@ -91,17 +91,22 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
  */
 export async function libbpfAttachRun(
   live: ReferenceLoad, spec: ObjectSpec, cells: CellResult[], ours: ReadonlyMap<string, AttachResult> | undefined,
-  o: { around: (attach: () => void) => void; workload: Workload },
+  o: { around: (attach: () => void) => void; workload: Workload; join?: (m: RunMember) => Promise<RunOutcome> },
 ): Promise<void> {
   let att: ReturnType<typeof attachWithLibbpf> | undefined;
   try {
-    const { results } = await runUnder(() => {
-      o.around(() => {
-        // The same defaults our attacher uses (loader/attach.ts), through libbpf's own API.
-        att = attachWithLibbpf(live, spec.programs, { structOps: spec.structOps, ifindexLo: () => interfaceIndex(DEFAULTS.interface), cgroupDir: DEFAULTS.cgroup, netfilter: DEFAULTS.netfilter });
-      });
-      return att!.attachments;
-    }, (name) => libbpfProgramInfo(live, name), o.workload);
+    const member: RunMember = {
+      attach: () => {
+        o.around(() => {
+          // The same defaults our attacher uses (loader/attach.ts), through libbpf's own API.
+          att = attachWithLibbpf(live, spec.programs, { structOps: spec.structOps, ifindexLo: () => interfaceIndex(DEFAULTS.interface), cgroupDir: DEFAULTS.cgroup, netfilter: DEFAULTS.netfilter });
+        });
+        return att!.attachments;
+      },
+      runCounts: (name) => libbpfProgramInfo(live, name),
+    };
+    // Alone, or queued to share a run of the workload with other observing objects.
+    const { results } = await (o.join ? o.join(member) : runUnder(member.attach, member.runCounts, o.workload));
     for (const cell of cells) {
       const a = results.get(cell.program);
       if (!a) continue;

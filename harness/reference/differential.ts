@@ -35,6 +35,11 @@ export interface DifferentialOptions {
   keepReference?: boolean;
   /** The object already parsed by the caller (not yet loaded), instead of parsing `bytes` again. */
   parsed?: ObjectSpec;
+  /**
+   * Our loader's outcomes for this object in this kernel, when the caller has just loaded it
+   * (the agent's attach-and-run load): compared as they are, not loaded a second time.
+   */
+  oursOutcomes?: ProgramOutcome[];
 }
 
 export interface DifferentialResult {
@@ -64,8 +69,8 @@ export function differential(bytes: Uint8Array, name: string, o: DifferentialOpt
     // with our refusal (a disagreement wherever libbpf loads one).
     unreadable = `our loader cannot read the object: ${(err as Error).message.split('\n')[0]}`;
   }
-  const coll = spec && new Collection(spec);
-  let ours: ProgramOutcome[] = [];
+  const coll = spec && !o.oursOutcomes ? new Collection(spec) : undefined;
+  let ours: ProgramOutcome[] = o.oursOutcomes ?? [];
   if (coll) {
     try {
       coll.load({ kernelBtf: o.kernelBtf, moduleBtfs: o.moduleBtfs, kernelBtfName: o.kernelBtfName, kconfig: o.kconfig, kallsyms: o.kallsyms, programs: o.programs, mutateInsns: o.mutateInsns });
