@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { buildInitramfs } from '../images/initramfs.js';
+import { kernelBtfIndexFile } from '../kernels/btf-index.js';
 import { KernelStore } from '../kernels/store.js';
 import { repoRoot } from '../paths.js';
 import { decodeMessage, LOAD_TIMING, PROG_LOAD_TOTAL, type LoadTiming, type ProgLoadTotal } from '../protocol.js';
@@ -109,7 +110,8 @@ export async function benchCorpus(o: { kernel: string; corpora: string[]; accel:
   const corpora = await corpusObjects(o.corpora, o.log);
   const objects = corpora.flatMap((c) => c.objects);
   // The names a corpus run gives the objects (its cells and records are keyed by them), in order.
-  const names = readUserObjects(objects, new Map(), { lenient: true }).map((u) => `object:${u.name}`);
+  const users = readUserObjects(objects, new Map(), { lenient: true });
+  const names = users.map((u) => `object:${u.name}`);
   const corpusOf = new Map<string, string>();
   let i = 0;
   for (const c of corpora) for (let n = 0; n < c.objects.length; n++) corpusOf.set(names[i++]!, c.name);
@@ -121,13 +123,18 @@ export async function benchCorpus(o: { kernel: string; corpora: string[]; accel:
   const lib = await currentLibbpf(o.log);
   const so = `/usr/lib/corematrix/libbpf/libbpf.so.${lib.version}`;
   const guestPath = (n: number, host: string) => `/cm/bench/objs/${n}-${basename(host)}`;
-  const input: BenchLoadInput = { objects: objects.map((p, n) => ({ unit: names[n]!, path: guestPath(n, p) })), libbpf: { so, version: lib.version, source: lib.source }, rounds: o.rounds };
+  // The host's index of what the objects look up in the kernel's BTF, as runMatrix ships it.
+  const lookups = [...new Set(users.flatMap((u) => u.kernelNames ?? []))];
+  const btfIndex = { btf: '/cm/bench/kernel.btf', index: '/cm/bench/kernel.btf.idx', names: lookups };
+  const input: BenchLoadInput = { objects: objects.map((p, n) => ({ unit: names[n]!, path: guestPath(n, p) })), libbpf: { so, version: lib.version, source: lib.source }, rounds: o.rounds, btfIndex };
   const script = await bundleLoadGuest(join(dir, 'load-guest.mjs'));
   const initrd = await buildInitramfs({
     files: [
       { path: '/cm/bench/load.mjs', source: script },
       { path: BENCH_LOAD_INPUT, data: JSON.stringify(input) },
       { path: so, source: lib.so },
+      { path: btfIndex.btf, source: k.btf },
+      { path: btfIndex.index, source: kernelBtfIndexFile({ path: k.btf, sha256: k.sha256.btf }, lookups) },
       ...objects.map((p, n) => ({ path: guestPath(n, p), source: p })),
     ],
     agent: false, kernelConfig: k.config, release: k.release,

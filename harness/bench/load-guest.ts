@@ -6,7 +6,7 @@
 // weighs on both loaders alike; `rounds` times. Nothing is attached. One `result` record, kind BENCH_LOAD_KIND.
 // This file runs on import: it is the guest's entry point.
 import { openSync, readFileSync, writeSync } from 'node:fs';
-import { parseBtf } from '../core/btf/btf.js';
+import { decodeBtfIndex, parseBtf } from '../core/btf/btf.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import { Collection } from '../loader/collection.js';
 import { encodeMessage, PROTOCOL_VERSION, type GuestMessage } from '../protocol.js';
@@ -26,7 +26,12 @@ function main(): void {
   say({ t: 'hello', v: PROTOCOL_VERSION, release: unameRelease(), machine: process.arch === 'x64' ? 'x86_64' : process.arch, bootMs: uptime() });
   const input = JSON.parse(readFileSync(BENCH_LOAD_INPUT, 'utf8')) as BenchLoadInput;
   const release = unameRelease();
-  const kernelBtf = parseBtf(readFileSync('/sys/kernel/btf/vmlinux'), { source: '/sys/kernel/btf/vmlinux' });
+  // Opened as the agent opens it in a run: from the host's index when the bytes are the ones it indexed.
+  const bytes = readFileSync('/sys/kernel/btf/vmlinux');
+  const ix = input.btfIndex;
+  const indexed = ix && bytes.equals(readFileSync(ix.btf)) ? { findNames: ix.names, index: decodeBtfIndex(readFileSync(ix.index), ix.index) } : {};
+  if (ix && !('index' in indexed)) say({ t: 'log', level: 'warn', msg: `bench load guest: /sys/kernel/btf/vmlinux differs from ${ix.btf}; parsed without the host's index` });
+  const kernelBtf = parseBtf(bytes, { source: '/sys/kernel/btf/vmlinux', ...indexed });
   const kconfig = { config: readKernelConfig(release).config, linuxKernelVersion: linuxKernelVersion() };
 
   const ours = (path: string, name: string): LoaderTiming => {

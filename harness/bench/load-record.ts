@@ -12,6 +12,11 @@ export interface BenchLoadInput {
   libbpf: ReferenceLibrary;
   /** Times every object is loaded by each loader (the order of the two alternates every time). */
   rounds: number;
+  /**
+   * The kernel package's BTF and the host's index of the names the objects look up in it, as a
+   * matrix run ships them (the agent's openKernelBtf): our loads then pay what they pay in a run.
+   */
+  btfIndex?: { btf: string; index: string; names: string[] };
 }
 
 /** One loader's load of one object. */
