@@ -5,10 +5,10 @@
 //
 // Everything opened here is closed by `Collection.close()`.
 
-import { Btf, essentialName, parseBtf } from '../core/btf/btf.js';
+import type { Btf } from '../core/btf/btf.js';
 import { Kind } from '../core/btf/kinds.js';
 import { sanitizeBtf, type BtfFeatures } from '../core/btf/sanitize.js';
-import { CoreMatrixError, RelocationError } from '../core/errors.js';
+import { CoreMatrixError } from '../core/errors.js';
 import { BPF_PSEUDO_BTF_ID, CALL, LD_IMM64 } from '../core/insn.js';
 import { fillKconfig, type KconfigFacts, type KconfigResolution } from '../core/kconfig.js';
 import { arenaDataOffset, arenaMmapSize, MAP_TYPE_ARENA } from '../core/object/arena.js';
@@ -16,14 +16,14 @@ import { libbpfExternOrder, POISON_CALL_KFUNC_BASE } from '../core/object/extern
 import { linkProgram } from '../core/object/link.js';
 import { isMapInMap, MapType, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG } from '../core/object/maps.js';
 import { AttachType, ProgType } from '../core/object/sections.js';
-import type { ExternSpec, LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
-import { typesCompatible } from '../core/relo/spec.js';
+import type { LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
 import { relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { RelocationRecord } from '../core/relo/report.js';
 import { locateRodata, writeRodata } from '../suites/rodata.js';
-import { btfObjectBytes, mmapArena, moduleBtfObjects } from '../runtime/bpf.js';
+import { mmapArena } from '../runtime/bpf.js';
 import type { Mapping } from '../runtime/sys.js';
 import { attachProgram, type Attachment } from './attach.js';
+import { KernelSymbols, type Ksyms } from './kernel-symbols.js';
 import { registerStructOps } from './struct-ops.js';
 import {
   btfLoad, BpfMap, close as closeFd, ensureBpffs, errnoNumber, FeatureMissingError,
@@ -79,26 +79,6 @@ export interface ProgramOutcome {
 }
 
 const PSEUDO_MAP_FD = 1;
-
-/**
- * A ksym as the running kernel resolved it: a typed one (a kfunc or a variable) by its BTF id in
- * vmlinux's or a module's BTF (btfObjFd: that module's BTF object fd, 0 for vmlinux; fdIndex: its
- * slot in the fd_array the programs load with, 0 for vmlinux), a typeless one by its kallsyms
- * address. Undefined in the map: a __weak one the kernel lacks.
- */
-type ResolvedKsym = { btfId: number; btfObjFd: number; fdIndex: number } | { addr: bigint };
-type Ksyms = Map<number, ResolvedKsym | undefined>;
-
-/** A loaded module's kernel BTF object: its fd, its BTF (split on vmlinux's; parsed when first searched) and, once a kfunc of it resolves, its fd_array slot. */
-interface ModuleBtf {
-  name: string;
-  fd: number;
-  btf?: Btf;
-  fdIndex?: number;
-}
-
-/** libbpf's limit: a kfunc call's `off` (an s16) holds the module's fd_array index. */
-const MAX_FD_ARRAY = 0x7fff;
 
 function tail(log: string, lines = 30): string {
   const l = log.trimEnd().split('\n');
@@ -159,19 +139,16 @@ export class Collection {
   private readonly rodataApplied = new Set<string>();
   /** Maps taken over from a pin (left as they are: not filled again). */
   private readonly reusedPins = new Set<string>();
-  /** The loaded modules' BTFs, read the first time a ksym is not in vmlinux's (libbpf's order: by BTF object id). */
-  private moduleBtfList?: ModuleBtf[];
-  /**
-   * fd_array for every program of the object, as libbpf builds it: slot 0 unused, then the BTF
-   * object fd of each module a kfunc is called from, in the order the kfuncs were resolved.
-   */
-  private readonly fdArray: number[] = [];
+  /** The kernel's and its modules' BTF as the object's ksyms and attach targets find them (module BTF fds, the fd_array). */
+  private readonly kernelSymbols: KernelSymbols;
   /** Where the `__arena` globals start inside the arena map (see core/object/arena.ts). */
   private arenaOffset = 0;
   /** Arena maps stay mapped while the object lives, as libbpf keeps them. */
   private readonly arenaMappings: Mapping[] = [];
 
-  constructor(readonly spec: ObjectSpec) {}
+  constructor(readonly spec: ObjectSpec) {
+    this.kernelSymbols = new KernelSymbols(spec);
+  }
 
   /** Reads a global variable from its data map, decoded by its BTF type. */
   readVar(name: string): number | bigint | string | boolean {
@@ -240,9 +217,7 @@ export class Collection {
     this.maps.clear();
     if (this.btfFd >= 0) closeFd(this.btfFd);
     this.btfFd = -1;
-    for (const m of this.moduleBtfList ?? []) closeFd(m.fd);
-    this.moduleBtfList = undefined;
-    this.fdArray.length = 0;
+    this.kernelSymbols.close();
   }
 
   /**
@@ -267,7 +242,7 @@ export class Collection {
     if (kcfgMap?.data) this.externs = fillKconfig(spec.btf, spec.externs, kcfgMap.data, this.kconfigFacts(opts.kconfig));
     // ksyms and kfuncs, object-wide and before anything is created (libbpf's order), then the
     // struct_ops tables against the kernel's.
-    const ksyms = this.resolveKsyms(opts);
+    const ksyms = this.kernelSymbols.resolveKsyms(opts);
     this.structOps = this.resolveStructOps(opts);
     // struct_ops: each table's value laid out against the kernel's struct (member errors refuse the object, as in libbpf).
     this.structOpsPlans = spec.structOps.map((t) => planStructOps(t, spec.btf, opts.kernelBtf, spec.source));
@@ -484,108 +459,6 @@ export class Collection {
   }
 
   /**
-   * Every ksym extern of the object, resolved once before any program loads, as libbpf resolves
-   * them: object-wide and in libbpf's extern order, so a strong extern the kernel lacks fails the
-   * whole object (even for programs that do not use it), and a __weak one stays unresolved. Typed
-   * ones are looked up in vmlinux's BTF, then in each loaded module's (a kfunc by its name
-   * without a `___flavour` suffix); typeless ones in /proc/kallsyms.
-   */
-  private resolveKsyms(opts: LoadOptions): Ksyms {
-    const out: Ksyms = new Map();
-    let syms: Map<string, Ksym> | undefined;
-    for (const i of libbpfExternOrder(this.spec.externs)) {
-      const e = this.spec.externs[i]!;
-      if (e.kind !== 'ksym') continue;
-      if (e.func) out.set(i, this.resolveKfunc(e, opts));
-      else if (e.typed) out.set(i, this.resolveKsymVar(e, opts));
-      else {
-        syms ??= opts.kallsyms?.(this.spec.externs.filter((x) => x.kind === 'ksym').map((x) => x.name)) ?? new Map();
-        const sym = syms.get(e.name);
-        if (!sym && !e.weak) throw new CoreMatrixError(`${this.spec.source}: extern (ksym) '${e.name}': not found in /proc/kallsyms`);
-        out.set(i, sym ? { addr: sym.addr } : undefined);
-      }
-    }
-    return out;
-  }
-
-  /**
-   * A kfunc: its FUNC in the kernel's BTF (vmlinux's, else a module's) whose prototype is
-   * compatible with the object's, as bpf_core_types_are_compat judges it. A module's BTF object
-   * gets an fd_array slot, which the calls' `off` names (Linux 5.16+ reads it; on older kernels
-   * the verifier refuses the call, as it does libbpf's).
-   */
-  private resolveKfunc(e: ExternSpec, opts: LoadOptions): ResolvedKsym | undefined {
-    const where = `${this.spec.source}: extern (func ksym) '${e.name}'`;
-    const found = this.findKernelType(essentialName(e.name), Kind.FUNC, opts);
-    if (!found) {
-      if (e.weak) return undefined;
-      throw new CoreMatrixError(`${where}: not found in the kernel's or its modules' BTF`);
-    }
-    const proto = found.btf.sizeOrType(found.id);
-    if (!compatible(this.spec.btf, e.valueTypeId, found.btf, proto)) {
-      if (e.weak) return undefined;
-      throw new CoreMatrixError(`${where}: its prototype [${e.valueTypeId}] is incompatible with ${found.module?.name ?? 'vmlinux'}'s [${proto}]`);
-    }
-    return { btfId: found.id, btfObjFd: found.module?.fd ?? 0, fdIndex: found.module ? this.fdArraySlot(found.module, where) : 0 };
-  }
-
-  /** A typed ksym variable: its VAR in the kernel's BTF (vmlinux's, else a module's), of a compatible type even when __weak, as libbpf requires. */
-  private resolveKsymVar(e: ExternSpec, opts: LoadOptions): ResolvedKsym | undefined {
-    const where = `${this.spec.source}: extern (var ksym) '${e.name}'`;
-    const found = this.findKernelType(e.name, Kind.VAR, opts);
-    if (!found) {
-      if (e.weak) return undefined;
-      throw new CoreMatrixError(`${where}: not found in the kernel's BTF`);
-    }
-    const local = this.spec.btf.skipModsAndTypedefs(e.valueTypeId);
-    const target = found.btf.skipModsAndTypedefs(found.btf.typeOf(found.id, Kind.VAR).type);
-    if (!compatible(this.spec.btf, local, found.btf, target)) {
-      throw new CoreMatrixError(`${where}: incompatible types, expected [${local}] ${this.spec.btf.typeName(local)}, but ${found.module?.name ?? 'the kernel'} has [${target}] ${found.btf.typeName(target)}`);
-    }
-    return { btfId: found.id, btfObjFd: found.module?.fd ?? 0, fdIndex: 0 };
-  }
-
-  /**
-   * The first type of `kind` named `name` in vmlinux's BTF, else in the loaded modules' own types
-   * (by module BTF id, as libbpf searches); only in module `inModule`'s when one is named
-   * (`fentry/nf_conntrack:nf_confirm`).
-   */
-  private findKernelType(name: string, kind: Kind, opts: LoadOptions, inModule?: string): { btf: Btf; id: number; module?: ModuleBtf } | undefined {
-    const kb = opts.kernelBtf;
-    const id = inModule === undefined ? kb.byName(name).find((x) => kb.kind(x) === kind) : undefined;
-    if (id !== undefined) return { btf: kb, id };
-    for (const m of this.moduleBtfs(opts)) {
-      if (inModule !== undefined && m.name !== inModule) continue;
-      const btf = (m.btf ??= parseBtf(btfObjectBytes(m.fd), { source: `BTF of module ${m.name}`, base: kb }));
-      const own = btf.byName(name).find((x) => x >= btf.startId && btf.kind(x) === kind);
-      if (own !== undefined) return { btf, id: own, module: m };
-    }
-    return undefined;
-  }
-
-  /**
-   * The loaded modules' BTF objects, kept open until close() (their fds go into ld_imm64s and the
-   * fd_array), each with the caller's parsed /sys/kernel/btf/<module> where it gave one.
-   */
-  private moduleBtfs(opts: LoadOptions): ModuleBtf[] {
-    if (!this.moduleBtfList) {
-      const given = new Map((opts.moduleBtfs ?? []).map((b) => [b.source.split('/').pop()!, b]));
-      this.moduleBtfList = moduleBtfObjects().map((o) => ({ name: o.name, fd: o.fd, btf: given.get(o.name) }));
-    }
-    return this.moduleBtfList;
-  }
-
-  /** The module's fd_array slot, taken the first time one of its kfuncs resolves (slot 0 stays unused: `off` 0 means vmlinux). */
-  private fdArraySlot(m: ModuleBtf, where: string): number {
-    if (m.fdIndex !== undefined) return m.fdIndex;
-    if (this.fdArray.length === 0) this.fdArray.push(0);
-    if (this.fdArray.length >= MAX_FD_ARRAY) throw new CoreMatrixError(`${where}: module BTF fd index ${this.fdArray.length} does not fit a call's offset`);
-    m.fdIndex = this.fdArray.length;
-    this.fdArray.push(m.fd);
-    return m.fdIndex;
-  }
-
-  /**
    * What each program a struct_ops table names loads with, as libbpf finds it: attach_btf_id = the
    * kernel's struct, expected_attach_type = the member's index in it. A kernel without the table's
    * `bpf_struct_ops_<type>` refuses the whole object; a program whose member the kernel's struct
@@ -707,10 +580,10 @@ export class Collection {
       if (p.flags.attachBtf && p.type !== ProgType.EXT) {
         if (p.targetError || p.target?.kind !== 'btf') throw new CoreMatrixError(`program '${p.name}': ${p.targetError ?? `section '${p.section}' names no BTF attach target`}`);
         const t = p.target;
-        const found = this.findKernelType(t.btfName, t.btfKind === 'typedef' ? Kind.TYPEDEF : Kind.FUNC, opts, t.module);
+        const found = this.kernelSymbols.findKernelType(t.btfName, t.btfKind === 'typedef' ? Kind.TYPEDEF : Kind.FUNC, opts, t.module);
         if (!found) {
           const where = t.module ? `BTF of module ${t.module}` : "kernel's or its loaded modules' BTF";
-          const why = this.moduleBtfs(opts).length === 0 ? ' (this kernel exposes no module BTF)' : '';
+          const why = this.kernelSymbols.moduleBtfs(opts).length === 0 ? ' (this kernel exposes no module BTF)' : '';
           throw new CoreMatrixError(`program '${p.name}': attach target ${t.module ? `${t.module}:` : ''}${t.btfName} is not in the ${where}${why}`);
         }
         attachBtfId = found.id;
@@ -735,7 +608,7 @@ export class Collection {
         kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion,
         progFlags: p.progFlags,
         progBtfFd: useBtf ? this.btfFd : undefined,
-        fdArray: this.fdArray.length ? this.fdArray : undefined,
+        fdArray: this.kernelSymbols.fdArray.length ? this.kernelSymbols.fdArray : undefined,
         funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined,
         funcInfoRecSize: 8,
         lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined,
@@ -840,16 +713,6 @@ export function decodeValue(btf: Btf, typeId: number, bytes: Uint8Array, offset:
   }
   const size = btf.sizeOf(id);
   return Buffer.from(bytes.subarray(offset, offset + size)).toString('hex');
-}
-
-/** bpf_core_types_are_compat; types nested too deep to compare count as incompatible, as libbpf's error answer does. */
-function compatible(lb: Btf, lid: number, tb: Btf, tid: number): boolean {
-  try {
-    return typesCompatible(lb, lid, tb, tid);
-  } catch (e) {
-    if (e instanceof RelocationError) return false;
-    throw e;
-  }
 }
 
 /** ': kernel lacks map:BLOOM_FILTER (needs Linux 5.16 or later)' when the running kernel has no such map type, else ''. */
