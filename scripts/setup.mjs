@@ -15,6 +15,9 @@ const needs = [
   ['qemu-system-x86', '/usr/bin/qemu-system-x86_64'],
   // The default matrix's arm64 kernels boot under qemu-system-aarch64 (docs/arm64.md).
   ['qemu-system-arm', '/usr/bin/qemu-system-aarch64'],
+  // The current libbpf is cross-built for the arm64 guests' reference loader (docs/arm64.md).
+  ['gcc-aarch64-linux-gnu', '/usr/bin/aarch64-linux-gnu-gcc'],
+  ['libc6-dev-arm64-cross', '/usr/aarch64-linux-gnu/include/stdio.h'],
   ['busybox-static', '/bin/busybox'],
   ['cpio', '/usr/bin/cpio'],
   ['zstd', '/usr/bin/zstd'],

@@ -106,7 +106,7 @@ function fastest(samples: LoaderTiming[]): LoaderTiming | undefined {
 }
 
 export async function benchCorpus(o: { kernel: string; corpora: string[]; accel: Accel; rounds: number; log: (s: string) => void }): Promise<CorpusBench> {
-  const { runMatrix, readUserObjects } = await import('../matrix/run.js');
+  const { runMatrix, readUserObjects, guestLibbpfPath } = await import('../matrix/run.js');
   const corpora = await corpusObjects(o.corpora, o.log);
   const objects = corpora.flatMap((c) => c.objects);
   // The names a corpus run gives the objects (its cells and records are keyed by them), in order.
@@ -121,7 +121,7 @@ export async function benchCorpus(o: { kernel: string; corpora: string[]; accel:
 
   // 1. Both loaders, object by object, in one guest.
   const lib = await currentLibbpf(o.log);
-  const so = `/usr/lib/corematrix/libbpf/libbpf.so.${lib.version}`;
+  const so = guestLibbpfPath(lib.version);
   const guestPath = (n: number, host: string) => `/cm/bench/objs/${n}-${basename(host)}`;
   // The host's index of what the objects look up in the kernel's BTF, as runMatrix ships it.
   const lookups = [...new Set(users.flatMap((u) => u.kernelNames ?? []))];

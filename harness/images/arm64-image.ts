@@ -5,6 +5,9 @@
 //     arch with every library its loader opens (arm64-userland.ts), koffi's JavaScript from
 //     node_modules and its native module of the arch (arm64-koffi.ts), libbpf.so.1 of the arch.
 //   run layer: /init, /agent.js, the node flags, /boot/config-<release>, the caller's files.
+//     Shared objects among them (the current libbpf, built for the arch: reference/build.ts) are
+//     roots of the userland as node is: whatever library they need that the base layer does not
+//     carry yet joins the base layer (none for libbpf: it needs what Debian's libbpf.so.1 needs).
 //
 // What differs from the amd64 image, and why:
 // - No V8 code cache (/agent.js.cache): a cache is made by the node that will read it, and the
@@ -54,6 +57,11 @@ export interface ArchImageSpec {
   nodeFlags?: readonly string[];
   /** Suites node and its libraries come from (default trixie). */
   userlandSuites?: string[];
+  /**
+   * Guest paths (among `files`, each with a `source`) of shared objects of this arch the guest
+   * loads: their libraries are found and carried as node's are (an object of another arch is refused).
+   */
+  sharedObjects?: string[];
   log?: (line: string) => void;
 }
 
@@ -78,8 +86,18 @@ export function archInitScript(): string {
   return text;
 }
 
-/** The base layer's entries: busybox, node and its libraries, koffi (JavaScript and native module), libbpf. */
-export async function archBaseEntries(arch: DebianArch, opts: { userlandSuites?: string[]; log?: (line: string) => void } = {}): Promise<{ entries: CpioEntry[]; busybox: ArchBusybox; userland: ArchUserland; koffi: ArchKoffi }> {
+/** A shared object of the run layer whose libraries the base layer must carry: where it is on the host and in the guest. */
+export interface RunLayerRoot {
+  host: string;
+  /** Without the leading slash. */
+  guest: string;
+}
+
+/**
+ * The base layer's entries: busybox, node and its libraries, koffi (JavaScript and native module),
+ * libbpf, and the libraries `roots` (shared objects of the run layer) need.
+ */
+export async function archBaseEntries(arch: DebianArch, opts: { userlandSuites?: string[]; roots?: RunLayerRoot[]; log?: (line: string) => void } = {}): Promise<{ entries: CpioEntry[]; busybox: ArchBusybox; userland: ArchUserland; koffi: ArchKoffi }> {
   if (arch === hostArch()) throw new UsageError(`image for ${arch}: that is the host's own arch; initramfs.ts builds its images`);
   const apt = new AptState({ arch, ...(opts.log ? { log: opts.log } : {}) });
   const busybox = await archBusybox(arch, { apt, ...(opts.log ? { log: opts.log } : {}) });
@@ -87,7 +105,7 @@ export async function archBaseEntries(arch: DebianArch, opts: { userlandSuites?:
   const nativeGuest = `node_modules/${koffi.nativeInPackage}`;
   const userland = await archUserland(arch, {
     apt, suites: opts.userlandSuites ?? DEFAULT_USERLAND_SUITES, extraPackages: ['libbpf1'],
-    extraRoots: [{ host: koffi.native, guest: nativeGuest }], ...(opts.log ? { log: opts.log } : {}),
+    extraRoots: [{ host: koffi.native, guest: nativeGuest }, ...(opts.roots ?? [])], ...(opts.log ? { log: opts.log } : {}),
   });
   const entries = busyboxRootEntries(busybox);
   for (const f of userland.files) entries.push({ kind: 'file', path: f.guest, source: f.source, mode: f.mode });
@@ -108,7 +126,7 @@ export async function archBaseEntries(arch: DebianArch, opts: { userlandSuites?:
 }
 
 /** The cached base layer for `arch` (built when its content key is new). */
-async function archBaseLayer(arch: DebianArch, opts: { userlandSuites?: string[]; log?: (line: string) => void }) {
+async function archBaseLayer(arch: DebianArch, opts: { userlandSuites?: string[]; roots?: RunLayerRoot[]; log?: (line: string) => void }) {
   const parts = await archBaseEntries(arch, opts);
   const key = cpioContentKey([...parts.entries, { kind: 'file', path: '.recipe', data: `arch-base v${RECIPE_VERSION} ${arch}` }], fileHash).slice(0, 24);
   const dir = cacheDir('images', arch);
@@ -157,6 +175,15 @@ function archRunEntries(spec: ArchImageSpec): CpioEntry[] {
   return run;
 }
 
+/** `spec.sharedObjects`, each found among the caller's files. */
+function runLayerRoots(spec: ArchImageSpec): RunLayerRoot[] {
+  return (spec.sharedObjects ?? []).map((path) => {
+    const f = spec.files.find((x) => x.path === path);
+    if (!f?.source) throw new CoreMatrixError(`image for ${spec.arch}: shared object ${path} is not one of the image's files with a host source`);
+    return { host: f.source, guest: path.replace(/^\/+/, '') };
+  });
+}
+
 /** The agent bundle names the koffi whose JavaScript it carries (scripts/build.mjs): koffi refuses a native module of another version. */
 function checkBundledKoffi(run: CpioEntry[], koffi: ArchKoffi): void {
   const agent = run.find((e) => e.path === 'agent.js');
@@ -168,7 +195,8 @@ function checkBundledKoffi(run: CpioEntry[], koffi: ArchKoffi): void {
 /** Builds (or reuses) the initramfs of `spec.arch`: base layer + run layer, sealed. */
 export async function buildArchImage(spec: ArchImageSpec): Promise<BuiltArchImage> {
   const t0 = performance.now();
-  const base = await archBaseLayer(spec.arch, { ...(spec.userlandSuites ? { userlandSuites: spec.userlandSuites } : {}), ...(spec.log ? { log: spec.log } : {}) });
+  const roots = runLayerRoots(spec);
+  const base = await archBaseLayer(spec.arch, { ...(spec.userlandSuites ? { userlandSuites: spec.userlandSuites } : {}), ...(roots.length ? { roots } : {}), ...(spec.log ? { log: spec.log } : {}) });
   const run = archRunEntries(spec);
   checkBundledKoffi(run, base.koffi);
   const runKey = cpioContentKey(run, fileHash).slice(0, 16);

@@ -4,7 +4,8 @@
 //
 // arm64 kernels (an entry's `arch: arm64`, or `<id>-arm64`: docs/arm64.md) get the suites compiled
 // for arm64 (harness/images/arm64-objects.ts), an arm64 image (harness/images/arm64-image.ts) and
-// qemu-system-aarch64 under TCG; the reference loader (libbpf) is amd64 only for now.
+// qemu-system-aarch64 under TCG; the reference loader (libbpf) is the current libbpf cross-built
+// for arm64 (harness/reference/build.ts), at the same guest path as amd64's.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -33,7 +34,7 @@ import { ARCH_MACHINES, kvmCapable } from '../vm/arch.js';
 import { attachModules } from '../kernels/modules.js';
 import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
-import { currentLibbpf } from '../reference/build.js';
+import { currentLibbpf, type CurrentLibbpf } from '../reference/build.js';
 import { bootOrder, DurationHistory } from './schedule.js';
 import { EXEC_OVERHEAD_MS, netPlan, planExec, SHELL_RC, shellRc, type ExecOptions } from './exec.js';
 
@@ -139,9 +140,14 @@ function kernelInfo(e: KernelEntry, k?: KernelArtifacts): KernelInfo {
   return { id: e.id, package: k?.package ?? '', version: k?.version ?? '', release: k?.release ?? '', flavour: e.flavour, ...(arch !== DEFAULT_ARCH ? { arch } : {}), btf: e.build ? e.build.btf : 'kernel' };
 }
 
-/** Why a kernel of `arch` has no reference (libbpf) cells: the current libbpf the host builds is x86-64. */
-export function noReferenceOn(arch: DebianArch): string {
-  return `the reference loader (libbpf) is not available on ${arch} guests yet (the current libbpf is built for x86-64; docs/arm64.md)`;
+/** Why a kernel of `arch` has no reference (libbpf) cells: the current libbpf could not be built for it (`why`: the build's one line). */
+export function noReferenceOn(arch: DebianArch, why: string): string {
+  return `the reference loader (libbpf) is not available on ${arch} guests (${why})`;
+}
+
+/** Where every image carries the current libbpf: outside the loader's search path, so a bare libbpf.so.1 stays Debian's. */
+export function guestLibbpfPath(version: string): string {
+  return `/usr/lib/corematrix/libbpf/libbpf.so.${version}`;
 }
 
 /** How an object is named in the report's list: amd64's as the cells name them, another arch's with the arch (its bytes differ). */
@@ -215,12 +221,31 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   }));
   const forArch = (arch: DebianArch) => perArch.get(arch) ?? { suites: [] as BuiltSuite[], roots: userNames, owed: userOwed };
   const programCount = forArch(arches[0] ?? DEFAULT_ARCH).owed.reduce((n, u) => n + u.programs.length, 0);
+
+  // The reference loader: the current libbpf, built from the newest linux-source (Debian's 1.1 is
+  // older than the objects people build today), once per arch of the run's kernels (cross-built
+  // for arm64), shipped beside Debian's libbpf.so.1 in every image of that arch. The host's arch
+  // must build (a failure stops the run, as before arm64); another arch whose build fails runs
+  // ours only, and its libbpf cells are errors saying why.
+  const references = new Map<DebianArch, CurrentLibbpf>();
+  const noReference = new Map<DebianArch, string>();
+  for (const arch of loaders.includes('libbpf') ? arches : []) {
+    if (arch === DEFAULT_ARCH) {
+      references.set(arch, await currentLibbpf(o.log));
+      continue;
+    }
+    try {
+      references.set(arch, await currentLibbpf(o.log, { arch }));
+    } catch (err) {
+      if (o.signal?.aborted) throw err;
+      noReference.set(arch, (err as Error).message.split('\n')[0]!);
+    }
+  }
   // Which loaders a guest of each arch runs: the reference (libbpf) only where it is built.
-  const loadersOn = (arch: DebianArch): LoaderName[] => (arch === DEFAULT_ARCH ? loaders : loaders.filter((l) => l !== 'libbpf'));
-  const withoutReference = entries.filter((e) => loaders.includes('libbpf') && archOf(e) !== DEFAULT_ARCH);
-  if (withoutReference.length) {
-    const arch = archOf(withoutReference[0]!);
-    o.log(`matrix: ${noReferenceOn(arch)}: ${withoutReference.map((e) => e.id).join(', ')} ${loadersOn(arch).length ? 'run ours only, their libbpf cells are expected skips' : 'are not booted (--loader libbpf)'}`);
+  const loadersOn = (arch: DebianArch): LoaderName[] => (noReference.has(arch) ? loaders.filter((l) => l !== 'libbpf') : loaders);
+  for (const [arch, why] of noReference) {
+    const ids = entries.filter((e) => archOf(e) === arch).map((e) => e.id);
+    o.log(`matrix: ${noReferenceOn(arch, why)}: ${ids.join(', ')} ${loadersOn(arch).length ? 'run ours only, their libbpf cells are errors' : 'are not booted (--loader libbpf)'}`);
   }
   // KVM runs only the host's own arch: a kernel of another arch runs under TCG even with --accel kvm.
   const accelOf = (arch: DebianArch): 'auto' | Accel => (o.accel === 'kvm' && !kvmCapable(arch) ? 'tcg' : o.accel);
@@ -245,13 +270,10 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     o.log(`matrix: corpus ${c.package} ${c.version}: ${cases.length} cases, ${files.size} objects`);
   }
 
-  // The reference loader: the current libbpf, built from the newest linux-source (Debian's 1.1 is
-  // older than the objects people build today), shipped beside Debian's in every image.
-  const libbpf = loaders.includes('libbpf') && arches.includes(DEFAULT_ARCH) ? await currentLibbpf(o.log) : undefined;
-  const guestLibbpf = libbpf && { so: `/usr/lib/corematrix/libbpf/libbpf.so.${libbpf.version}`, version: libbpf.version, source: libbpf.source };
+  const libbpfLabel = [...references].map(([arch, l]) => `${arch === DEFAULT_ARCH ? '' : `${arch}: `}libbpf ${l.version} (${l.source})`).join('; ');
   const report: RunReport = {
     schema: RESULT_SCHEMA, runId: o.runId, startedAt, finishedAt: startedAt, complete: false,
-    host: { node: process.version, qemu: toolVersion(ARCH_MACHINES[arches[0] ?? DEFAULT_ARCH].qemu, ['--version']), clang: await clangId(), ...(libbpf ? { libbpf: `libbpf ${libbpf.version} (${libbpf.source})` } : {}) },
+    host: { node: process.version, qemu: toolVersion(ARCH_MACHINES[arches[0] ?? DEFAULT_ARCH].qemu, ['--version']), clang: await clangId(), ...(libbpfLabel ? { libbpf: libbpfLabel } : {}) },
     suites: suites.map((s) => s.name),
     // The command's program too: a baseline comparison names a tool that changed.
     objects: [
@@ -297,7 +319,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   /** A kernel whose guest would have nothing to do: only the reference was asked for, and its arch has none. */
   const nothingToRun = (e: KernelEntry, kernel: KernelInfo): KernelRun | undefined =>
     loadersOn(archOf(e)).length === 0
-      ? { kernel, guest: 'harness-error', detail: `${noReferenceOn(archOf(e))}: not booted (--loader libbpf)`, accel: 'none', durationMs: 0, cells: [] }
+      ? { kernel, guest: 'harness-error', detail: `${noReferenceOn(archOf(e), noReference.get(archOf(e)) ?? 'not built')}: not booted (--loader libbpf)`, accel: 'none', durationMs: 0, cells: [] }
       : undefined;
   /** Everything a guest needs before it boots: the kernel, its host truth and manifest, its image. */
   const prepare = async (e: KernelEntry, signal: AbortSignal): Promise<Prepared> => {
@@ -317,8 +339,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     const skipped = nothingToRun(e, kernel);
     if (skipped) return { run: skipped };
     const { suites: archSuites, roots } = forArch(arch);
-    // The current libbpf is built for x86-64: only amd64 images carry it.
-    const reference = arch === DEFAULT_ARCH ? libbpf : undefined;
+    // The current libbpf built for this kernel's arch, at the same guest path on every arch.
+    const reference = references.get(arch);
+    const guestLibbpf = reference && { so: guestLibbpfPath(reference.version), version: reference.version, source: reference.source };
     try {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
       // Users' objects are attached and run under the workload: tc on lo and null_blk need theirs.
@@ -341,9 +364,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         hostTruth: await hostTruthOf({ ...k, modules: modules.map((m) => m.source) }, truthKeys),
         suiteTimeoutMs,
         ...(e.build?.btf === 'pahole' ? { btf: { path: GUEST_BTF, source: 'pahole' as const } } : {}),
-        // Where the reference is not built (arm64), `both` runs ours only (the libbpf cells are the host's expected skips).
+        // Where the reference could not be built, `both` runs ours only (the libbpf cells are the host's errors).
         loader: o.loader === 'both' && !reference ? 'ours' : (o.loader ?? 'ours'),
-        ...(reference && guestLibbpf ? { libbpf: guestLibbpf } : {}),
+        ...(guestLibbpf ? { libbpf: guestLibbpf } : {}),
         ...(modules.length ? { modules: modules.map((m) => ({ name: m.name, path: m.path })) } : {}),
         ...(btfIndex ? { btfIndex } : {}),
         ...(corpus ? { corpus: corpus.cases } : {}),
@@ -356,7 +379,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         { path: '/cm/run.json', data: JSON.stringify(manifest) },
         ...archSuites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
         ...userObjects.map((u) => ({ path: u.path, source: u.host })),
-        ...(reference ? [{ path: guestLibbpf!.so, source: reference.so }] : []),
+        ...(reference && guestLibbpf ? [{ path: guestLibbpf.so, source: reference.so }] : []),
         ...(corpus?.files ?? []),
         ...modules.map((m) => ({ path: m.path, source: m.source })),
         ...(indexFile ? [{ path: GUEST_BTF_INDEX, source: indexFile }, ...(btfIndex!.btf === GUEST_BTF_COPY ? [{ path: GUEST_BTF_COPY, source: k.btf }] : [])] : []),
@@ -367,7 +390,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       ];
       const image = arch === DEFAULT_ARCH
         ? await buildImage({ onStep: (step) => o.progress?.(e.id, step), files, kernelConfig: k.config, release: k.release, ...(o.guestStart ? { start: o.guestStart } : {}) })
-        : await buildArchImage({ arch, files, kernelConfig: k.config, release: k.release, log: (line) => o.log(`[${e.id}] ${line}`) });
+        : await buildArchImage({ arch, files, kernelConfig: k.config, release: k.release, ...(guestLibbpf ? { sharedObjects: [guestLibbpf.so] } : {}), log: (line) => o.log(`[${e.id}] ${line}`) });
       if (signal.aborted) throw signal.reason;
       o.progress?.(e.id, 'ready, waiting for a guest slot');
       return { k, kernel, image: image.path };
@@ -384,9 +407,11 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     ...notRunCells(kernel, forArch(arch).owed, loadersOn(arch), sent, reason),
     ...(exec ? notRunCells(kernel, [exec.owed], ['ours'], sent, reason) : []),
   ];
-  /** The libbpf cells of a kernel whose arch has no reference: expected skips saying so. */
-  const noReferenceCells = (arch: DebianArch, kernel: KernelInfo): CellResult[] =>
-    loaders.includes('libbpf') && !loadersOn(arch).includes('libbpf') ? notRunCells(kernel, forArch(arch).owed, ['libbpf'], [], noReferenceOn(arch), 'expected-skip') : [];
+  /** The libbpf cells of a kernel whose arch has no reference (its build failed): errors saying why. */
+  const noReferenceCells = (arch: DebianArch, kernel: KernelInfo): CellResult[] => {
+    const why = noReference.get(arch);
+    return loaders.includes('libbpf') && why !== undefined ? notRunCells(kernel, forArch(arch).owed, ['libbpf'], [], noReferenceOn(arch, why)) : [];
+  };
 
   const boot = async (e: KernelEntry, p: Prepared, signal: AbortSignal): Promise<KernelRun> => {
     if ('run' in p) return p.run;
@@ -551,7 +576,7 @@ export function readUserObjects(paths: string[], configs: ReadonlyMap<string, st
 /**
  * A cell for every (unit, program, loader) the guest owed and never sent, carrying why: a hung,
  * crashed or timed-out guest keeps the cells it sent, and the rest are listed, not lost
- * (`error`). Also the cells a guest could not owe (`expected-skip`: no reference on arm64).
+ * (`error`). Also the cells a guest could not owe (`error`: no reference built for its arch).
  */
 export function notRunCells(kernel: KernelInfo, owed: { unit: string; object: string; sha256: string; programs: string[] }[], loaders: LoaderName[], sent: CellResult[], reason: string, verdict: 'error' | 'expected-skip' = 'error'): CellResult[] {
   const have = new Set(sent.map((c) => `${c.loader}\u0000${c.suite}\u0000${c.program}`));

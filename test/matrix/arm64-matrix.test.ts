@@ -1,7 +1,10 @@
 // arm64 kernels in the matrix, through the real CLI (`node bin/corematrix.js matrix`, dist/ as
 // `npm run build` made it): `--kernels 7.3-arm64,6.1-arm64` names the arm64 builds of the matrix's
 // 7.3 and 6.1 entries; each boots under qemu-system-aarch64 (TCG) with an arm64 image, the suites
-// compiled once for arm64, and our agent; the cells land in the report as amd64 guests' do.
+// compiled once for arm64, and our agent; the cells land in the report as amd64 guests' do. With
+// `--loader both` the reference runs there too: the current libbpf cross-built for arm64
+// (harness/reference/build.ts) loads the same objects in the same guest, and the kernel's
+// translated instructions of both loads must be identical.
 //
 // Witnesses that are not our code: the guest's console (the kernel's own `Machine model:` line of
 // QEMU's virt board) and `uname -m` in the agent's hello; bpftool's task_struct.pid offset from
@@ -9,14 +12,15 @@
 // arm64 module the store took out of the arm64 package; in the guest, the kernel's own answers
 // (the kprobe's hits, the tun device it made), which the suites' checks compare.
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findKernel, loadMatrix } from '../../harness/kernels/matrix.js';
 import { type KernelArtifacts, KernelStore } from '../../harness/kernels/store.js';
-import { repoRoot } from '../../harness/paths.js';
+import { cacheDir, repoRoot } from '../../harness/paths.js';
+import { currentLibbpf, type CurrentLibbpf } from '../../harness/reference/build.js';
 import type { CellResult, KernelRun, RunReport } from '../../harness/results.js';
 
 const run = promisify(execFile);
@@ -33,10 +37,10 @@ interface CliRun {
 }
 
 /** `corematrix matrix <args> --accel tcg --jobs 1 --out <tmp>` as a user runs it; its report.json read back. */
-async function matrix(name: string, args: string[]): Promise<CliRun> {
+async function matrix(name: string, args: string[], env: Record<string, string> = {}): Promise<CliRun> {
   const out = join(tmp, name);
   const t0 = performance.now();
-  const r = await run(process.execPath, ['bin/corematrix.js', 'matrix', ...args, '--accel', 'tcg', '--jobs', '1', '--out', out], { cwd: repoRoot(), maxBuffer: 64 << 20, env: { ...process.env, CI: '' } })
+  const r = await run(process.execPath, ['bin/corematrix.js', 'matrix', ...args, '--accel', 'tcg', '--jobs', '1', '--out', out], { cwd: repoRoot(), maxBuffer: 64 << 20, env: { ...process.env, CI: '', ...env } })
     .then((x) => ({ status: 0, stdout: x.stdout, stderr: x.stderr }))
     .catch((e: { code?: number; stdout?: string; stderr?: string }) => ({ status: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }));
   const wallMs = Math.round(performance.now() - t0);
@@ -59,34 +63,45 @@ function bpftoolOffset(types: BpftoolType[], type: string, member: string): numb
 
 const ARM64 = ['6.1-arm64', '7.3-arm64'];
 const SUITES = ['task-fields', 'kconfig', 'module-btf'];
+/** The check a libbpf cell of `--loader both` carries: the differential against our loader in the same guest. */
+const SAME = 'same verdict and translated instructions as our loader';
+
+/** A libbpf cell of `--loader both`: passed, loaded by the arm64 build `lib`, its xlated instructions identical to ours (the kernel's dump of both loads). */
+function expectReferenceAgrees(kernel: string, c: CellResult, lib: CurrentLibbpf): void {
+  expect([kernel, c.suite, c.verdict, c.reason]).toEqual([kernel, c.suite, 'pass', undefined]);
+  expect(c.checks.map((x) => [x.name, x.observed, x.truth, x.ok])).toEqual([[SAME, 'loaded', 'loaded', true]]);
+  expect(c.checks[0]!.source).toBe(`libbpf ${lib.version} (${lib.source}) in this guest vs our loader, BPF_OBJ_GET_INFO_BY_FD xlated`);
+  expect(c.xlated?.length, `${kernel} ${c.suite}: libbpf's xlated`).toBeGreaterThan(0);
+}
 
 describe('corematrix matrix --kernels 7.3-arm64,6.1-arm64 (qemu-system-aarch64, TCG)', () => {
   const store = new KernelStore();
   const kernels = new Map<string, KernelArtifacts>();
   let r: CliRun;
+  let lib: CurrentLibbpf;
   beforeAll(async () => {
     r = await matrix('arm64', ['--kernels', '7.3-arm64,6.1-arm64', '--suites', SUITES.join(','), '--loader', 'both']);
+    // The run built (or found) it: this call finds the same cached build.
+    lib = await currentLibbpf(() => {}, { arch: 'arm64' });
     const m = loadMatrix();
     for (const id of ARM64) kernels.set(id, await store.fetch(findKernel(m, id)!));
     console.log(`[measure] matrix --kernels 7.3-arm64,6.1-arm64 --suites ${SUITES.join(',')} --loader both --jobs 1: ${r.wallMs} ms wall; ${r.report.kernels.map((k) => `${k.kernel.id}: guest ${k.durationMs} ms, agent hello at ${k.bootMs} ms`).join('; ')}; load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
   }, 1_200_000);
 
-  it('exits 0: both arm64 guests ok under TCG, every cell of ours passes, and the reference says it is not there yet', () => {
+  it('exits 0: both arm64 guests ok under TCG, every cell passes, ours and the reference (libbpf) alike', () => {
     expect(r.status, why(r)).toBe(0);
-    expect(r.stdout.split('\n')[0]).toMatch(/^run \S+: 2 kernels, 12 cells: 6 pass, 0 fail, 0 error, 0 skip, 6 expected skip in [\d.]+ s$/);
+    expect(r.stdout.split('\n')[0]).toMatch(/^run \S+: 2 kernels, 12 cells: 12 pass, 0 fail, 0 error, 0 skip, 0 expected skip in [\d.]+ s$/);
     // Matrix order (6.1 before 7.3), whatever order they were asked in.
     expect(r.report.kernels.map((k) => [k.kernel.id, k.kernel.arch, k.guest, k.accel])).toEqual(ARM64.map((id) => [id, 'arm64', 'ok', 'tcg']));
     expect(r.stderr).toContain('matrix: 3 suite(s) compiled once for arm64: task-fields (');
-    // One line in the run's log, and a cell per program saying so.
-    expect(r.stderr.split('\n').filter((l) => l.includes('reference loader (libbpf) is not available on arm64'))).toEqual([
-      'matrix: the reference loader (libbpf) is not available on arm64 guests yet (the current libbpf is built for x86-64; docs/arm64.md): 6.1-arm64, 7.3-arm64 run ours only, their libbpf cells are expected skips',
-    ]);
+    expect(r.stderr).not.toContain('reference loader (libbpf) is not available');
+    expect(r.report.host.libbpf).toBe(`arm64: libbpf ${lib.version} (${lib.source})`);
     for (const k of r.report.kernels) {
       const k0 = kernels.get(k.kernel.id)!;
       expect([k.kernel.package, k.kernel.release]).toEqual([k0.package, k0.release]);
       expect(k0.release).toMatch(/-arm64$/);
-      expect(k.cells.map((c) => `${c.suite} ${c.loader} ${c.verdict}`).sort()).toEqual(SUITES.flatMap((s) => [`${s} libbpf expected-skip`, `${s} ours pass`]).sort());
-      for (const c of k.cells.filter((x) => x.loader === 'libbpf')) expect(c.reason).toMatch(/^the reference loader \(libbpf\) is not available on arm64 guests yet/);
+      expect(k.cells.map((c) => `${c.suite} ${c.loader} ${c.verdict}`).sort()).toEqual(SUITES.flatMap((s) => [`${s} libbpf pass`, `${s} ours pass`]).sort());
+      for (const c of k.cells.filter((x) => x.loader === 'libbpf')) expectReferenceAgrees(k.kernel.id, c, lib);
       for (const c of k.cells.filter((x) => x.loader === 'ours')) {
         expect(c.kernel.arch).toBe('arm64');
         expect(c.checks.length, `${k.kernel.id} ${c.suite}`).toBeGreaterThan(0);
@@ -163,15 +178,18 @@ describe('corematrix matrix --kernels 7.3-arm64,6.1-arm64 (qemu-system-aarch64, 
 });
 
 describe('arm64 and amd64 kernels in one run', () => {
-  it('--kernels 6.1,6.1-arm64: one report, each arch its own object; the reference runs on amd64 only; the diff compares like with like', async () => {
+  it('--kernels 6.1,6.1-arm64: one report, each arch its own object and its own build of the reference; the diff compares like with like', async () => {
     const r = await matrix('mixed', ['--kernels', '6.1,6.1-arm64', '--suites', 'task-fields', '--loader', 'both']);
     console.log(`[measure] matrix --kernels 6.1,6.1-arm64 --suites task-fields --loader both --jobs 1: ${r.wallMs} ms wall; ${r.report.kernels.map((k) => `${k.kernel.id}: guest ${k.durationMs} ms`).join('; ')}`);
     expect(r.report.kernels.map((k) => [k.kernel.id, k.kernel.arch, k.guest])).toEqual([['6.1', undefined, 'ok'], ['6.1-arm64', 'arm64', 'ok']]);
     const amd = kernelOf(r, '6.1');
     const arm = kernelOf(r, '6.1-arm64');
-    // amd64 as before: ours and the reference both pass; arm64: ours passes, the reference is an expected skip.
+    // Both arches: ours and the reference pass, each reference the current libbpf built for that arch (same source, same version).
+    const [amdLib, armLib] = [await currentLibbpf(), await currentLibbpf(() => {}, { arch: 'arm64' })];
+    expect(r.report.host.libbpf).toBe(`libbpf ${amdLib.version} (${amdLib.source}); arm64: libbpf ${armLib.version} (${armLib.source})`);
     expect([cellOf(amd, 'task-fields').verdict, cellOf(amd, 'task-fields', 'libbpf').verdict]).toEqual(['pass', 'pass']);
-    expect([cellOf(arm, 'task-fields').verdict, cellOf(arm, 'task-fields', 'libbpf').verdict]).toEqual(['pass', 'expected-skip']);
+    expect(cellOf(arm, 'task-fields').verdict).toBe('pass');
+    expectReferenceAgrees('6.1-arm64', cellOf(arm, 'task-fields', 'libbpf'), armLib);
     expect(cellOf(amd, 'task-fields').object.sha256).not.toBe(cellOf(arm, 'task-fields').object.sha256);
     expect(r.report.objects.map((o) => o.name)).toEqual(['task-fields.bpf.o', 'task-fields.bpf.o (arm64)']);
     // Each arch's cells compared with their own arch's: no object or relocation "differs" between them.
@@ -179,11 +197,56 @@ describe('arm64 and amd64 kernels in one run', () => {
     expect(r.status, why(r)).toBe(0);
   }, 900_000);
 
-  it('--loader libbpf on an arm64 kernel: not booted, saying why in one line (exit 1)', async () => {
+  it('--loader libbpf on an arm64 kernel: the guest boots and libbpf loads the suite on its own (no comparison), beside the suite\'s checks (exit 0)', async () => {
     const r = await matrix('libbpf-only', ['--kernels', '6.1-arm64', '--suites', 'task-fields', '--loader', 'libbpf']);
-    expect(r.status, why(r)).toBe(1);
-    expect(r.report.kernels.map((k) => [k.kernel.id, k.guest, k.detail])).toEqual([
-      ['6.1-arm64', 'harness-error', 'the reference loader (libbpf) is not available on arm64 guests yet (the current libbpf is built for x86-64; docs/arm64.md): not booted (--loader libbpf)'],
-    ]);
+    expect(r.status, why(r)).toBe(0);
+    const k = kernelOf(r, '6.1-arm64');
+    expect([k.guest, k.kernel.arch]).toEqual(['ok', 'arm64']);
+    // A suite's checks are always ours (as on amd64); the libbpf cell is libbpf's load alone.
+    expect(k.cells.map((c) => [c.suite, c.loader, c.verdict]).sort()).toEqual([['task-fields', 'libbpf', 'pass'], ['task-fields', 'ours', 'pass']]);
+    const c = cellOf(k, 'task-fields', 'libbpf');
+    expect(c.checks).toEqual([]);
+    // The kernel translated what libbpf loaded (BPF_OBJ_GET_INFO_BY_FD), and the verifier counted its instructions.
+    expect(c.xlated?.length).toBeGreaterThan(0);
+    expect(c.verifier?.insnsProcessed).toBeGreaterThan(0);
   }, 600_000);
+});
+
+describe('an arm64 reference that cannot be built (no cross compiler)', () => {
+  /**
+   * The CLI's environment without the cross toolchain: a PATH of links to /usr/bin less
+   * aarch64-linux-gnu-*, and a cache whose folders are the real ones (kernels, apt states,
+   * images…) but for an empty libbpf/ (no arm64 build to fall back on).
+   */
+  function withoutCross(): Record<string, string> {
+    const bin = join(tmp, 'bin-without-cross');
+    mkdirSync(bin);
+    for (const f of readdirSync('/usr/bin')) if (!f.startsWith('aarch64-linux-gnu-')) symlinkSync(join('/usr/bin', f), join(bin, f));
+    const cache = join(tmp, 'cache-without-libbpf');
+    mkdirSync(join(cache, 'libbpf'), { recursive: true });
+    const real = cacheDir();
+    for (const f of readdirSync(real)) if (f !== 'libbpf') symlinkSync(join(real, f), join(cache, f));
+    return { PATH: `${bin}:/usr/sbin`, COREMATRIX_CACHE: cache };
+  }
+  const WHY = 'libbpf build for arm64: needs gcc-aarch64-linux-gnu and libc6-dev-arm64-cross (Debian); `npm run setup` installs them (aarch64-linux-gnu-gcc: not found)';
+
+  it("--loader both: ours runs and passes, each libbpf cell is an error naming the build's one line, said once in the log (exit 1); --loader libbpf boots nothing", async () => {
+    const env = withoutCross();
+    const r = await matrix('no-cross', ['--kernels', '6.1-arm64', '--suites', 'task-fields', '--loader', 'both'], env);
+    expect(r.status, why(r)).toBe(1);
+    expect(r.stderr.split('\n').filter((l) => l.includes('reference loader (libbpf) is not available'))).toEqual([
+      `matrix: the reference loader (libbpf) is not available on arm64 guests (${WHY}): 6.1-arm64 run ours only, their libbpf cells are errors`,
+    ]);
+    const k = kernelOf(r, '6.1-arm64');
+    expect(k.guest).toBe('ok');
+    expect(cellOf(k, 'task-fields').verdict).toBe('pass');
+    expect([cellOf(k, 'task-fields', 'libbpf').verdict, cellOf(k, 'task-fields', 'libbpf').reason]).toEqual(['error', `the reference loader (libbpf) is not available on arm64 guests (${WHY})`]);
+    expect(r.report.host.libbpf).toBeUndefined();
+
+    const only = await matrix('no-cross-libbpf', ['--kernels', '6.1-arm64', '--suites', 'task-fields', '--loader', 'libbpf'], env);
+    expect(only.status, why(only)).toBe(1);
+    expect(only.report.kernels.map((x) => [x.kernel.id, x.guest, x.detail])).toEqual([
+      ['6.1-arm64', 'harness-error', `the reference loader (libbpf) is not available on arm64 guests (${WHY}): not booted (--loader libbpf)`],
+    ]);
+  }, 900_000);
 });
