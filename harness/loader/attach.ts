@@ -1,7 +1,8 @@
 // Attaching a loaded program in the running kernel, the way its tool would: what libbpf's
 // auto-attach does for the sections that name their target (kprobes, tracepoints, fentry, ...),
 // and, for the hooks only user space can name (an interface, a cgroup, a map), the defaults a
-// guest has: the loopback, the root cgroup v2, this network namespace, the object's own sockmap.
+// guest has: the loopback, a netkit pair, the root cgroup v2, this network namespace, the object's
+// own sockmap.
 // Every program gets a verdict: attached (via what, to what), failed (why), or not attachable
 // here (why: what its tool would have to supply).
 //
@@ -13,7 +14,7 @@ import { ProgType, AttachType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
 import type { AttachResult } from '../results.js';
 import { MapType } from '../core/object/maps.js';
-import { attachCgroup, attachNetfilter, attachNetns, attachSockmap, attachTc, attachXdp, DEFAULT_CGROUP, ensureCgroup2, NFPROTO_IPV4, NfHook } from '../runtime/attach-net.js';
+import { attachCgroup, attachNetfilter, attachNetkit, attachNetns, attachSockmap, attachTc, attachXdp, DEFAULT_CGROUP, ensureCgroup2, ensureNetkitPair, NETKIT_PAIR, NFPROTO_IPV4, NfHook, sendProbeFrames } from '../runtime/attach-net.js';
 import { attachIter, attachKprobeMulti, attachPerfClock, readIter } from '../runtime/attach-trace.js';
 import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, type BpfMap, kconfigSpecial, type Link, probeUprobeMultiLink, type Program, syscallPrefix } from '../runtime/index.js';
 import { attachUprobe, attachUprobeMulti } from '../runtime/uprobe.js';
@@ -224,14 +225,31 @@ function attachToCgroup(p: ProgramSpec, prog: Program): Attachment {
 /**
  * tc programs on the loopback, the way their tool attaches them with libbpf: `SEC("tcx/…")` through
  * a tcx link (bpf_program__attach_tcx: Linux 6.6+, and nothing else), `SEC("tc")` and the classifier
- * names through clsact + cls_bpf (bpf_tc_attach), on every kernel. netkit needs a device its tool creates.
+ * names through clsact + cls_bpf (bpf_tc_attach), on every kernel. netkit programs go to the guest's
+ * netkit pair (below).
  */
 function attachSchedCls(p: ProgramSpec, prog: Program): Attachment {
-  if (p.expectedAttachType === AttachType.NETKIT_PRIMARY || p.expectedAttachType === AttachType.NETKIT_PEER)
-    return notAttachable(`${p.kind}: runs on a netkit device its tool creates`);
+  if (p.expectedAttachType === AttachType.NETKIT_PRIMARY || p.expectedAttachType === AttachType.NETKIT_PEER) return attachToNetkit(p, prog);
   const tcx = p.expectedAttachType === AttachType.TCX_INGRESS || p.expectedAttachType === AttachType.TCX_EGRESS;
   const direction = p.expectedAttachType === AttachType.TCX_EGRESS || /egress/.test(p.section) ? 'egress' : 'ingress';
   return attached(attachTc(prog, DEFAULTS.interface, direction, { via: tcx ? 'link' : 'legacy' }));
+}
+
+/** Frames sent out of a netkit program's device after the workload: its run count (the kernel's) is this exactly. */
+export const NETKIT_FRAMES = 5;
+
+/**
+ * netkit programs (Linux 6.7) on the guest's netkit pair, created as their tool creates one:
+ * `netkit/primary` on the primary end, `netkit/peer` on the peer (both attached through the
+ * primary, as bpf_program__attach_netkit does). netkit runs a device's programs on what it
+ * transmits, and the workload's traffic stays on lo: so after the workload, NETKIT_FRAMES frames
+ * are sent out of the program's own end.
+ */
+function attachToNetkit(p: ProgramSpec, prog: Program): Attachment {
+  const side = p.expectedAttachType === AttachType.NETKIT_PEER ? 'peer' : 'primary';
+  const pair = ensureNetkitPair();
+  const out = side === 'peer' ? pair.peer : pair.primary;
+  return attached(attachNetkit(prog, NETKIT_PAIR.primary, side), () => `${sendProbeFrames(out, NETKIT_FRAMES, NETKIT_PAIR[side])} frames sent out of ${NETKIT_PAIR[side]}`);
 }
 
 /** sk_skb / sk_msg programs on the object's own sockmap or sockhash (their tool adds the sockets). */

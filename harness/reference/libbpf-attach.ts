@@ -11,8 +11,8 @@ import { CoreMatrixError } from '../core/errors.js';
 import { MapType } from '../core/object/maps.js';
 import { AttachType, ProgType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
-import { CGROUP_PROGRAM_TYPES, exclusively, type Attachment } from '../loader/attach.js';
-import { ensureCgroup2 } from '../runtime/attach-net.js';
+import { CGROUP_PROGRAM_TYPES, exclusively, NETKIT_FRAMES, type Attachment } from '../loader/attach.js';
+import { ensureCgroup2, ensureNetkitPair, NETKIT_PAIR, sendProbeFrames } from '../runtime/attach-net.js';
 import { openCpuClock, readIterFd } from '../runtime/attach-trace.js';
 import { onlineCpus } from '../runtime/facts.js';
 import { BpfMap } from '../runtime/map.js';
@@ -43,6 +43,7 @@ interface AttachApi {
   tcDetach: (hook: bigint, opts: bigint) => number;
   /** libbpf ≥ 1.3 only. */
   attachTcx?: (prog: bigint, ifindex: number, opts: bigint | null) => bigint | null;
+  attachNetkit?: (prog: bigint, ifindex: number, opts: bigint | null) => bigint | null;
   /** libbpf ≥ 1.2 only. */
   attachNetfilter?: (prog: bigint, opts: bigint) => bigint | null;
   attachStructOps: (map: bigint) => bigint | null;
@@ -88,6 +89,7 @@ function api(so: string): AttachApi {
     }
   };
   a.attachTcx = optional('void *bpf_program__attach_tcx(void *prog, int ifindex, void *opts)');
+  a.attachNetkit = optional('void *bpf_program__attach_netkit(void *prog, int ifindex, void *opts)');
   a.attachNetfilter = optional('void *bpf_program__attach_netfilter(void *prog, void *opts)');
   apis.set(so, a);
   return a;
@@ -206,6 +208,16 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
     return { verdict: { status: 'attached', via: 'bpf_tc_attach', target: `tc lo ${egress ? 'egress' : 'ingress'}` } };
   }
 
+  /** netkit on the guest's pair (loader/attach.ts), through bpf_program__attach_netkit, then the same frames out of the program's end. */
+  function attachNetkit(p: ProgramSpec, prog: bigint): LibbpfAttachment {
+    if (!a.attachNetkit) return { verdict: { status: 'not-attachable', reason: `${ref.libbpf} has no bpf_program__attach_netkit` }, notCompared: 'libbpf before 1.3 cannot attach netkit programs' };
+    const side = p.expectedAttachType === AttachType.NETKIT_PEER ? 'peer' : 'primary';
+    const pair = ensureNetkitPair();
+    const r = keep(a.attachNetkit(prog, pair.primary, null), 'bpf_program__attach_netkit', `netkit ${NETKIT_PAIR.primary} ${side}`);
+    if (r.verdict.status === 'attached') r.exercise = () => `${sendProbeFrames(side === 'peer' ? pair.peer : pair.primary, NETKIT_FRAMES, NETKIT_PAIR[side])} frames sent out of ${NETKIT_PAIR[side]}`;
+    return r;
+  }
+
   function attachOne(p: ProgramSpec, prog: bigint): LibbpfAttachment {
     if (p.attachFn) {
       const r = keep(a.attach(prog), 'bpf_program__attach', `${p.section}`);
@@ -263,7 +275,7 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
         return p.type === ProgType.FLOW_DISSECTOR ? exclusively('flow_dissector netns', p, { exclusive }, netns) : netns();
       }
       case ProgType.SCHED_CLS:
-        if (p.expectedAttachType === AttachType.NETKIT_PRIMARY || p.expectedAttachType === AttachType.NETKIT_PEER) break;
+        if (p.expectedAttachType === AttachType.NETKIT_PRIMARY || p.expectedAttachType === AttachType.NETKIT_PEER) return attachNetkit(p, prog);
         return attachTc(p, prog);
       case ProgType.SK_SKB:
       case ProgType.SK_MSG: {

@@ -6,7 +6,7 @@
 // Witnesses ask the kernel what is attached: linkInfo (BPF_OBJ_GET_INFO_BY_FD on a link) and
 // queryAttached (BPF_PROG_QUERY); netlink.ts lists XDP on an interface and tc filters.
 
-import { closeSync, constants, existsSync, openSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { UsageError } from '../core/errors.js';
 import { SECTION_DEFS } from '../core/object/sections.js';
 import { BpfCmd, getU32, getU64, layout, writeAttr } from './attr.js';
@@ -15,9 +15,10 @@ import { AttachType } from './consts.js';
 import { kernelVersion, linuxKernelVersion, unameRelease } from './facts.js';
 import { trackFd } from './fds.js';
 import { Link } from './link.js';
-import { addBpfFilter, addClsact, createNetkitPair, deleteBpfFilter, interfaceIndex, setInterfaceXdp, type TcDirection } from './netlink.js';
+import { addBpfFilter, addClsact, createNetkitPair, deleteBpfFilter, interfaceIndex, setInterfaceXdp, setLinkUp, type TcDirection } from './netlink.js';
 import { FeatureMissingError } from './probe.js';
 import type { Program } from './program.js';
+import { AF_PACKET, closeSocket, sendTo, sockaddrLl, socket, SOCK_RAW } from './socket.js';
 import { bpf, mount, SyscallError, withScratch } from './sys.js';
 
 // ---- what each interface needs --------------------------------------------------------------------
@@ -312,6 +313,49 @@ export function attachTc(prog: Program, where: string | number, direction: TcDir
 /** Creates a netkit pair over netlink (L2: it carries Ethernet frames); a kernel without netkit says so. */
 export function createNetkit(primary: string, peer: string, mode: 'l2' | 'l3' = 'l2'): void {
   needing(undefined, 'netkit', () => createNetkitPair(primary, peer, mode));
+}
+
+/**
+ * The guest's netkit pair, for netkit programs whose tool would create one (Cilium creates one per
+ * pod): made the first time it is asked for (L2, both ends up) and kept for the guest's life.
+ */
+export const NETKIT_PAIR = { primary: 'cmnk0', peer: 'cmnk1' } as const;
+
+export function ensureNetkitPair(): { primary: number; peer: number } {
+  if (!existsSync(`/sys/class/net/${NETKIT_PAIR.primary}`)) {
+    createNetkit(NETKIT_PAIR.primary, NETKIT_PAIR.peer);
+    for (const n of [NETKIT_PAIR.primary, NETKIT_PAIR.peer]) {
+      // No IPv6 on the pair: an interface coming up sends router solicitations and MLD reports of
+      // its own, which would run the programs beside the frames the count is made of.
+      const ipv6 = `/proc/sys/net/ipv6/conf/${n}/disable_ipv6`;
+      if (existsSync(ipv6)) writeFileSync(ipv6, '1');
+      setLinkUp(interfaceIndex(n));
+    }
+  }
+  return { primary: interfaceIndex(NETKIT_PAIR.primary), peer: interfaceIndex(NETKIT_PAIR.peer) };
+}
+
+/** An ethertype for local experiments (IEEE 802 "local experimental 1"): no protocol handler takes it. */
+const PROBE_ETHERTYPE = 0x88b5;
+
+/**
+ * Sends `n` broadcast frames of PROBE_ETHERTYPE out of interface `ifindex` (an AF_PACKET socket):
+ * each is one transmit, which is where netkit runs the programs of the sending end. Returns how
+ * many the kernel took.
+ */
+export function sendProbeFrames(ifindex: number, n: number, what: string): number {
+  const frame = new Uint8Array(60);
+  frame.fill(0xff, 0, 6);
+  frame.set([0x02, 0, 0, 0, 0, 0x01], 6);
+  new DataView(frame.buffer).setUint16(12, PROBE_ETHERTYPE, false);
+  const fd = socket(AF_PACKET, SOCK_RAW, 0, `AF_PACKET frames out of ${what}`);
+  let sent = 0;
+  try {
+    for (; sent < n; sent++) sendTo(fd, frame, sockaddrLl(ifindex, PROBE_ETHERTYPE), `frame out of ${what}`);
+  } finally {
+    closeSocket(fd);
+  }
+  return sent;
 }
 
 /** Attaches a SCHED_CLS program to a netkit pair (by its primary): on the primary, or on its peer. */
