@@ -4,13 +4,13 @@
 // the current libbpf, in the same guest, is the witness: both load, both attach, and the kernel's
 // run counts (the workload's block write through /dev/nullb0) agree between the two programs and
 // the two loaders. 5.10 has no module BTF: both loaders refuse, ours saying why.
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CellResult, RunReport } from '../../harness/results.js';
+import { runMatrixCli } from '../helpers/matrix-cli.js';
 import { compileBpf, ensureBuilt } from '../helpers/tools.js';
 
 const KERNELS = ['5.10', '6.1', '7.3'];
@@ -22,9 +22,7 @@ let out = '';
 beforeAll(() => {
   ensureBuilt();
   copyFileSync(compileBpf(fileURLToPath(new URL('fixtures/module-fentry.bpf.c', import.meta.url))), join(tmp, OBJECT));
-  const r = spawnSync(process.execPath, ['bin/corematrix.js', 'matrix', '--kernels', KERNELS.join(','), '--suites', 'none', '--object', join(tmp, OBJECT), '--loader', 'both', '--jobs', '2', '--accel', 'tcg', '--out', join(tmp, 'out')], { encoding: 'utf8', env: { ...process.env, CI: '1' } });
-  out = `${r.stdout}\n${r.stderr.slice(-3000)}`;
-  report = JSON.parse(readFileSync(join(tmp, 'out', 'report.json'), 'utf8')) as RunReport;
+  ({ report, out } = runMatrixCli(['--kernels', KERNELS.join(','), '--suites', 'none', '--object', join(tmp, OBJECT), '--loader', 'both', '--jobs', '2'], join(tmp, 'out')));
 }, 600_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

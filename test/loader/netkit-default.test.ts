@@ -3,14 +3,14 @@
 // once for each frame sent out of its end (the kernel's run count, NETKIT_FRAMES exactly), for
 // ours (BPF_LINK_CREATE) and libbpf (bpf_program__attach_netkit) alike; 6.1 has no netkit: the
 // programs load (a tc program's attach type is not checked there) and cannot be attached.
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NETKIT_FRAMES } from '../../harness/loader/attach.js';
 import type { CellResult, RunReport } from '../../harness/results.js';
+import { runMatrixCli } from '../helpers/matrix-cli.js';
 import { compileBpf, ensureBuilt } from '../helpers/tools.js';
 
 const KERNELS = ['6.1', '7.3'];
@@ -21,9 +21,7 @@ let out = '';
 beforeAll(() => {
   ensureBuilt();
   copyFileSync(compileBpf(fileURLToPath(new URL('fixtures/netkit.bpf.c', import.meta.url))), join(tmp, 'netkit.bpf.o'));
-  const r = spawnSync(process.execPath, ['bin/corematrix.js', 'matrix', '--kernels', KERNELS.join(','), '--suites', 'none', '--object', join(tmp, 'netkit.bpf.o'), '--loader', 'both', '--jobs', '2', '--accel', 'tcg', '--out', join(tmp, 'out')], { encoding: 'utf8', env: { ...process.env, CI: '1' } });
-  out = `${r.stdout}\n${r.stderr.slice(-3000)}`;
-  report = JSON.parse(readFileSync(join(tmp, 'out', 'report.json'), 'utf8')) as RunReport;
+  ({ report, out } = runMatrixCli(['--kernels', KERNELS.join(','), '--suites', 'none', '--object', join(tmp, 'netkit.bpf.o'), '--loader', 'both', '--jobs', '2'], join(tmp, 'out')));
 }, 600_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

@@ -3,13 +3,13 @@
 // vfs_rename, which the workload calls exactly once: two copies share a run, the third runs alone
 // (its config adds a workload command, which renames nothing). The kernel's run count is 1 for
 // every copy and both loaders: sharing the run changed no count.
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunReport } from '../../harness/results.js';
+import { runMatrixCli } from '../helpers/matrix-cli.js';
 import { compileBpf, ensureBuilt } from '../helpers/tools.js';
 
 const KERNELS = ['5.10', '7.3'];
@@ -25,9 +25,7 @@ beforeAll(() => {
   for (const n of [...SHARED, ALONE]) copyFileSync(object, join(tmp, n));
   writeFileSync(join(tmp, 'watch-alone.bpf.yaml'), 'workload:\n  - "true"\n');
   const objects = [SHARED[0]!, ALONE, SHARED[1]!].flatMap((n) => ['--object', join(tmp, n)]);
-  const r = spawnSync(process.execPath, ['bin/corematrix.js', 'matrix', '--kernels', KERNELS.join(','), '--suites', 'none', ...objects, '--loader', 'both', '--jobs', '2', '--accel', 'tcg', '--out', join(tmp, 'out')], { encoding: 'utf8', env: { ...process.env, CI: '1' } });
-  out = `${r.stdout}\n${r.stderr.slice(-3000)}`;
-  report = JSON.parse(readFileSync(join(tmp, 'out', 'report.json'), 'utf8')) as RunReport;
+  ({ report, out } = runMatrixCli(['--kernels', KERNELS.join(','), '--suites', 'none', ...objects, '--loader', 'both', '--jobs', '2'], join(tmp, 'out')));
 }, 600_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
