@@ -8,7 +8,8 @@
 // V8 checks the cache (its version, the source, the flags) and falls back to compiling when it
 // does not match: `script.cachedDataRejected`, which is reported on the result port.
 //
-// The same file produces the cache on the host (harness/images/agent-cache.ts):
+// The same file produces the cache on the host (harness/images/agent-cache.ts), run by the node
+// the guest carries (for arm64 guests: Debian's arm64 node under qemu-aarch64-static):
 //   node <the guest's flags> agent-start.cjs --produce <bundle> <out.cache>
 // runs the bundle (the caller sets an environment in which the agent returns early and has no
 // effect) and writes the code cache on exit, so functions the start-up ran are in it, not only

@@ -18,6 +18,8 @@ const needs = [
   // The current libbpf is cross-built for the arm64 guests' reference loader (docs/arm64.md).
   ['gcc-aarch64-linux-gnu', '/usr/bin/aarch64-linux-gnu-gcc'],
   ['libc6-dev-arm64-cross', '/usr/aarch64-linux-gnu/include/stdio.h'],
+  // The arm64 agent's V8 code cache is made by the guest's node under qemu-aarch64-static (docs/arm64.md).
+  ['qemu-user-static', '/usr/bin/qemu-aarch64-static'],
   ['busybox-static', '/bin/busybox'],
   ['cpio', '/usr/bin/cpio'],
   ['zstd', '/usr/bin/zstd'],

@@ -10,8 +10,10 @@
 //     carry yet joins the base layer (none for libbpf: it needs what Debian's libbpf.so.1 needs).
 //
 // What differs from the amd64 image, and why:
-// - No V8 code cache (/agent.js.cache): a cache is made by the node that will read it, and the
-//   host's x86-64 node is not the guest's; /init then runs the agent directly (cm.codecache=off).
+// - The V8 code cache (/agent.js.cache) is made by the image's own node, run on the host under
+//   qemu-aarch64-static with the base layer as its root (agent-cache.ts); a host without the
+//   emulator builds images without it (one log line) and /init runs the agent directly
+//   (cm.codecache=off does the same on purpose).
 // - No cm-seed: it is compiled by the host's clang for the host. QEMU's `virt` machine hands the
 //   kernel a random seed in the device tree (/chosen/rng-seed), which it credits at boot.
 // - koffi's native module sits where koffi's package layout puts it
@@ -30,7 +32,7 @@ import { cacheDir, pruneCache, repoRoot, touchCached } from '../paths.js';
 import { checkSealed, hashFile, pruneSeals, readSeal, writeSeal } from '../seal.js';
 import type { DebianArch } from '../kernels/arch.js';
 import { AptState } from '../kernels/apt.js';
-import { GUEST_NODE_FLAGS } from './agent-cache.js';
+import { agentCodeCacheAsync, agentStartScript, GUEST_NODE_FLAGS } from './agent-cache.js';
 import { fileHash, guestKoffiManifest, koffiFiles } from './base.js';
 import { archBusybox, busyboxRootEntries, hostArch, type ArchBusybox } from './busybox-arch.js';
 import { type CpioEntry, cpioContentKey, writeCpio } from './cpio.js';
@@ -184,6 +186,22 @@ function runLayerRoots(spec: ArchImageSpec): RunLayerRoot[] {
   });
 }
 
+/**
+ * /agent.js.cache and /agent-start.js for the project's own agent: its V8 code cache, made by the
+ * image's own node under qemu-<arch>-static (agent-cache.ts). None for a caller's agent (never run
+ * on the host) or on a host without the emulator (spec.log says so): /init then runs the agent directly.
+ */
+async function agentStartEntries(spec: ArchImageSpec, root: readonly CpioEntry[]): Promise<CpioEntry[]> {
+  if (spec.agent !== undefined) return [];
+  const cache = await agentCodeCacheAsync(join(repoRoot(), 'dist', 'agent.js'), spec.nodeFlags ?? GUEST_NODE_FLAGS, { arch: spec.arch, root, ...(spec.log ? { log: spec.log } : {}) });
+  if (!cache) return [];
+  if (cache.rebuilt) spec.log?.(`rebuilt agent code cache: ${cache.rebuilt}`);
+  return [
+    { kind: 'file', path: 'agent.js.cache', source: cache.path, mode: 0o644 },
+    { kind: 'file', path: 'agent-start.js', source: agentStartScript(), mode: 0o644 },
+  ];
+}
+
 /** The agent bundle names the koffi whose JavaScript it carries (scripts/build.mjs): koffi refuses a native module of another version. */
 function checkBundledKoffi(run: CpioEntry[], koffi: ArchKoffi): void {
   const agent = run.find((e) => e.path === 'agent.js');
@@ -197,7 +215,7 @@ export async function buildArchImage(spec: ArchImageSpec): Promise<BuiltArchImag
   const t0 = performance.now();
   const roots = runLayerRoots(spec);
   const base = await archBaseLayer(spec.arch, { ...(spec.userlandSuites ? { userlandSuites: spec.userlandSuites } : {}), ...(roots.length ? { roots } : {}), ...(spec.log ? { log: spec.log } : {}) });
-  const run = archRunEntries(spec);
+  const run = [...archRunEntries(spec), ...(await agentStartEntries(spec, base.entries))];
   checkBundledKoffi(run, base.koffi);
   const runKey = cpioContentKey(run, fileHash).slice(0, 16);
   const dir = cacheDir('images', spec.arch, 'initrd');
