@@ -538,6 +538,8 @@ async function objectCells(
     return whole((e as Error).message.split('\n')[0]!);
   } finally {
     coll?.close();
+    // A detach the kernel refused does not undo the object's results: said, not thrown.
+    for (const why of coll?.closeErrors ?? []) send({ t: 'log', level: 'warn', msg: `agent: ${o.name}: closing: ${why}` });
   }
 }
 

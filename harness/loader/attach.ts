@@ -257,7 +257,14 @@ function attachToSockmap(p: ProgramSpec, prog: Program, env: AttachEnv): Attachm
   const map = [...env.maps.values()].find((m) => m.type === MapType.SOCKMAP || m.type === MapType.SOCKHASH);
   if (!map) return notAttachable(`${p.kind}: attaches to a sockmap or sockhash, and the object has none`);
   const type = p.expectedAttachType ?? (p.type === ProgType.SK_MSG ? AttachType.SK_MSG_VERDICT : AttachType.SK_SKB_STREAM_VERDICT);
-  return { ...attached(attachSockmap(prog, { fd: map.fd, name: map.name }, type)), sockmap: map };
+  // A map holds one program per attach type: a second would replace the first (as libbpf's bpf_prog_attach does).
+  return exclusively(sockmapHook(map.name, type), p, env, () => ({ ...attached(attachSockmap(prog, { fd: map.fd, name: map.name }, type)), sockmap: map }));
+}
+
+/** The hook of a sockmap program: the map and the attach type (one program each). */
+export function sockmapHook(map: string, attachType: number): string {
+  const name = Object.entries(AttachType).find(([, v]) => v === attachType)?.[0]?.toLowerCase() ?? String(attachType);
+  return `sockmap ${map} ${name}`;
 }
 
 /** Attaches to a hook that holds one program, unless another program of the object holds it already. */

@@ -208,8 +208,18 @@ export class Collection {
     throw new CoreMatrixError(`${this.spec.source}: no global variable named '${name}'`);
   }
 
+  /** What the last close() could not undo (a detach the kernel refused), one line each: for the caller to log, never thrown. */
+  closeErrors: string[] = [];
+
   close(): void {
-    for (const l of this.links.splice(0)) l.close();
+    this.closeErrors = [];
+    for (const l of this.links.splice(0)) {
+      try {
+        l.close();
+      } catch (e) {
+        this.closeErrors.push((e as Error).message.split('\n')[0]!);
+      }
+    }
     for (const p of this.programs.values()) p.close();
     this.programs.clear();
     for (const a of this.arenaMappings.splice(0)) a.close();

@@ -11,7 +11,7 @@ import { CoreMatrixError } from '../core/errors.js';
 import { MapType } from '../core/object/maps.js';
 import { AttachType, ProgType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
-import { CGROUP_PROGRAM_TYPES, exclusively, NETKIT_FRAMES, type Attachment } from '../loader/attach.js';
+import { CGROUP_PROGRAM_TYPES, exclusively, NETKIT_FRAMES, sockmapHook, type Attachment } from '../loader/attach.js';
 import { ensureCgroup2, ensureNetkitPair, NETKIT_PAIR, sendProbeFrames } from '../runtime/attach-net.js';
 import { openCpuClock, readIterFd } from '../runtime/attach-trace.js';
 import { onlineCpus } from '../runtime/facts.js';
@@ -283,10 +283,12 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
         if (!map) break;
         const type = p.expectedAttachType ?? (p.type === ProgType.SK_MSG ? AttachType.SK_MSG_VERDICT : AttachType.SK_SKB_STREAM_VERDICT);
         const progFd = a.programFd(prog);
-        const rc = a.progAttach(progFd, map.fd, type, 0);
-        if (rc < 0) return { verdict: { status: 'failed', via: 'bpf_prog_attach', reason: `bpf_prog_attach to map ${map.name}: ${errnoName(-rc)}` } };
-        undo.push(() => a.progDetach2(progFd, map.fd, type));
-        return { verdict: { status: 'attached', via: 'bpf_prog_attach', target: `sockmap ${map.name}` }, sockmap: map };
+        return exclusively(sockmapHook(map.name, type), p, { exclusive }, (): LibbpfAttachment => {
+          const rc = a.progAttach(progFd, map.fd, type, 0);
+          if (rc < 0) return { verdict: { status: 'failed', via: 'bpf_prog_attach', reason: `bpf_prog_attach to map ${map.name}: ${errnoName(-rc)}` } };
+          undo.push(() => a.progDetach2(progFd, map.fd, type));
+          return { verdict: { status: 'attached', via: 'bpf_prog_attach', target: `sockmap ${map.name}` }, sockmap: map };
+        });
       }
       case ProgType.NETFILTER: {
         if (!a.attachNetfilter) return { verdict: { status: 'not-attachable', reason: `${ref.libbpf} has no bpf_program__attach_netfilter` }, notCompared: 'libbpf before 1.2 cannot attach netfilter programs' };
