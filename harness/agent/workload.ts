@@ -397,6 +397,9 @@ async function tcpSteps(timeoutMs: number, connectPort?: number, onConnection?: 
       const deadline = now() + timeoutMs;
       const acceptedOne = accepted.length > pairs.length ? Promise.resolve(accepted[pairs.length]!) : new Promise<Socket>((r) => waiting.push(r));
       const c = connect({ host: '127.0.0.1', port: connectPort ?? port });
+      // A write a BPF program refuses (an sk_msg verdict of SK_DROP: EACCES) is an 'error' event:
+      // the step waiting on the other end sees the message not arrive; unheard, it would end the process.
+      c.on('error', () => {});
       clients.push(c);
       try {
         await before(once(c, 'connect'), deadline, `connect ${target}`);
