@@ -40,6 +40,14 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                          program is reported as loaded, rejected (with the verifier log) or
                          relocation failed (which field); a.o+b.o links the objects first, as
                          bpftool gen object does (corematrix link)
+  --object <arch>:<file.o>
+                         an object built for that arch's kernels only (amd64, arm64; e.g.
+                         arm64:x.arm64.bpf.o, compiled with -D__TARGET_ARCH_arm64). It replaces,
+                         on that arch, the plain --object with the same program names, and its
+                         cells are that object's row (the report lists both sha256s, each kernel's
+                         cells say which ran). A plain object whose BTF shows another arch's build
+                         (x86's pt_regs di/si, arm64's user_pt_regs) still runs on that arch, but
+                         its cells there fail saying so. docs/arm64.md
   --module <name>        load this kernel module in every guest whose kernel package has it,
                          before the agent reads BTF (repeatable): an --object that uses types
                          only a module has relocates against /sys/kernel/btf/<module> (suites
@@ -69,7 +77,14 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
   --files <path>         a host folder or file to ship for --exec (repeatable): it is
                          /cm/files/<basename> in the guest, the command runs in the first folder;
                          the libraries its ELF executables need are shipped with it, and an
-                         absolute host path to a shipped program in the command is run from there
+                         absolute host path to a shipped program in the command is run from there.
+                         <arch>:<path> ships to that arch's kernels only, in place of the plain
+                         path of the same base name. An ELF program or library of another arch
+                         than a kernel's is refused before boot; on arm64 kernels the libraries
+                         of aarch64 files come from Debian's arm64 packages (trixie)
+  --exec-packages <pkgs> comma-separated Debian library packages of a foreign arch (arm64) to
+                         take the --files' libraries from, beyond those found by a library's name
+                         (libcap.so.2 -> libcap2)
   --exec-timeout <s>     the command's limit (default 300): then its processes are killed and its
                          cell fails, saying so; added to the guest's budget
   --net <user|none>      user: the guests get QEMU's user-mode network for the command
@@ -160,7 +175,7 @@ export const matrixCommand: Command = {
           timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true }, 'object-config': { type: 'string', multiple: true }, module: { type: 'string', multiple: true }, 'suites-dir': { type: 'string' },
           shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' }, corpus: { type: 'string', multiple: true },
           cpus: { type: 'string' }, memory: { type: 'string' },
-          exec: { type: 'string' }, files: { type: 'string', multiple: true }, 'exec-timeout': { type: 'string' }, net: { type: 'string' },
+          exec: { type: 'string' }, files: { type: 'string', multiple: true }, 'exec-timeout': { type: 'string' }, net: { type: 'string' }, 'exec-packages': { type: 'string' },
         },
       });
     } catch (err) {
@@ -181,7 +196,7 @@ export const matrixCommand: Command = {
     const timeout = values.timeout ? Number(values.timeout) : undefined;
     if (timeout !== undefined && !(timeout > 0)) throw new UsageError(`--timeout must be a number of seconds, not '${values.timeout}'`);
     const { checkExecOptions } = await import('../matrix/exec.js');
-    const { exec, net } = checkExecOptions({ exec: values.exec, files: values.files, execTimeout: values['exec-timeout'], net: values.net });
+    const { exec, net } = checkExecOptions({ exec: values.exec, files: values.files, execTimeout: values['exec-timeout'], net: values.net, packages: values['exec-packages'] });
     const { parseShard, shardOf } = await import('../matrix/shard.js');
     const shard = values.shard !== undefined ? parseShard(values.shard) : undefined;
     const selectors = values.kernels ? values.kernels.split(',').map((s) => s.trim()).filter(Boolean) : ['all'];
@@ -216,6 +231,12 @@ export const matrixCommand: Command = {
       entries = found.map((n) => n.entry);
     }
     if (shard) entries = shardOf(entries, shard);
+    if (exec) {
+      // An ELF file of another arch than a kernel's is refused here, before a kernel is fetched.
+      const { checkExecArches } = await import('../matrix/exec.js');
+      const { archOf } = await import('../kernels/arch.js');
+      checkExecArches(exec, entries.map((e) => ({ id: e.id, arch: archOf(e) })));
+    }
     if (values.list) {
       for (const e of entries) process.stdout.write(`${e.id}\t${e.series}\t${e.flavour}\t${e.version ?? ''}\t${e.suites.join(',')}\n`);
       return 0;
@@ -233,12 +254,15 @@ export const matrixCommand: Command = {
     }
     // `--object a.o+b.o`: linked here first (its config, if given, is keyed by what was written).
     const { isLinkSpec, linkedObject } = await import('../matrix/linked-objects.js');
-    const objects = (values.object ?? []).map((o) => {
-      if (!isLinkSpec(o)) return o;
-      const linked = linkedObject(o);
-      const config = objectConfigs.get(o);
+    const { splitArchPrefix } = await import('../matrix/arch-objects.js');
+    const objects = (values.object ?? []).map((given) => {
+      // `arm64:a.o+b.o`: the link of that arch's objects, for that arch.
+      const { arch, path: o } = splitArchPrefix(given, '--object');
+      if (!isLinkSpec(o)) return given;
+      const linked = `${arch ? `${arch}:` : ''}${linkedObject(o)}`;
+      const config = objectConfigs.get(given);
       if (config !== undefined) {
-        objectConfigs.delete(o);
+        objectConfigs.delete(given);
         objectConfigs.set(linked, config);
       }
       sink.log(`--object ${o}: linked into ${linked}`);

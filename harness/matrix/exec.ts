@@ -4,6 +4,12 @@
 // docs/exec.md), with the shared libraries of every ELF executable among them (found with ldd, as
 // the base layer finds node's), and the command becomes one cell per kernel: suite
 // `exec:<short command>`, program `(command)`.
+//
+// Per arch (docs/arm64.md): `--files arm64:<path>` ships only to arm64 kernels, in place of the
+// plain --files path of the same base name. On each kernel an ELF program or library among the
+// files must be of the kernel's arch (one of another arch is refused before anything boots); on a
+// guest of another arch than the host's (arm64), the libraries its ELF files need come from that
+// arch's Debian packages (images/arch-exec-libraries.ts), not from the host through ldd.
 
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
@@ -14,6 +20,11 @@ import type { ImageFile } from '../images/initramfs.js';
 import { normalizeGuestPath } from '../images/cpio.js';
 import type { KernelArtifacts, KernelStore } from '../kernels/store.js';
 import type { ExecPlan, NetPlan } from '../agent/manifest.js';
+import { ET_DYN, ET_EXEC } from '../core/binary.js';
+import { ARCH_FACTS, DEBIAN_ARCHES, DEFAULT_ARCH, type DebianArch } from '../kernels/arch.js';
+import { archExecLibraries } from '../images/arch-exec-libraries.js';
+import { hostArch } from '../images/busybox-arch.js';
+import { splitArchPrefix } from './arch-objects.js';
 
 /** Where the --files land in the guest. */
 export const GUEST_FILES = '/cm/files';
@@ -36,6 +47,10 @@ export interface ExecOptions {
   command: string;
   /** Host files and folders, shipped to /cm/files/<basename>. */
   files: string[];
+  /** `--files <arch>:<path>`: shipped to that arch's kernels only, in place of the plain path of the same base name. */
+  filesFor?: { arch: DebianArch; path: string }[];
+  /** `--exec-packages`: Debian library packages of a guest's arch to take its ELF files' libraries from (arm64). */
+  packages?: string[];
   timeoutMs: number;
 }
 
@@ -57,7 +72,7 @@ export interface PlannedExec {
  * UsageError naming the option. `files` must exist and have distinct base names (each becomes
  * /cm/files/<basename>).
  */
-export function checkExecOptions(o: { exec?: string; files?: string[]; execTimeout?: string; net?: string }, allowWithoutExec = false): { exec?: ExecOptions; files: string[]; net?: 'user' } {
+export function checkExecOptions(o: { exec?: string; files?: string[]; execTimeout?: string; net?: string; packages?: string }, allowWithoutExec = false): { exec?: ExecOptions; files: string[]; net?: 'user' } {
   const net = o.net ?? 'none';
   if (net !== 'user' && net !== 'none') throw new UsageError(`--net must be user or none, not '${o.net}'`);
   if (o.exec === undefined) {
@@ -65,6 +80,7 @@ export function checkExecOptions(o: { exec?: string; files?: string[]; execTimeo
       if (o.files?.length) throw new UsageError('--files ships folders for --exec: give the command too');
       if (o.execTimeout !== undefined) throw new UsageError('--exec-timeout is the limit of --exec: give the command too');
       if (net === 'user') throw new UsageError('--net user gives the --exec command a network: give the command too');
+      if (o.packages !== undefined) throw new UsageError('--exec-packages gives the --exec programs their libraries: give the command too');
     }
   } else if (o.exec.trim() === '') throw new UsageError('--exec needs a command');
   let timeoutMs = DEFAULT_EXEC_TIMEOUT_MS;
@@ -73,20 +89,29 @@ export function checkExecOptions(o: { exec?: string; files?: string[]; execTimeo
     if (!(s > 0 && s <= 86_400)) throw new UsageError(`--exec-timeout must be seconds from 0 to 86400, not '${o.execTimeout}'`);
     timeoutMs = Math.round(s * 1000);
   }
+  const packages = o.packages?.split(',').map((p) => p.trim()).filter(Boolean) ?? [];
+  for (const p of packages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) throw new UsageError(`--exec-packages: '${p}' is not a Debian package name`);
+  // Base names are distinct per arch: a plain path and an arch's own path of the same name are that arch's choice between them.
   const names = new Map<string, string>();
-  const files = (o.files ?? []).map((f) => {
+  const filesFor: { arch: DebianArch; path: string }[] = [];
+  const files: string[] = [];
+  for (const given of o.files ?? []) {
+    const { arch, path: f } = splitArchPrefix(given, '--files');
     const abs = resolve(f);
     if (!existsSync(abs)) throw new UsageError(`--files ${f}: no such file or folder`);
     const st = statSync(abs);
     if (!st.isDirectory() && !st.isFile()) throw new UsageError(`--files ${f}: not a file or a folder`);
     const name = basename(abs);
     if (name === '' || name === '/') throw new UsageError(`--files ${f}: the root folder cannot be shipped`);
-    const other = names.get(name);
-    if (other !== undefined) throw new UsageError(`--files ${f} and ${other} would both be ${GUEST_FILES}/${name}: rename one`);
-    names.set(name, f);
-    return abs;
-  });
-  return { ...(o.exec !== undefined ? { exec: { command: o.exec, files, timeoutMs } } : {}), files, ...(net === 'user' ? { net: 'user' as const } : {}) };
+    const key = `${arch ?? ''}/${name}`;
+    const other = names.get(key);
+    if (other !== undefined) throw new UsageError(`--files ${given} and ${other} would both be ${GUEST_FILES}/${name}${arch ? ` on ${arch}` : ''}: rename one`);
+    names.set(key, given);
+    if (arch) filesFor.push({ arch, path: abs });
+    else files.push(abs);
+  }
+  const exec: ExecOptions | undefined = o.exec !== undefined ? { command: o.exec, files, ...(filesFor.length ? { filesFor } : {}), ...(packages.length ? { packages } : {}), timeoutMs } : undefined;
+  return { ...(exec ? { exec } : {}), files, ...(net === 'user' ? { net: 'user' as const } : {}) };
 }
 
 /** `exec:` and the command, whitespace collapsed, cut after a word to at most 48 characters: the cell's suite. */
@@ -98,23 +123,37 @@ export function execSuiteName(command: string): string {
   return `exec:${space >= 24 ? cut.slice(0, space) : cut}…`;
 }
 
-/** A regular file's first bytes are an ELF header. */
-function isElf(file: string): boolean {
+/** A regular file's ELF header fields (e_type, e_machine), or undefined when it is not a little-endian ELF file. */
+function elfHeader(file: string): { type: number; machine: number } | undefined {
   const fd = openSync(file, 'r');
   try {
-    const b = Buffer.alloc(4);
-    return readSync(fd, b, 0, 4, 0) === 4 && b.toString('latin1') === '\x7fELF';
+    const b = Buffer.alloc(20);
+    if (readSync(fd, b, 0, 20, 0) !== 20 || b.toString('latin1', 0, 4) !== '\x7fELF' || b[5] !== 1) return undefined;
+    return { type: b.readUInt16LE(16), machine: b.readUInt16LE(18) };
   } finally {
     closeSync(fd);
   }
+}
+const isElf = (file: string): boolean => elfHeader(file) !== undefined;
+
+/** The Debian arch whose programs are ELF machine `machine`, if it is one corematrix boots. */
+const archOfMachine = (machine: number): DebianArch | undefined => DEBIAN_ARCHES.find((a) => ARCH_FACTS[a].elfMachine === machine);
+/** How a message names an arch's programs. */
+const MACHINE_NAME: Record<DebianArch, string> = { amd64: 'x86-64', arm64: 'aarch64' };
+
+/** The --files a kernel of `arch` gets: its arch's own paths, and the plain ones without an own path of the same base name. */
+export function filesOn(o: ExecOptions, arch: DebianArch): string[] {
+  const own = (o.filesFor ?? []).filter((f) => f.arch === arch).map((f) => f.path);
+  const names = new Set(own.map((f) => basename(f)));
+  return [...o.files.filter((f) => !names.has(basename(f))), ...own];
 }
 
 /**
  * Every regular file under `root` (symbolic links followed, each real folder once), with its
  * guest path. Sockets, pipes and devices are left out; an empty folder is not made.
  */
-function walkShipped(root: string, guestRoot: string): { host: string; guest: string }[] {
-  const out: { host: string; guest: string }[] = [];
+function walkShipped(root: string, guestRoot: string): ShippedFile[] {
+  const out: ShippedFile[] = [];
   const seen = new Set<string>();
   const rec = (host: string, guest: string) => {
     const st = statSync(host);
@@ -156,23 +195,86 @@ export function commandProgram(command: string): { word: string; start: number }
 }
 
 /**
- * Plans the exec for every guest: walks the --files, finds the libraries the ELF executables
- * among them need that the base layer does not carry, rewrites an absolute host path to a shipped
- * program into its guest path, and names the cell. `log` is told what was shipped.
+ * Plans the exec for the host's arch (amd64): planExecOn for it, without the arch checks'
+ * kernel ids. Kept synchronous: the host's libraries are found with ldd.
  */
 export function planExec(o: ExecOptions, log: (line: string) => void = () => {}): PlannedExec {
-  const shipped: { host: string; guest: string }[] = [];
-  for (const f of o.files) shipped.push(...walkShipped(f, `${GUEST_FILES}/${basename(f)}`));
+  const s = shippedFor(o, DEFAULT_ARCH, [], log);
+  return finishPlan(o, s, hostLibraries(s, log), log);
+}
+
+/**
+ * Plans the exec for the kernels of `arch`: walks that arch's --files, checks that every ELF
+ * program and library among them is of that arch, finds the libraries they need that the image does
+ * not carry (the host's through ldd on the host's arch, the arch's Debian packages on another),
+ * rewrites an absolute host path to a shipped program into its guest path, and names the cell.
+ * `log` is told what was shipped.
+ */
+export async function planExecOn(arch: DebianArch, o: ExecOptions, opts: { log?: (line: string) => void; kernels?: string[] } = {}): Promise<PlannedExec> {
+  const log = opts.log ?? (() => {});
+  const s = shippedFor(o, arch, opts.kernels ?? [], log);
+  if (arch === hostArch()) return finishPlan(o, s, hostLibraries(s, log), log);
+  const shipped = new Set(s.shipped.map((x) => x.guest));
+  const elfs = s.shipped.filter((x) => x.elf === 'program' || x.elf === 'library').map((x) => ({ host: x.host, guest: x.guest }));
+  const libs = elfs.length ? await archExecLibraries(arch, elfs, shipped, { ...(o.packages ? { packages: o.packages } : {}), log }) : { files: [], from: new Map<string, string>(), packages: [] };
+  if (libs.files.length) log(`exec: ${arch} libraries from Debian's ${arch} packages: ${[...libs.from].map(([so, from]) => `${so} (${from})`).join(', ')}`);
+  return finishPlan(o, s, libs.files.map((f) => ({ path: f.path, source: f.source! })), log, arch);
+}
+
+/**
+ * Before anything is fetched: every ELF program and library of each arch's --files is of that
+ * arch (throws the UsageError planExecOn would, naming the file and the arch's kernels).
+ */
+export function checkExecArches(o: ExecOptions, kernels: { id: string; arch: DebianArch }[]): void {
+  for (const arch of new Set(kernels.map((k) => k.arch))) shippedFor(o, arch, kernels.filter((k) => k.arch === arch).map((k) => k.id), () => {});
+}
+
+/** One shipped regular file, and what its ELF header says it is (for the kernel's arch). */
+interface ShippedFile {
+  host: string;
+  guest: string;
+  elf?: 'program' | 'library' | 'other';
+}
+
+interface Shipped {
+  files: string[];
+  shipped: ShippedFile[];
+  guestOf: (host: string) => string | undefined;
+  cwd: string;
+  command: string;
+  program?: { name: string; host?: string };
+}
+
+/**
+ * An arch's --files walked, each ELF program or library checked against the arch (one of another
+ * arch corematrix boots is refused: one line naming the file and the arch's kernels), the command's
+ * program found.
+ */
+function shippedFor(o: ExecOptions, arch: DebianArch, kernels: string[], log: (line: string) => void): Shipped {
+  const files = filesOn(o, arch);
+  const shipped: ShippedFile[] = [];
+  for (const f of files) shipped.push(...walkShipped(f, `${GUEST_FILES}/${basename(f)}`));
   const guestOf = (host: string): string | undefined => {
-    for (const f of o.files) {
+    for (const f of files) {
       if (host === f) return `${GUEST_FILES}/${basename(f)}`;
       const rel = relative(f, host);
       if (rel && !rel.startsWith('..') && !isAbsolute(rel)) return `${GUEST_FILES}/${basename(f)}/${rel.split(sep).join('/')}`;
     }
     return undefined;
   };
-  const firstFolder = o.files.find((f) => statSync(f).isDirectory());
-  const cwd = firstFolder ? `${GUEST_FILES}/${basename(firstFolder)}` : o.files.length ? GUEST_FILES : '/tmp';
+  const firstFolder = files.find((f) => statSync(f).isDirectory());
+  const cwd = firstFolder ? `${GUEST_FILES}/${basename(firstFolder)}` : files.length ? GUEST_FILES : '/tmp';
+
+  // An ELF program or shared library decides by its machine: another arch's cannot run here.
+  for (const s of shipped) {
+    const h = elfHeader(s.host);
+    if (!h) continue;
+    s.elf = h.type === ET_EXEC ? 'program' : h.type === ET_DYN ? 'library' : 'other';
+    const of = archOfMachine(h.machine);
+    if (s.elf === 'other' || of === undefined || of === arch) continue;
+    // An ET_DYN is a PIE program or a library; which one does not change the answer.
+    throw new UsageError(`--files: ${s.host} is an ${MACHINE_NAME[of]} ELF file; ${arch} kernels${kernels.length ? ` (${kernels.join(', ')})` : ''} cannot run it: give its ${arch} build with --files ${arch}:<path>`);
+  }
 
   // The program: an absolute host path inside the --files runs from where it was shipped.
   let command = o.command;
@@ -183,48 +285,62 @@ export function planExec(o: ExecOptions, log: (line: string) => void = () => {})
     let host: string | undefined;
     if (isAbsolute(w)) host = guestOf(resolve(w)) ? resolve(w) : undefined;
     else if (w.includes('/')) host = firstFolder && existsSync(join(firstFolder, w)) ? join(firstFolder, w) : undefined;
-    else host = o.files.find((f) => basename(f) === w && statSync(f).isFile());
+    else host = files.find((f) => basename(f) === w && statSync(f).isFile());
+    // On an arch with its own build of the program (same base name), a host path to the plain one runs that build.
+    if (!host && isAbsolute(w) && o.files.some((f) => resolve(w) === f || !relative(f, resolve(w)).startsWith('..'))) {
+      const plain = o.files.find((f) => resolve(w) === f || !relative(f, resolve(w)).startsWith('..'))!;
+      const own = files.find((f) => basename(f) === basename(plain));
+      const candidate = own && (resolve(w) === plain ? own : join(own, relative(plain, resolve(w))));
+      if (candidate && existsSync(candidate)) host = candidate;
+    }
     if (host && isAbsolute(w)) {
       const guest = guestOf(host)!;
       command = `${o.command.slice(0, first.start)}${guest}${o.command.slice(first.start + w.length)}`;
-      log(`exec: ${w} is shipped as ${guest}`);
+      log(`exec: ${w} is shipped as ${guest}${arch !== DEFAULT_ARCH ? ` (${arch})` : ''}`);
     }
     program = { name: basename(w), ...(host && existsSync(host) && statSync(host).isFile() ? { host } : {}) };
   }
+  return { files, shipped, guestOf, cwd, command, ...(program ? { program } : {}) };
+}
 
-  // Libraries: of every ELF file that can be executed (and the named program), not already in
-  // the base layer nor inside the shipped folders themselves (found there through their RPATH).
+/**
+ * The host's libraries the shipped ELF executables need (and the named program), found with ldd:
+ * those not already in the base layer nor inside the shipped folders themselves (found there
+ * through their RPATH).
+ */
+function hostLibraries(s: Shipped, log: (line: string) => void): { path: string; source: string }[] {
   const inBase = new Set(baseEntries('full').entries.filter((e) => e.kind === 'file').map((e) => normalizeGuestPath(e.path)));
   const libraries = new Set<string>();
-  for (const s of shipped) {
-    const st = statSync(s.host);
-    if (!((st.mode & 0o111) || s.host === program?.host) || !isElf(s.host)) continue;
+  for (const f of s.shipped) {
+    const st = statSync(f.host);
+    if (!((st.mode & 0o111) || f.host === s.program?.host) || !isElf(f.host)) continue;
     let libs: string[];
     try {
-      libs = sharedLibraries(s.host);
+      libs = sharedLibraries(f.host);
     } catch (err) {
       // A library ldd cannot find is not shipped: the guest's loader then says which one.
       log(`exec: ${(err as Error).message.split('\n')[0]}: its libraries are not shipped`);
       continue;
     }
-    for (const lib of libs) if (!inBase.has(normalizeGuestPath(lib)) && !guestOf(resolve(lib))) libraries.add(lib);
+    for (const lib of libs) if (!inBase.has(normalizeGuestPath(lib)) && !s.guestOf(resolve(lib))) libraries.add(lib);
   }
-  const files: ImageFile[] = [
-    ...shipped.map((s) => ({ path: s.guest, source: s.host })),
-    ...[...libraries].sort().map((lib) => ({ path: lib, source: lib })),
-  ];
+  return [...libraries].sort().map((lib) => ({ path: lib, source: lib }));
+}
+
+/** The plan from the walked files and the libraries to add. */
+function finishPlan(o: ExecOptions, s: Shipped, libraries: { path: string; source: string }[], log: (line: string) => void, arch: DebianArch = DEFAULT_ARCH): PlannedExec {
+  const files: ImageFile[] = [...s.shipped.map((x) => ({ path: x.guest, source: x.host })), ...libraries];
   const bytes = files.reduce((n, f) => n + statSync(f.source!).size, 0);
   if (bytes > MAX_SHIPPED_BYTES) throw new UsageError(`--files: ${(bytes / 2 ** 20).toFixed(0)} MiB to ship, more than ${MAX_SHIPPED_BYTES >> 20} MiB (every guest holds them in RAM)`);
-  if (o.files.length || libraries.size)
-    log(`exec: shipping ${shipped.length} file(s) from ${o.files.length} --files path(s)${libraries.size ? ` and ${libraries.size} librar${libraries.size === 1 ? 'y' : 'ies'} (${[...libraries].map((l) => basename(l)).join(', ')})` : ''}: ${(bytes / 2 ** 20).toFixed(1)} MiB`);
-
-  const sha256 = program?.host ? fileHash(program.host) : createHash('sha256').update(o.command).digest('hex');
+  if (s.files.length || libraries.length)
+    log(`exec: shipping ${s.shipped.length} file(s) from ${s.files.length} --files path(s)${arch !== DEFAULT_ARCH ? ` to ${arch} kernels` : ''}${libraries.length ? ` and ${libraries.length} librar${libraries.length === 1 ? 'y' : 'ies'} (${libraries.map((l) => basename(l.path)).join(', ')})` : ''}: ${(bytes / 2 ** 20).toFixed(1)} MiB`);
+  const sha256 = s.program?.host ? fileHash(s.program.host) : createHash('sha256').update(o.command).digest('hex');
   const suite = execSuiteName(o.command);
-  const object = { name: program?.name ?? '(command)', sha256 };
+  const object = { name: s.program?.name ?? '(command)', sha256 };
   return {
-    plan: { command, suite, object, cwd, timeoutMs: o.timeoutMs, path: GUEST_PATH },
+    plan: { command: s.command, suite, object, cwd: s.cwd, timeoutMs: o.timeoutMs, path: GUEST_PATH },
     files,
-    libraries: [...libraries].sort(),
+    libraries: libraries.map((l) => l.path).sort(),
     bytes,
     owed: { unit: suite, object: object.name, sha256, programs: ['(command)'] },
   };

@@ -36,7 +36,8 @@ import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
 import { currentLibbpf, type CurrentLibbpf } from '../reference/build.js';
 import { bootOrder, DurationHistory } from './schedule.js';
-import { EXEC_OVERHEAD_MS, netPlan, planExec, SHELL_RC, shellRc, type ExecOptions } from './exec.js';
+import { EXEC_OVERHEAD_MS, netPlan, planExecOn, SHELL_RC, shellRc, type ExecOptions, type PlannedExec } from './exec.js';
+import { describeBuild, listedName, markOtherArchBuild, objectBuiltFor, objectsOnArch, pairArchBuilds, splitArchPrefix, type BuiltFor } from './arch-objects.js';
 
 export interface MatrixOptions {
   /** Matrix ids, globs or `all`; ignored when `entries` is given. */
@@ -210,16 +211,23 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   // The cells every guest owes: one per unit (suite or object), program and loader. A guest that
   // ends early gets a 'not run' cell for each one it never sent, saying where it stopped.
   const loaders: LoaderName[] = o.loader === 'both' ? ['ours', 'libbpf'] : [o.loader ?? 'ours'];
-  const userOwed = userObjects.map((u) => ({ unit: `object:${u.name}`, object: u.name, sha256: u.sha256, programs: u.programs.length ? u.programs : [WHOLE_OBJECT] }));
+  // Each arch's kernels load that arch's builds (--object arm64:x.o) and the plain objects without one.
+  const objectsOn = (arch: DebianArch) => objectsOnArch(userObjects, arch);
+  const userOwedOn = (arch: DebianArch) => objectsOn(arch).map((u) => ({ unit: `object:${u.name}`, object: u.name, sha256: u.sha256, programs: u.programs.length ? u.programs : [WHOLE_OBJECT] }));
+  for (const u of userObjects) {
+    // A plain object that shows another arch's build runs there as it is; its cells will say so.
+    const on = u.arch || !u.builtFor ? [] : entries.filter((e) => archOf(e) !== u.builtFor!.arch && objectsOn(archOf(e)).includes(u));
+    if (on.length) o.log(`matrix: --object ${u.host} is ${describeBuild(u.builtFor!)}: on ${on.map((e) => e.id).join(', ')} it runs as it is and its cells fail saying so; give the ${archOf(on[0]!)} build with --object ${archOf(on[0]!)}:<file>`);
+  }
   // What the user objects look up in a kernel's BTF, answered by the index shipped with it too.
   const userNames = new Set(userObjects.flatMap((u) => u.kernelNames ?? []));
   /** Per arch: the suites' objects, the root type names of their CO-RE relocations (the kernel BTF index answers them, so the agent has them without a walk over the kernel's types), the cells owed. */
   const perArch = new Map([...suitesByArch].map(([arch, list]) => {
     const specs = list.map((s) => loadObjectSpec(readFileSync(s.object), `${s.name}.bpf.o`));
-    const owed = [...list.map((s, i) => ({ unit: s.name, object: `${s.name}.bpf.o`, sha256: s.sha256, programs: s.spec.programs ?? specs[i]!.programs.map((p) => p.name) })), ...userOwed];
+    const owed = [...list.map((s, i) => ({ unit: s.name, object: `${s.name}.bpf.o`, sha256: s.sha256, programs: s.spec.programs ?? specs[i]!.programs.map((p) => p.name) })), ...userOwedOn(arch)];
     return [arch, { suites: list, roots: new Set([...objectsRootNames(specs), ...userNames]), owed }] as const;
   }));
-  const forArch = (arch: DebianArch) => perArch.get(arch) ?? { suites: [] as BuiltSuite[], roots: userNames, owed: userOwed };
+  const forArch = (arch: DebianArch) => perArch.get(arch) ?? { suites: [] as BuiltSuite[], roots: userNames, owed: userOwedOn(arch) };
   const programCount = forArch(arches[0] ?? DEFAULT_ARCH).owed.reduce((n, u) => n + u.programs.length, 0);
 
   // The reference loader: the current libbpf, built from the newest linux-source (Debian's 1.1 is
@@ -252,7 +260,13 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const tcgOnly = entries.filter((e) => accelOf(archOf(e)) !== o.accel);
   if (tcgOnly.length) o.log(`matrix: KVM runs only the host's arch (${process.arch}): ${tcgOnly.map((e) => e.id).join(', ')} run under TCG`);
   // The user's command: its files and libraries found once, the same in every guest.
-  const exec = o.exec ? planExec(o.exec, o.log) : undefined;
+  // Per arch: an arch's --files (and their libraries, from that arch's Debian packages on arm64).
+  const execs = new Map<DebianArch, PlannedExec>();
+  for (const arch of o.exec ? arches : []) {
+    const ids = entries.filter((e) => archOf(e) === arch).map((e) => e.id);
+    execs.set(arch, await planExecOn(arch, o.exec!, { log: o.log, kernels: ids }));
+  }
+  const exec = execs.get(arches[0] ?? DEFAULT_ARCH);
 
   // The corpus: fetched and compiled once on the host, the same objects in every guest.
   let corpus: { cases: NonNullable<RunManifest['corpus']>; files: { path: string; source: string }[] } | undefined;
@@ -278,7 +292,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     // The command's program too: a baseline comparison names a tool that changed.
     objects: [
       ...[...suitesByArch].flatMap(([arch, list]) => list.map((s) => ({ name: objectName(`${s.name}.bpf.o`, arch), sha256: s.sha256 }))),
-      ...userObjects.map((u) => ({ name: u.name, sha256: u.sha256 })), ...(exec ? [exec.plan.object] : []),
+      // Users' objects that some kernel of the run loads; another arch's build named with its arch.
+      ...userObjects.filter((u) => arches.some((a) => objectsOn(a).includes(u))).map((u) => ({ name: listedName({ name: u.name, given: u.host, ...(u.arch ? { arch: u.arch } : {}) }), sha256: u.sha256 })),
+      ...[...new Map([...execs.values()].map((x) => [x.plan.object.sha256, x.plan.object])).values()],
     ],
     kernels: [],
     ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count } } : {}),
@@ -290,12 +306,12 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   // by each loader (the verifier dominates under TCG: ~50 ms a program on 7.3, seconds for large ones).
   // Each user object is also attached and run under the workload (a few seconds under TCG), by each loader.
   // The command's own limit comes on top (also of a --timeout, which budgets the agent's work).
-  const timeoutMs = (o.timeoutMs ?? 120_000 + suites.length * 60_000 + programCount * loaders.length * PROGRAM_BUDGET_MS + userObjects.length * loaders.length * OBJECT_RUN_BUDGET_MS + (corpus?.files.length ?? 0) * 2 * PROGRAM_BUDGET_MS) +
+  const timeoutMs = (o.timeoutMs ?? 120_000 + suites.length * 60_000 + programCount * loaders.length * PROGRAM_BUDGET_MS + Math.max(0, ...arches.map((a) => objectsOn(a).length)) * loaders.length * OBJECT_RUN_BUDGET_MS + (corpus?.files.length ?? 0) * 2 * PROGRAM_BUDGET_MS) +
     (exec ? exec.plan.timeoutMs + EXEC_OVERHEAD_MS : 0);
 
   // What ran in the guests, for the boot-order history (guest times depend on it).
   const selection = createHash('sha256')
-    .update(JSON.stringify({ suites: [...suitesByArch.values()].flat().map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), modules: o.modules ?? [], corpus: !!corpus, loader: o.loader ?? 'ours', start: o.guestStart ?? 'tuned', ...(exec ? { exec: exec.plan.command, program: exec.plan.object.sha256 } : {}), ...(o.net ? { net: o.net } : {}) }))
+    .update(JSON.stringify({ suites: [...suitesByArch.values()].flat().map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), modules: o.modules ?? [], corpus: !!corpus, loader: o.loader ?? 'ours', start: o.guestStart ?? 'tuned', ...(exec ? { exec: exec.plan.command, program: [...execs.values()].map((x) => x.plan.object.sha256) } : {}), ...(o.net ? { net: o.net } : {}) }))
     .digest('hex')
     .slice(0, 16);
   const history = new DurationHistory();
@@ -345,7 +361,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     try {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
       // Users' objects are attached and run under the workload: tc on lo and null_blk need theirs.
-      const forAttach = userObjects.length ? attachModules(readFileSync(k.config, 'utf8')) : [];
+      const archObjects = objectsOn(arch);
+      const exec = execs.get(arch);
+      const forAttach = archObjects.length ? attachModules(readFileSync(k.config, 'utf8')) : [];
       const wanted = [...new Set([...modulesFor(suites.map((s) => s.spec), k.config, kernel.btf === 'kernel'), ...(await userModules(k)), ...forAttach])];
       const modules = wanted.length ? (await store.modules(k, wanted)).map((m) => ({ name: m.name, path: `/cm/modules/${m.name}.ko`, source: m.path })) : [];
       const net = o.net === 'user' ? await netPlan(store, k, o.log) : undefined;
@@ -358,7 +376,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         schema: MANIFEST_SCHEMA,
         kernel,
         suites: archSuites.map((s) => ({ spec: s.spec, object: `/cm/objects/${s.name}.bpf.o`, sha256: s.sha256 })),
-        objects: userObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256, ...(u.config ? { config: u.config } : {}) })),
+        objects: archObjects.map((u) => ({ name: u.name, path: u.path, sha256: u.sha256, ...(u.config ? { config: u.config } : {}) })),
         // The truth keys of the suites this run compiled (also those of another --suites-dir),
         // module types read from the modules shipped to this guest.
         hostTruth: await hostTruthOf({ ...k, modules: modules.map((m) => m.source) }, truthKeys),
@@ -378,7 +396,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       const files: ImageFile[] = [
         { path: '/cm/run.json', data: JSON.stringify(manifest) },
         ...archSuites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
-        ...userObjects.map((u) => ({ path: u.path, source: u.host })),
+        ...archObjects.map((u) => ({ path: u.path, source: u.host })),
         ...(reference && guestLibbpf ? [{ path: guestLibbpf.so, source: reference.so }] : []),
         ...(corpus?.files ?? []),
         ...modules.map((m) => ({ path: m.path, source: m.source })),
@@ -405,7 +423,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   /** The cells a guest owed and never sent: every loader's (of its arch) for the objects, ours for the command. */
   const owedCells = (arch: DebianArch, kernel: KernelInfo, sent: CellResult[], reason: string): CellResult[] => [
     ...notRunCells(kernel, forArch(arch).owed, loadersOn(arch), sent, reason),
-    ...(exec ? notRunCells(kernel, [exec.owed], ['ours'], sent, reason) : []),
+    ...(execs.has(arch) ? notRunCells(kernel, [execs.get(arch)!.owed], ['ours'], sent, reason) : []),
   ];
   /** The libbpf cells of a kernel whose arch has no reference (its build failed): errors saying why. */
   const noReferenceCells = (arch: DebianArch, kernel: KernelInfo): CellResult[] => {
@@ -458,6 +476,8 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     }
     if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...owedCells(arch, kernel, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `after the agent's last step: ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
     cells.push(...noReferenceCells(arch, kernel));
+    // Another arch's build of a plain object: its cells on this kernel say so.
+    for (const u of objectsOn(arch)) if (u.builtFor && u.builtFor.arch !== arch) markOtherArchBuild(cells, `object:${u.name}`, u.builtFor, arch);
     // What the guest actually relocated against (the agent looks before trusting the matrix).
     if (cells[0]?.kernel.btf) kernel.btf = cells[0].kernel.btf;
     const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, ...(cpus > 1 ? { cpus } : {}), bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
@@ -525,11 +545,17 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
 
 /** A user's object as the guests get it: its bytes' sha256, where the guest finds it, its programs. */
 export interface UserObject {
+  /** Its cells' row (`object:<name>`): its own file name, or the plain object's it is another arch's build of (arch-objects.ts). */
   name: string;
+  /** The file as given, without an arch qualifier. */
   host: string;
   path: string;
   sha256: string;
   programs: string[];
+  /** `--object <arch>:<file>`: only that arch's kernels load it. */
+  arch?: DebianArch;
+  /** The arch its BTF shows it was compiled for (bpf_tracing.h's register types), when it shows one. */
+  builtFor?: BuiltFor;
   /** Its config (`<object>.yaml` beside it, or the one --object-config names), checked against it. */
   config?: ObjectConfig;
   /** What loading it looks up in a kernel's BTF (loader/kernel-names.ts): the kernel BTF index the host ships answers these. */
@@ -538,7 +564,9 @@ export interface UserObject {
 
 /**
  * Reads every --object as `relocate` reads it, before anything boots: a missing or malformed one
- * is one line naming the file and exit 2, not a failure found again inside every guest.
+ * is one line naming the file and exit 2, not a failure found again inside every guest. A path may
+ * carry an arch (`arm64:x.bpf.o`: that arch's kernels only; arch-objects.ts pairs it with the
+ * plain object of the same programs, whose config it takes when it has none of its own).
  */
 export function readUserObjects(paths: string[], configs: ReadonlyMap<string, string> = new Map(), opts: { lenient?: boolean; first?: number } = {}): UserObject[] {
   const names = new Set<string>();
@@ -546,30 +574,51 @@ export function readUserObjects(paths: string[], configs: ReadonlyMap<string, st
     if (!paths.includes(object)) throw new UsageError(`--object-config ${object}=${file}: ${object} is not one of the --object files`);
     if (!existsSync(file)) throw new UsageError(`--object-config ${object}=${file}: no such file`);
   }
-  return paths.map((path, i) => {
-    if (!existsSync(path)) throw new UsageError(`${path}: no such object file`);
+  const specs = new Map<UserObject, ObjectSpec>();
+  const read = paths.map((given, i): UserObject => {
+    const { arch, path } = opts.lenient ? { arch: undefined, path: given } : splitArchPrefix(given, '--object');
+    const label = arch ? `${arch}:${path}` : path;
+    if (!existsSync(path)) throw new UsageError(`${label}: no such object file`);
     const bytes = readFileSync(path);
     // Cells are keyed by the object's name: a second file of the same name is told apart by its folder.
     let name = basename(path);
     if (names.has(name)) name = `${basename(dirname(path))}/${name}`;
     if (names.has(name)) name = `${name}#${i + 1}`;
     names.add(name);
+    const guestPath = `/cm/user/${(opts.first ?? 0) + i}-${basename(path)}`;
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
     let spec: ObjectSpec;
     try {
       spec = loadObjectSpec(bytes, path);
     } catch (err) {
       const line = (err as Error).message.split('\n')[0]!;
       // A corpus object our reader refuses still goes to the guests: its (object) cell says why.
-      if (opts.lenient) return { name, host: path, path: `/cm/user/${(opts.first ?? 0) + i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs: [WHOLE_OBJECT] };
+      if (opts.lenient) return { name, host: path, path: guestPath, sha256, programs: [WHOLE_OBJECT] };
       throw new FormatError(line.startsWith(path) ? line : `${path}: ${line}`);
     }
+    const builtFor = objectBuiltFor(spec.btf);
+    if (arch && builtFor && builtFor.arch !== arch) throw new UsageError(`--object ${label}: the object is ${describeBuild(builtFor)}, not an ${arch} one`);
     // Its config: named on the command line, or `<object>.yaml` beside it; every name it uses is
     // checked against the object here (conditions are evaluated in each guest).
-    const file = configs.get(path) ?? (existsSync(configPathFor(path)) ? configPathFor(path) : undefined);
+    const file = configs.get(given) ?? (existsSync(configPathFor(path)) ? configPathFor(path) : undefined);
     const config = file ? readObjectConfig(file) : undefined;
     if (config) checkObjectConfig(spec, config);
     const programs = spec.programs.map((p) => p.name);
-    return { name, host: path, path: `/cm/user/${(opts.first ?? 0) + i}-${basename(path)}`, sha256: createHash('sha256').update(bytes).digest('hex'), programs, ...(config ? { config } : {}), kernelNames: [...kernelLookupNames(spec)] };
+    const u: UserObject = { name, host: path, path: guestPath, sha256, programs, ...(arch ? { arch } : {}), ...(builtFor ? { builtFor } : {}), ...(config ? { config } : {}), kernelNames: [...kernelLookupNames(spec)] };
+    specs.set(u, spec);
+    return u;
+  });
+  if (!read.some((u) => u.arch)) return read;
+  // Another arch's build of an object: its row, and its counterpart's config when it has none.
+  const pairable = read.map((u) => ({ u, p: { name: u.name, given: u.host, programs: u.programs, ...(u.arch ? { arch: u.arch } : {}) } }));
+  const rows = pairArchBuilds(pairable.map((x) => x.p));
+  return pairable.map(({ u, p }) => {
+    const row = rows.get(p)!;
+    if (row === u.name) return u;
+    const counterpart = read.find((x) => x.name === row);
+    const config = u.config ?? counterpart?.config;
+    if (config && !u.config) checkObjectConfig(specs.get(u)!, config);
+    return { ...u, name: row, ...(config ? { config } : {}) };
   });
 }
 
