@@ -157,7 +157,7 @@ export interface RunReport {
   objects: { name: string; sha256: string }[];
   kernels: KernelRun[];
   /** Set when this report is one shard (`corematrix matrix --shard index/count`) of a run. */
-  shard?: { index: number; count: number };
+  shard?: { index: number; count: number; arch?: string };
 }
 
 export function assertSchema(doc: unknown, file: string): asserts doc is { schema: number } {

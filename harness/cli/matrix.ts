@@ -22,6 +22,8 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                          says so and writes an empty report (exit 0)
   --shard <i/n>          run only shard i of n: kernel k (0-based, in matrix order) runs in shard
                          (k mod n)+1; the report records the shard for 'report merge'
+  --arch <amd64|arm64>   only the selected kernels of this arch (with --shard: a split of that
+                         arch's kernels, merged apart from the other arch's)
   --baseline <report>    a previous report.json (or its directory): after the run, compare with it
                          (kernels outside this run's selection are left out), print the comparison,
                          write comparison.md and comparison.json next to the reports
@@ -173,7 +175,7 @@ export const matrixCommand: Command = {
         options: {
           kernels: { type: 'string' }, suites: { type: 'string' }, jobs: { type: 'string' }, accel: { type: 'string' },
           timeout: { type: 'string' }, out: { type: 'string' }, object: { type: 'string', multiple: true }, 'object-config': { type: 'string', multiple: true }, module: { type: 'string', multiple: true }, 'suites-dir': { type: 'string' },
-          shard: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' }, corpus: { type: 'string', multiple: true },
+          shard: { type: 'string' }, arch: { type: 'string' }, baseline: { type: 'string' }, list: { type: 'boolean' }, loader: { type: 'string' }, corpus: { type: 'string', multiple: true },
           cpus: { type: 'string' }, memory: { type: 'string' },
           exec: { type: 'string' }, files: { type: 'string', multiple: true }, 'exec-timeout': { type: 'string' }, net: { type: 'string' }, 'exec-packages': { type: 'string' },
         },
@@ -198,7 +200,10 @@ export const matrixCommand: Command = {
     const { checkExecOptions } = await import('../matrix/exec.js');
     const { exec, net } = checkExecOptions({ exec: values.exec, files: values.files, execTimeout: values['exec-timeout'], net: values.net, packages: values['exec-packages'] });
     const { parseShard, shardOf } = await import('../matrix/shard.js');
-    const shard = values.shard !== undefined ? parseShard(values.shard) : undefined;
+    const { archOf, isDebianArch } = await import('../kernels/arch.js');
+    if (values.arch !== undefined && !isDebianArch(values.arch)) throw new UsageError(`--arch must be amd64 or arm64, not '${values.arch}'`);
+    const onlyArch = values.arch as import('../kernels/arch.js').DebianArch | undefined;
+    const shard = values.shard !== undefined ? { ...parseShard(values.shard), ...(onlyArch ? { arch: onlyArch } : {}) } : undefined;
     const selectors = values.kernels ? values.kernels.split(',').map((s) => s.trim()).filter(Boolean) : ['all'];
     const newest = selectors.includes('newest');
     if (newest && selectors.length > 1) throw new UsageError(`--kernels newest cannot be combined with other kernels ('${values.kernels}')`);
@@ -230,11 +235,11 @@ export const matrixCommand: Command = {
         process.stdout.write(`newest: ${n.entry.id}: ${n.package} ${n.entry.version} (${n.entry.suites[0]}) is newer than ${n.supersedes} ${n.was} (${n.wasFrom === 'baseline' ? 'baseline' : 'matrix'})\n`);
       entries = found.map((n) => n.entry);
     }
+    if (onlyArch) entries = entries.filter((e) => archOf(e) === onlyArch);
     if (shard) entries = shardOf(entries, shard);
     if (exec) {
       // An ELF file of another arch than a kernel's is refused here, before a kernel is fetched.
       const { checkExecArches } = await import('../matrix/exec.js');
-      const { archOf } = await import('../kernels/arch.js');
       checkExecArches(exec, entries.map((e) => ({ id: e.id, arch: archOf(e) })));
     }
     if (values.list) {

@@ -49,7 +49,7 @@ export interface MatrixOptions {
    */
   entries?: KernelEntry[];
   /** Recorded in the report when this run is one shard of a split. */
-  shard?: { index: number; count: number };
+  shard?: { index: number; count: number; arch?: DebianArch };
   suites?: string[];
   /** Users' own clang-built objects, loaded and reported as-is (configured by `<object>.yaml` beside each, when there is one). */
   objects?: string[];
@@ -192,7 +192,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const agent = join(repoRoot(), 'dist', 'agent.js');
   if (!existsSync(agent)) throw new CoreMatrixError(`${agent} is missing: run npm run build`);
 
-  o.log(`matrix: ${entries.length} kernel(s)${o.shard ? ` (shard ${o.shard.index}/${o.shard.count})` : ''}: ${entries.map((e) => e.id).join(' ')}`);
+  o.log(`matrix: ${entries.length} kernel(s)${o.shard ? ` (shard ${o.shard.arch ? `${o.shard.arch} ` : ''}${o.shard.index}/${o.shard.count})` : ''}: ${entries.map((e) => e.id).join(' ')}`);
   // The arches of the run's kernels, in matrix order: the suites are compiled once for each.
   const arches = [...new Set(entries.map(archOf))];
   // No kernel to boot (an empty shard, nothing newer): no suite to compile either.
@@ -297,7 +297,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       ...[...new Map([...execs.values()].map((x) => [x.plan.object.sha256, x.plan.object])).values()],
     ],
     kernels: [],
-    ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count } } : {}),
+    ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count, ...(o.shard.arch ? { arch: o.shard.arch } : {}) } } : {}),
   };
   const logDir = join(o.outDir, 'guests');
   mkdirSync(logDir, { recursive: true });

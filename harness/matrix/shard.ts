@@ -1,12 +1,17 @@
 // Sharding a matrix run across CI jobs: `--shard i/n` keeps the kernels whose position in the
 // selected list is ≡ i-1 (mod n). Deterministic (same selection, same shards), and the n shards
-// partition the selection: every kernel runs in exactly one of them.
+// partition the selection: every kernel runs in exactly one of them. With `--arch`, the split is
+// of that arch's kernels only (the nightly gives the arm64 kernels a shard of their own), and the
+// report records the arch with the shard, so that `report merge` checks each arch's split apart.
 import { UsageError } from '../core/errors.js';
+import type { DebianArch } from '../kernels/arch.js';
 
 export interface Shard {
   /** 1-based. */
   index: number;
   count: number;
+  /** The split is of this arch's kernels only (`--arch`). */
+  arch?: DebianArch;
 }
 
 /** Parses `i/n` (1 ≤ i ≤ n); anything else is a one-line UsageError. */

@@ -31,23 +31,33 @@ export async function readRunReport(path: string): Promise<RunReport> {
 
 /**
  * Parts that say they are shards (RunReport.shard) must come from one split in n, each shard at
- * most once (else FormatError). Returns the shards of that split that are missing: a merge
- * without them is an incomplete run.
+ * most once (else FormatError); shards of one arch's kernels (`--arch`) form a split per arch,
+ * which cannot be mixed with a split of every arch. Returns the shards of the splits that are
+ * missing: a merge without them is an incomplete run.
  */
 export function missingShards(parts: RunReport[], names: string[] = parts.map((_, i) => `part ${i + 1}`)): string[] {
-  const sharded = parts.map((p, i) => ({ s: p.shard, name: names[i]! })).filter((x) => x.s !== undefined);
+  const sharded = parts.map((p, i) => ({ s: p.shard!, name: names[i]! })).filter((x) => x.s !== undefined);
   if (sharded.length === 0) return [];
+  const label = (s: NonNullable<RunReport['shard']>) => `${s.arch ? `${s.arch} ` : ''}${s.index}/${s.count}`;
   const plain = parts.findIndex((p) => p.shard === undefined);
-  if (plain >= 0) throw new FormatError(`${names[plain]}: not a shard, but ${sharded[0]!.name} is shard ${sharded[0]!.s!.index}/${sharded[0]!.s!.count}`);
-  const count = sharded[0]!.s!.count;
-  const seen = new Map<number, string>();
-  for (const { s, name } of sharded) {
-    if (s!.count !== count) throw new FormatError(`${name}: shard ${s!.index}/${s!.count} is not from the same split as ${sharded[0]!.name} (${sharded[0]!.s!.index}/${count})`);
-    const dup = seen.get(s!.index);
-    if (dup !== undefined) throw new FormatError(`${name}: shard ${s!.index}/${count} is also ${dup}`);
-    seen.set(s!.index, name);
+  if (plain >= 0) throw new FormatError(`${names[plain]}: not a shard, but ${sharded[0]!.name} is shard ${label(sharded[0]!.s)}`);
+  const allArches = sharded.find((x) => x.s.arch === undefined);
+  const oneArch = sharded.find((x) => x.s.arch !== undefined);
+  if (allArches && oneArch) throw new FormatError(`${oneArch.name}: shard ${label(oneArch.s)} splits one arch's kernels, but ${allArches.name} (${label(allArches.s)}) splits every arch's`);
+  const missing: string[] = [];
+  for (const arch of new Set(sharded.map((x) => x.s.arch))) {
+    const split = sharded.filter((x) => x.s.arch === arch);
+    const first = split[0]!;
+    const seen = new Map<number, string>();
+    for (const { s, name } of split) {
+      if (s.count !== first.s.count) throw new FormatError(`${name}: shard ${label(s)} is not from the same split as ${first.name} (${label(first.s)})`);
+      const dup = seen.get(s.index);
+      if (dup !== undefined) throw new FormatError(`${name}: shard ${label(s)} is also ${dup}`);
+      seen.set(s.index, name);
+    }
+    for (let i = 1; i <= first.s.count; i++) if (!seen.has(i)) missing.push(label({ index: i, count: first.s.count, ...(arch ? { arch } : {}) }));
   }
-  return Array.from({ length: count }, (_, i) => i + 1).filter((i) => !seen.has(i)).map((i) => `${i}/${count}`);
+  return missing;
 }
 
 const GUEST_RANK: Record<GuestVerdict, number> = {

@@ -202,7 +202,7 @@ const kernelRun = obj<KernelRun>({
 });
 
 const int = leaf('an integer', (v) => Number.isSafeInteger(v));
-const shardFields = obj<NonNullable<RunReport['shard']>>({ index: req(int), count: req(int) });
+const shardFields = obj<NonNullable<RunReport['shard']>>({ index: req(int), count: req(int), arch: opt(str) });
 /** `--shard index/count`: integers, and the index within the split. */
 const shard: Shape = {
   what: 'an object',

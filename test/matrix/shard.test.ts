@@ -105,6 +105,19 @@ describe('corematrix matrix --shard (built CLI)', () => {
     expect(r.stderr).toMatch(/^corematrix: --shard/);
   });
 
+  it('--arch keeps one arch\'s kernels; with --shard it splits those only', async () => {
+    const all = loadMatrix();
+    const arm = all.filter((e) => e.arch === 'arm64').map((e) => e.id);
+    expect(arm.length).toBeGreaterThan(0);
+    expect(ids((await cli('matrix', '--list', '--arch', 'arm64')).stdout)).toEqual(arm);
+    expect(ids((await cli('matrix', '--list', '--arch', 'arm64', '--shard', '1/1')).stdout)).toEqual(arm);
+    const amd = all.filter((e) => e.arch !== 'arm64').map((e) => e.id);
+    expect(ids((await cli('matrix', '--list', '--arch', 'amd64', '--shard', '2/4')).stdout)).toEqual(shardOf(amd, { index: 2, count: 4 }));
+    const bad = await cli('matrix', '--list', '--arch', 'x86');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trimEnd()).toBe("corematrix: --arch must be amd64 or arm64, not 'x86'");
+  });
+
   it('exits 2 for --shard without a value', async () => {
     const r = await cli('matrix', '--list', '--shard');
     expect(r.code).toBe(2);
@@ -140,6 +153,18 @@ describe('merging shard reports', () => {
     expect(() => mergeReports([parts[0]!, parts[1]!, parts[2]!, clone(parts[1]!)], ['s1', 's2', 's3', 's2-again'])).toThrow(/^s2-again: shard 2\/3 is also s2$/);
     expect(() => mergeReports([parts[0]!, { ...clone(parts[1]!), shard: { index: 2, count: 4 } }], ['x', 'y'])).toThrow(/^y: shard 2\/4 is not from the same split as x/);
     expect(() => mergeReports([parts[0]!, clone(run)], ['x', 'whole'])).toThrow(/^whole: not a shard, but x is shard 1\/3$/);
+  });
+
+  it('checks each arch\'s split apart (--arch): complete when every split is, the missing one named with its arch; a split of every arch does not mix with them', () => {
+    const amd = clone(run).kernels.filter((k) => (k.kernel.arch ?? 'amd64') === 'amd64');
+    const arm = clone(run).kernels.filter((k) => k.kernel.arch === 'arm64');
+    const split = [1, 2].map((index) => ({ ...clone(run), kernels: shardOf(amd, { index, count: 2 }), shard: { index, count: 2, arch: 'amd64' } }));
+    const own = { ...clone(run), kernels: arm, shard: { index: 1, count: 1, arch: 'arm64' } };
+    expect(missingShards([...split, own])).toEqual([]);
+    expect(mergeReports([...split, own]).complete).toBe(true);
+    expect(missingShards([split[0]!, own])).toEqual(['amd64 2/2']);
+    expect(missingShards(split)).toEqual([]); // a split the merge never heard of cannot be missed: the nightly names its parts
+    expect(() => mergeReports([split[0]!, parts[1]!], ['a', 'b'])).toThrow(/^a: shard amd64 1\/2 splits one arch's kernels, but b \(2\/3\) splits every arch's$/);
   });
 
   it('validates the shard field of a saved report', () => {

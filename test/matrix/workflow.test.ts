@@ -31,20 +31,23 @@ async function cli(args: string[], cwd = ROOT): Promise<{ code: number; stdout: 
 }
 
 interface Step { name?: string; id?: string; uses?: string; run?: string; if?: string; with?: Record<string, unknown> }
-interface Job { 'runs-on': string; needs?: string | string[]; if?: string; strategy?: { matrix: { shard: number[]; include?: unknown[] } }; steps: Step[] }
+interface Job { 'runs-on': string; needs?: string | string[]; if?: string; strategy?: { matrix: { shard: (number | string)[]; include?: unknown[] } }; steps: Step[] }
 interface Workflow { name: string; on: Record<string, unknown>; env: Record<string, unknown>; jobs: Record<string, Job> }
 
 const text = readFileSync(join(ROOT, '.github/workflows/nightly.yml'), 'utf8');
 const wf = yaml.load(text) as Workflow;
 const SHARDS = Number(wf.env.SHARDS);
+/** The shard jobs: their name and the split their command takes (`matrix.split`). */
+const SPLITS = (wf.jobs.shard!.strategy!.matrix.include as { shard: number | string; split: string }[]);
 
 /** Every `npx --no corematrix …` command line of a job, up to a redirection or pipe. */
 function invocations(job: string): string[] {
   return wf.jobs[job]!.steps.flatMap((s) => [...(s.run ?? '').matchAll(/npx --no corematrix ([^\n>|;&]+)/g)].map((m) => m[1]!.trim()));
 }
 
-function expand(cmd: string, shard: number): string[] {
-  return cmd.replace(/\$\{\{\s*matrix\.shard\s*\}\}/g, String(shard)).replace(/\$\{\{\s*env\.SHARDS\s*\}\}/g, String(SHARDS)).split(/\s+/);
+function expand(cmd: string, shard: number | string): string[] {
+  const split = SPLITS.find((x) => x.shard === shard)?.split ?? '';
+  return cmd.replace(/\$\{\{\s*matrix\.split\s*\}\}/g, split).replace(/\$\{\{\s*matrix\.shard\s*\}\}/g, String(shard)).replace(/\$\{\{\s*env\.SHARDS\s*\}\}/g, String(SHARDS)).split(/\s+/);
 }
 
 let run: RunReport;
@@ -66,7 +69,9 @@ describe('nightly.yml', () => {
     const corpora = (wf.jobs.corpus!.strategy!.matrix.include as { corpus: string }[]).map((x) => x.corpus);
     expect(corpora).toEqual(['debian', 'cilium', 'selftests:1/4', 'selftests:2/4', 'selftests:3/4', 'selftests:4/4']);
     for (const c of corpora) expect(isCorpusName(c), c).toBe(true);
-    expect(wf.jobs.shard!.strategy!.matrix.shard).toEqual(Array.from({ length: SHARDS }, (_, i) => i + 1));
+    // The amd64 kernels split in SHARDS, the arm64 kernels in a shard of their own.
+    expect(wf.jobs.shard!.strategy!.matrix.shard).toEqual([...Array.from({ length: SHARDS }, (_, i) => i + 1), 'arm64']);
+    expect(SPLITS).toEqual([...Array.from({ length: SHARDS }, (_, i) => ({ shard: i + 1, split: `--arch amd64 --shard ${i + 1}/${SHARDS}` })), { shard: 'arm64', split: '--arch arm64 --shard 1/1' }]);
     expect(wf.jobs.merge!.needs).toBe('shard');
     expect(wf.jobs.newest!.needs).toBe('merge');
     for (const j of Object.values(wf.jobs)) {
@@ -112,22 +117,28 @@ describe('nightly.yml', () => {
 
   it('runs the shard, merge, diff and newest commands as written (shards listed instead of booted)', async () => {
     const [shardCmd] = invocations('shard');
-    const listed: string[] = [];
-    for (let i = 1; i <= SHARDS; i++) {
-      const r = await cli([...expand(shardCmd!, i), '--list'], dir);
+    const listed = new Map<number | string, string[]>();
+    for (const { shard } of SPLITS) {
+      const r = await cli([...expand(shardCmd!, shard), '--list'], dir);
       expect(r.code, r.stderr).toBe(0);
-      listed.push(...r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]!));
+      listed.set(shard, r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]!));
     }
-    expect(listed.sort()).toEqual(loadMatrix().map((e) => e.id).sort());
+    // Every kernel of the matrix in exactly one shard; the arm64 ones in theirs.
+    expect([...listed.values()].flat().sort()).toEqual(loadMatrix().map((e) => e.id).sort());
+    expect(listed.get('arm64')!.sort()).toEqual(loadMatrix().filter((e) => e.arch === 'arm64').map((e) => e.id).sort());
+    expect(listed.get('arm64')!.length).toBeGreaterThan(0);
 
-    // What the shard jobs upload: real reports, one per shard, recording their shard.
-    for (let i = 1; i <= SHARDS; i++) {
-      mkdirSync(join(dir, 'shards', `shard-${i}`), { recursive: true });
-      const part: RunReport = { ...clone(run), kernels: shardOf(clone(run).kernels, { index: i, count: SHARDS }), shard: { index: i, count: SHARDS } };
-      writeFileSync(join(dir, 'shards', `shard-${i}`, 'report.json'), JSON.stringify(part));
+    // What the shard jobs upload: real reports, one per shard, recording their shard and arch.
+    const amd64 = clone(run).kernels.filter((k) => (k.kernel.arch ?? 'amd64') === 'amd64');
+    for (const { shard } of SPLITS) {
+      mkdirSync(join(dir, 'shards', `shard-${shard}`), { recursive: true });
+      const part: RunReport = shard === 'arm64'
+        ? { ...clone(run), kernels: clone(run).kernels.filter((k) => k.kernel.arch === 'arm64'), shard: { index: 1, count: 1, arch: 'arm64' } }
+        : { ...clone(run), kernels: shardOf(amd64, { index: Number(shard), count: SHARDS }), shard: { index: Number(shard), count: SHARDS, arch: 'amd64' } };
+      writeFileSync(join(dir, 'shards', `shard-${shard}`, 'report.json'), JSON.stringify(part));
     }
     const [mergeCmd, diffCmd] = invocations('merge');
-    const glob = (args: string[]) => args.flatMap((a) => (a === 'shards/shard-*/report.json' ? Array.from({ length: SHARDS }, (_, i) => `shards/shard-${i + 1}/report.json`) : [a]));
+    const glob = (args: string[]) => args.flatMap((a) => (a === 'shards/shard-*/report.json' ? SPLITS.map(({ shard }) => `shards/shard-${shard}/report.json`) : [a]));
     const m = await cli(glob(expand(mergeCmd!, 0)), dir);
     expect(m.code, m.stderr).toBe(0);
     const merged = JSON.parse(readFileSync(join(dir, 'reports/nightly/report.json'), 'utf8')) as RunReport;

@@ -46,7 +46,7 @@ function everyField(base: RunReport): RunReport {
   const r = JSON.parse(JSON.stringify(base)) as RunReport;
   r.host.qemu = 'QEMU emulator version 7.2.15';
   r.host.libbpf = 'libbpf 1.8.0 (linux-source-7.3)';
-  r.shard = { index: 1, count: 1 };
+  r.shard = { index: 1, count: 1, arch: 'arm64' };
   r.kernels.forEach((k, i) => {
     k.kernel.btf = 'kernel';
     k.kernel.arch = 'amd64';
