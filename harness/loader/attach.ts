@@ -9,6 +9,7 @@
 // The section table (core/object/sections.ts) says what a program is; this module only decides
 // where it goes and calls the runtime's attach functions.
 
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { CoreMatrixError } from '../core/errors.js';
 import { ProgType, AttachType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
@@ -139,9 +140,14 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
       if (p.expectedAttachType === AttachType.TRACE_ITER) return attachIterProgram(p, prog);
       if (t?.kind === 'tracing_multi') return notAttachable(`${p.kind} (multi-function tracing links): not attached by corematrix yet`);
       return attached(attachTracing(prog, p.expectedAttachType, `${p.kind} ${p.attachTo ?? ''}`.trim()));
-    case ProgType.LSM:
+    case ProgType.LSM: {
       if (p.expectedAttachType === AttachType.LSM_CGROUP) return attachToCgroup(p, prog);
-      return attached(attachTracing(prog, p.expectedAttachType, `lsm ${p.attachTo ?? ''}`.trim()));
+      const link = attachTracing(prog, p.expectedAttachType, `lsm ${p.attachTo ?? ''}`.trim());
+      const denied = deniesTheAgent();
+      if (!denied) return attached(link);
+      link.close();
+      return { verdict: { status: 'attached', via: link.via, target: link.target }, exercise: () => deniedNote(denied) };
+    }
     case ProgType.PERF_EVENT:
       return attached(attachPerfClock(prog));
     case ProgType.SYSCALL:
@@ -202,6 +208,31 @@ function attachIterProgram(p: ProgramSpec, prog: Program): Attachment {
     const r = readIter(link);
     return `read ${r.bytes} byte${r.bytes === 1 ? '' : 's'} from the iterator`;
   });
+}
+
+/**
+ * A BPF LSM program acts on every task, the agent too: one that denies file access (a
+ * file_permission hook returning an error) would leave the agent unable to read, write or report.
+ * Right after attaching one, the agent checks that it can still open, write and read a file of its
+ * own and read /proc: why not, or undefined. The caller then detaches it at once, before anything
+ * else runs, and says so in the cell (its runs so far, the check's, are the kernel's count).
+ */
+export function deniesTheAgent(): string | undefined {
+  const file = `/tmp/cm-lsm-canary-${process.pid}`;
+  try {
+    writeFileSync(file, 'canary');
+    if (readFileSync(file, 'utf8') !== 'canary') return `reading ${file} back gave other bytes`;
+    readFileSync('/proc/self/stat');
+    rmSync(file, { force: true });
+    return undefined;
+  } catch (e) {
+    return (e as Error).message.split('\n')[0];
+  }
+}
+
+/** The note of an LSM program detached because it denied the agent its own file access. */
+export function deniedNote(why: string): string {
+  return `detached right after attaching, before the workload: it denied the agent its own file access (${why})`;
 }
 
 /** Syscall programs run when user space asks (BPF_PROG_TEST_RUN), as their tool runs them. */

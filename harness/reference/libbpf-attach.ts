@@ -11,7 +11,7 @@ import { CoreMatrixError } from '../core/errors.js';
 import { MapType } from '../core/object/maps.js';
 import { AttachType, ProgType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
-import { CGROUP_PROGRAM_TYPES, exclusively, NETKIT_FRAMES, sockmapHook, type Attachment } from '../loader/attach.js';
+import { CGROUP_PROGRAM_TYPES, deniedNote, deniesTheAgent, exclusively, NETKIT_FRAMES, sockmapHook, type Attachment } from '../loader/attach.js';
 import { ensureCgroup2, ensureNetkitPair, NETKIT_PAIR, sendProbeFrames } from '../runtime/attach-net.js';
 import { openCpuClock, readIterFd } from '../runtime/attach-trace.js';
 import { onlineCpus } from '../runtime/facts.js';
@@ -221,6 +221,14 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
   function attachOne(p: ProgramSpec, prog: bigint): LibbpfAttachment {
     if (p.attachFn) {
       const r = keep(a.attach(prog), 'bpf_program__attach', `${p.section}`);
+      if (r.verdict.status === 'attached' && p.type === ProgType.LSM) {
+        // As ours (loader/attach.ts): an LSM program that denies the agent its own file access goes at once.
+        const denied = deniesTheAgent();
+        if (denied) {
+          a.destroy(links.pop()!);
+          r.exercise = () => deniedNote(denied);
+        }
+      }
       if (r.verdict.status === 'attached' && p.expectedAttachType === AttachType.TRACE_ITER) {
         const link = links.at(-1)!;
         r.exercise = () => {

@@ -251,9 +251,11 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
     ...(typeof result.exitCode === 'number' ? { qemuExitCode: result.exitCode } : {}),
   };
   // Where the agent was, for every way a guest can end early (a finished agent was nowhere).
-  const where = !done && lastStep ? ` (${lastWhat()})` : '';
+  // A failed agent (its own done ok=false, or init's for an agent that died) was somewhere too.
+  const unfinished = !done || !done.ok;
+  const where = unfinished && lastStep ? ` (${lastWhat()})` : '';
   const set = (verdict: Verdict, detail: string) => Object.assign(run, { verdict, detail: verdict === 'agent-hang' || verdict === 'no-agent' ? detail : detail + where });
-  if (lastStep && !done) run.lastStep = lastStep;
+  if (lastStep && unfinished) run.lastStep = lastStep;
   const panic = scanner.first('panic');
   const oops = scanner.first('oops');
   const hung = scanner.first('hung-task');
