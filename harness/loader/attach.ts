@@ -142,11 +142,7 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
       return attached(attachTracing(prog, p.expectedAttachType, `${p.kind} ${p.attachTo ?? ''}`.trim()));
     case ProgType.LSM: {
       if (p.expectedAttachType === AttachType.LSM_CGROUP) return attachToCgroup(p, prog);
-      const link = attachTracing(prog, p.expectedAttachType, `lsm ${p.attachTo ?? ''}`.trim());
-      const denied = deniesTheAgent();
-      if (!denied) return attached(link);
-      link.close();
-      return { verdict: { status: 'attached', via: link.via, target: link.target }, exercise: () => deniedNote(denied) };
+      return keptUnlessDenying(attachTracing(prog, p.expectedAttachType, `lsm ${p.attachTo ?? ''}`.trim()));
     }
     case ProgType.PERF_EVENT:
       return attached(attachPerfClock(prog));
@@ -250,7 +246,17 @@ function runOnDemand(prog: Program): Attachment {
 function attachToCgroup(p: ProgramSpec, prog: Program): Attachment {
   ensureCgroup2(DEFAULTS.cgroup);
   // `cgroup/skb` and friends name no attach type: 0 is BPF_CGROUP_INET_INGRESS, as libbpf takes it.
-  return attached(attachCgroup(prog, p.expectedAttachType ?? AttachType.CGROUP_INET_INGRESS, DEFAULTS.cgroup));
+  const link = attachCgroup(prog, p.expectedAttachType ?? AttachType.CGROUP_INET_INGRESS, DEFAULTS.cgroup);
+  // An lsm_cgroup program denies by returning 0 (the selftests' returns 0 on file_open): the agent is in this cgroup too.
+  return p.expectedAttachType === AttachType.LSM_CGROUP ? keptUnlessDenying(link) : attached(link);
+}
+
+/** An LSM attachment, kept unless it denies the agent its own file access (deniesTheAgent): then detached at once, saying so. */
+function keptUnlessDenying(link: Link): Attachment {
+  const denied = deniesTheAgent();
+  if (!denied) return attached(link);
+  link.close();
+  return { verdict: { status: 'attached', via: link.via, target: link.target }, exercise: () => deniedNote(denied) };
 }
 
 /**

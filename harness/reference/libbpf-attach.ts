@@ -218,17 +218,21 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
     return r;
   }
 
+  /** As ours (loader/attach.ts): an LSM attachment that denies the agent its own file access goes at once, saying so. */
+  function unlessDenying(r: LibbpfAttachment): LibbpfAttachment {
+    if (r.verdict.status !== 'attached') return r;
+    const denied = deniesTheAgent();
+    if (denied) {
+      a.destroy(links.pop()!);
+      r.exercise = () => deniedNote(denied);
+    }
+    return r;
+  }
+
   function attachOne(p: ProgramSpec, prog: bigint): LibbpfAttachment {
     if (p.attachFn) {
       const r = keep(a.attach(prog), 'bpf_program__attach', `${p.section}`);
-      if (r.verdict.status === 'attached' && p.type === ProgType.LSM) {
-        // As ours (loader/attach.ts): an LSM program that denies the agent its own file access goes at once.
-        const denied = deniesTheAgent();
-        if (denied) {
-          a.destroy(links.pop()!);
-          r.exercise = () => deniedNote(denied);
-        }
-      }
+      if (p.type === ProgType.LSM) unlessDenying(r);
       if (r.verdict.status === 'attached' && p.expectedAttachType === AttachType.TRACE_ITER) {
         const link = links.at(-1)!;
         r.exercise = () => {
@@ -242,7 +246,8 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
       ensureCgroup2(env.cgroupDir);
       const fd = openSync(env.cgroupDir, 'r');
       try {
-        return keep(a.attachCgroup(prog, fd), 'bpf_program__attach_cgroup', `cgroup ${env.cgroupDir}`);
+        const r = keep(a.attachCgroup(prog, fd), 'bpf_program__attach_cgroup', `cgroup ${env.cgroupDir}`);
+        return p.expectedAttachType === AttachType.LSM_CGROUP ? unlessDenying(r) : r;
       } finally {
         closeSync(fd);
       }

@@ -1,5 +1,5 @@
 // A BPF LSM program that denies every file access, the agent's own too, through the matrix with
-// both loaders on 7.3 (TCG): each loader attaches it, finds right away that the agent can no
+// both loaders on 7.3 (TCG), and an lsm_cgroup one that denies every open: each loader attaches it, finds right away that the agent can no
 // longer write and read a file, detaches it, and says so in the cell; the kernel counted the
 // denials; the guest goes on to the next object. Before, the agent lost the object's results
 // (ours: a whole-object "EOF") or died (libbpf's turn: SIGABRT), with every later cell lost.
@@ -30,10 +30,12 @@ describe('an LSM program that denies the agent its own file access', () => {
   it('is detached at once by both loaders, saying why; the kernel counted its denials; the next object runs', () => {
     expect(report.kernels[0]!.guest, out).toBe('ok');
     for (const loader of ['ours', 'libbpf'] as const) {
-      const c = cell(loader, 'deny_everything');
-      expect(c.verdict, `${loader}: ${c.reason}`).toBe('pass');
-      expect(c.attach, loader).toMatchObject({ status: 'attached', note: expect.stringMatching(/^detached right after attaching, before the workload: it denied the agent its own file access \(.+\)$/) });
-      expect(c.attach!.runCount, loader).toBeGreaterThanOrEqual(1);
+      for (const program of ['deny_everything', 'deny_opens']) {
+        const c = cell(loader, program);
+        expect(c.verdict, `${loader} ${program}: ${c.reason}`).toBe('pass');
+        expect(c.attach, `${loader} ${program}`).toMatchObject({ status: 'attached', note: expect.stringMatching(/^detached right after attaching, before the workload: it denied the agent its own file access \(.+\)$/) });
+        expect(c.attach!.runCount, `${loader} ${program}`).toBeGreaterThanOrEqual(1);
+      }
       expect(cell(loader, 'on_rename').attach, loader).toMatchObject({ status: 'attached', runCount: 1 });
     }
   });
