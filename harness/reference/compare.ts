@@ -11,7 +11,7 @@
 // (helper call immediates, kernel addresses of ksyms, subprogram indices) is the same kernel's
 // answer to the same question and must be identical.
 
-import { BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE, BPF_PSEUDO_MAP_VALUE, formatInsn, INSN_SIZE, LD_IMM64, readInsn } from '../core/insn.js';
+import { BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE, BPF_PSEUDO_MAP_VALUE, CALL, formatInsn, INSN_SIZE, LD_IMM64, readInsn } from '../core/insn.js';
 import type { RelocationRecord } from '../core/relo/report.js';
 
 export interface XlatedDiff {
@@ -32,10 +32,18 @@ export interface XlatedComparison {
    * when the object leaves the address to the kernel (map_extra 0). Per load, like map ids.
    */
   userAddressDelta?: string;
+  /**
+   * Equal but for this many kernel pointers the verifier itself loads into r3 right before a helper
+   * call (`r3 = prog->aux` for bpf_timer_set_callback): the address of this load's bpf_prog_aux,
+   * different in any two loads.
+   */
+  progAuxPointers?: number;
 }
 
 /** x86-64 and arm64 (48-bit) user space ends here; kernel addresses (0xffff…) are never normalised. */
 const USER_ADDRESS_END = 0x0000_8000_0000_0000n;
+/** Where the kernel's half of a 48-bit address space starts (x86-64, arm64). */
+const KERNEL_ADDRESS_START = 0xffff_8000_0000_0000n;
 const PAGE = 4096n;
 
 const MAP_SRCS = new Set([BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE]);
@@ -80,6 +88,21 @@ class Normaliser {
     const raw = this.bytes.subarray(i * INSN_SIZE, (i + 2) * INSN_SIZE);
     return { value, rest: [...raw.subarray(0, 4), ...raw.subarray(8, 12)].join(',') };
   }
+  /**
+   * A `ld_imm64 r3` of a kernel address (src 0) followed by a helper call: what the verifier inserts
+   * to hand bpf_timer_set_callback (and its kin) this program's bpf_prog_aux. The pair's bytes
+   * without the address, and the call's, as a key.
+   */
+  progAux(i: number): string | undefined {
+    if (this.width(i) !== 2 || i + 2 >= this.slots) return undefined;
+    const { src, dst } = readInsn(this.bytes, i);
+    const call = readInsn(this.bytes, i + 2);
+    if (src !== 0 || dst !== 3 || call.code !== CALL || call.src !== 0) return undefined;
+    const dv = new DataView(this.bytes.buffer, this.bytes.byteOffset + i * INSN_SIZE, 2 * INSN_SIZE);
+    const value = BigInt(dv.getUint32(4, true)) | (BigInt(dv.getUint32(12, true)) << 32n);
+    if (value < KERNEL_ADDRESS_START) return undefined;
+    return [...this.bytes.subarray(i * INSN_SIZE, i * INSN_SIZE + 4), ...this.bytes.subarray((i + 2) * INSN_SIZE, (i + 3) * INSN_SIZE)].join(',');
+  }
   text(i: number, map?: number): string {
     const t = formatInsn(this.bytes, i);
     return map === undefined ? t : `${t} (map #${map} of this load)`;
@@ -95,10 +118,14 @@ export function compareXlated(ours: string, theirs: string): XlatedComparison {
   const b = new Normaliser(hexBytes(theirs));
   let i = 0;
   let delta: bigint | undefined;
+  let progAux = 0;
   while (i < a.slots && i < b.slots) {
     const ka = a.key(i);
     const kb = b.key(i);
-    if (ka.key !== kb.key) {
+    const auxA = ka.key !== kb.key ? a.progAux(i) : undefined;
+    if (auxA !== undefined && auxA === b.progAux(i)) {
+      progAux++;
+    } else if (ka.key !== kb.key) {
       // An arena address: the same instruction, the value moved by the one distance every such pair moved by.
       const ua = a.userAddress(i);
       const ub = b.userAddress(i);
@@ -115,7 +142,7 @@ export function compareXlated(ours: string, theirs: string): XlatedComparison {
       firstDiff: { insn: i, ours: i < a.slots ? a.text(i) : `<end: ${a.slots} insns>`, theirs: i < b.slots ? b.text(i) : `<end: ${b.slots} insns>` },
     };
   }
-  return { equal: true, insns: a.slots, ...(delta !== undefined ? { userAddressDelta: `${delta < 0n ? '-' : ''}0x${(delta < 0n ? -delta : delta).toString(16)}` } : {}) };
+  return { equal: true, insns: a.slots, ...(delta !== undefined ? { userAddressDelta: `${delta < 0n ? '-' : ''}0x${(delta < 0n ? -delta : delta).toString(16)}` } : {}), ...(progAux ? { progAuxPointers: progAux } : {}) };
 }
 
 /** One CO-RE decision libbpf logged: `prog 'p': relo #N: patched insn #I (...) imm A -> B` or poisoned. */
@@ -216,7 +243,7 @@ export function compareOutcomes(ours: OursLike, theirs: TheirsLike): OutcomeComp
       return { ...base, verdict: 'differs', line: `${program}: both loaded, but ${ours.xlated === undefined ? 'our' : "libbpf's"} xlated instructions are missing${reloText}` };
     }
     const x = compareXlated(ours.xlated, theirs.xlated);
-    if (x.equal) return { ...base, verdict: 'same', xlated: x, line: `${program}: same (${x.insns} xlated insns identical${x.userAddressDelta !== undefined ? `, arena addresses moved by ${x.userAddressDelta} where each load mapped its arena` : ''}${reloText})` };
+    if (x.equal) return { ...base, verdict: 'same', xlated: x, line: `${program}: same (${x.insns} xlated insns identical${x.userAddressDelta !== undefined ? `, arena addresses moved by ${x.userAddressDelta} where each load mapped its arena` : ''}${x.progAuxPointers ? `, ${x.progAuxPointers} bpf_prog_aux pointer(s) the verifier loads for a helper differ, as between any two loads` : ''}${reloText})` };
     const d = x.firstDiff!;
     return { ...base, verdict: 'differs', xlated: x, line: `${program}: differs at xlated insn ${d.insn}: ours \`${d.ours}\`, libbpf \`${d.theirs}\`${reloText}` };
   }

@@ -145,6 +145,28 @@ describe('compareXlated on real loads', () => {
     expect(compareXlated(prog(kernel), prog(kernel + 0x1000n)).equal).toBe(false);
   });
 
+  it("the bpf_prog_aux pointer the verifier loads into r3 for bpf_timer_set_callback is per load (recorded on 7.3); any other kernel address differs", () => {
+    const timer = JSON.parse(readFileSync(new URL('./fixtures/xlated-timer.json', import.meta.url), 'utf8')) as { ours: string; libbpf: string };
+    const r = compareXlated(timer.ours, timer.libbpf);
+    expect(r).toEqual({ equal: true, insns: 108, progAuxPointers: 1 });
+    // The instruction it forgives: `r3 = <kernel address> ll` right before a helper call.
+    const b = hexBytes(timer.ours);
+    const at = 44;
+    expect(formatInsn(b, at)).toMatch(/^r3 = -0x[0-9a-f]+ ll$/);
+    expect(formatInsn(b, at + 2)).toMatch(/^call /);
+    // The same pointer into another register, or not before a call, is a real difference.
+    const other = Buffer.from(hexBytes(timer.libbpf));
+    other[at * 8 + 1] = (other[at * 8 + 1]! & 0xf0) | 2; // r2 instead of r3
+    const mine = Buffer.from(b);
+    mine[at * 8 + 1] = (mine[at * 8 + 1]! & 0xf0) | 2;
+    expect(compareXlated(hex(mine), hex(other)).firstDiff?.insn).toBe(at);
+    const noCall = Buffer.from(hexBytes(timer.libbpf));
+    noCall[(at + 2) * 8] = 0xb7; // r? = imm: no longer a call
+    const mineNoCall = Buffer.from(b);
+    mineNoCall[(at + 2) * 8] = 0xb7;
+    expect(compareXlated(hex(mineNoCall), hex(noCall)).firstDiff?.insn).toBe(at);
+  });
+
   it('rejects malformed hex', () => {
     expect(() => compareXlated('abc', load('6.1', 'core_kernel').libbpf.xlated)).toThrow(/not a hex string/);
   });

@@ -52,27 +52,25 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
   const order: Placed[] = [];
   let total = 0;
   const place = (fn: FunctionSpec): Placed => {
-    let pl = placed.get(fn);
-    if (!pl) {
-      pl = { fn, start: total };
-      total += fn.insnCount;
-      placed.set(fn, pl);
-      order.push(pl);
-    }
+    const pl = { fn, start: total };
+    total += fn.insnCount;
+    placed.set(fn, pl);
+    order.push(pl);
     return pl;
   };
-  const self = obj.functions.find((f) => f.section === p.section && f.sectionOffset === p.sectionOffset) ?? p;
-  place(self);
 
-  // Pass 1: walk functions breadth-first, placing every reachable one; remember branch fixups.
+  // Pass 1: place every reachable function as libbpf does (bpf_object__reloc_code): scanning a
+  // function's instructions, the first call or callback reference to a function not yet placed
+  // appends it and scans it at once, before the rest of the caller (depth first, in the order of
+  // first reference). The kernel's translated code then matches libbpf's call for call.
   const fixups: { at: number; target: FunctionSpec; targetInsn: number; what: string; last: boolean }[] = [];
-  const chunks: Uint8Array[] = [];
-  for (let k = 0; k < order.length; k++) {
-    const { fn, start } = order[k]!;
+  const chunks = new Map<Placed, Uint8Array>();
+  const scan = (pl: Placed): void => {
+    const { fn, start } = pl;
     const sec = sections.get(fn.section);
     if (!sec || (fn.sectionOffset + fn.insnCount) * INSN_SIZE > sec.length) throw new FormatError(`${where}: function '${fn.name}' is outside section ${fn.section}`);
     const code = new Uint8Array(sec.subarray(fn.sectionOffset * INSN_SIZE, (fn.sectionOffset + fn.insnCount) * INSN_SIZE));
-    chunks.push(code);
+    chunks.set(pl, code);
     const relocs = relocsOf(fn.section);
     const dv = new DataView(code.buffer);
     for (let j = 0; j < fn.insnCount; j++) {
@@ -93,15 +91,17 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
       if (targetSection !== undefined) {
         const target = fnAt(targetSection, targetInsn);
         if (!target) throw new FormatError(`${where}: ${fn.name}+${j}: call target ${targetSection}+${targetInsn} is not inside a function`);
-        place(target);
         fixups.push({ at: start + j, target, targetInsn: targetInsn - target.sectionOffset, what: `${fn.name}+${j}`, last: j + 1 >= fn.insnCount });
+        if (!placed.has(target)) scan(place(target));
       }
       if (op === LD_IMM64) j++;
     }
-  }
+  };
+  const self = obj.functions.find((f) => f.section === p.section && f.sectionOffset === p.sectionOffset) ?? p;
+  scan(place(self));
 
   const insns = new Uint8Array(total * INSN_SIZE);
-  order.forEach((pl, i) => insns.set(chunks[i]!, pl.start * INSN_SIZE));
+  for (const pl of order) insns.set(chunks.get(pl)!, pl.start * INSN_SIZE);
   const dv = new DataView(insns.buffer);
   const setSrc = (i: number, s: number) => (insns[i * INSN_SIZE + 1] = (s << 4) | (insns[i * INSN_SIZE + 1]! & 0x0f));
   const setImm = (i: number, v: number) => dv.setInt32(i * INSN_SIZE + 4, v, true);
