@@ -69,7 +69,9 @@ function expectSameUpToArenaBase(c: CaseReport): void {
       } else expect([...a.subarray(i, i + (ldImm64 ? 16 : 8))], `${program} insn ${i / 8}`).toEqual([...b.subarray(i, i + (ldImm64 ? 16 : 8))]);
       if (ldImm64) i += 8;
     }
-    if (program !== 'where_answer') expect(shifted, `${program}: arena references`).toBeGreaterThan(0);
+    // When the kernel gave both loads' arenas the same user address (one was unmapped before the
+    // other was mapped), nothing moved and every instruction was compared byte for byte above.
+    if (program !== 'where_answer' && measured !== 0n) expect(shifted, `${program}: arena references`).toBeGreaterThan(0);
   }
 }
 
