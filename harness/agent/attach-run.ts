@@ -3,7 +3,7 @@
 // once for the whole object (and what the object's config adds), let the on-demand programs run
 // (iterators read, syscall programs test-run), then read from the kernel how often each program
 // ran and how long it took (bpf_prog_info run_cnt / run_time_ns, with run statistics on).
-// Both loaders go through `runUnder`: the same workload, the same hand-over of sockets and
+// Both loaders go through `runTogether` (`runAlone` for one object): the same workload, the same hand-over of sockets and
 // congestion controls, the same counting.
 
 import type { Attachment, SocketMap } from '../loader/attach.js';
@@ -45,6 +45,12 @@ export interface RunMember {
   attach: () => ReadonlyMap<string, Attachment>;
   /** A program's run count and time, from the kernel. */
   runCounts: (program: string) => { runCnt?: bigint; runTimeNs?: bigint } | undefined;
+  /**
+   * Wraps the synchronous on-demand runs after the workload (a syscall program's test run, an
+   * iterator read, netkit frames): the agent's watchdog step, since a test run under TCG can hold
+   * the thread for longer than the host waits for a beat.
+   */
+  aroundRun?: (run: () => void) => void;
 }
 
 export interface RunOutcome {
@@ -53,11 +59,11 @@ export interface RunOutcome {
 }
 
 /**
- * Runs the workload under `attachments` (one loader's, for one object), then the on-demand
- * programs, and returns each program's result with the kernel's run counts.
+ * Runs the workload under one object's attachments (one loader's), then its on-demand programs,
+ * and returns each program's result with the kernel's run counts.
  */
-export async function runUnder(attach: RunMember['attach'], runCounts: RunMember['runCounts'], workload: Workload): Promise<RunOutcome> {
-  const [only] = await runTogether([{ attach, runCounts }], workload);
+export async function runAlone(member: RunMember, workload: Workload): Promise<RunOutcome> {
+  const [only] = await runTogether([member], workload);
   if (only instanceof Error) throw only;
   return only!;
 }
@@ -98,22 +104,25 @@ export async function runTogether(members: readonly RunMember[], workload: Workl
     const attachments = attached[i]!;
     if (attachments instanceof Error) return attachments;
     const results = new Map<string, AttachResult>();
-    for (const [name, a] of attachments) results.set(name, counted(a, name, statsVia ? m.runCounts : undefined));
+    for (const [name, a] of attachments) results.set(name, counted(a, name, statsVia ? m.runCounts : undefined, m.aroundRun));
     const n = [...results.values()].filter((r) => r.status === 'attached').length;
     return { results, summary: { attached: n, ...(workloadNote && n ? { workload: workloadNote } : {}), ...(statsVia ? { statsVia } : {}), ms: Math.round(performance.now() - t0) } };
   });
 }
 
 /** An attachment's result after the workload: its on-demand run (iterators, syscall programs) and the kernel's counts. */
-function counted(a: Attachment, name: string, runCounts: RunMember['runCounts'] | undefined): AttachResult {
+function counted(a: Attachment, name: string, runCounts: RunMember['runCounts'] | undefined, aroundRun: RunMember['aroundRun'] = (f) => f()): AttachResult {
   const r: AttachResult = { ...a.verdict };
   if (a.verdict.status !== 'attached') return r;
   if (a.exercise) {
-    try {
-      r.note = a.exercise();
-    } catch (e) {
-      r.note = `running it failed: ${firstLine(e)}`;
-    }
+    const exercise = a.exercise;
+    aroundRun(() => {
+      try {
+        r.note = exercise();
+      } catch (e) {
+        r.note = `running it failed: ${firstLine(e)}`;
+      }
+    });
   }
   const c = runCounts?.(name);
   if (c?.runCnt !== undefined) r.runCount = Number(c.runCnt);
@@ -164,8 +173,9 @@ export class SharedRun {
  * Our loader's part in a run: attaches every loaded program of a collection (its links stay open
  * until the collection closes; `around` wraps the synchronous attach, the agent's watchdog step).
  */
-export function collectionMember(coll: Collection, around: (attach: () => void) => void = (f) => f()): RunMember {
+export function collectionMember(coll: Collection, around: (attach: () => void) => void = (f) => f(), aroundRun?: RunMember['aroundRun']): RunMember {
   return {
+    ...(aroundRun ? { aroundRun } : {}),
     attach: () => {
       let verdicts = new Map<string, Attachment>();
       around(() => {
@@ -178,9 +188,8 @@ export function collectionMember(coll: Collection, around: (attach: () => void) 
 }
 
 /** Our loader, alone: attaches a collection and runs the workload under it. */
-export function attachAndRun(coll: Collection, workload: Workload, around?: (attach: () => void) => void): Promise<RunOutcome> {
-  const m = collectionMember(coll, around);
-  return runUnder(m.attach, m.runCounts, workload);
+export function attachAndRun(coll: Collection, workload: Workload, around?: (attach: () => void) => void, aroundRun?: RunMember['aroundRun']): Promise<RunOutcome> {
+  return runAlone(collectionMember(coll, around, aroundRun), workload);
 }
 
 /** Puts a connection's two sockets into a socket map (keys 2i and 2i+1), as an object's tool puts its own sockets there. */

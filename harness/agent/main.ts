@@ -352,9 +352,15 @@ async function main(): Promise<number> {
       stepTo({ ...unit, phase: 'load' });
       const attachRun = (coll: Collection) => {
         const around = attachStep({ ...unit, phase: 'attach' });
-        if (mustRunAlone(coll.spec, o.config?.workload)) return attachAndRun(coll, workloadFor({ ...unit, phase: 'run' }, o.config?.workload), around);
+        // The on-demand runs after the workload (test runs, iterator reads) beat as a step of their own.
+        const runStep = attachStep({ ...unit, phase: 'run' });
+        const aroundRun = (run: () => void) => runStep(() => {
+          if (manifest.faults?.blockInRun?.object === o.name) blockFor(manifest.faults.blockInRun.ms);
+          run();
+        });
+        if (mustRunAlone(coll.spec, o.config?.workload)) return attachAndRun(coll, workloadFor({ ...unit, phase: 'run' }, o.config?.workload), around, aroundRun);
         lastUnit = unit;
-        return shared.join(collectionMember(coll, around));
+        return shared.join(collectionMember(coll, around, aroundRun));
       };
       const onLoaded = (t: LoadTiming) => send({ t: 'result', kind: LOAD_TIMING, data: t });
       const before = shared.size;
@@ -431,7 +437,7 @@ async function main(): Promise<number> {
               const parsed = spec ?? tryParse(o.path, o.name);
               const alone = !parsed || mustRunAlone(parsed, o.config?.workload) !== undefined;
               if (!alone) lastRef = s;
-              if (parsed) await libbpfAttachRun(live, parsed, cells, oursAttach.get(o.path), { around: attachStep({ ...s, phase: 'attach' }), workload: workloadFor({ ...s, phase: 'run' }, o.config?.workload), ...(alone ? {} : { join: (m: RunMember) => sharedRef.join(m) }) });
+              if (parsed) await libbpfAttachRun(live, parsed, cells, oursAttach.get(o.path), { around: attachStep({ ...s, phase: 'attach' }), aroundRun: attachStep({ ...s, phase: 'run' }), workload: workloadFor({ ...s, phase: 'run' }, o.config?.workload), ...(alone ? {} : { join: (m: RunMember) => sharedRef.join(m) }) });
             } finally {
               live.close();
             }

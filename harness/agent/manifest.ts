@@ -94,6 +94,8 @@ export interface ManifestFaults {
    * as a long verification or a call that never returns would (Atomics.wait: no timer runs).
    */
   blockInLoad?: { program: string; ms?: number };
+  /** The same inside the on-demand runs after the workload (test runs, iterator reads) of this user object. */
+  blockInRun?: { object: string; ms?: number };
 }
 
 /**

@@ -7,7 +7,7 @@ import { differential, type DifferentialOptions } from '../reference/differentia
 import { loadWithLibbpf, type ReferenceLoad } from '../reference/libbpf.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
-import { runUnder, type RunMember, type RunOutcome, type Workload } from './attach-run.js';
+import { runAlone, type RunMember, type RunOutcome, type Workload } from './attach-run.js';
 import { attachWithLibbpf, libbpfProgramInfo } from '../reference/libbpf-attach.js';
 import { RESULT_SCHEMA, WHOLE_OBJECT, type AttachResult, type CellResult, type KernelInfo } from '../results.js';
 import { DEFAULTS } from '../loader/attach.js';
@@ -91,7 +91,7 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
  */
 export async function libbpfAttachRun(
   live: ReferenceLoad, spec: ObjectSpec, cells: CellResult[], ours: ReadonlyMap<string, AttachResult> | undefined,
-  o: { around: (attach: () => void) => void; workload: Workload; join?: (m: RunMember) => Promise<RunOutcome> },
+  o: { around: (attach: () => void) => void; aroundRun?: RunMember['aroundRun']; workload: Workload; join?: (m: RunMember) => Promise<RunOutcome> },
 ): Promise<void> {
   let att: ReturnType<typeof attachWithLibbpf> | undefined;
   try {
@@ -104,9 +104,10 @@ export async function libbpfAttachRun(
         return att!.attachments;
       },
       runCounts: (name) => libbpfProgramInfo(live, name),
+      ...(o.aroundRun ? { aroundRun: o.aroundRun } : {}),
     };
     // Alone, or queued to share a run of the workload with other observing objects.
-    const { results } = await (o.join ? o.join(member) : runUnder(member.attach, member.runCounts, o.workload));
+    const { results } = await (o.join ? o.join(member) : runAlone(member, o.workload));
     for (const cell of cells) {
       const a = results.get(cell.program);
       if (!a) continue;

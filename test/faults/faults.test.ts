@@ -4,10 +4,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { KernelEntry } from '../../harness/kernels/matrix.js';
 import { KernelStore } from '../../harness/kernels/store.js';
 import { runMatrix, runPassed, type MatrixOptions } from '../../harness/matrix/run.js';
+import { compileBpf } from '../helpers/tools.js';
 
 const out = () => mkdtempSync(join(tmpdir(), 'cm-faults-'));
 const base = (o: Partial<MatrixOptions>): MatrixOptions => ({
@@ -47,6 +49,20 @@ describe('guest faults (6.1, TCG)', () => {
     expect(busy.length).toBeGreaterThanOrEqual(2);
     expect(busy[0]!.busy.step).toBe('suite task-fields, object task-fields.bpf.o, program set_task_comm (load)');
     expect(Math.max(...busy.map((b) => b.busy.forMs))).toBeGreaterThan(8_000);
+  }, 300_000);
+
+  it('an on-demand run after the workload (a syscall program\'s test run) that holds the thread past the heartbeat timeout is not a hang either', async () => {
+    const dir = out();
+    const object = compileBpf(fileURLToPath(new URL('../loader/fixtures/attach_trace.bpf.c', import.meta.url)), ['-D__TARGET_ARCH_x86']);
+    const name = basename(object);
+    const r = await runMatrix(base({ outDir: dir, suites: [], objects: [object], faults: { blockInRun: { object: name, ms: 20_000 } }, heartbeatTimeoutMs: 8_000 }));
+    const k = r.kernels[0]!;
+    expect(k.guest, `${k.detail}`).toBe('ok');
+    const { readFileSync } = await import('node:fs');
+    const busy = readFileSync(join(dir, 'guests', '6.1.ttyS1.log'), 'utf8').split('\n').filter((l) => l.includes('"busy"')).map((l) => JSON.parse(l) as { busy: { step: string; forMs: number } });
+    expect(busy.length).toBeGreaterThanOrEqual(2);
+    expect(busy[0]!.busy.step).toBe(`object ${name} (run)`);
+    expect(k.cells.some((c) => c.attach?.note?.startsWith('BPF_PROG_TEST_RUN returned'))).toBe(true);
   }, 300_000);
 
   it('a load that never returns is a hang naming suite, object and program; earlier cells are kept, the rest are not run', async () => {
