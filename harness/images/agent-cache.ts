@@ -11,9 +11,9 @@
 // QEMU each time it is written. `--jitless` (interpreter only: no executable memory allocated at
 // run time) and a code cache (V8 deserialises bytecode instead of parsing and compiling the
 // 0.9 MB bundle) cut the agent's start.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -23,6 +23,7 @@ import { withLock } from '../lock.js';
 import { cacheDir, repoRoot, writeFileAtomic } from '../paths.js';
 import { checkSealedSync, sealOf, writeSeal } from '../seal.js';
 import { emptyManifest } from '../agent/manifest.js';
+import { onPath } from '../tools.js';
 import { ARCH_MACHINES } from '../vm/arch.js';
 import { fileHash } from './base.js';
 import { hostArch } from './busybox-arch.js';
@@ -86,20 +87,6 @@ interface Producer {
 /** The host's own node (amd64 images copy it). */
 function hostProducer(): Producer {
   return { command: process.execPath, prefix: [], key: `host ${process.version} ${process.arch} ${fileHash(process.execPath)}`, prepare: () => undefined };
-}
-
-/** `name` on PATH, or undefined. */
-function onPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const p = join(dir || '.', name);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
 }
 
 /**
@@ -229,33 +216,11 @@ function keep(path: string, out: string, rebuilt: string | undefined): AgentCode
  * is made again.
  * Undefined when the bundle cannot be run that way (not CommonJS, say) or, for a foreign arch,
  * this host has no emulator (node.log hears why): the image then goes without.
- * Blocks while it runs node (~1 s on the host; 5-20 s emulated): agentCodeCacheAsync does not.
+ * The event loop stays free while node runs (~1 s on the host; 5-20 s emulated: an image is built
+ * during a matrix run, while other guests' result ports are read), and one producer at a time
+ * makes each cache (two arm64 images built at once wait for one emulated run).
  */
-export function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_NODE_FLAGS, node: CacheNode = {}): AgentCodeCache | undefined {
-  const plan = planFor(bundle, flags, node);
-  if (!plan) return undefined;
-  const have = kept(plan.path);
-  if ('path' in have) return have;
-  const work = mkdtempSync(join(tmpdir(), 'corematrix-codecache-'));
-  try {
-    const c = producingCommand(plan.producer, work, bundle, flags);
-    try {
-      execFileSync(c.command, c.args, { ...c.options, stdio: ['ignore', 'ignore', 'pipe'] });
-    } catch {
-      /* judged by the cache it left: keep() */
-    }
-    return keep(plan.path, c.out, have.rebuilt);
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
-}
-
-/**
- * agentCodeCache without blocking the event loop while node runs (an image built during a matrix
- * run, while other guests' result ports are read), one producer at a time per cache (two arm64
- * images built at once wait for one emulated run instead of making two).
- */
-export async function agentCodeCacheAsync(bundle: string, flags: readonly string[] = GUEST_NODE_FLAGS, node: CacheNode = {}): Promise<AgentCodeCache | undefined> {
+export async function agentCodeCache(bundle: string, flags: readonly string[] = GUEST_NODE_FLAGS, node: CacheNode = {}): Promise<AgentCodeCache | undefined> {
   const plan = planFor(bundle, flags, node);
   if (!plan) return undefined;
   const first = kept(plan.path);

@@ -32,7 +32,7 @@ import { cacheDir, pruneCache, repoRoot, touchCached } from '../paths.js';
 import { checkSealed, hashFile, pruneSeals, readSeal, writeSeal } from '../seal.js';
 import type { DebianArch } from '../kernels/arch.js';
 import { AptState } from '../kernels/apt.js';
-import { agentCodeCacheAsync, agentStartScript, GUEST_NODE_FLAGS } from './agent-cache.js';
+import { agentCodeCache, agentStartScript, GUEST_NODE_FLAGS } from './agent-cache.js';
 import { fileHash, guestKoffiManifest, koffiFiles } from './base.js';
 import { archBusybox, busyboxRootEntries, hostArch, type ArchBusybox } from './busybox-arch.js';
 import { type CpioEntry, cpioContentKey, writeCpio } from './cpio.js';
@@ -193,7 +193,7 @@ function runLayerRoots(spec: ArchImageSpec): RunLayerRoot[] {
  */
 async function agentStartEntries(spec: ArchImageSpec, root: readonly CpioEntry[]): Promise<CpioEntry[]> {
   if (spec.agent !== undefined) return [];
-  const cache = await agentCodeCacheAsync(join(repoRoot(), 'dist', 'agent.js'), spec.nodeFlags ?? GUEST_NODE_FLAGS, { arch: spec.arch, root, ...(spec.log ? { log: spec.log } : {}) });
+  const cache = await agentCodeCache(join(repoRoot(), 'dist', 'agent.js'), spec.nodeFlags ?? GUEST_NODE_FLAGS, { arch: spec.arch, root, ...(spec.log ? { log: spec.log } : {}) });
   if (!cache) return [];
   if (cache.rebuilt) spec.log?.(`rebuilt agent code cache: ${cache.rebuilt}`);
   return [

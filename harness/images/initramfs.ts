@@ -122,7 +122,7 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
  * The run layer's entries for `spec`: /init, the agent and its start-up, the caller's files, the
  * config. A cached code cache made again is told to `step` and added to `rebuilt`.
  */
-function runEntries(spec: ImageSpec, variant: BaseVariant, step: (s: string) => void, rebuilt: string[]): CpioEntry[] {
+async function runEntries(spec: ImageSpec, variant: BaseVariant, step: (s: string) => void, rebuilt: string[]): Promise<CpioEntry[]> {
   const plain = spec.start === 'plain';
   const run: CpioEntry[] = [{ kind: 'file', path: 'init', source: initScript(), mode: 0o755 }];
   const agent = spec.agent ?? (variant === 'full' ? join(repoRoot(), 'dist', 'agent.js') : false);
@@ -135,7 +135,7 @@ function runEntries(spec: ImageSpec, variant: BaseVariant, step: (s: string) => 
     if (variant === 'full' && spec.agent === undefined && !plain) {
       // No cache (a bundle that cannot run on this host, e.g. an ES module from an older build):
       // /init then runs the agent directly, as it always could.
-      const cache = agentCodeCache(agent, GUEST_NODE_FLAGS);
+      const cache = await agentCodeCache(agent, GUEST_NODE_FLAGS);
       if (cache?.rebuilt) {
         rebuilt.push(cache.rebuilt);
         step(`rebuilt agent code cache: ${cache.rebuilt}`);
@@ -183,7 +183,7 @@ type Attempt = (Omit<BuiltImage, 'buildMs' | 'rebuilt'> | { again: string }) & {
 async function buildImageOnce(spec: ImageSpec, rebuilt: string[]): Promise<Attempt> {
   const step = spec.onStep ?? (() => {});
   const variant = spec.base ?? 'full';
-  const run = runEntries(spec, variant, step, rebuilt);
+  const run = await runEntries(spec, variant, step, rebuilt);
   const base = await baseLayer(variant, spec.compression);
   if (base.rebuilt) {
     rebuilt.push(base.rebuilt);

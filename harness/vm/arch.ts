@@ -14,13 +14,13 @@
 // qemu.ts's runGuest boots every arch with these arguments (the orchestrator's runner, verdicts and
 // all); `bootGuest` is a small runner (console, result lines, deadlines) for tests and measurements.
 import { execFileSync, spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { CoreMatrixError } from '../core/errors.js';
 import type { DebianArch } from '../kernels/arch.js';
 import { decodeMessage, type GuestMessage } from '../protocol.js';
+import { onPath } from '../tools.js';
 import { ConsoleScanner, type Splat } from './console.js';
 
 export type Accel = 'kvm' | 'tcg';
@@ -131,16 +131,9 @@ export function archQemuArgs(arch: DebianArch, o: ArchQemuOptions): string[] {
 /** Finds the arch's QEMU on PATH; a missing one is a setup error naming the package. */
 export function findQemu(arch: DebianArch): string {
   const m = ARCH_MACHINES[arch];
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const p = join(dir || '.', m.qemu);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  throw new CoreMatrixError(`${m.qemu} not found on PATH (apt-get install ${m.qemuPackage})`);
+  const qemu = onPath(m.qemu);
+  if (!qemu) throw new CoreMatrixError(`${m.qemu} not found on PATH (apt-get install ${m.qemuPackage})`);
+  return qemu;
 }
 
 let setprivOk: boolean | undefined;

@@ -39,11 +39,11 @@ function launch(flags: readonly string[], bundle: string, cacheFile: string): st
 }
 
 describe('agent code cache', () => {
-  it('is produced for the CommonJS agent bundle, accepted with the guest flags, rejected with others', () => {
-    const cache = agentCodeCache(agent);
+  it('is produced for the CommonJS agent bundle, accepted with the guest flags, rejected with others', async () => {
+    const cache = await agentCodeCache(agent);
     expect(cache).toBeDefined();
     expect(cache!.bytes).toBeGreaterThan(50_000);
-    const again = agentCodeCache(agent)!;
+    const again = (await agentCodeCache(agent))!;
     expect(again.built).toBe(false); // cached by content: not produced a second time
     expect(again.path).toBe(cache!.path);
     const accepted = launch(GUEST_NODE_FLAGS, agent, cache!.path);
@@ -56,10 +56,10 @@ describe('agent code cache', () => {
     expect(rejected).toContain('"t":"hello"');
   });
 
-  it('is not produced for a bundle the launcher cannot run (an ES module)', () => {
+  it('is not produced for a bundle the launcher cannot run (an ES module)', async () => {
     const esm = join(tmp, 'esm-agent.js');
     writeFileSync(esm, "import { readFileSync } from 'node:fs';\nconsole.log(typeof readFileSync);\n");
-    expect(agentCodeCache(esm)).toBeUndefined();
+    expect(await agentCodeCache(esm)).toBeUndefined();
   });
 });
 
@@ -70,7 +70,7 @@ describe('full image', () => {
     const entries = (p: string) => readCpio(readFileSync(p));
     const get = (list: ReturnType<typeof readCpio>, path: string) => list.filter((e) => e.path === path).at(-1);
     const la = entries(a.path);
-    expect(get(la, 'agent.js.cache')!.data.length).toBe(agentCodeCache(agent)!.bytes);
+    expect(get(la, 'agent.js.cache')!.data.length).toBe((await agentCodeCache(agent))!.bytes);
     expect(Buffer.from(get(la, 'agent-start.js')!.data).toString()).toBe(readFileSync(agentStartScript(), 'utf8'));
     expect(Buffer.from(get(la, 'etc/corematrix/node-flags')!.data).toString()).toBe(`${GUEST_NODE_FLAGS.join(' ')}\n`);
     expect(get(la, GUEST_SEED_TOOL)!.mode & 0o111).not.toBe(0);

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadObjectSpec } from '../../harness/core/object/load.js';
 import { objectsRootNames } from '../../harness/core/relo/patch.js';
 import { emptyManifest, MANIFEST_SCHEMA, type RunManifest } from '../../harness/agent/manifest.js';
-import { type AgentCodeCache, agentCodeCache, agentCodeCacheAsync, agentStartScript, GUEST_NODE_FLAGS, layOutRoot } from '../../harness/images/agent-cache.js';
+import { type AgentCodeCache, agentCodeCache, agentStartScript, GUEST_NODE_FLAGS, layOutRoot } from '../../harness/images/agent-cache.js';
 import { archBaseEntries, buildArchImage } from '../../harness/images/arm64-image.js';
 import { buildSuiteForArch, type ArchSuiteObject } from '../../harness/images/arm64-objects.js';
 import type { CpioEntry } from '../../harness/images/cpio.js';
@@ -46,7 +46,7 @@ beforeAll(async () => {
   ensureBuilt();
   copyFileSync(join(repoRoot(), 'dist', 'agent.js'), agent);
   root = (await archBaseEntries('arm64')).entries;
-  const made = await agentCodeCacheAsync(agent, GUEST_NODE_FLAGS, { arch: 'arm64', root, log: (l) => console.log(l) });
+  const made = await agentCodeCache(agent, GUEST_NODE_FLAGS, { arch: 'arm64', root, log: (l) => console.log(l) });
   expect(made, 'qemu-aarch64-static (apt-get install qemu-user-static) makes the arm64 cache').toBeDefined();
   cache = made!;
   suite = await buildSuiteForArch(SUITE, 'arm64', (await store.fetch('6.1-arm64')).btf);
@@ -68,13 +68,13 @@ describe('the arm64 agent code cache on the host', () => {
       let ticks = 0;
       const tick = setInterval(() => ticks++, 100);
       const t0 = performance.now();
-      const both = await Promise.all([1, 2].map(() => agentCodeCacheAsync(agent, GUEST_NODE_FLAGS, { arch: 'arm64', root })));
+      const both = await Promise.all([1, 2].map(() => agentCodeCache(agent, GUEST_NODE_FLAGS, { arch: 'arm64', root })));
       const ms = performance.now() - t0;
       clearInterval(tick);
       expect(both.map((c) => c!.built).sort()).toEqual([false, true]);
       expect(both[0]!.path).toBe(both[1]!.path);
       expect(ticks).toBeGreaterThan((ms / 100) * 0.5); // a blocked loop would have ticked about once
-      expect(agentCodeCache(agent, GUEST_NODE_FLAGS, { arch: 'arm64', root })).toEqual({ path: both[0]!.path, bytes: both[0]!.bytes, built: false });
+      expect(await agentCodeCache(agent, GUEST_NODE_FLAGS, { arch: 'arm64', root })).toEqual({ path: both[0]!.path, bytes: both[0]!.bytes, built: false });
       console.log(`[measure] arm64 agent code cache made under qemu-aarch64-static in ${Math.round(ms)} ms: ${both[0]!.bytes} bytes`);
     } finally {
       if (cacheRoot === undefined) delete process.env.COREMATRIX_CACHE;
@@ -82,9 +82,9 @@ describe('the arm64 agent code cache on the host', () => {
     }
   }, 300_000);
 
-  it('is accepted by V8 of the arm64 node with the guest flags only (not the amd64 cache)', () => {
+  it('is accepted by V8 of the arm64 node with the guest flags only (not the amd64 cache)', async () => {
     expect(cache.bytes).toBeGreaterThan(500_000);
-    expect(agentCodeCache(agent)!.path).not.toBe(cache.path);
+    expect((await agentCodeCache(agent))!.path).not.toBe(cache.path);
     // V8's verdict from the arm64 node itself (qemu-user), with and without the guest's flags.
     const dir = hostRoot();
     copyFileSync(agent, join(dir, 'agent.js'));
@@ -103,12 +103,12 @@ describe('the arm64 agent code cache on the host', () => {
     expect(launch([])).toContain(`start: code cache rejected (${cache.bytes} bytes)`);
   }, 300_000);
 
-  it('goes without, saying why in one line, on a host without qemu-aarch64-static', () => {
+  it('goes without, saying why in one line, on a host without qemu-aarch64-static', async () => {
     const path = process.env.PATH;
     const said: string[] = [];
     process.env.PATH = join(tmp, 'no-bin');
     try {
-      expect(agentCodeCache(agent, GUEST_NODE_FLAGS, { arch: 'arm64', root, log: (l) => said.push(l) })).toBeUndefined();
+      expect(await agentCodeCache(agent, GUEST_NODE_FLAGS, { arch: 'arm64', root, log: (l) => said.push(l) })).toBeUndefined();
     } finally {
       process.env.PATH = path;
     }
