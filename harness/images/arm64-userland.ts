@@ -89,41 +89,45 @@ export function parseDepends(field: string | undefined): string[][] {
     .filter((alts) => alts.length > 0);
 }
 
-type PackageRow = { name: string; version: string; suite: string };
+export type PackageRow = { name: string; version: string; suite: string };
 
 /**
- * The packages to unpack: `roots` and what they depend on, newest version each in `suites`; the
- * node-* packages depended on are listed apart (`javascript`), without their own dependencies.
+ * The packages of `arch` to unpack: `roots` and what they depend on, newest version each in
+ * `suites` (of a `a | b` dependency, the first alternative that exists: not a virtual package).
+ * Dependencies `apart` names are listed apart, without their own dependencies (node's externalized
+ * builtins, the node-* packages); those `skip` names are left out (glibc, for a cross build whose
+ * toolchain brings its own).
  */
-async function resolveClosure(apt: AptState, roots: string[], suites: string[]): Promise<{ binary: PackageRow[]; javascript: PackageRow[] }> {
+export async function packageClosure(apt: AptState, roots: string[], suites: string[], opts: { apart?: (name: string) => boolean; skip?: (name: string) => boolean } = {}): Promise<{ binary: PackageRow[]; apart: PackageRow[] }> {
+  const apartOf = opts.apart ?? (() => false);
+  const skip = opts.skip ?? (() => false);
   const chosen = new Map<string, PackageRow>();
-  const javascript = new Map<string, PackageRow>();
+  const apart = new Map<string, PackageRow>();
   const newest = async (name: string) =>
     (await apt.madison([name])).filter((r) => r.name === name && suites.includes(r.suite)).sort((a, b) => compareDebVersions(a.version, b.version)).pop();
   const queue = [...roots];
   while (queue.length) {
     const name = queue.shift()!;
-    if (chosen.has(name)) continue;
+    if (chosen.has(name) || skip(name)) continue;
     const row = await newest(name);
-    if (!row) throw new CoreMatrixError(`userland for ${apt.arch}: package ${name} is not in ${suites.join(', ')}`);
+    if (!row) throw new CoreMatrixError(`packages for ${apt.arch}: ${name} is not in ${suites.join(', ')}`);
     chosen.set(name, row);
     const rec = await apt.show(name, row.version);
     for (const alts of [...parseDepends(rec['Pre-Depends']), ...parseDepends(rec.Depends)]) {
-      // node-* apart (see the file's head); the first alternative that exists (not a virtual package).
-      for (const js of alts.filter((a) => a.startsWith('node-') && !javascript.has(a))) {
-        const r = await newest(js);
-        if (r) javascript.set(js, r);
+      for (const a of alts.filter((x) => apartOf(x) && !apart.has(x))) {
+        const r = await newest(a);
+        if (r) apart.set(a, r);
       }
-      const libs = alts.filter((a) => !a.startsWith('node-'));
-      if (libs.length === 0 || libs.some((a) => chosen.has(a))) continue;
+      const rest = alts.filter((a) => !apartOf(a));
+      if (rest.length === 0 || rest.some((a) => chosen.has(a) || skip(a))) continue;
       let pick: string | undefined;
-      for (const a of libs) if ((await newest(a)) !== undefined) { pick = a; break; }
-      if (!pick) throw new CoreMatrixError(`userland for ${apt.arch}: ${name} ${row.version} depends on ${alts.join(' | ')}, none of which is in ${suites.join(', ')}`);
+      for (const a of rest) if ((await newest(a)) !== undefined) { pick = a; break; }
+      if (!pick) throw new CoreMatrixError(`packages for ${apt.arch}: ${name} ${row.version} depends on ${alts.join(' | ')}, none of which is in ${suites.join(', ')}`);
       queue.push(pick);
     }
   }
   const byName = (a: PackageRow, b: PackageRow) => a.name.localeCompare(b.name);
-  return { binary: [...chosen.values()].sort(byName), javascript: [...javascript.values()].sort(byName) };
+  return { binary: [...chosen.values()].sort(byName), apart: [...apart.values()].sort(byName) };
 }
 
 /** The files node reads its externalized builtins from (NODE_SHARED_BUILTIN_<NAME>_PATH=<file> in its build configuration). */
@@ -132,8 +136,8 @@ export function externalizedBuiltins(libnode: Uint8Array): string[] {
   return [...new Set([...text.matchAll(/NODE_SHARED_BUILTIN_[A-Z0-9_]+_PATH=(\/[\x21-\x7e]+?)(?=["\s,\\])/g)].map((m) => m[1]!))].sort();
 }
 
-/** One package version unpacked into its own folder (downloaded and unpacked once, under a lock). */
-async function unpack(apt: AptState, p: PackageRow): Promise<UnpackedPackage> {
+/** One package version unpacked into its own folder of cacheDir('userland', <arch>) (downloaded and unpacked once, under a lock). */
+export async function unpackPackage(apt: AptState, p: PackageRow): Promise<UnpackedPackage> {
   const root = cacheDir('userland', apt.arch);
   const dir = join(root, `${p.name}_${p.version.replace(/:/g, '%3a')}`);
   if (existsSync(join(dir, '.unpacked'))) return { ...p, dir };
@@ -206,9 +210,9 @@ export async function archUserland(arch: DebianArch, opts: ArchUserlandOptions =
   if (apt.arch !== arch) throw new CoreMatrixError(`userland for ${arch}: the apt state given reads ${apt.arch} lists`);
   await apt.ensure(suites);
   const t0 = performance.now();
-  const closure = await resolveClosure(apt, ['nodejs', ...(opts.extraPackages ?? [])], suites);
+  const closure = await packageClosure(apt, ['nodejs', ...(opts.extraPackages ?? [])], suites, { apart: (name) => name.startsWith('node-') });
   const packages: UnpackedPackage[] = [];
-  for (const p of closure.binary) packages.push(await unpack(apt, p));
+  for (const p of closure.binary) packages.push(await unpackPackage(apt, p));
   const root = new MergedRoot(packages);
   const node = packages.find((p) => p.name === 'nodejs')!;
 
@@ -270,11 +274,11 @@ export async function archUserland(arch: DebianArch, opts: ArchUserlandOptions =
   const builtins = libnode ? externalizedBuiltins(readFileSync(libnode.source)) : [];
   if (builtins.length) {
     const js: UnpackedPackage[] = [];
-    for (const p of closure.javascript) js.push(await unpack(apt, p));
+    for (const p of closure.apart) js.push(await unpackPackage(apt, p));
     const jsRoot = new MergedRoot([...js, ...packages]);
     for (const path of builtins) {
       const f = jsRoot.resolve(path);
-      if (!f) throw new CoreMatrixError(`userland for ${arch}: node reads ${path} at start-up (its build configuration says), which none of ${closure.javascript.map((p) => p.name).join(', ') || 'no node-* package'} has`);
+      if (!f) throw new CoreMatrixError(`userland for ${arch}: node reads ${path} at start-up (its build configuration says), which none of ${closure.apart.map((p) => p.name).join(', ') || 'no node-* package'} has`);
       add(path.replace(/^\/+/, ''), f.host, f.pkg, 0o644);
     }
     packages.push(...js);

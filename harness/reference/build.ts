@@ -10,12 +10,12 @@
 // For a guest arch other than the host's (arm64, issue 19) the same source is cross-built with
 // Debian's cross compiler (gcc-aarch64-linux-gnu, bookworm's glibc 2.36 for arm64) against the
 // arch's own libelf and zlib: Debian's packages of that arch from the suite the guest's userland
-// comes from (trixie), fetched through the arch's private apt state and unpacked into the build's
-// work folder, so the libelf.so.1 and libz.so.1 it names are the ones the guest carries. Its cache
+// comes from (trixie), fetched through the arch's private apt state and unpacked as that userland's
+// packages are (arm64-userland.ts), so the libelf.so.1 and libz.so.1 it names are the ones the guest carries. Its cache
 // folder is keyed by source version and arch (`<pkg>_<version>_arm64`); the amd64 folder's name is
 // unchanged. A binary of another arch cannot run on the host, so its checks read the ELF file.
 import { createHash } from 'node:crypto';
-import { copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -23,7 +23,7 @@ import { CoreMatrixError } from '../core/errors.js';
 import { AptState, type AptCandidate } from '../kernels/apt.js';
 import { DEFAULT_ARCH, type DebianArch } from '../kernels/arch.js';
 import { hostArch } from '../images/busybox-arch.js';
-import { DEFAULT_USERLAND_SUITES, MULTIARCH, parseDepends } from '../images/arm64-userland.js';
+import { DEFAULT_USERLAND_SUITES, MULTIARCH, packageClosure, unpackPackage } from '../images/arm64-userland.js';
 import { sourceTarStream } from '../kernels/build.js';
 import { compareDebVersions } from '../kernels/debversion.js';
 import { loadMatrix } from '../kernels/matrix.js';
@@ -233,37 +233,17 @@ async function checkCrossToolchain(arch: DebianArch, cross: { prefix: string; pa
 
 /**
  * The arch's -dev packages for libelf and zlib and what they depend on (not glibc's), newest in
- * `suites`, each unpacked into `root` (dpkg-deb -x): headers in usr/include, libraries in
- * usr/lib/<triplet>. Returns `name version (suite)` of each.
+ * `suites`, unpacked as the arch's userland packages are (arm64-userland.ts: once per version, in
+ * the cache) and copied together into `sysroot`: a -dev package's libelf.so link names the
+ * library another package installs, and the linker must find both in one folder (else it takes
+ * the static libelf.a). Returns `name version (suite)` of each.
  */
-async function crossLibraries(arch: DebianArch, suites: string[], root: string, work: string, log: (line: string) => void): Promise<string[]> {
+async function crossLibraries(arch: DebianArch, suites: string[], sysroot: string, log: (line: string) => void): Promise<string[]> {
   const apt = new AptState({ arch, log });
   await apt.ensure(suites);
-  const newest = async (name: string) =>
-    (await apt.madison([name])).filter((r) => r.name === name && suites.includes(r.suite)).sort((a, b) => compareDebVersions(a.version, b.version)).pop();
-  const chosen = new Map<string, AptCandidate>();
-  const queue = [...CROSS_DEV_PACKAGES];
-  while (queue.length) {
-    const name = queue.shift()!;
-    if (chosen.has(name) || GLIBC_PACKAGE.test(name)) continue;
-    const row = await newest(name);
-    if (!row) throw new CoreMatrixError(`libbpf build for ${arch}: package ${name} is not in ${suites.join(', ')} of the ${arch} apt state`);
-    chosen.set(name, row);
-    const rec = await apt.show(name, row.version);
-    for (const alts of [...parseDepends(rec['Pre-Depends']), ...parseDepends(rec.Depends)]) {
-      if (alts.some((a) => GLIBC_PACKAGE.test(a) || chosen.has(a))) continue;
-      let pick: string | undefined;
-      for (const a of alts) if ((await newest(a)) !== undefined) { pick = a; break; }
-      if (!pick) throw new CoreMatrixError(`libbpf build for ${arch}: ${name} ${row.version} depends on ${alts.join(' | ')}, none of which is in ${suites.join(', ')}`);
-      queue.push(pick);
-    }
-  }
-  const debs = join(work, 'debs');
-  for (const p of chosen.values()) {
-    const deb = await apt.download(p.name, p.version, debs);
-    await execa('dpkg-deb', ['-x', deb, root]);
-  }
-  return [...chosen.values()].map((p) => `${p.name} ${p.version} (${p.suite})`).sort();
+  const { binary } = await packageClosure(apt, CROSS_DEV_PACKAGES, suites, { skip: (name) => GLIBC_PACKAGE.test(name) });
+  for (const p of binary) cpSync((await unpackPackage(apt, p)).dir, sysroot, { recursive: true, verbatimSymlinks: true });
+  return binary.map((p) => `${p.name} ${p.version} (${p.suite})`);
 }
 
 /** Runs one build step; a failure is one line naming the step and the compiler's error, the full output in `logFile`. */
@@ -354,7 +334,7 @@ async function buildLibbpf(o: {
     if (o.cross) {
       const sysroot = join(work, 'libs');
       o.log(`libbpf: ${o.arch} libelf and zlib from ${o.cross.librarySuites.join(', ')}`);
-      buildDeps = await crossLibraries(o.arch, o.cross.librarySuites, sysroot, work, o.log);
+      buildDeps = await crossLibraries(o.arch, o.cross.librarySuites, sysroot, o.log);
       logStream.write(`\n### ${o.arch} libraries: ${buildDeps.join(', ')}\n`);
       const libDir = join(sysroot, 'usr/lib', MULTIARCH[o.arch]);
       crossArgs = [
