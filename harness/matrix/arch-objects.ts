@@ -25,7 +25,7 @@ import { existsSync } from 'node:fs';
 import { UsageError } from '../core/errors.js';
 import { essentialName, type Btf } from '../core/btf/btf.js';
 import { Kind } from '../core/btf/kinds.js';
-import { DEBIAN_ARCHES, isDebianArch, type DebianArch } from '../kernels/arch.js';
+import { ARCH_FACTS, DEBIAN_ARCHES, isDebianArch, type DebianArch } from '../kernels/arch.js';
 import type { CellResult } from '../results.js';
 
 /** `arm64:path` → { arch: 'arm64', path }; a plain path → { path }. `option` names the flag in errors. */
@@ -65,12 +65,9 @@ export function objectBuiltFor(btf: Btf): BuiltFor | undefined {
   return { arch, evidence };
 }
 
-/** bpf_tracing.h's name of an arch (__TARGET_ARCH_<x>), for messages a BPF engineer reads. */
-const TARGET_ARCH: Record<DebianArch, string> = { amd64: 'x86', arm64: 'arm64' };
-
 /** `an x86 build (__TARGET_ARCH_x86: struct pt_regs has di, si)`. */
 export function describeBuild(b: BuiltFor): string {
-  return `an ${TARGET_ARCH[b.arch]} build (__TARGET_ARCH_${TARGET_ARCH[b.arch]}: ${b.evidence})`;
+  return `an ${ARCH_FACTS[b.arch].bpfTargetArch} build (__TARGET_ARCH_${ARCH_FACTS[b.arch].bpfTargetArch}: ${b.evidence})`;
 }
 
 /** The pairing's view of an object: its name (the cell row), its qualifier, its program names. */
@@ -137,7 +134,7 @@ export function markOtherArchBuild(cells: CellResult[], unit: string, built: Bui
   const what = `${describeBuild(built)} on an ${kernelArch} kernel`;
   for (const c of cells) {
     if (c.suite !== unit || c.verdict === 'expected-skip') continue;
-    c.checks.push({ name: BUILT_FOR_CHECK, observed: TARGET_ARCH[built.arch], truth: TARGET_ARCH[kernelArch], ok: false, source: `the object's BTF: ${built.evidence}` });
+    c.checks.push({ name: BUILT_FOR_CHECK, observed: ARCH_FACTS[built.arch].bpfTargetArch, truth: ARCH_FACTS[kernelArch].bpfTargetArch, ok: false, source: `the object's BTF: ${built.evidence}` });
     if (c.verdict === 'pass') {
       c.verdict = 'fail';
       c.reason = `${what}: give its ${kernelArch} build with --object ${kernelArch}:<file>`;

@@ -138,8 +138,6 @@ const isElf = (file: string): boolean => elfHeader(file) !== undefined;
 
 /** The Debian arch whose programs are ELF machine `machine`, if it is one corematrix boots. */
 const archOfMachine = (machine: number): DebianArch | undefined => DEBIAN_ARCHES.find((a) => ARCH_FACTS[a].elfMachine === machine);
-/** How a message names an arch's programs. */
-const MACHINE_NAME: Record<DebianArch, string> = { amd64: 'x86-64', arm64: 'aarch64' };
 
 /** The --files a kernel of `arch` gets: its arch's own paths, and the plain ones without an own path of the same base name. */
 export function filesOn(o: ExecOptions, arch: DebianArch): string[] {
@@ -192,15 +190,6 @@ export function commandProgram(command: string): { word: string; start: number }
     return { word: m[0], start: m.index };
   }
   return undefined;
-}
-
-/**
- * Plans the exec for the host's arch (amd64): planExecOn for it, without the arch checks'
- * kernel ids. Kept synchronous: the host's libraries are found with ldd.
- */
-export function planExec(o: ExecOptions, log: (line: string) => void = () => {}): PlannedExec {
-  const s = shippedFor(o, DEFAULT_ARCH, [], log);
-  return finishPlan(o, s, hostLibraries(s, log), log);
 }
 
 /**
@@ -273,7 +262,7 @@ function shippedFor(o: ExecOptions, arch: DebianArch, kernels: string[], log: (l
     const of = archOfMachine(h.machine);
     if (s.elf === 'other' || of === undefined || of === arch) continue;
     // An ET_DYN is a PIE program or a library; which one does not change the answer.
-    throw new UsageError(`--files: ${s.host} is an ${MACHINE_NAME[of]} ELF file; ${arch} kernels${kernels.length ? ` (${kernels.join(', ')})` : ''} cannot run it: give its ${arch} build with --files ${arch}:<path>`);
+    throw new UsageError(`--files: ${s.host} is an ${ARCH_FACTS[of].machine} ELF file; ${arch} kernels${kernels.length ? ` (${kernels.join(', ')})` : ''} cannot run it: give its ${arch} build with --files ${arch}:<path>`);
   }
 
   // The program: an absolute host path inside the --files runs from where it was shipped.

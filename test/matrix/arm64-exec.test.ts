@@ -60,7 +60,7 @@ describe('before boot (no guest)', () => {
     const r = await cli(['--kernels', '6.1-arm64,7.3-arm64', '--suites', 'none', '--exec', '/usr/sbin/bpftool version', '--files', '/usr/sbin/bpftool', '--out', join(tmp, 'refused')]);
     expect(r.status, r.stderr).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toContain('--files: /usr/sbin/bpftool is an x86-64 ELF file; arm64 kernels (6.1-arm64, 7.3-arm64) cannot run it: give its arm64 build with --files arm64:<path>');
+    expect(r.stderr).toContain('--files: /usr/sbin/bpftool is an x86_64 ELF file; arm64 kernels (6.1-arm64, 7.3-arm64) cannot run it: give its arm64 build with --files arm64:<path>');
     // The witness: binutils says what the host's bpftool is.
     expect(readelfDynamic('/usr/sbin/bpftool').machine).toMatch(/X86-64/);
   }, 120_000);

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildImage, type ImageFile } from '../../harness/images/initramfs.js';
 import { KernelStore } from '../../harness/kernels/store.js';
-import { planExec } from '../../harness/matrix/exec.js';
+import { planExecOn } from '../../harness/matrix/exec.js';
 import { runGuest } from '../../harness/vm/qemu.js';
 import { bundleGuestScript } from '../helpers/guest-script.js';
 
@@ -53,7 +53,7 @@ for (const id of kernels) {
   const modFiles: ImageFile[] = mods.map((m) => ({ path: `/cm/9p/${m.name}.ko`, source: m.path }));
   const order = mods.map((m) => `/cm/9p/${m.name}.ko`).join(',');
   for (const [name, dir] of [['bpftool 0.6 MiB', small], ['bpftool + 64 MiB', large]] as const) {
-    const exec = planExec({ command: 'bpftool version', files: [dir], timeoutMs: 60_000 });
+    const exec = await planExecOn('amd64', { command: 'bpftool version', files: [dir], timeoutMs: 60_000 });
     for (const how of ['none', 'image', '9p'] as const) {
       if (how === 'none' && dir === large) continue;
       // A nonce makes every image new: the build is measured cold, as a changed folder would be.
