@@ -142,30 +142,48 @@ function counted(a: Attachment, name: string, runCounts: RunMember['runCounts'] 
  * attach-and-run and answers when `flush` has run the workload under every queued object. The
  * objects stay loaded (not attached) while they wait: a program that is not attached never runs.
  */
-export class SharedRun {
+export class SharedRun<Step> {
   private queue: { member: RunMember; done: (o: RunOutcome | Error) => void }[] = [];
+  /** The objects' remaining work (cells), waiting on their batch. */
+  private waiting: Promise<void>[] = [];
+  /** The step of the last object queued: the shared run is reported as its. */
+  private last?: Step;
 
-  constructor(readonly limit: number) {}
+  /** `workloadAt(step)`: the workload, reported as that object's run step. */
+  constructor(readonly limit: number, private readonly workloadAt: (step: Step) => Workload) {}
 
-  get size(): number {
-    return this.queue.length;
-  }
-
-  join(member: RunMember): Promise<RunOutcome> {
+  /** Queues an object's attach-and-run (`step`: the object) for the batch's shared workload. */
+  join(member: RunMember, step: Step): Promise<RunOutcome> {
+    this.last = step;
     return new Promise((resolve, reject) => this.queue.push({ member, done: (o) => (o instanceof Error ? reject(o) : resolve(o)) }));
   }
 
-  /** Runs the workload once under every queued object and answers each. */
-  async flush(workload: Workload): Promise<void> {
+  /**
+   * Runs one object's finishing work (attach, run, cells). It is synchronous up to its attach, so
+   * by the time `finish()` returns an observer has joined the batch: its work then completes when
+   * the batch runs; anything else ran alone and is awaited here. A full batch runs at once.
+   */
+  async add(finish: () => Promise<void>): Promise<void> {
+    const before = this.queue.length;
+    const done = finish();
+    if (this.queue.length > before) this.waiting.push(done);
+    else await done;
+    if (this.queue.length >= this.limit) await this.flush();
+  }
+
+  /** Runs the workload once under every queued object, answers each, and waits for their work. */
+  async flush(): Promise<void> {
     const queued = this.queue.splice(0);
-    if (!queued.length) return;
-    let outcomes: (RunOutcome | Error)[];
-    try {
-      outcomes = await runTogether(queued.map((q) => q.member), workload);
-    } catch (e) {
-      outcomes = queued.map(() => e as Error); // nobody waits for ever
+    if (queued.length && this.last !== undefined) {
+      let outcomes: (RunOutcome | Error)[];
+      try {
+        outcomes = await runTogether(queued.map((q) => q.member), this.workloadAt(this.last));
+      } catch (e) {
+        outcomes = queued.map(() => e as Error); // nobody waits for ever
+      }
+      queued.forEach((q, i) => q.done(outcomes[i]!));
     }
-    queued.forEach((q, i) => q.done(outcomes[i]!));
+    await Promise.all(this.waiting.splice(0));
   }
 }
 

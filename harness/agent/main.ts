@@ -340,13 +340,7 @@ async function main(): Promise<number> {
     /** Our outcomes per object path: the differential compares libbpf's load with them (ours is not loaded twice). */
     const oursOutcomes = new Map<string, ProgramOutcome[]>();
     // Objects that only observe share one run of the workload, a batch at a time (agent/observers.ts).
-    const shared = new SharedRun(OBSERVER_BATCH);
-    const waiting: Promise<void>[] = [];
-    let lastUnit: Omit<AgentStep, 'phase'> | undefined;
-    const flushShared = async () => {
-      if (shared.size && lastUnit) await shared.flush(workloadFor({ ...lastUnit, phase: 'run' }));
-      await Promise.all(waiting.splice(0));
-    };
+    const shared = new SharedRun<Omit<AgentStep, 'phase'>>(OBSERVER_BATCH, (unit) => workloadFor({ ...unit, phase: 'run' }));
     for (const [i, o] of manifest.objects.entries()) {
       const unit = { unit: `object:${o.name}`, object: o.name, index: states.size + i + 1, total: totalUnits };
       stepTo({ ...unit, phase: 'load' });
@@ -359,23 +353,17 @@ async function main(): Promise<number> {
           run();
         });
         if (mustRunAlone(coll.spec, o.config?.workload)) return attachAndRun(coll, workloadFor({ ...unit, phase: 'run' }, o.config?.workload), around, aroundRun);
-        lastUnit = unit;
-        return shared.join(collectionMember(coll, around, aroundRun));
+        return shared.join(collectionMember(coll, around, aroundRun), unit);
       };
       const onLoaded = (t: LoadTiming) => send({ t: 'result', kind: LOAD_TIMING, data: t });
-      const before = shared.size;
-      // Synchronous up to the attach: an observer is queued by the time this returns.
-      const done = objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts, attachRun, onLoaded).then(({ cells, outcomes }) => {
+      await shared.add(() => objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts, attachRun, onLoaded).then(({ cells, outcomes }) => {
         programCounts.set(o.path, cells.length);
         if (outcomes) oursOutcomes.set(o.path, outcomes);
         oursAttach.set(o.path, new Map(cells.flatMap((c) => (c.attach ? [[c.program, c.attach] as const] : []))));
         for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
-      });
-      if (shared.size > before) waiting.push(done);
-      else await done;
-      if (shared.size >= OBSERVER_BATCH) await flushShared();
+      }));
     }
-    await flushShared();
+    await shared.flush();
     // The kernel's selftest corpus: every case relocated against its target BTF by both loaders,
     // run, and compared (verdicts, translated instructions, output bytes).
     if (manifest.corpus?.length) {
@@ -411,13 +399,7 @@ async function main(): Promise<number> {
         }
       }
       // libbpf's loads of observing objects share runs of the workload too, as ours did.
-      const sharedRef = new SharedRun(OBSERVER_BATCH);
-      const waitingRef: Promise<void>[] = [];
-      let lastRef: AgentStep | undefined;
-      const flushRef = async () => {
-        if (sharedRef.size && lastRef) await sharedRef.flush(workloadFor({ ...lastRef, phase: 'run' }));
-        await Promise.all(waitingRef.splice(0));
-      };
+      const sharedRef = new SharedRun<AgentStep>(OBSERVER_BATCH, (s) => workloadFor({ ...s, phase: 'run' }));
       for (const o of objs) {
         // Both loaders, every program of the object: one step, budgeted by its program count.
         const s: AgentStep = { unit: o.suite, object: o.name, phase: 'reference', index: o.index, total: totalUnits };
@@ -430,28 +412,21 @@ async function main(): Promise<number> {
           const configured = o.config ? configuredFor(o.path, o.name, o.config, configFacts()) : undefined;
           return referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), ...(configured ? { configured } : {}), ...(ours ? { oursOutcomes: ours } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names), keepReference: user });
         });
-        const finish = async () => {
+        await sharedRef.add(async () => {
           if (live) {
             try {
               // The object as our reader parsed it for the comparison (libbpf-only runs parse it here).
               const parsed = spec ?? tryParse(o.path, o.name);
               const alone = !parsed || mustRunAlone(parsed, o.config?.workload) !== undefined;
-              if (!alone) lastRef = s;
-              if (parsed) await libbpfAttachRun(live, parsed, cells, oursAttach.get(o.path), { around: attachStep({ ...s, phase: 'attach' }), aroundRun: attachStep({ ...s, phase: 'run' }), workload: workloadFor({ ...s, phase: 'run' }, o.config?.workload), ...(alone ? {} : { join: (m: RunMember) => sharedRef.join(m) }) });
+              if (parsed) await libbpfAttachRun(live, parsed, cells, oursAttach.get(o.path), { around: attachStep({ ...s, phase: 'attach' }), aroundRun: attachStep({ ...s, phase: 'run' }), workload: workloadFor({ ...s, phase: 'run' }, o.config?.workload), ...(alone ? {} : { join: (m: RunMember) => sharedRef.join(m, s) }) });
             } finally {
               live.close();
             }
           }
           for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
-        };
-        const before = sharedRef.size;
-        // Synchronous up to the attach: an observing object is queued by the time this returns.
-        const done = finish();
-        if (sharedRef.size > before) waitingRef.push(done);
-        else await done;
-        if (sharedRef.size >= OBSERVER_BATCH) await flushRef();
+        });
       }
-      await flushRef();
+      await sharedRef.flush();
     }
     mark('rest');
     // The user's command (--exec), last: exit status, duration and output tail as one cell.
