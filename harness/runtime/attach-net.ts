@@ -336,7 +336,7 @@ export function ensureNetkitPair(): { primary: number; peer: number } {
 }
 
 /** An ethertype for local experiments (IEEE 802 "local experimental 1"): no protocol handler takes it. */
-const PROBE_ETHERTYPE = 0x88b5;
+export const PROBE_ETHERTYPE = 0x88b5;
 
 /**
  * Sends `n` broadcast frames of PROBE_ETHERTYPE out of interface `ifindex` (an AF_PACKET socket):

@@ -19,19 +19,22 @@ let out = '';
 beforeAll(() => {
   ensureBuilt();
   copyFileSync(compileBpf(fileURLToPath(new URL('fixtures/sockmap-two-verdicts.bpf.c', import.meta.url))), join(tmp, 'two-verdicts.bpf.o'));
+  copyFileSync(compileBpf(fileURLToPath(new URL('fixtures/sockmap-drop.bpf.c', import.meta.url))), join(tmp, 'drop.bpf.o'));
   // An object after it: it must still be loaded, attached and run.
   copyFileSync(compileBpf(fileURLToPath(new URL('fixtures/observer.bpf.c', import.meta.url))), join(tmp, 'after.bpf.o'));
-  ({ report, out } = runMatrixCli(['--kernels', '7.3', '--suites', 'none', '--object', join(tmp, 'two-verdicts.bpf.o'), '--object', join(tmp, 'after.bpf.o'), '--loader', 'both'], join(tmp, 'out')));
+  ({ report, out } = runMatrixCli(['--kernels', '7.3', '--suites', 'none', '--object', join(tmp, 'two-verdicts.bpf.o'), '--object', join(tmp, 'drop.bpf.o'), '--object', join(tmp, 'after.bpf.o'), '--loader', 'both'], join(tmp, 'out')));
 }, 600_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const cell = (loader: 'ours' | 'libbpf', program: string): CellResult => report.kernels[0]!.cells.find((c) => c.loader === loader && c.program === program)!;
 
 describe('one program per sockmap attach type', () => {
-  it('the first verdict program is attached, the second is not attachable beside it, the dropping sk_msg program runs, for both loaders; the next object still runs', () => {
+  it('the first verdict program holds the hook (the kernel ran it), the second is not attachable beside it; the dropping sk_msg program of the next object runs; the object after it still runs: for both loaders', () => {
     expect(report.kernels[0]!.guest, out).toBe('ok');
     for (const loader of ['ours', 'libbpf'] as const) {
+      // The kernel's run count is the witness that verdict_a holds the hook: it saw the workload's TCP data.
       expect(cell(loader, 'verdict_a').attach, loader).toMatchObject({ status: 'attached' });
+      expect(cell(loader, 'verdict_a').attach!.runCount, loader).toBeGreaterThan(0);
       expect(cell(loader, 'verdict_b').attach, loader).toMatchObject({ status: 'not-attachable', reason: 'sockmap socks sk_skb_stream_verdict holds one program, and verdict_a of this object is attached there' });
       for (const p of ['verdict_a', 'verdict_b']) expect(cell(loader, p).verdict, `${loader} ${p}`).toBe('pass');
       // Every message of the workload's client dropped: the first write ran it, and the step gave up.
