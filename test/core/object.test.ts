@@ -256,6 +256,12 @@ describe('loadObjectSpec', () => {
     expect(() => loadObjectSpec(b4, 'a.o')).toThrow(/^a\.o: function 'tp_second' in tp\/syscalls\/sys_enter_getpid: bad extent/);
   });
 
+  it('refuses a map whose value type has no size, naming the map, as libbpf refuses to open it', () => {
+    const unsized = compileFixture('unsized_value');
+    expect(() => tool('bpftool', ['gen', 'skeleton', unsized.path, 'name', 'x'])).toThrow(/map 'unsized': can't determine value size/);
+    expect(() => loadObjectSpec(unsized.bytes, 'u.o')).toThrow(/^u\.o: map 'unsized': cannot size its value type struct only_declared \(type #\d+ \(FWD\) has no size\)$/);
+  });
+
   it('discovers kconfig and ksym externs; lays out .kconfig like libbpf', () => {
     const weak = new Set(ro.Symbols.filter((s) => s.Symbol.Section.Value === 0 && s.Symbol.Binding.Value === 2).map((s) => s.Symbol.Name.Name));
     const e = Object.fromEntries(obj.externs.map((x) => [x.name, x]));

@@ -69,6 +69,16 @@ export function parseBtfMapDef(btf: Btf, structId: number, name: string, where: 
     return pt.type;
   };
 
+  /** The size of T in `__type(key|value, T)`; a type without one (a struct only declared) fails naming the map, as in libbpf. */
+  const sizeOfAttr = (attr: string, id: number): number => {
+    try {
+      return btf.sizeOf(id);
+    } catch (e) {
+      if (!(e instanceof FormatError)) throw e;
+      throw new FormatError(`${where}: cannot size its ${attr} type ${btf.typeName(id)} (${e.message.replace(/^.*: /, '')})`);
+    }
+  };
+
   for (const m of t.members) {
     switch (m.name) {
       case 'type': spec.type = num(m); break;
@@ -85,11 +95,11 @@ export function parseBtfMapDef(btf: Btf, structId: number, name: string, where: 
       }
       case 'key':
         spec.keyTypeId = pointee(m);
-        spec.keySize = btf.sizeOf(spec.keyTypeId);
+        spec.keySize = sizeOfAttr('key', spec.keyTypeId);
         break;
       case 'value':
         spec.valueTypeId = pointee(m);
-        spec.valueSize = btf.sizeOf(spec.valueTypeId);
+        spec.valueSize = sizeOfAttr('value', spec.valueTypeId);
         break;
       case 'values': {
         const a = btf.type(btf.skipModsAndTypedefs(m.type));
