@@ -35,6 +35,17 @@ import { createMaxEntries, pinnedMismatch, pinPath, PIN_BY_NAME, type HostFacts,
 import { createStructOpsMap, planStructOps, type StructOpsPlan } from './struct-ops.js';
 
 /** The kernel probe for each BTF feature an object may use. */
+/**
+ * Map types libbpf creates without the object's BTF key and value types (bpf_object__create_map);
+ * every other map, an inner map template too, gets them (a task-storage template or an inner hash
+ * of timers needs them: without, the kernel refuses the template or the slot's real map).
+ */
+const MAPS_WITHOUT_BTF = new Set<number>([
+  MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_TRACE, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS,
+  MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP, MapType.XSKMAP, MapType.SOCKMAP, MapType.SOCKHASH,
+  MapType.QUEUE, MapType.STACK, MAP_TYPE_ARENA,
+]);
+
 const PROBE_OF: Record<keyof BtfFeatures, Parameters<typeof probeBtfKind>[0]> = {
   float: 'FLOAT', declTag: 'DECL_TAG', typeTag: 'TYPE_TAG', enum64: 'ENUM64', funcGlobal: 'FUNC_GLOBAL', datasec: 'DATASEC',
 };
@@ -354,9 +365,9 @@ export class Collection {
       }
     }
     let inner: BpfMap | undefined;
-    if (m.inner) inner = this.create(m.inner, this.definition(m.inner, m.inner.flags, facts), true);
+    if (m.inner) inner = this.create(m.inner, this.definition(m.inner, m.inner.flags, facts));
     try {
-      const map = this.create(m, def, false, inner?.fd);
+      const map = this.create(m, def, inner?.fd);
       this.maps.set(m.name, map);
       if (m.type === MAP_TYPE_ARENA) this.mapArena(m, map, def, facts);
       if (m.data) {
@@ -439,8 +450,8 @@ export class Collection {
     }
   }
 
-  private create(m: MapSpec, def: MapDef, isInner: boolean, innerMapFd?: number): BpfMap {
-    const withBtf = this.btfFd >= 0 && m.type !== MapType.RINGBUF && (m.keyTypeId !== 0 || m.valueTypeId !== 0) && !isInner;
+  private create(m: MapSpec, def: MapDef, innerMapFd?: number): BpfMap {
+    const withBtf = this.btfFd >= 0 && !MAPS_WITHOUT_BTF.has(m.type) && (m.keyTypeId !== 0 || m.valueTypeId !== 0);
     const base = {
       mapType: def.type, keySize: def.keySize, valueSize: def.valueSize, maxEntries: def.maxEntries, mapFlags: def.flags,
       numaNode: m.numaNode, name: m.name, innerMapFd, mapExtra: def.mapExtra,
@@ -559,7 +570,7 @@ export class Collection {
       // freplace replaces a function of another loaded program, which its tool names at run time
       // (bpf_program__set_attach_target with that program's fd); without it libbpf refuses the load.
       const replaced = p.type === ProgType.EXT ? this.replacedFunction(p) : undefined;
-      const linked = linkProgram(this.spec, p, { arenaDataOffset: this.arenaOffset });
+      const linked = linkProgram(this.spec, p, { arenaDataOffset: this.arenaOffset, exceptionCallbacks: probeBtfKind('DECL_TAG') !== 'missing' });
       const mine = new Set(linked.layout.map((l) => `${l.section}\u0000${l.name}`));
       const ranges = this.spec.functions.filter((f) => mine.has(`${f.section}\u0000${f.name}`));
       out.relocations = this.relocations.filter((r) => ranges.some((f) => f.section === r.section && r.insn >= f.sectionOffset && r.insn < f.sectionOffset + f.insnCount));

@@ -3,6 +3,8 @@
 // references, extern references and func/line info re-based to the combined stream. Reads the
 // CURRENT bytes of `obj.sections`, i.e. after the CO-RE engine has patched them.
 
+import type { Btf } from '../btf/btf.js';
+import { Kind } from '../btf/kinds.js';
 import { FormatError } from '../errors.js';
 import {
   BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, CALL, INSN_SIZE, LD_IMM64,
@@ -18,6 +20,11 @@ export interface LinkOptions {
    * value reference into the arena map, as libbpf adds it. Default 0.
    */
   arenaDataOffset?: number;
+  /**
+   * Append the exception callback a program names with an `exception_callback:` decl tag. Default
+   * true; false where the kernel has no BTF decl tags (sanitizing drops them), as libbpf skips it then.
+   */
+  exceptionCallbacks?: boolean;
 }
 
 interface Placed {
@@ -99,6 +106,12 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
   };
   const self = obj.functions.find((f) => f.section === p.section && f.sectionOffset === p.sectionOffset) ?? p;
   scan(place(self));
+  // The exception callback: nothing calls it, the verifier runs it when the program throws, so
+  // libbpf appends it (and what it reaches) after everything the program calls.
+  if (opts.exceptionCallbacks !== false) {
+    const cb = exceptionCallback(obj, p.name, where);
+    if (cb && !placed.has(cb)) scan(place(cb));
+  }
 
   const insns = new Uint8Array(total * INSN_SIZE);
   for (const pl of order) insns.set(chunks.get(pl)!, pl.start * INSN_SIZE);
@@ -195,4 +208,46 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
   if (p.expectedAttachType !== undefined) out.expectedAttachType = p.expectedAttachType;
   if (p.attachTo !== undefined) out.attachTo = p.attachTo;
   return out;
+}
+
+const EXCEPTION_CALLBACK = 'exception_callback:';
+const declTagsOf = new WeakMap<Btf, { name: string; target: number }[]>();
+
+/** The object's `exception_callback:<name>` decl tags on whole functions (component -1), read once per BTF. */
+function exceptionTags(btf: Btf): { name: string; target: number }[] {
+  let tags = declTagsOf.get(btf);
+  if (!tags) {
+    tags = [];
+    for (let id = btf.startId; id < btf.count; id++) {
+      if (btf.kind(id) !== Kind.DECL_TAG) continue;
+      const t = btf.type(id);
+      if (t.kind !== Kind.DECL_TAG || t.componentIdx !== -1 || !t.name.startsWith(EXCEPTION_CALLBACK)) continue;
+      tags.push({ name: t.name.slice(EXCEPTION_CALLBACK.length), target: t.type });
+    }
+    declTagsOf.set(btf, tags);
+  }
+  return tags;
+}
+
+/**
+ * The subprogram `prog` names as its exception callback (`__attribute__((btf_decl_tag(
+ * "exception_callback:name")))` on the program's function), with libbpf's rules
+ * (bpf_prog_assign_exc_cb): the tag must sit on a global function; the callback must be a global,
+ * non-hidden function of .text; two tags on one program append neither (the verifier refuses it).
+ */
+function exceptionCallback(obj: ObjectSpec, prog: string, where: string): FunctionSpec | undefined {
+  let found: FunctionSpec | undefined;
+  for (const tag of exceptionTags(obj.btf)) {
+    const fn = obj.btf.type(tag.target);
+    if (fn.kind !== Kind.FUNC || fn.linkage !== 1) throw new FormatError(`${where}: the exception_callback:${tag.name} decl tag is not on a main program (a global function)`);
+    if (fn.name !== prog) continue;
+    if (found) return undefined;
+    if (tag.name === '') throw new FormatError(`${where}: its exception_callback: decl tag names no function`);
+    const cb = obj.functions.filter((f) => f.section === '.text' && f.name === tag.name);
+    if (cb.length === 0) throw new FormatError(`${where}: exception callback '${tag.name}' is not a function of .text`);
+    if (cb.length > 1) throw new FormatError(`${where}: more than one function is named '${tag.name}', its exception callback`);
+    if (!cb[0]!.global || cb[0]!.hidden) throw new FormatError(`${where}: exception callback '${tag.name}' must be a global, non-hidden function`);
+    found = cb[0];
+  }
+  return found;
 }
