@@ -463,12 +463,19 @@ function classify(l: Lib, err: number, log: string[], verifierLog: string, name:
   return { status: 'error', reason: `${strerrorOf(l, err)} (${err})${cause ? `: ${cause}` : ''}` };
 }
 
+/** A whole-object load that failed: the program libbpf named as failing (when it named one) and its outcome. */
+interface FailedLoad {
+  culprit?: ReferenceOutcome;
+}
+
 /**
- * The whole object loaded at once, as its tool loads it (every program whose autoload is on, the
- * configuration applied): the outcomes of `names` when that load succeeds; undefined (nothing left
- * open) when it fails, so the caller can attribute the failure one program at a time.
+ * The object loaded at once, as its tool loads it (every program of `names` whose autoload is on,
+ * the configuration applied, `off` switched off): the outcomes of `names` when that load succeeds.
+ * When it fails, nothing is left open and the program libbpf says failed (the first `prog '…'`
+ * warning naming one of those it loaded) comes back with its outcome, so the caller can switch it
+ * off and load the rest.
  */
-function loadWhole(l: Lib & { label: string }, bytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[]): { obj: OpenObject; outcomes: ReferenceOutcome[] } | undefined {
+function loadWhole(l: Lib & { label: string }, bytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[], off: ReadonlySet<string>): { obj: OpenObject; outcomes: ReferenceOutcome[] } | FailedLoad {
   const t0 = performance.now();
   let obj: OpenObject | undefined;
   try {
@@ -477,7 +484,7 @@ function loadWhole(l: Lib & { label: string }, bytes: Uint8Array, name: string, 
     obj.configure(opts.configure ?? {}, progs);
     const logs = new Map<string, NativeMem>();
     for (const p of progs) {
-      if (!names.includes(p.name)) l.setAutoload(p.ptr, false);
+      if (!names.includes(p.name) || off.has(p.name)) l.setAutoload(p.ptr, false);
       if (!l.autoload(p.ptr)) continue;
       const vlog = obj.alloc(VERIFIER_LOG_SIZE);
       l.setLogBuf(p.ptr, vlog.addr, VERIFIER_LOG_SIZE);
@@ -486,8 +493,18 @@ function loadWhole(l: Lib & { label: string }, bytes: Uint8Array, name: string, 
     }
     const err = l.load(obj.ptr);
     const log = takeLines();
-    if (err !== 0) return undefined;
     const ms = Math.round(performance.now() - t0);
+    if (err !== 0) {
+      // libbpf stops at the first program that fails: the last failure it pins on a program it loaded names it.
+      const named = log.map((x) => /^warn: (?:libbpf: )?prog '([^']+)': .*(?:fail|error)/i.exec(x)?.[1]).reverse().find((n) => n !== undefined && logs.has(n));
+      if (!named) return {};
+      const verifierLog = cString(logs.get(named)!);
+      const culprit: ReferenceOutcome = { name: named, libbpf: l.label, relocations: reloLines(log, named), log, loadMs: ms, ...classify(l, err, log, verifierLog, named) };
+      if (verifierLog.trim()) culprit.verifierLog = verifierLog.trimEnd();
+      const processed = /processed (\d+) insns/.exec(verifierLog);
+      if (processed) culprit.insnsProcessed = Number(processed[1]);
+      return { culprit };
+    }
     const outcomes = names.map((target): ReferenceOutcome => {
       const me = progs.find((p) => p.name === target)!;
       const vlog = logs.get(target);
@@ -508,7 +525,7 @@ function loadWhole(l: Lib & { label: string }, bytes: Uint8Array, name: string, 
   } catch (e) {
     if (!(e instanceof CoreMatrixError)) throw e;
     takeLines();
-    return undefined;
+    return {};
   } finally {
     obj?.close();
   }
@@ -628,21 +645,45 @@ function loadOne(l: Lib & { label: string }, objectBytes: Uint8Array, name: stri
   }
 }
 
-/** The whole object (`names` autoloaded) as its tool loads it; else one program at a time, to attribute the failure. */
+/**
+ * The whole object (`names` autoloaded) as its tool loads it. When that fails, the failure is
+ * attributed as a tool's author would find it: the program libbpf names as failing is switched
+ * off and the rest loaded again, until the rest loads (one bpf_object with every program that
+ * loads, as the tool would ship it with the failing ones switched off). libbpf stops at the first
+ * program that fails, so this takes one load per failing program; each load parses the kernel's
+ * BTF again (a third of a second under TCG), which one load per program (the attribution before
+ * this) paid for every program of the object. A failure libbpf pins on no program (a map, a
+ * slot of a prog array) is attributed one program at a time, each alone.
+ */
 function loadPrograms(l: Lib & { label: string }, objectBytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[]): ReferenceLoad {
+  const failed = new Map<string, ReferenceOutcome>();
+  for (;;) {
+    const whole = loadWhole(l, objectBytes, name, opts, names, new Set(failed.keys()));
+    if ('obj' in whole) {
+      const obj = whole.obj;
+      const progs = obj.programs();
+      const outcomes = whole.outcomes.map((o) => failed.get(o.name) ?? o);
+      const loaded = outcomes.filter((o) => o.status === 'loaded').map((o) => ({ name: o.name, prog: progs.find((p) => p.name === o.name)!.ptr }));
+      return { libbpf: l.label, so: l.info.so, outcomes, loaded, maps: obj.maps(), mapFd: (_p, m) => obj.mapFd(m), mapHandle: (_p, m) => obj.mapHandle(m), close: () => obj.close() };
+    }
+    if (!whole.culprit || failed.has(whole.culprit.name)) break;
+    failed.set(whole.culprit.name, whole.culprit);
+  }
+  return loadEach(l, objectBytes, name, opts, names, failed);
+}
+
+/** One program at a time (that program autoloaded, the others not), except those already attributed. */
+function loadEach(l: Lib & { label: string }, objectBytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[], attributed: ReadonlyMap<string, ReferenceOutcome>): ReferenceLoad {
   const objects: OpenObject[] = [];
   const loaded: ReferenceLoad['loaded'] = [];
-  const whole = loadWhole(l, objectBytes, name, opts, names);
-  if (whole) {
-    objects.push(whole.obj);
-    const progs = whole.obj.programs();
-    for (const o of whole.outcomes) if (o.status === 'loaded') loaded.push({ name: o.name, prog: progs.find((p) => p.name === o.name)!.ptr });
-    return { libbpf: l.label, so: l.info.so, outcomes: whole.outcomes, loaded, maps: whole.obj.maps(), mapFd: (_p, m) => whole.obj.mapFd(m), mapHandle: (_p, m) => whole.obj.mapHandle(m), close: () => whole.obj.close() };
-  }
-  // The whole object did not load: one program at a time, to say which failed and why.
   const outcomes: ReferenceOutcome[] = [];
   const byProgram = new Map<string, OpenObject>();
   for (const target of names) {
+    const known = attributed.get(target);
+    if (known) {
+      outcomes.push(known);
+      continue;
+    }
     const r = loadOne(l, objectBytes, name, opts, target);
     outcomes.push(r.out);
     if (r.obj) {
