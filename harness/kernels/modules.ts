@@ -86,10 +86,13 @@ export function loadOrder(wanted: string[], depsOf: (name: string) => string[]):
 /**
  * Modules that attaching users' objects and the standard workload need where a kernel builds them
  * as modules: legacy tc on the loopback (clsact lives in sch_ingress, the filter in cls_bpf) on
- * kernels without tcx links, and null_blk (with configfs) for the workload's block I/O.
- * `config` is the kernel's config text; only options set to `m` count.
+ * kernels without tcx links, the veth pair XDP programs attach to in driver mode (veth; Debian
+ * builds it as a module on 5.10, 6.1 and 7.3), and null_blk (with configfs) for the workload's
+ * block I/O. `config` is the kernel's config text; only options set to `m` count.
  */
 export function attachModules(config: string): string[] {
-  const wanted: [string, string][] = [['CONFIG_NET_SCH_INGRESS', 'sch_ingress'], ['CONFIG_NET_CLS_BPF', 'cls_bpf'], ['CONFIG_CONFIGFS_FS', 'configfs'], ['CONFIG_BLK_DEV_NULL_BLK', 'null_blk']];
+  const wanted: [string, string][] = [
+    ['CONFIG_NET_SCH_INGRESS', 'sch_ingress'], ['CONFIG_NET_CLS_BPF', 'cls_bpf'], ['CONFIG_VETH', 'veth'], ['CONFIG_CONFIGFS_FS', 'configfs'], ['CONFIG_BLK_DEV_NULL_BLK', 'null_blk'],
+  ];
   return wanted.filter(([option]) => new RegExp(`^${option}=m$`, 'm').test(config)).map(([, name]) => name);
 }

@@ -1,8 +1,8 @@
 // Attaching a loaded program in the running kernel, the way its tool would: what libbpf's
 // auto-attach does for the sections that name their target (kprobes, tracepoints, fentry, ...),
 // and, for the hooks only user space can name (an interface, a cgroup, a map), the defaults a
-// guest has: the loopback, a netkit pair, the root cgroup v2, this network namespace, the object's
-// own sockmap.
+// guest has: a veth pair (XDP in driver mode), the loopback, a netkit pair, the root cgroup v2,
+// this network namespace, the object's own sockmap.
 // Every program gets a verdict: attached (via what, to what), failed (why), or not attachable
 // here (why: what its tool would have to supply).
 //
@@ -15,7 +15,11 @@ import { ProgType, AttachType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
 import type { AttachResult } from '../results.js';
 import { MapType } from '../core/object/maps.js';
-import { attachCgroup, attachNetfilter, attachNetkit, attachNetns, attachSockmap, attachTc, attachXdp, DEFAULT_CGROUP, ensureCgroup2, ensureNetkitPair, NETKIT_PAIR, NFPROTO_IPV4, NfHook, sendProbeFrames } from '../runtime/attach-net.js';
+import {
+  attachCgroup, attachNetfilter, attachNetkit, attachNetns, attachSockmap, attachTc, attachXdp, DEFAULT_CGROUP, ensureCgroup2, ensureNetkitPair, ensureVethPair, NETKIT_PAIR, NFPROTO_IPV4, NfHook,
+  sendProbeFrames, VETH_PAIR, type XdpMode,
+} from '../runtime/attach-net.js';
+import { interfaceIndex } from '../runtime/netlink.js';
 import { attachIter, attachKprobeMulti, attachPerfClock, readIter } from '../runtime/attach-trace.js';
 import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, type BpfMap, kconfigSpecial, type Link, probeUprobeMultiLink, type Program, syscallPrefix } from '../runtime/index.js';
 import { attachUprobe, attachUprobeMulti } from '../runtime/uprobe.js';
@@ -151,7 +155,7 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
     case ProgType.XDP:
       if (p.expectedAttachType === AttachType.XDP_DEVMAP || p.expectedAttachType === AttachType.XDP_CPUMAP)
         return notAttachable(`${p.kind}: runs from the devmap/cpumap entry its tool fills, not from an interface`);
-      return exclusively(`xdp ${DEFAULTS.interface}`, p, env, () => attached(attachXdp(prog, DEFAULTS.interface)));
+      return attachToXdpHook(p, prog, env);
     case ProgType.SCHED_CLS:
       return attachSchedCls(p, prog);
     case ProgType.SK_SKB:
@@ -287,6 +291,58 @@ function attachToNetkit(p: ProgramSpec, prog: Program): Attachment {
   const pair = ensureNetkitPair();
   const out = side === 'peer' ? pair.peer : pair.primary;
   return attached(attachNetkit(prog, NETKIT_PAIR.primary, side), () => `${sendProbeFrames(out, NETKIT_FRAMES, NETKIT_PAIR[side])} frames sent out of ${NETKIT_PAIR[side]}`);
+}
+
+/** Frames sent into an XDP program's veth end after the workload: its run count (the kernel's) is this exactly. */
+export const XDP_FRAMES = 5;
+
+/** An interface an object's XDP programs can go to, in the mode they run in there. */
+export interface XdpHook {
+  ifname: string;
+  mode: XdpMode;
+  /** The veth end whose transmits the hook receives: XDP_FRAMES are sent out of it after the workload. */
+  fedFrom?: string;
+}
+
+/**
+ * Where an object's XDP programs go, in turn (an interface holds one XDP program, and attaching
+ * another would replace it): the first to the guest's veth pair in driver mode, the XDP a NIC's
+ * driver runs (veth has its own), fed XDP_FRAMES frames from the other end after the workload;
+ * the second to lo in generic (skb) mode, where the workload's loopback traffic runs it; a third
+ * is not attachable beside them.
+ */
+export const XDP_HOOKS: readonly XdpHook[] = [
+  { ifname: VETH_PAIR.peer, mode: 'drv', fedFrom: VETH_PAIR.name },
+  { ifname: DEFAULTS.interface, mode: 'skb' },
+];
+
+/** The exclusive-hook key of an XDP hook (AttachEnv.exclusive). */
+export const xdpHookKey = (h: XdpHook): string => `xdp ${h.ifname}`;
+
+/**
+ * The first XDP hook no program of this object holds, made ready (the veth pair created, both
+ * ends up) with its interface's index; else why none is left.
+ */
+export function freeXdpHook(exclusive: ReadonlyMap<string, string>): { hook: XdpHook; ifindex: number } | { reason: string } {
+  const hook = XDP_HOOKS.find((h) => !exclusive.has(xdpHookKey(h)));
+  if (!hook) return { reason: `${XDP_HOOKS.map((h) => `${xdpHookKey(h)} (${h.mode})`).join(' and ')} hold one program each, and ${XDP_HOOKS.map((h) => exclusive.get(xdpHookKey(h))).join(' and ')} of this object are attached there` };
+  if (hook.fedFrom) ensureVethPair();
+  return { hook, ifindex: interfaceIndex(hook.ifname) };
+}
+
+/** After the workload, what runs a program on `hook`: XDP_FRAMES frames into its veth end (lo's program runs on the workload's own traffic). */
+export function feedXdpHook(hook: XdpHook): (() => string) | undefined {
+  const from = hook.fedFrom;
+  if (!from) return undefined;
+  return () => `${sendProbeFrames(interfaceIndex(from), XDP_FRAMES, from)} frames sent out of ${from} into ${hook.ifname}`;
+}
+
+/** xdp programs (and xdp.frags) on the next free XDP_HOOKS entry, in its mode. */
+function attachToXdpHook(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
+  const free = freeXdpHook(env.exclusive);
+  if ('reason' in free) return notAttachable(free.reason);
+  const { hook } = free;
+  return exclusively(xdpHookKey(hook), p, env, () => attached(attachXdp(prog, hook.ifname, { mode: hook.mode }), feedXdpHook(hook)));
 }
 
 /** sk_skb / sk_msg programs on the object's own sockmap or sockhash (their tool adds the sockets). */

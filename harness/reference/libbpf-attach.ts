@@ -1,9 +1,9 @@
 // libbpf attaches what it loaded, in the same guest, so our attach verdicts have a witness: the
 // sections libbpf auto-attaches go through `bpf_program__attach` (libbpf decides how and where);
 // the hooks only user space can name get the same defaults our attacher uses (loader/attach.ts),
-// through libbpf's own API for each (`bpf_program__attach_xdp` on lo, `_cgroup` on the root
-// cgroup v2, `_netns` on this namespace, `_perf_event` on a cpu-clock per CPU). A family libbpf's
-// version has no API for is said to be "not compared" rather than guessed.
+// through libbpf's own API for each (`bpf_program__attach_xdp` on the guest's veth pair, then lo;
+// `_cgroup` on the root cgroup v2, `_netns` on this namespace, `_perf_event` on a cpu-clock per
+// CPU). A family libbpf's version has no API for is said to be "not compared" rather than guessed.
 
 import { openSync, closeSync } from 'node:fs';
 import koffi from 'koffi';
@@ -11,8 +11,8 @@ import { CoreMatrixError } from '../core/errors.js';
 import { MapType } from '../core/object/maps.js';
 import { AttachType, ProgType } from '../core/object/sections.js';
 import type { ProgramSpec } from '../core/object/types.js';
-import { CGROUP_PROGRAM_TYPES, deniedNote, deniesTheAgent, exclusively, NETKIT_FRAMES, sockmapHook, type Attachment } from '../loader/attach.js';
-import { ensureCgroup2, ensureNetkitPair, NETKIT_PAIR, sendProbeFrames } from '../runtime/attach-net.js';
+import { CGROUP_PROGRAM_TYPES, deniedNote, deniesTheAgent, exclusively, feedXdpHook, freeXdpHook, NETKIT_FRAMES, sockmapHook, xdpHookKey, type Attachment } from '../loader/attach.js';
+import { ensureCgroup2, ensureNetkitPair, NETKIT_PAIR, sendProbeFrames, xdpModeOf } from '../runtime/attach-net.js';
 import { openCpuClock, readIterFd } from '../runtime/attach-trace.js';
 import { onlineCpus } from '../runtime/facts.js';
 import { BpfMap } from '../runtime/map.js';
@@ -218,6 +218,27 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
     return r;
   }
 
+  /**
+   * xdp on the same hooks as ours, in turn (loader/attach.ts XDP_HOOKS: the veth end, then lo),
+   * through bpf_program__attach_xdp, which passes no mode flags: the kernel picks driver mode where
+   * the driver has one (veth), generic where not (lo). The target names the mode the kernel then
+   * reports for the program on that interface (IFLA_XDP), and the veth end gets the same frames.
+   */
+  function attachXdp(p: ProgramSpec, prog: bigint): LibbpfAttachment {
+    const free = freeXdpHook(exclusive);
+    if ('reason' in free) return { verdict: { status: 'not-attachable', reason: free.reason } };
+    const { hook, ifindex } = free;
+    return exclusively(xdpHookKey(hook), p, { exclusive }, (): LibbpfAttachment => {
+      const r = keep(a.attachXdp(prog, ifindex), 'bpf_program__attach_xdp', `xdp ${hook.ifname}`);
+      if (r.verdict.status !== 'attached') return r;
+      const progId = new Program(a.programFd(prog), p.type, p.name, '').info().id;
+      r.verdict.target = `xdp ${hook.ifname} (${xdpModeOf(ifindex, progId) ?? 'not listed on the interface'})`;
+      const feed = feedXdpHook(hook);
+      if (feed) r.exercise = feed;
+      return r;
+    });
+  }
+
   /** As ours (loader/attach.ts): an LSM attachment that denies the agent its own file access goes at once, saying so. */
   function unlessDenying(r: LibbpfAttachment): LibbpfAttachment {
     if (r.verdict.status !== 'attached') return r;
@@ -274,7 +295,7 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
         };
       case ProgType.XDP:
         if (p.expectedAttachType === AttachType.XDP_DEVMAP || p.expectedAttachType === AttachType.XDP_CPUMAP) break;
-        return exclusively('xdp lo', p, { exclusive }, () => keep(a.attachXdp(prog, env.ifindexLo()), 'bpf_program__attach_xdp', 'xdp lo'));
+        return attachXdp(p, prog);
       case ProgType.SK_LOOKUP:
       case ProgType.FLOW_DISSECTOR: {
         const netns = () => {
