@@ -1,8 +1,9 @@
-// The user's command in the guest (`matrix --exec`), run after the agent's work: `/bin/sh -c
-// <command>` in its own process group, in /cm/files/<first folder>, with a time limit. Its exit
-// status, its duration and the tail of its stdout+stderr become one cell. The agent stays async
-// while the command runs, so its heartbeats go on. With `--net user` the NIC is brought up first
-// (QEMU's user net: a static 10.0.2.15/24 and a default route through 10.0.2.2).
+// The commands in the guest, run after the agent's work: each suite's own (spec `exec`, in
+// /cm/suites/<suite>), then the user's (`matrix --exec`, in /cm/files/<first folder>). Each is
+// `/bin/sh -c <command>` in its own process group, with a time limit; its exit status, its
+// duration and the tail of its stdout+stderr become one cell. The agent stays async while a
+// command runs, so its heartbeats go on. With `--net user` the NIC is brought up first (QEMU's
+// user net: a static 10.0.2.15/24 and a default route through 10.0.2.2).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -95,13 +96,13 @@ export async function runCommand(plan: ExecPlan, kernel: KernelInfo, opts: { net
   const t0 = performance.now();
   const tail = new Tail();
   const cell = (verdict: CellResult['verdict'], reason: string | undefined, output?: CellResult['output']): CellResult => ({
-    schema: RESULT_SCHEMA, kernel, suite: plan.suite, program: '(command)', loader: 'ours', object: plan.object, verdict,
+    schema: RESULT_SCHEMA, kernel, suite: plan.suite, program: plan.program, loader: 'ours', object: plan.object, verdict,
     ...(reason !== undefined ? { reason: opts.netProblem ? `${reason} (no network: ${opts.netProblem})` : reason } : {}),
     relocations: [], externs: [], checks: [], ...(output ? { output } : {}),
     timings: { loadMs: 0, runMs: Math.round(performance.now() - t0) },
   });
   if (!existsSync(plan.cwd)) return cell('error', `working directory ${plan.cwd} is missing from the image`);
-  const env = { PATH: plan.path, HOME: '/root', TERM: 'dumb', CM_KERNEL: kernel.id, CM_RELEASE: kernel.release, CM_FILES: '/cm/files' };
+  const env = { PATH: plan.path, HOME: '/root', TERM: 'dumb', CM_KERNEL: kernel.id, CM_RELEASE: kernel.release, CM_FILES: plan.files, ...(plan.ofSuite ? { CM_SUITE: plan.suite } : {}) };
   // Its own process group (detached): a timeout kills the shell and everything it started.
   const child = spawn('/bin/sh', ['-c', plan.command], { cwd: plan.cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   child.stdout.on('data', (b: Buffer) => tail.push(b));
@@ -133,23 +134,50 @@ export async function runCommand(plan: ExecPlan, kernel: KernelInfo, opts: { net
   const last = lastLine(text);
   const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
   opts.log?.('info', `agent: exec ${plan.suite}: ${timedOut ? 'killed at its limit' : ended.signal ? `ended by ${ended.signal}` : `exit ${ended.code}`} in ${secs(performance.now() - t0)}`);
-  if (timedOut) return cell('fail', `killed after ${secs(plan.timeoutMs)} (--exec-timeout)${last ? `: ${last}` : ''}`, output);
+  // The limit as the user set it: the spec's exec.timeout for a suite's command, --exec-timeout for the user's.
+  if (timedOut) return cell('fail', `killed after ${secs(plan.timeoutMs)} (${plan.ofSuite ? 'exec.timeout' : '--exec-timeout'})${last ? `: ${last}` : ''}`, output);
   if (ended.signal) return cell('fail', `killed by ${ended.signal}${last ? `: ${last}` : ''}`, output);
   if (ended.code === 0) return cell('pass', undefined, output);
   const what = ended.code === 127 ? 'not found in the guest (or a library it needs): ' : ended.code === 126 ? 'not executable in the guest: ' : '';
   return cell('fail', `exit ${ended.code}: ${what}${last || '(no output)'}`, output);
 }
 
-/** The exec section of the agent: the network (when asked), then the command; its one cell. */
-export async function runExec(plan: ExecPlan, net: NetPlan | undefined, kernel: KernelInfo, log: Log): Promise<CellResult> {
+/** The cell of a suite's command where that suite is an expected skip on this kernel: not run, for the suite's reason. */
+export function skippedCommand(plan: ExecPlan, kernel: KernelInfo, reason: string): CellResult {
+  return {
+    schema: RESULT_SCHEMA, kernel, suite: plan.suite, program: plan.program, loader: 'ours', object: plan.object, verdict: 'expected-skip',
+    reason, relocations: [], externs: [], checks: [], timings: { loadMs: 0, runMs: 0 },
+  };
+}
+
+/**
+ * The exec section of the agent: the network (when asked, once, before the first command that
+ * runs), then each command in turn, its cell handed to `onCell` as soon as it is known. A suite's
+ * own command where the suite is an expected skip (`skipOf` says why) is not run: its cell is an
+ * expected skip too. `onStart` names each command before it starts (the agent's step).
+ */
+export async function runExecs(
+  plans: ExecPlan[], net: NetPlan | undefined, kernel: KernelInfo, log: Log,
+  hooks: { skipOf?: (suite: string) => string | undefined; onStart?: (plan: ExecPlan, i: number) => void; onCell: (cell: CellResult) => void },
+): Promise<void> {
   let netProblem: string | undefined;
-  if (net) {
-    try {
-      log('info', `agent: network: ${await bringUpNetwork(net)}`);
-    } catch (e) {
-      netProblem = (e as Error).message.split('\n')[0]!;
-      log('warn', `agent: network not up: ${netProblem}`);
+  let netDone = !net;
+  for (const [i, plan] of plans.entries()) {
+    const skip = plan.ofSuite ? hooks.skipOf?.(plan.suite) : undefined;
+    if (skip !== undefined) {
+      hooks.onCell(skippedCommand(plan, kernel, skip));
+      continue;
     }
+    if (!netDone) {
+      netDone = true;
+      try {
+        log('info', `agent: network: ${await bringUpNetwork(net!)}`);
+      } catch (e) {
+        netProblem = (e as Error).message.split('\n')[0]!;
+        log('warn', `agent: network not up: ${netProblem}`);
+      }
+    }
+    hooks.onStart?.(plan, i);
+    hooks.onCell(await runCommand(plan, kernel, { ...(netProblem ? { netProblem } : {}), log }));
   }
-  return runCommand(plan, kernel, { ...(netProblem ? { netProblem } : {}), log });
 }

@@ -429,13 +429,18 @@ async function main(): Promise<number> {
       await sharedRef.flush();
     }
     mark('rest');
-    // The user's command (--exec), last: exit status, duration and output tail as one cell.
-    // It runs as a child process, so the heartbeats go on while it does.
-    if (manifest.exec) {
-      const { runExec } = await import('./exec.js');
-      stepTo({ unit: manifest.exec.suite, object: manifest.exec.object.name, phase: 'exec', index: totalUnits + 1, total: totalUnits + 1 });
-      const cell = await runExec(manifest.exec, manifest.net, kernel, (level, msg) => send({ t: 'log', level, msg }));
-      send({ t: 'result', kind: 'cell', data: cell });
+    // The commands, last (each suite's own, then --exec): exit status, duration and output tail
+    // as one cell each. After everything else so that a command cannot disturb what the suites,
+    // objects and the reference measure, and a command that hangs or crashes the guest costs no
+    // other cell. They run as child processes, so the heartbeats go on while they do.
+    if (manifest.execs?.length) {
+      const { runExecs } = await import('./exec.js');
+      const execs = manifest.execs;
+      await runExecs(execs, manifest.net, kernel, (level, msg) => send({ t: 'log', level, msg }), {
+        skipOf: (suite) => states.get(suite)?.skipped,
+        onStart: (plan, i) => stepTo({ unit: plan.suite, object: plan.object.name, phase: 'exec', index: totalUnits + i + 1, total: totalUnits + execs.length }),
+        onCell: (cell) => send({ t: 'result', kind: 'cell', data: cell }),
+      });
       mark('exec');
     }
     // Where the agent's time went (for start-up and matrix benchmarks), one line.

@@ -48,26 +48,52 @@ export interface RunManifest {
    * stop and the host calls the guest hung, naming the step. Defaults: STEP_BUDGETS.
    */
   stepBudgets?: { loadMs?: number; runMs?: number };
-  /** The user's command (`matrix --exec`), run after everything else: one cell (harness/agent/exec.ts). */
-  exec?: ExecPlan;
-  /** A network for the command (`--net user`): QEMU's user-mode net, brought up before the command runs. */
+  /**
+   * Commands run after everything else, in this order: each suite's own (spec `exec`, in suite
+   * order), then the user's (`matrix --exec`). One cell each (harness/agent/exec.ts).
+   */
+  execs?: ExecPlan[];
+  /** A network for the commands (`--net user`): QEMU's user-mode net, brought up before the first one runs. */
   net?: NetPlan;
 }
+
+/** The program of a command's cell: `(command)` for `matrix --exec`, `(exec)` for a suite's spec `exec`. */
+export const EXEC_PROGRAMS = { command: '(command)', suite: '(exec)' } as const;
 
 /** A command run in the guest after the agent's work, and how its one cell is named. */
 export interface ExecPlan {
   /** Run as `/bin/sh -c <command>` (absolute host paths inside --files already rewritten to the guest's). */
   command: string;
-  /** The cell's suite (`exec:<short command>`); its program is `(command)`. */
+  /** The cell's suite: `exec:<short command>` for --exec, the suite's name for a suite's own. */
   suite: string;
+  /** The cell's program (EXEC_PROGRAMS). */
+  program: string;
+  /** A suite's own command: where that suite is an expected skip on this kernel, so is this cell. */
+  ofSuite?: boolean;
   /** The program the command names: its shipped file's sha256, else the command text's. */
   object: { name: string; sha256: string };
-  /** Working directory: /cm/files/<first folder>, else /cm/files or /tmp. */
+  /** Working directory: /cm/files/<first folder> (else /cm/files or /tmp) for --exec; /cm/suites/<suite> for a suite's. */
   cwd: string;
+  /** Where its shipped files are (CM_FILES): /cm/files, or /cm/suites/<suite>. */
+  files: string;
   /** After this the command's process group is killed (SIGKILL) and its cell fails, saying so. */
   timeoutMs: number;
-  /** PATH for the command (/cm/files first, then busybox's). */
+  /** PATH for the command (its files' folder first, then busybox's). */
   path: string;
+}
+
+/**
+ * The program a command names (its first word after any `NAME=value`), for libraries and the
+ * cell's identity. Quotes are not interpreted: a program path with spaces is not found here (it
+ * still runs; only its libraries are not looked up).
+ */
+export function commandProgram(command: string): { word: string; start: number } | undefined {
+  const re = /\S+/g;
+  for (let m = re.exec(command); m; m = re.exec(command)) {
+    if (/^[A-Za-z_][A-Za-z0-9_]*=/.test(m[0])) continue;
+    return { word: m[0], start: m.index };
+  }
+  return undefined;
 }
 
 /** QEMU's user-mode network as the guest sees it: an e1000 NIC, a static address. */
@@ -116,6 +142,7 @@ export const ManifestSchema = {
     if (!Array.isArray(m.suites)) throw bad('suites must be a list');
     for (const s of m.suites) if (!s || typeof s.object !== 'string' || !s.spec || typeof s.spec.name !== 'string') throw bad('each suite needs spec.name and object');
     if (typeof m.suiteTimeoutMs !== 'number') throw bad('suiteTimeoutMs missing');
+    if (m.execs !== undefined && !(Array.isArray(m.execs) && m.execs.every((x) => x && typeof x.command === 'string' && typeof x.suite === 'string' && typeof x.timeoutMs === 'number'))) throw bad('execs must be a list of {command, suite, timeoutMs, ...}');
     return { ...m, objects: m.objects ?? [], hostTruth: m.hostTruth ?? {} } as RunManifest;
   },
 };

@@ -5,6 +5,10 @@
 // the base layer finds node's), and the command becomes one cell per kernel: suite
 // `exec:<short command>`, program `(command)`.
 //
+// A suite's spec may carry a command of its own (`exec:`, suites/README.md): planned here the same
+// way, its files (paths in the suite's folder) shipped at the same paths under /cm/suites/<suite>,
+// its cell the suite's, program `(exec)`.
+//
 // Per arch (docs/arm64.md): `--files arm64:<path>` ships only to arm64 kernels, in place of the
 // plain --files path of the same base name. On each kernel an ELF program or library among the
 // files must be of the kernel's arch (one of another arch is refused before anything boots); on a
@@ -13,13 +17,14 @@
 
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
-import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { UsageError } from '../core/errors.js';
 import { baseEntries, fileHash, sharedLibraries } from '../images/base.js';
 import type { ImageFile } from '../images/initramfs.js';
 import { normalizeGuestPath } from '../images/cpio.js';
 import type { KernelArtifacts, KernelStore } from '../kernels/store.js';
-import type { ExecPlan, NetPlan } from '../agent/manifest.js';
+import { commandProgram, EXEC_PROGRAMS, type ExecPlan, type NetPlan } from '../agent/manifest.js';
+import type { SuiteSpec } from '../suites/types.js';
 import { ET_DYN, ET_EXEC } from '../core/binary.js';
 import { ARCH_FACTS, DEBIAN_ARCHES, DEFAULT_ARCH, type DebianArch } from '../kernels/arch.js';
 import { archExecLibraries } from '../images/arch-exec-libraries.js';
@@ -28,8 +33,12 @@ import { splitArchPrefix } from './arch-objects.js';
 
 /** Where the --files land in the guest. */
 export const GUEST_FILES = '/cm/files';
+/** Where a suite's own exec files land: /cm/suites/<suite>/<path in the suite's folder>. */
+export const GUEST_SUITES = '/cm/suites';
+/** busybox's applets, after the command's own files on its PATH. */
+const SYSTEM_PATH = '/bin:/sbin:/usr/bin:/usr/sbin';
 /** The guest's PATH for the command: the shipped files first, then busybox's applets. */
-export const GUEST_PATH = `${GUEST_FILES}:/bin:/sbin:/usr/bin:/usr/sbin`;
+export const GUEST_PATH = `${GUEST_FILES}:${SYSTEM_PATH}`;
 /** The command of an exec that only ships files (`corematrix shell --files` without --exec): never run. */
 export const NO_COMMAND = ':';
 /** The command's default time limit (`--exec-timeout`). */
@@ -52,6 +61,12 @@ export interface ExecOptions {
   /** `--exec-packages`: Debian library packages of a guest's arch to take its ELF files' libraries from (arm64). */
   packages?: string[];
   timeoutMs: number;
+  /**
+   * A suite's own command (spec `exec`): `files` are paths in the suite's folder `dir`, shipped at
+   * the same paths under /cm/suites/<name>, the command's folder; its cell is the suite's. `spec`
+   * names the spec file in messages.
+   */
+  suite?: { name: string; dir: string; spec: string };
 }
 
 /** The exec as the host prepared it once for every guest. */
@@ -114,6 +129,45 @@ export function checkExecOptions(o: { exec?: string; files?: string[]; execTimeo
   return { ...(exec ? { exec } : {}), files, ...(net === 'user' ? { net: 'user' as const } : {}) };
 }
 
+/** How a folder is named in messages: relative to the working directory when inside it, else absolute. */
+function displayPath(p: string): string {
+  const rel = relative(process.cwd(), p);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : p;
+}
+
+/**
+ * A suite's spec `exec` as ExecOptions (its files resolved in the suite's folder, the folder of
+ * its prog.bpf.c), or undefined when the spec has none. The spec was validated when it was read
+ * (harness/suites/spec.ts): the files exist and stay inside the folder.
+ */
+export function suiteExecOptions(s: { name: string; spec: SuiteSpec; source: string }): ExecOptions | undefined {
+  const e = s.spec.exec;
+  if (!e) return undefined;
+  const dir = dirname(resolve(s.source));
+  return { command: e.command, files: (e.files ?? []).map((f) => resolve(dir, f)), timeoutMs: Math.round((e.timeout ?? DEFAULT_EXEC_TIMEOUT_MS / 1000) * 1000), suite: { name: s.name, dir, spec: `${displayPath(dir)}/spec.yaml` } };
+}
+
+/**
+ * Every command the kernels of `arch` run, in the order the agent runs them: each suite's own
+ * (spec `exec`, in suite order), then the user's (--exec). Their files together stay under the
+ * cap on what is shipped.
+ */
+export async function planExecsOn(arch: DebianArch, suites: { name: string; spec: SuiteSpec; source: string }[], exec: ExecOptions | undefined, opts: { log?: (line: string) => void; kernels?: string[] } = {}): Promise<PlannedExec[]> {
+  const all = [...suites.flatMap((s) => suiteExecOptions(s) ?? []), ...(exec ? [exec] : [])];
+  const plans: PlannedExec[] = [];
+  for (const o of all) plans.push(await planExecOn(arch, o, opts));
+  const bytes = plans.reduce((n, p) => n + p.bytes, 0);
+  if (plans.length > 1 && bytes > MAX_SHIPPED_BYTES) throw new UsageError(`exec: ${(bytes / 2 ** 20).toFixed(0)} MiB to ship for ${plans.length} commands (${plans.map((p) => p.plan.suite).join(', ')}), more than ${MAX_SHIPPED_BYTES >> 20} MiB (every guest holds them in RAM)`);
+  return plans;
+}
+
+/** The image files of several commands: their own files (distinct: /cm/files, /cm/suites/<suite>) and the libraries they need, each library once. */
+export function execImageFiles(plans: PlannedExec[]): ImageFile[] {
+  const byPath = new Map<string, ImageFile>();
+  for (const p of plans) for (const f of p.files) if (!byPath.has(f.path)) byPath.set(f.path, f);
+  return [...byPath.values()];
+}
+
 /** `exec:` and the command, whitespace collapsed, cut after a word to at most 48 characters: the cell's suite. */
 export function execSuiteName(command: string): string {
   const flat = command.trim().replace(/\s+/g, ' ');
@@ -150,7 +204,7 @@ export function filesOn(o: ExecOptions, arch: DebianArch): string[] {
  * Every regular file under `root` (symbolic links followed, each real folder once), with its
  * guest path. Sockets, pipes and devices are left out; an empty folder is not made.
  */
-function walkShipped(root: string, guestRoot: string): ShippedFile[] {
+function walkShipped(root: string, guestRoot: string, label = '--files'): ShippedFile[] {
   const out: ShippedFile[] = [];
   const seen = new Set<string>();
   const rec = (host: string, guest: string) => {
@@ -170,7 +224,7 @@ function walkShipped(root: string, guestRoot: string): ShippedFile[] {
       } catch (err) {
         // A dangling link is not shipped; anything else (no permission) is the user's to fix.
         if ((err as NodeJS.ErrnoException).code === 'ENOENT' && lstatSync(p).isSymbolicLink()) continue;
-        throw new UsageError(`--files: ${p}: ${(err as Error).message.split('\n')[0]}`);
+        throw new UsageError(`${label}: ${p}: ${(err as Error).message.split('\n')[0]}`);
       }
     }
   };
@@ -178,19 +232,7 @@ function walkShipped(root: string, guestRoot: string): ShippedFile[] {
   return out;
 }
 
-/**
- * The program a command names (its first word after any `NAME=value`), for libraries and the
- * cell's identity. Quotes are not interpreted: a program path with spaces is not found here (it
- * still runs; only its libraries are not looked up).
- */
-export function commandProgram(command: string): { word: string; start: number } | undefined {
-  const re = /\S+/g;
-  for (let m = re.exec(command); m; m = re.exec(command)) {
-    if (/^[A-Za-z_][A-Za-z0-9_]*=/.test(m[0])) continue;
-    return { word: m[0], start: m.index };
-  }
-  return undefined;
-}
+export { commandProgram };
 
 /**
  * Plans the exec for the kernels of `arch`: walks that arch's --files, checks that every ELF
@@ -239,20 +281,31 @@ interface Shipped {
  * arch corematrix boots is refused: one line naming the file and the arch's kernels), the command's
  * program found.
  */
+/** Where a command's files land in the guest: /cm/files, or /cm/suites/<suite> for a suite's own. */
+const guestRootOf = (o: ExecOptions): string => (o.suite ? `${GUEST_SUITES}/${o.suite.name}` : GUEST_FILES);
+
 function shippedFor(o: ExecOptions, arch: DebianArch, kernels: string[], log: (line: string) => void): Shipped {
   const files = filesOn(o, arch);
+  const root = guestRootOf(o);
+  const label = o.suite ? `${o.suite.spec}: exec.files` : '--files';
+  // --files are /cm/files/<basename>; a suite's files keep their paths in its folder.
+  const guestPathOf = (f: string): string => {
+    const rel = o.suite ? relative(o.suite.dir, f).split(sep).join('/') : basename(f);
+    return rel ? `${root}/${rel}` : root;
+  };
   const shipped: ShippedFile[] = [];
-  for (const f of files) shipped.push(...walkShipped(f, `${GUEST_FILES}/${basename(f)}`));
+  for (const f of files) shipped.push(...walkShipped(f, guestPathOf(f), label));
   const guestOf = (host: string): string | undefined => {
     for (const f of files) {
-      if (host === f) return `${GUEST_FILES}/${basename(f)}`;
+      if (host === f) return guestPathOf(f);
       const rel = relative(f, host);
-      if (rel && !rel.startsWith('..') && !isAbsolute(rel)) return `${GUEST_FILES}/${basename(f)}/${rel.split(sep).join('/')}`;
+      if (rel && !rel.startsWith('..') && !isAbsolute(rel)) return `${guestPathOf(f)}/${rel.split(sep).join('/')}`;
     }
     return undefined;
   };
   const firstFolder = files.find((f) => statSync(f).isDirectory());
-  const cwd = firstFolder ? `${GUEST_FILES}/${basename(firstFolder)}` : files.length ? GUEST_FILES : '/tmp';
+  // A suite's command runs in its folder (made by its files; /tmp when it ships none).
+  const cwd = o.suite ? (files.length ? root : '/tmp') : firstFolder ? `${GUEST_FILES}/${basename(firstFolder)}` : files.length ? GUEST_FILES : '/tmp';
 
   // An ELF program or shared library decides by its machine: another arch's cannot run here.
   for (const s of shipped) {
@@ -262,7 +315,8 @@ function shippedFor(o: ExecOptions, arch: DebianArch, kernels: string[], log: (l
     const of = archOfMachine(h.machine);
     if (s.elf === 'other' || of === undefined || of === arch) continue;
     // An ET_DYN is a PIE program or a library; which one does not change the answer.
-    throw new UsageError(`--files: ${s.host} is an ${ARCH_FACTS[of].machine} ELF file; ${arch} kernels${kernels.length ? ` (${kernels.join(', ')})` : ''} cannot run it: give its ${arch} build with --files ${arch}:<path>`);
+    const hint = o.suite ? `a suite's files go to every kernel: ship a script that runs the build of \`uname -m\`` : `give its ${arch} build with --files ${arch}:<path>`;
+    throw new UsageError(`${label}: ${s.host} is an ${ARCH_FACTS[of].machine} ELF file; ${arch} kernels${kernels.length ? ` (${kernels.join(', ')})` : ''} cannot run it: ${hint}`);
   }
 
   // The program: an absolute host path inside the --files runs from where it was shipped.
@@ -273,6 +327,8 @@ function shippedFor(o: ExecOptions, arch: DebianArch, kernels: string[], log: (l
     const w = first.word;
     let host: string | undefined;
     if (isAbsolute(w)) host = guestOf(resolve(w)) ? resolve(w) : undefined;
+    // A suite's command runs in its folder, which is first on its PATH too.
+    else if (o.suite) host = guestOf(resolve(o.suite.dir, w)) && existsSync(resolve(o.suite.dir, w)) ? resolve(o.suite.dir, w) : undefined;
     else if (w.includes('/')) host = firstFolder && existsSync(join(firstFolder, w)) ? join(firstFolder, w) : undefined;
     else host = files.find((f) => basename(f) === w && statSync(f).isFile());
     // On an arch with its own build of the program (same base name), a host path to the plain one runs that build.
@@ -320,18 +376,27 @@ function hostLibraries(s: Shipped, log: (line: string) => void): { path: string;
 function finishPlan(o: ExecOptions, s: Shipped, libraries: { path: string; source: string }[], log: (line: string) => void, arch: DebianArch = DEFAULT_ARCH): PlannedExec {
   const files: ImageFile[] = [...s.shipped.map((x) => ({ path: x.guest, source: x.host })), ...libraries];
   const bytes = files.reduce((n, f) => n + statSync(f.source!).size, 0);
-  if (bytes > MAX_SHIPPED_BYTES) throw new UsageError(`--files: ${(bytes / 2 ** 20).toFixed(0)} MiB to ship, more than ${MAX_SHIPPED_BYTES >> 20} MiB (every guest holds them in RAM)`);
+  const label = o.suite ? `${o.suite.spec}: exec.files` : '--files';
+  if (bytes > MAX_SHIPPED_BYTES) throw new UsageError(`${label}: ${(bytes / 2 ** 20).toFixed(0)} MiB to ship, more than ${MAX_SHIPPED_BYTES >> 20} MiB (every guest holds them in RAM)`);
+  const from = o.suite ? `suite ${o.suite.name}'s folder (${s.files.length} exec.files path(s))` : `${s.files.length} --files path(s)`;
   if (s.files.length || libraries.length)
-    log(`exec: shipping ${s.shipped.length} file(s) from ${s.files.length} --files path(s)${arch !== DEFAULT_ARCH ? ` to ${arch} kernels` : ''}${libraries.length ? ` and ${libraries.length} librar${libraries.length === 1 ? 'y' : 'ies'} (${libraries.map((l) => basename(l.path)).join(', ')})` : ''}: ${(bytes / 2 ** 20).toFixed(1)} MiB`);
+    log(`exec: shipping ${s.shipped.length} file(s) from ${from}${arch !== DEFAULT_ARCH ? ` to ${arch} kernels` : ''}${libraries.length ? ` and ${libraries.length} librar${libraries.length === 1 ? 'y' : 'ies'} (${libraries.map((l) => basename(l.path)).join(', ')})` : ''}: ${(bytes / 2 ** 20).toFixed(1)} MiB`);
   const sha256 = s.program?.host ? fileHash(s.program.host) : createHash('sha256').update(o.command).digest('hex');
-  const suite = execSuiteName(o.command);
-  const object = { name: s.program?.name ?? '(command)', sha256 };
+  // A suite's command is a cell of that suite; its program is named with the suite (two suites may both ship a check.sh).
+  const suite = o.suite ? o.suite.name : execSuiteName(o.command);
+  const program = o.suite ? EXEC_PROGRAMS.suite : EXEC_PROGRAMS.command;
+  const name = s.program?.name ?? EXEC_PROGRAMS.command;
+  const object = { name: o.suite ? `${o.suite.name}/${name}` : name, sha256 };
+  const root = guestRootOf(o);
   return {
-    plan: { command: s.command, suite, object, cwd: s.cwd, timeoutMs: o.timeoutMs, path: GUEST_PATH },
+    plan: {
+      command: s.command, suite, program, ...(o.suite ? { ofSuite: true } : {}), object, cwd: s.cwd, files: root, timeoutMs: o.timeoutMs,
+      path: o.suite ? `${root}:${SYSTEM_PATH}` : GUEST_PATH,
+    },
     files,
     libraries: libraries.map((l) => l.path).sort(),
     bytes,
-    owed: { unit: suite, object: object.name, sha256, programs: ['(command)'] },
+    owed: { unit: suite, object: object.name, sha256, programs: [program] },
   };
 }
 

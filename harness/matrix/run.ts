@@ -36,7 +36,7 @@ import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
 import { currentLibbpf, type CurrentLibbpf } from '../reference/build.js';
 import { bootOrder, DurationHistory } from './schedule.js';
-import { EXEC_OVERHEAD_MS, netPlan, planExecOn, SHELL_RC, shellRc, type ExecOptions, type PlannedExec } from './exec.js';
+import { EXEC_OVERHEAD_MS, execImageFiles, netPlan, planExecsOn, SHELL_RC, shellRc, type ExecOptions, type PlannedExec } from './exec.js';
 import { describeBuild, listedName, markOtherArchBuild, objectBuiltFor, objectsOnArch, pairArchBuilds, splitArchPrefix, type BuiltFor } from './arch-objects.js';
 
 export interface MatrixOptions {
@@ -100,7 +100,8 @@ export interface MatrixOptions {
   progress?: (kernel: string, state: string) => void;
   /**
    * The user's command (--exec), run in every guest after the agent's work with the --files
-   * shipped to /cm/files: one cell per kernel (harness/matrix/exec.ts).
+   * shipped to /cm/files: one cell per kernel (harness/matrix/exec.ts). It runs after the suites'
+   * own commands (spec `exec`).
    */
   exec?: ExecOptions;
   /** `user`: the guests get QEMU's user-mode network (brought up before the command). */
@@ -259,14 +260,16 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const accelOf = (arch: DebianArch): 'auto' | Accel => (o.accel === 'kvm' && !kvmCapable(arch) ? 'tcg' : o.accel);
   const tcgOnly = entries.filter((e) => accelOf(archOf(e)) !== o.accel);
   if (tcgOnly.length) o.log(`matrix: KVM runs only the host's arch (${process.arch}): ${tcgOnly.map((e) => e.id).join(', ')} run under TCG`);
-  // The user's command: its files and libraries found once, the same in every guest.
-  // Per arch: an arch's --files (and their libraries, from that arch's Debian packages on arm64).
-  const execs = new Map<DebianArch, PlannedExec>();
-  for (const arch of o.exec ? arches : []) {
+  // The commands: each suite's own (spec `exec`), then the user's (--exec); their files and
+  // libraries found once, the same in every guest of an arch. Per arch: an arch's --files (and
+  // their libraries, from that arch's Debian packages on arm64).
+  const execs = new Map<DebianArch, PlannedExec[]>();
+  for (const arch of arches) {
     const ids = entries.filter((e) => archOf(e) === arch).map((e) => e.id);
-    execs.set(arch, await planExecOn(arch, o.exec!, { log: o.log, kernels: ids }));
+    const plans = await planExecsOn(arch, suitesByArch.get(arch) ?? [], o.exec, { log: o.log, kernels: ids });
+    if (plans.length) execs.set(arch, plans);
   }
-  const exec = execs.get(arches[0] ?? DEFAULT_ARCH);
+  const execList = execs.get(arches[0] ?? DEFAULT_ARCH) ?? [];
 
   // The corpus: fetched and compiled once on the host, the same objects in every guest.
   let corpus: { cases: NonNullable<RunManifest['corpus']>; files: { path: string; source: string }[] } | undefined;
@@ -294,7 +297,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       ...[...suitesByArch].flatMap(([arch, list]) => list.map((s) => ({ name: objectName(`${s.name}.bpf.o`, arch), sha256: s.sha256 }))),
       // Users' objects that some kernel of the run loads; another arch's build named with its arch.
       ...userObjects.filter((u) => arches.some((a) => objectsOn(a).includes(u))).map((u) => ({ name: listedName({ name: u.name, given: u.host, ...(u.arch ? { arch: u.arch } : {}) }), sha256: u.sha256 })),
-      ...[...new Map([...execs.values()].map((x) => [x.plan.object.sha256, x.plan.object])).values()],
+      ...[...new Map([...execs.values()].flat().map((x) => [`${x.plan.object.name}\0${x.plan.object.sha256}`, x.plan.object])).values()],
     ],
     kernels: [],
     ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count, ...(o.shard.arch ? { arch: o.shard.arch } : {}) } } : {}),
@@ -305,13 +308,13 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   // The guest's budget grows with its work: a suite's trigger and checks, and each program's load
   // by each loader (the verifier dominates under TCG: ~50 ms a program on 7.3, seconds for large ones).
   // Each user object is also attached and run under the workload (a few seconds under TCG), by each loader.
-  // The command's own limit comes on top (also of a --timeout, which budgets the agent's work).
+  // Each command's own limit comes on top (also of a --timeout, which budgets the agent's work).
   const timeoutMs = (o.timeoutMs ?? 120_000 + suites.length * 60_000 + programCount * loaders.length * PROGRAM_BUDGET_MS + Math.max(0, ...arches.map((a) => objectsOn(a).length)) * loaders.length * OBJECT_RUN_BUDGET_MS + (corpus?.files.length ?? 0) * 2 * PROGRAM_BUDGET_MS) +
-    (exec ? exec.plan.timeoutMs + EXEC_OVERHEAD_MS : 0);
+    execList.reduce((n, x) => n + x.plan.timeoutMs + EXEC_OVERHEAD_MS, 0);
 
   // What ran in the guests, for the boot-order history (guest times depend on it).
   const selection = createHash('sha256')
-    .update(JSON.stringify({ suites: [...suitesByArch.values()].flat().map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), modules: o.modules ?? [], corpus: !!corpus, loader: o.loader ?? 'ours', start: o.guestStart ?? 'tuned', ...(exec ? { exec: exec.plan.command, program: [...execs.values()].map((x) => x.plan.object.sha256) } : {}), ...(o.net ? { net: o.net } : {}) }))
+    .update(JSON.stringify({ suites: [...suitesByArch.values()].flat().map((s) => s.sha256), objects: userObjects.map((u) => u.sha256), modules: o.modules ?? [], corpus: !!corpus, loader: o.loader ?? 'ours', start: o.guestStart ?? 'tuned', ...(execList.length ? { exec: execList.map((x) => x.plan.command).join('\n'), program: [...execs.values()].flat().map((x) => x.plan.object.sha256) } : {}), ...(o.net ? { net: o.net } : {}) }))
     .digest('hex')
     .slice(0, 16);
   const history = new DurationHistory();
@@ -362,7 +365,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
       // Users' objects are attached and run under the workload: tc on lo and null_blk need theirs.
       const archObjects = objectsOn(arch);
-      const exec = execs.get(arch);
+      const archExecs = execs.get(arch) ?? [];
+      // The --exec command's plan (the shell's profile goes to its folder).
+      const userExec = archExecs.find((x) => !x.plan.ofSuite);
       const forAttach = archObjects.length ? attachModules(readFileSync(k.config, 'utf8')) : [];
       const wanted = [...new Set([...modulesFor(suites.map((s) => s.spec), k.config, kernel.btf === 'kernel'), ...(await userModules(k)), ...forAttach])];
       const modules = wanted.length ? (await store.modules(k, wanted)).map((m) => ({ name: m.name, path: `/cm/modules/${m.name}.ko`, source: m.path })) : [];
@@ -390,7 +395,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ...(corpus ? { corpus: corpus.cases } : {}),
         ...(o.faults ? { faults: o.faults } : {}),
         ...(o.stepBudgets ? { stepBudgets: o.stepBudgets } : {}),
-        ...(exec ? { exec: exec.plan } : {}),
+        ...(archExecs.length ? { execs: archExecs.map((x) => x.plan) } : {}),
         ...(net ? { net: net.plan } : {}),
       };
       const files: ImageFile[] = [
@@ -402,9 +407,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ...modules.map((m) => ({ path: m.path, source: m.source })),
         ...(indexFile ? [{ path: GUEST_BTF_INDEX, source: indexFile }, ...(btfIndex!.btf === GUEST_BTF_COPY ? [{ path: GUEST_BTF_COPY, source: k.btf }] : [])] : []),
         ...(e.build?.btf === 'pahole' ? [{ path: GUEST_BTF, source: k.btf }] : []),
-        ...(exec?.files ?? []),
+        ...execImageFiles(archExecs),
         ...(net?.files ?? []),
-        ...(o.shell ? [{ path: SHELL_RC, data: shellRc({ kernelId: e.id, ...(exec ? { exec: exec.plan } : {}), ...(net ? { net: net.plan } : {}) }) }] : []),
+        ...(o.shell ? [{ path: SHELL_RC, data: shellRc({ kernelId: e.id, ...(userExec ? { exec: userExec.plan } : {}), ...(net ? { net: net.plan } : {}) }) }] : []),
       ];
       const image = arch === DEFAULT_ARCH
         ? await buildImage({ onStep: (step) => o.progress?.(e.id, step), files, kernelConfig: k.config, release: k.release, ...(o.guestStart ? { start: o.guestStart } : {}) })
@@ -420,11 +425,19 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     }
   };
 
-  /** The cells a guest owed and never sent: every loader's (of its arch) for the objects, ours for the command. */
-  const owedCells = (arch: DebianArch, kernel: KernelInfo, sent: CellResult[], reason: string): CellResult[] => [
-    ...notRunCells(kernel, forArch(arch).owed, loadersOn(arch), sent, reason),
-    ...(execs.has(arch) ? notRunCells(kernel, [execs.get(arch)!.owed], ['ours'], sent, reason) : []),
-  ];
+  /**
+   * The cells a guest owed and never sent: every loader's (of its arch) for the objects, ours for
+   * the commands (held against the command cells sent only: a suite that failed whole still owes
+   * its command's cell).
+   */
+  const owedCells = (arch: DebianArch, kernel: KernelInfo, sent: CellResult[], reason: string): CellResult[] => {
+    const commands = execs.get(arch) ?? [];
+    const commandCell = (c: CellResult) => commands.some((x) => x.plan.suite === c.suite && x.plan.program === c.program);
+    return [
+      ...notRunCells(kernel, forArch(arch).owed, loadersOn(arch), sent, reason),
+      ...notRunCells(kernel, commands.map((x) => x.owed), ['ours'], sent.filter(commandCell), reason),
+    ];
+  };
   /** The libbpf cells of a kernel whose arch has no reference (its build failed): errors saying why. */
   const noReferenceCells = (arch: DebianArch, kernel: KernelInfo): CellResult[] => {
     const why = noReference.get(arch);

@@ -1,14 +1,20 @@
 // Reading and validating suites/<name>/spec.yaml. Every problem is ONE line naming the file
 // (`suites/<name>/spec.yaml:<line>`, or the --suites-dir path), what is wrong, and the allowed values.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, posix } from 'node:path';
 import yaml from 'js-yaml';
+import { commandProgram } from '../agent/manifest.js';
 import { FormatError } from '../core/errors.js';
 import { yamlErrorMessage } from '../core/yaml-error.js';
 import type { SuiteSpec, TriggerKind } from './types.js';
 import { parseObserve, parseTruth } from './truth.js';
 
-const TOP_KEYS = ['name', 'description', 'header', 'programs', 'minKernel', 'kconfig', 'modules', 'rodata', 'trigger', 'checks'] as const;
+const TOP_KEYS = ['name', 'description', 'header', 'programs', 'minKernel', 'kconfig', 'modules', 'rodata', 'trigger', 'checks', 'exec'] as const;
+/** Keys of a spec's `exec` (types.ts SuiteExec). */
+const EXEC_KEYS = ['command', 'files', 'timeout'] as const;
+/** The longest `exec.timeout`, in seconds (as `--exec-timeout`'s). */
+const MAX_EXEC_TIMEOUT_S = 86_400;
 /** What a suite compiles against: one kernel's vmlinux.h, or the joined header of the whole matrix. */
 export const HEADERS = ['vmlinux', 'joined'] as const;
 const REQUIRED_TOP = ['name', 'description', 'trigger', 'checks'] as const;
@@ -83,8 +89,11 @@ class SpecChecker {
 const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'a mapping' : `${typeof v} ${JSON.stringify(v)}`);
 const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Validates a parsed spec document; throws FormatError with the first problem (file:line). */
-export function validateSpec(doc: unknown, file: string, text: string, dirName?: string): SuiteSpec {
+/**
+ * Validates a parsed spec document; throws FormatError with the first problem (file:line).
+ * `folder`: the suite's folder on disk, where `exec.files` must exist (not looked at without it).
+ */
+export function validateSpec(doc: unknown, file: string, text: string, dirName?: string, folder?: string): SuiteSpec {
   const c = new SpecChecker(file, text);
   if (!isMap(doc)) throw new FormatError(`${file}:1: a spec must be a mapping with keys ${TOP_KEYS.join(', ')}`);
   for (const k of Object.keys(doc)) if (!(TOP_KEYS as readonly string[]).includes(k)) c.fail([k], `unknown key '${k}' (allowed: ${TOP_KEYS.join(', ')})`);
@@ -173,8 +182,48 @@ export function validateSpec(doc: unknown, file: string, text: string, dirName?:
         }
       });
   }
+  if ('exec' in doc) checkExec(c, doc.exec, folder);
   if (c.errors.length) throw new FormatError(c.errors[0]!);
   return doc as unknown as SuiteSpec;
+}
+
+/**
+ * A spec's `exec`: a non-empty command; files that are paths inside the suite's folder (relative,
+ * not leaving it, none inside another), each there when the folder is known; a timeout in seconds.
+ * A command whose program is a path in the folder (`./check.sh`) must be among the files, and
+ * executable.
+ */
+function checkExec(c: SpecChecker, e: unknown, folder: string | undefined): void {
+  const form = `{ command, files: [paths in the suite's folder], timeout: seconds }`;
+  if (!isMap(e)) return c.fail(['exec'], `exec must be a mapping ${form}, not ${typeName(e)}`);
+  for (const k of Object.keys(e)) if (!(EXEC_KEYS as readonly string[]).includes(k)) c.fail(['exec', k], `unknown key '${k}' in exec (allowed: ${EXEC_KEYS.join(', ')})`);
+  if (!('command' in e)) c.fail(['exec'], `exec needs 'command' (run as /bin/sh -c in the suite's shipped folder)`);
+  else if (typeof e.command !== 'string' || e.command.trim() === '') c.fail(['exec', 'command'], `exec.command must be a non-empty string, not ${typeName(e.command)}`);
+  if ('timeout' in e && !(typeof e.timeout === 'number' && e.timeout > 0 && e.timeout <= MAX_EXEC_TIMEOUT_S))
+    c.fail(['exec', 'timeout'], `exec.timeout must be seconds from 0 to ${MAX_EXEC_TIMEOUT_S} (default 300), not ${typeName(e.timeout)}`);
+  const files: string[] = [];
+  if ('files' in e) {
+    if (!Array.isArray(e.files) || e.files.length === 0) c.fail(['exec', 'files'], `exec.files must be a non-empty list of paths in the suite's folder, not ${typeName(e.files)}`);
+    else
+      e.files.forEach((f: unknown, i: number) => {
+        const at = ['exec', 'files', i];
+        if (typeof f !== 'string' || f === '') return c.fail(at, `exec.files[${i}] must be a path in the suite's folder, not ${typeName(f)}`);
+        const norm = posix.normalize(f).replace(/\/+$/, '') || '.';
+        if (posix.isAbsolute(f) || norm === '..' || norm.startsWith('../')) return c.fail(at, `exec.files[${i}] '${f}' must be a path inside the suite's folder, relative to it`);
+        const other = files.findIndex((g) => g === '.' || norm === g || norm.startsWith(`${g}/`) || g.startsWith(`${norm}/`) || norm === '.');
+        if (other >= 0) return c.fail(at, `exec.files[${i}] '${f}' and exec.files[${other}] '${String((e.files as unknown[])[other])}' overlap: each file is shipped once`);
+        files.push(norm);
+        if (folder !== undefined && !existsSync(join(folder, norm))) c.fail(at, `exec.files[${i}] '${f}': no such file or folder in ${dirname(c.file)}/`);
+      });
+  }
+  // `./check.sh`, `tools/x`: a path in the suite's folder, which the command runs in.
+  const word = typeof e.command === 'string' ? commandProgram(e.command)?.word : undefined;
+  if (word !== undefined && word.includes('/') && !posix.isAbsolute(word)) {
+    const norm = posix.normalize(word);
+    if (!files.some((g) => g === '.' || norm === g || norm.startsWith(`${g}/`))) c.fail(['exec', 'command'], `exec.command runs '${word}', which exec.files does not ship (files: ${files.join(', ') || 'none'})`);
+    else if (folder !== undefined && existsSync(join(folder, norm)) && statSync(join(folder, norm)).isFile() && (statSync(join(folder, norm)).mode & 0o111) === 0)
+      c.fail(['exec', 'command'], `exec.command runs '${word}', which is not executable (chmod +x ${norm}, or run it as sh ${norm})`);
+  }
 }
 
 /** Reads and validates one spec file. `display` is the path used in messages (suites/<name>/spec.yaml, or where the file is). */
@@ -186,5 +235,5 @@ export function readSpec(file: string, display = file, dirName?: string): SuiteS
   } catch (e) {
     throw new FormatError(yamlErrorMessage(display, text, e));
   }
-  return validateSpec(doc, display, text, dirName);
+  return validateSpec(doc, display, text, dirName, dirname(file));
 }

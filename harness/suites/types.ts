@@ -40,6 +40,21 @@ export interface SuiteSpec {
   trigger: TriggerSpec;
   /** What to read back and what it must equal. */
   checks: CheckSpec[];
+  /** A command of the suite's own, run in each guest after the agent's work: one more cell of the suite. */
+  exec?: SuiteExec;
+}
+
+/**
+ * A spec's `exec`: a command run as `/bin/sh -c` in each guest after the agent's work (as
+ * `matrix --exec` is), in the folder its files were shipped to (/cm/suites/<suite>). Its exit
+ * status, duration and output tail are the suite's cell of program `(exec)`.
+ */
+export interface SuiteExec {
+  command: string;
+  /** Paths relative to the suite's folder (a file, a folder, or `.`), shipped at the same paths under /cm/suites/<suite>. */
+  files?: string[];
+  /** Seconds before its process group is killed and its cell fails (default 300, as `--exec-timeout`). */
+  timeout?: number;
 }
 
 export type TriggerSpec =

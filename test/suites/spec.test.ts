@@ -69,7 +69,7 @@ describe('bad specs give file:line errors', () => {
 
   it('unknown top-level key', () => {
     expect(errorOf(GOOD.replace('minKernel:', 'minKernal:'))).toBe(
-      "suites/demo/spec.yaml:3: unknown key 'minKernal' (allowed: name, description, header, programs, minKernel, kconfig, modules, rodata, trigger, checks)",
+      "suites/demo/spec.yaml:3: unknown key 'minKernal' (allowed: name, description, header, programs, minKernel, kconfig, modules, rodata, trigger, checks, exec)",
     );
   });
 
