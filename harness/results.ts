@@ -138,6 +138,11 @@ export interface KernelRun {
   accel: 'kvm' | 'tcg' | 'none';
   /** The guest's vCPUs, when more than one. */
   cpus?: number;
+  /**
+   * How many guests of this kernel shared its objects, side by side (matrix/parts.ts), when more
+   * than one: durationMs is then the longest one's.
+   */
+  guests?: number;
   bootMs?: number;
   durationMs: number;
   /** Last lines of the kernel console, kept when something went wrong. */

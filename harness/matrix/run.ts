@@ -36,6 +36,7 @@ import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
 import { currentLibbpf, type CurrentLibbpf } from '../reference/build.js';
 import { bootOrder, DurationHistory } from './schedule.js';
+import { mergeParts, partId, partOf, partsPerKernel } from './parts.js';
 import { EXEC_OVERHEAD_MS, execImageFiles, netPlan, planExecsOn, SHELL_RC, shellRc, type ExecOptions, type PlannedExec } from './exec.js';
 import { describeBuild, listedName, markOtherArchBuild, objectBuiltFor, objectsOnArch, pairArchBuilds, splitArchPrefix, type BuiltFor } from './arch-objects.js';
 
@@ -320,6 +321,14 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const history = new DurationHistory();
   const slots = Math.max(1, Math.floor(o.jobs) || 1);
   const order = bootOrder(entries, (e) => e.id, history.lookup(selection), slots);
+  // With more guest slots than kernels, each kernel's objects are spread over several guests of
+  // it (matrix/parts.ts): the suites, commands and CO-RE corpus go with the first.
+  const parts = o.shell ? 1 : partsPerKernel(entries.length, slots, Math.max(0, ...arches.map((a) => objectsOn(a).length)));
+  if (parts > 1) o.log(`matrix: each kernel's ${Math.max(0, ...arches.map((a) => objectsOn(a).length))} objects are shared by ${parts} guests of it, side by side`);
+  /** One guest: part `part` of kernel `e`'s work. */
+  interface GuestUnit { e: KernelEntry; part: number; id: string }
+  const units: GuestUnit[] = order.flatMap((e) => Array.from({ length: parts }, (_, part) => ({ e, part, id: partId(e.id, part, parts) })));
+  const first = (u: GuestUnit) => u.part === 0;
 
   /** The --module names this kernel's package has (a kernel without one says so once and runs without it). */
   const userModules = async (k: KernelArtifacts): Promise<string[]> => {
@@ -341,31 +350,34 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       ? { kernel, guest: 'harness-error', detail: `${noReferenceOn(archOf(e), noReference.get(archOf(e)) ?? 'not built')}: not booted (--loader libbpf)`, accel: 'none', durationMs: 0, cells: [] }
       : undefined;
   /** Everything a guest needs before it boots: the kernel, its host truth and manifest, its image. */
-  const prepare = async (e: KernelEntry, signal: AbortSignal): Promise<Prepared> => {
+  const prepare = async (u: GuestUnit, signal: AbortSignal): Promise<Prepared> => {
+    const { e } = u;
     const t0 = performance.now();
     let k: KernelArtifacts | undefined;
     try {
-      o.progress?.(e.id, 'fetching');
-      k = await store.fetch(e, { signal, onStep: (step) => o.progress?.(e.id, step) });
+      o.progress?.(u.id, 'fetching');
+      k = await store.fetch(e, { signal, onStep: (step) => o.progress?.(u.id, step) });
     } catch (err) {
       if (signal.aborted) throw err;
       const detail = (err as Error).message.split('\n')[0]!;
-      o.progress?.(e.id, `no kernel: ${detail}`);
+      o.progress?.(u.id, `no kernel: ${detail}`);
       return { run: { kernel: kernelInfo(e), guest: 'no-kernel', detail, accel: 'none', durationMs: Math.round(performance.now() - t0), cells: [] } };
     }
     const kernel = kernelInfo(e, k);
     const arch = archOf(e);
     const skipped = nothingToRun(e, kernel);
     if (skipped) return { run: skipped };
-    const { suites: archSuites, roots } = forArch(arch);
+    const { suites: allSuites, roots } = forArch(arch);
+    // This guest's share: the suites go with the first part, the objects every parts-th one.
+    const archSuites = first(u) ? allSuites : [];
     // The current libbpf built for this kernel's arch, at the same guest path on every arch.
     const reference = references.get(arch);
     const guestLibbpf = reference && { so: guestLibbpfPath(reference.version), version: reference.version, source: reference.source };
     try {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
       // Users' objects are attached and run under the workload: tc on lo and null_blk need theirs.
-      const archObjects = objectsOn(arch);
-      const archExecs = execs.get(arch) ?? [];
+      const archObjects = partOf(objectsOn(arch), u.part, parts);
+      const archExecs = first(u) ? execs.get(arch) ?? [] : [];
       // The --exec command's plan (the shell's profile goes to its folder).
       const userExec = archExecs.find((x) => !x.plan.ofSuite);
       const forAttach = archObjects.length ? attachModules(readFileSync(k.config, 'utf8')) : [];
@@ -392,7 +404,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ...(guestLibbpf ? { libbpf: guestLibbpf } : {}),
         ...(modules.length ? { modules: modules.map((m) => ({ name: m.name, path: m.path })) } : {}),
         ...(btfIndex ? { btfIndex } : {}),
-        ...(corpus ? { corpus: corpus.cases } : {}),
+        ...(corpus && first(u) ? { corpus: corpus.cases } : {}),
         ...(o.faults ? { faults: o.faults } : {}),
         ...(o.stepBudgets ? { stepBudgets: o.stepBudgets } : {}),
         ...(archExecs.length ? { execs: archExecs.map((x) => x.plan) } : {}),
@@ -403,7 +415,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ...archSuites.map((s) => ({ path: `/cm/objects/${s.name}.bpf.o`, source: s.object })),
         ...archObjects.map((u) => ({ path: u.path, source: u.host })),
         ...(reference && guestLibbpf ? [{ path: guestLibbpf.so, source: reference.so }] : []),
-        ...(corpus?.files ?? []),
+        ...(first(u) ? corpus?.files ?? [] : []),
         ...modules.map((m) => ({ path: m.path, source: m.source })),
         ...(indexFile ? [{ path: GUEST_BTF_INDEX, source: indexFile }, ...(btfIndex!.btf === GUEST_BTF_COPY ? [{ path: GUEST_BTF_COPY, source: k.btf }] : [])] : []),
         ...(e.build?.btf === 'pahole' ? [{ path: GUEST_BTF, source: k.btf }] : []),
@@ -412,40 +424,49 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
         ...(o.shell ? [{ path: SHELL_RC, data: shellRc({ kernelId: e.id, ...(userExec ? { exec: userExec.plan } : {}), ...(net ? { net: net.plan } : {}) }) }] : []),
       ];
       const image = arch === DEFAULT_ARCH
-        ? await buildImage({ onStep: (step) => o.progress?.(e.id, step), files, kernelConfig: k.config, release: k.release, ...(o.guestStart ? { start: o.guestStart } : {}) })
-        : await buildArchImage({ arch, files, kernelConfig: k.config, release: k.release, ...(guestLibbpf ? { sharedObjects: [guestLibbpf.so] } : {}), log: (line) => o.log(`[${e.id}] ${line}`) });
+        ? await buildImage({ onStep: (step) => o.progress?.(u.id, step), files, kernelConfig: k.config, release: k.release, ...(o.guestStart ? { start: o.guestStart } : {}) })
+        : await buildArchImage({ arch, files, kernelConfig: k.config, release: k.release, ...(guestLibbpf ? { sharedObjects: [guestLibbpf.so] } : {}), log: (line) => o.log(`[${u.id}] ${line}`) });
       if (signal.aborted) throw signal.reason;
-      o.progress?.(e.id, 'ready, waiting for a guest slot');
+      o.progress?.(u.id, 'ready, waiting for a guest slot');
       return { k, kernel, image: image.path };
     } catch (err) {
       if (signal.aborted) throw err;
       const detail = (err as Error).message.split('\n')[0]!;
-      o.progress?.(e.id, `not booted: ${detail}`);
+      o.progress?.(u.id, `not booted: ${detail}`);
       return { run: { kernel, guest: 'harness-error', detail, accel: 'none', durationMs: Math.round(performance.now() - t0), cells: [] } };
     }
   };
 
+  /** What one guest owes: the suites (first part only) and its share of the objects. */
+  const owedOf = (u: GuestUnit) => {
+    const arch = archOf(u.e);
+    const mine = new Set(partOf(objectsOn(arch), u.part, parts).map((x) => `object:${x.name}`));
+    return forArch(arch).owed.filter((w) => (w.unit.startsWith('object:') ? mine.has(w.unit) : first(u)));
+  };
   /**
    * The cells a guest owed and never sent: every loader's (of its arch) for the objects, ours for
    * the commands (held against the command cells sent only: a suite that failed whole still owes
    * its command's cell).
    */
-  const owedCells = (arch: DebianArch, kernel: KernelInfo, sent: CellResult[], reason: string): CellResult[] => {
-    const commands = execs.get(arch) ?? [];
+  const owedCells = (u: GuestUnit, kernel: KernelInfo, sent: CellResult[], reason: string): CellResult[] => {
+    const arch = archOf(u.e);
+    const commands = first(u) ? execs.get(arch) ?? [] : [];
     const commandCell = (c: CellResult) => commands.some((x) => x.plan.suite === c.suite && x.plan.program === c.program);
     return [
-      ...notRunCells(kernel, forArch(arch).owed, loadersOn(arch), sent, reason),
+      ...notRunCells(kernel, owedOf(u), loadersOn(arch), sent, reason),
       ...notRunCells(kernel, commands.map((x) => x.owed), ['ours'], sent.filter(commandCell), reason),
     ];
   };
   /** The libbpf cells of a kernel whose arch has no reference (its build failed): errors saying why. */
-  const noReferenceCells = (arch: DebianArch, kernel: KernelInfo): CellResult[] => {
+  const noReferenceCells = (u: GuestUnit, kernel: KernelInfo): CellResult[] => {
+    const arch = archOf(u.e);
     const why = noReference.get(arch);
-    return loaders.includes('libbpf') && why !== undefined ? notRunCells(kernel, forArch(arch).owed, ['libbpf'], [], noReferenceOn(arch, why)) : [];
+    return loaders.includes('libbpf') && why !== undefined ? notRunCells(kernel, owedOf(u), ['libbpf'], [], noReferenceOn(arch, why)) : [];
   };
 
-  const boot = async (e: KernelEntry, p: Prepared, signal: AbortSignal): Promise<KernelRun> => {
+  const boot = async (u: GuestUnit, p: Prepared, signal: AbortSignal): Promise<KernelRun> => {
     if ('run' in p) return p.run;
+    const { e } = u;
     const { k, kernel } = p;
     const arch = archOf(e);
     const accel = accelOf(arch);
@@ -453,20 +474,20 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       const t0 = performance.now();
       const lsm = bpfLsmAppend(readFileSync(k.config, 'utf8'));
       const cpus = e.cpus ?? o.cpus ?? 1;
-      o.progress?.(e.id, 'shell');
+      o.progress?.(u.id, 'shell');
       await o.shell({
         kernel, vmlinuz: k.vmlinuz, initrd: p.image, append: [lsm, 'cm.init=shell', `ENV=${SHELL_RC}`].filter(Boolean).join(' '),
         cpus, memoryMb: o.memoryMb ?? 1024, accel, arch, ...(o.net ? { net: o.net } : {}), signal,
       });
       return { kernel, guest: 'ok', accel: accel === 'auto' ? 'none' : accel, durationMs: Math.round(performance.now() - t0), cells: [] };
     }
-    o.progress?.(e.id, 'booting');
+    o.progress?.(u.id, 'booting');
     const cells: CellResult[] = [];
     const onMessage = (m: GuestMessage) => {
-      if (m.t === 'hello') o.progress?.(e.id, `agent up at ${(m.bootMs / 1000).toFixed(1)} s`);
-      else if (m.t === 'step') o.progress?.(e.id, `${m.step.unit === 'corpus' ? 'corpus case' : m.step.unit.startsWith('object:') ? 'object' : 'suite'} ${m.step.index}/${m.step.total} ${m.step.unit === 'corpus' || m.step.unit.startsWith('object:') ? m.step.object : m.step.unit}${m.step.program ? `: ${m.step.program}` : ''} (${m.step.phase})`);
+      if (m.t === 'hello') o.progress?.(u.id, `agent up at ${(m.bootMs / 1000).toFixed(1)} s`);
+      else if (m.t === 'step') o.progress?.(u.id, `${m.step.unit === 'corpus' ? 'corpus case' : m.step.unit.startsWith('object:') ? 'object' : 'suite'} ${m.step.index}/${m.step.total} ${m.step.unit === 'corpus' || m.step.unit.startsWith('object:') ? m.step.object : m.step.unit}${m.step.program ? `: ${m.step.program}` : ''} (${m.step.phase})`);
       else if (m.t === 'result' && m.kind === 'cell') cells.push(m.data as CellResult);
-      else if (m.t === 'log' && m.level !== 'info') o.log(`[${e.id}] ${m.msg}`);
+      else if (m.t === 'log' && m.level !== 'info') o.log(`[${u.id}] ${m.msg}`);
     };
     const t0 = performance.now();
     let g: Awaited<ReturnType<typeof runGuest>>;
@@ -476,7 +497,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       const lsm = bpfLsmAppend(readFileSync(k.config, 'utf8'));
       cpus = e.cpus ?? o.cpus ?? 1;
       g = await runGuest({
-        kernelId: e.id, arch, vmlinuz: k.vmlinuz, initrd: p.image, accel, logDir, onMessage, signal, timeoutMs,
+        kernelId: u.id, arch, vmlinuz: k.vmlinuz, initrd: p.image, accel, logDir, onMessage, signal, timeoutMs,
         memoryMb: o.memoryMb ?? 1024, cpus, ...(lsm ? { append: lsm } : {}), ...(o.net ? { net: o.net } : {}),
         ...(o.heartbeatTimeoutMs ? { heartbeatTimeoutMs: o.heartbeatTimeoutMs } : {}),
       });
@@ -484,13 +505,13 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       if (!signal.aborted) throw err;
       // Interrupted while this guest ran: what it sent stays in the partial report, the rest is not run.
       const detail = 'the run was interrupted while this guest ran';
-      o.progress?.(e.id, `aborted: ${cells.length} cell(s) received`);
-      return { kernel, guest: 'aborted', detail, accel: accel === 'auto' ? 'none' : accel, durationMs: Math.round(performance.now() - t0), cells: [...cells, ...owedCells(arch, kernel, cells, `not run: ${detail}`), ...noReferenceCells(arch, kernel)] };
+      o.progress?.(u.id, `aborted: ${cells.length} cell(s) received`);
+      return { kernel, guest: 'aborted', detail, accel: accel === 'auto' ? 'none' : accel, durationMs: Math.round(performance.now() - t0), cells: [...cells, ...owedCells(u, kernel, cells, `not run: ${detail}`), ...noReferenceCells(u, kernel)] };
     }
-    if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...owedCells(arch, kernel, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `after the agent's last step: ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
-    cells.push(...noReferenceCells(arch, kernel));
+    if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...owedCells(u, kernel, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `after the agent's last step: ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
+    cells.push(...noReferenceCells(u, kernel));
     // Another arch's build of a plain object: its cells on this kernel say so.
-    for (const u of objectsOn(arch)) if (u.builtFor && u.builtFor.arch !== arch) markOtherArchBuild(cells, `object:${u.name}`, u.builtFor, arch);
+    for (const x of objectsOn(arch)) if (x.builtFor && x.builtFor.arch !== arch) markOtherArchBuild(cells, `object:${x.name}`, x.builtFor, arch);
     // What the guest actually relocated against (the agent looks before trusting the matrix).
     if (cells[0]?.kernel.btf) kernel.btf = cells[0].kernel.btf;
     const run: KernelRun = { kernel, guest: g.verdict, accel: g.accel, ...(cpus > 1 ? { cpus } : {}), bootMs: g.bootMs, durationMs: Math.round(g.durationMs), cells };
@@ -499,7 +520,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       run.consoleTail = g.consoleTail;
     }
     const pass = cells.filter((c) => c.verdict === 'pass').length;
-    o.progress?.(e.id, `${run.guest === 'ok' ? 'done' : run.guest} in ${(g.durationMs / 1000).toFixed(1)} s: ${pass}/${cells.length} cells pass${run.detail ? ` (${run.detail})` : ''}`);
+    o.progress?.(u.id, `${run.guest === 'ok' ? 'done' : run.guest} in ${(g.durationMs / 1000).toFixed(1)} s: ${pass}/${cells.length} cells pass${run.detail ? ` (${run.detail})` : ''}`);
     return run;
   };
 
@@ -511,33 +532,42 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const onAbort = () => prepCtl.abort(o.signal?.reason);
   if (o.signal?.aborted) prepCtl.abort(o.signal.reason);
   else o.signal?.addEventListener('abort', onAbort, { once: true });
-  const prepared = new Map(order.map((e) => {
+  const prepared = new Map(units.map((u) => {
     let settle!: { resolve: (p: Prepared) => void; reject: (err: unknown) => void };
     const promise = new Promise<Prepared>((resolve, reject) => (settle = { resolve, reject }));
     promise.catch(() => {}); // its slot sees the rejection; an abort must not leave it unhandled
-    return [e.id, { promise, ...settle }] as const;
+    return [u.id, { promise, ...settle }] as const;
   }));
   let queue = 0;
   const lane = async (): Promise<void> => {
-    while (queue < order.length) {
-      const e = order[queue++]!;
-      const slot = prepared.get(e.id)!;
+    while (queue < units.length) {
+      const u = units[queue++]!;
+      const slot = prepared.get(u.id)!;
       if (prepCtl.signal.aborted) {
         slot.reject(prepCtl.signal.reason);
         continue;
       }
-      await prepare(e, prepCtl.signal).then(slot.resolve, slot.reject);
+      await prepare(u, prepCtl.signal).then(slot.resolve, slot.reject);
     }
   };
-  const lanesDone = Promise.all(Array.from({ length: Math.min(slots, order.length) }, lane));
+  const lanesDone = Promise.all(Array.from({ length: Math.min(slots, units.length) }, lane));
 
-  // Kernels land here as they finish, so an interrupted run still reports what it saw.
-  const finished = new Map<string, KernelRun>();
+  // Guests land here as they finish (a kernel's parts by index), so an interrupted run still
+  // reports what it saw; a kernel is whole when all its parts are in.
+  const finished = new Map<string, KernelRun[]>();
+  const kernelRun = (e: KernelEntry): KernelRun | undefined => {
+    const got = finished.get(e.id)?.filter((r): r is KernelRun => r !== undefined);
+    return got?.length ? mergeParts(got[0]!.kernel, got) : undefined;
+  };
+  const whole = (e: KernelEntry) => (finished.get(e.id)?.filter(Boolean).length ?? 0) === parts;
   try {
-    await runPool(order, slots, async (e, signal) => {
-      const r = await boot(e, await prepared.get(e.id)!.promise, signal);
-      finished.set(e.id, r);
-      if (finished.size < order.length) o.onKernelDone?.({ ...report, complete: false, finishedAt: new Date().toISOString(), kernels: entries.filter((x) => finished.has(x.id)).map((x) => finished.get(x.id)!) });
+    await runPool(units, slots, async (u, signal) => {
+      const r = await boot(u, await prepared.get(u.id)!.promise, signal);
+      const runs = finished.get(u.e.id) ?? new Array<KernelRun>(parts);
+      runs[u.part] = r;
+      finished.set(u.e.id, runs);
+      const done = entries.filter(whole);
+      if (whole(u.e) && done.length < order.length) o.onKernelDone?.({ ...report, complete: false, finishedAt: new Date().toISOString(), kernels: done.map((x) => kernelRun(x)!) });
       return r;
     }, o.signal);
     report.complete = true;
@@ -550,8 +580,12 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     o.signal?.removeEventListener('abort', onAbort);
     await lanesDone;
   }
-  if (!o.shell) history.record(selection, new Map([...finished].filter(([, r]) => r.guest === 'ok').map(([id, r]) => [id, r.durationMs])));
-  report.kernels = entries.filter((e) => finished.has(e.id)).map((e) => finished.get(e.id)!);
+  const runs = new Map(entries.flatMap((e) => {
+    const r = kernelRun(e);
+    return r ? [[e.id, r] as const] : [];
+  }));
+  if (!o.shell) history.record(selection, new Map([...runs].filter(([id, r]) => r.guest === 'ok' && whole(entries.find((e) => e.id === id)!)).map(([id, r]) => [id, r.durationMs])));
+  report.kernels = entries.filter((e) => runs.has(e.id)).map((e) => runs.get(e.id)!);
   report.finishedAt = new Date().toISOString();
   return report;
 }

@@ -195,6 +195,7 @@ const kernelRun = obj<KernelRun>({
   detail: opt(str),
   accel: req(oneOf(keys(ACCELS))),
   cpus: opt(count),
+  guests: opt(count),
   bootMs: opt(num),
   durationMs: req(num),
   consoleTail: opt(str),
