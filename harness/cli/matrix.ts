@@ -72,6 +72,11 @@ and writes reports/<run-id>/ (report.json, junit.xml, summary.md, index.html).
                            selftests   the kernel's BPF selftests programs (progs/*.c of the newest
                                        linux-source-X.Y, compiled with clang-19), as --object files;
                                        selftests:N/M takes the N-th of M slices (stable by name)
+                         debian, cilium and selftests are built for each arch of the run's kernels
+                         (arm64: Debian's arm64 packages; -D__TARGET_ARCH_arm64 and an arm64
+                         vmlinux.h): each arch's kernels load that arch's build in the object's
+                         row, as with --object <arch>:; builds that are the same bytes on every
+                         arch ship once. docs/arm64.md
   --exec <command>       after the agent's work, run this command in every guest (/bin/sh -c, as
                          root, PATH /cm/files first): its exit status, duration and output tail
                          are one cell per kernel, suite exec:<command>, passing on exit 0.
@@ -274,29 +279,11 @@ export const matrixCommand: Command = {
       return linked;
     });
     readUserObjects(objects, objectConfigs);
-    const corpusObjects: string[] = [];
-    if (corpora.includes('debian')) {
-      const { debianObjects } = await import('../corpus/debian-objects.js');
-      const d = await debianObjects(sink.log);
-      sink.log(`corpus debian: ${d.packages.map((p) => `${p.name} ${p.version} (${p.suite})`).join(', ')}: ${d.objects.length} objects`);
-      corpusObjects.push(...d.objects.map((o) => o.path));
-    }
-    if (corpora.includes('cilium')) {
-      const { ciliumTestdata } = await import('../corpus/cilium-testdata.js');
-      const c = await ciliumTestdata(sink.log);
-      sink.log(`corpus cilium: ${c.source}: ${c.objects.length} testdata objects, ${c.failed.length} did not compile with clang-19${c.failed.length ? ` (${c.failed.map((f) => f.name).join(', ')})` : ''}`);
-      corpusObjects.push(...c.objects.map((o) => o.path));
-    }
-    const selftests = corpora.find((c) => c.startsWith('selftests'));
-    if (selftests) {
-      const { kernelSelftests, sliceOf } = await import('../corpus/kernel-selftests.js');
-      const slice = /^selftests:(\d+)\/(\d+)$/.exec(selftests);
-      const only = slice ? sliceOf(Number(slice[1]), Number(slice[2])) : undefined;
-      if (slice && !(Number(slice[1]) >= 1 && Number(slice[1]) <= Number(slice[2]))) throw new UsageError(`--corpus ${selftests}: the slice must be N/M with 1 <= N <= M`);
-      const c = await kernelSelftests({ log: sink.log, ...(only ? { only } : {}) });
-      sink.log(`corpus selftests: ${c.source}, vmlinux.h of ${c.vmlinux}: ${c.objects.length} objects${slice ? ` (slice ${slice[1]}/${slice[2]} of ${c.sources})` : ''}, ${c.btfOnly.length} BTF-only (no program), ${c.failed.length} did not compile with clang-19`);
-      corpusObjects.push(...c.objects.map((o) => o.path));
-    }
+    // The corpora built for each arch of the run's kernels: each arch's kernels load that arch's
+    // build in the object's row, as with --object <arch>:<file> (harness/corpus/per-arch.ts).
+    const { corpusObjects: corpusObjectsFor } = await import('../corpus/per-arch.js');
+    const corpusArches = entries.length ? [...new Set(entries.map(archOf))] : [archOf({})];
+    const { objects: corpusObjects } = await corpusObjectsFor(corpora.filter((c) => c !== 'core-reloc'), corpusArches, sink.log);
     const { defaultJobs } = await import('../vm/pool.js');
     const { writeReports, compareRuns, formatComparison } = await import('../report/index.js');
     let runId = new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');

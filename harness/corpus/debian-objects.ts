@@ -3,13 +3,19 @@
 // (`xdp-tests`). Fetched at run time through the private apt state (the newest version in the
 // suites the matrix already uses), never committed; every file that is a BPF ELF object is kept.
 //
-//   const { objects } = await debianObjects(log);   // objects[i].path: a cached .o
+// Per arch (docs/arm64.md, "Corpora on arm64"): each arch's objects come from that arch's packages
+// (`libxdp1:arm64` through the arm64 private apt state), cached apart. Debian builds them on each
+// arch's own buildd; 1.6.3-1's arm64 objects are byte-identical to its amd64 ones (the matrix then
+// ships one object for both).
+//
+//   const { objects } = await debianObjects(log, 'arm64');   // objects[i].path: a cached .o
 
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { CoreMatrixError } from '../core/errors.js';
 import { AptState } from '../kernels/apt.js';
+import { DEFAULT_ARCH, type DebianArch } from '../kernels/arch.js';
 import { compareDebVersions } from '../kernels/debversion.js';
 import { cacheDir } from '../paths.js';
 
@@ -30,6 +36,8 @@ export interface DebianObject {
 }
 
 export interface DebianObjects {
+  /** Whose packages they are. */
+  arch: DebianArch;
   objects: DebianObject[];
   /** `libxdp1 1.5.5-1, xdp-tests 1.5.5-1` */
   packages: { name: string; version: string; suite: string }[];
@@ -61,9 +69,9 @@ function walk(dir: string): string[] {
   });
 }
 
-/** Fetches (once per package version) and lists the BPF objects Debian ships in DEBIAN_OBJECT_PACKAGES. */
-export async function debianObjects(log: (line: string) => void = () => {}): Promise<DebianObjects> {
-  const apt = new AptState({ log });
+/** Fetches (once per package version and arch) and lists the BPF objects Debian ships in DEBIAN_OBJECT_PACKAGES for `arch`. */
+export async function debianObjects(log: (line: string) => void = () => {}, arch: DebianArch = DEFAULT_ARCH): Promise<DebianObjects> {
+  const apt = new AptState({ arch, log });
   await apt.ensure(SUITES);
   const rows = await apt.madison([...DEBIAN_OBJECT_PACKAGES]);
   const objects: DebianObject[] = [];
@@ -71,9 +79,10 @@ export async function debianObjects(log: (line: string) => void = () => {}): Pro
   for (const name of DEBIAN_OBJECT_PACKAGES) {
     const newest = newestOf(rows, name, SUITES);
     packages.push({ name, version: newest.version, suite: newest.suite });
-    const dir = cacheDir('corpus', 'debian-objects', `${name}_${newest.version.replace(/:/g, '%3a')}`);
+    // amd64's folder keeps the name it always had; another arch's says which.
+    const dir = cacheDir('corpus', 'debian-objects', `${name}_${newest.version.replace(/:/g, '%3a')}${arch === DEFAULT_ARCH ? '' : `_${arch}`}`);
     if (!existsSync(join(dir, '.complete'))) {
-      log(`corpus: unpacking ${name} ${newest.version} (${newest.suite})`);
+      log(`corpus: unpacking ${name}:${arch} ${newest.version} (${newest.suite})`);
       const tmp = `${dir}.tmp.${process.pid}`;
       rmSync(tmp, { recursive: true, force: true });
       mkdirSync(tmp, { recursive: true });
@@ -84,7 +93,8 @@ export async function debianObjects(log: (line: string) => void = () => {}): Pro
         mkdirSync(kept);
         const found = walk(join(tmp, 'root')).filter((f) => statSync(f).size >= 64 && isBpfObject(f));
         // Named by their path below the folder all of them share, flattened (xdp-tests ships
-        // objects in several folders, two of them named xdp_pass.o).
+        // objects in several folders, two of them named xdp_pass.o): the same names on every
+        // arch (libxdp1's usr/lib/<triplet>/bpf is below that folder).
         const common = found.map((f) => dirname(f)).reduce((a, b) => { while (!(b + '/').startsWith(a + '/')) a = dirname(a); return a; }, found.length ? dirname(found[0]!) : '');
         for (const f of found) renameSync(f, join(kept, relative(common, f).replace(/\//g, '__')));
         rmSync(dir, { recursive: true, force: true });
@@ -98,6 +108,6 @@ export async function debianObjects(log: (line: string) => void = () => {}): Pro
       objects.push({ name: `${name}/${f.replace(/__/g, '/')}`, package: name, version: newest.version, path: join(dir, f) });
     }
   }
-  if (objects.length === 0) throw new CoreMatrixError(`${DEBIAN_OBJECT_PACKAGES.join(', ')} ship no BPF object (${packages.map((p) => `${p.name} ${p.version}`).join(', ')})`);
-  return { objects, packages };
+  if (objects.length === 0) throw new CoreMatrixError(`${DEBIAN_OBJECT_PACKAGES.join(', ')} (${arch}) ship no BPF object (${packages.map((p) => `${p.name} ${p.version}`).join(', ')})`);
+  return { arch, objects, packages };
 }

@@ -5,19 +5,24 @@
 // same series (else the newest one). Fetched and compiled at run time, cached by source version,
 // never committed. A source that does not compile with clang-19 is listed with its first error.
 //
-//   const c = await kernelSelftests({ log, only: (name) => ... });   // c.objects[i].path
+// Per arch (docs/arm64.md, "Corpora on arm64"): the Makefile's flags of that arch (SRCARCH's
+// -D__TARGET_ARCH_<x>, the target's endianness, the system headers clang finds for the arch's
+// cross target) and a vmlinux.h of that arch's kernel; each arch's objects in their own folder.
+//
+//   const c = await kernelSelftests({ log, only: (name) => ..., arch: 'arm64' });   // c.objects[i].path
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { join, normalize } from 'node:path';
 import { execa } from 'execa';
 import { CoreMatrixError } from '../core/errors.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import { AptState } from '../kernels/apt.js';
+import { archOf, ARCH_FACTS, DEFAULT_ARCH, type DebianArch } from '../kernels/arch.js';
 import { sourceTarStream } from '../kernels/build.js';
-import { loadMatrix } from '../kernels/matrix.js';
+import { archVariant, loadMatrix, type KernelEntry } from '../kernels/matrix.js';
 import { KernelStore } from '../kernels/store.js';
 import { cacheDir, writeFileAtomic } from '../paths.js';
 import { currentLibbpf } from '../reference/build.js';
@@ -38,6 +43,8 @@ export interface SelftestObject {
 export interface KernelSelftests {
   /** e.g. `linux-source-7.3 7.3.4-1~bpo13+1` */
   source: string;
+  /** The arch the objects are built for (-D__TARGET_ARCH_<x>, that arch's vmlinux.h). */
+  arch: DebianArch;
   /** The kernel whose BTF became vmlinux.h. */
   vmlinux: string;
   objects: SelftestObject[];
@@ -50,19 +57,57 @@ export interface KernelSelftests {
 }
 
 /**
- * The clang flags of the selftests' Makefile (BPF_CFLAGS and CLANG_CFLAGS, for x86) minus -Werror:
- * clang-19 warns where the tree's own newer clang does not.
+ * The clang flags of the selftests' Makefile (BPF_CFLAGS and CLANG_CFLAGS) for `arch`, minus
+ * -Werror: clang-19 warns where the tree's own newer clang does not. What differs per arch is what
+ * the Makefile derives from SRCARCH and the target compiler: `-D__TARGET_ARCH_$(SRCARCH)`, the
+ * endianness (both arches little: -mlittle-endian, bpfel) and the system headers (CLANG_SYS_INCLUDES,
+ * `-idirafter` each folder clang searches for the target: for arm64, a cross build's
+ * `--target=aarch64-linux-gnu`, whose folder holds arm64's asm/ uapi headers).
  */
-export function selftestCflags(tree: string, include: string, name = ''): string[] {
-  const sys = execFileSync(CLANG, ['-print-resource-dir'], { encoding: 'utf8' }).trim();
+export function selftestCflags(tree: string, include: string, name = '', arch: DebianArch = DEFAULT_ARCH): string[] {
   const selftests = join(tree, SELFTESTS);
   return [
     '-g', '-Wall', '-Wno-compare-distinct-pointer-types', '-Wno-microsoft-anon-tag', '-Wno-initializer-overrides', '-fms-extensions',
-    '-D__TARGET_ARCH_x86', '-mlittle-endian', `-I${include}`, `-I${selftests}`, `-I${join(tree, 'tools/include/uapi')}`,
+    `-D__TARGET_ARCH_${ARCH_FACTS[arch].bpfTargetArch}`, '-mlittle-endian', `-I${include}`, `-I${selftests}`, `-I${join(tree, 'tools/include/uapi')}`,
     `-I${join(tree, 'tools/include')}`, `-I${join(selftests, 'libarena/include')}`,
-    '-std=gnu11', '-fno-strict-aliasing', ...(NO_INLINE.has(name) ? ['-fno-inline'] : []), '-O2', '--target=bpf', '-mcpu=v3',
-    '-idirafter', join(sys, 'include'), '-idirafter', '/usr/local/include', '-idirafter', '/usr/include/x86_64-linux-gnu', '-idirafter', '/usr/include',
+    // amd64's flags are those its objects were always built with (--target=bpf is bpfel on this host).
+    '-std=gnu11', '-fno-strict-aliasing', ...(NO_INLINE.has(name) ? ['-fno-inline'] : []), '-O2', arch === DEFAULT_ARCH ? '--target=bpf' : '--target=bpfel', '-mcpu=v3',
+    ...systemIncludes(arch).flatMap((d) => ['-idirafter', d]),
   ];
+}
+
+/** The GNU triplet clang is asked about for an arch's system headers (the Makefile's CROSS_COMPILE), and Debian's package of that arch's cross C library and uapi headers. */
+const CROSS: Partial<Record<DebianArch, { target: string; headers: string }>> = { arm64: { target: 'aarch64-linux-gnu', headers: 'libc6-dev-arm64-cross' } };
+
+const sysIncludes = new Map<DebianArch, string[]>();
+/**
+ * The Makefile's get_sys_includes: the folders clang searches for `<...>` when compiling for the
+ * arch's user space. amd64 keeps the list its objects were built with; another arch's comes from
+ * `clang --target=<triplet> -v -E`, and must hold that arch's asm/ headers (Debian's cross C
+ * library, libc6-dev-arm64-cross, brings them): without them the sources that include system
+ * headers would fail one by one, so this fails once, naming the package.
+ */
+export function systemIncludes(arch: DebianArch): string[] {
+  const known = sysIncludes.get(arch);
+  if (known) return known;
+  let dirs: string[];
+  if (arch === DEFAULT_ARCH) {
+    const resource = execFileSync(CLANG, ['-print-resource-dir'], { encoding: 'utf8' }).trim();
+    dirs = [join(resource, 'include'), '/usr/local/include', '/usr/include/x86_64-linux-gnu', '/usr/include'];
+  } else {
+    const cross = CROSS[arch];
+    if (!cross) throw new CoreMatrixError(`selftests for ${arch}: no cross target known`);
+    const r = spawnSync(CLANG, [`--target=${cross.target}`, '-v', '-E', '-'], { input: '', encoding: 'utf8' });
+    const text = `${r.stderr ?? ''}`;
+    const list = text.slice(text.indexOf('#include <...> search starts here:'), text.indexOf('End of search list.'));
+    dirs = list.split('\n').filter((l) => l.startsWith(' /')).map((l) => normalize(l.trim()));
+    // The host's own /usr/include is in the list too: the arch's asm/ must be in a folder of its own.
+    if (!dirs.some((d) => d !== '/usr/include' && existsSync(join(d, 'asm', 'types.h')))) {
+      throw new CoreMatrixError(`selftests for ${arch}: ${CLANG} --target=${cross.target} finds no ${arch} system headers (asm/types.h) in ${dirs.join(', ') || 'no folder'}: needs ${cross.headers} (Debian); \`npm run setup\` installs it`);
+    }
+  }
+  sysIncludes.set(arch, dirs);
+  return dirs;
 }
 
 /** Sources the Makefile compiles with -fno-inline. */
@@ -85,16 +130,28 @@ function hasNoProgram(path: string): boolean {
   }
 }
 
-/** The matrix kernel whose series is the source's X.Y, else the newest series in the matrix. */
-function vmlinuxEntry(series: string) {
-  const entries = loadMatrix().filter((e) => !e.build);
+/**
+ * The matrix kernel whose series is the source's X.Y, else the newest series in the matrix; on
+ * another arch, that kernel's build for the arch (its matrix entry, else `<id>-<arch>`).
+ */
+export function vmlinuxEntry(series: string, arch: DebianArch = DEFAULT_ARCH, matrix: KernelEntry[] = loadMatrix()): KernelEntry {
+  const all = matrix.filter((e) => !e.build);
+  const entries = all.filter((e) => archOf(e) === DEFAULT_ARCH);
   const key = (s: string) => s.split('.').map(Number);
   const newest = [...entries].sort((a, b) => key(a.series)[0]! - key(b.series)[0]! || key(a.series)[1]! - key(b.series)[1]!).pop();
-  return entries.find((e) => e.series === series && e.flavour === 'generic') ?? newest!;
+  const base = entries.find((e) => e.series === series && e.flavour === 'generic') ?? newest!;
+  if (arch === DEFAULT_ARCH) return base;
+  const own = all.find((e) => archOf(e) === arch && e.series === base.series && e.flavour === base.flavour);
+  const entry = own ?? archVariant(base, arch);
+  if (!entry) throw new CoreMatrixError(`selftests for ${arch}: no ${arch} build of ${base.id} for a vmlinux.h`);
+  return entry;
 }
 
-export async function kernelSelftests(o: { log?: (line: string) => void; only?: (name: string) => boolean; jobs?: number } = {}): Promise<KernelSelftests> {
+export async function kernelSelftests(o: { log?: (line: string) => void; only?: (name: string) => boolean; jobs?: number; arch?: DebianArch } = {}): Promise<KernelSelftests> {
   const log = o.log ?? (() => {});
+  const arch = o.arch ?? DEFAULT_ARCH;
+  // Before minutes of unpacking: the arch's system headers are there (one line naming the package if not).
+  systemIncludes(arch);
   const libbpf = await currentLibbpf(log);
   const [pkg, version] = libbpf.source.split(' ') as [string, string];
   const series = /^linux-source-(\d+\.\d+)$/.exec(pkg)?.[1] ?? '';
@@ -115,8 +172,9 @@ export async function kernelSelftests(o: { log?: (line: string) => void; only?: 
     writeFileSync(join(dir, '.unpacked'), `${libbpf.source}\n`);
   }
 
-  // vmlinux.h beside libbpf's headers (bpf/*.h, bpf_helper_defs.h included).
-  const entry = vmlinuxEntry(series);
+  // vmlinux.h beside libbpf's headers (bpf/*.h, bpf_helper_defs.h included; the same on every
+  // arch), one folder per kernel BTF: each arch's own.
+  const entry = vmlinuxEntry(series, arch);
   const kernel = await new KernelStore({ log }).fetch(entry);
   const include = join(dir, `include-${kernel.sha256.btf.slice(0, 12)}`);
   if (!existsSync(join(include, 'vmlinux.h'))) {
@@ -129,17 +187,17 @@ export async function kernelSelftests(o: { log?: (line: string) => void; only?: 
   const progs = join(tree, SELFTESTS, 'progs');
   const all = readdirSync(progs).filter((f) => f.endsWith('.c')).map((f) => f.slice(0, -2)).sort();
   const names = o.only ? all.filter(o.only) : all;
-  const key = createHash('sha256').update(JSON.stringify({ RECIPE, flags: selftestCflags(tree, include), clang: CLANG })).digest('hex').slice(0, 12);
+  const key = createHash('sha256').update(JSON.stringify({ RECIPE, flags: selftestCflags(tree, include, '', arch), clang: CLANG })).digest('hex').slice(0, 12);
   const out = join(dir, `objects-${key}`);
   mkdirSync(out, { recursive: true });
   const todo = names.filter((n) => !existsSync(join(out, `${n}.bpf.o`)) && !existsSync(join(out, `${n}.failed`)));
-  if (todo.length) log(`corpus selftests: compiling ${todo.length} of ${names.length} programs with ${CLANG} against ${entry.id}'s BTF`);
+  if (todo.length) log(`corpus selftests: compiling ${todo.length} of ${names.length} programs with ${CLANG} for ${arch} against ${entry.id}'s BTF`);
   let next = 0;
   const worker = async () => {
     while (next < todo.length) {
       const n = todo[next++]!;
       const obj = join(out, `${n}.bpf.o`);
-      const r = await execa(CLANG, [...selftestCflags(tree, include, n), '-c', join(progs, `${n}.c`), '-o', `${obj}.tmp`], { reject: false, all: true });
+      const r = await execa(CLANG, [...selftestCflags(tree, include, n, arch), '-c', join(progs, `${n}.c`), '-o', `${obj}.tmp`], { reject: false, all: true });
       if (r.exitCode === 0) renameSync(`${obj}.tmp`, obj);
       else {
         rmSync(`${obj}.tmp`, { force: true });
@@ -158,5 +216,5 @@ export async function kernelSelftests(o: { log?: (line: string) => void; only?: 
     else if (hasNoProgram(path)) btfOnly.push(n);
     else objects.push({ name: n, path });
   }
-  return { source: libbpf.source, vmlinux: `${entry.id} (${kernel.package} ${kernel.version})`, objects, failed, btfOnly, sources: all.length };
+  return { source: libbpf.source, arch, vmlinux: `${entry.id} (${kernel.package} ${kernel.version})`, objects, failed, btfOnly, sources: all.length };
 }

@@ -614,24 +614,29 @@ export interface UserObject {
  * is one line naming the file and exit 2, not a failure found again inside every guest. A path may
  * carry an arch (`arm64:x.bpf.o`: that arch's kernels only; arch-objects.ts pairs it with the
  * plain object of the same programs, whose config it takes when it has none of its own).
+ * Corpus objects (`lenient`) may carry one too: a corpus's builds for each arch have the same file
+ * names (harness/corpus/per-arch.ts), and share a row by that name (names are unique per arch, a
+ * plain one's on every arch), not by their programs (a corpus has objects with the same programs).
  */
 export function readUserObjects(paths: string[], configs: ReadonlyMap<string, string> = new Map(), opts: { lenient?: boolean; first?: number } = {}): UserObject[] {
-  const names = new Set<string>();
+  const names = new Map<string, Set<string>>();
+  const nameKey = (arch?: DebianArch) => (opts.lenient && arch ? arch : '');
+  const clashes = (n: string, arch?: DebianArch) => (nameKey(arch) ? [names.get(''), names.get(nameKey(arch))] : [...names.values()]).some((s) => s?.has(n));
   for (const [object, file] of configs) {
     if (!paths.includes(object)) throw new UsageError(`--object-config ${object}=${file}: ${object} is not one of the --object files`);
     if (!existsSync(file)) throw new UsageError(`--object-config ${object}=${file}: no such file`);
   }
   const specs = new Map<UserObject, ObjectSpec>();
   const read = paths.map((given, i): UserObject => {
-    const { arch, path } = opts.lenient ? { arch: undefined, path: given } : splitArchPrefix(given, '--object');
+    const { arch, path } = splitArchPrefix(given, opts.lenient ? 'corpus object' : '--object');
     const label = arch ? `${arch}:${path}` : path;
     if (!existsSync(path)) throw new UsageError(`${label}: no such object file`);
     const bytes = readFileSync(path);
     // Cells are keyed by the object's name: a second file of the same name is told apart by its folder.
     let name = basename(path);
-    if (names.has(name)) name = `${basename(dirname(path))}/${name}`;
-    if (names.has(name)) name = `${name}#${i + 1}`;
-    names.add(name);
+    if (clashes(name, arch)) name = `${basename(dirname(path))}/${name}`;
+    if (clashes(name, arch)) name = `${name}#${i + 1}`;
+    names.set(nameKey(arch), (names.get(nameKey(arch)) ?? new Set<string>()).add(name));
     const guestPath = `/cm/user/${(opts.first ?? 0) + i}-${basename(path)}`;
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     let spec: ObjectSpec;
@@ -640,11 +645,12 @@ export function readUserObjects(paths: string[], configs: ReadonlyMap<string, st
     } catch (err) {
       const line = (err as Error).message.split('\n')[0]!;
       // A corpus object our reader refuses still goes to the guests: its (object) cell says why.
-      if (opts.lenient) return { name, host: path, path: guestPath, sha256, programs: [WHOLE_OBJECT] };
+      if (opts.lenient) return { name, host: path, path: guestPath, sha256, programs: [WHOLE_OBJECT], ...(arch ? { arch } : {}) };
       throw new FormatError(line.startsWith(path) ? line : `${path}: ${line}`);
     }
     const builtFor = objectBuiltFor(spec.btf);
-    if (arch && builtFor && builtFor.arch !== arch) throw new UsageError(`--object ${label}: the object is ${describeBuild(builtFor)}, not an ${arch} one`);
+    // (A corpus object's cells say so instead: markOtherArchBuild.)
+    if (arch && builtFor && builtFor.arch !== arch && !opts.lenient) throw new UsageError(`--object ${label}: the object is ${describeBuild(builtFor)}, not an ${arch} one`);
     // Its config: named on the command line, or `<object>.yaml` beside it; every name it uses is
     // checked against the object here (conditions are evaluated in each guest).
     const file = configs.get(given) ?? (existsSync(configPathFor(path)) ? configPathFor(path) : undefined);
@@ -655,7 +661,7 @@ export function readUserObjects(paths: string[], configs: ReadonlyMap<string, st
     specs.set(u, spec);
     return u;
   });
-  if (!read.some((u) => u.arch)) return read;
+  if (opts.lenient || !read.some((u) => u.arch)) return read;
   // Another arch's build of an object: its row, and its counterpart's config when it has none.
   const pairable = read.map((u) => ({ u, p: { name: u.name, given: u.host, programs: u.programs, ...(u.arch ? { arch: u.arch } : {}) } }));
   const rows = pairArchBuilds(pairable.map((x) => x.p));

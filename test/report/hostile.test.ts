@@ -52,6 +52,7 @@ function everyField(base: RunReport): RunReport {
     k.kernel.arch = 'amd64';
     k.bootMs = 2100 + i;
     k.cpus = 2;
+    k.guests = 2;
     k.detail = `guest detail ${i}`;
     k.consoleTail = `[    2.1] Run /init as init process\n[    2.3] line ${i}`;
     for (const c of k.cells) {
