@@ -112,8 +112,11 @@ export function planStructOps(table: StructOpsSpec, objBtf: Btf, kernelBtf: Btf,
     const program = table.programs.find((p) => p.member === m.name)?.program;
     const km = kernelStruct.members.find((k) => k.name === m.name);
     if (!km) {
-      // A function pointer's slot is zero in the ELF (the program is named by a relocation).
+      // A function pointer's slot is zero in the ELF (the program is named by a relocation), but
+      // libbpf (1.4 on) keeps the program in its copy of the table, so a callback the object sets
+      // is "set" there as much as a data member: the kernel lacking it refuses the object.
       if (!isZero(bytes)) throw new CoreMatrixError(`${what}: set in the object, but the kernel's struct ${struct} has no member '${m.name}'`);
+      if (program) throw new CoreMatrixError(`${what}: names program '${program}', but the kernel's struct ${struct} has no member '${m.name}'`);
       skipped.push(m.name);
       continue;
     }

@@ -154,7 +154,21 @@ describe('struct_ops map value, laid out against a kernel (6.1, 7.3)', () => {
     expect(() => plan('so_kind')).toThrow(`${where('so_kind')} 'name': the object's int (4 bytes) does not match the kernel's char[16] (16 bytes)`);
     expect(() => plan('so_notfunc')).toThrow(`${where('so_notfunc')} 'flags': names program 'mb_init', but the kernel's member is u32, not a function pointer`);
     expect(() => plan('so_bitfield')).toThrow(`${where('so_bitfield')} 'flags': bitfield members are not supported`);
+    expect(() => plan('so_gone')).toThrow(`${where('so_gone')} 'cm_no_such_callback': names program 'mb_gone', but the kernel's struct tcp_congestion_ops has no member 'cm_no_such_callback'`);
   });
+
+  it('a callback the kernel lacks, set to a program, fails the object for the current libbpf too (the witness for so_gone)', async () => {
+    const lib = await currentLibbpf();
+    const { loadWithLibbpf } = await import('../../harness/reference/libbpf.js');
+    const r = loadWithLibbpf(new Uint8Array(readFileSync(membersObj)), 'struct_ops_members.bpf.o', { library: { so: lib.so, version: lib.version, source: lib.source } });
+    try {
+      const gone = r.outcomes.find((o) => o.name === 'mb_gone')!;
+      expect(gone.status).toBe('error');
+      expect(gone.log.join('\n')).toMatch(/struct_ops init_kern so_gone: Cannot find member cm_no_such_callback in kernel BTF/);
+    } finally {
+      r.close();
+    }
+  }, 120_000);
 
   it('a kernel without the struct_ops type refuses the table, naming it', () => {
     const t = { ...table('so_zero'), type: 'cm_no_such_ops' };
