@@ -14,9 +14,9 @@ import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
 import { objectsRootNames } from '../core/relo/patch.js';
 import { moduleKey } from '../kernels/modules.js';
-import { attachFailures } from '../loader/attach.js';
+import { attachFailures, type Attachment } from '../loader/attach.js';
 import { Collection, type LoadOptions, type ProgramOutcome } from '../loader/collection.js';
-import { applyObjectConfig, kernelFacts, libbpfSettingsFor, type ObjectConfig, type ObjectConfigFacts } from '../loader/object-config.js';
+import { applyObjectConfig, kernelFacts, libbpfSettingsFor, replacedObjects, type ObjectConfig, type ObjectConfigFacts } from '../loader/object-config.js';
 import type { LibbpfSettings } from '../reference/libbpf.js';
 import { describeStep, encodeMessage, LOAD_TIMING, PROG_LOAD_TOTAL, PROTOCOL_VERSION, type AgentStep, type GuestMessage, type LoadTiming, type ProgLoadTotal } from '../protocol.js';
 import { RESULT_SCHEMA, WHOLE_OBJECT, type AttachResult, type CellResult, type Check, type KernelInfo } from '../results.js';
@@ -25,7 +25,8 @@ import { progLoadStats } from '../runtime/bpf.js';
 import { moduleNeedOn, moduleNeeds, type GuestContext, type LoadedObject, type SuiteRunner, type SuiteSpec } from '../suites/types.js';
 import { ManifestSchema, STEP_BUDGETS, type RunManifest } from './manifest.js';
 import { Watchdog } from './watchdog.js';
-import { attachAndRun, collectionMember, SharedRun, type RunMember, type RunOutcome, type Workload } from './attach-run.js';
+import { collectionMember, runAlone, SharedRun, type RunMember, type RunOutcome, type Workload } from './attach-run.js';
+import { HeldTargets, keepingAttachments, replacersOf, replacingMember } from './held-targets.js';
 import { mustRunAlone } from './observers.js';
 import { runWorkload } from './workload.js';
 
@@ -341,9 +342,16 @@ async function main(): Promise<number> {
     const oursOutcomes = new Map<string, ProgramOutcome[]>();
     // Objects that only observe share one run of the workload, a batch at a time (agent/observers.ts).
     const shared = new SharedRun<Omit<AgentStep, 'phase'>>(OBSERVER_BATCH, (unit) => workloadFor({ ...unit, phase: 'run' }));
+    // freplace into another object's program (target-program: <object>:<program>): the object
+    // replaced into stays loaded and attached until every object replacing into it is done.
+    const replacers = replacersOf(manifest.objects);
+    const heldOurs = new HeldTargets(manifest.objects, 'ours', (msg) => send({ t: 'log', level: 'warn', msg }));
     for (const [i, o] of manifest.objects.entries()) {
       const unit = { unit: `object:${o.name}`, object: o.name, index: states.size + i + 1, total: totalUnits };
       stepTo({ ...unit, phase: 'load' });
+      const replaces = o.config ? replacedObjects(o.config) : [];
+      const replacedBy = replacers.get(o.name);
+      let attachments: ReadonlyMap<string, Attachment> = new Map();
       const attachRun = (coll: Collection) => {
         const around = attachStep({ ...unit, phase: 'attach' });
         // The on-demand runs after the workload (test runs, iterator reads) beat as a step of their own.
@@ -352,18 +360,39 @@ async function main(): Promise<number> {
           if (manifest.faults?.blockInRun?.object === o.name) blockFor(manifest.faults.blockInRun.ms);
           run();
         });
-        if (mustRunAlone(coll.spec, o.config?.workload)) return attachAndRun(coll, workloadFor({ ...unit, phase: 'run' }, o.config?.workload), around, aroundRun);
-        return shared.join(collectionMember(coll, around, aroundRun), unit);
+        let member = collectionMember(coll, around, aroundRun);
+        if (replacedBy) member = keepingAttachments(member, (a) => (attachments = a));
+        if (replaces.length) member = replacingMember(member, heldOurs);
+        // The two sides of a cross-object freplace never share a run: each is counted on its own.
+        if (replaces.length || replacedBy || mustRunAlone(coll.spec, o.config?.workload)) return runAlone(member, workloadFor({ ...unit, phase: 'run' }, o.config?.workload));
+        return shared.join(member, unit);
+      };
+      // An object others replace into is held (loaded, its links attached) instead of closed.
+      const hold = !replacedBy ? undefined : (coll: Collection) => heldOurs.hold(o.name, {
+        attachments, waiting: new Set(replacedBy), btf: coll.spec.btf,
+        programFd: (p) => coll.programs.get(p)?.fd,
+        runCounts: (p) => coll.programs.get(p)?.info(),
+        close: () => {
+          coll.close();
+          for (const why of coll.closeErrors) send({ t: 'log', level: 'warn', msg: `agent: ${o.name}: closing: ${why}` });
+        },
+      });
+      const replaceTarget: LoadOptions['replaceTarget'] = (object, program) => {
+        const t = heldOurs.find(object, o.name);
+        if ('reason' in t) return t;
+        const fd = t.programFd(program);
+        return fd === undefined ? { reason: `${object} did not load ${program}` } : { fd, btf: t.btf! };
       };
       const onLoaded = (t: LoadTiming) => send({ t: 'result', kind: LOAD_TIMING, data: t });
-      await shared.add(() => objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit) }, configFacts, attachRun, onLoaded).then(({ cells, outcomes }) => {
+      await shared.add(() => objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit), ...(replaces.length ? { replaceTarget } : {}) }, configFacts, attachRun, onLoaded, hold).then(({ cells, outcomes }) => {
         programCounts.set(o.path, cells.length);
         if (outcomes) oursOutcomes.set(o.path, outcomes);
         oursAttach.set(o.path, new Map(cells.flatMap((c) => (c.attach ? [[c.program, c.attach] as const] : []))));
         for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
-      }));
+      }).finally(() => heldOurs.done(o.name, replaces)));
     }
     await shared.flush();
+    heldOurs.closeAll();
     // The kernel's selftest corpus: every case relocated against its target BTF by both loaders,
     // run, and compared (verdicts, translated instructions, output bytes).
     if (manifest.corpus?.length) {
@@ -385,6 +414,7 @@ async function main(): Promise<number> {
     const loader = manifest.loader ?? 'ours';
     if (loader !== 'ours') {
       const { referenceCells, libbpfAttachRun } = await import('./reference.js');
+      const { libbpfProgramFd, libbpfProgramInfo } = await import('../reference/libbpf-attach.js');
       const objs = [
         ...[...states.values()].filter((st) => !st.skipped).map((st) => ({ suite: st.spec.name, path: st.object, name: objectName(st.object), sha256: st.sha256, programs: st.spec.programs, index: st.index, programCount: st.spec.programs?.length ?? st.obj?.programs.length ?? 1, config: undefined as ObjectConfig | undefined })),
         ...manifest.objects.map((o, i) => ({ suite: `object:${o.name}`, path: o.path, name: o.name, sha256: o.sha256, programs: undefined, index: states.size + i + 1, programCount: programCounts.get(o.path) ?? 1, config: o.config })),
@@ -400,6 +430,8 @@ async function main(): Promise<number> {
       }
       // libbpf's loads of observing objects share runs of the workload too, as ours did.
       const sharedRef = new SharedRun<AgentStep>(OBSERVER_BATCH, (s) => workloadFor({ ...s, phase: 'run' }));
+      // freplace into another object's program: libbpf's load of that object is held as ours was.
+      const heldRef = new HeldTargets(manifest.objects, 'libbpf', (msg) => send({ t: 'log', level: 'warn', msg }));
       for (const o of objs) {
         // Both loaders, every program of the object: one step, budgeted by its program count.
         const s: AgentStep = { unit: o.suite, object: o.name, phase: 'reference', index: o.index, total: totalUnits };
@@ -407,26 +439,58 @@ async function main(): Promise<number> {
         // Users' objects stay loaded by libbpf, to be attached and run like ours were.
         const user = o.suite.startsWith('object:');
         const ours = oursOutcomes.get(o.path);
+        const replaces = user && o.config ? replacedObjects(o.config) : [];
+        const replacedBy = user ? replacers.get(o.name) : undefined;
+        let configured: ReturnType<typeof configuredFor> | undefined;
         const { cells, live, spec } = dog.blocking(describeStep(s), budgets.loadMs * 2 * Math.max(1, o.programCount), () => {
           // Both loaders get the same configuration: ours the configured object, libbpf its setters.
-          const configured = o.config ? configuredFor(o.path, o.name, o.config, configFacts()) : undefined;
+          configured = o.config ? configuredFor(o.path, o.name, o.config, configFacts()) : undefined;
+          // A replacement of another object's function: libbpf's set_attach_target gets that object's program, as libbpf loaded it.
+          for (const r of Object.values(configured?.settings.attachProgram ?? {})) {
+            const t = r.object === undefined ? undefined : heldRef.get(r.object);
+            const fd = t?.programFd(r.program);
+            if (fd !== undefined) r.programFd = fd;
+          }
           return referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), ...(configured ? { configured } : {}), ...(ours ? { oursOutcomes: ours } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names), keepReference: user });
         });
         await sharedRef.add(async () => {
           if (live) {
+            let held = false;
             try {
-              // The object as our reader parsed it for the comparison (libbpf-only runs parse it here).
-              const parsed = spec ?? tryParse(o.path, o.name);
-              const alone = !parsed || mustRunAlone(parsed, o.config?.workload) !== undefined;
-              if (parsed) await libbpfAttachRun(live, parsed, cells, oursAttach.get(o.path), { around: attachStep({ ...s, phase: 'attach' }), aroundRun: attachStep({ ...s, phase: 'run' }), workload: workloadFor({ ...s, phase: 'run' }, o.config?.workload), ...(alone ? {} : { join: (m: RunMember) => sharedRef.join(m, s) }) });
+              // The object as our reader parsed it (and its config set it) for the comparison; libbpf-only runs parse it here.
+              const parsed = spec ?? configured?.spec ?? tryParse(o.path, o.name);
+              // The two sides of a cross-object freplace never share a run: each is counted on its own.
+              const alone = !parsed || replaces.length > 0 || replacedBy !== undefined || mustRunAlone(parsed, o.config?.workload) !== undefined;
+              const keepAttached = !replacedBy ? undefined : (attachments: ReadonlyMap<string, Attachment>, detach: () => void) => {
+                held = true;
+                heldRef.hold(o.name, {
+                  attachments, waiting: new Set(replacedBy),
+                  programFd: (p) => libbpfProgramFd(live, p),
+                  runCounts: (p) => libbpfProgramInfo(live, p),
+                  close: () => {
+                    try {
+                      detach();
+                    } finally {
+                      live.close();
+                    }
+                  },
+                });
+              };
+              if (parsed) await libbpfAttachRun(live, parsed, cells, oursAttach.get(o.path), {
+                around: attachStep({ ...s, phase: 'attach' }), aroundRun: attachStep({ ...s, phase: 'run' }), workload: workloadFor({ ...s, phase: 'run' }, o.config?.workload),
+                ...(alone ? {} : { join: (m: RunMember) => sharedRef.join(m, s) }),
+                ...(replaces.length ? { wrap: (m: RunMember) => replacingMember(m, heldRef) } : {}),
+                ...(keepAttached ? { keepAttached } : {}),
+              });
             } finally {
-              live.close();
+              if (!held) live.close();
             }
           }
           for (const cell of cells) send({ t: 'result', kind: 'cell', data: cell });
-        });
+        }).finally(() => heldRef.done(o.name, replaces));
       }
       await sharedRef.flush();
+      heldRef.closeAll();
     }
     mark('rest');
     // The commands, last (each suite's own, then --exec): exit status, duration and output tail
@@ -467,6 +531,8 @@ async function objectCells(
   o: RunManifest['objects'][number], kernel: KernelInfo, opts: Omit<LoadOptions, 'sha256'>, facts: () => ObjectConfigFacts,
   attachRun: (coll: Collection) => Promise<RunOutcome>,
   onLoaded: (t: LoadTiming) => void,
+  /** Takes the collection instead of closing it: later objects replace functions of its programs. */
+  hold?: (coll: Collection) => void,
 ): Promise<{ cells: CellResult[]; outcomes?: ProgramOutcome[] }> {
   const t = performance.now();
   const verifier0 = { ...progLoadStats };
@@ -527,9 +593,12 @@ async function objectCells(
   } catch (e) {
     return whole((e as Error).message.split('\n')[0]!);
   } finally {
-    coll?.close();
-    // A detach the kernel refused does not undo the object's results: said, not thrown.
-    for (const why of coll?.closeErrors ?? []) send({ t: 'log', level: 'warn', msg: `agent: ${o.name}: closing: ${why}` });
+    if (coll && hold) hold(coll);
+    else {
+      coll?.close();
+      // A detach the kernel refused does not undo the object's results: said, not thrown.
+      for (const why of coll?.closeErrors ?? []) send({ t: 'log', level: 'warn', msg: `agent: ${o.name}: closing: ${why}` });
+    }
   }
 }
 

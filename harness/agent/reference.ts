@@ -10,7 +10,7 @@ import type { ObjectSpec } from '../core/object/types.js';
 import { runAlone, type RunMember, type RunOutcome, type Workload } from './attach-run.js';
 import { attachWithLibbpf, libbpfProgramInfo } from '../reference/libbpf-attach.js';
 import { RESULT_SCHEMA, WHOLE_OBJECT, type AttachResult, type CellResult, type KernelInfo } from '../results.js';
-import { DEFAULTS } from '../loader/attach.js';
+import { DEFAULTS, type Attachment } from '../loader/attach.js';
 import { interfaceIndex } from '../runtime/netlink.js';
 
 export interface ReferenceObject {
@@ -83,6 +83,22 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
   }
 }
 
+/** What libbpfAttachRun is told besides the object: how to attach and run it, and what to do with its attachments after. */
+export interface LibbpfRunOptions {
+  around: (attach: () => void) => void;
+  aroundRun?: RunMember['aroundRun'];
+  workload: Workload;
+  join?: (m: RunMember) => Promise<RunOutcome>;
+  /** Wraps the object's part in the run (a freplace into another object's program counts and runs through that program). */
+  wrap?: (m: RunMember) => RunMember;
+  /**
+   * Keeps the attachments after the run instead of detaching them: an object whose programs later
+   * objects replace functions of stays attached until they are done. Called once the run is over;
+   * `detach` is then the caller's to call.
+   */
+  keepAttached?: (attachments: ReadonlyMap<string, Attachment>, detach: () => void) => void;
+}
+
 /**
  * libbpf attaches what it loaded (reference/libbpf-attach.ts) and the workload runs under it, as
  * under ours (attach-run.ts); each libbpf cell gets libbpf's attach result, and a verdict that
@@ -90,12 +106,12 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
  * caller closes it).
  */
 export async function libbpfAttachRun(
-  live: ReferenceLoad, spec: ObjectSpec, cells: CellResult[], ours: ReadonlyMap<string, AttachResult> | undefined,
-  o: { around: (attach: () => void) => void; aroundRun?: RunMember['aroundRun']; workload: Workload; join?: (m: RunMember) => Promise<RunOutcome> },
+  live: ReferenceLoad, spec: ObjectSpec, cells: CellResult[], ours: ReadonlyMap<string, AttachResult> | undefined, o: LibbpfRunOptions,
 ): Promise<void> {
   let att: ReturnType<typeof attachWithLibbpf> | undefined;
+  let kept = false;
   try {
-    const member: RunMember = {
+    const plain: RunMember = {
       attach: () => {
         o.around(() => {
           // The same defaults our attacher uses (loader/attach.ts), through libbpf's own API.
@@ -106,6 +122,7 @@ export async function libbpfAttachRun(
       runCounts: (name) => libbpfProgramInfo(live, name),
       ...(o.aroundRun ? { aroundRun: o.aroundRun } : {}),
     };
+    const member = o.wrap ? o.wrap(plain) : plain;
     // Alone, or queued to share a run of the workload with other observing objects.
     const { results } = await (o.join ? o.join(member) : runAlone(member, o.workload));
     for (const cell of cells) {
@@ -120,7 +137,11 @@ export async function libbpfAttachRun(
         cell.reason = `attach differs: libbpf ${a.status}${a.reason ? ` (${a.reason})` : ''}, ours ${mine.status}${mine.reason ? ` (${mine.reason})` : ''}`;
       }
     }
+    if (o.keepAttached && att) {
+      o.keepAttached(att.attachments, att.detach);
+      kept = true;
+    }
   } finally {
-    att?.detach();
+    if (!kept) att?.detach();
   }
 }

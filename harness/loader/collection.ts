@@ -24,6 +24,7 @@ import { mmapArena } from '../runtime/bpf.js';
 import type { Mapping } from '../runtime/sys.js';
 import { attachProgram, type Attachment } from './attach.js';
 import { KernelSymbols, type Ksyms } from './kernel-symbols.js';
+import { splitTargetProgram } from './object-config.js';
 import { registerStructOps } from './struct-ops.js';
 import {
   btfLoad, BpfMap, close as closeFd, ensureBpffs, errnoNumber, FeatureMissingError,
@@ -74,6 +75,12 @@ export interface LoadOptions {
   pinRoot?: string;
   /** Test-only: edits a program's final instructions just before BPF_PROG_LOAD (differential tests). */
   mutateInsns?: (program: string, insns: Uint8Array) => void;
+  /**
+   * freplace into another object of the run (`target-program: <object>:<program>`): that object's
+   * program, loaded and still open (its fd, and the BTF it was loaded with: the replaced function's
+   * id is looked up there), or why it is not there.
+   */
+  replaceTarget?: (object: string, program: string) => { fd: number; btf: Btf } | { reason: string };
 }
 
 export interface ProgramOutcome {
@@ -548,15 +555,25 @@ export class Collection {
 
   /**
    * What a freplace program replaces: its target program's fd and the BTF id of the function in
-   * that program's BTF (this object's, as loaded: sanitizing keeps type ids).
+   * that program's BTF: this object's for a program of this object, the other object's for one of
+   * another object of the run (`object:program`), as loaded (sanitizing keeps type ids).
    */
-  private replacedFunction(p: ProgramSpec): { progFd: number; btfId: number } {
+  private replacedFunction(p: ProgramSpec, opts: LoadOptions): { progFd: number; btfId: number } {
     if (!p.attachProgram) throw new CoreMatrixError(`program '${p.name}': freplace needs the program whose function it replaces, which its tool sets at run time (an object config names it: programs.${p.name}.target-program)`);
-    const target = this.programs.get(p.attachProgram);
-    if (!target) throw new CoreMatrixError(`program '${p.name}': the program it replaces a function of, '${p.attachProgram}', did not load`);
+    const { object, program } = splitTargetProgram(p.attachProgram);
+    let target: { fd: number; btf: Btf; source: string };
+    if (object === undefined) {
+      const prog = this.programs.get(program);
+      if (!prog) throw new CoreMatrixError(`program '${p.name}': the program it replaces a function of, '${program}', did not load`);
+      target = { fd: prog.fd, btf: this.spec.btf, source: this.spec.source };
+    } else {
+      const other = opts.replaceTarget?.(object, program) ?? { reason: 'no other object is loaded beside this one' };
+      if ('reason' in other) throw new CoreMatrixError(`program '${p.name}': the program it replaces a function of, '${p.attachProgram}', is not loaded: ${other.reason}`);
+      target = { ...other, source: object };
+    }
     const fn = p.attachTo ?? '';
-    const btfId = this.spec.btf.byName(fn).find((i) => this.spec.btf.kind(i) === Kind.FUNC);
-    if (!fn || btfId === undefined) throw new CoreMatrixError(`program '${p.name}': no function '${fn}' in ${this.spec.source}'s BTF to replace`);
+    const btfId = target.btf.byName(fn).find((i) => target.btf.kind(i) === Kind.FUNC);
+    if (!fn || btfId === undefined) throw new CoreMatrixError(`program '${p.name}': no function '${fn}' in ${target.source}'s BTF to replace`);
     return { progFd: target.fd, btfId };
   }
 
@@ -567,9 +584,10 @@ export class Collection {
     try {
       // A section libbpf knows no row for: it refuses the program at load, naming the section.
       if (p.kind === 'unknown') throw new CoreMatrixError(`program '${p.name}': ${p.reason ?? `unknown section '${p.section}'`}`);
-      // freplace replaces a function of another loaded program, which its tool names at run time
-      // (bpf_program__set_attach_target with that program's fd); without it libbpf refuses the load.
-      const replaced = p.type === ProgType.EXT ? this.replacedFunction(p) : undefined;
+      // freplace replaces a function of another loaded program (of this object or another one),
+      // which its tool names at run time (bpf_program__set_attach_target with that program's fd);
+      // without it libbpf refuses the load.
+      const replaced = p.type === ProgType.EXT ? this.replacedFunction(p, opts) : undefined;
       const linked = linkProgram(this.spec, p, { arenaDataOffset: this.arenaOffset, exceptionCallbacks: probeBtfKind('DECL_TAG') !== 'missing' });
       const mine = new Set(linked.layout.map((l) => `${l.section}\u0000${l.name}`));
       const ranges = this.spec.functions.filter((f) => mine.has(`${f.section}\u0000${f.name}`));

@@ -16,7 +16,7 @@ import type { LibbpfSettings } from '../reference/libbpf.js';
 import { readFileSync } from 'node:fs';
 import yaml from 'js-yaml';
 import type { Btf } from '../core/btf/btf.js';
-import { Kind } from '../core/btf/kinds.js';
+import { FUNC_GLOBAL, Kind } from '../core/btf/kinds.js';
 import { CoreMatrixError, FormatError } from '../core/errors.js';
 import { yamlErrorMessage } from '../core/yaml-error.js';
 import { MapType } from '../core/object/maps.js';
@@ -60,8 +60,10 @@ export interface ProgramConfig {
   autoload?: Condition;
   /** The first candidate whose condition holds is the target; none holding leaves the object's own. */
   attach?: AttachCandidate[];
-  /** freplace: the program of this object whose function it replaces (`target-program`). */
+  /** freplace: the program whose function it replaces (`target-program`): of this object, or of `targetObject`. */
   targetProgram?: string;
+  /** freplace across objects (`target-program: <object>:<program>`): the other object of the run, as the run names it. */
+  targetObject?: string;
 }
 
 export interface MapConfig {
@@ -93,6 +95,8 @@ const CANDIDATE_KEYS = ['target', 'if'] as const;
 const CONDITION_KEYS = ['btf-function', 'kallsyms', 'kconfig', 'kernel', 'all', 'any', 'not'] as const;
 const CONDITION_FORM = `a boolean or a condition (a mapping with one of ${CONDITION_KEYS.join(', ')})`;
 const IDENT = /^[A-Za-z_]\w*$/;
+/** `target-program: <object>:<program>`: the object as the run names it (no spaces), then a program name. */
+const OTHER_PROGRAM = /^(\S+):([A-Za-z_]\w*)$/;
 /** Kernel symbols: C identifiers, plus the dots of compiler clones (`foo.isra.0`). */
 const SYMBOL = /^[A-Za-z_][\w.]*$/;
 const KCONFIG = /^CONFIG_[A-Za-z0-9_]+$/;
@@ -204,8 +208,10 @@ export function validateObjectConfig(doc: unknown, file: string, text: string): 
     if ('target-program' in v) {
       c.note([...path, 'target-program']);
       const t = v['target-program'];
+      const other = typeof t === 'string' ? OTHER_PROGRAM.exec(t) : null;
       if (typeof t === 'string' && IDENT.test(t)) pc.targetProgram = t;
-      else c.fail([...path, 'target-program'], `expected the name of a program of this object, not ${typeName(t)}`);
+      else if (other) Object.assign(pc, { targetObject: other[1]!, targetProgram: other[2]! });
+      else c.fail([...path, 'target-program'], `expected the name of a program of this object, not ${typeName(t)} (a program of another object of the run: <object>:<program>, e.g. dispatcher.bpf.o:dispatch)`);
     }
     out.programs[name] = pc;
   }
@@ -533,8 +539,8 @@ export function applyObjectConfig(spec: ObjectSpec, config: ObjectConfig, facts:
       applied.push(`program ${name}: attach ${what}${which || trace.length ? ` [${[which, ...trace].filter(Boolean).join('; ')}]` : ''}`);
     }
     if (pc.targetProgram) {
-      p.attachProgram = pc.targetProgram;
-      applied.push(`program ${name}: replaces ${p.attachTo} of program ${pc.targetProgram}`);
+      p.attachProgram = pc.targetObject ? `${pc.targetObject}:${pc.targetProgram}` : pc.targetProgram;
+      applied.push(`program ${name}: replaces ${p.attachTo} of program ${p.attachProgram}`);
     }
   }
 
@@ -565,12 +571,61 @@ export function applyObjectConfig(spec: ObjectSpec, config: ObjectConfig, facts:
  * value types) without evaluating any condition: the host does this before any guest boots, so a
  * misspelt name is one line and exit 2 instead of a failure in every guest.
  */
-export function checkObjectConfig(spec: ObjectSpec, config: ObjectConfig): void {
-  resolveConfig(copySpec(spec), spec, config);
+export function checkObjectConfig(spec: ObjectSpec, config: ObjectConfig, run?: RunObjects): void {
+  resolveConfig(copySpec(spec), spec, config, run);
+}
+
+/**
+ * The run's objects around the one whose config is checked, for `target-program: <object>:<program>`
+ * (freplace into another object's program). Without it, such targets are left to the guest.
+ */
+export interface RunObjects {
+  /** This object, as the run names it. */
+  self: string;
+  /** The objects before it on the command line, by name: what it may replace functions of (loaded first). */
+  before: ReadonlyMap<string, ObjectSpec>;
+  /** The names of the objects after it. */
+  after: readonly string[];
+}
+
+/** A freplace target as ProgramSpec.attachProgram holds it: `program` (this object's) or `object:program` (another object's of the run). */
+export function splitTargetProgram(attachProgram: string): { object?: string; program: string } {
+  const m = OTHER_PROGRAM.exec(attachProgram);
+  return m ? { object: m[1]!, program: m[2]! } : { program: attachProgram };
+}
+
+/** The objects of the run whose programs this config's freplace programs replace functions of (target-program: <object>:<program>). */
+export function replacedObjects(config: ObjectConfig): string[] {
+  return [...new Set(Object.values(config.programs).flatMap((pc) => (pc.targetObject ? [pc.targetObject] : [])))];
+}
+
+/**
+ * The checks of `target-program: <object>:<program>`: the object is one of the run's, before this
+ * one (its programs are loaded first), it has that program, and that object's BTF has the function
+ * as a global FUNC: the replacement loads against the target program's BTF, which is that
+ * object's, and the kernel replaces only global functions.
+ */
+function checkOtherObject(run: RunObjects, pc: ProgramConfig, functions: string[], fail: (msg: string) => never): void {
+  const object = pc.targetObject!;
+  const program = pc.targetProgram!;
+  if (object === run.self) fail(`${object} is this object: name its program alone (target-program: ${program})`);
+  const target = run.before.get(object);
+  if (!target) {
+    if (run.after.includes(object)) fail(`${object} comes after ${run.self} on the command line: give --object ${object} first (the program whose function is replaced is loaded before its replacement)`);
+    fail(`no object '${object}' in this run before ${run.self} (objects: ${listSome([...run.before.keys()])})`);
+  }
+  const t = target!.programs.find((x) => x.name === program);
+  if (!t) fail(`no program '${program}' in ${object} (programs: ${listSome(target!.programs.map((x) => x.name))})`);
+  if (t!.type === ProgType.EXT) fail(`'${program}' of ${object} is a freplace program itself`);
+  for (const fn of functions) {
+    const ids = target!.btf.byName(fn).filter((id) => target!.btf.kind(id) === Kind.FUNC);
+    if (!ids.length) fail(`no function '${fn}' in ${object}'s BTF to replace (the replacement loads against ${program}'s BTF, which is ${object}'s)`);
+    if (!ids.some((id) => target!.btf.vlen(id) === FUNC_GLOBAL)) fail(`'${fn}' is a static function of ${object}: the kernel replaces global functions only (drop 'static')`);
+  }
 }
 
 /** Every setting of `config` matched with what it sets in `out` (a copy of `spec`); FormatError naming `file:line: key` for what does not match. */
-function resolveConfig(out: ObjectSpec, spec: ObjectSpec, config: ObjectConfig) {
+function resolveConfig(out: ObjectSpec, spec: ObjectSpec, config: ObjectConfig, run?: RunObjects) {
   const fail = (key: string, msg: string): never => {
     throw new FormatError(`${config.file}:${config.lines[key] ?? 1}: ${key}: ${msg}`);
   };
@@ -581,10 +636,16 @@ function resolveConfig(out: ObjectSpec, spec: ObjectSpec, config: ObjectConfig) 
     if (pc.targetProgram !== undefined) {
       const key = `programs.${name}.target-program`;
       if (p.type !== ProgType.EXT) fail(key, `only freplace programs replace a function of another program ('${name}' is ${p.kind}, section '${p.section}')`);
-      const t = out.programs.find((x) => x.name === pc.targetProgram);
-      if (!t) fail(key, `no program '${pc.targetProgram}' in ${spec.source} (programs: ${listSome(out.programs.map((x) => x.name))})`);
-      else if (t.type === ProgType.EXT) fail(key, `'${pc.targetProgram}' is a freplace program itself`);
       if (!p.attachTo && !targets.length) fail(key, `name the function it replaces: SEC("freplace/<function>") or programs.${name}.attach`);
+      if (pc.targetObject === undefined) {
+        const t = out.programs.find((x) => x.name === pc.targetProgram);
+        if (!t) fail(key, `no program '${pc.targetProgram}' in ${spec.source} (programs: ${listSome(out.programs.map((x) => x.name))})`);
+        else if (t.type === ProgType.EXT) fail(key, `'${pc.targetProgram}' is a freplace program itself`);
+      } else if (run) {
+        // Every function the config may pick on some kernel (its candidates), or the section's.
+        const functions = targets.length ? targets.map((c) => c.parsed.attachTo ?? c.target) : [p.attachTo!];
+        checkOtherObject(run, pc, functions, (msg) => fail(key, msg));
+      }
     }
     return { name, p, pc, targets };
   });
@@ -776,7 +837,7 @@ export function libbpfSettingsFor(original: ObjectSpec, configured: ObjectSpec):
     const was = original.programs.find((x) => x.name === p.name)!;
     if (p.autoload !== was.autoload) s.autoload[p.name] = p.autoload;
     // Only BTF targets are a load-time setting (attach_btf_id); other targets matter at attach.
-    if (p.attachProgram) s.attachProgram[p.name] = { program: p.attachProgram, function: p.attachTo ?? '' };
+    if (p.attachProgram) s.attachProgram[p.name] = { ...splitTargetProgram(p.attachProgram), function: p.attachTo ?? '' };
     else if (p.attachTo !== was.attachTo && p.target?.kind === 'btf') s.attachTarget[p.name] = p.target.name;
   }
   for (const m of configured.maps) {

@@ -18,11 +18,19 @@ export function partsPerKernel(kernels: number, slots: number, objects: number):
 }
 
 /**
- * The objects of part `index` (0-based) of `count`: every count-th one, so that a run of costly
- * neighbours (the selftests' verifier_* objects sort together) is shared out, not given to one part.
+ * The objects of part `index` (0-based) of `count`: dealt out in turn, so that a run of costly
+ * neighbours (the selftests' verifier_* objects sort together) is shared out, not given to one
+ * part; except that an object goes where the one it `follows` went (a freplace into another
+ * object's program needs that object loaded in the same guest).
  */
-export function partOf<T>(objects: readonly T[], index: number, count: number): T[] {
-  return objects.filter((_, i) => i % count === index);
+export function partOf<T>(objects: readonly T[], index: number, count: number, follows: (o: T) => T | undefined = () => undefined): T[] {
+  const part = new Map<T, number>();
+  let next = 0;
+  for (const o of objects) {
+    const lead = follows(o);
+    part.set(o, lead !== undefined && part.has(lead) ? part.get(lead)! : next++ % count);
+  }
+  return objects.filter((o) => part.get(o) === index);
 }
 
 /** The guest's name for part `index` of `count` of kernel `id` (its log files, its progress line). */

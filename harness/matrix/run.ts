@@ -26,7 +26,7 @@ import { hostKeysOf } from '../suites/truth.js';
 import { kernelBtfIndexFile } from '../kernels/btf-index.js';
 import { loadObjectSpec } from '../core/object/load.js';
 import type { ObjectSpec } from '../core/object/types.js';
-import { checkObjectConfig, configPathFor, readObjectConfig, type ObjectConfig } from '../loader/object-config.js';
+import { checkObjectConfig, configPathFor, readObjectConfig, replacedObjects, type ObjectConfig } from '../loader/object-config.js';
 import { kernelLookupNames } from '../loader/kernel-names.js';
 import { objectsRootNames } from '../core/relo/patch.js';
 import { bpfLsmAppend, runGuest, type Accel } from '../vm/qemu.js';
@@ -325,6 +325,11 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   // it (matrix/parts.ts): the suites, commands and CO-RE corpus go with the first.
   const parts = o.shell ? 1 : partsPerKernel(entries.length, slots, Math.max(0, ...arches.map((a) => objectsOn(a).length)));
   if (parts > 1) o.log(`matrix: each kernel's ${Math.max(0, ...arches.map((a) => objectsOn(a).length))} objects are shared by ${parts} guests of it, side by side`);
+  /** The object a freplace of this one replaces into (the first, when several): its guest is this one's too. */
+  const replacedFirst = (x: UserObject): UserObject | undefined => {
+    const target = x.config ? replacedObjects(x.config)[0] : undefined;
+    return target === undefined ? undefined : userObjects.find((y) => y.name === target);
+  };
   /** One guest: part `part` of kernel `e`'s work. */
   interface GuestUnit { e: KernelEntry; part: number; id: string }
   const units: GuestUnit[] = order.flatMap((e) => Array.from({ length: parts }, (_, part) => ({ e, part, id: partId(e.id, part, parts) })));
@@ -376,7 +381,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     try {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
       // Users' objects are attached and run under the workload: tc on lo and null_blk need theirs.
-      const archObjects = partOf(objectsOn(arch), u.part, parts);
+      const archObjects = partOf(objectsOn(arch), u.part, parts, replacedFirst);
       const archExecs = first(u) ? execs.get(arch) ?? [] : [];
       // The --exec command's plan (the shell's profile goes to its folder).
       const userExec = archExecs.find((x) => !x.plan.ofSuite);
@@ -440,7 +445,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   /** What one guest owes: the suites (first part only) and its share of the objects. */
   const owedOf = (u: GuestUnit) => {
     const arch = archOf(u.e);
-    const mine = new Set(partOf(objectsOn(arch), u.part, parts).map((x) => `object:${x.name}`));
+    const mine = new Set(partOf(objectsOn(arch), u.part, parts, replacedFirst).map((x) => `object:${x.name}`));
     return forArch(arch).owed.filter((w) => (w.unit.startsWith('object:') ? mine.has(w.unit) : first(u)));
   };
   /**
@@ -655,7 +660,10 @@ export function readUserObjects(paths: string[], configs: ReadonlyMap<string, st
     // checked against the object here (conditions are evaluated in each guest).
     const file = configs.get(given) ?? (existsSync(configPathFor(path)) ? configPathFor(path) : undefined);
     const config = file ? readObjectConfig(file) : undefined;
-    if (config) checkObjectConfig(spec, config);
+    // A freplace program may replace a function of another object's program (target-program:
+    // <object>:<program>): that object must be one of those before this one, which load first.
+    const before = new Map([...specs].map(([x, s]) => [x.name, s]));
+    if (config) checkObjectConfig(spec, config, { self: name, before, after: paths.slice(i + 1).map((x) => basename(x)) });
     const programs = spec.programs.map((p) => p.name);
     const u: UserObject = { name, host: path, path: guestPath, sha256, programs, ...(arch ? { arch } : {}), ...(builtFor ? { builtFor } : {}), ...(config ? { config } : {}), kernelNames: [...kernelLookupNames(spec)] };
     specs.set(u, spec);

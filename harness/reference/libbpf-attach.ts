@@ -339,6 +339,12 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
   }
 }
 
+/** The fd of a program libbpf loaded (bpf_program__fd; libbpf owns it), or undefined: a freplace target in another object. */
+export function libbpfProgramFd(ref: ReferenceLoad, program: string): number | undefined {
+  const loaded = ref.loaded.find((l) => l.name === program);
+  return loaded ? api(ref.so).programFd(loaded.prog) : undefined;
+}
+
 /** The kernel's info on a program libbpf loaded (its run counts among it), or undefined. */
 export function libbpfProgramInfo(ref: ReferenceLoad, program: string): ReturnType<Program['info']> | undefined {
   const loaded = ref.loaded.find((l) => l.name === program);

@@ -83,11 +83,13 @@ export interface LibbpfSettings {
   /** Program → bpf_program__set_attach_target(prog, 0, name): the BTF target of fentry/fexit/lsm/tp_btf/... */
   attachTarget?: Record<string, string>;
   /**
-   * freplace program → the program of the same object whose function it replaces. A tool loads the
-   * target first and then sets bpf_program__set_attach_target(prog, target's fd, function): libbpf
-   * loads these in a second bpf_object of the same file, after the first one loaded.
+   * freplace program → the program whose function it replaces. A tool loads the target first and
+   * then sets bpf_program__set_attach_target(prog, target's fd, function): libbpf loads these in a
+   * second bpf_object of the same file, after the first one loaded. With `object`, the target is a
+   * program of another object of the run, loaded by libbpf before this one and still open: the
+   * caller gives its fd (`programFd`, bpf_program__fd of that bpf_object's program).
    */
-  attachProgram?: Record<string, { program: string; function: string }>;
+  attachProgram?: Record<string, { program: string; function: string; object?: string; programFd?: number }>;
   /** Map → bpf_map__set_max_entries. */
   maxEntries?: Record<string, number>;
   /** Map (`.rodata`, `.data`, `.bss`, ...) → bpf_map__set_initial_value. */
@@ -553,7 +555,8 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
     if (missing.length) throw new CoreMatrixError(`reference: ${name} has no program named ${missing.map((m) => `'${m}'`).join(', ')}`);
     names = names.filter((n) => opts.programs!.includes(n));
   }
-  // freplace programs whose target is a program of this object: loaded after it, each in a bpf_object of its own.
+  // freplace programs (whose target is a program of this object, or of another object of the run):
+  // loaded after the rest, each in a bpf_object of its own.
   const replacing = opts.configure?.attachProgram ?? {};
   const first = loadPrograms(l, objectBytes, name, opts, names.filter((n) => !(n in replacing)));
   const second = names.filter((n) => n in replacing);
@@ -562,12 +565,15 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
   const outcomes = [...first.outcomes];
   const loaded = [...first.loaded];
   for (const ext of second) {
-    const { program, function: fn } = replacing[ext]!;
-    const target = first.loaded.find((x) => x.name === program);
+    const { program, function: fn, object, programFd } = replacing[ext]!;
+    // The target: a program of this object (the first load's), or of another object of the run (its fd given).
+    const targetName = object ? `${object}:${program}` : program;
+    const local = object ? undefined : first.loaded.find((x) => x.name === program);
+    const targetFd = object ? programFd : local && l.programFd(local.prog);
     const r = loadOne(l, objectBytes, name, opts, ext, (me) => {
-      if (!target) throw new CoreMatrixError(`reference: program '${ext}': the program it replaces a function of, '${program}', did not load`);
-      const rc = l.setAttachTarget(me, l.programFd(target.prog), fn);
-      if (rc < 0) throw new CoreMatrixError(`reference: bpf_program__set_attach_target(${ext}, ${program}'s fd, ${fn}): ${strerrorOf(l, -rc)} (${-rc})`);
+      if (targetFd === undefined || targetFd < 0) throw new CoreMatrixError(`reference: program '${ext}': the program it replaces a function of, '${targetName}', did not load`);
+      const rc = l.setAttachTarget(me, targetFd, fn);
+      if (rc < 0) throw new CoreMatrixError(`reference: bpf_program__set_attach_target(${ext}, ${targetName}'s fd, ${fn}): ${strerrorOf(l, -rc)} (${-rc})`);
     });
     outcomes.push(r.out);
     if (r.obj) {

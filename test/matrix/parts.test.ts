@@ -34,6 +34,10 @@ describe('the rules', () => {
     expect(partOf(objects, 0, 2)).toEqual(['a', 'c', 'e']);
     expect(partOf(objects, 1, 2)).toEqual(['b', 'd']);
     expect(partOf(objects, 0, 1)).toEqual(objects);
+    // An object follows the one it replaces a function of (freplace across objects) into its guest.
+    const follows = (o: string) => (o === 'd' ? 'a' : undefined);
+    expect(partOf(objects, 0, 2, follows)).toEqual(['a', 'c', 'd']);
+    expect(partOf(objects, 1, 2, follows)).toEqual(['b', 'e']);
     expect(partId('7.3', 1, 2)).toBe('7.3-part2of2');
     expect(partId('7.3', 0, 1)).toBe('7.3');
   });

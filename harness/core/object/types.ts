@@ -48,8 +48,9 @@ export interface ProgramSpec extends FunctionSpec, ProgramKind {
   /** The program's own line_info (insnOff relative to its first instruction, in instructions). */
   lineInfo: KernelLineInfo[];
   /**
-   * freplace only: the program of this object whose function it replaces (set by an object config;
-   * libbpf: bpf_program__set_attach_target with that program's fd). Loaded after it.
+   * freplace only: the program whose function it replaces, set by an object config: a program of
+   * this object, or `<object>:<program>` of an earlier object of the run (libbpf:
+   * bpf_program__set_attach_target with that program's fd). Loaded after it.
    */
   attachProgram?: string;
 }
