@@ -384,7 +384,7 @@ async function main(): Promise<number> {
         return fd === undefined ? { reason: `${object} did not load ${program}` } : { fd, btf: t.btf! };
       };
       const onLoaded = (t: LoadTiming) => send({ t: 'result', kind: LOAD_TIMING, data: t });
-      await shared.add(() => objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit), ...(replaces.length ? { replaceTarget } : {}) }, configFacts, attachRun, onLoaded, hold).then(({ cells, outcomes }) => {
+      await shared.add(() => objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit), ...(replaces.length ? { replaceTarget } : {}) }, configFacts, attachRun, onLoaded, hold, (programs, f) => dog.blocking(describeStep({ ...unit, phase: 'load' }), budgets.loadMs * (programs + 1), f)).then(({ cells, outcomes }) => {
         programCounts.set(o.path, cells.length);
         if (outcomes) oursOutcomes.set(o.path, outcomes);
         oursAttach.set(o.path, new Map(cells.flatMap((c) => (c.attach ? [[c.program, c.attach] as const] : []))));
@@ -533,6 +533,12 @@ async function objectCells(
   onLoaded: (t: LoadTiming) => void,
   /** Takes the collection instead of closing it: later objects replace functions of its programs. */
   hold?: (coll: Collection) => void,
+  /**
+   * Runs the object's parse or load (given how many programs it has: 0 for the parse) as a step
+   * the watchdog beats for: a large object's relocation, BTF and maps take long under TCG before
+   * and between its programs' own steps.
+   */
+  around: <T>(programs: number, f: () => T) => T = (_n, f) => f(),
 ): Promise<{ cells: CellResult[]; outcomes?: ProgramOutcome[] }> {
   const t = performance.now();
   const verifier0 = { ...progLoadStats };
@@ -544,19 +550,21 @@ async function objectCells(
   let coll: Collection | undefined;
   let config: string[] | undefined;
   try {
-    let spec = loadObjectSpec(readFileSync(o.path), o.name);
+    let spec = around(0, () => loadObjectSpec(readFileSync(o.path), o.name));
     if (!spec.programs.length) return whole(`${o.name} has no BPF programs (no function in a program section)`);
     // Configured before load as its tool's user space would, with this kernel's facts.
     if (o.config) ({ spec, applied: config } = applyObjectConfig(spec, o.config, facts()));
-    coll = new Collection(spec);
-    let outcomes: ProgramOutcome[];
-    try {
-      coll.load({ ...opts, sha256: o.sha256 });
-      outcomes = coll.outcomes;
-    } catch (e) {
-      // Refused as a whole (an extern, a map, its BTF): every program still gets its cell.
-      outcomes = coll.objectFailed((e as Error).message.split('\n')[0]!);
-    }
+    const loading = new Collection(spec);
+    coll = loading;
+    const outcomes = around(spec.programs.length, (): ProgramOutcome[] => {
+      try {
+        loading.load({ ...opts, sha256: o.sha256 });
+        return loading.outcomes;
+      } catch (e) {
+        // Refused as a whole (an extern, a map, its BTF): every program still gets its cell.
+        return loading.objectFailed((e as Error).message.split('\n')[0]!);
+      }
+    });
     // What the whole load took (as libbpf's open + load) and the verifier's part of it: for the bench.
     onLoaded({ unit: `object:${o.name}`, loadMs: Math.round(performance.now() - t), progLoadMs: Math.round(progLoadStats.ms - verifier0.ms), progLoads: progLoadStats.calls - verifier0.calls });
     // Loaded programs are attached as the object's tool would, the workload runs, the kernel counts.

@@ -71,11 +71,19 @@ export class Watchdog {
    * step's first seconds give it (the host waits 30 s for a beat).
    */
   blocking<T>(step: string, budgetMs: number, f: () => T): T {
+    // A step inside another (a program's load inside its object's): the outer one is beaten for
+    // again when the inner one ends, from its own start and within its own budget.
+    const outer = Atomics.load(this.i32, SINCE) < 0 ? undefined : { label: new Uint8Array(this.label).slice(), since: Atomics.load(this.i32, SINCE), budget: Atomics.load(this.i32, BUDGET) };
     this.begin(step, budgetMs);
     try {
       return f();
     } finally {
-      this.end();
+      if (outer) {
+        new Uint8Array(this.label).set(outer.label);
+        Atomics.store(this.i32, BUDGET, outer.budget);
+        Atomics.store(this.i32, SINCE, outer.since);
+        this.alive();
+      } else this.end();
     }
   }
 
