@@ -20,7 +20,9 @@ import {
   sendProbeFrames, VETH_PAIR, type XdpMode,
 } from '../runtime/attach-net.js';
 import { interfaceIndex } from '../runtime/netlink.js';
-import { attachIter, attachKprobeMulti, attachPerfClock, readIter } from '../runtime/attach-trace.js';
+import { attachIter, attachKprobeMulti, attachPerfClock, attachTracingMulti, readIter } from '../runtime/attach-trace.js';
+import type { Btf } from '../core/btf/btf.js';
+import { tracingMultiIds } from './tracing-multi.js';
 import { attachKprobe, attachRawTracepoint, attachTracepoint, attachTracing, type BpfMap, kconfigSpecial, type Link, probeUprobeMultiLink, type Program, syscallPrefix } from '../runtime/index.js';
 import { attachUprobe, attachUprobeMulti } from '../runtime/uprobe.js';
 import { attachUsdt } from '../runtime/usdt.js';
@@ -72,6 +74,23 @@ export interface AttachEnv {
   exclusive: Map<string, string>;
   /** The object was loaded with LINUX_HAS_BPF_COOKIE = 1 (usdt.bpf.h then reads spec ids from cookies). */
   cookies: boolean;
+  /** The kernel's BTF (no module), or a loaded module's (split on it): where multi-function tracing finds its functions. */
+  kernelBtf?: (module?: string) => Btf | undefined;
+}
+
+const TRACING_MULTI: ReadonlySet<number> = new Set([AttachType.TRACE_FENTRY_MULTI, AttachType.TRACE_FEXIT_MULTI, AttachType.TRACE_FSESSION_MULTI]);
+
+/**
+ * fentry.multi and friends (tracing-multi.ts): the section's glob over the kernel's (or the named
+ * module's) traceable functions, one link. A bare section is its tool's to attach, as libbpf leaves it.
+ */
+function attachTracingMultiProgram(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
+  const t = p.target;
+  if (t?.kind !== 'tracing_multi') return notAttachable(`SEC("${p.section}") names no functions: its tool attaches it (an object config can name them: programs.${p.name}.attach)`);
+  const what = `${p.kind} ${t.module ? `${t.module}:` : ''}${t.pattern}`;
+  const btf = env.kernelBtf?.(t.module);
+  if (!btf) throw new CoreMatrixError(`${what}: ${t.module ? `no BTF for module '${t.module}' in this kernel` : 'this kernel has no BTF'}`);
+  return attached(attachTracingMulti(prog, p.expectedAttachType!, tracingMultiIds(btf, t.pattern), what));
 }
 
 /** Program types that attach to a cgroup (every `cgroup/*`, `cgroup_skb/*`, `sockops`). */
@@ -142,7 +161,7 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
       return attached(attachRawTracepoint(prog, t.name));
     case ProgType.TRACING:
       if (p.expectedAttachType === AttachType.TRACE_ITER) return attachIterProgram(p, prog);
-      if (t?.kind === 'tracing_multi') return notAttachable(`${p.kind} (multi-function tracing links): not attached by corematrix yet`);
+      if (TRACING_MULTI.has(p.expectedAttachType ?? -1)) return attachTracingMultiProgram(p, prog, env);
       return attached(attachTracing(prog, p.expectedAttachType, `${p.kind} ${p.attachTo ?? ''}`.trim()));
     case ProgType.LSM: {
       if (p.expectedAttachType === AttachType.LSM_CGROUP) return attachToCgroup(p, prog);

@@ -159,6 +159,8 @@ export class Collection {
   private readonly reusedPins = new Set<string>();
   /** The kernel's and its modules' BTF as the object's ksyms and attach targets find them (module BTF fds, the fd_array). */
   private readonly kernelSymbols: KernelSymbols;
+  /** What load() was given (attach finds kernel functions in its BTF). */
+  private loadOptions?: LoadOptions;
   /** Where the `__arena` globals start inside the arena map (see core/object/arena.ts). */
   private arenaOffset = 0;
   /** Arena maps stay mapped while the object lives, as libbpf keeps them. */
@@ -263,6 +265,7 @@ export class Collection {
 
   /** Loads the object. Program-level failures are recorded in `outcomes`, not thrown. */
   load(opts: LoadOptions): this {
+    this.loadOptions = opts;
     const spec = this.spec;
     // 1. Extern values, then CO-RE relocations against the running kernel (knowing the kconfig
     // values, the reach analysis prunes the branches the verifier will prune too).
@@ -705,7 +708,11 @@ export class Collection {
   /** Attaches every loaded program (loader/attach.ts); the links stay open until close(). Returns each program's verdict. */
   attachAll(): Map<string, Attachment> {
     const verdicts = new Map<string, Attachment>();
-    const env = { maps: this.maps, cookies: this.externs.some((e) => e.name === 'LINUX_HAS_BPF_COOKIE' && (e.value === 1 || e.value === true)), exclusive: new Map<string, string>() };
+    const opts = this.loadOptions;
+    const env = {
+      maps: this.maps, cookies: this.externs.some((e) => e.name === 'LINUX_HAS_BPF_COOKIE' && (e.value === 1 || e.value === true)), exclusive: new Map<string, string>(),
+      kernelBtf: (module?: string) => (opts ? this.kernelSymbols.btfOf(opts, module) : undefined),
+    };
     // struct_ops: registered per map (struct-ops.ts); every program of a table gets its map's verdict.
     for (const r of registerStructOps(this.structOpsPlans, this.maps, this.programs)) {
       if (r.link) this.links.push(r.link);

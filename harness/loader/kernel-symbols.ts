@@ -131,6 +131,13 @@ export class KernelSymbols {
     return undefined;
   }
 
+  /** vmlinux's BTF, or a loaded module's (split on it, parsed the first time it is asked for). */
+  btfOf(opts: LoadOptions, module?: string): Btf | undefined {
+    if (module === undefined) return opts.kernelBtf;
+    const m = this.moduleBtfs(opts).find((x) => x.name === module);
+    return m ? (m.btf ??= parseBtf(btfObjectBytes(m.fd), { source: `BTF of module ${m.name}`, base: opts.kernelBtf })) : undefined;
+  }
+
   /**
    * The loaded modules' BTF objects, kept open until close() (their fds go into ld_imm64s and the
    * fd_array), each with the caller's parsed /sys/kernel/btf/<module> where it gave one.

@@ -106,6 +106,30 @@ export function attachKprobeMulti(prog: Program, pattern: string, o: { retprobe:
   return new Link(fd, 'bpf_link', `${kind} ${pattern} (${syms.length} function${syms.length === 1 ? '' : 's'})`, 'BPF_LINK_CREATE kprobe_multi');
 }
 
+// BPF_LINK_CREATE for BPF_TRACE_{FENTRY,FEXIT,FSESSION}_MULTI (7.x): `link_create.tracing_multi`.
+const LINK_CREATE_TRACING_MULTI = layout('BPF_LINK_CREATE tracing_multi', ['union bpf_attr', 'link_create.'], 48, {
+  prog_fd: [0, 4],
+  target_fd: [4, 4],
+  attach_type: [8, 4],
+  flags: [12, 4],
+  'tracing_multi.ids': [16, 8],
+  'tracing_multi.cookies': [24, 8],
+  'tracing_multi.cnt': [32, 4],
+});
+
+/** One tracing_multi link over the kernel functions `btfIds` (of vmlinux's or a module's BTF), `what` naming the section's pattern. */
+export function attachTracingMulti(prog: Program, attachType: number, btfIds: readonly number[], what: string): Link {
+  if (!btfIds.length) throw new CoreMatrixError(`${what}: no traceable kernel function matches (EINVAL, as libbpf)`);
+  const fd = withScratch((s) => {
+    const ids = s.alloc(4 * btfIds.length);
+    btfIds.forEach((id, i) => ids.view.setUint32(4 * i, id, true));
+    const attr = s.alloc(LINK_CREATE_TRACING_MULTI.size);
+    writeAttr(LINK_CREATE_TRACING_MULTI, attr, { prog_fd: prog.fd, attach_type: attachType, 'tracing_multi.ids': ids.addr, 'tracing_multi.cnt': btfIds.length });
+    return trackFd(bpf(BPF_LINK_CREATE, 'BPF_LINK_CREATE', attr, LINK_CREATE_TRACING_MULTI.size), 'link', what);
+  });
+  return new Link(fd, 'bpf_link', `${what} (${btfIds.length} function${btfIds.length === 1 ? '' : 's'})`, 'BPF_LINK_CREATE tracing_multi');
+}
+
 /** An iterator link (BPF_TRACE_ITER) for iterators that need no parameter (task, task_file, tcp, ...). */
 export function attachIter(prog: Program, name: string): Link {
   const fd = withScratch((s) => {
