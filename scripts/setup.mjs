@@ -32,6 +32,9 @@ const needs = [
   ['libc6-dev', '/usr/include/stdio.h'],
   // Custom kernels (matrix entries with `source:`): build tools, and pahole for DWARF → BTF.
   ['dwarves', '/usr/bin/pahole'],
+  // A custom kernel compiles through ccache (its folder in the corematrix cache): a rebuild after a
+  // recipe change compiles only what changed (docs/kernels.md, "Build time").
+  ['ccache', '/usr/bin/ccache'],
   ['make', '/usr/bin/make'],
   ['flex', '/usr/bin/flex'],
   ['bison', '/usr/bin/bison'],

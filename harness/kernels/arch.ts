@@ -66,3 +66,31 @@ export function kernelPackageNames(release: string): { image: string; binary: st
   return { image: `linux-image-${release}-unsigned`, binary: `linux-binary-${release}`, modules: `linux-modules-${release}` };
 }
 
+
+/** How a kernel of an arch is built from source (harness/kernels/build.ts). */
+export interface ArchKernelBuild {
+  /** The kernel's own name of the arch (`make ARCH=`). */
+  kernelArch: 'x86' | 'arm64';
+  /** The make target of the bootable image, and where kbuild writes it. */
+  target: 'bzImage' | 'Image';
+  image: string;
+  /** The `CROSS_COMPILE=` prefix when the host is another arch ('' when it is this one). */
+  crossCompile: string;
+  /** Debian's package holding that compiler (what an error tells the user to install). */
+  compilerPackage: string;
+}
+
+/** The Node `process.arch` of a machine of this Debian arch. */
+const NODE_ARCH: Record<DebianArch, string> = { amd64: 'x64', arm64: 'arm64' };
+
+/**
+ * The kernel build of `arch` on a host whose Node arch is `hostArch`: native with `gcc`, or with
+ * Debian's cross compiler (gcc-aarch64-linux-gnu: `aarch64-linux-gnu-gcc`) for another arch.
+ */
+export function archKernelBuild(arch: DebianArch, hostArch: string = process.arch): ArchKernelBuild {
+  const native = NODE_ARCH[arch] === hostArch;
+  if (arch === 'arm64') {
+    return { kernelArch: 'arm64', target: 'Image', image: 'arch/arm64/boot/Image', crossCompile: native ? '' : 'aarch64-linux-gnu-', compilerPackage: native ? 'gcc' : 'gcc-aarch64-linux-gnu' };
+  }
+  return { kernelArch: 'x86', target: 'bzImage', image: 'arch/x86/boot/bzImage', crossCompile: native ? '' : 'x86_64-linux-gnu-', compilerPackage: native ? 'gcc' : 'gcc-x86-64-linux-gnu' };
+}

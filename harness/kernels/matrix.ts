@@ -175,7 +175,6 @@ export function parseMatrix(text: string, file = 'matrix.yaml', baseDir = join(r
     const arch = str('arch', false);
     if (arch !== undefined) {
       if (!isDebianArch(arch)) fail(at('arch'), `${name}: arch '${arch}' is not one of ${DEBIAN_ARCHES.join(', ')}`);
-      if (source !== undefined && arch !== DEFAULT_ARCH) fail(at('arch'), `${name}: kernels built from source are ${DEFAULT_ARCH} only for now, not ${arch}`);
       entry.arch = arch as DebianArch;
     }
     if (e['cpus'] !== undefined) {
@@ -216,7 +215,7 @@ export function loadMatrix(file?: string): KernelEntry[] {
 /**
  * The entry `e` (a Debian kernel of the default arch) built for `arch`: the same series, flavour,
  * suites, pin and vCPUs, id `<id>-<arch>` (`6.1-arm64`). What `--kernels 6.1-arm64` boots when the
- * matrix has no entry of that id. Undefined for a kernel built from source (amd64 only) or one that
+ * matrix has no entry of that id. Undefined for a kernel built from source (its entry names its arch) or one that
  * already names an arch.
  */
 export function archVariant(e: KernelEntry, arch: DebianArch): KernelEntry | undefined {

@@ -11,13 +11,13 @@ import { AptState, type AptCandidate } from './apt.js';
 import { pidAlive, withLock } from '../lock.js';
 import { compareDebVersions, upstreamOf } from './debversion.js';
 import { decompress, extractVmlinux, elfSection, parseBzImage } from './extract.js';
-import { buildKernel, compileSteps, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions, TYPICAL_COMPILE_STEPS } from './build.js';
+import { buildKernel, type CcacheStats, compilerCache, compileSteps, effectiveFragment, RECIPE_VERSION, recipeHash, toolVersions, TYPICAL_COMPILE_STEPS_BY_ARCH } from './build.js';
 import { findKernel, loadMatrix, selectKernels, type CustomBuild, type Flavour, type KernelEntry } from './matrix.js';
 import { loadOrder, moduleCompression, moduleInfo, moduleKey, moduleNameOfFile, modulePattern, modulesPackage } from './modules.js';
 // arm64 (issue 19): an entry's arch (`arch` on the entry, amd64 without it) picks the apt state,
 // the flavour suffixes and how the image and BTF are taken out of the package.
 import { archOf, flavourOfRelease, type DebianArch } from './arch.js';
-import { extractArm64Kernel, findImageBtf } from './extract-arm64.js';
+import { extractArm64Kernel, findImageBtf, kernelBanner, parseArm64ImageHeader } from './extract-arm64.js';
 
 export { loadMatrix, selectKernels, parseMatrix, defaultMatrixFile, FLAVOURS } from './matrix.js';
 export type { KernelEntry, Flavour, CustomBuild, BtfMode } from './matrix.js';
@@ -55,7 +55,7 @@ export interface KernelArtifacts {
   /** Where `btf` came from: the kernel's own .BTF section, or pahole run on its DWARF. */
   btfSource: 'kernel' | 'pahole';
   /** Custom builds: the recipe hash, build time and the full build log. */
-  build?: { hash: string; seconds: number; log: string; fragment: string };
+  build?: { hash: string; seconds: number; log: string; fragment: string; ccache?: CcacheStats };
 }
 
 interface Manifest {
@@ -76,7 +76,7 @@ interface Manifest {
   fetchedAt: string;
   fetchSeconds: number;
   btfSource?: 'kernel' | 'pahole';
-  build?: { hash: string; seconds: number; log: string; fragment: string };
+  build?: { hash: string; seconds: number; log: string; fragment: string; ccache?: CcacheStats };
 }
 
 /** What a custom kernel is built from today, and the hash that names the build. */
@@ -590,7 +590,6 @@ export class KernelStore {
   /** Resolves and, unless cached and intact, downloads and extracts a kernel. */
   async fetch(idOrEntry: string | KernelEntry, opts: FetchOptions = {}): Promise<KernelArtifacts> {
     const e = typeof idOrEntry === 'string' ? this.entry(idOrEntry) : idOrEntry;
-    if (e.build && archOf(e) !== 'amd64') throw new UsageError(`kernel '${e.id}': kernels built from source are amd64 only for now (arch ${archOf(e)})`); // arm64 (issue 19)
     if (e.build) return this.fetchBuilt(e, e.build, opts);
     let r: ResolvedKernel;
     try {
@@ -651,10 +650,12 @@ export class KernelStore {
   }
 
   private async recipeUncached(e: KernelEntry, b: CustomBuild): Promise<Recipe> {
-    const fragment = effectiveFragment(b);
+    const arch = archOf(e);
+    const fragment = effectiveFragment(b, arch);
     const src = await this.resolveSource(e, b);
-    const tools = await toolVersions();
-    const hash = recipeHash({ recipe: RECIPE_VERSION, source: b.source, sourceVersion: src.version, fragment, gcc: tools.gcc, pahole: tools.pahole });
+    const tools = await toolVersions(arch);
+    // arm64 (issue 19): another arch names itself (and `gcc` is its cross compiler); amd64's recipe hashes as before.
+    const hash = recipeHash({ recipe: RECIPE_VERSION, ...(arch !== 'amd64' ? { arch } : {}), source: b.source, sourceVersion: src.version, fragment, gcc: tools.gcc, pahole: tools.pahole });
     return { src, fragment, hash, version: `${src.version}${BUILD_SUFFIX}${hash.slice(0, 12)}` };
   }
 
@@ -713,18 +714,19 @@ export class KernelStore {
     const t0 = Date.now();
     const tmp = mkdtempSync(join(this.dir, 'tmp', `${e.id}-build-`));
     writeFileSync(join(tmp, 'owner.pid'), String(process.pid));
-    const what = `kernel '${e.id}' (${b.source} ${src.version} + ${b.config})`;
+    const arch = archOf(e); // arm64 (issue 19): cross-built
+    const what = `kernel '${e.id}' (${b.source} ${src.version} + ${b.config}${arch !== 'amd64' ? `, ${arch}` : ''})`;
     const logDir = join(this.dir, 'build-logs');
     mkdirSync(logDir, { recursive: true });
     const logFile = join(logDir, `${e.id}@${version}.log`);
     try {
-      this.log(`kernel ${e.id}: building ${b.source} ${src.version} with ${b.config} (recipe ${hash.slice(0, 12)}; 6 to 8 min on 2 cores, once)`);
+      this.log(`kernel ${e.id}: building ${b.source} ${src.version}${arch !== 'amd64' ? ` for ${arch}` : ''} with ${b.config} (recipe ${hash.slice(0, 12)}; ${BUILD_MINUTES[arch]} min on 2 cores, once)`);
       const deb = await this.apt.keptDownload(b.source, src.version);
       // The progress line names the step and how long the build has run, refreshed every 10 s.
       const t0Build = Date.now();
       let step = 'starting';
       // How far the compile is, against the largest earlier build of this source (else a measured typical one).
-      const expected = previousCompileSteps(logDir, b.source) ?? TYPICAL_COMPILE_STEPS;
+      const expected = previousCompileSteps(logDir, b.source, arch) ?? TYPICAL_COMPILE_STEPS_BY_ARCH[arch];
       let compiled = 0;
       let compileStart = 0;
       const left = () => {
@@ -738,7 +740,8 @@ export class KernelStore {
       ticker?.unref();
       let out: Awaited<ReturnType<typeof buildKernel>>;
       try {
-        out = await buildKernel({ deb, build: b, fragment, work: tmp, logFile, what, signal: opts.signal, onCompileSteps: (n) => {
+        // ccache when the machine has it (issue 18): a rebuild whose preprocessed sources mostly did not change compiles little.
+        out = await buildKernel({ deb, build: b, arch, fragment, work: tmp, logFile, what, signal: opts.signal, ccache: compilerCache(), onCompileSteps: (n) => {
           compileStart ||= Date.now();
           compiled = n;
         }, onLog: (l) => {
@@ -750,8 +753,8 @@ export class KernelStore {
         clearInterval(ticker);
       }
       // What the built image says about itself, read like a Debian kernel's (and checked).
-      const image = parseBzImage(readFileSync(out.vmlinuz), `${what}: bzImage`);
-      if (image.banner.split(' ')[0] !== out.release) throw new FormatError(`${what}: the bzImage says it is '${image.banner.split(' ')[0]}', make kernelrelease says '${out.release}'`);
+      const image = arch === 'arm64' ? builtArm64Image(readFileSync(out.vmlinuz), out, `${what}: Image`) : parseBzImage(readFileSync(out.vmlinuz), `${what}: bzImage`);
+      if (image.banner.split(' ')[0] !== out.release) throw new FormatError(`${what}: the ${arch === 'arm64' ? 'Image' : 'bzImage'} says it is '${image.banner.split(' ')[0]}', make kernelrelease says '${out.release}'`);
       const banner = image.banner;
       const artefacts = {
         vmlinuz: await this.putBlob(out.vmlinuz),
@@ -761,6 +764,7 @@ export class KernelStore {
       const manifest: Manifest = {
         schema: 1,
         id: e.id,
+        ...(arch !== 'amd64' ? { arch } : {}), // arm64 (issue 19)
         series: e.series,
         flavour: 'custom',
         suite: src.suite,
@@ -774,7 +778,7 @@ export class KernelStore {
         fetchedAt: new Date().toISOString(),
         fetchSeconds: Math.round((Date.now() - t0) / 100) / 10,
         btfSource: out.btfSource,
-        build: { hash, seconds: out.seconds, log: logFile, fragment },
+        build: { hash, seconds: out.seconds, log: logFile, fragment, ...(out.ccache ? { ccache: out.ccache } : {}) },
       };
       writeFileAtomic(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
       this.log(`kernel ${e.id}: ${out.release} built in ${out.seconds} s; BTF from ${out.btfSource} ${(artefacts.btf.size / 1e6).toFixed(1)} MB`);
@@ -980,14 +984,32 @@ export class KernelStore {
   }
 }
 
-/** The compile steps of the largest logged earlier build of `source` (its logs name the source in their header), if any. */
-function previousCompileSteps(logDir: string, source: string): number | undefined {
+/**
+ * What a built arm64 Image says about itself (its banner; kbuild's Image is the raw one), and,
+ * for a kernel with its own BTF, that the BTF the store finds in the Image is the vmlinux's .BTF
+ * (what a repair re-extracts from the stored Image).
+ */
+function builtArm64Image(image: Buffer, out: { btf: string; btfSource: 'kernel' | 'pahole' }, name: string): { banner: string; format: string } {
+  parseArm64ImageHeader(image, name);
+  if (out.btfSource === 'kernel' && !findImageBtf(image, name).btf.equals(readFileSync(out.btf))) throw new FormatError(`${name}: the BTF found in the Image is not the vmlinux's .BTF section`);
+  return { banner: kernelBanner(image, name), format: 'Image' };
+}
+
+/** Minutes a build takes on 2 cores (measured, docs/kernels.md), for the log line before it starts. */
+const BUILD_MINUTES: Record<DebianArch, string> = { amd64: '6 to 8', arm64: '10 to 12' };
+
+/**
+ * The compile steps of the largest logged earlier build of `source` for `arch` (its logs name the
+ * source in their header; a cross build's make lines say ARCH=), if any.
+ */
+function previousCompileSteps(logDir: string, source: string, arch: DebianArch): number | undefined {
   let best: number | undefined;
   for (const f of existsSync(logDir) ? readdirSync(logDir) : []) {
     if (!f.endsWith('.log')) continue;
     try {
       const text = readFileSync(join(logDir, f), 'utf8');
       if (!text.includes(source)) continue;
+      if (text.includes(' ARCH=') !== (arch !== 'amd64') || (arch !== 'amd64' && !text.includes(` ARCH=${arch} `))) continue;
       const n = compileSteps(text);
       if (n > (best ?? 0)) best = n;
     } catch {
