@@ -119,7 +119,7 @@ describe('arch', () => {
     ]);
     expect(selectKernels(m, ['6.1-arm64', '6.1', '6.1-arm64']).map((e) => e.id)).toEqual(['6.1', '6.1-arm64']);
     expect(selectKernels(m, ['6.1*']).map((e) => e.id)).not.toContain('6.1-arm64');
-    // A kernel built from source is amd64 only; no variant of a variant; amd64 is no variant.
+    // A kernel built from source has no arch variant (its entry names its arch); no variant of a variant; amd64 is no variant.
     expect(() => selectKernels(m, ['6.12-nonetns-arm64'])).toThrow(/no kernel matches '6\.12-nonetns-arm64' \(known: .*; an entry on another arch: <id>-arm64\)/);
     expect(findKernel([{ ...base, id: 'x', arch: 'arm64' }], 'x-arm64')).toBeUndefined();
     expect(findKernel(m, '6.1-amd64')).toBeUndefined();
@@ -128,11 +128,12 @@ describe('arch', () => {
     expect(findKernel(own, '6.1-arm64')).toBe(own[1]);
   });
 
-  it('a kernel built from source is amd64 only', () => {
+  it('a kernel built from source may name its arch (cross-built, docs/arm64.md); an unknown one is refused on its line', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cm-matrix-'));
     writeFileSync(join(dir, 'f.config'), '\n');
     const text = 'kernels:\n  - id: mine\n    source: linux-source-6.12\n    suites: [trixie]\n    config: f.config\n    arch: arm64\n';
-    expect(() => parseMatrix(text, 'm.yaml', dir)).toThrow("m.yaml:6: kernel 'mine': kernels built from source are amd64 only for now, not arm64");
+    expect(parseMatrix(text, 'm.yaml', dir)[0]).toMatchObject({ id: 'mine', arch: 'arm64', build: { source: 'linux-source-6.12' } });
+    expect(() => parseMatrix(text.replace('arch: arm64', 'arch: riscv64'), 'm.yaml', dir)).toThrow(/^m\.yaml:6: kernel 'mine': arch 'riscv64' is not one of amd64, arm64/);
   });
 });
 
