@@ -213,6 +213,8 @@ export function formatInsn(bytes: Uint8Array, i: number): string {
         return `call ${hex(imm)}`;
       }
       if (cls === BPF_JMP && op === BPF_EXIT) return 'exit';
+      // gotox: an indirect jump to the instruction a register holds (read from a jump table).
+      if (op === BPF_JA && cls === BPF_JMP && code & BPF_X) return `gotox r${dst}`;
       if (op === BPF_JA) return cls === BPF_JMP32 ? `gotol ${rel(imm)}` : `goto ${rel(off)}`;
       const r = cls === BPF_JMP ? 'r' : 'w';
       const sym = JMP_SYM[op];

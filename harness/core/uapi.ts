@@ -48,6 +48,14 @@ export const BPF_F_NO_PREALLOC = 1 << 0;
 export const BPF_F_RDONLY_PROG = 1 << 7;
 export const BPF_F_MMAPABLE = 1 << 10;
 
+/**
+ * Map element flags (BPF_MAP_UPDATE_ELEM / LOOKUP_ELEM `flags`, BPF_F_<key>). With BPF_F_ALL_CPUS a
+ * per-CPU map takes ONE value (value_size bytes) and the kernel copies it to every CPU (the
+ * kernels with global per-CPU data have it: libbpf fills `.percpu` maps this way).
+ */
+export const BPF_F_CPU = 1 << 3;
+export const BPF_F_ALL_CPUS = 1 << 4;
+
 /** BPF_PROG_LOAD prog_flags (BPF_F_<key>). */
 export const BPF_F_SLEEPABLE = 1 << 4;
 export const BPF_F_XDP_HAS_FRAGS = 1 << 5;

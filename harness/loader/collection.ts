@@ -14,13 +14,16 @@ import { fillKconfig, type KconfigFacts, type KconfigResolution } from '../core/
 import { arenaDataOffset, arenaMmapSize, MAP_TYPE_ARENA } from '../core/object/arena.js';
 import { libbpfExternOrder, POISON_CALL_KFUNC_BASE } from '../core/object/externs.js';
 import { linkProgram } from '../core/object/link.js';
-import { isMapInMap, MapType, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG } from '../core/object/maps.js';
+import { insnArrayValue, jumpTableMapDef, JUMPTABLES_SECTION } from '../core/object/jumptables.js';
+import { isMapInMap, MapType, BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, POISON_LDIMM64_MAP_BASE } from '../core/object/maps.js';
+import { BPF_F_ALL_CPUS } from '../core/uapi.js';
 import { AttachType, ProgType } from '../core/object/sections.js';
 import type { LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/object/types.js';
 import { relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { RelocationRecord } from '../core/relo/report.js';
 import { locateRodata, writeRodata } from '../suites/rodata.js';
 import { mmapArena } from '../runtime/bpf.js';
+import { probeInsnArrayMap, probePercpuData } from '../runtime/probe.js';
 import type { Mapping } from '../runtime/sys.js';
 import { attachProgram, type Attachment } from './attach.js';
 import { KernelSymbols, type Ksyms } from './kernel-symbols.js';
@@ -165,12 +168,16 @@ export class Collection {
   private arenaOffset = 0;
   /** Arena maps stay mapped while the object lives, as libbpf keeps them. */
   private readonly arenaMappings: Mapping[] = [];
+  /** Maps this kernel cannot have and libbpf therefore does not create (`.percpu` data): name → why. */
+  private readonly skippedMaps = new Map<string, string>();
+  /** Each loaded program's jump table maps (gotox), kept open as long as the program, as libbpf keeps them. */
+  private readonly jumpTableMaps: BpfMap[] = [];
 
   constructor(readonly spec: ObjectSpec) {
     this.kernelSymbols = new KernelSymbols(spec);
   }
 
-  /** Reads a global variable from its data map, decoded by its BTF type. */
+  /** Reads a global variable from its data map, decoded by its BTF type (CPU 0's copy for `.percpu` data). */
   readVar(name: string): number | bigint | string | boolean {
     const { map, offset, typeId } = this.locateVar(name);
     const m = this.maps.get(map.name);
@@ -211,6 +218,11 @@ export class Collection {
       else if (size === 8) dv.setBigUint64(offset, BigInt.asUintN(64, v), true);
       else throw new CoreMatrixError(`${this.spec.source}: ${name} has an integer size of ${size}`);
     }
+    // Global per-CPU data (`.percpu`): the value above is CPU 0's; every CPU gets the same.
+    if (map.type === MapType.PERCPU_ARRAY) {
+      const stride = Math.ceil(map.valueSize / 8) * 8;
+      for (let at = stride; at + stride <= cur.length; at += stride) cur.copyWithin(at + offset, offset, offset + size);
+    }
     m.update(key, cur);
   }
 
@@ -243,6 +255,7 @@ export class Collection {
     for (const p of this.programs.values()) p.close();
     this.programs.clear();
     for (const a of this.arenaMappings.splice(0)) a.close();
+    for (const m of this.jumpTableMaps.splice(0)) m.close();
     for (const m of this.maps.values()) m.close();
     this.maps.clear();
     if (this.btfFd >= 0) closeFd(this.btfFd);
@@ -302,6 +315,12 @@ export class Collection {
       this.arenaOffset = arenaDataOffset({ name: m.name, maxEntries: m.maxEntries, dataSize: spec.arena.data.length, pageSize: facts.pageSize, fullRangeOffsets: probeLdimm64FullRangeOffsets() === 'supported', source: spec.source });
     }
     for (const m of spec.maps) {
+      // Global per-CPU data on a kernel without it: libbpf skips the map (its FEAT_PERCPU_DATA
+      // probe) and only the programs that use it fail (loadProgram names the map).
+      if (m.kind === 'data' && m.type === MapType.PERCPU_ARRAY && probePercpuData() !== 'supported') {
+        this.skippedMaps.set(m.name, `this kernel has no global per-CPU data (a PERCPU_ARRAY value addressed by ld_imm64, libbpf's FEAT_PERCPU_DATA)`);
+        continue;
+      }
       try {
         this.createMap(m, mmapable, opts, facts);
       } catch (e) {
@@ -333,6 +352,32 @@ export class Collection {
     // Each map is filled with its programs' fds when registered (struct-ops.ts registerStructOps).
     for (const plan of this.structOpsPlans) this.maps.set(plan.name, createStructOpsMap(plan, this.btfFd, spec.source));
     return this;
+  }
+
+  /**
+   * The program's jump tables as libbpf makes them: one frozen BPF_MAP_TYPE_INSN_ARRAY map per
+   * table, entry i = { orig_off: target i }, its fd written into every ld_imm64 of the table. A
+   * table that cannot be made fails the program (libbpf fails its load naming the program; the
+   * reference loader then loads the object's other programs without it, and so does this).
+   */
+  private createJumpTables(linked: LinkedProgram, program: string): void {
+    const dv = new DataView(linked.insns.buffer, linked.insns.byteOffset, linked.insns.byteLength);
+    for (const t of linked.jumpTables) {
+      const def = jumpTableMapDef(t);
+      let map: BpfMap;
+      try {
+        map = BpfMap.create({ mapType: def.type, keySize: def.keySize, valueSize: def.valueSize, maxEntries: def.maxEntries, mapFlags: def.flags, name: def.name });
+        this.jumpTableMaps.push(map);
+        t.targets.forEach((target, i) => map.update(u32(i), insnArrayValue(target)));
+        map.freeze();
+      } catch (e) {
+        if (!(e instanceof SyscallError)) throw e;
+        // libbpf fails the same way, naming the program; a kernel without such maps is said so.
+        const why = e.errno === EINVAL && probeInsnArrayMap() === 'missing' ? ': this kernel has no BPF_MAP_TYPE_INSN_ARRAY maps, which gotox jump tables need' : '';
+        throw new CoreMatrixError(`${this.spec.source}: prog '${program}': jump table '${t.symbol}' (${JUMPTABLES_SECTION}+${t.offset}): ${e.message.split('\n')[0]}${why}`);
+      }
+      for (const at of t.insns) dv.setInt32(at * 8 + 4, map.fd, true);
+    }
   }
 
   /**
@@ -383,7 +428,8 @@ export class Collection {
       if (m.data) {
         const data = new Uint8Array(m.data);
         if (m.section.startsWith('.rodata') && opts.rodata) this.applyRodata(m, data, opts.rodata);
-        map.update(new Uint8Array(4), data);
+        // `.percpu`: one image, copied by the kernel to every CPU (as libbpf fills it).
+        map.update(new Uint8Array(4), data, m.type === MapType.PERCPU_ARRAY ? BPF_F_ALL_CPUS : 0);
       }
       if (m.frozen) map.freeze();
       if (pinAt) this.pin(m, def, map, pinAt);
@@ -605,8 +651,18 @@ export class Collection {
       for (const ref of linked.mapRefs) {
         const m = this.spec.maps[ref.map]!;
         const map = this.maps.get(m.name);
-        if (!map) throw new CoreMatrixError(`map ${m.name} was not created`);
         const at = ref.insn * 8;
+        if (this.skippedMaps.has(m.name)) {
+          // Not created on this kernel: both halves become libbpf's invalid call #(2001000000 + map
+          // index), which the verifier refuses only where the program can reach it.
+          for (const half of [at, at + 8]) {
+            linked.insns.fill(0, half, half + 8);
+            dv.setUint8(half, CALL);
+            dv.setInt32(half + 4, POISON_LDIMM64_MAP_BASE + ref.map, true);
+          }
+          continue;
+        }
+        if (!map) throw new CoreMatrixError(`map ${m.name} was not created`);
         if (dv.getUint8(at) !== LD_IMM64) throw new CoreMatrixError(`map reference at insn ${ref.insn} is not ld_imm64`);
         dv.setInt32(at + 4, map.fd, true);
         if (ref.offset === undefined && (dv.getUint8(at + 1) >> 4) !== PSEUDO_MAP_FD) {
@@ -614,6 +670,7 @@ export class Collection {
         }
       }
       this.resolveExterns(linked, ksyms);
+      this.createJumpTables(linked, p.name);
       opts.mutateInsns?.(p.name, linked.insns);
       // Rows that load against a BTF target (fentry, fexit, fmod_ret, lsm, tp_btf, iter): the
       // kernel's type id of the target, as the section table names it (bpf_lsm_x, btf_trace_x, bpf_iter_x).
@@ -682,7 +739,7 @@ export class Collection {
         out.status = 'rejected';
         out.verifierLogTail = tail(e.log);
         out.insnsProcessed = processedFromLog(e.log);
-        out.reason = `verifier rejected it: ${this.unresolvedKfunc(e.log) ?? e.log.trimEnd().split('\n').filter(Boolean).slice(-2, -1)[0] ?? e.message}`;
+        out.reason = `verifier rejected it: ${this.uncreatedMap(e.log) ?? this.unresolvedKfunc(e.log) ?? e.log.trimEnd().split('\n').filter(Boolean).slice(-2, -1)[0] ?? e.message}`;
       } else if (e instanceof CoreMatrixError) {
         out.status = 'error';
         out.reason = e.message.split('\n')[0];
@@ -690,6 +747,18 @@ export class Collection {
     } finally {
       out.loadMs = Math.round(performance.now() - t0);
     }
+  }
+
+  /**
+   * A reached reference to a map this kernel could not have (libbpf's poisoned ld_imm64, which it
+   * names "BPF map 'x' is referenced but wasn't created"), with why, naming the object.
+   */
+  private uncreatedMap(log: string): string | undefined {
+    const m = /invalid func unknown#(\d+)/.exec(log);
+    const idx = m ? Number(m[1]) - POISON_LDIMM64_MAP_BASE : -1;
+    const map = idx >= 0 && idx < POISON_CALL_KFUNC_BASE - POISON_LDIMM64_MAP_BASE ? this.spec.maps[idx] : undefined;
+    if (!map) return undefined;
+    return `${this.spec.source}: map '${map.name}' is referenced but wasn't created: ${this.skippedMaps.get(map.name) ?? 'not created'} (invalid func unknown#${m![1]})`;
   }
 
   /**

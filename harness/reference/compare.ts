@@ -56,10 +56,22 @@ export function hexBytes(hex: string): Uint8Array {
   return b;
 }
 
-/** One instruction (two slots for ld_imm64) as a key with map ids renamed by first appearance. */
+/** gotox (BPF_JMP | BPF_JA | BPF_X): a program with one loads jump tables (BPF_MAP_TYPE_INSN_ARRAY). */
+const GOTOX = 0x0d;
+
+/**
+ * One instruction (two slots for ld_imm64) as a key with map ids renamed by first appearance; in a
+ * program with a gotox, kernel addresses loaded by ld_imm64 (src 0) too: the kernel dumps a jump
+ * table's load as the address of that load's INSN_ARRAY map (it has no map_direct_value_meta to
+ * turn it back into a map id), different in any two loads, like map ids.
+ */
 class Normaliser {
   private ids = new Map<number, number>();
-  constructor(readonly bytes: Uint8Array) {}
+  private tables = new Map<bigint, number>();
+  private readonly gotox: boolean;
+  constructor(readonly bytes: Uint8Array) {
+    this.gotox = bytes.some((b, i) => i % INSN_SIZE === 0 && b === GOTOX);
+  }
   get slots(): number {
     return Math.floor(this.bytes.length / INSN_SIZE);
   }
@@ -76,6 +88,16 @@ class Normaliser {
       // Everything but the first slot's imm (the map id), which becomes the map's ordinal.
       const rest = [...raw.subarray(0, 4), ...raw.subarray(8)].map((x) => x.toString(16).padStart(2, '0')).join('');
       return { key: `${rest}/map#${n}`, map: n };
+    }
+    if (w === 2 && src === 0 && this.gotox) {
+      const dv = new DataView(this.bytes.buffer, this.bytes.byteOffset + i * INSN_SIZE, 2 * INSN_SIZE);
+      const value = BigInt(dv.getUint32(4, true)) | (BigInt(dv.getUint32(12, true)) << 32n);
+      if (value >= KERNEL_ADDRESS_START) {
+        let n = this.tables.get(value);
+        if (n === undefined) this.tables.set(value, (n = this.tables.size));
+        const rest = [...raw.subarray(0, 4), ...raw.subarray(8, 12)].map((x) => x.toString(16).padStart(2, '0')).join('');
+        return { key: `${rest}/insn_array#${n}` };
+      }
     }
     return { key: [...raw].map((x) => x.toString(16).padStart(2, '0')).join('') };
   }

@@ -5,6 +5,7 @@
 
 import { existsSync, statfsSync } from 'node:fs';
 import { CoreMatrixError, UsageError } from '../core/errors.js';
+import { BPF_F_ALL_CPUS, BPF_F_CPU } from '../core/uapi.js';
 import { getName, getU32, getU64, MAP_INFO } from './attr.js';
 import { mapCreate, mapDelete, mapFreeze, mapLookup, mapNextKey, mapUpdate, objGet, objGetInfo, objPin, type MapCreateAttr } from './bpf.js';
 import { MapFlag, MapType } from './consts.js';
@@ -130,10 +131,15 @@ export class BpfMap {
     return named(this.name, () => mapLookup(this.fd, key, this.userValueSize));
   }
 
+  /**
+   * BPF_MAP_UPDATE_ELEM. With BPF_F_ALL_CPUS (or BPF_F_CPU) a per-CPU map takes one value of
+   * value_size bytes, not one per CPU (the kernel copies it to every CPU, or writes the one CPU).
+   */
   update(key: Uint8Array, value: Uint8Array, flags = 0): void {
     this.check();
     this.checkKey(key);
-    if (value.length !== this.userValueSize) throw new UsageError(`map '${this.name}': value is ${value.length} bytes, expected ${this.userValueSize}`);
+    const want = flags & (BPF_F_CPU | BPF_F_ALL_CPUS) ? this.valueSize : this.userValueSize;
+    if (value.length !== want) throw new UsageError(`map '${this.name}': value is ${value.length} bytes, expected ${want}`);
     named(this.name, () => mapUpdate(this.fd, key, value, flags));
   }
 

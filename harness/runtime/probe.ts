@@ -6,6 +6,7 @@ import { appendFileSync, existsSync } from 'node:fs';
 import { CoreMatrixError } from '../core/errors.js';
 import { AttachType } from '../core/uapi.js';
 import { BPF_PSEUDO_MAP_VALUE, LD_IMM64 } from '../core/insn.js';
+import { INSN_ARRAY_VALUE_SIZE, MAP_TYPE_INSN_ARRAY } from '../core/object/jumptables.js';
 import { assemble, call, exit, insn, movImm, R0 } from './asm.js';
 import { BpfCmd, LINK_CREATE, LINK_CREATE_UPROBE_MULTI, PERF_EVENT_ATTR, writeAttr } from './attr.js';
 import { btfLoad, mapCreate, progLoad, VerifierError, type MapCreateAttr } from './bpf.js';
@@ -229,6 +230,39 @@ export function probeLdimm64FullRangeOffsets(): FeatureState {
       close(map);
     }
   });
+}
+
+/**
+ * Global per-CPU data (libbpf's FEAT_PERCPU_DATA, asked as libbpf asks it): does a socket filter
+ * load that takes the address of a one-entry PERCPU_ARRAY's value with ld_imm64
+ * (BPF_PSEUDO_MAP_VALUE) and reads 8 bytes there? Without it libbpf creates no `.percpu` map.
+ */
+export function probePercpuData(): FeatureState {
+  return cached('percpu_data', undefined, () => {
+    let map: number;
+    try {
+      map = mapCreate({ mapType: MapType.PERCPU_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1, name: 'percpu_probe' });
+    } catch (e) {
+      if (isAbsent(e)) return false;
+      throw e;
+    }
+    try {
+      const BPF_LDX_DW = 0x79; // BPF_LDX | BPF_MEM | BPF_DW
+      const insns = assemble(insn(LD_IMM64, 1, BPF_PSEUDO_MAP_VALUE, 0, map), insn(0, 0, 0, 0, 0), insn(BPF_LDX_DW, 0, 1, 0, 0), exit());
+      close(progLoad({ progType: ProgType.SOCKET_FILTER, insns, license: 'GPL', name: 'percpu_probe', logLevel: 0 }).fd);
+      return true;
+    } catch (e) {
+      if (e instanceof VerifierError || isAbsent(e)) return false;
+      throw e;
+    } finally {
+      close(map);
+    }
+  });
+}
+
+/** Can an instruction array map (gotox jump tables) be created? (key u32, value struct bpf_insn_array_value.) */
+export function probeInsnArrayMap(): FeatureState {
+  return cached('map:INSN_ARRAY', undefined, () => tryMap({ mapType: MAP_TYPE_INSN_ARRAY, keySize: 4, valueSize: INSN_ARRAY_VALUE_SIZE, maxEntries: 1 }));
 }
 
 /** Extra load attributes some program types need for a trivial program. */

@@ -228,3 +228,36 @@ describe('compareOutcomes', () => {
     expect(compareOutcomes(ours, { ...theirs, xlated: undefined }).line).toMatch(/both loaded, but libbpf's xlated instructions are missing/);
   });
 });
+
+describe('compareXlated: jump table addresses (gotox)', () => {
+  /** `r1 = <addr> ll; gotox r1; r1 = <addr2> ll; exit` as the kernel dumps a program with jump tables. */
+  const program = (a: bigint, b: bigint, gotox = true): string => {
+    const x = new Uint8Array(6 * 8);
+    const dv = new DataView(x.buffer);
+    const ld = (at: number, v: bigint) => {
+      dv.setUint8(at, 0x18);
+      dv.setUint8(at + 1, 1);
+      dv.setUint32(at + 4, Number(v & 0xffffffffn), true);
+      dv.setUint32(at + 12, Number(v >> 32n), true);
+    };
+    ld(0, a);
+    dv.setUint8(16, gotox ? 0x0d : 0x05);
+    dv.setUint8(17, gotox ? 1 : 0);
+    ld(24, b);
+    dv.setUint8(40, 0x95);
+    return hex(x);
+  };
+  const A = 0xffff_8880_0100_0000n, B = 0xffff_8880_0200_0000n, C = 0xffff_8880_0300_0000n;
+
+  it('in a program with a gotox, each load\'s INSN_ARRAY addresses compare up to a consistent renaming', () => {
+    expect(compareXlated(program(A, B), program(B, C)).equal).toBe(true);
+    expect(compareXlated(program(A, A), program(C, C)).equal).toBe(true);
+    // One table on one side, two on the other: a real difference.
+    expect(compareXlated(program(A, A), program(B, C)).equal).toBe(false);
+  });
+
+  it('without a gotox, kernel addresses must be identical', () => {
+    expect(compareXlated(program(A, B, false), program(B, C, false)).equal).toBe(false);
+    expect(compareXlated(program(A, B, false), program(A, B, false)).equal).toBe(true);
+  });
+});

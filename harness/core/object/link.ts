@@ -9,8 +9,9 @@ import { FormatError } from '../errors.js';
 import {
   BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, CALL, INSN_SIZE, LD_IMM64,
 } from '../insn.js';
+import { JUMPTABLES_SECTION, jumpTableTargets } from './jumptables.js';
 import { infoFor } from './load.js';
-import type { CodeReloc, FunctionSpec, KernelFuncInfo, KernelLineInfo, LinkedProgram, ObjectSpec, ProgramSpec } from './types.js';
+import type { CodeReloc, FunctionSpec, KernelFuncInfo, KernelLineInfo, LinkedJumpTable, LinkedProgram, ObjectSpec, ProgramSpec } from './types.js';
 
 export interface LinkOptions {
   /** Instruction bytes to read instead of `obj.sections` (same keys). */
@@ -134,16 +135,17 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
     setImm(f.at, rel);
   }
 
-  // Pass 3: map, data and extern references.
+  // Pass 3: map, data, extern and jump table references.
   const mapRefs: LinkedProgram['mapRefs'] = [];
   const externRefs: LinkedProgram['externRefs'] = [];
+  const jumpTables: LinkedJumpTable[] = [];
   const kconfigMap = obj.maps.findIndex((m) => m.kind === 'kconfig');
   for (const { fn, start } of order) {
     for (const r of obj.relocs.get(fn.section) ?? []) {
       if (r.insn < fn.sectionOffset || r.insn >= fn.sectionOffset + fn.insnCount) continue;
       const i = start + r.insn - fn.sectionOffset;
       // Map, data and (non-call) extern references patch both halves of a ld_imm64: the second must be in the function.
-      if ((r.kind === 'map' || r.kind === 'data' || (r.kind === 'extern' && !r.call)) && r.insn + 1 >= fn.sectionOffset + fn.insnCount) {
+      if ((r.kind === 'map' || r.kind === 'data' || r.kind === 'jumptable' || (r.kind === 'extern' && !r.call)) && r.insn + 1 >= fn.sectionOffset + fn.insnCount) {
         throw new FormatError(`${where}: ${fn.name}+${r.insn - fn.sectionOffset}: ${r.kind} reference on a ld_imm64 in the function's last slot (its second half is outside)`);
       }
       switch (r.kind) {
@@ -181,6 +183,21 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
           }
           break;
         }
+        case 'jumptable': {
+          // One table per program however many loads of it (libbpf keys its maps by program and
+          // table), its entries moved with the function that loads it.
+          let t = jumpTables.findIndex((x) => x.offset === r.offset);
+          if (t < 0) {
+            if (!obj.jumpTables) throw new FormatError(`${where}: ${fn.name}+${r.insn - fn.sectionOffset}: jump table '${r.symbol}' but no ${JUMPTABLES_SECTION} section`);
+            const targets = jumpTableTargets(obj.jumpTables, r, fn.sectionOffset, start, where);
+            t = jumpTables.push({ symbol: r.symbol, offset: r.offset, targets, insns: [] }) - 1;
+          }
+          jumpTables[t]!.insns.push(i);
+          setSrc(i, BPF_PSEUDO_MAP_VALUE);
+          setImm(i, t);
+          dv.setInt16(i * INSN_SIZE + 2, 0, true);
+          break;
+        }
         default:
           break;
       }
@@ -202,7 +219,7 @@ export function linkProgram(obj: ObjectSpec, prog: ProgramSpec | string, opts: L
   externRefs.sort((a, b) => a.insn - b.insn);
 
   const out: LinkedProgram = {
-    name: p.name, type: p.type, sleepable: p.sleepable, insns, funcInfo, lineInfo, mapRefs, externRefs,
+    name: p.name, type: p.type, sleepable: p.sleepable, insns, funcInfo, lineInfo, mapRefs, externRefs, jumpTables,
     layout: order.map(({ fn, start }) => ({ name: fn.name, section: fn.section, start, insnCount: fn.insnCount })),
   };
   if (p.expectedAttachType !== undefined) out.expectedAttachType = p.expectedAttachType;

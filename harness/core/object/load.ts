@@ -12,7 +12,8 @@ import { INSN_SIZE, LD_IMM64, CALL } from '../insn.js';
 import { ARENA_SECTION, type ArenaSpec, MAP_TYPE_ARENA } from './arena.js';
 import { type DatasecLayout, fixupDatasecs } from './datasec.js';
 import { discoverExterns } from './externs.js';
-import { BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType, emptyMap, isDataSection, parseBtfMapDef, parseLegacyMapDef } from './maps.js';
+import { JUMPTABLES_SECTION } from './jumptables.js';
+import { BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, MapType, emptyMap, isDataSection, isPercpuDataSection, parseBtfMapDef, parseLegacyMapDef } from './maps.js';
 import { classifySection } from './sections.js';
 import type { StructOpsSpec, CodeReloc, FunctionSpec, KernelFuncInfo, KernelLineInfo, MapSpec, ObjectSpec, ProgramSpec } from './types.js';
 
@@ -96,15 +97,18 @@ export function loadObjectSpec(bytes: Uint8Array, source: string): ObjectSpec {
   }
   const dataMapBySection = new Map<number, number>();
   for (const s of elf.sections) {
-    if (!isDataSection(s.name) || isExec(s) || !(s.type === SHT_PROGBITS || s.type === SHT_NOBITS) || (s.flags & SHF_ALLOC) === 0) continue;
+    // `.percpu*`: what libbpf reads as global per-CPU data (PROGBITS of any flags, never .bss-like).
+    const percpu = isPercpuDataSection(s.name) && s.type === SHT_PROGBITS && !isExec(s);
+    if (!percpu && (!isDataSection(s.name) || isExec(s) || !(s.type === SHT_PROGBITS || s.type === SHT_NOBITS) || (s.flags & SHF_ALLOC) === 0)) continue;
     if (s.size === 0) continue;
     const spec = emptyMap(s.name, 'data', s.name);
-    spec.type = MapType.ARRAY;
+    spec.type = percpu ? MapType.PERCPU_ARRAY : MapType.ARRAY;
     spec.keySize = 4;
     spec.valueSize = s.size;
     spec.maxEntries = 1;
     spec.frozen = s.name.startsWith('.rodata');
-    spec.flags = BPF_F_MMAPABLE | (spec.frozen ? BPF_F_RDONLY_PROG : 0);
+    // A per-CPU array cannot be mmap()ed, and libbpf keeps `.percpu` writable from programs.
+    spec.flags = percpu ? 0 : BPF_F_MMAPABLE | (spec.frozen ? BPF_F_RDONLY_PROG : 0);
     spec.valueTypeId = findDatasec(rawBtf, s.name)?.id ?? 0;
     spec.data = s.type === SHT_NOBITS ? new Uint8Array(s.size) : new Uint8Array(elf.data(s));
     dataMapBySection.set(s.index, maps.push(spec) - 1);
@@ -145,6 +149,9 @@ export function loadObjectSpec(bytes: Uint8Array, source: string): ObjectSpec {
   }
 
   const structOps = collectStructOps(elf, rawBtf, source);
+
+  // gotox jump tables: read as libbpf reads them (a non-empty PROGBITS section, not code).
+  const jumpSec = elf.sections.find((s) => s.name === JUMPTABLES_SECTION && s.type === SHT_PROGBITS && !isExec(s) && s.size > 0);
 
   // Code relocations, resolved.
   const relocs = new Map<string, CodeReloc[]>();
@@ -198,6 +205,11 @@ export function loadObjectSpec(bytes: Uint8Array, source: string): ObjectSpec {
         list.push({ kind: 'func', insn, targetSection: tsec.name, targetInsn });
         continue;
       }
+      if (jumpSec && tsec.index === jumpSec.index) {
+        // The table's symbol says where it is and how long (libbpf ignores the addend here).
+        list.push({ kind: 'jumptable', insn, symbol: sym.name || tsec.name, offset: sym.value, size: sym.size });
+        continue;
+      }
       if (tsec.name === '.maps' || tsec.name === 'maps') {
         const off = symOff + imm;
         const idx = mapByOffset.get(tsec.name)?.get(off);
@@ -245,6 +257,7 @@ export function loadObjectSpec(bytes: Uint8Array, source: string): ObjectSpec {
   };
   if (btfExt) obj.btfExt = btfExt;
   if (arena) obj.arena = arena.spec;
+  if (jumpSec) obj.jumpTables = new Uint8Array(elf.data(jumpSec));
   return obj;
 }
 

@@ -158,6 +158,21 @@ export function parseLegacyMapDef(data: Uint8Array, offset: number, size: number
   return spec;
 }
 
+/**
+ * libbpf's POISON_LDIMM64_MAP_BASE: a load of a map that was not created (global per-CPU data on a
+ * kernel without it) becomes two calls of helper #(base + the map's index), which the verifier
+ * names if reached (`invalid func unknown#2001000003`).
+ */
+export const POISON_LDIMM64_MAP_BASE = 2001000000;
+
+/**
+ * Global per-CPU data (`SEC(".percpu")` variables, and `.percpu.<name>`): libbpf makes each such
+ * section a BPF_MAP_TYPE_PERCPU_ARRAY of one entry, whatever the section's ELF flags say.
+ */
+export function isPercpuDataSection(name: string): boolean {
+  return name === '.percpu' || name.startsWith('.percpu.');
+}
+
 /** Global data section names that become array maps. */
 export function isDataSection(name: string): boolean {
   return name === '.data' || name === '.rodata' || name === '.bss' ||

@@ -116,7 +116,12 @@ export type CodeReloc =
   | { kind: 'func'; insn: number; targetSection: string; targetInsn: number }
   | { kind: 'map'; insn: number; map: number }
   | { kind: 'data'; insn: number; map: number; offset: number }
-  | { kind: 'extern'; insn: number; extern: number; call: boolean };
+  | { kind: 'extern'; insn: number; extern: number; call: boolean }
+  /**
+   * A ld_imm64 of a jump table (gotox, `.jumptables`): the table is `size` bytes at `offset` of
+   * that section (its symbol's value and size), one u64 byte offset into the code per entry.
+   */
+  | { kind: 'jumptable'; insn: number; symbol: string; offset: number; size: number };
 
 export interface ObjectSpec {
   source: string;
@@ -141,6 +146,8 @@ export interface ObjectSpec {
    * (references to those globals are 'data' relocations against the arena map).
    */
   arena?: ArenaSpec;
+  /** A copy of the `.jumptables` section (gotox jump tables: u64 byte offsets into the code), when there is one. */
+  jumpTables?: Uint8Array;
 }
 
 /**
@@ -186,6 +193,24 @@ export interface LinkedProgram {
    * BPF_PSEUDO_KFUNC_CALL, imm 0) must be patched by the runtime with BTF ids or addresses.
    */
   externRefs: { insn: number; extern: number }[];
+  /**
+   * The jump tables this program's gotox instructions use (see jumptables.ts), one per table and
+   * program as libbpf makes them. Each ld_imm64 in `insns` already has src = BPF_PSEUDO_MAP_VALUE
+   * and imm = the table's index here: the runtime creates the table's BPF_MAP_TYPE_INSN_ARRAY map
+   * and writes its fd into imm.
+   */
+  jumpTables: LinkedJumpTable[];
   /** Functions in the order they were laid out, with their first instruction in `insns`. */
   layout: { name: string; section: string; start: number; insnCount: number }[];
+}
+
+/** One jump table of a linked program: where it comes from and what its map holds. */
+export interface LinkedJumpTable {
+  /** The table's symbol and its byte offset in `.jumptables` (two references to one table share it). */
+  symbol: string;
+  offset: number;
+  /** Each entry's target, an instruction index in the linked program (the map value's orig_off). */
+  targets: number[];
+  /** The ld_imm64 instructions (indices in `insns`) that load the table's address. */
+  insns: number[];
 }

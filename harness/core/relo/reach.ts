@@ -194,6 +194,9 @@ export function reachable(insns: Uint8Array, entry: number | readonly number[] =
           pc++;
           continue;
         }
+        // gotox (an indirect jump through a jump table, BPF_JA | BPF_X): its targets are in an
+        // instruction-array map, not in the code; give up, which the caller reads as "reachable".
+        if (cls === JMP && op === 0x00 && useX) return undefined;
         if (op === 0x00) {
           // ja (JMP32 ja uses imm)
           pc += 1 + (cls === JMP32 ? imm : off);
