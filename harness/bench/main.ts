@@ -7,10 +7,13 @@
 //   6. Public corpora on one kernel (harness/bench/corpus.ts): our whole-object load vs the current
 //      libbpf's open + bpf_object__load in the same guest, and a corpus run's wall time vs the
 //      time its guest spent in bpf(BPF_PROG_LOAD).
+//   7. Opt-in (BENCH_ONLY=kernel-build, about 20 min on 2 cores): a custom kernel's build with gcc
+//      alone vs through an empty and a warm ccache (harness/bench/kernel-build.ts).
 import { CLANG } from '../tools.js';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { parseBtf } from '../core/btf/btf.js';
 import { minimizeBtf } from '../core/btf/minimize.js';
 import { KernelStore } from '../kernels/store.js';
@@ -18,6 +21,7 @@ import { cacheDir, repoRoot } from '../paths.js';
 import { benchAgentStart, benchVm, median } from './vm.js';
 import { buildSuites } from '../suites/build.js';
 import { benchCorpus, pairStats, type LoadPair } from './corpus.js';
+import { benchKernelBuild } from './kernel-build.js';
 import type { Accel } from '../vm/arch.js';
 
 const KERNELS = (process.env.BENCH_KERNELS ?? '5.10,6.1,7.3').split(',');
@@ -238,6 +242,17 @@ async function main(): Promise<void> {
   if (!only || only.includes('matrix')) await benchMatrix();
   if (!only || only.includes('start')) await benchStart();
   if (!only || only.includes('corpus')) await benchCorpusSection();
+  if (only?.includes('kernel-build')) await benchKernelBuildSection(store);
+}
+
+async function benchKernelBuildSection(store: KernelStore): Promise<void> {
+  const id = process.env.BENCH_BUILD_KERNEL ?? '6.12-nonetns';
+  const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+  const runs = await benchKernelBuild(store, id, (s) => console.error(s));
+  const ref = runs[0]!.seconds;
+  printTable(`7. custom kernel build: ${id} (-j${availableParallelism()}, load average ${load0} at the start, ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]} at the end)`, ['build', 'wall', 'vs gcc alone', 'compilations from the cache'], runs.map((r) => [
+    r.label, `${r.seconds} s`, `${(r.seconds / ref).toFixed(2)}×`, r.ccache ? `${r.ccache.hits} of ${r.ccache.hits + r.ccache.misses}` : '',
+  ]));
 }
 
 main().catch((e: unknown) => {
