@@ -18,17 +18,41 @@ export function partsPerKernel(kernels: number, slots: number, objects: number):
 }
 
 /**
- * The objects of part `index` (0-based) of `count`: dealt out in turn, so that a run of costly
- * neighbours (the selftests' verifier_* objects sort together) is shared out, not given to one
- * part; except that an object goes where the one it `follows` went (a freplace into another
- * object's program needs that object loaded in the same guest).
+ * What an object costs a guest, in seconds under TCG, from the whole selftests corpus on 7.3 with
+ * both loaders (docs/results.md): about 2 s per object (its own loads' set-up, attach, the
+ * workload) and 0.3 s per program (each loader's verification, libbpf's attribution of failures).
  */
-export function partOf<T>(objects: readonly T[], index: number, count: number, follows: (o: T) => T | undefined = () => undefined): T[] {
+export const OBJECT_SECONDS = 2;
+export const PROGRAM_SECONDS = 0.3;
+export function objectWeight(programs: number): number {
+  return OBJECT_SECONDS + PROGRAM_SECONDS * programs;
+}
+
+/**
+ * The objects of part `index` (0-based) of `count`: each, costliest first, to the part with the
+ * least work so far (the first on a tie), so that the parts' guests end together (equal weights
+ * deal them out in turn); except that an object goes where the one it `follows` went (a freplace
+ * into another object's program needs that object loaded in the same guest). Each part keeps the
+ * objects' own order.
+ */
+export function partOf<T>(objects: readonly T[], index: number, count: number, follows: (o: T) => T | undefined = () => undefined, weight: (o: T) => number = () => 1): T[] {
   const part = new Map<T, number>();
-  let next = 0;
+  const load = new Array<number>(Math.max(1, count)).fill(0);
+  const leads = objects.map((o, i) => ({ o, i, w: weight(o) })).filter((x) => follows(x.o) === undefined || !objects.includes(follows(x.o)!));
+  leads.sort((a, b) => b.w - a.w || a.i - b.i);
+  for (const { o, w } of leads) {
+    const p = load.indexOf(Math.min(...load));
+    part.set(o, p);
+    load[p]! += w;
+  }
+  // Followers after every lead is placed (a chain follows its first object).
   for (const o of objects) {
-    const lead = follows(o);
-    part.set(o, lead !== undefined && part.has(lead) ? part.get(lead)! : next++ % count);
+    if (part.has(o)) continue;
+    let lead = follows(o);
+    for (let hops = 0; lead !== undefined && !part.has(lead) && hops < objects.length; hops++) lead = follows(lead);
+    const p = lead !== undefined && part.has(lead) ? part.get(lead)! : load.indexOf(Math.min(...load));
+    part.set(o, p);
+    load[p]! += weight(o);
   }
   return objects.filter((o) => part.get(o) === index);
 }

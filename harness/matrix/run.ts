@@ -36,7 +36,7 @@ import { runPool } from '../vm/pool.js';
 import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
 import { currentLibbpf, type CurrentLibbpf } from '../reference/build.js';
 import { bootOrder, DurationHistory } from './schedule.js';
-import { mergeParts, partId, partOf, partsPerKernel } from './parts.js';
+import { mergeParts, objectWeight, partId, partOf, partsPerKernel } from './parts.js';
 import { EXEC_OVERHEAD_MS, execImageFiles, netPlan, planExecsOn, SHELL_RC, shellRc, type ExecOptions, type PlannedExec } from './exec.js';
 import { describeBuild, listedName, markOtherArchBuild, objectBuiltFor, objectsOnArch, pairArchBuilds, splitArchPrefix, type BuiltFor } from './arch-objects.js';
 
@@ -381,7 +381,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     try {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
       // Users' objects are attached and run under the workload: tc on lo and null_blk need theirs.
-      const archObjects = partOf(objectsOn(arch), u.part, parts, replacedFirst);
+      const archObjects = partOf(objectsOn(arch), u.part, parts, replacedFirst, (x) => objectWeight(x.programs.length));
       const archExecs = first(u) ? execs.get(arch) ?? [] : [];
       // The --exec command's plan (the shell's profile goes to its folder).
       const userExec = archExecs.find((x) => !x.plan.ofSuite);
@@ -445,7 +445,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   /** What one guest owes: the suites (first part only) and its share of the objects. */
   const owedOf = (u: GuestUnit) => {
     const arch = archOf(u.e);
-    const mine = new Set(partOf(objectsOn(arch), u.part, parts, replacedFirst).map((x) => `object:${x.name}`));
+    const mine = new Set(partOf(objectsOn(arch), u.part, parts, replacedFirst, (x) => objectWeight(x.programs.length)).map((x) => `object:${x.name}`));
     return forArch(arch).owed.filter((w) => (w.unit.startsWith('object:') ? mine.has(w.unit) : first(u)));
   };
   /**

@@ -414,6 +414,27 @@ class OpenObject {
   }
 }
 
+/**
+ * The verifier log buffers of one loadWithLibbpf call, reused by every load it makes. Attributing
+ * failures loads the object again once per failing program, each time with a buffer per program:
+ * fresh ones were megabytes zeroed per load and as many external buffers for V8's GC to trace
+ * (perf on the host: a third of the time of the selftests' verifier_bounds, 26 failing of 83).
+ * libbpf writes a buffer only during bpf_object__load, and each load's log is copied out before
+ * the next; each use starts with an empty string.
+ */
+class VerifierLogs {
+  private readonly buffers: NativeMem[] = [];
+  /** Buffer `i`, emptied. */
+  take(i: number): NativeMem {
+    const m = (this.buffers[i] ??= new NativeMem(VERIFIER_LOG_SIZE));
+    m.bytes[0] = 0;
+    return m;
+  }
+  free(): void {
+    for (const m of this.buffers.splice(0)) m.free();
+  }
+}
+
 function cString(m: NativeMem): string {
   const end = m.bytes.indexOf(0);
   return Buffer.from(m.bytes.subarray(0, end < 0 ? m.size : end)).toString('utf8');
@@ -477,7 +498,7 @@ interface FailedLoad {
  * warning naming one of those it loaded) comes back with its outcome, so the caller can switch it
  * off and load the rest.
  */
-function loadWhole(l: Lib & { label: string }, bytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[], off: ReadonlySet<string>): { obj: OpenObject; outcomes: ReferenceOutcome[] } | FailedLoad {
+function loadWhole(l: Lib & { label: string }, bytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[], off: ReadonlySet<string>, buffers: VerifierLogs): { obj: OpenObject; outcomes: ReferenceOutcome[] } | FailedLoad {
   const t0 = performance.now();
   let obj: OpenObject | undefined;
   try {
@@ -488,7 +509,7 @@ function loadWhole(l: Lib & { label: string }, bytes: Uint8Array, name: string, 
     for (const p of progs) {
       if (!names.includes(p.name) || off.has(p.name)) l.setAutoload(p.ptr, false);
       if (!l.autoload(p.ptr)) continue;
-      const vlog = obj.alloc(VERIFIER_LOG_SIZE);
+      const vlog = buffers.take(logs.size);
       l.setLogBuf(p.ptr, vlog.addr, VERIFIER_LOG_SIZE);
       l.setLogLevel(p.ptr, LOG_STATS);
       logs.set(p.name, vlog);
@@ -558,7 +579,17 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
   // freplace programs (whose target is a program of this object, or of another object of the run):
   // loaded after the rest, each in a bpf_object of its own.
   const replacing = opts.configure?.attachProgram ?? {};
-  const first = loadPrograms(l, objectBytes, name, opts, names.filter((n) => !(n in replacing)));
+  const buffers = new VerifierLogs();
+  try {
+    return loadReplacersAfter(l, objectBytes, name, opts, names, replacing, buffers);
+  } finally {
+    buffers.free();
+  }
+}
+
+/** The programs that replace none first, then each replacer in a bpf_object of its own (see loadWithLibbpf). */
+function loadReplacersAfter(l: Lib & { label: string }, objectBytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[], replacing: NonNullable<NonNullable<ReferenceOptions['configure']>['attachProgram']>, buffers: VerifierLogs): ReferenceLoad {
+  const first = loadPrograms(l, objectBytes, name, opts, names.filter((n) => !(n in replacing)), buffers);
   const second = names.filter((n) => n in replacing);
   if (second.length === 0) return first;
   const objects = new Map<string, OpenObject>();
@@ -570,7 +601,7 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
     const targetName = object ? `${object}:${program}` : program;
     const local = object ? undefined : first.loaded.find((x) => x.name === program);
     const targetFd = object ? programFd : local && l.programFd(local.prog);
-    const r = loadOne(l, objectBytes, name, opts, ext, (me) => {
+    const r = loadOne(l, objectBytes, name, opts, ext, buffers, (me) => {
       if (targetFd === undefined || targetFd < 0) throw new CoreMatrixError(`reference: program '${ext}': the program it replaces a function of, '${targetName}', did not load`);
       const rc = l.setAttachTarget(me, targetFd, fn);
       if (rc < 0) throw new CoreMatrixError(`reference: bpf_program__set_attach_target(${ext}, ${targetName}'s fd, ${fn}): ${strerrorOf(l, -rc)} (${-rc})`);
@@ -600,7 +631,7 @@ export function loadWithLibbpf(objectBytes: Uint8Array, name: string, opts: Refe
  * One libbpf load of `object` with only `target` autoloaded (the rest of the configuration as
  * given); `beforeLoad` may set more on the program. The object stays open when the program loaded.
  */
-function loadOne(l: Lib & { label: string }, objectBytes: Uint8Array, name: string, opts: ReferenceOptions, target: string, beforeLoad?: (prog: bigint) => void): { out: ReferenceOutcome; obj?: OpenObject & { loaded: { name: string; prog: bigint } } } {
+function loadOne(l: Lib & { label: string }, objectBytes: Uint8Array, name: string, opts: ReferenceOptions, target: string, buffers: VerifierLogs, beforeLoad?: (prog: bigint) => void): { out: ReferenceOutcome; obj?: OpenObject & { loaded: { name: string; prog: bigint } } } {
   const t0 = performance.now();
   const out: ReferenceOutcome = { name: target, libbpf: l.label, status: 'error', relocations: [], log: [], loadMs: 0 };
   let obj: OpenObject | undefined;
@@ -617,7 +648,7 @@ function loadOne(l: Lib & { label: string }, objectBytes: Uint8Array, name: stri
     }
     for (const p of progs) l.setAutoload(p.ptr, p === me);
     beforeLoad?.(me.ptr);
-    const vlog = obj.alloc(VERIFIER_LOG_SIZE);
+    const vlog = buffers.take(0);
     l.setLogBuf(me.ptr, vlog.addr, VERIFIER_LOG_SIZE);
     l.setLogLevel(me.ptr, LOG_STATS);
     const err = l.load(obj.ptr);
@@ -661,10 +692,10 @@ function loadOne(l: Lib & { label: string }, objectBytes: Uint8Array, name: stri
  * this) paid for every program of the object. A failure libbpf pins on no program (a map, a
  * slot of a prog array) is attributed one program at a time, each alone.
  */
-function loadPrograms(l: Lib & { label: string }, objectBytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[]): ReferenceLoad {
+function loadPrograms(l: Lib & { label: string }, objectBytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[], buffers: VerifierLogs): ReferenceLoad {
   const failed = new Map<string, ReferenceOutcome>();
   for (;;) {
-    const whole = loadWhole(l, objectBytes, name, opts, names, new Set(failed.keys()));
+    const whole = loadWhole(l, objectBytes, name, opts, names, new Set(failed.keys()), buffers);
     if ('obj' in whole) {
       const obj = whole.obj;
       const progs = obj.programs();
@@ -675,11 +706,11 @@ function loadPrograms(l: Lib & { label: string }, objectBytes: Uint8Array, name:
     if (!whole.culprit || failed.has(whole.culprit.name)) break;
     failed.set(whole.culprit.name, whole.culprit);
   }
-  return loadEach(l, objectBytes, name, opts, names, failed);
+  return loadEach(l, objectBytes, name, opts, names, failed, buffers);
 }
 
 /** One program at a time (that program autoloaded, the others not), except those already attributed. */
-function loadEach(l: Lib & { label: string }, objectBytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[], attributed: ReadonlyMap<string, ReferenceOutcome>): ReferenceLoad {
+function loadEach(l: Lib & { label: string }, objectBytes: Uint8Array, name: string, opts: ReferenceOptions, names: string[], attributed: ReadonlyMap<string, ReferenceOutcome>, buffers: VerifierLogs): ReferenceLoad {
   const objects: OpenObject[] = [];
   const loaded: ReferenceLoad['loaded'] = [];
   const outcomes: ReferenceOutcome[] = [];
@@ -690,7 +721,7 @@ function loadEach(l: Lib & { label: string }, objectBytes: Uint8Array, name: str
       outcomes.push(known);
       continue;
     }
-    const r = loadOne(l, objectBytes, name, opts, target);
+    const r = loadOne(l, objectBytes, name, opts, target, buffers);
     outcomes.push(r.out);
     if (r.obj) {
       loaded.push(r.obj.loaded);

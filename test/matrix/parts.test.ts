@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mergeParts, partId, partOf, partsPerKernel } from '../../harness/matrix/parts.js';
+import { mergeParts, objectWeight, partId, partOf, partsPerKernel } from '../../harness/matrix/parts.js';
 import type { CellResult, KernelInfo, KernelRun, RunReport } from '../../harness/results.js';
 import { runMatrixCli } from '../helpers/matrix-cli.js';
 import { ensureBuilt } from '../helpers/tools.js';
@@ -29,7 +29,7 @@ describe('the rules', () => {
     expect(partsPerKernel(1, 2, 0)).toBe(1);
   });
 
-  it('deals the objects out in turn, so neighbours go to different guests, and loses none', () => {
+  it('deals the objects out by their cost (in turn when equal), so neighbours go to different guests, and loses none', () => {
     const objects = ['a', 'b', 'c', 'd', 'e'];
     expect(partOf(objects, 0, 2)).toEqual(['a', 'c', 'e']);
     expect(partOf(objects, 1, 2)).toEqual(['b', 'd']);
@@ -38,6 +38,16 @@ describe('the rules', () => {
     const follows = (o: string) => (o === 'd' ? 'a' : undefined);
     expect(partOf(objects, 0, 2, follows)).toEqual(['a', 'c', 'd']);
     expect(partOf(objects, 1, 2, follows)).toEqual(['b', 'e']);
+    // Weighed (objectWeight: programs), the costliest first to the least loaded part: the parts end together.
+    const programs: Record<string, number> = { a: 80, b: 2, c: 2, d: 40, e: 40, f: 2 };
+    const w = (o: string) => objectWeight(programs[o]!);
+    const six = Object.keys(programs);
+    expect(partOf(six, 0, 2, undefined, w)).toEqual(['a', 'b', 'f']);
+    expect(partOf(six, 1, 2, undefined, w)).toEqual(['c', 'd', 'e']);
+    expect([...partOf(six, 0, 2, undefined, w), ...partOf(six, 1, 2, undefined, w)].sort()).toEqual(six);
+    // A chain of followers (e replaces a function of d, d of a) stays with its first object.
+    const chain = (o: string) => ({ e: 'd', d: 'a' } as Record<string, string>)[o];
+    expect(partOf(six, 0, 2, chain, w)).toEqual(['a', 'd', 'e']);
     expect(partId('7.3', 1, 2)).toBe('7.3-part2of2');
     expect(partId('7.3', 0, 1)).toBe('7.3');
   });
