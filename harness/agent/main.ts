@@ -410,6 +410,8 @@ async function main(): Promise<number> {
       dog.end();
       for (const cell of corpusCells(results, kernel)) send({ t: 'result', kind: 'cell', data: cell });
     }
+    // Our loader's objects (and the CO-RE corpus) end here; then the reference's turn.
+    mark('our objects');
     // The reference loader: the same objects loaded by libbpf in this guest, compared with ours.
     const loader = manifest.loader ?? 'ours';
     if (loader !== 'ours') {
@@ -491,8 +493,8 @@ async function main(): Promise<number> {
       }
       await sharedRef.flush();
       heldRef.closeAll();
+      mark('reference');
     }
-    mark('rest');
     // The commands, last (each suite's own, then --exec): exit status, duration and output tail
     // as one cell each. After everything else so that a command cannot disturb what the suites,
     // objects and the reference measure, and a command that hangs or crashes the guest costs no
