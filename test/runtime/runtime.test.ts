@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { assemble, call, exit, movImm, R0 } from '../../harness/runtime/asm.js';
+import { addImm, assemble, call, exit, insn, movImm, R0 } from '../../harness/runtime/asm.js';
 import { btfLoad, mapCreate, VerifierError } from '../../harness/runtime/bpf.js';
 import { MapType, ProgType } from '../../harness/runtime/consts.js';
 import { kallsymsLookup, KernelConfig, kernelVersion, kernelVersionFromRelease, linuxKernelVersion, parseCpuList, parseKernelConfig, readKernelConfig } from '../../harness/runtime/facts.js';
@@ -75,6 +75,25 @@ describe('errors', () => {
     expect(v.message).toMatch(/^bpf\(BPF_PROG_LOAD\): EACCES \(Permission denied\): program 'bad_arg': /);
     expect(v.log).toMatch(/0: \(85\) call bpf_map_lookup_elem#1/);
     expect(v.lines.length).toBeGreaterThan(2);
+  });
+
+  it('a refusal that is not EACCES/EINVAL (E2BIG: a million instructions) is retried for the verifier\'s log, as libbpf does, and is a verifier rejection', () => {
+    let err: unknown;
+    const t0 = performance.now();
+    try {
+      // r0 = 0; loop: r0 += 1; if r0 != 0 goto loop; exit: every turn a new r0, so the verifier
+      // walks until its million-instruction limit.
+      Program.load({ progType: ProgType.SOCKET_FILTER, insns: assemble(movImm(R0, 0), addImm(R0, 1), insn(0x55, R0, 0, -2, 0), exit()), license: 'GPL', name: 'too_long' });
+    } catch (e) {
+      err = e;
+    }
+    console.log(`[measure] E2BIG load and its BPF_LOG_STATS retry: ${Math.round(performance.now() - t0)} ms`);
+    expect(err).toBeInstanceOf(VerifierError);
+    const v = err as VerifierError;
+    expect(v.code).toBe('E2BIG');
+    expect(v.log).toMatch(/BPF program is too large\. Processed 1000001 insn/);
+    // Statistics only: no instruction trace (a level-1 log of a million instructions is huge).
+    expect(v.log).not.toMatch(/^\d+: \(07\) r0 \+= 1/m);
   });
 
   it('a log buffer too small (ENOSPC) is grown until the log fits', () => {
