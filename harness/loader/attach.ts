@@ -78,8 +78,6 @@ export interface AttachEnv {
   kernelBtf?: (module?: string) => Btf | undefined;
 }
 
-const TRACING_MULTI: ReadonlySet<number> = new Set([AttachType.TRACE_FENTRY_MULTI, AttachType.TRACE_FEXIT_MULTI, AttachType.TRACE_FSESSION_MULTI]);
-
 /**
  * fentry.multi and friends (tracing-multi.ts): the section's glob over the kernel's (or the named
  * module's) traceable functions, one link. A bare section is its tool's to attach, as libbpf leaves it.
@@ -161,7 +159,7 @@ function attachOne(p: ProgramSpec, prog: Program, env: AttachEnv): Attachment {
       return attached(attachRawTracepoint(prog, t.name));
     case ProgType.TRACING:
       if (p.expectedAttachType === AttachType.TRACE_ITER) return attachIterProgram(p, prog);
-      if (TRACING_MULTI.has(p.expectedAttachType ?? -1)) return attachTracingMultiProgram(p, prog, env);
+      if (p.attachFn === 'tracing_multi') return attachTracingMultiProgram(p, prog, env);
       return attached(attachTracing(prog, p.expectedAttachType, `${p.kind} ${p.attachTo ?? ''}`.trim()));
     case ProgType.LSM: {
       if (p.expectedAttachType === AttachType.LSM_CGROUP) return attachToCgroup(p, prog);
