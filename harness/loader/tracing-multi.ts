@@ -13,16 +13,11 @@ import { globToRegExp } from '../core/glob.js';
 
 /** The most arguments a trampoline passes (the kernel's MAX_BPF_FUNC_ARGS). */
 const MAX_TRAMPOLINE_ARGS = 12;
-const MODIFIERS = new Set([Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG]);
 
 /** The size a trampoline sees of a type (pointers 8; ints, enums, structs, unions their size), or undefined where it cannot pass one. */
 function passedSize(btf: Btf, id: number): { size: number; aggregate: boolean } | undefined {
   if (id === 0) return { size: 0, aggregate: false };
-  let t = id;
-  for (let depth = 0; MODIFIERS.has(btf.kind(t)); depth++) {
-    if (depth >= 32) return undefined;
-    t = btf.sizeOrType(t);
-  }
+  const t = btf.skipModsAndTypedefs(id);
   switch (btf.kind(t)) {
     case Kind.PTR: return { size: 8, aggregate: false };
     case Kind.INT: case Kind.ENUM: case Kind.ENUM64: return { size: btf.sizeOrType(t), aggregate: false };
