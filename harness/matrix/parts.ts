@@ -38,7 +38,8 @@ export function objectWeight(programs: number): number {
 export function partOf<T>(objects: readonly T[], index: number, count: number, follows: (o: T) => T | undefined = () => undefined, weight: (o: T) => number = () => 1): T[] {
   const part = new Map<T, number>();
   const load = new Array<number>(Math.max(1, count)).fill(0);
-  const leads = objects.map((o, i) => ({ o, i, w: weight(o) })).filter((x) => follows(x.o) === undefined || !objects.includes(follows(x.o)!));
+  const present = new Set(objects);
+  const leads = objects.map((o, i) => ({ o, i, w: weight(o) })).filter(({ o }) => !present.has(follows(o) as T));
   leads.sort((a, b) => b.w - a.w || a.i - b.i);
   for (const { o, w } of leads) {
     const p = load.indexOf(Math.min(...load));
