@@ -143,6 +143,11 @@ export interface KernelRun {
    * than one: durationMs is then the longest one's.
    */
   guests?: number;
+  /**
+   * How many follow-up guests ran after a guest of this kernel died inside an object
+   * (matrix/resume.ts): each redid the units the dead one had not finished. durationMs counts them.
+   */
+  followUps?: number;
   bootMs?: number;
   durationMs: number;
   /** Last lines of the kernel console, kept when something went wrong. */

@@ -116,9 +116,16 @@ async function main(): Promise<number> {
       dog.blocking(describeStep(s), budgets.loadMs, attach);
     };
     /** The standard workload with an object's config commands, as a named step (async: heartbeats go on by themselves). */
+    // Where the workload's time goes, per loader's turn and per step (the phases line says it).
+    const workloads = { ours: { runs: 0, ms: 0 }, reference: { runs: 0, ms: 0 } };
+    let workloadTurn: keyof typeof workloads = 'ours';
+    const workloadSteps = new Map<string, number>();
     const workloadFor = (s: AgentStep, commands: string[] = []): Workload => async (hooks) => {
       stepTo(s);
       const w = await runWorkload({ commands, timeoutMs: WORKLOAD_WAIT_MS, ...hooks });
+      workloads[workloadTurn].runs++;
+      workloads[workloadTurn].ms += w.ms;
+      for (const st of w.steps) workloadSteps.set(st.step, (workloadSteps.get(st.step) ?? 0) + st.ms);
       return `workload ${w.ok ? 'ok' : 'had failures'} in ${w.ms} ms`;
     };
     const kernel: KernelInfo = { ...manifest.kernel, release };
@@ -213,7 +220,7 @@ async function main(): Promise<number> {
         for (const cell of cellsFor(st, kernel, s as File)) send({ t: 'result', kind: 'cell', data: cell });
         st.sent = true;
         // TEST-ONLY (manifest.faults, set by test/faults only): crash the kernel mid-run.
-        if (manifest.faults?.panicAfterSuite === st.spec.name) await crashKernel(st.spec.name);
+        if (manifest.faults?.panicAfterSuite === st.spec.name) await crashKernel(`after suite ${st.spec.name}`);
       },
     };
 
@@ -349,6 +356,8 @@ async function main(): Promise<number> {
     for (const [i, o] of manifest.objects.entries()) {
       const unit = { unit: `object:${o.name}`, object: o.name, index: states.size + i + 1, total: totalUnits };
       stepTo({ ...unit, phase: 'load' });
+      // TEST-ONLY (manifest.faults, set by test/faults only): crash the kernel as this object's load begins.
+      if (manifest.faults?.panicInObject === o.name) await crashKernel(`loading object ${o.name}`);
       const replaces = o.config ? replacedObjects(o.config) : [];
       const replacedBy = replacers.get(o.name);
       let attachments: ReadonlyMap<string, Attachment> = new Map();
@@ -414,6 +423,7 @@ async function main(): Promise<number> {
     mark('our objects');
     // The reference loader: the same objects loaded by libbpf in this guest, compared with ours.
     const loader = manifest.loader ?? 'ours';
+    workloadTurn = 'reference';
     if (loader !== 'ours') {
       const { referenceCells, libbpfAttachRun } = await import('./reference.js');
       const { libbpfProgramFd, libbpfProgramInfo } = await import('../reference/libbpf-attach.js');
@@ -511,7 +521,7 @@ async function main(): Promise<number> {
     }
     // Where the agent's time went (for start-up and matrix benchmarks), one line.
     send({ t: 'result', kind: PROG_LOAD_TOTAL, data: { ms: Math.round(progLoadStats.ms), calls: progLoadStats.calls } satisfies ProgLoadTotal });
-    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote}; ${suitePhases.join('; ')}` });
+    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote}; ${suitePhases.join('; ')}; workload: ours ${workloads.ours.runs} run(s) ${Math.round(workloads.ours.ms)} ms, reference ${workloads.reference.runs} run(s) ${Math.round(workloads.reference.ms)} ms (${[...workloadSteps].sort((a, b) => b[1] - a[1]).map(([n, ms]) => `${n} ${Math.round(ms)}`).join(', ')})` });
     send({ t: 'done', ok: true, ms: Math.round(performance.now() - t0) });
     return 0;
   } catch (e) {
@@ -644,8 +654,8 @@ function blockFor(ms?: number): void {
 }
 
 /** TEST-ONLY fault: sysrq c, after giving the serial port time to drain what was sent. */
-async function crashKernel(after: string): Promise<void> {
-  send({ t: 'log', level: 'info', msg: `agent: test fault: crashing the kernel after suite ${after}` });
+async function crashKernel(where: string): Promise<void> {
+  send({ t: 'log', level: 'info', msg: `agent: test fault: crashing the kernel ${where}` });
   await new Promise((r) => setTimeout(r, 1500));
   try {
     writeFileSync('/proc/sys/kernel/sysrq', '1');

@@ -113,6 +113,8 @@ export const STEP_BUDGETS = { loadMs: 300_000, runMs: 60_000 } as const;
 export interface ManifestFaults {
   /** Crash the kernel (sysrq c) right after this suite's cells were sent to the host. */
   panicAfterSuite?: string;
+  /** Crash the kernel (sysrq c) as this user object's load begins (its guest dies inside it). */
+  panicInObject?: string;
   /** Allocate and touch memory (before any suite runs) until the kernel's OOM killer kills the agent. */
   oom?: boolean;
   /**

@@ -87,6 +87,8 @@ export function mergeParts(kernel: KernelInfo, runs: readonly KernelRun[]): Kern
   };
   const cpus = runs[0]!.cpus;
   if (cpus) merged.cpus = cpus;
+  const followUps = runs.reduce((n, r) => n + (r.followUps ?? 0), 0);
+  if (followUps) merged.followUps = followUps;
   const boots = runs.map((r) => r.bootMs).filter((b): b is number => b !== undefined);
   if (boots.length) merged.bootMs = Math.max(...boots);
   if (bad) {

@@ -19,7 +19,7 @@ import { KernelStore, type KernelArtifacts } from '../kernels/store.js';
 import { findKernel, loadMatrix, type KernelEntry } from '../kernels/matrix.js';
 import { archOf, DEFAULT_ARCH, type DebianArch } from '../kernels/arch.js';
 import { repoRoot } from '../paths.js';
-import { describeStep, type GuestMessage } from '../protocol.js';
+import { describeStep, type AgentStep, type GuestMessage } from '../protocol.js';
 import { RESULT_SCHEMA, WHOLE_OBJECT, type CellResult, type KernelInfo, type KernelRun, type LoaderName, type RunReport } from '../results.js';
 import { buildSuites, clangId, DEFAULT_HEADER_KERNEL, hostTruthOf, listSuites, modulesFor, suitesDir, type BuiltSuite } from '../suites/build.js';
 import { hostKeysOf } from '../suites/truth.js';
@@ -37,6 +37,7 @@ import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
 import { currentLibbpf, type CurrentLibbpf } from '../reference/build.js';
 import { bootOrder, DurationHistory } from './schedule.js';
 import { mergeParts, objectWeight, partId, partOf, partsPerKernel } from './parts.js';
+import { diedIn, joinFollowUp, MAX_FOLLOW_UPS, unitsToRedo } from './resume.js';
 import { EXEC_OVERHEAD_MS, execImageFiles, netPlan, planExecsOn, SHELL_RC, shellRc, type ExecOptions, type PlannedExec } from './exec.js';
 import { describeBuild, listedName, markOtherArchBuild, objectBuiltFor, objectsOnArch, pairArchBuilds, splitArchPrefix, type BuiltFor } from './arch-objects.js';
 
@@ -330,10 +331,18 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     const target = x.config ? replacedObjects(x.config)[0] : undefined;
     return target === undefined ? undefined : userObjects.find((y) => y.name === target);
   };
-  /** One guest: part `part` of kernel `e`'s work. */
-  interface GuestUnit { e: KernelEntry; part: number; id: string }
+  /**
+   * One guest: part `part` of kernel `e`'s work; or, after a guest of that part died inside an
+   * object (matrix/resume.ts), a follow-up guest that redoes only the units in `only`.
+   */
+  interface GuestUnit { e: KernelEntry; part: number; id: string; only?: ReadonlySet<string> }
   const units: GuestUnit[] = order.flatMap((e) => Array.from({ length: parts }, (_, part) => ({ e, part, id: partId(e.id, part, parts) })));
-  const first = (u: GuestUnit) => u.part === 0;
+  /** The guest that runs the kernel's suites, CO-RE corpus and commands (a follow-up redoes suites only). */
+  const first = (u: GuestUnit) => u.part === 0 && !u.only;
+  /** This guest's share of the kernel's objects. */
+  const objectsOf = (u: GuestUnit, arch: DebianArch) => (u.only ? objectsOn(arch).filter((x) => u.only!.has(`object:${x.name}`)) : partOf(objectsOn(arch), u.part, parts, replacedFirst, (x) => objectWeight(x.programs.length)));
+  /** This guest's suites: all of them in the first part's guest, those to redo in a follow-up. */
+  const suitesOf = (u: GuestUnit, all: BuiltSuite[]) => (u.only ? all.filter((s) => u.only!.has(s.name)) : first(u) ? all : []);
 
   /** The --module names this kernel's package has (a kernel without one says so once and runs without it). */
   const userModules = async (k: KernelArtifacts): Promise<string[]> => {
@@ -374,14 +383,14 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     if (skipped) return { run: skipped };
     const { suites: allSuites, roots } = forArch(arch);
     // This guest's share: the suites go with the first part, the objects every parts-th one.
-    const archSuites = first(u) ? allSuites : [];
+    const archSuites = suitesOf(u, allSuites);
     // The current libbpf built for this kernel's arch, at the same guest path on every arch.
     const reference = references.get(arch);
     const guestLibbpf = reference && { so: guestLibbpfPath(reference.version), version: reference.version, source: reference.source };
     try {
       // Modules the suites need where this kernel builds them as modules (spec `modules`).
       // Users' objects are attached and run under the workload: tc on lo and null_blk need theirs.
-      const archObjects = partOf(objectsOn(arch), u.part, parts, replacedFirst, (x) => objectWeight(x.programs.length));
+      const archObjects = objectsOf(u, arch);
       const archExecs = first(u) ? execs.get(arch) ?? [] : [];
       // The --exec command's plan (the shell's profile goes to its folder).
       const userExec = archExecs.find((x) => !x.plan.ofSuite);
@@ -445,8 +454,9 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   /** What one guest owes: the suites (first part only) and its share of the objects. */
   const owedOf = (u: GuestUnit) => {
     const arch = archOf(u.e);
-    const mine = new Set(partOf(objectsOn(arch), u.part, parts, replacedFirst, (x) => objectWeight(x.programs.length)).map((x) => `object:${x.name}`));
-    return forArch(arch).owed.filter((w) => (w.unit.startsWith('object:') ? mine.has(w.unit) : first(u)));
+    const mine = new Set(objectsOf(u, arch).map((x) => `object:${x.name}`));
+    const suitesHere = new Set(suitesOf(u, forArch(arch).suites).map((s) => s.name));
+    return forArch(arch).owed.filter((w) => (w.unit.startsWith('object:') ? mine.has(w.unit) : suitesHere.has(w.unit)));
   };
   /**
    * The cells a guest owed and never sent: every loader's (of its arch) for the objects, ours for
@@ -469,6 +479,8 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     return loaders.includes('libbpf') && why !== undefined ? notRunCells(kernel, owedOf(u), ['libbpf'], [], noReferenceOn(arch, why)) : [];
   };
 
+  /** Where a guest that did not finish was, and the cells it had sent by then. */
+  const endings = new WeakMap<KernelRun, { lastStep: AgentStep; sent: CellResult[] }>();
   const boot = async (u: GuestUnit, p: Prepared, signal: AbortSignal): Promise<KernelRun> => {
     if ('run' in p) return p.run;
     const { e } = u;
@@ -513,6 +525,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       o.progress?.(u.id, `aborted: ${cells.length} cell(s) received`);
       return { kernel, guest: 'aborted', detail, accel: accel === 'auto' ? 'none' : accel, durationMs: Math.round(performance.now() - t0), cells: [...cells, ...owedCells(u, kernel, cells, `not run: ${detail}`), ...noReferenceCells(u, kernel)] };
     }
+    const sent = [...cells];
     if (g.verdict !== 'ok' && g.verdict !== 'no-btf') cells.push(...owedCells(u, kernel, cells, `not run: the guest ended (${g.verdict}) ${g.lastStep ? `after the agent's last step: ${describeStep(g.lastStep)}` : 'before the agent started any work'}`));
     cells.push(...noReferenceCells(u, kernel));
     // Another arch's build of a plain object: its cells on this kernel say so.
@@ -524,8 +537,34 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       run.detail = g.detail;
       run.consoleTail = g.consoleTail;
     }
+    if (g.lastStep) endings.set(run, { lastStep: g.lastStep, sent });
     const pass = cells.filter((c) => c.verdict === 'pass').length;
     o.progress?.(u.id, `${run.guest === 'ok' ? 'done' : run.guest} in ${(g.durationMs / 1000).toFixed(1)} s: ${pass}/${cells.length} cells pass${run.detail ? ` (${run.detail})` : ''}`);
+    return run;
+  };
+
+  /**
+   * A guest that died inside an object: the object is named in its cells, and the units it had
+   * not finished go to a follow-up guest of the same kernel, in the same slot (matrix/resume.ts),
+   * until one finishes or MAX_FOLLOW_UPS have run.
+   */
+  const followUps = async (u: GuestUnit, run: KernelRun, signal: AbortSignal): Promise<KernelRun> => {
+    const killers = new Set<string>();
+    let guest = u;
+    let last = run;
+    for (let round = 1; round <= MAX_FOLLOW_UPS && !signal.aborted; round++) {
+      const ending = endings.get(last);
+      const killer = ending && diedIn(last, ending.lastStep);
+      if (!ending || !killer) break;
+      killers.add(killer);
+      const redo = unitsToRedo(owedOf(guest), loadersOn(archOf(u.e)), ending.sent, killers);
+      if (!redo.length) break;
+      o.log(`[${u.id}] the guest died (${last.guest}) in ${describeStep(ending.lastStep)}: its ${redo.length} unfinished unit(s) go to follow-up guest ${round}`);
+      const death = { unit: killer, step: ending.lastStep, guest: last.guest };
+      guest = { ...u, id: `${u.id}-again${round}`, only: new Set(redo) };
+      last = await boot(guest, await prepare(guest, signal), signal);
+      run = joinFollowUp(run, last, redo, death);
+    }
     return run;
   };
 
@@ -567,7 +606,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
   const whole = (e: KernelEntry) => (finished.get(e.id)?.filter(Boolean).length ?? 0) === parts;
   try {
     await runPool(units, slots, async (u, signal) => {
-      const r = await boot(u, await prepared.get(u.id)!.promise, signal);
+      const r = await followUps(u, await boot(u, await prepared.get(u.id)!.promise, signal), signal);
       const runs = finished.get(u.e.id) ?? new Array<KernelRun>(parts);
       runs[u.part] = r;
       finished.set(u.e.id, runs);

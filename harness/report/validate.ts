@@ -196,6 +196,7 @@ const kernelRun = obj<KernelRun>({
   accel: req(oneOf(keys(ACCELS))),
   cpus: opt(count),
   guests: opt(count),
+  followUps: opt(count),
   bootMs: opt(num),
   durationMs: req(num),
   consoleTail: opt(str),

@@ -36,6 +36,36 @@ describe('guest faults (6.1, TCG)', () => {
     expect(runPassed(r)).toBe(false);
   }, 300_000);
 
+  it('a kernel panic inside one object costs that object only: the others, by both loaders, run in a follow-up guest', async () => {
+    const { copyFileSync } = await import('node:fs');
+    const dir = out();
+    const observer = compileBpf(fileURLToPath(new URL('../loader/fixtures/observer.bpf.c', import.meta.url)));
+    const objects = ['first.bpf.o', 'killer.bpf.o', 'last.bpf.o'].map((n) => {
+      copyFileSync(observer, join(dir, n));
+      return join(dir, n);
+    });
+    const logs: string[] = [];
+    const r = await runMatrix(base({ outDir: join(dir, 'out'), suites: [], objects, loader: 'both', faults: { panicInObject: 'killer.bpf.o' }, log: (l) => logs.push(l) }));
+    const k = r.kernels[0]!;
+    // The row keeps the death (a guest did die), and says what the follow-up did.
+    expect(k.guest).toBe('panic');
+    expect(k.followUps).toBe(1);
+    expect(k.detail).toMatch(/Kernel panic - not syncing.*; 2 unfinished unit\(s\) ran again in a follow-up guest: ok$/);
+    expect(logs.join('\n')).toMatch(/\[6\.1\] the guest died \(panic\) in object killer\.bpf\.o \(load\): its 2 unfinished unit\(s\) go to follow-up guest 1/);
+    // One cell per object, program and loader: the other two objects loaded, attached and ran with both.
+    expect(k.cells.map((c) => `${c.object.name} ${c.loader} ${c.verdict}`).sort()).toEqual([
+      'first.bpf.o libbpf pass', 'first.bpf.o ours pass', 'killer.bpf.o libbpf error', 'killer.bpf.o ours error', 'last.bpf.o libbpf pass', 'last.bpf.o ours pass',
+    ]);
+    for (const c of k.cells.filter((x) => x.object.name !== 'killer.bpf.o')) expect(c.attach, `${c.object.name} ${c.loader}`).toMatchObject({ status: 'attached', runCount: 1 });
+    for (const c of k.cells.filter((x) => x.object.name === 'killer.bpf.o')) {
+      expect(c.reason).toBe("not run: this object's load killed the guest (panic) in object killer.bpf.o (load); the guest's other unfinished objects ran again in a follow-up guest");
+    }
+    // Both guests' logs are kept, the follow-up's under its own name.
+    const { readdirSync } = await import('node:fs');
+    expect(readdirSync(join(dir, 'out', 'guests')).filter((f) => f.endsWith('.console.log')).sort()).toEqual(['6.1-again1.console.log', '6.1.console.log']);
+    expect(runPassed(r)).toBe(false);
+  }, 600_000);
+
   it('a load that holds the agent thread past the heartbeat timeout is not a hang: the watchdog beats for it, naming the step', async () => {
     const dir = out();
     const r = await runMatrix(base({ outDir: dir, suites: ['kernel-version', 'task-fields'], faults: { blockInLoad: { program: 'set_task_comm', ms: 20_000 } }, heartbeatTimeoutMs: 8_000 }));
