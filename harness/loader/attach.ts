@@ -20,6 +20,7 @@ import {
   sendProbeFrames, VETH_PAIR, type XdpMode,
 } from '../runtime/attach-net.js';
 import { interfaceIndex } from '../runtime/netlink.js';
+import { memoryCallsRefused } from '../runtime/sys.js';
 import { attachIter, attachKprobeMulti, attachPerfClock, attachTracingMulti, readIter } from '../runtime/attach-trace.js';
 import type { Btf } from '../core/btf/btf.js';
 import { tracingMultiIds } from './tracing-multi.js';
@@ -229,12 +230,18 @@ function attachIterProgram(p: ProgramSpec, prog: Program): Attachment {
 
 /**
  * A BPF LSM program acts on every task, the agent too: one that denies file access (a
- * file_permission hook returning an error) would leave the agent unable to read, write or report.
- * Right after attaching one, the agent checks that it can still open, write and read a file of its
- * own and read /proc: why not, or undefined. The caller then detaches it at once, before anything
- * else runs, and says so in the cell (its runs so far, the check's, are the kernel's count).
+ * file_permission hook returning an error) would leave the agent unable to read, write or report,
+ * and one that denies mmap or mprotect (mmap_file, file_mprotect) would make node's JavaScript
+ * engine abort the agent at its next code page. Right after attaching one, the agent checks that
+ * it can still map and mprotect a page, open, write and read a file of its own and read /proc:
+ * why not, or undefined. The caller then detaches it at once, before anything else runs, and says
+ * so in the cell (its runs so far, the check's, are the kernel's count). The engine can still
+ * mprotect between the attach and the check; a guest that dies there loses only this object
+ * (matrix/resume.ts).
  */
 export function deniesTheAgent(): string | undefined {
+  const memory = memoryCallsRefused();
+  if (memory) return memory;
   const file = `/tmp/cm-lsm-canary-${process.pid}`;
   try {
     writeFileSync(file, 'canary');
@@ -247,9 +254,9 @@ export function deniesTheAgent(): string | undefined {
   }
 }
 
-/** The note of an LSM program detached because it denied the agent its own file access. */
+/** The note of an LSM program detached because it denied the agent its own file or memory calls. */
 export function deniedNote(why: string): string {
-  return `detached right after attaching, before the workload: it denied the agent its own file access (${why})`;
+  return `detached right after attaching, before the workload: it denied the agent its own file or memory calls (${why})`;
 }
 
 /** Syscall programs run when user space asks (BPF_PROG_TEST_RUN), as their tool runs them. */
@@ -272,7 +279,7 @@ function attachToCgroup(p: ProgramSpec, prog: Program): Attachment {
   return p.expectedAttachType === AttachType.LSM_CGROUP ? keptUnlessDenying(link) : attached(link);
 }
 
-/** An LSM attachment, kept unless it denies the agent its own file access (deniesTheAgent): then detached at once, saying so. */
+/** An LSM attachment, kept unless it denies the agent its own file or memory calls (deniesTheAgent): then detached at once, saying so. */
 function keptUnlessDenying(link: Link): Attachment {
   const denied = deniesTheAgent();
   if (!denied) return attached(link);

@@ -239,7 +239,7 @@ export function attachWithLibbpf(ref: ReferenceLoad, specs: readonly ProgramSpec
     });
   }
 
-  /** As ours (loader/attach.ts): an LSM attachment that denies the agent its own file access goes at once, saying so. */
+  /** As ours (loader/attach.ts): an LSM attachment that denies the agent its own file or memory calls goes at once, saying so. */
   function unlessDenying(r: LibbpfAttachment): LibbpfAttachment {
     if (r.verdict.status !== 'attached') return r;
     const denied = deniesTheAgent();

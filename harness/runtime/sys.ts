@@ -19,6 +19,7 @@ const cClose = libc.func('int close(int fd)');
 const cRead = libc.func('long read(int fd, void *buf, size_t count)');
 const cMmap = libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)');
 const cMunmap = libc.func('int munmap(void *addr, size_t length)');
+const cMprotect = libc.func('int mprotect(void *addr, size_t len, int prot)');
 const cCalloc = libc.func('void *calloc(size_t nmemb, size_t size)');
 const cFree = libc.func('void free(void *ptr)');
 const cStrerror = libc.func('const char *strerror(int errnum)');
@@ -342,6 +343,30 @@ export function mount(source: string, target: string, fstype: string): void {
 
 let pageSizeCache = 0;
 /** sysconf(_SC_PAGESIZE). */
+const PROT_EXEC = 4;
+const MAP_PRIVATE = 2;
+const MAP_ANONYMOUS = 0x20;
+
+/**
+ * What the kernel refuses of the memory calls this process's JavaScript engine makes all the
+ * time: a private anonymous page mapped read-write, then made read-execute and back, as V8 does
+ * with its code pages (it aborts the process when mprotect fails). Undefined when all succeed.
+ */
+export function memoryCallsRefused(): string | undefined {
+  const size = pageSize();
+  const p = cMmap(null, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) as bigint | null;
+  const addr = p === null ? 0n : BigInt(koffi.address(p));
+  if (addr === 0xffffffffffffffffn || addr === 0n) return `mmap of an anonymous page: ${errnoName(koffi.errno())}`;
+  try {
+    for (const prot of [PROT_READ | PROT_EXEC, PROT_READ | PROT_WRITE]) {
+      if ((cMprotect(p, size, prot) as number) < 0) return `mprotect(${prot & PROT_EXEC ? 'PROT_READ|PROT_EXEC' : 'PROT_READ|PROT_WRITE'}): ${errnoName(koffi.errno())}`;
+    }
+    return undefined;
+  } finally {
+    cMunmap(p, size);
+  }
+}
+
 export function pageSize(): number {
   if (!pageSizeCache) pageSizeCache = Number(cSysconf(30 /* _SC_PAGESIZE */));
   return pageSizeCache;
