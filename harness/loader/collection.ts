@@ -22,7 +22,7 @@ import type { LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/ob
 import { relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { RelocationRecord } from '../core/relo/report.js';
 import { locateRodata, writeRodata } from '../suites/rodata.js';
-import { mmapArena } from '../runtime/bpf.js';
+import { mmapArena, verifierReason } from '../runtime/bpf.js';
 import { probeInsnArrayMap, probePercpuData } from '../runtime/probe.js';
 import type { Mapping } from '../runtime/sys.js';
 import { attachProgram, type Attachment } from './attach.js';
@@ -699,7 +699,7 @@ export class Collection {
       const prog = Program.load({
         progType: p.type,
         insns: linked.insns,
-        license: this.spec.license || 'GPL',
+        license: this.spec.license,
         name: p.name.slice(0, 15),
         expectedAttachType,
         attachBtfId: replaced?.btfId ?? attachBtfId,
@@ -722,7 +722,7 @@ export class Collection {
       if (out.insnsProcessed === undefined) {
         // Before 5.16 the count is only in the verifier log: load once more with a log, to report it.
         try {
-          const again = Program.load({ progType: p.type, insns: linked.insns, license: this.spec.license || 'GPL', name: p.name.slice(0, 15), expectedAttachType, attachBtfId: replaced?.btfId ?? attachBtfId, ...(replaced ? { attachProgFd: replaced.progFd } : attachBtfObjFd !== undefined ? { attachProgFd: attachBtfObjFd } : {}), progFlags: p.progFlags, kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion, logLevel: 1, logSize: 1 << 20, progBtfFd: useBtf ? this.btfFd : undefined, funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined, lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined });
+          const again = Program.load({ progType: p.type, insns: linked.insns, license: this.spec.license, name: p.name.slice(0, 15), expectedAttachType, attachBtfId: replaced?.btfId ?? attachBtfId, ...(replaced ? { attachProgFd: replaced.progFd } : attachBtfObjFd !== undefined ? { attachProgFd: attachBtfObjFd } : {}), progFlags: p.progFlags, kernVersion: this.spec.kernVersion || opts.kconfig.linuxKernelVersion, logLevel: 1, logSize: 1 << 20, progBtfFd: useBtf ? this.btfFd : undefined, funcInfo: useBtf && linked.funcInfo.length ? funcInfoBytes(linked.funcInfo) : undefined, lineInfo: useBtf && linked.lineInfo.length ? lineInfoBytes(linked.lineInfo) : undefined });
           out.insnsProcessed = processedFromLog(again.verifierLog);
           again.close();
         } catch {
@@ -739,7 +739,7 @@ export class Collection {
         out.status = 'rejected';
         out.verifierLogTail = tail(e.log);
         out.insnsProcessed = processedFromLog(e.log);
-        out.reason = `verifier rejected it: ${this.uncreatedMap(e.log) ?? this.unresolvedKfunc(e.log) ?? e.log.trimEnd().split('\n').filter(Boolean).slice(-2, -1)[0] ?? e.message}`;
+        out.reason = `verifier rejected it: ${this.uncreatedMap(e.log) ?? this.unresolvedKfunc(e.log) ?? verifierReason(e.log) ?? e.message}`;
       } else if (e instanceof CoreMatrixError) {
         out.status = 'error';
         out.reason = e.message.split('\n')[0];

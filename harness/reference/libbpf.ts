@@ -10,6 +10,7 @@
 
 import koffi from 'koffi';
 import { CoreMatrixError } from '../core/errors.js';
+import { verifierReason } from '../runtime/bpf.js';
 import { Program } from '../runtime/program.js';
 import { NativeMem } from '../runtime/sys.js';
 
@@ -465,14 +466,14 @@ function classify(l: Lib, err: number, log: string[], verifierLog: string, name:
   if (slot) return { status: 'error', reason: `libbpf cannot load it alone (per-program attribution after the whole object failed): ${slot.trim()}` };
   if (verifierLog.trim()) {
     // The last verifier line that is not the stats footer names the reason.
-    const lines = verifierLog.trimEnd().split('\n').filter((l) => l && !/^processed \d+ insns|^verification time|^stack depth/.test(l));
+    const reason = verifierReason(verifierLog);
     // Only the stats footer: the verifier accepted it, and libbpf failed the object afterwards
     // (a struct_ops table or map it could not fill without the object's other programs).
-    if (lines.length === 0 && /^processed \d+ insns/m.test(verifierLog)) {
+    if (reason === undefined && /^processed \d+ insns/m.test(verifierLog)) {
       const warn = text.find((l) => log.some((x) => x.startsWith('warn: ') && x.includes(l)));
       return { status: 'error', reason: `libbpf cannot load it alone (per-program attribution after the whole object failed): the verifier accepted it, then: ${warn?.trim() ?? `${strerrorOf(l, err)} (${err})`}` };
     }
-    const why = `verifier rejected it: ${lines.at(-1) ?? 'no reason in the log'}`;
+    const why = `verifier rejected it: ${reason ?? 'no reason in the log'}`;
     // A CO-RE relocation libbpf could not resolve was poisoned (call to 0xbad2310 = 195896080) and
     // reached the verifier: still a verifier rejection, as our loader reports it, with the relocation named.
     const poison = text.find((l) => l.startsWith(`prog '${name}': relo #`) && /no matching targets found|substituting insn/.test(l));

@@ -14,17 +14,29 @@ export class VerifierError extends SyscallError {
   /** The whole log, as the kernel wrote it. */
   readonly log: string;
   constructor(call: string, errno: number, log: string, what: string) {
-    const lines = log.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
-    // The last line is often "processed N insns ..." — the reason is usually the line before.
-    const tail = lines.filter((l) => !/^processed \d+ insns|^verification time/.test(l));
-    const last = tail.length ? tail[tail.length - 1]! : lines.length ? lines[lines.length - 1]! : 'rejected with an empty log (bad attributes, not the verifier)';
-    super(call, errno, `${what}: ${last}`);
+    const last = verifierReason(log) ?? log.trim().split('\n').at(-1)?.trim() ?? '';
+    super(call, errno, `${what}: ${last || 'rejected with an empty log (bad attributes, not the verifier)'}`);
     this.log = log;
   }
   /** The log split into lines. */
   get lines(): string[] {
     return this.log.split('\n');
   }
+}
+
+/**
+ * The statistics the verifier ends its log with: "processed N insns", and with BPF_LOG_STATS
+ * "verification time", "stack depth" and (7.x) one "subprog N (name) main|global|static
+ * insns_self …" line per subprogram.
+ */
+const VERIFIER_STATS = /^(processed \d+ insns|verification time|stack depth|subprog \d+ \(.*\) (main|global|static) insns_self \d+)/;
+
+/** A source line the verifier quotes from the line info (`; return ctx->x; @ file.c:10`), after the error on 7.x. */
+const SOURCE_LINE = /^; .* @ \S+:\d+$/;
+
+/** The verifier's reason for a rejection: the last line of its log that is neither one of its statistics nor a quoted source line. */
+export function verifierReason(log: string): string | undefined {
+  return log.split('\n').map((l) => l.trim()).filter((l) => l && !VERIFIER_STATS.test(l) && !SOURCE_LINE.test(l)).at(-1);
 }
 
 /** Object names the kernel accepts: [A-Za-z0-9_.], at most 15 bytes (others fail EINVAL). */
