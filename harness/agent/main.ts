@@ -117,7 +117,7 @@ async function main(): Promise<number> {
     };
     /** The standard workload with an object's config commands, as a named step (async: heartbeats go on by themselves). */
     // Where the workload's time goes, per loader's turn and per step (the phases line says it).
-    const workloads = { ours: { runs: 0, ms: 0 }, reference: { runs: 0, ms: 0 } };
+    const workloads = { ours: { runs: 0, ms: 0, loadMs: 0 }, reference: { runs: 0, ms: 0, loadMs: 0 } };
     let workloadTurn: keyof typeof workloads = 'ours';
     const workloadSteps = new Map<string, number>();
     const workloadFor = (s: AgentStep, commands: string[] = []): Workload => async (hooks) => {
@@ -392,7 +392,10 @@ async function main(): Promise<number> {
         const fd = t.programFd(program);
         return fd === undefined ? { reason: `${object} did not load ${program}` } : { fd, btf: t.btf! };
       };
-      const onLoaded = (t: LoadTiming) => send({ t: 'result', kind: LOAD_TIMING, data: t });
+      const onLoaded = (t: LoadTiming) => {
+        workloads.ours.loadMs += t.loadMs;
+        send({ t: 'result', kind: LOAD_TIMING, data: t });
+      };
       await shared.add(() => objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit), ...(replaces.length ? { replaceTarget } : {}) }, configFacts, attachRun, onLoaded, hold, (programs, f) => dog.blocking(describeStep({ ...unit, phase: 'load' }), budgets.loadMs * (programs + 1), f)).then(({ cells, outcomes }) => {
         programCounts.set(o.path, cells.length);
         if (outcomes) oursOutcomes.set(o.path, outcomes);
@@ -454,6 +457,7 @@ async function main(): Promise<number> {
         const replaces = user && o.config ? replacedObjects(o.config) : [];
         const replacedBy = user ? replacers.get(o.name) : undefined;
         let configured: ReturnType<typeof configuredFor> | undefined;
+        const loadStarted = performance.now();
         const { cells, live, spec } = dog.blocking(describeStep(s), budgets.loadMs * 2 * Math.max(1, o.programCount), () => {
           // Both loaders get the same configuration: ours the configured object, libbpf its setters.
           configured = o.config ? configuredFor(o.path, o.name, o.config, configFacts()) : undefined;
@@ -465,6 +469,7 @@ async function main(): Promise<number> {
           }
           return referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), ...(configured ? { configured } : {}), ...(ours ? { oursOutcomes: ours } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names), keepReference: user });
         });
+        workloads.reference.loadMs += performance.now() - loadStarted;
         await sharedRef.add(async () => {
           if (live) {
             let held = false;
@@ -521,7 +526,7 @@ async function main(): Promise<number> {
     }
     // Where the agent's time went (for start-up and matrix benchmarks), one line.
     send({ t: 'result', kind: PROG_LOAD_TOTAL, data: { ms: Math.round(progLoadStats.ms), calls: progLoadStats.calls } satisfies ProgLoadTotal });
-    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote}; ${suitePhases.join('; ')}; workload: ours ${workloads.ours.runs} run(s) ${Math.round(workloads.ours.ms)} ms, reference ${workloads.reference.runs} run(s) ${Math.round(workloads.reference.ms)} ms (${[...workloadSteps].sort((a, b) => b[1] - a[1]).map(([n, ms]) => `${n} ${Math.round(ms)}`).join(', ')})` });
+    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote}; ${suitePhases.join('; ')}; loads: ours ${Math.round(workloads.ours.loadMs)} ms, reference (both compared) ${Math.round(workloads.reference.loadMs)} ms; workload: ours ${workloads.ours.runs} run(s) ${Math.round(workloads.ours.ms)} ms, reference ${workloads.reference.runs} run(s) ${Math.round(workloads.reference.ms)} ms (${[...workloadSteps].sort((a, b) => b[1] - a[1]).map(([n, ms]) => `${n} ${Math.round(ms)}`).join(', ')})` });
     send({ t: 'done', ok: true, ms: Math.round(performance.now() - t0) });
     return 0;
   } catch (e) {
@@ -577,6 +582,7 @@ async function objectCells(
         return loading.objectFailed((e as Error).message.split('\n')[0]!);
       }
     });
+    for (const note of loading.slotNotes) send({ t: 'log', level: 'warn', msg: `agent: ${o.name}: ${note}` });
     // What the whole load took (as libbpf's open + load) and the verifier's part of it: for the bench.
     onLoaded({ unit: `object:${o.name}`, loadMs: Math.round(performance.now() - t), progLoadMs: Math.round(progLoadStats.ms - verifier0.ms), progLoads: progLoadStats.calls - verifier0.calls });
     // Loaded programs are attached as the object's tool would, the workload runs, the kernel counts.

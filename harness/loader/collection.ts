@@ -242,6 +242,8 @@ export class Collection {
 
   /** What the last close() could not undo (a detach the kernel refused), one line each: for the caller to log, never thrown. */
   closeErrors: string[] = [];
+  /** Prog-array slots of `.values` left empty because their program did not load (fillProgramSlots). */
+  readonly slotNotes: string[] = [];
 
   close(): void {
     this.closeErrors = [];
@@ -347,6 +349,8 @@ export class Collection {
       if (opts.aroundProgram) opts.aroundProgram(p.name, () => this.loadProgram(p, opts, ksyms));
       else this.loadProgram(p, opts, ksyms);
     }
+    // Prog arrays' `.values = { [slot] = &prog }`, once the programs are loaded, as libbpf fills them.
+    for (const m of spec.maps) if (m.initValues && m.type === MapType.PROG_ARRAY && !this.reusedPins.has(m.name)) this.fillProgramSlots(m);
     // struct_ops: their maps, after the programs: 5.10 finds its struct_ops types only once it has
     // parsed its own BTF, at the first verifier run (before that, BPF_MAP_CREATE answers ENOTSUPP).
     // Each map is filled with its programs' fds when registered (struct-ops.ts registerStructOps).
@@ -488,6 +492,31 @@ export class Collection {
       map.close();
       this.maps.set(m.name, pinned);
       this.reusedPins.add(m.name);
+    }
+  }
+
+  /**
+   * A prog array's `.values = { [slot] = &prog }`: each slot gets its program's fd after the
+   * programs loaded (libbpf's init_prog_array_slots), so tail calls through it reach them. A slot
+   * whose program did not load (refused, autoload off, or not among the programs asked for) stays
+   * empty and is said in `slotNotes`: libbpf fails the whole object there (EBADF), where our
+   * cells are per program.
+   */
+  private fillProgramSlots(m: MapSpec): void {
+    const array = this.maps.get(m.name);
+    if (!array) return;
+    for (const { slot, target } of m.initValues ?? []) {
+      const prog = this.programs.get(target);
+      if (!prog) {
+        this.slotNotes.push(`map '${m.name}': slot ${slot} is left empty: its program '${target}' did not load (libbpf fails the whole object here: EBADF)`);
+        continue;
+      }
+      try {
+        array.update(u32(slot), u32(prog.fd));
+      } catch (e) {
+        if (e instanceof SyscallError) e.message = `${this.spec.source}: ${e.message} (slot ${slot} = program '${target}')`;
+        throw e;
+      }
     }
   }
 
