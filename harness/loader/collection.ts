@@ -22,7 +22,7 @@ import type { LinkedProgram, MapSpec, ObjectSpec, ProgramSpec } from '../core/ob
 import { relocateSpec, type RelocateReport } from '../core/relocate.js';
 import type { RelocationRecord } from '../core/relo/report.js';
 import { locateRodata, writeRodata } from '../suites/rodata.js';
-import { mmapArena, verifierReason } from '../runtime/bpf.js';
+import { mmapArena, verifierProcessed, verifierReason } from '../runtime/bpf.js';
 import { probeInsnArrayMap, probePercpuData } from '../runtime/probe.js';
 import type { Mapping } from '../runtime/sys.js';
 import { attachProgram, type Attachment } from './attach.js';
@@ -722,6 +722,9 @@ export class Collection {
       // it changes which bpf_get_attach_cookie the verifier picks, so the translated code too).
       const ops = this.structOps.get(p.name);
       if (p.type === ProgType.STRUCT_OPS && typeof ops === 'object') attachBtfId = ops.attachBtfId;
+      // A struct_ops program no struct_ops map names has no type to attach to: libbpf refuses it
+      // before the kernel sees it (EINVAL), in these words.
+      if (p.type === ProgType.STRUCT_OPS && !attachBtfId) throw new CoreMatrixError(`program '${p.name}': SEC("struct_ops") program isn't referenced anywhere (no struct_ops map names it)`);
       const expectedAttachType = typeof ops === 'object' && p.type === ProgType.STRUCT_OPS ? ops.member
         : p.flags.usdt && probeUprobeMultiLink() === 'supported' ? AttachType.TRACE_UPROBE_MULTI : p.expectedAttachType;
       const useBtf = this.btfFd >= 0;
@@ -759,9 +762,10 @@ export class Collection {
         }
       }
     } catch (e) {
-      if (e instanceof VerifierError && !e.log.trim()) {
-        // Refused before the verifier said anything (bad attributes: a flag or attach type this
-        // kernel lacks): an error, as libbpf reports it, not a verifier verdict.
+      if (e instanceof VerifierError && !verifierReason(e.log) && !verifierProcessed(e.log)) {
+        // Refused before the verifier said anything, or with only "processed 0 insns" (bad
+        // attributes: a flag or attach type this kernel lacks): an error, as libbpf reports it,
+        // not a verifier verdict.
         out.status = 'error';
         out.reason = e.message.split('\n')[0];
       } else if (e instanceof VerifierError) {

@@ -10,7 +10,7 @@
 
 import koffi from 'koffi';
 import { CoreMatrixError } from '../core/errors.js';
-import { verifierReason } from '../runtime/bpf.js';
+import { verifierProcessed, verifierReason } from '../runtime/bpf.js';
 import { Program } from '../runtime/program.js';
 import { NativeMem } from '../runtime/sys.js';
 
@@ -464,16 +464,18 @@ function classify(l: Lib, err: number, log: string[], verifierLog: string, name:
   // object after the verifier accepted this one. Say so instead of blaming the verifier.
   const slot = text.find((l) => /failed to initialize slot/.test(l));
   if (slot) return { status: 'error', reason: `libbpf cannot load it alone (per-program attribution after the whole object failed): ${slot.trim()}` };
-  if (verifierLog.trim()) {
-    // The last verifier line that is not the stats footer names the reason.
-    const reason = verifierReason(verifierLog);
-    // Only the stats footer: the verifier accepted it, and libbpf failed the object afterwards
-    // (a struct_ops table or map it could not fill without the object's other programs).
-    if (reason === undefined && /^processed \d+ insns/m.test(verifierLog)) {
-      const warn = text.find((l) => log.some((x) => x.startsWith('warn: ') && x.includes(l)));
-      return { status: 'error', reason: `libbpf cannot load it alone (per-program attribution after the whole object failed): the verifier accepted it, then: ${warn?.trim() ?? `${strerrorOf(l, err)} (${err})`}` };
-    }
-    const why = `verifier rejected it: ${reason ?? 'no reason in the log'}`;
+  // The last verifier line that is not the stats footer names the reason.
+  const reason = verifierReason(verifierLog);
+  // Only the stats footer, with instructions processed: the verifier accepted it, and libbpf failed
+  // the object afterwards (a struct_ops table or map it could not fill without the object's other
+  // programs). "processed 0 insns" alone is the kernel refusing it before the first instruction
+  // (an attach type it lacks): libbpf's error, below.
+  if (reason === undefined && verifierProcessed(verifierLog) > 0) {
+    const warn = text.find((l) => log.some((x) => x.startsWith('warn: ') && x.includes(l)));
+    return { status: 'error', reason: `libbpf cannot load it alone (per-program attribution after the whole object failed): the verifier accepted it, then: ${warn?.trim() ?? `${strerrorOf(l, err)} (${err})`}` };
+  }
+  if (reason !== undefined) {
+    const why = `verifier rejected it: ${reason}`;
     // A CO-RE relocation libbpf could not resolve was poisoned (call to 0xbad2310 = 195896080) and
     // reached the verifier: still a verifier rejection, as our loader reports it, with the relocation named.
     const poison = text.find((l) => l.startsWith(`prog '${name}': relo #`) && /no matching targets found|substituting insn/.test(l));

@@ -14,8 +14,11 @@ export class VerifierError extends SyscallError {
   /** The whole log, as the kernel wrote it. */
   readonly log: string;
   constructor(call: string, errno: number, log: string, what: string) {
-    const last = verifierReason(log) ?? log.trim().split('\n').at(-1)?.trim() ?? '';
-    super(call, errno, `${what}: ${last || 'rejected with an empty log (bad attributes, not the verifier)'}`);
+    const reason = verifierReason(log)
+      ?? (!log.trim() ? 'rejected with an empty log (bad attributes, not the verifier)'
+        : verifierProcessed(log) === 0 ? 'refused before the verifier looked at any instruction (an attach type or flag this kernel lacks)'
+          : log.trim().split('\n').at(-1)!.trim());
+    super(call, errno, `${what}: ${reason}`);
     this.log = log;
   }
   /** The log split into lines. */
@@ -37,6 +40,15 @@ const SOURCE_LINE = /^; .* @ \S+:\d+$/;
 /** The verifier's reason for a rejection: the last line of its log that is neither one of its statistics nor a quoted source line. */
 export function verifierReason(log: string): string | undefined {
   return log.split('\n').map((l) => l.trim()).filter((l) => l && !VERIFIER_STATS.test(l) && !SOURCE_LINE.test(l)).at(-1);
+}
+
+/**
+ * How many instructions the verifier says it processed ("processed N insns"), or 0 when it says
+ * none: a log of nothing but "processed 0 insns" is a refusal before the first instruction (an
+ * attach type or flag this kernel lacks), not a program the verifier accepted.
+ */
+export function verifierProcessed(log: string): number {
+  return Number(/^processed (\d+) insns/m.exec(log)?.[1] ?? 0);
 }
 
 /** Object names the kernel accepts: [A-Za-z0-9_.], at most 15 bytes (others fail EINVAL). */

@@ -5,7 +5,7 @@
 // libbpf loads and as our retry after E2BIG loads, 7.3 adds one line per subprogram and quotes the
 // failing source line after the error; with log level 1, the error is the line before "processed".
 import { describe, expect, it } from 'vitest';
-import { VerifierError, verifierReason } from '../../harness/runtime/bpf.js';
+import { VerifierError, verifierProcessed, verifierReason } from '../../harness/runtime/bpf.js';
 
 const STATS_7_3 = [
   'invalid bpf_context access off=20 size=4',
@@ -41,8 +41,14 @@ describe("the verifier's reason", () => {
     expect(verifierReason('')).toBeUndefined();
   });
 
-  it('names the reason in a VerifierError, and says so when the log is empty', () => {
+  it('names the reason in a VerifierError, and says so when the log is empty or holds only "processed 0 insns"', () => {
     expect(new VerifierError('bpf(BPF_PROG_LOAD)', 13, STATS_7_3, "program 'xdp_devmap'").message).toContain("program 'xdp_devmap': invalid bpf_context access off=20 size=4");
     expect(new VerifierError('bpf(BPF_PROG_LOAD)', 22, '', "program 'x'").message).toContain("program 'x': rejected with an empty log (bad attributes, not the verifier)");
+    // 5.10 asked for an lsm_cgroup program (an attach type it does not know) writes only this line.
+    const none = 'processed 0 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0\n';
+    expect(verifierReason(none)).toBeUndefined();
+    expect(verifierProcessed(none)).toBe(0);
+    expect(verifierProcessed(STATS_7_3)).toBe(1);
+    expect(new VerifierError('bpf(BPF_PROG_LOAD)', 22, none, "program 'socket_bind'").message).toContain("program 'socket_bind': refused before the verifier looked at any instruction (an attach type or flag this kernel lacks)");
   });
 });
