@@ -67,11 +67,15 @@ export function referenceCells(o: ReferenceObject, kernel: KernelInfo, mode: 'li
       cell.timings.loadMs = theirs?.loadMs ?? 0;
       if (theirs?.xlated) cell.xlated = theirs.xlated;
       if (theirs?.insnsProcessed !== undefined) cell.verifier = { insnsProcessed: theirs.insnsProcessed };
-      cell.checks = [{ name: 'same verdict and translated instructions as our loader', observed: theirs?.status ?? 'missing', truth: ours?.status ?? 'missing', ok: c.verdict === 'same', source: `${theirs?.libbpf ?? 'libbpf'} in this guest vs our loader, BPF_OBJ_GET_INFO_BY_FD xlated` }];
+      cell.checks = [{ name: 'same verdict and translated instructions as our loader', observed: c.theirs, truth: c.ours, ok: c.verdict === 'same', source: `${theirs?.libbpf ?? 'libbpf'} in this guest vs our loader, BPF_OBJ_GET_INFO_BY_FD xlated` }];
       if (c.verdict !== 'same') {
         cell.verdict = 'fail';
         cell.reason = c.line;
+      } else if (theirs && theirs.status !== 'loaded' && theirs.status !== 'not-loaded') {
+        // Both refuse it: the cell still says libbpf's words, as a libbpf-only run would.
+        cell.reason = `both refuse it; ${theirs.libbpf}: ${theirs.status}: ${theirs.reason ?? ''}`;
       }
+      if (theirs?.verifierLog && theirs.status !== 'loaded') cell.verifier = { ...cell.verifier, logTail: theirs.verifierLog.trimEnd().split('\n').slice(-30).join('\n') };
       return cell;
     });
     return { cells, ...(d.live ? { live: d.live } : {}), ...(parsed ? { spec: parsed } : {}) };

@@ -218,6 +218,9 @@ export type ComparisonVerdict = 'same' | 'differs' | 'only-ours-loaded' | 'only-
 
 export interface OutcomeComparison {
   program: string;
+  /** The two statuses compared: ours (an object our reader refused is our 'error'), libbpf's. */
+  ours: string;
+  theirs: string;
   verdict: ComparisonVerdict;
   /** One line for logs and reports. */
   line: string;
@@ -259,7 +262,7 @@ export function compareOutcomes(ours: OursLike, theirs: TheirsLike): OutcomeComp
   const program = ours.name;
   const relo = compareRelocations(ours.relocations ?? [], parseLibbpfRelos(theirs.relocations ?? []));
   const reloText = relo ? (relo.firstDiff ? `; relocations differ: ${relo.firstDiff}` : `; ${relo.agree} relocations agree`) : '';
-  const base = { program, ...(relo?.firstDiff ? { reloDiff: relo.firstDiff } : {}) };
+  const base = { program, ours: ours.status, theirs: theirs.status, ...(relo?.firstDiff ? { reloDiff: relo.firstDiff } : {}) };
   if (ours.status === 'loaded' && theirs.status === 'loaded') {
     if (ours.xlated === undefined || theirs.xlated === undefined) {
       return { ...base, verdict: 'differs', line: `${program}: both loaded, but ${ours.xlated === undefined ? 'our' : "libbpf's"} xlated instructions are missing${reloText}` };
