@@ -451,7 +451,7 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
     }
   };
 
-  /** What one guest owes: the suites (first part only) and its share of the objects. */
+  /** What one guest owes: the suites (first part only, or those a follow-up redoes) and its share of the objects. */
   const owedOf = (u: GuestUnit) => {
     const arch = archOf(u.e);
     const mine = new Set(objectsOf(u, arch).map((x) => `object:${x.name}`));
