@@ -53,6 +53,7 @@ function everyField(base: RunReport): RunReport {
     k.bootMs = 2100 + i;
     k.cpus = 2;
     k.guests = 2;
+    k.followUps = 1;
     k.detail = `guest detail ${i}`;
     k.consoleTail = `[    2.1] Run /init as init process\n[    2.3] line ${i}`;
     for (const c of k.cells) {
