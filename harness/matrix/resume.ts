@@ -6,16 +6,10 @@
 // guest, so a unit is redone whole, by every loader).
 
 import { describeStep, type AgentStep } from '../protocol.js';
-import { WHOLE_OBJECT, type CellResult, type GuestVerdict, type KernelRun, type LoaderName } from '../results.js';
+import type { CellResult, GuestVerdict, KernelRun } from '../results.js';
 
 /** At most this many follow-up guests per guest: each excludes one more object that killed one. */
 export const MAX_FOLLOW_UPS = 3;
-
-/** A unit a guest owes: a suite or an object (`object:<name>`), its programs, per loader. */
-export interface OwedUnit {
-  unit: string;
-  programs: string[];
-}
 
 /** Verdicts of a guest that ran and then died: worth a follow-up when it died inside an object. */
 const DIED = new Set(['panic', 'oops', 'hung-task', 'agent-oom', 'agent-hang', 'qemu-died', 'timeout', 'agent-failed']);
@@ -28,18 +22,6 @@ const DIED = new Set(['panic', 'oops', 'hung-task', 'agent-oom', 'agent-hang', '
 export function diedIn(run: Pick<KernelRun, 'guest'>, lastStep: AgentStep | undefined): string | undefined {
   if (!DIED.has(run.guest) || !lastStep) return undefined;
   return lastStep.unit.startsWith('object:') ? lastStep.unit : undefined;
-}
-
-/**
- * The units a follow-up guest redoes: those the guest owed and did not send every cell of (for
- * every loader; a unit that failed whole sent one cell for the object), except the objects a guest
- * already died in.
- */
-export function unitsToRedo(owed: readonly OwedUnit[], loaders: readonly LoaderName[], sent: readonly CellResult[], killers: ReadonlySet<string>): string[] {
-  const have = new Set(sent.map((c) => `${c.loader}\u0000${c.suite}\u0000${c.program}`));
-  const whole = new Set(sent.filter((c) => c.program === WHOLE_OBJECT).map((c) => `${c.loader}\u0000${c.suite}`));
-  const finished = (u: OwedUnit) => loaders.every((l) => whole.has(`${l}\u0000${u.unit}`) || u.programs.every((p) => have.has(`${l}\u0000${u.unit}\u0000${p}`)));
-  return owed.filter((u) => !killers.has(u.unit) && !finished(u)).map((u) => u.unit);
 }
 
 /** Where a guest died: the object (unit), the agent's last step in it, the guest's verdict. */

@@ -37,7 +37,7 @@ import { MANIFEST_SCHEMA, type RunManifest } from '../agent/manifest.js';
 import { currentLibbpf, type CurrentLibbpf } from '../reference/build.js';
 import { bootOrder, DurationHistory } from './schedule.js';
 import { mergeParts, objectWeight, partId, partOf, partsPerKernel } from './parts.js';
-import { diedIn, joinFollowUp, MAX_FOLLOW_UPS, unitsToRedo } from './resume.js';
+import { diedIn, joinFollowUp, MAX_FOLLOW_UPS } from './resume.js';
 import { EXEC_OVERHEAD_MS, execImageFiles, netPlan, planExecsOn, SHELL_RC, shellRc, type ExecOptions, type PlannedExec } from './exec.js';
 import { describeBuild, listedName, markOtherArchBuild, objectBuiltFor, objectsOnArch, pairArchBuilds, splitArchPrefix, type BuiltFor } from './arch-objects.js';
 
@@ -557,7 +557,8 @@ export async function runMatrix(o: MatrixOptions): Promise<RunReport> {
       const killer = ending && diedIn(last, ending.lastStep);
       if (!ending || !killer) break;
       killers.add(killer);
-      const redo = unitsToRedo(owedOf(guest), loadersOn(archOf(u.e)), ending.sent, killers);
+      // Every unit some loader did not finish (what notRunCells would list), but the objects guests died in.
+      const redo = owedOf(guest).filter((w) => !killers.has(w.unit) && notRunCells(last.kernel, [w], loadersOn(archOf(u.e)), ending.sent, '').length > 0).map((w) => w.unit);
       if (!redo.length) break;
       o.log(`[${u.id}] the guest died (${last.guest}) in ${describeStep(ending.lastStep)}: its ${redo.length} unfinished unit(s) go to follow-up guest ${round}`);
       const death = { unit: killer, step: ending.lastStep, guest: last.guest };
