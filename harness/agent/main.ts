@@ -117,14 +117,14 @@ async function main(): Promise<number> {
     };
     /** The standard workload with an object's config commands, as a named step (async: heartbeats go on by themselves). */
     // Where the workload's time goes, per loader's turn and per step (the phases line says it).
-    const workloads = { ours: { runs: 0, ms: 0, loadMs: 0 }, reference: { runs: 0, ms: 0, loadMs: 0 } };
-    let workloadTurn: keyof typeof workloads = 'ours';
+    const turns = { ours: { runs: 0, ms: 0, loadMs: 0 }, reference: { runs: 0, ms: 0, loadMs: 0 } };
+    let turn: keyof typeof turns = 'ours';
     const workloadSteps = new Map<string, number>();
     const workloadFor = (s: AgentStep, commands: string[] = []): Workload => async (hooks) => {
       stepTo(s);
       const w = await runWorkload({ commands, timeoutMs: WORKLOAD_WAIT_MS, ...hooks });
-      workloads[workloadTurn].runs++;
-      workloads[workloadTurn].ms += w.ms;
+      turns[turn].runs++;
+      turns[turn].ms += w.ms;
       for (const st of w.steps) workloadSteps.set(st.step, (workloadSteps.get(st.step) ?? 0) + st.ms);
       return `workload ${w.ok ? 'ok' : 'had failures'} in ${w.ms} ms`;
     };
@@ -393,7 +393,7 @@ async function main(): Promise<number> {
         return fd === undefined ? { reason: `${object} did not load ${program}` } : { fd, btf: t.btf! };
       };
       const onLoaded = (t: LoadTiming) => {
-        workloads.ours.loadMs += t.loadMs;
+        turns.ours.loadMs += t.loadMs;
         send({ t: 'result', kind: LOAD_TIMING, data: t });
       };
       await shared.add(() => objectCells(o, kernel, { kernelBtf, moduleBtfs, kernelBtfName, kconfig, kallsyms: (names) => kallsymsLookup(names), aroundProgram: loadStep(unit), ...(replaces.length ? { replaceTarget } : {}) }, configFacts, attachRun, onLoaded, hold, (programs, f) => dog.blocking(describeStep({ ...unit, phase: 'load' }), budgets.loadMs * (programs + 1), f)).then(({ cells, outcomes }) => {
@@ -426,7 +426,7 @@ async function main(): Promise<number> {
     mark('our objects');
     // The reference loader: the same objects loaded by libbpf in this guest, compared with ours.
     const loader = manifest.loader ?? 'ours';
-    workloadTurn = 'reference';
+    turn = 'reference';
     if (loader !== 'ours') {
       const { referenceCells, libbpfAttachRun } = await import('./reference.js');
       const { libbpfProgramFd, libbpfProgramInfo } = await import('../reference/libbpf-attach.js');
@@ -469,7 +469,7 @@ async function main(): Promise<number> {
           }
           return referenceCells(o, kernel, loader, { kernelBtf, moduleBtfs, kernelBtfName, ...(btfCustomPath ? { btfCustomPath } : {}), ...(manifest.libbpf ? { library: manifest.libbpf } : {}), ...(configured ? { configured } : {}), ...(ours ? { oursOutcomes: ours } : {}), kconfig, kallsyms: (names) => kallsymsLookup(names), keepReference: user });
         });
-        workloads.reference.loadMs += performance.now() - loadStarted;
+        turns.reference.loadMs += performance.now() - loadStarted;
         await sharedRef.add(async () => {
           if (live) {
             let held = false;
@@ -526,7 +526,7 @@ async function main(): Promise<number> {
     }
     // Where the agent's time went (for start-up and matrix benchmarks), one line.
     send({ t: 'result', kind: PROG_LOAD_TOTAL, data: { ms: Math.round(progLoadStats.ms), calls: progLoadStats.calls } satisfies ProgLoadTotal });
-    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote}; ${suitePhases.join('; ')}; loads: ours ${Math.round(workloads.ours.loadMs)} ms, reference (both compared) ${Math.round(workloads.reference.loadMs)} ms; workload: ours ${workloads.ours.runs} run(s) ${Math.round(workloads.ours.ms)} ms, reference ${workloads.reference.runs} run(s) ${Math.round(workloads.reference.ms)} ms (${[...workloadSteps].sort((a, b) => b[1] - a[1]).map(([n, ms]) => `${n} ${Math.round(ms)}`).join(', ')})` });
+    send({ t: 'log', level: 'info', msg: `agent phases: ${phase.slice(1).map(([n, t], i) => `${n} ${Math.round(t - phase[i]![1])} ms`).join(', ')}; before: ${Math.round(phase[0]![1] - t0)} ms; kernel BTF ${btfNote}; ${suitePhases.join('; ')}; loads: ours ${Math.round(turns.ours.loadMs)} ms, reference (both compared) ${Math.round(turns.reference.loadMs)} ms; workload: ours ${turns.ours.runs} run(s) ${Math.round(turns.ours.ms)} ms, reference ${turns.reference.runs} run(s) ${Math.round(turns.reference.ms)} ms (${[...workloadSteps].sort((a, b) => b[1] - a[1]).map(([n, ms]) => `${n} ${Math.round(ms)}`).join(', ')})` });
     send({ t: 'done', ok: true, ms: Math.round(performance.now() - t0) });
     return 0;
   } catch (e) {
