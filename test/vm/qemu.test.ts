@@ -160,7 +160,14 @@ describe(`guest runs on ${KERNEL} (TCG)`, () => {
       const pid = await new Promise<number>((resolve) => host.stdout!.on('data', (b: Buffer) => /PID (\d+)/.test(b.toString()) && resolve(Number(/PID (\d+)/.exec(b.toString())![1]))));
       let qemu: number | undefined;
       for (let i = 0; i < 100 && qemu === undefined; i++) {
-        qemu = childrenOf(pid).find((c) => readFileSync(`/proc/${c}/comm`, 'utf8').startsWith('qemu-system'));
+        // A child may exit between the listing and the read (tsx's own helpers): not QEMU then.
+        qemu = childrenOf(pid).find((c) => {
+          try {
+            return readFileSync(`/proc/${c}/comm`, 'utf8').startsWith('qemu-system');
+          } catch {
+            return false;
+          }
+        });
         if (qemu === undefined) await new Promise((r) => setTimeout(r, 100));
       }
       expect(qemu, `qemu under host pid ${pid}`).toBeDefined();
